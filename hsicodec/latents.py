@@ -1,0 +1,137 @@
+"""Latent layouts: where latent vectors sit in the image and how pixels read them.
+
+A layout is a list of levels. Level ``l`` holds a grid of latent vectors with
+``channels`` values each, one node per ``cell`` × ``cell`` pixels. A pixel's
+latent φ is the concatenation over levels of its level feature:
+
+* ``nearest``: the vector of the cell the pixel lies in (the paper's
+  one-latent-per-patch; with ``cell`` ≥ image size, one latent per image);
+* ``linear``: bilinear interpolation between the four nearest nodes, nodes at
+  the cell centres, clamped at the edges (Cool-chic / C3 style latent grids).
+
+The SIREN's pixel input is the pixel's position inside its ``coord_cell`` block,
+mapped to [-1, 1]². Everything here is index arithmetic on numpy arrays; the
+torch encoder and trainer use the same indices (see :func:`axis_interp`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+INTERP_MODES = ("nearest", "linear")
+
+
+@dataclass(frozen=True)
+class LatentLevel:
+    """One grid of latents: one node per ``cell`` pixels along each axis."""
+
+    cell: int
+    channels: int
+    interp: str = "linear"
+
+
+@dataclass(frozen=True)
+class LatentLayout:
+    """The latent levels of a model and the block size of its coordinate input."""
+
+    levels: tuple
+    coord_cell: int
+
+    @property
+    def latent_dim(self) -> int:
+        return sum(lv.channels for lv in self.levels)
+
+    def grid_shape(self, level: int, height: int, width: int) -> tuple[int, int]:
+        cell = self.levels[level].cell
+        return (-(-height // cell), -(-width // cell))
+
+    def count(self, height: int, width: int) -> int:
+        """Total number of latent values for an image of this size."""
+        return sum(int(np.prod(self.grid_shape(i, height, width))) * lv.channels
+                   for i, lv in enumerate(self.levels))
+
+    def to_config(self) -> dict:
+        return {"levels": [[lv.cell, lv.channels, lv.interp] for lv in self.levels], "coord_cell": self.coord_cell}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "LatentLayout":
+        levels = tuple(LatentLevel(int(c), int(ch), str(mode)) for c, ch, mode in cfg["levels"])
+        for lv in levels:
+            if lv.cell < 1 or lv.channels < 1 or lv.interp not in INTERP_MODES:
+                raise ValueError(f"invalid latent level {lv}")
+        if not levels or int(cfg["coord_cell"]) < 1:
+            raise ValueError("a latent layout needs at least one level and coord_cell >= 1")
+        return cls(levels, int(cfg["coord_cell"]))
+
+
+def axis_interp(start: int, stop: int, cell: int, n_nodes: int, interp: str):
+    """Per-pixel node indices and weights along one axis for pixels ``start..stop-1``.
+
+    Returns (i0, i1, t): the feature of pixel p is (1 - t[p]) g[i0[p]] + t[p] g[i1[p]].
+    """
+    p = np.arange(start, stop, dtype=np.int64)
+    if interp == "nearest":
+        i0 = np.minimum(p // cell, n_nodes - 1)
+        return i0, i0, np.zeros(len(p), np.float32)
+    u = (p + 0.5) / cell - 0.5
+    f = np.floor(u)
+    t = (u - f).astype(np.float32)
+    i0 = f.astype(np.int64)
+    i1 = i0 + 1
+    i0 = np.clip(i0, 0, n_nodes - 1)
+    i1 = np.clip(i1, 0, n_nodes - 1)
+    return i0, i1, t
+
+
+def node_range(start: int, stop: int, cell: int, n_nodes: int, interp: str) -> tuple[int, int]:
+    """Grid rows (or columns) ``[lo, hi)`` that pixels ``start..stop-1`` read."""
+    i0, i1, _ = axis_interp(start, stop, cell, n_nodes, interp)
+    return int(i0.min()), int(i1.max()) + 1
+
+
+def upsample(grid: np.ndarray, rows: tuple, cols: tuple) -> np.ndarray:
+    """Interpolate a (gh, gw, ch) grid at the pixels described by axis_interp tuples → (h, w, ch)."""
+    r0, r1, rt = rows
+    c0, c1, ct = cols
+    a = grid[r0] * (1 - rt)[:, None, None] + grid[r1] * rt[:, None, None]
+    return (a[:, c0] * (1 - ct)[None, :, None] + a[:, c1] * ct[None, :, None]).astype(np.float32, copy=False)
+
+
+def upsample_transpose(grad: np.ndarray, rows: tuple, cols: tuple, grid_shape: tuple) -> np.ndarray:
+    """Adjoint of :func:`upsample`: scatter a (h, w, ch) gradient back onto the (gh, gw, ch) grid."""
+    r0, r1, rt = rows
+    c0, c1, ct = cols
+    gh, gw = grid_shape
+    ch = grad.shape[2]
+    tmp = np.zeros((grad.shape[0], gw, ch), np.float64)
+    np.add.at(tmp, (slice(None), c0), grad * (1 - ct)[None, :, None])
+    np.add.at(tmp, (slice(None), c1), grad * ct[None, :, None])
+    out = np.zeros((gh, gw, ch), np.float64)
+    np.add.at(out, r0, tmp * (1 - rt)[:, None, None])
+    np.add.at(out, r1, tmp * rt[:, None, None])
+    return out.astype(np.float32)
+
+
+def local_coords(layout: LatentLayout, row0: int, row1: int, col0: int, col1: int) -> np.ndarray:
+    """(h·w, 2) SIREN inputs for a pixel window: position inside its coord_cell block in [-1, 1]."""
+    cc = layout.coord_cell
+    ry = ((np.arange(row0, row1) % cc) + 0.5) / cc * 2.0 - 1.0
+    rx = ((np.arange(col0, col1) % cc) + 0.5) / cc * 2.0 - 1.0
+    yy, xx = np.meshgrid(ry, rx, indexing="ij")
+    return np.stack([yy.ravel(), xx.ravel()], axis=1).astype(np.float32)
+
+
+def pixel_latents(layout: LatentLayout, grids: Sequence[np.ndarray], height: int, width: int,
+                  row0: int, row1: int, col0: int, col1: int) -> np.ndarray:
+    """(h·w, m) latent of every pixel of a window, from full-image grids."""
+    feats = []
+    for lv, g in zip(layout.levels, grids):
+        gh, gw = g.shape[:2]
+        rows = axis_interp(row0, row1, lv.cell, gh, lv.interp)
+        cols = axis_interp(col0, col1, lv.cell, gw, lv.interp)
+        feats.append(upsample(g, rows, cols))
+    h, w = row1 - row0, col1 - col0
+    return np.concatenate(feats, axis=2).reshape(h * w, -1)
