@@ -22,6 +22,7 @@ try:
             "hsicodec._native",
             sorted(os.path.join("csrc", f) for f in os.listdir("csrc") if f.endswith(".cpp")),
             include_dirs=["csrc"],
+            depends=sorted(os.path.join("csrc", f) for f in os.listdir("csrc") if f.endswith((".h", ".inl"))),
             cxx_std=17,
             extra_compile_args=extra + ["-pthread"],
             extra_link_args=["-pthread"],

@@ -30,6 +30,8 @@ def laplace_encode(symbols: np.ndarray, scales: np.ndarray, max_abs: int) -> byt
         return b""
     if int(np.abs(sym).max()) > max_abs:
         raise ValueError("symbol outside [-max_abs, max_abs]")
+    if max_abs == 0:
+        return b""  # every symbol is zero: nothing to code
     sc = np.maximum(np.ascontiguousarray(scales, np.float64).ravel(), MIN_SCALE)
     coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse(sym, _model(max_abs), np.zeros(sym.size), sc)
@@ -49,11 +51,17 @@ def laplace_decode(data: bytes, scales: np.ndarray, max_abs: int) -> np.ndarray:
         raise HsimError(f"latent stream length {len(data)} is not a multiple of 4")
     if not 0 <= max_abs <= MAX_ABS_LIMIT:
         raise HsimError(f"latent symbol bound {max_abs} out of range")
+    if max_abs == 0:
+        if data:
+            raise HsimError("latent stream has bytes but declares every symbol zero")
+        return np.zeros(sc.size, np.int32)
     words = np.frombuffer(data, "<u4").astype(np.uint32)
     try:
         coder = constriction.stream.stack.AnsCoder(words)
         out = coder.decode(_model(max_abs), np.zeros(sc.size), sc)
-    except Exception as exc:  # constriction raises on invalid streams
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # constriction raises (or panics) on invalid streams
         raise HsimError(f"latent stream cannot be decoded: {exc}") from exc
     return np.asarray(out, np.int32)
 

@@ -8,7 +8,7 @@ the weights when a model file is written, so no backend needs to know them):
     z_i    = h_{i-1} W_iᵀ + b_i                 i = 1..K
     h_i    = sin(z_i + β_i)       if shift == "inside"   (COIN++)
     h_i    = sin(z_i) + β_i       if shift == "outside"  (paper eq. 1)
-    y      = h_K W_oᵀ + b_o                     (C_out values)
+    y      = h_K W_oᵀ + b_o (+ φ Sᵀ)            (C_out values; S the optional linear skip)
 
 with shapes W_1: (d, n_in), W_i: (d, d), W_o: (C_out, d), W_M: (K·d, m).
 The "pixel input" x is typically the pixel's normalised coordinates; φ is the
@@ -43,6 +43,7 @@ class SirenWeights:
     meta_w: np.ndarray  # (K*d, m)
     meta_b: np.ndarray  # (K*d,)
     shift: str = "inside"
+    skip_w: Optional[np.ndarray] = None  # (C_out, m) linear path from φ to the outputs, or None
 
     @property
     def depth(self) -> int:
@@ -67,7 +68,8 @@ class SirenWeights:
     def macs_per_pixel(self) -> int:
         """Multiply-adds per evaluated pixel (meta network + SIREN)."""
         d, k = self.width, self.depth
-        return self.latent_dim * k * d + self.n_in * d + (k - 1) * d * d + d * self.n_out
+        skip = self.latent_dim * self.n_out if self.skip_w is not None else 0
+        return self.latent_dim * k * d + self.n_in * d + (k - 1) * d * d + d * self.n_out + skip
 
     def validate(self) -> None:
         """Raise ValueError when shapes are inconsistent."""
@@ -84,7 +86,10 @@ class SirenWeights:
             raise ValueError(f"output layer: W {self.out_w.shape}, b {self.out_b.shape} do not fit width {d}")
         if self.meta_w.shape[0] != k * d or self.meta_b.shape != (k * d,):
             raise ValueError(f"meta network: W {self.meta_w.shape}, b {self.meta_b.shape}, expected ({k * d}, m)")
-        for a in (*self.hidden_w, *self.hidden_b, self.out_w, self.out_b, self.meta_w, self.meta_b):
+        if self.skip_w is not None and self.skip_w.shape != (self.n_out, self.latent_dim):
+            raise ValueError(f"skip: W {self.skip_w.shape}, expected ({self.n_out}, {self.latent_dim})")
+        extra = () if self.skip_w is None else (self.skip_w,)
+        for a in (*self.hidden_w, *self.hidden_b, self.out_w, self.out_b, self.meta_w, self.meta_b, *extra):
             if a.dtype != np.float32:
                 raise ValueError("SIREN weights must be float32")
 
@@ -98,7 +103,10 @@ def forward_numpy(weights: SirenWeights, x: np.ndarray, phi: np.ndarray) -> np.n
         z = h @ w.T + b
         bi = beta[:, i * d:(i + 1) * d]
         h = np.sin(z + bi) if weights.shift == "inside" else np.sin(z) + bi
-    return (h @ weights.out_w.T + weights.out_b).astype(np.float32, copy=False)
+    y = h @ weights.out_w.T + weights.out_b
+    if weights.skip_w is not None:
+        y = y + phi @ weights.skip_w.T
+    return y.astype(np.float32, copy=False)
 
 
 def loss_grad_phi_numpy(
@@ -124,6 +132,8 @@ def loss_grad_phi_numpy(
         pre.append(a)
         h = np.sin(a) if weights.shift == "inside" else np.sin(a) + bi
     y = h @ weights.out_w.T + weights.out_b
+    if weights.skip_w is not None:
+        y = y + phi @ weights.skip_w.T
     r = y - target
     wr = r * cw[None, :] * pw[:, None]
     loss = float(np.sum(wr * r, dtype=np.float64))
@@ -134,7 +144,10 @@ def loss_grad_phi_numpy(
         g_beta[:, i * d:(i + 1) * d] = g_a if weights.shift == "inside" else g_h
         if i > 0:
             g_h = g_a @ weights.hidden_w[i]
-    g_phi = (g_beta @ weights.meta_w).astype(np.float32, copy=False)
+    g_phi = g_beta @ weights.meta_w
+    if weights.skip_w is not None:
+        g_phi = g_phi + (2.0 * wr) @ weights.skip_w
+    g_phi = g_phi.astype(np.float32, copy=False)
     return loss, g_phi
 
 
@@ -162,7 +175,7 @@ def forward(weights: SirenWeights, x: np.ndarray, phi: np.ndarray, *, backend: s
     if nat is not None:
         return nat.siren_forward(x, phi, list(weights.hidden_w), list(weights.hidden_b), weights.out_w,
                                  weights.out_b, weights.meta_w, weights.meta_b,
-                                 weights.shift == "inside", int(threads))
+                                 weights.shift == "inside", int(threads), weights.skip_w)
     return forward_numpy(weights, x, phi)
 
 
@@ -181,5 +194,5 @@ def loss_grad_phi(weights: SirenWeights, x: np.ndarray, phi: np.ndarray, target:
     if nat is not None:
         return nat.siren_loss_grad_phi(x, phi, target, cw, pw, list(weights.hidden_w), list(weights.hidden_b),
                                        weights.out_w, weights.out_b, weights.meta_w, weights.meta_b,
-                                       weights.shift == "inside", int(threads))
+                                       weights.shift == "inside", int(threads), weights.skip_w)
     return loss_grad_phi_numpy(weights, x, phi, target, cw, pw)

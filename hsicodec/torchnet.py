@@ -23,13 +23,14 @@ class ModSiren(nn.Module):
     """SIREN with shift modulations β = W_M φ + b_M (paper eq. 1 / COIN++)."""
 
     def __init__(self, n_in: int, width: int, depth: int, latent_dim: int, n_out: int,
-                 w0: float = 30.0, w_hidden: float = 30.0, shift: str = "inside"):
+                 w0: float = 30.0, w_hidden: float = 30.0, shift: str = "inside", skip: bool = False):
         super().__init__()
         self.width, self.depth, self.shift = width, depth, shift
         self.w0, self.w_hidden = float(w0), float(w_hidden)
         self.hidden = nn.ModuleList(nn.Linear(n_in if i == 0 else width, width) for i in range(depth))
         self.out = nn.Linear(width, n_out)
         self.meta = nn.Linear(latent_dim, depth * width)
+        self.skip = nn.Linear(latent_dim, n_out, bias=False) if skip else None
         with torch.no_grad():
             for i, lin in enumerate(self.hidden):
                 bound = 1.0 / lin.in_features if i == 0 else math.sqrt(6.0 / lin.in_features) / self.w_hidden
@@ -48,7 +49,8 @@ class ModSiren(nn.Module):
             b = beta[..., i * self.width:(i + 1) * self.width]
             z = lin(h)
             h = torch.sin(om * (z + b)) if self.shift == "inside" else torch.sin(om * z) + b
-        return self.out(h)
+        y = self.out(h)
+        return y if self.skip is None else y + self.skip(phi)
 
     def export(self) -> SirenWeights:
         """Float32 weights with frequencies folded in (see hsicodec.siren)."""
@@ -59,7 +61,8 @@ class ModSiren(nn.Module):
         scale = torch.tensor([om if self.shift == "inside" else 1.0 for om in oms for _ in range(self.width)])
         mw = f(self.meta.weight * scale[:, None])
         mb = f(self.meta.bias * scale)
-        return SirenWeights(hw, hb, f(self.out.weight), f(self.out.bias), mw, mb, self.shift)
+        skip = None if self.skip is None else f(self.skip.weight)
+        return SirenWeights(hw, hb, f(self.out.weight), f(self.out.bias), mw, mb, self.shift, skip)
 
 
 class GridSampler:

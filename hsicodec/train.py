@@ -41,6 +41,7 @@ class TrainConfig:
     depth: int = 3
     n_out: int = 16
     shift: str = "inside"
+    skip: bool = False
     w0: float = 30.0
     w_hidden: float = 30.0
     levels: list = field(default_factory=lambda: [list(x) for x in DEFAULT_LEVELS])
@@ -139,7 +140,7 @@ def meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]]
         if min(cube.shape[:2]) < cfg.crop:
             raise TrainingError(f"{p}: smaller than the {cfg.crop}-pixel training crop")
         scenes.append(scene_targets(cube, cfg.n_out)[0])
-    net = ModSiren(2, cfg.width, cfg.depth, layout.latent_dim, cfg.n_out, cfg.w0, cfg.w_hidden, cfg.shift)
+    net = ModSiren(2, cfg.width, cfg.depth, layout.latent_dim, cfg.n_out, cfg.w0, cfg.w_hidden, cfg.shift, cfg.skip)
     inner = InnerLoop(layout, cfg.inner_lr)
     opt = torch.optim.Adam(list(net.parameters()) + list(inner.parameters()), lr=cfg.outer_lr)
     sampler = GridSampler(layout, cfg.crop, cfg.crop)
@@ -203,6 +204,8 @@ def model_arrays(net: ModSiren, inner: InnerLoop) -> dict:
         arrays[f"hidden.{i}.weight"] = a
         arrays[f"hidden.{i}.bias"] = b
     arrays.update({"out.weight": w.out_w, "out.bias": w.out_b, "meta.weight": w.meta_w, "meta.bias": w.meta_b})
+    if w.skip_w is not None:
+        arrays["skip.weight"] = w.skip_w
     for i, lr in enumerate(inner.lrs()):
         arrays[f"inner.lr.{i}"] = lr
     return arrays

@@ -1,0 +1,41 @@
+# hsicodec — set-up, demo, tests and benchmarks. Everything runs in .venv.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-all install native bench bench-rd bench-decode vectors clean
+
+$(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[train,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Rebuild the C++ extension in place (after editing csrc/).
+native: $(STAMP)
+	$(BIN)/python setup.py -q build_ext --inplace
+
+demo: $(STAMP)
+	$(BIN)/python tools/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench-rd: $(STAMP)
+	$(BIN)/python tools/bench_rd.py
+
+bench-decode: $(STAMP)
+	$(BIN)/python tools/bench_decode.py
+
+bench: bench-rd bench-decode
+
+vectors: $(STAMP)
+	$(BIN)/python tools/make_vectors.py
+
+clean:
+	rm -rf build *.egg-info hsicodec/_native*.so .pytest_cache

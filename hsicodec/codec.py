@@ -1,0 +1,165 @@
+"""The public codec API: cubes and files in, `.hsim` bytes and files out, and back.
+
+This module only wires the pieces together: raster I/O, the registry, the
+encoder, the container and the decoder. The CLI is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from hsicodec import __version__
+from hsicodec.container import HsimReader, encode_hsim  # noqa: F401  (re-exported for users)
+from hsicodec.decoder import decode_sections
+from hsicodec.errors import HsimHeaderError, OptionError
+from hsicodec.fileio import check_writable, write_bytes_atomic
+from hsicodec.metrics import bpppb as bpppb_of
+from hsicodec.model import CodecModel, codec_model
+from hsicodec.raster import GeoInfo, cast_to_dtype, read_cube, write_cube
+from hsicodec.registry import Registry, default_registry
+
+PathLike = Union[str, "os.PathLike[str]"]
+DEFAULT_MODEL = "hsi-grid-v1"
+
+
+def load_codec_model(ref: Optional[str] = None, registry: Optional[Registry] = None) -> CodecModel:
+    """Resolve a model id, prefix or alias (default: the bundled default model)."""
+    reg = registry or default_registry()
+    return codec_model(reg.load(ref or DEFAULT_MODEL))
+
+
+def _model_by_hash(sha: str, registry: Optional[Registry]) -> CodecModel:
+    reg = registry or default_registry()
+    return codec_model(reg.load_by_hash(sha))
+
+
+def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional[str] = None,
+             bpppb: Optional[float] = None, psnr: Optional[float] = None, effort: Union[str, int] = "default",
+             progress: Optional[Callable[[float], None]] = None, tags: Optional[dict] = None,
+             threads: int = 0, registry: Optional[Registry] = None, stats: Optional[dict] = None) -> bytes:
+    """Compress a (rows, cols, bands) cube to `.hsim` bytes.
+
+    ``bpppb`` lands at or under the target; ``psnr`` reaches at least the target
+    where the model can (else OptionError); neither: 0.05 bpppb. ``stats``, if
+    given, is filled with the encoder's figures (k, step, psnr, times).
+    """
+    from hsicodec.encoder import encode
+
+    cube = np.asarray(cube)
+    if cube.ndim == 2:
+        cube = cube[:, :, None]
+    if cube.ndim != 3:
+        raise OptionError(f"expected a (rows, cols, bands) cube, got {cube.ndim} dimensions")
+    if cube.dtype.kind not in "uif":
+        raise OptionError(f"unsupported cube dtype {cube.dtype}")
+    cm = load_codec_model(model, registry)
+    header = {"shape": [int(v) for v in cube.shape], "dtype": cube.dtype.name, "model": cm.sha256}
+    if geo is not None and not geo.is_empty():
+        header["geo"] = geo.to_header()
+    if tags:
+        header["tags"] = {str(k): str(v) for k, v in tags.items()}
+    data, st = encode(cube, cm, bpppb=bpppb, psnr=psnr, effort=effort, base_header=header, threads=threads,
+                      progress=progress)
+    if stats is not None:
+        stats.update(st)
+        stats["model"] = cm.sha256
+        stats["model_alias"] = cm.alias
+    return data
+
+
+def decompress(source: Union[bytes, PathLike, HsimReader], *, window: Optional[tuple] = None,
+               bands: Optional[tuple] = None, threads: int = 0, backend: str = "auto",
+               registry: Optional[Registry] = None,
+               progress: Optional[Callable[[float], None]] = None) -> tuple[np.ndarray, GeoInfo]:
+    """Decode a `.hsim` (bytes, path or open reader) to (cube in its original dtype, geo metadata).
+
+    ``window`` = (row, col, height, width) and ``bands`` = (start, stop) decode
+    only that part; the geo transform and band metadata are adjusted to match.
+    """
+    reader = source if isinstance(source, HsimReader) else HsimReader(source)
+    try:
+        if not isinstance(source, (bytes, bytearray, memoryview)):
+            reader.verify()
+        header = reader.header
+        cm = _model_by_hash(header["model"], registry)
+        values = decode_sections(header, reader.section, cm, window=window, bands=bands, backend=backend,
+                                 threads=threads, progress=progress)
+    finally:
+        if reader is not source:
+            reader.close()
+    geo = GeoInfo.from_header(header.get("geo"), n_bands=int(header["shape"][2]))
+    cube = cast_to_dtype(values, np.dtype(header["dtype"]), geo.nodata)
+    if window is not None or bands is not None:
+        r0, c0, h, w = window if window is not None else (0, 0, values.shape[0], values.shape[1])
+        a, b = bands if bands is not None else (0, int(header["shape"][2]))
+        geo = geo.subset(slice(r0, r0 + h), slice(c0, c0 + w), slice(a, b))
+    return cube, geo
+
+
+def compress_file(src: PathLike, dst: PathLike, *, force: bool = False, var: Optional[str] = None,
+                  band_first: bool = False, **kwargs) -> dict:
+    """Read a raster, compress it and write the `.hsim` atomically; returns statistics."""
+    check_writable(dst, force)
+    t0 = time.perf_counter()
+    cube, geo = read_cube(src, var=var, band_first=band_first)
+    stats: dict = {}
+    data = compress(cube, geo=geo, stats=stats, **kwargs)
+    write_bytes_atomic(dst, data, force=force)
+    stats.update({"input": str(src), "output": str(dst), "shape": list(cube.shape), "dtype": cube.dtype.name,
+                  "bytes": len(data), "bpppb": bpppb_of(len(data), cube.shape),
+                  "total_seconds": time.perf_counter() - t0})
+    return stats
+
+
+def decompress_file(src: PathLike, dst: PathLike, *, force: bool = False, format: Optional[str] = None,
+                    window: Optional[tuple] = None, bands: Optional[tuple] = None, threads: int = 0,
+                    progress: Optional[Callable[[float], None]] = None) -> dict:
+    """Decode a `.hsim` file and write the raster atomically (GeoTIFF, ENVI or .npy)."""
+    check_writable(dst, force)
+    t0 = time.perf_counter()
+    cube, geo = decompress(src, window=window, bands=bands, threads=threads, progress=progress)
+    t1 = time.perf_counter()
+    write_cube(dst, cube, geo, format=format, force=force)
+    return {"input": str(src), "output": str(dst), "shape": list(cube.shape), "dtype": cube.dtype.name,
+            "decode_seconds": t1 - t0, "total_seconds": time.perf_counter() - t0}
+
+
+def file_info(path: PathLike, registry: Optional[Registry] = None) -> dict:
+    """Summary of a `.hsim` file's header: shape, dtype, model, codec parameters, geo, sections, rate."""
+    with HsimReader(path) as r:
+        h = r.header
+        size = r.file_size
+        spans = r.section_spans
+        version = r.version
+    try:
+        shape = tuple(int(v) for v in h["shape"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HsimHeaderError(f"header key 'shape': {exc}") from exc
+    alias = None
+    reg = registry or default_registry()
+    try:
+        alias = reg.resolve(h["model"]).alias
+    except Exception:  # the model may not be installed: info still works
+        alias = None
+    return {"path": str(path), "format_version": f"{version[0]}.{version[1]}", "file_bytes": size,
+            "shape": list(shape), "dtype": h["dtype"], "bpppb": bpppb_of(size, shape),
+            "model": h["model"], "model_alias": alias, "model_installed": alias is not None or _installed(reg, h["model"]),
+            "codec": h.get("codec"), "geo": h.get("geo"), "tags": h.get("tags"),
+            "sections": {name: length for name, (_, length) in spans.items()},
+            "created_by": h.get("created_by")}
+
+
+def _installed(reg: Registry, sha: str) -> bool:
+    try:
+        reg.resolve(sha)
+        return True
+    except Exception:
+        return False
+
+
+CREATED_BY = f"hsicodec {__version__}"

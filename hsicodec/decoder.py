@@ -1,0 +1,150 @@
+"""`.hsim` sections + base model → cube (whole or a window). Never imports torch.
+
+Pipeline: entropy-decode the spectral side information and the latent
+grids, interpolate each window pixel's latent, evaluate the modulated SIREN
+(native kernel when built, numpy otherwise) for the first k outputs, and map
+the k normalised coefficients back to bands: X = (Y σ) B + μ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from hsicodec import entropy, siren
+from hsicodec.errors import HsimError, HsimHeaderError, OptionError
+from hsicodec.latents import pixel_latents, local_coords
+from hsicodec.model import CodecModel
+from hsicodec.spectral import decode_spectral
+
+CODEC_NAME = "modsiren-grid"
+ROW_BLOCK = 64  # pixel rows evaluated per network call (bounds peak memory)
+
+
+@dataclass
+class CodecParams:
+    """The validated ``codec`` map of a header."""
+
+    k: int
+    norm: float
+    step: float
+    max_abs: int
+    scales: list  # per level, list of per-channel Laplace scales
+    spectral: dict
+
+
+def parse_codec(header: dict, model: CodecModel) -> CodecParams:
+    """Validate the header's codec map against the model; HsimHeaderError names the bad key."""
+    c = header.get("codec")
+    if not isinstance(c, dict):
+        raise HsimHeaderError("header key 'codec': expected a map")
+    if c.get("name") != CODEC_NAME:
+        raise HsimHeaderError(f"header key 'codec.name': unsupported codec {c.get('name')!r}")
+
+    def num(key, kind=float, lo=None, hi=None):
+        v = c.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not isinstance(v, int)):
+            raise HsimHeaderError(f"header key 'codec.{key}': expected a {kind.__name__}, got {v!r}")
+        if not np.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise HsimHeaderError(f"header key 'codec.{key}': value {v!r} out of range")
+        return kind(v)
+
+    k = num("k", int, 0, model.n_out)
+    norm = num("norm", float, 0.0)
+    step = num("step", float, 1e-9)
+    max_abs = num("max_abs", int, 0, entropy.MAX_ABS_LIMIT)
+    scales = c.get("scales")
+    if not isinstance(scales, list) or len(scales) != len(model.layout.levels) or any(
+            not isinstance(s, list) or len(s) != lv.channels for s, lv in zip(scales, model.layout.levels)):
+        raise HsimHeaderError("header key 'codec.scales': does not match the model's latent layout")
+    for s in scales:
+        for v in s:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+                raise HsimHeaderError("header key 'codec.scales': expected non-negative numbers")
+    spectral = c.get("spectral")
+    if not isinstance(spectral, dict):
+        raise HsimHeaderError("header key 'codec.spectral': expected a map")
+    return CodecParams(k, norm, step, max_abs, scales, spectral)
+
+
+def symbol_scales(model: CodecModel, scales: list, height: int, width: int) -> np.ndarray:
+    """Per-symbol Laplace scales in stream order (level, row, col, channel)."""
+    out = []
+    for i, (lv, s) in enumerate(zip(model.layout.levels, scales)):
+        gh, gw = model.layout.grid_shape(i, height, width)
+        out.append(np.tile(np.asarray(s, np.float64), gh * gw))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def decode_latents(data: bytes, model: CodecModel, p: CodecParams, height: int, width: int) -> list:
+    """Entropy-decode and dequantize the latent grids."""
+    sym = entropy.laplace_decode(data, symbol_scales(model, p.scales, height, width), p.max_abs)
+    grids, pos = [], 0
+    for i, lv in enumerate(model.layout.levels):
+        gh, gw = model.layout.grid_shape(i, height, width)
+        n = gh * gw * lv.channels
+        grids.append((sym[pos:pos + n].astype(np.float32) * np.float32(p.step)).reshape(gh, gw, lv.channels))
+        pos += n
+    return grids
+
+
+def synthesize(model: CodecModel, grids: list, k: int, height: int, width: int, window: tuple,
+               *, backend: str = "auto", threads: int = 0,
+               progress: Optional[Callable[[float], None]] = None) -> np.ndarray:
+    """Normalised coefficients (h, w, k) of a window from dequantized grids."""
+    r0, c0, h, w = window
+    out = np.empty((h, w, k), np.float32)
+    if k == 0:
+        return out
+    weights = model.truncated(k)
+    for a in range(r0, r0 + h, ROW_BLOCK):
+        b = min(a + ROW_BLOCK, r0 + h)
+        phi = pixel_latents(model.layout, grids, height, width, a, b, c0, c0 + w)
+        x = local_coords(model.layout, a, b, c0, c0 + w)
+        out[a - r0:b - r0] = siren.forward(weights, x, phi, backend=backend, threads=threads).reshape(b - a, w, k)
+        if progress is not None:
+            progress((b - r0) / h)
+    return out
+
+
+def reconstruct(coeffs: np.ndarray, norm: float, mean: np.ndarray, basis: np.ndarray,
+                bands: tuple) -> np.ndarray:
+    """Band values (h, w, nb) float64 from normalised coefficients, for bands [a, b)."""
+    a, b = bands
+    h, w, k = coeffs.shape
+    flat = coeffs.reshape(h * w, k).astype(np.float64) * norm
+    vals = flat @ basis[:, a:b] + mean[a:b] if k else np.broadcast_to(mean[a:b], (h * w, b - a)).copy()
+    return vals.reshape(h, w, b - a)
+
+
+def check_window(shape: tuple, window: Optional[tuple], bands: Optional[tuple]) -> tuple[tuple, tuple]:
+    """Validate a (row, col, h, w) window and [a, b) band range against the cube shape."""
+    hgt, wid, c = shape
+    win = (0, 0, hgt, wid) if window is None else tuple(int(v) for v in window)
+    r0, c0, h, w = win
+    if len(win) != 4 or r0 < 0 or c0 < 0 or h < 1 or w < 1 or r0 + h > hgt or c0 + w > wid:
+        raise OptionError(f"window {win} (row, col, height, width) does not fit the {hgt}x{wid} image")
+    bnd = (0, c) if bands is None else tuple(int(v) for v in bands)
+    if len(bnd) != 2 or not 0 <= bnd[0] < bnd[1] <= c:
+        raise OptionError(f"bands {bnd[0]}:{bnd[1]} do not fit the {c} bands of the cube")
+    return win, bnd
+
+
+def decode_sections(header: dict, read_section: Callable[[str], bytes], model: CodecModel, *,
+                    window: Optional[tuple] = None, bands: Optional[tuple] = None, backend: str = "auto",
+                    threads: int = 0, progress: Optional[Callable[[float], None]] = None) -> np.ndarray:
+    """Decode a window of the cube as float64 in original units (before the dtype cast)."""
+    hgt, wid, c = (int(v) for v in header["shape"])
+    win, bnd = check_window((hgt, wid, c), window, bands)
+    p = parse_codec(header, model)
+    try:
+        mean, basis = decode_spectral(read_section("spectral"), p.spectral, c, p.k)
+    except HsimError:
+        raise
+    except (KeyError, ValueError) as exc:
+        raise HsimHeaderError(f"section 'spectral': {exc}") from exc
+    grids = decode_latents(read_section("latents"), model, p, hgt, wid) if p.k else []
+    coeffs = synthesize(model, grids, p.k, hgt, wid, win, backend=backend, threads=threads, progress=progress)
+    return reconstruct(coeffs, p.norm, mean, basis, bnd)

@@ -1,0 +1,360 @@
+"""Cube → `.hsim` header + sections: spectral adaptation, latent fit, quantization, rate control.
+
+Steps:
+1. PCA of the scene (mean + principal spectra): the network models the
+   normalised coefficient maps, so any band count works with one model.
+2. Fit the latent grids of the whole scene: the meta-learned inner loop from
+   zero (learned per-level step sizes), more steps at higher effort, then an
+   Adam fine-tuning pass at ``max`` effort.
+3. Choose the number of components k and the latent quantization step Δ for
+   the rate target (bisection on the exact file size), quantize, entropy code.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from hsicodec import entropy
+from hsicodec.container import encode_hsim
+from hsicodec.decoder import CODEC_NAME, reconstruct, symbol_scales, synthesize
+from hsicodec.errors import OptionError
+from hsicodec.metrics import psnr as psnr_metric
+from hsicodec.model import CodecModel
+from hsicodec.spectral import SpectralFit, encode_spectral, fit_pca
+
+EFFORTS = {"fast": (None, 0), "default": (12, 0), "max": (12, 300)}
+K_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+DEFAULT_BPPPB = 0.05
+TRAIN_CROP_PIXELS = 32 * 32  # inner-loop loss weight per pixel, as in meta-training
+FIT_ROW_BLOCK = 128
+
+
+@dataclass
+class Analysis:
+    """A cube prepared for fitting: float64 values, PCA, normalised targets."""
+
+    values: np.ndarray  # (H, W, C) float64
+    pca: SpectralFit
+    targets: np.ndarray  # (H, W, n_out) float32 normalised coefficients
+    value_range: float
+
+
+def effort_steps(effort: Union[str, int], model: CodecModel) -> tuple[int, int]:
+    """(inner steps, Adam fine-tuning steps) for an effort name or number (0–100)."""
+    if isinstance(effort, str) and effort.isdigit():
+        effort = int(effort)
+    if isinstance(effort, int) and not isinstance(effort, bool):
+        if not 0 <= effort <= 100:
+            raise OptionError(f"effort {effort} out of range 0..100")
+        return max(model.inner_steps, 12 if effort >= 25 else model.inner_steps), int(effort * 6)
+    if effort not in EFFORTS:
+        raise OptionError(f"effort must be fast, default, max or 0..100, not {effort!r}")
+    inner, adam = EFFORTS[effort]
+    return (model.inner_steps if inner is None else max(inner, model.inner_steps)), adam
+
+
+def analyse(cube: np.ndarray, model: CodecModel) -> Analysis:
+    """PCA and normalised coefficient targets of a cube."""
+    values = np.asarray(cube, np.float64)
+    h, w, c = values.shape
+    fit = fit_pca(values.reshape(-1, c), model.n_out)
+    y = np.zeros((h * w, model.n_out), np.float32)
+    if fit.total_std > 0:
+        y[:, :fit.basis.shape[0]] = (values.reshape(-1, c) - fit.mean) @ fit.basis.T / fit.total_std
+    rng = float(values.max() - values.min())
+    return Analysis(values, fit, y.reshape(h, w, model.n_out), rng)
+
+
+def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int, adam_steps: int,
+                k: Optional[int] = None, threads: int = 0,
+                progress: Optional[Callable[[float], None]] = None) -> list[np.ndarray]:
+    """Fit the scene's latent grids (torch): meta-learned SGD steps, then optional Adam steps."""
+    import torch
+
+    from hsicodec.torchnet import GridSampler, coords_tensor
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    h, w, n_out = targets.shape
+    layout = model.layout
+    net = _torch_net(model)
+    tgt = torch.from_numpy(targets)
+    cw = torch.ones(n_out)
+    if k is not None:
+        cw[k:] = 0.0
+    weight = cw / TRAIN_CROP_PIXELS
+    blocks = []
+    for a in range(0, h, FIT_ROW_BLOCK):
+        b = min(a + FIT_ROW_BLOCK, h)
+        blocks.append((GridSampler(layout, h, w, row0=a, rows=b - a), coords_tensor(layout, a, b - a, 0, w)[None],
+                       tgt[a:b][None]))
+    grids = [torch.zeros(1, *layout.grid_shape(i, h, w), lv.channels) for i, lv in enumerate(layout.levels)]
+    lrs = [torch.from_numpy(np.array(lr)) for lr in model.inner_lrs]
+    total = inner_steps + adam_steps
+
+    def grad_of(gs):
+        gs = [g.detach().requires_grad_(True) for g in gs]
+        for sampler, co, t in blocks:
+            loss = (((net(co, sampler(gs)) - t) ** 2) * weight).sum()
+            loss.backward()
+        return gs
+
+    for s in range(inner_steps):
+        gs = grad_of(grids)
+        grids = [g.detach() - lr * g.grad for g, lr in zip(gs, lrs)]
+        if progress:
+            progress((s + 1) / max(total, 1))
+    if adam_steps:
+        params = [g.detach().clone().requires_grad_(True) for g in grids]
+        opt = torch.optim.Adam(params, lr=2e-3)
+        for s in range(adam_steps):
+            opt.zero_grad()
+            for sampler, co, t in blocks:
+                loss = (((net(co, sampler(params)) - t) ** 2) * weight).sum()
+                loss.backward()
+            opt.step()
+            if progress:
+                progress((inner_steps + s + 1) / total)
+        grids = [p.detach() for p in params]
+    return [g[0].numpy().astype(np.float32) for g in grids]
+
+
+def _torch_net(model: CodecModel):
+    """A torch module computing exactly the model's folded-weight SIREN (ω = 1)."""
+    import torch
+
+    from hsicodec.torchnet import ModSiren
+
+    wts = model.weights
+    net = ModSiren(wts.n_in, wts.width, wts.depth, wts.latent_dim, wts.n_out, w0=1.0, w_hidden=1.0, shift=wts.shift,
+                   skip=wts.skip_w is not None)
+    with torch.no_grad():
+        for lin, a, b in zip(net.hidden, wts.hidden_w, wts.hidden_b):
+            lin.weight.copy_(torch.from_numpy(np.array(a)))
+            lin.bias.copy_(torch.from_numpy(np.array(b)))
+        net.out.weight.copy_(torch.from_numpy(np.array(wts.out_w)))
+        net.out.bias.copy_(torch.from_numpy(np.array(wts.out_b)))
+        net.meta.weight.copy_(torch.from_numpy(np.array(wts.meta_w)))
+        net.meta.bias.copy_(torch.from_numpy(np.array(wts.meta_b)))
+        if wts.skip_w is not None:
+            net.skip.weight.copy_(torch.from_numpy(np.array(wts.skip_w)))
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def quantize_latents(model: CodecModel, grids: list, step: float, h: int, w: int) -> tuple[bytes, dict, list]:
+    """Quantize grids with step Δ, fit per-(level, channel) Laplace scales, entropy code.
+
+    Returns (stream, codec params, dequantized grids).
+    """
+    qs = [np.round(g / step).astype(np.int64) for g in grids]
+    max_abs = int(max((np.abs(q).max() for q in qs if q.size), default=0))
+    if max_abs > entropy.MAX_ABS_LIMIT:
+        raise OptionError("quantization step too small for the latent range")
+    scales = [[float(np.float16(entropy.fit_scale(q[..., j]))) for j in range(q.shape[-1])] for q in qs]
+    sym = np.concatenate([q.ravel() for q in qs])
+    data = entropy.laplace_encode(sym, symbol_scales(model, scales, h, w), max_abs)
+    deq = [(q * step).astype(np.float32) for q in qs]
+    return data, {"step": float(np.float32(step)), "max_abs": max_abs, "scales": scales}, deq
+
+
+@dataclass
+class Candidate:
+    """One fully built file for a (k, Δ) choice."""
+
+    data: bytes
+    k: int
+    step: float
+    psnr: float = float("nan")
+
+
+STEP_GRID = np.geomspace(64.0, 1e-4, 97)  # candidate latent steps, coarse → fine (ratio ≈ 1.12)
+
+
+class RateSearch:
+    """Chooses (k, Δ) for a rate or quality target from one latent fit.
+
+    Latent bytes depend only on Δ and spectral bytes only on k, so both are
+    tabulated; the distortion of every k at a given Δ comes from one network
+    evaluation, in coefficient space (the basis is orthonormal, so the band-space
+    error is the coefficient error plus the energy of the dropped components).
+    Only the chosen candidate is decoded and measured exactly.
+    """
+
+    def __init__(self, model: CodecModel, an: Analysis, grids: list, base_header: dict, threads: int = 0):
+        self.model, self.an, self.grids, self.base, self.threads = model, an, grids, base_header, threads
+        self.h, self.w, self.c = an.values.shape
+        self._spec_cache: dict = {}
+        self._coef_cache: dict = {}
+        self._lat_cache: dict = {}
+
+    # -- side information and streams
+    def spectral(self, k: int):
+        """Spectral side information for k components, precision matched to the PCA residual."""
+        if k not in self._spec_cache:
+            fit = self.an.pca
+            resid = float(np.sum(fit.comp_std[k:] ** 2)) / self.c if k < len(fit.comp_std) else 0.0
+            target_mse = max(resid, (fit.total_std ** 2 / self.c) * 1e-5, 1e-12)
+            var_k = float(np.sum(fit.comp_std[:k] ** 2)) if k else 0.0
+            basis_step = float(np.float32(np.sqrt(1.2 * target_mse / max(var_k, 1e-30)))) if k else 1.0
+            basis_step = min(basis_step, 0.25)
+            mean_step = float(np.float32(max(np.sqrt(1.2 * target_mse), 1e-9)))
+            self._spec_cache[k] = encode_spectral(fit.mean, fit.basis[:k], mean_step, basis_step)
+        return self._spec_cache[k]
+
+    def latents(self, step: float):
+        if step not in self._lat_cache:
+            self._lat_cache[step] = quantize_latents(self.model, self.grids, step, self.h, self.w)
+        return self._lat_cache[step]
+
+    def build(self, k: int, step: float) -> tuple[bytes, list]:
+        sdata, sparams, _, _ = self.spectral(k)
+        codec = {"name": CODEC_NAME, "k": k, "norm": float(self.an.pca.total_std), "spectral": sparams}
+        sections = [("spectral", sdata)]
+        deq = []
+        if k:
+            ldata, lparams, deq = self.latents(step)
+            codec.update(lparams)
+            sections.append(("latents", ldata))
+        else:
+            codec.update({"step": 1.0, "max_abs": 0,
+                          "scales": [[0.0] * lv.channels for lv in self.model.layout.levels]})
+        header = dict(self.base)
+        header["codec"] = codec
+        return encode_hsim(header, sections), deq
+
+    # -- distortion
+    def coef_sq_errors(self, step: float) -> np.ndarray:
+        """Mean squared error of every normalised coefficient channel at step Δ (all n_out)."""
+        if step not in self._coef_cache:
+            deq = self.latents(step)[2]
+            n = self.model.n_out
+            pred = synthesize(self.model, deq, n, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads)
+            self._coef_cache[step] = np.mean((pred.astype(np.float64) - self.an.targets) ** 2, axis=(0, 1))
+        return self._coef_cache[step]
+
+    def predicted_psnr(self, k: int, step: float) -> float:
+        fit = self.an.pca
+        mse = fit.total_std ** 2 * float(np.sum(self.coef_sq_errors(step)[:k])) if k else 0.0
+        mse += float(np.sum(fit.comp_std[k:] ** 2))
+        mse /= self.c
+        if mse <= 0:
+            return float("inf")
+        return 10 * np.log10(max(self.an.value_range, 1e-30) ** 2 / mse)
+
+    def measure(self, k: int, step: float) -> Candidate:
+        data, deq = self.build(k, step)
+        _, _, mean, basis = self.spectral(k)
+        coeffs = synthesize(self.model, deq, k, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads)
+        rec = reconstruct(coeffs, self.an.pca.total_std, mean, basis, (0, self.c))
+        return Candidate(data, k, step, psnr_metric(self.an.values, rec))
+
+    # -- search
+    def size(self, k: int, step: float) -> int:
+        return len(self.build(k, step)[0])
+
+    def finest_step(self, k: int, budget: int) -> Optional[float]:
+        """Finest grid step whose file fits the budget, refined by bisection on exact sizes."""
+        if not k:
+            return 1.0 if self.size(0, 1.0) <= budget else None
+        if self.size(k, float(STEP_GRID[0])) > budget:
+            return None
+        lo_i, hi_i = 0, len(STEP_GRID) - 1  # STEP_GRID[lo_i] fits
+        if self.size(k, float(STEP_GRID[hi_i])) <= budget:
+            return float(STEP_GRID[hi_i])
+        while hi_i - lo_i > 1:
+            mid = (lo_i + hi_i) // 2
+            if self.size(k, float(STEP_GRID[mid])) <= budget:
+                lo_i = mid
+            else:
+                hi_i = mid
+        return float(STEP_GRID[lo_i])
+
+    def for_bpppb(self, target: float) -> Candidate:
+        budget = int(np.floor(target * self.h * self.w * self.c / 8.0))
+        scored = []
+        for k in self.k_candidates():
+            step = self.finest_step(k, budget)
+            if step is not None:
+                scored.append((self.predicted_psnr(k, step), k, step))
+        if not scored:
+            smallest = min(self.size(k, float(STEP_GRID[0])) for k in self.k_candidates())
+            raise OptionError(f"--bpppb {target} is below the smallest file this cube allows "
+                              f"({8 * smallest / (self.h * self.w * self.c):.5f} bpppb)")
+        _, k, step = max(scored)
+        return self.measure(k, step)
+
+    def for_psnr(self, target: float) -> Candidate:
+        best = None
+        best_seen = -np.inf
+        for k in self.k_candidates():
+            fine = float(STEP_GRID[-1])
+            best_seen = max(best_seen, self.predicted_psnr(k, fine))
+            if self.predicted_psnr(k, fine) < target:
+                continue
+            lo_i, hi_i = 0, len(STEP_GRID) - 1  # coarsest index that may reach the target
+            if self.predicted_psnr(k, float(STEP_GRID[0])) >= target:
+                hi_i = 0
+            while hi_i - lo_i > 1:
+                mid = (lo_i + hi_i) // 2
+                if self.predicted_psnr(k, float(STEP_GRID[mid])) >= target:
+                    hi_i = mid
+                else:
+                    lo_i = mid
+            size = self.size(k, float(STEP_GRID[hi_i]))
+            if best is None or size < best[0]:
+                best = (size, k, hi_i)
+        if best is None:
+            raise OptionError(f"--psnr {target} dB is above what this model reaches on this cube "
+                              f"(about {best_seen:.2f} dB); use a higher --effort or a --bpppb target")
+        _, k, i = best
+        cand = self.measure(k, float(STEP_GRID[i]))
+        while cand.psnr < target and i + 1 < len(STEP_GRID):  # the prediction is close, not exact
+            i += 1
+            cand = self.measure(k, float(STEP_GRID[i]))
+        return cand
+
+    def k_candidates(self) -> list:
+        kmax = min(self.model.n_out, self.c, len(self.an.pca.comp_std))
+        if self.an.pca.total_std == 0:
+            return [0]
+        return [k for k in K_CANDIDATES if k <= kmax] or [kmax]
+
+
+def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None, psnr: Optional[float] = None,
+           effort: Union[str, int] = "default", base_header: Optional[dict] = None, threads: int = 0,
+           progress: Optional[Callable[[float], None]] = None) -> tuple[bytes, dict]:
+    """Encode a (H, W, C) cube; returns the `.hsim` bytes and encoding statistics."""
+    if bpppb is not None and psnr is not None:
+        raise OptionError("give either a bpppb or a psnr target, not both")
+    if bpppb is not None and not (np.isfinite(bpppb) and bpppb > 0):
+        raise OptionError(f"--bpppb must be a positive number, not {bpppb}")
+    if psnr is not None and not (np.isfinite(psnr) and psnr > 0):
+        raise OptionError(f"--psnr must be a positive number of dB, not {psnr}")
+    if bpppb is None and psnr is None:
+        bpppb = DEFAULT_BPPPB
+    cube = np.asarray(cube)
+    if cube.ndim != 3 or min(cube.shape) < 1:
+        raise OptionError(f"expected a (rows, cols, bands) cube, got shape {cube.shape}")
+    if cube.dtype.kind == "f" and not np.all(np.isfinite(cube)):
+        raise OptionError("the cube holds NaN or infinite values; mask them (nodata) before compressing")
+    t0 = time.perf_counter()
+    inner_steps, adam_steps = effort_steps(effort, model)
+    an = analyse(cube, model)
+    grids = fit_latents(model, an.targets, inner_steps, adam_steps, threads=threads,
+                        progress=(lambda f: progress(0.8 * f)) if progress else None) \
+        if an.pca.total_std > 0 else []
+    t_fit = time.perf_counter() - t0
+    search = RateSearch(model, an, grids, base_header or {}, threads)
+    best = search.for_bpppb(bpppb) if bpppb is not None else search.for_psnr(psnr)
+    if progress:
+        progress(1.0)
+    stats = {"k": best.k, "step": best.step, "psnr": best.psnr, "bytes": len(best.data),
+             "bpppb": 8.0 * len(best.data) / cube.size, "fit_seconds": t_fit,
+             "seconds": time.perf_counter() - t0, "inner_steps": inner_steps, "adam_steps": adam_steps}
+    return best.data, stats

@@ -1,0 +1,342 @@
+"""The C++ kernels (hsicodec._native) against the numpy reference and torch autograd.
+
+Every test runs on each instruction set this machine supports (generic, avx2,
+avx512), selected with the private helper ``_native._set_simd_level``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+nat = pytest.importorskip("hsicodec._native")
+
+from hsicodec import siren  # noqa: E402
+from hsicodec.siren import SirenWeights, forward_numpy, loss_grad_phi_numpy  # noqa: E402
+
+LEVELS = list(nat.available_simd_levels())
+
+
+@pytest.fixture(params=LEVELS)
+def level(request):
+    used = nat._set_simd_level(request.param)
+    assert used == request.param
+    yield used
+    nat._set_simd_level("")
+
+
+def make_weights(rng, K=3, d=64, m=32, C=16, n_in=2, shift="inside", meta_scale=0.05):
+    """Random SIREN at initialisation scale (first layer U(-1/n_in, 1/n_in) * 30)."""
+    lim = np.sqrt(6.0 / d)
+    hw = [rng.uniform(-1.0 / n_in, 1.0 / n_in, (d, n_in)) * 30.0]
+    hw += [rng.uniform(-lim, lim, (d, d)) for _ in range(K - 1)]
+    hb = [rng.uniform(-0.5, 0.5, d) for _ in range(K)]
+    ow = rng.uniform(-lim, lim, (C, d))
+    ob = rng.uniform(-0.1, 0.1, C)
+    mw = rng.normal(0.0, meta_scale, (K * d, m))
+    mb = rng.normal(0.0, meta_scale, K * d)
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    return SirenWeights(tuple(f32(w) for w in hw), tuple(f32(b) for b in hb), f32(ow), f32(ob), f32(mw), f32(mb),
+                        shift)
+
+
+def make_inputs(rng, w: SirenWeights, n: int):
+    x = rng.uniform(-1.0, 1.0, (n, w.n_in)).astype(np.float32)
+    phi = rng.normal(0.0, 1.0, (n, w.latent_dim)).astype(np.float32)
+    return x, phi
+
+
+def native_forward(w: SirenWeights, x, phi, threads=1):
+    return nat.siren_forward(x, phi, list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b, w.meta_w, w.meta_b,
+                             w.shift == "inside", threads)
+
+
+def native_loss_grad(w: SirenWeights, x, phi, target, cw, pw, threads=1):
+    return nat.siren_loss_grad_phi(x, phi, target, cw, pw, list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b,
+                                   w.meta_w, w.meta_b, w.shift == "inside", threads)
+
+
+# (K, d, m, C, n_in, N)
+CASES = [
+    (3, 64, 32, 16, 2, 1000),   # default model, N not a multiple of the tile
+    (3, 64, 32, 224, 2, 300),   # many output channels
+    (2, 13, 5, 205, 3, 257),    # odd width, odd C
+    (1, 13, 1, 1, 3, 1),        # K=1, m=1, C=1, N=1
+    (1, 8, 3, 7, 2, 97),
+    (4, 20, 17, 3, 2, 193),
+    (2, 128, 64, 31, 2, 130),
+    (3, 16, 8, 16, 3, 96),      # exactly one tile on every instruction set
+]
+SHIFTS = ["inside", "outside"]
+
+
+def case_id(c):
+    return "K{}-d{}-m{}-C{}-in{}-N{}".format(*c)
+
+
+@pytest.mark.parametrize("shift", SHIFTS)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_forward_matches_numpy(level, case, shift):
+    K, d, m, C, n_in, N = case
+    rng = np.random.default_rng(hash((case, shift)) % 2**32)
+    w = make_weights(rng, K, d, m, C, n_in, shift)
+    x, phi = make_inputs(rng, w, N)
+    ref = forward_numpy(w, x, phi)
+    got = native_forward(w, x, phi)
+    assert got.dtype == np.float32 and got.shape == (N, C)
+    assert np.all(np.isfinite(got))
+    err = float(np.max(np.abs(got - ref)))
+    assert err <= 1e-5, f"max abs error {err:.3g} on {level}"
+
+
+@pytest.mark.parametrize("shift", SHIFTS)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_loss_grad_matches_numpy(level, case, shift):
+    K, d, m, C, n_in, N = case
+    rng = np.random.default_rng(1 + hash((case, shift)) % 2**32)
+    w = make_weights(rng, K, d, m, C, n_in, shift)
+    x, phi = make_inputs(rng, w, N)
+    target = rng.normal(0.0, 1.0, (N, C)).astype(np.float32)
+    cw = rng.uniform(0.0, 2.0, C).astype(np.float32)
+    pw = (rng.uniform(0.0, 1.0, N) * (rng.uniform(size=N) > 0.2)).astype(np.float32)
+    pw[0] = 1.0
+    loss0, g0 = loss_grad_phi_numpy(w, x, phi, target, cw, pw)
+    loss1, g1 = native_loss_grad(w, x, phi, target, cw, pw)
+    assert isinstance(loss1, float)
+    assert g1.dtype == np.float32 and g1.shape == (N, m)
+    assert abs(loss1 - loss0) <= 1e-4 * abs(loss0)
+    scale = float(np.max(np.abs(g0)))
+    assert float(np.max(np.abs(g1 - g0))) <= 1e-4 * scale
+    assert float(np.linalg.norm(g1 - g0)) <= 1e-4 * float(np.linalg.norm(g0))
+    # pixels with zero weight get exactly zero gradient
+    assert np.all(g1[pw == 0] == 0)
+
+
+torch = None
+
+
+def _torch():
+    global torch
+    if torch is None:
+        torch = pytest.importorskip("torch")
+    return torch
+
+
+def torch_loss_grad(w: SirenWeights, x, phi, target, cw, pw):
+    """The same network in float64 torch, differentiated with autograd."""
+    th = _torch()
+    t = lambda a: th.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+    phi_t = t(phi).requires_grad_(True)
+    beta = phi_t @ t(w.meta_w).T + t(w.meta_b)
+    d = w.width
+    h = t(x)
+    for i, (wi, bi) in enumerate(zip(w.hidden_w, w.hidden_b)):
+        z = h @ t(wi).T + t(bi)
+        b = beta[:, i * d:(i + 1) * d]
+        h = th.sin(z + b) if w.shift == "inside" else th.sin(z) + b
+    y = h @ t(w.out_w).T + t(w.out_b)
+    loss = (t(pw)[:, None] * t(cw)[None, :] * (y - t(target)) ** 2).sum()
+    loss.backward()
+    return float(loss.detach()), phi_t.grad.numpy()
+
+
+@pytest.mark.parametrize("shift", SHIFTS)
+@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[3], CASES[5]], ids=case_id)
+def test_loss_grad_matches_torch_autograd(level, case, shift):
+    K, d, m, C, n_in, N = case
+    rng = np.random.default_rng(2 + hash((case, shift)) % 2**32)
+    w = make_weights(rng, K, d, m, C, n_in, shift)
+    x, phi = make_inputs(rng, w, N)
+    target = rng.normal(0.0, 1.0, (N, C)).astype(np.float32)
+    cw = rng.uniform(0.5, 1.5, C).astype(np.float32)
+    pw = rng.uniform(0.5, 1.5, N).astype(np.float32)
+    loss_t, g_t = torch_loss_grad(w, x, phi, target, cw, pw)
+    loss_n, g_n = native_loss_grad(w, x, phi, target, cw, pw)
+    assert abs(loss_n - loss_t) <= 1e-4 * abs(loss_t)
+    assert float(np.linalg.norm(g_n - g_t)) <= 1e-4 * float(np.linalg.norm(g_t))
+    assert float(np.max(np.abs(g_n - g_t))) <= 1e-4 * float(np.max(np.abs(g_t)))
+
+
+@pytest.mark.parametrize("shift", SHIFTS)
+def test_results_independent_of_thread_count(level, shift):
+    rng = np.random.default_rng(3)
+    w = make_weights(rng, 3, 24, 9, 37, 2, shift)
+    n = 10 * nat.tile_pixels() + 17
+    x, phi = make_inputs(rng, w, n)
+    target = rng.normal(0.0, 1.0, (n, w.n_out)).astype(np.float32)
+    cw = rng.uniform(0.0, 1.0, w.n_out).astype(np.float32)
+    pw = rng.uniform(0.0, 1.0, n).astype(np.float32)
+    y1 = native_forward(w, x, phi, threads=1)
+    l1, g1 = native_loss_grad(w, x, phi, target, cw, pw, threads=1)
+    for threads in (2, 3, 7, 0, -1):
+        assert np.array_equal(native_forward(w, x, phi, threads=threads), y1)
+        l2, g2 = native_loss_grad(w, x, phi, target, cw, pw, threads=threads)
+        assert l2 == l1
+        assert np.array_equal(g2, g1)
+
+
+@pytest.fixture
+def small_tiles():
+    """Smallest legal tile: many tiles (and ragged ones) even for small N."""
+    t = nat._set_tile_pixels(1)
+    yield t
+    nat._set_tile_pixels(0)
+
+
+@pytest.mark.parametrize("shift", SHIFTS)
+def test_small_tiles_many_threads(level, small_tiles, shift):
+    rng = np.random.default_rng(7)
+    w = make_weights(rng, 2, 13, 6, 9, 3, shift)
+    n = 7 * small_tiles + 5
+    x, phi = make_inputs(rng, w, n)
+    target = rng.normal(0.0, 1.0, (n, w.n_out)).astype(np.float32)
+    cw = rng.uniform(0.0, 1.0, w.n_out).astype(np.float32)
+    pw = rng.uniform(0.0, 1.0, n).astype(np.float32)
+    y1 = native_forward(w, x, phi, threads=1)
+    assert np.max(np.abs(y1 - forward_numpy(w, x, phi))) <= 1e-5
+    l1, g1 = native_loss_grad(w, x, phi, target, cw, pw, threads=1)
+    l0, g0 = loss_grad_phi_numpy(w, x, phi, target, cw, pw)
+    assert abs(l1 - l0) <= 1e-4 * abs(l0)
+    assert np.max(np.abs(g1 - g0)) <= 1e-4 * np.max(np.abs(g0))
+    for threads in (2, 5, 64):
+        assert np.array_equal(native_forward(w, x, phi, threads=threads), y1)
+        l2, g2 = native_loss_grad(w, x, phi, target, cw, pw, threads=threads)
+        assert l2 == l1 and np.array_equal(g2, g1)
+
+
+def test_concurrent_calls_from_python_threads():
+    import threading
+
+    rng = np.random.default_rng(8)
+    w = make_weights(rng, 3, 32, 8, 20, 2)
+    x, phi = make_inputs(rng, w, 3000)
+    want = native_forward(w, x, phi, threads=1)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                results.append(native_forward(w, x, phi, threads=3))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 20 and all(np.array_equal(r, want) for r in results)
+
+
+def test_simd_env_override():
+    import os
+    import subprocess
+    import sys
+
+    import hsicodec
+
+    code = "from hsicodec import _native as n; print(n.simd_level())"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(hsicodec.__file__)))
+    env = dict(os.environ, HSICODEC_SIMD="generic",
+               PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         cwd=root)
+    assert out.stdout.strip() == "generic"
+
+
+def test_simd_level_and_threads():
+    assert nat.simd_level() in ("avx512", "avx2", "generic")
+    assert nat.simd_level() == LEVELS[-1] or nat.simd_level() in LEVELS
+    assert "generic" in LEVELS
+    assert nat.default_threads() >= 1
+    assert nat.tile_pixels() >= 1
+
+
+def test_sine_accuracy(level):
+    # |x| <= 1000: the range reduction must stay accurate far from zero
+    assert nat.vsin_max_error(-1000.0, 1000.0, 2_000_001) <= 1e-6
+    assert nat.vcos_max_error(-1000.0, 1000.0, 2_000_001) <= 1e-6
+    assert nat.vsin_max_error(-4.0, 4.0, 400_001) <= 2e-7
+    assert nat.vcos_max_error(-4.0, 4.0, 400_001) <= 2e-7
+    x = np.array([0.0, -0.0, np.pi / 2, -np.pi / 2, np.pi, 1e-30, 3.0, -123.456, 999.9], np.float32)
+    s, c = nat._sincos(x)
+    assert np.max(np.abs(s - np.sin(x.astype(np.float64)))) <= 1e-6
+    assert np.max(np.abs(c - np.cos(x.astype(np.float64)))) <= 1e-6
+    assert s[0] == 0.0 and c[0] == 1.0
+    # far outside any sane pre-activation range: still bounded and accurate (libm path)
+    assert nat.vsin_max_error(-1e8, 1e8, 100_001) <= 1e-6
+    assert nat.vcos_max_error(-3e38, 3e38, 100_001) <= 1e-6
+    s, c = nat._sincos(np.array([np.inf, -np.inf, np.nan], np.float32))
+    assert np.all(np.isnan(s)) and np.all(np.isnan(c))
+
+
+def test_dispatcher_uses_native():
+    rng = np.random.default_rng(4)
+    w = make_weights(rng, 2, 16, 4, 5, 2, "outside")
+    x, phi = make_inputs(rng, w, 50)
+    y = siren.forward(w, x, phi, backend="native", threads=2)
+    assert np.max(np.abs(y - forward_numpy(w, x, phi))) <= 1e-5
+    target = rng.normal(size=(50, 5)).astype(np.float32)
+    loss, g = siren.loss_grad_phi(w, x, phi, target, backend="native")
+    loss0, g0 = loss_grad_phi_numpy(w, x, phi, target)
+    assert abs(loss - loss0) <= 1e-4 * abs(loss0)
+    assert np.max(np.abs(g - g0)) <= 1e-4 * np.max(np.abs(g0))
+
+
+def test_empty_and_converted_inputs():
+    rng = np.random.default_rng(5)
+    w = make_weights(rng, 2, 16, 4, 5, 2)
+    x, phi = make_inputs(rng, w, 0)
+    assert native_forward(w, x, phi).shape == (0, 5)
+    loss, g = native_loss_grad(w, x, phi, np.zeros((0, 5), np.float32), np.ones(5, np.float32),
+                               np.ones(0, np.float32))
+    assert loss == 0.0 and g.shape == (0, 4)
+    # float64 and non-contiguous inputs are converted (a copy), not rejected
+    x, phi = make_inputs(rng, w, 40)
+    xx = np.asfortranarray(x.astype(np.float64))
+    pp = np.concatenate([phi, phi], axis=1)[:, :w.latent_dim]
+    assert not pp.flags.c_contiguous
+    assert np.array_equal(native_forward(w, xx, pp), native_forward(w, x, phi))
+
+
+def test_shape_errors_raise_value_error():
+    rng = np.random.default_rng(6)
+    w = make_weights(rng, 2, 16, 4, 5, 2)
+    x, phi = make_inputs(rng, w, 10)
+    hw, hb = list(w.hidden_w), list(w.hidden_b)
+    ok = (x, phi, hw, hb, w.out_w, w.out_b, w.meta_w, w.meta_b, True, 1)
+
+    def call(**kw):
+        names = ["x", "phi", "hw", "hb", "ow", "ob", "mw", "mb", "inside", "threads"]
+        args = dict(zip(names, ok))
+        args.update(kw)
+        return nat.siren_forward(*[args[n] for n in names])
+
+    call()  # sanity
+    bad = [
+        dict(x=x[:, :1]),                      # n_in mismatch
+        dict(x=x[:5]),                         # N mismatch with phi
+        dict(x=x[:, 0].copy()),                # 1-D
+        dict(phi=phi[:, :3]),                  # m mismatch
+        dict(hw=[]),                           # K = 0
+        dict(hb=hb[:1]),                       # list lengths differ
+        dict(hw=[hw[0], hw[1][:, :7]]),        # hidden layer shape
+        dict(hb=[hb[0], hb[1][:7]]),
+        dict(ow=w.out_w[:, :7]),               # output width
+        dict(ob=w.out_b[:3]),
+        dict(mw=w.meta_w[:5]),                 # meta rows != K*d
+        dict(mb=w.meta_b[:5]),
+        dict(ow=w.out_w[None]),                # 3-D
+    ]
+    for kw in bad:
+        with pytest.raises(ValueError):
+            call(**kw)
+    target = np.zeros((10, 5), np.float32)
+    cw, pw = np.ones(5, np.float32), np.ones(10, np.float32)
+    rest = (hw, hb, w.out_w, w.out_b, w.meta_w, w.meta_b, True, 1)
+    nat.siren_loss_grad_phi(x, phi, target, cw, pw, *rest)
+    for t, c, p in [(target[:9], cw, pw), (target[:, :4], cw, pw), (target, cw[:4], pw), (target, cw, pw[:9]),
+                    (target, cw, pw[:, None])]:
+        with pytest.raises(ValueError):
+            nat.siren_loss_grad_phi(x, phi, t, c, p, *rest)
