@@ -1,9 +1,11 @@
 // Python bindings of the native SIREN kernels (hsicodec._native).
 //
 // Exposes exactly the calls made by hsicodec/siren.py:
-//   siren_forward(x, phi, hidden_w, hidden_b, out_w, out_b, meta_w, meta_b, shift_inside, threads)
+//   siren_forward(x, phi, hidden_w, hidden_b, out_w, out_b, meta_w, meta_b, shift_inside, threads,
+//                 skip_w=None)
 //   siren_loss_grad_phi(x, phi, target, channel_weight, pixel_weight, hidden_w, hidden_b,
-//                       out_w, out_b, meta_w, meta_b, shift_inside, threads) -> (loss, grad_phi)
+//                       out_w, out_b, meta_w, meta_b, shift_inside, threads, skip_w=None) -> (loss, grad_phi)
+// skip_w: None or the (C_out, m) linear skip S, y = h_K W_o^T + b_o + phi S^T.
 // plus simd_level(), default_threads() and a few test helpers.
 //
 // This file does the validation, weight re-layout (padding / transposes, once per
@@ -28,6 +30,7 @@
 #include <functional>
 #include <mutex>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -184,6 +187,13 @@ Dims check_model(const std::vector<farr>& hw, const std::vector<farr>& hb, const
     return D;
 }
 
+// The optional linear skip: None, or (C, m).  Returns null for None.
+const float* check_skip(const std::optional<farr>& skip, const Dims& D) {
+    if (!skip) return nullptr;
+    need_shape(*skip, "skip_w", {D.C, D.m});
+    return skip->data();
+}
+
 int64_t check_inputs(const farr& x, const farr& phi, const Dims& D) {
     need_2d(x, "x");
     const int64_t N = x.shape(0);
@@ -217,7 +227,7 @@ int round_up(int v, int m) { return (v + m - 1) / m * m; }
 
 void prepare(PreparedModel& pm, const hsi::KernelSet& ks, const Dims& D, const std::vector<farr>& hw,
              const std::vector<farr>& hb, const farr& ow, const farr& ob, const farr& mw, const farr& mb,
-             bool inside, bool grad, const float* cw) {
+             bool inside, bool grad, const float* cw, const float* skip) {
     hsi::Prepared& P = pm.P;
     P.K = D.K;
     P.d = D.d;
@@ -265,6 +275,12 @@ void prepare(PreparedModel& pm, const hsi::KernelSet& ks, const Dims& D, const s
     }
     P.Wot = Wot;
     P.bo = bo;
+    if (skip) {  // St[k][c] = S[c][k]
+        float* St = pm.zeros(static_cast<size_t>(std::max(m, 1)) * Cp);
+        for (int c = 0; c < C; ++c)
+            for (int k = 0; k < m; ++k) St[static_cast<size_t>(k) * Cp + c] = skip[static_cast<size_t>(c) * m + k];
+        P.St = St;
+    }
     if (!grad) return;
 
     float* Wop = pm.zeros(static_cast<size_t>(C) * dp);
@@ -287,6 +303,12 @@ void prepare(PreparedModel& pm, const hsi::KernelSet& ks, const Dims& D, const s
     float* cwp = pm.zeros(Cp);
     std::memcpy(cwp, cw, sizeof(float) * C);
     P.cw = cwp;
+    if (skip) {  // Sp[c][k] = S[c][k], rows padded to mp
+        float* Sp = pm.zeros(static_cast<size_t>(std::max(C, 1)) * mp);
+        for (int c = 0; c < C; ++c)
+            for (int k = 0; k < m; ++k) Sp[static_cast<size_t>(c) * mp + k] = skip[static_cast<size_t>(c) * m + k];
+        P.Sp = Sp;
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -412,14 +434,16 @@ void run_tiles(int64_t ntiles, int threads, std::function<void(const hsi::TileSo
 
 py::array_t<float> siren_forward(const farr& x, const farr& phi, const std::vector<farr>& hidden_w,
                                  const std::vector<farr>& hidden_b, const farr& out_w, const farr& out_b,
-                                 const farr& meta_w, const farr& meta_b, bool shift_inside, int threads) {
+                                 const farr& meta_w, const farr& meta_b, bool shift_inside, int threads,
+                                 const std::optional<farr>& skip_w) {
     const Dims D = check_model(hidden_w, hidden_b, out_w, out_b, meta_w, meta_b);
+    const float* skip = check_skip(skip_w, D);
     const int64_t N = check_inputs(x, phi, D);
     py::array_t<float> y({static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(D.C)});
     if (N == 0 || D.C == 0) return y;
     const hsi::KernelSet& ks = *kernels();
     PreparedModel pm;
-    prepare(pm, ks, D, hidden_w, hidden_b, out_w, out_b, meta_w, meta_b, shift_inside, false, nullptr);
+    prepare(pm, ks, D, hidden_w, hidden_b, out_w, out_b, meta_w, meta_b, shift_inside, false, nullptr, skip);
     const hsi::FwdArgs args{x.data(), phi.data(), y.mutable_data(), N};
     {
         py::gil_scoped_release nogil;
@@ -436,8 +460,10 @@ py::array_t<float> siren_forward(const farr& x, const farr& phi, const std::vect
 py::tuple siren_loss_grad_phi(const farr& x, const farr& phi, const farr& target, const farr& channel_weight,
                               const farr& pixel_weight, const std::vector<farr>& hidden_w,
                               const std::vector<farr>& hidden_b, const farr& out_w, const farr& out_b,
-                              const farr& meta_w, const farr& meta_b, bool shift_inside, int threads) {
+                              const farr& meta_w, const farr& meta_b, bool shift_inside, int threads,
+                              const std::optional<farr>& skip_w) {
     const Dims D = check_model(hidden_w, hidden_b, out_w, out_b, meta_w, meta_b);
+    const float* skip = check_skip(skip_w, D);
     const int64_t N = check_inputs(x, phi, D);
     need_shape(target, "target", {N, D.C});
     need_shape(channel_weight, "channel_weight", {D.C});
@@ -447,7 +473,7 @@ py::tuple siren_loss_grad_phi(const farr& x, const farr& phi, const farr& target
     const hsi::KernelSet& ks = *kernels();
     PreparedModel pm;
     prepare(pm, ks, D, hidden_w, hidden_b, out_w, out_b, meta_w, meta_b, shift_inside, true,
-            channel_weight.data());
+            channel_weight.data(), skip);
     const hsi::GradArgs args{x.data(), phi.data(), target.data(), pixel_weight.data(), g.mutable_data(), N};
     double loss = 0.0;
     {
@@ -487,13 +513,15 @@ PYBIND11_MODULE(_native, mod) {
     mod.doc() = "hsicodec native SIREN kernels (fused, multi-threaded, run-time SIMD dispatch)";
     mod.def("siren_forward", &siren_forward, py::arg("x"), py::arg("phi"), py::arg("hidden_w"), py::arg("hidden_b"),
             py::arg("out_w"), py::arg("out_b"), py::arg("meta_w"), py::arg("meta_b"), py::arg("shift_inside"),
-            py::arg("threads") = 0,
-            "SIREN forward pass: x (N, n_in), phi (N, m) float32 -> y (N, C_out) float32. threads <= 0: all.");
+            py::arg("threads") = 0, py::arg("skip_w") = py::none(),
+            "SIREN forward pass: x (N, n_in), phi (N, m) float32 -> y (N, C_out) float32. threads <= 0: all.\n"
+            "skip_w: None or the (C_out, m) linear skip S (y += phi S^T).");
     mod.def("siren_loss_grad_phi", &siren_loss_grad_phi, py::arg("x"), py::arg("phi"), py::arg("target"),
             py::arg("channel_weight"), py::arg("pixel_weight"), py::arg("hidden_w"), py::arg("hidden_b"),
             py::arg("out_w"), py::arg("out_b"), py::arg("meta_w"), py::arg("meta_b"), py::arg("shift_inside"),
-            py::arg("threads") = 0,
-            "Masked squared error L = sum_n p_n sum_c w_c (y_nc - t_nc)^2 and dL/dphi (network frozen).");
+            py::arg("threads") = 0, py::arg("skip_w") = py::none(),
+            "Masked squared error L = sum_n p_n sum_c w_c (y_nc - t_nc)^2 and dL/dphi (network frozen).\n"
+            "skip_w: None or the (C_out, m) linear skip S (y += phi S^T).");
     mod.def("simd_level", []() { return std::string(kernels()->name); },
             "Instruction set of the kernels in use: 'avx512', 'avx2' or 'generic' (portable 128-bit vectors).");
     mod.def("available_simd_levels", []() {

@@ -158,12 +158,33 @@ struct BlockRows<3> { static constexpr int value = HSI_R3; };
 template <>
 struct BlockRows<4> { static constexpr int value = HSI_R4; };
 
-// out[r*P + p] = sum_k A[(r0+r)*lda + k] * B[k*ldb + (v0+p)*W ...]
+// The operands of one blocked product  out = A B (+ A2 B2):  A is rows x kdim
+// (row stride lda), B is kdim x nv*W (row stride ldb).  The optional second pair
+// (kdim2 > 0) is accumulated into the same registers after the first: it fuses a
+// small extra product (the linear skip phi S^T forward, 2 wr S backward) into the
+// output tile, with no extra pass over it.  kdim2 == 0 leaves the first product's
+// code path and results exactly as without it.
+struct Operands {
+    const float* A;
+    long lda;
+    const float* B;
+    long ldb;
+    int kdim;
+    const float* A2 = nullptr;
+    long lda2 = 0;
+    const float* B2 = nullptr;
+    long ldb2 = 0;
+    int kdim2 = 0;
+};
+
+// out[r*P + p] = sum_k A[(r0+r)*lda + k] * B[k*ldb + (v0+p)*W ...]  (+ the same over A2, B2)
 // Kept out of line so that the epilogue's constants (sine polynomial...) never
 // compete with the R*P accumulators for registers.
 template <int R, int P>
 __attribute__((noinline)) static void mk(const float* __restrict A, long lda, const float* __restrict B, long ldb,
-                                         int kdim, int r0, int v0, vf* __restrict out) {
+                                         int kdim, const float* __restrict A2, long lda2,
+                                         const float* __restrict B2, long ldb2, int kdim2, int r0, int v0,
+                                         vf* __restrict out) {
     vf acc[R][P];
 #pragma GCC unroll 32
     for (int r = 0; r < R; ++r)
@@ -184,6 +205,23 @@ __attribute__((noinline)) static void mk(const float* __restrict A, long lda, co
         a += 1;
         b += ldb;
     }
+    if (kdim2 > 0) {
+        const float* a2 = A2 + static_cast<long>(r0) * lda2;
+        const float* b2 = B2 + static_cast<long>(v0) * W;
+        for (int k = 0; k < kdim2; ++k) {
+            vf bv[P];
+#pragma GCC unroll 8
+            for (int p = 0; p < P; ++p) bv[p] = vload(b2 + p * W);
+#pragma GCC unroll 32
+            for (int r = 0; r < R; ++r) {
+                const vf ar = vset1(a2[r * lda2]);
+#pragma GCC unroll 8
+                for (int p = 0; p < P; ++p) acc[r][p] += ar * bv[p];
+            }
+            a2 += 1;
+            b2 += ldb2;
+        }
+    }
 #pragma GCC unroll 32
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
@@ -191,13 +229,12 @@ __attribute__((noinline)) static void mk(const float* __restrict A, long lda, co
 }
 
 template <int P, class Epi>
-static inline void mk_rows(const float* A, long lda, const float* B, long ldb, int kdim, int rows, int v0,
-                           Epi& epi_ref) {
+static inline void mk_rows(const Operands& o, int rows, int v0, Epi& epi_ref) {
     constexpr int R = BlockRows<P>::value;
     Epi epi = epi_ref;  // local copy: its fields cannot alias the epilogue's stores
     vf acc[R * P];
     for (int r0 = 0; r0 < rows; r0 += R) {
-        mk<R, P>(A, lda, B, ldb, kdim, r0, v0, acc);
+        mk<R, P>(o.A, o.lda, o.B, o.ldb, o.kdim, o.A2, o.lda2, o.B2, o.ldb2, o.kdim2, r0, v0, acc);
         for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
             for (int p = 0; p < P; ++p) epi(r0 + r, v0 + p, acc[r * P + p]);
@@ -207,28 +244,35 @@ static inline void mk_rows(const float* A, long lda, const float* B, long ldb, i
 
 // rows must be a multiple of HSI_RL; nv = number of W-wide column vectors.
 template <class Epi>
-static void gemm(const float* A, long lda, const float* B, long ldb, int kdim, int rows, int nv, Epi& epi) {
+static void gemm(const Operands& o, int rows, int nv, Epi& epi) {
     int v0 = 0;
-    for (; v0 + HSI_PMAX <= nv; v0 += HSI_PMAX) mk_rows<HSI_PMAX>(A, lda, B, ldb, kdim, rows, v0, epi);
+    for (; v0 + HSI_PMAX <= nv; v0 += HSI_PMAX) mk_rows<HSI_PMAX>(o, rows, v0, epi);
     switch (nv - v0) {
         case 0:
             break;
         case 1:
-            mk_rows<1>(A, lda, B, ldb, kdim, rows, v0, epi);
+            mk_rows<1>(o, rows, v0, epi);
             break;
 #if HSI_PMAX > 2
         case 2:
-            mk_rows<2>(A, lda, B, ldb, kdim, rows, v0, epi);
+            mk_rows<2>(o, rows, v0, epi);
             break;
 #endif
 #if HSI_PMAX > 3
         case 3:
-            mk_rows<3>(A, lda, B, ldb, kdim, rows, v0, epi);
+            mk_rows<3>(o, rows, v0, epi);
             break;
 #endif
         default:
             break;  // unreachable
     }
+}
+
+template <class Epi>
+static HSI_INLINE void gemm(const float* A, long lda, const float* B, long ldb, int kdim, int rows, int nv,
+                            Epi& epi) {
+    const Operands o{A, lda, B, ldb, kdim};
+    gemm(o, rows, nv, epi);
 }
 
 // ---------------------------------------------------------------------------
@@ -417,8 +461,17 @@ static void forward_tiles_t(const Prepared& P, const FwdArgs& args, const TileSo
     for (; t >= 0; t = src.next(src.self, t)) {
         const TileInput ti = tile_input(P, args.x, args.phi, args.N, t, xs, ps);
         const float* h = hidden_layers<INSIDE, false>(P, ti, beta, h0, h1, nullptr);
+        // y = h W_o^T (+ phi S^T) + b_o
+        Operands o{h, P.dp, P.Wot, P.Cp, P.d};
+        if (P.St) {
+            o.A2 = ti.phi;
+            o.lda2 = P.m;
+            o.B2 = P.St;
+            o.ldb2 = P.Cp;
+            o.kdim2 = P.m;
+        }
         EpiOut eo{args.y + t * T * static_cast<int64_t>(P.C), P.C, P.bo, ti.nvalid};
-        gemm(h, P.dp, P.Wot, P.Cp, P.d, ti.rows, P.Cp / W, eo);
+        gemm(o, ti.rows, P.Cp / W, eo);
     }
 }
 
@@ -449,8 +502,17 @@ static void grad_tiles_t(const Prepared& P, const GradArgs& args, const TileSour
         const TileInput ti = tile_input(P, args.x, args.phi, args.N, t, xs, ps);
         const float* h = hidden_layers<INSIDE, true>(P, ti, beta, h0, h1, cs);
         // output layer + loss + dL/dy
+        // (the skip phi S^T is part of y, hence of the residual)
+        Operands oy{h, dp, P.Wot, P.Cp, P.d};
+        if (P.St) {
+            oy.A2 = ti.phi;
+            oy.lda2 = P.m;
+            oy.B2 = P.St;
+            oy.ldb2 = P.Cp;
+            oy.kdim2 = P.m;
+        }
         EpiLoss el{gy, P.Cp, P.bo, P.cw, args.target + row0 * P.C, P.C, args.pw + row0, ti.nvalid, vd{}};
-        gemm(h, dp, P.Wot, P.Cp, P.d, ti.rows, P.Cp / W, el);
+        gemm(oy, ti.rows, P.Cp / W, el);
         double l = 0.0;
         for (int i = 0; i < W; ++i) l += el.loss[i];
         tile_loss[t] = l;
@@ -466,9 +528,17 @@ static void grad_tiles_t(const Prepared& P, const GradArgs& args, const TileSour
             EpiBack<INSIDE> e{cs + (i - 1) * dp, KD, gb + (i - 1) * dp, KD, ga[(i - 1) & 1], dp};
             gemm(a, lda, P.Wp[i], dp, P.d, ti.rows, nvh, e);
         }
-        // dL/dphi = g_beta W_M
+        // dL/dphi = g_beta W_M (+ g_y S, g_y = 2 wr: zero in padded channels and rows)
+        Operands og{gb, KD, P.WMp, P.mp, KD};
+        if (P.Sp) {
+            og.A2 = gy;
+            og.lda2 = P.Cp;
+            og.B2 = P.Sp;
+            og.ldb2 = P.mp;
+            og.kdim2 = P.C;
+        }
         EpiOut eo{args.gphi + row0 * P.m, P.m, nullptr, ti.nvalid};
-        gemm(gb, KD, P.WMp, P.mp, KD, ti.rows, P.mp / W, eo);
+        gemm(og, ti.rows, P.mp / W, eo);
     }
 }
 

@@ -36,11 +36,13 @@ struct Prepared {
     const float* bh[kMaxDepth] = {};      // [dp]
     const float* Wot = nullptr;           // [d][Cp]   Wot[k][c] = W_o[c][k]
     const float* bo = nullptr;            // [Cp]
+    const float* St = nullptr;            // [m][Cp]   St[k][c] = S[c][k]; null: no linear skip
     // backward (only for loss_grad_phi)
     const float* Wop = nullptr;           // [C][dp]   W_o padded
     const float* Wp[kMaxDepth] = {};      // Wp[i], i >= 1: [d][dp]  W_i padded
     const float* WMp = nullptr;           // [KD][mp]  WMp[i*dp+j][k] = W_M[i*d+j][k]
     const float* cw = nullptr;            // [Cp] channel weights
+    const float* Sp = nullptr;            // [C][mp]   S padded; null: no linear skip
 };
 
 struct FwdArgs {

@@ -24,6 +24,12 @@ the real ones:
 
 The codecs come from :mod:`imagecodecs` (an optional ``[bench]`` dependency),
 imported lazily; :class:`~hsicodec.errors.OptionError` is raised if missing.
+Checked against imagecodecs 2026.3.6 (OpenJPEG 2.5.4, OpenJPH 0.26.3, SPERR
+0.8.4, SZ3 3.3.2, ZFP 1.0.1): ``jpeg2k_encode(level=L)`` is OpenJPEG's
+fixed-quality mode, L = target PSNR in dB against the peak 2**prec - 1 over
+all components, and only its integer part is used (45, 45.3 and 45.6 give the
+same bytes); ``htj2k_encode(level=q)`` is OpenJPH's irreversible base step,
+relative to the sample range and capped at 1.0.
 
 Anchors (keys of :data:`ANCHORS`):
 
@@ -44,7 +50,8 @@ Anchors (keys of :data:`ANCHORS`):
     codestream; knob = the irreversible quantisation step (OpenJPH has no PCRD
     rate control).
 ``sperr_3d``, ``sz3``, ``zfp``
-    The 3-D float compressors on the whole cube (float64).
+    The 3-D float compressors on the whole cube (float32 when that holds the
+    values exactly, else float64).
 """
 
 from __future__ import annotations
@@ -500,6 +507,11 @@ def _finish(codec: str, cube: np.ndarray, target: float, blob: Optional[bytes],
         dec = decode(blob)
         dec_times.append(time.perf_counter() - t0)
     enc_s, dec_s = float(np.median(enc_times)), float(np.median(dec_times))
+    got = _bpppb(len(blob), cube.shape)
+    if got < 0.9 * target:
+        note = (note + "; " if note else "") + (
+            f"lands {100 * (1 - got / target):.0f} % below the target: the codec's next "
+            f"setting up already exceeds it (coarse rate steps)")
     if dec.shape != cube.shape or dec.dtype != cube.dtype:
         raise RuntimeError(f"{codec}: decoder returned {dec.shape} {dec.dtype}")
     return AnchorResult(

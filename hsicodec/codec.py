@@ -41,7 +41,8 @@ def _model_by_hash(sha: str, registry: Optional[Registry]) -> CodecModel:
 def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional[str] = None,
              bpppb: Optional[float] = None, psnr: Optional[float] = None, effort: Union[str, int] = "default",
              progress: Optional[Callable[[float], None]] = None, tags: Optional[dict] = None,
-             threads: int = 0, registry: Optional[Registry] = None, stats: Optional[dict] = None) -> bytes:
+             threads: int = 0, registry: Optional[Registry] = None, stats: Optional[dict] = None,
+             backend: str = "auto", created_by: bool = False) -> bytes:
     """Compress a (rows, cols, bands) cube to `.hsim` bytes.
 
     ``bpppb`` lands at or under the target; ``psnr`` reaches at least the target
@@ -59,12 +60,14 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
         raise OptionError(f"unsupported cube dtype {cube.dtype}")
     cm = load_codec_model(model, registry)
     header = {"shape": [int(v) for v in cube.shape], "dtype": cube.dtype.name, "model": cm.sha256}
+    if created_by:
+        header["created_by"] = CREATED_BY
     if geo is not None and not geo.is_empty():
         header["geo"] = geo.to_header()
     if tags:
         header["tags"] = {str(k): str(v) for k, v in tags.items()}
     data, st = encode(cube, cm, bpppb=bpppb, psnr=psnr, effort=effort, base_header=header, threads=threads,
-                      progress=progress)
+                      progress=progress, backend=backend)
     if stats is not None:
         stats.update(st)
         stats["model"] = cm.sha256

@@ -69,10 +69,62 @@ def analyse(cube: np.ndarray, model: CodecModel) -> Analysis:
     return Analysis(values, fit, y.reshape(h, w, model.n_out), rng)
 
 
+ADAM_LR, ADAM_B1, ADAM_B2, ADAM_EPS = 2e-3, 0.9, 0.999, 1e-8
+
+
 def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int, adam_steps: int,
-                k: Optional[int] = None, threads: int = 0,
-                progress: Optional[Callable[[float], None]] = None) -> list[np.ndarray]:
-    """Fit the scene's latent grids (torch): meta-learned SGD steps, then optional Adam steps."""
+                k: Optional[int] = None, threads: int = 0, progress: Optional[Callable[[float], None]] = None,
+                backend: str = "auto") -> list[np.ndarray]:
+    """Fit the scene's latent grids: meta-learned SGD steps from zero, then optional Adam steps.
+
+    Torch-free: gradients with respect to the per-pixel latents come from
+    :func:`hsicodec.siren.loss_grad_phi` (native kernel or numpy) and flow back
+    to the grids through the interpolation's adjoint. ``backend="torch"`` uses
+    the torch twin instead (for cross-checking).
+    """
+    if backend == "torch":
+        return fit_latents_torch(model, targets, inner_steps, adam_steps, k, threads, progress)
+    from hsicodec import siren
+    from hsicodec.latents import GridOperator, local_coords
+
+    h, w, n_out = targets.shape
+    layout = model.layout
+    op = GridOperator(layout, h, w)
+    x = local_coords(layout, 0, h, 0, w)
+    t = np.ascontiguousarray(targets.reshape(h * w, n_out))
+    cw = np.ones(n_out, np.float32)
+    if k is not None:
+        cw[k:] = 0.0
+    cw /= TRAIN_CROP_PIXELS
+    grids = [np.zeros(shape, np.float32) for shape in op.shapes]
+    total = max(inner_steps + adam_steps, 1)
+
+    def grads(gs):
+        _, g_phi = siren.loss_grad_phi(model.weights, x, op(gs), t, cw, None, backend=backend, threads=threads)
+        return op.adjoint(g_phi)
+
+    for s in range(inner_steps):
+        grids = [g - lr * d for g, lr, d in zip(grids, model.inner_lrs, grads(grids))]
+        if progress:
+            progress((s + 1) / total)
+    m = [np.zeros_like(g) for g in grids]
+    v = [np.zeros_like(g) for g in grids]
+    for s in range(adam_steps):
+        d = grads(grids)
+        c1, c2 = 1 - ADAM_B1 ** (s + 1), 1 - ADAM_B2 ** (s + 1)
+        for i in range(len(grids)):
+            m[i] = ADAM_B1 * m[i] + (1 - ADAM_B1) * d[i]
+            v[i] = ADAM_B2 * v[i] + (1 - ADAM_B2) * d[i] * d[i]
+            grids[i] = grids[i] - ADAM_LR * (m[i] / c1) / (np.sqrt(v[i] / c2) + ADAM_EPS)
+        if progress:
+            progress((inner_steps + s + 1) / total)
+    return [g.astype(np.float32) for g in grids]
+
+
+def fit_latents_torch(model: CodecModel, targets: np.ndarray, inner_steps: int, adam_steps: int,
+                      k: Optional[int] = None, threads: int = 0,
+                      progress: Optional[Callable[[float], None]] = None) -> list[np.ndarray]:
+    """The torch twin of :func:`fit_latents` (same steps, autograd gradients)."""
     import torch
 
     from hsicodec.torchnet import GridSampler, coords_tensor
@@ -110,7 +162,7 @@ def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int, adam_s
             progress((s + 1) / max(total, 1))
     if adam_steps:
         params = [g.detach().clone().requires_grad_(True) for g in grids]
-        opt = torch.optim.Adam(params, lr=2e-3)
+        opt = torch.optim.Adam(params, lr=ADAM_LR, betas=(ADAM_B1, ADAM_B2), eps=ADAM_EPS)
         for s in range(adam_steps):
             opt.zero_grad()
             for sampler, co, t in blocks:
@@ -186,8 +238,10 @@ class RateSearch:
     Only the chosen candidate is decoded and measured exactly.
     """
 
-    def __init__(self, model: CodecModel, an: Analysis, grids: list, base_header: dict, threads: int = 0):
+    def __init__(self, model: CodecModel, an: Analysis, grids: list, base_header: dict, threads: int = 0,
+                 backend: str = "auto"):
         self.model, self.an, self.grids, self.base, self.threads = model, an, grids, base_header, threads
+        self.backend = backend
         self.h, self.w, self.c = an.values.shape
         self._spec_cache: dict = {}
         self._coef_cache: dict = {}
@@ -234,7 +288,8 @@ class RateSearch:
         if step not in self._coef_cache:
             deq = self.latents(step)[2]
             n = self.model.n_out
-            pred = synthesize(self.model, deq, n, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads)
+            pred = synthesize(self.model, deq, n, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads,
+                              backend=self.backend)
             self._coef_cache[step] = np.mean((pred.astype(np.float64) - self.an.targets) ** 2, axis=(0, 1))
         return self._coef_cache[step]
 
@@ -250,7 +305,8 @@ class RateSearch:
     def measure(self, k: int, step: float) -> Candidate:
         data, deq = self.build(k, step)
         _, _, mean, basis = self.spectral(k)
-        coeffs = synthesize(self.model, deq, k, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads)
+        coeffs = synthesize(self.model, deq, k, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads,
+                            backend=self.backend)
         rec = reconstruct(coeffs, self.an.pca.total_std, mean, basis, (0, self.c))
         return Candidate(data, k, step, psnr_metric(self.an.values, rec))
 
@@ -328,7 +384,7 @@ class RateSearch:
 
 def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None, psnr: Optional[float] = None,
            effort: Union[str, int] = "default", base_header: Optional[dict] = None, threads: int = 0,
-           progress: Optional[Callable[[float], None]] = None) -> tuple[bytes, dict]:
+           progress: Optional[Callable[[float], None]] = None, backend: str = "auto") -> tuple[bytes, dict]:
     """Encode a (H, W, C) cube; returns the `.hsim` bytes and encoding statistics."""
     if bpppb is not None and psnr is not None:
         raise OptionError("give either a bpppb or a psnr target, not both")
@@ -347,10 +403,10 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
     inner_steps, adam_steps = effort_steps(effort, model)
     an = analyse(cube, model)
     grids = fit_latents(model, an.targets, inner_steps, adam_steps, threads=threads,
-                        progress=(lambda f: progress(0.8 * f)) if progress else None) \
+                        progress=(lambda f: progress(0.8 * f)) if progress else None, backend=backend) \
         if an.pca.total_std > 0 else []
     t_fit = time.perf_counter() - t0
-    search = RateSearch(model, an, grids, base_header or {}, threads)
+    search = RateSearch(model, an, grids, base_header or {}, threads, "numpy" if backend == "torch" else backend)
     best = search.for_bpppb(bpppb) if bpppb is not None else search.for_psnr(psnr)
     if progress:
         progress(1.0)

@@ -135,3 +135,59 @@ def pixel_latents(layout: LatentLayout, grids: Sequence[np.ndarray], height: int
         feats.append(upsample(g, rows, cols))
     h, w = row1 - row0, col1 - col0
     return np.concatenate(feats, axis=2).reshape(h * w, -1)
+
+
+def interp_matrix(start: int, stop: int, cell: int, n_nodes: int, interp: str):
+    """Sparse (pixels × nodes) matrix of the 1-D interpolation weights of :func:`axis_interp`."""
+    from scipy import sparse
+
+    i0, i1, t = axis_interp(start, stop, cell, n_nodes, interp)
+    n = stop - start
+    rows = np.concatenate([np.arange(n), np.arange(n)])
+    cols = np.concatenate([i0, i1])
+    vals = np.concatenate([1.0 - t, t]).astype(np.float32)
+    return sparse.csr_matrix((vals, (rows, cols)), shape=(n, n_nodes))
+
+
+class GridOperator:
+    """Linear map between a layout's grids and per-pixel latents of one window, with its adjoint.
+
+    Separable sparse interpolation: F = U_h G U_wᵀ per channel. Used by the
+    torch-free encoder (gradients flow back through :meth:`adjoint`).
+    """
+
+    def __init__(self, layout: LatentLayout, height: int, width: int, row0: int = 0, row1: int | None = None,
+                 col0: int = 0, col1: int | None = None):
+        row1 = height if row1 is None else row1
+        col1 = width if col1 is None else col1
+        self.layout, self.h, self.w = layout, row1 - row0, col1 - col0
+        self.shapes, self.mats = [], []
+        for i, lv in enumerate(layout.levels):
+            gh, gw = layout.grid_shape(i, height, width)
+            self.shapes.append((gh, gw, lv.channels))
+            uh = interp_matrix(row0, row1, lv.cell, gh, lv.interp)
+            uw = interp_matrix(col0, col1, lv.cell, gw, lv.interp)
+            self.mats.append((uh, uw, uh.T.tocsr(), uw.T.tocsr()))
+
+    def __call__(self, grids: Sequence[np.ndarray]) -> np.ndarray:
+        """(h·w, m) float32 latents from grids."""
+        out = np.empty((self.h, self.w, self.layout.latent_dim), np.float32)
+        pos = 0
+        for (gh, gw, ch), (uh, uw, _, _), g in zip(self.shapes, self.mats, grids):
+            a = uh @ g.reshape(gh, gw * ch)  # (h, gw*ch)
+            a = a.reshape(self.h, gw, ch).transpose(1, 0, 2).reshape(gw, self.h * ch)
+            b = (uw @ a).reshape(self.w, self.h, ch).transpose(1, 0, 2)
+            out[:, :, pos:pos + ch] = b
+            pos += ch
+        return out.reshape(self.h * self.w, -1)
+
+    def adjoint(self, grad: np.ndarray) -> list[np.ndarray]:
+        """Grid gradients from a (h·w, m) gradient with respect to the per-pixel latents."""
+        g3 = grad.reshape(self.h, self.w, -1)
+        out, pos = [], 0
+        for (gh, gw, ch), (_, _, uht, uwt) in zip(self.shapes, self.mats):
+            part = np.ascontiguousarray(g3[:, :, pos:pos + ch]).transpose(1, 0, 2).reshape(self.w, self.h * ch)
+            a = (uwt @ part).reshape(gw, self.h, ch).transpose(1, 0, 2).reshape(self.h, gw * ch)
+            out.append(np.asarray(uht @ a, np.float32).reshape(gh, gw, ch))
+            pos += ch
+        return out

@@ -53,6 +53,8 @@ class TrainConfig:
     outer_lr: float = 3e-4
     steps: int = 2000
     val_every: int = 250
+    val_crop: int = 64
+    clip_grad: float = 1.0
     threads: int = 2
 
     def layout(self) -> LatentLayout:
@@ -140,6 +142,7 @@ def meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]]
         if min(cube.shape[:2]) < cfg.crop:
             raise TrainingError(f"{p}: smaller than the {cfg.crop}-pixel training crop")
         scenes.append(scene_targets(cube, cfg.n_out)[0])
+    validation = [_validation_crop(data_dir, name, cfg) for name in cfg.val_scenes]
     net = ModSiren(2, cfg.width, cfg.depth, layout.latent_dim, cfg.n_out, cfg.w0, cfg.w_hidden, cfg.shift, cfg.skip)
     inner = InnerLoop(layout, cfg.inner_lr)
     opt = torch.optim.Adam(list(net.parameters()) + list(inner.parameters()), lr=cfg.outer_lr)
@@ -169,16 +172,52 @@ def meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]]
         loss = (((pred - target) ** 2) * weight).sum() / cfg.batch
         opt.zero_grad()
         loss.backward()
+        if cfg.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(list(net.parameters()) + list(inner.parameters()), cfg.clip_grad)
         opt.step()
         rec = {"step": step + 1, "loss": float(loss.detach()), "elapsed_s": time.time() - t0}
+        if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps:
+            for name, crop in zip(cfg.val_scenes, validation):
+                rec[f"val_psnr_{name}"] = validate_crop(net, inner, layout, crop, cfg)
+            history.append(rec)
         if progress is not None:
             progress(step + 1, rec)
         if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps:
-            history.append(rec)
             if checkpoint is not None:
                 torch.save({"net": net.state_dict(), "inner": inner.state_dict(), "opt": opt.state_dict(),
                             "step": step + 1}, checkpoint)
     return net, inner, history
+
+
+def _validation_crop(data_dir: Path, name: str, cfg: TrainConfig) -> tuple:
+    """Centre crop of a held-out scene: (targets (1, s, s, n_out), σ_tot, range, bands, truncation MSE)."""
+    p = data_dir / f"{name}.npy"
+    if not p.exists():
+        raise TrainingError(f"validation scene {p} not found")
+    cube = load_scene(p)
+    s = min(cfg.val_crop, cube.shape[0], cube.shape[1])
+    r, c = (cube.shape[0] - s) // 2, (cube.shape[1] - s) // 2
+    crop = cube[r:r + s, c:c + s]
+    y, sig = scene_targets(crop, cfg.n_out)
+    recon = y.reshape(-1, cfg.n_out)[:, :min(cfg.n_out, crop.shape[2])]
+    fit = fit_pca(crop.reshape(-1, crop.shape[2]), cfg.n_out)
+    resid = crop.reshape(-1, crop.shape[2]) - fit.mean - (recon * sig) @ fit.basis
+    trunc = float(np.mean(resid ** 2))
+    return torch.from_numpy(y)[None], sig, float(crop.max() - crop.min()), crop.shape[2], trunc
+
+
+def validate_crop(net: ModSiren, inner: InnerLoop, layout: LatentLayout, crop: tuple, cfg: TrainConfig) -> float:
+    """PSNR (dB, band space) of the meta-learned inner loop on a held-out crop, unquantized."""
+    target, sig, rng, bands, trunc = crop
+    s = target.shape[1]
+    sampler = GridSampler(layout, s, s)
+    coords = coords_tensor(layout, 0, s, 0, s)[None]
+    weight = torch.ones(1, 1, 1, cfg.n_out) / (cfg.crop * cfg.crop)
+    grids = inner_fit(net, inner, sampler, coords, target, weight, cfg.inner_steps, create_graph=False)
+    with torch.no_grad():
+        pred = net(coords, sampler(grids))
+    mse = float(((pred - target) ** 2).sum(-1).mean()) * sig ** 2 / bands + trunc
+    return float(10 * np.log10(rng ** 2 / max(mse, 1e-30)))
 
 
 def config_from_json(path: Path) -> TrainConfig:

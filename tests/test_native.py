@@ -1,7 +1,9 @@
 """The C++ kernels (hsicodec._native) against the numpy reference and torch autograd.
 
 Every test runs on each instruction set this machine supports (generic, avx2,
-avx512), selected with the private helper ``_native._set_simd_level``.
+avx512), selected with the private helper ``_native._set_simd_level``; the
+accuracy and determinism tests run with and without the optional linear skip
+S (y += φ Sᵀ).
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ def level(request):
     nat._set_simd_level("")
 
 
-def make_weights(rng, K=3, d=64, m=32, C=16, n_in=2, shift="inside", meta_scale=0.05):
-    """Random SIREN at initialisation scale (first layer U(-1/n_in, 1/n_in) * 30)."""
+def make_weights(rng, K=3, d=64, m=32, C=16, n_in=2, shift="inside", meta_scale=0.05, skip=False):
+    """Random SIREN at initialisation scale (first layer U(-1/n_in, 1/n_in) * 30).
+
+    skip: add a random (C, m) linear skip S scaled so that φ Sᵀ (φ ~ N(0, 1)) is
+    about as large as the SIREN's output.
+    """
     lim = np.sqrt(6.0 / d)
     hw = [rng.uniform(-1.0 / n_in, 1.0 / n_in, (d, n_in)) * 30.0]
     hw += [rng.uniform(-lim, lim, (d, d)) for _ in range(K - 1)]
@@ -36,8 +42,9 @@ def make_weights(rng, K=3, d=64, m=32, C=16, n_in=2, shift="inside", meta_scale=
     mw = rng.normal(0.0, meta_scale, (K * d, m))
     mb = rng.normal(0.0, meta_scale, K * d)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    sw = f32(rng.normal(0.0, 0.5 / np.sqrt(m), (C, m))) if skip else None
     return SirenWeights(tuple(f32(w) for w in hw), tuple(f32(b) for b in hb), f32(ow), f32(ob), f32(mw), f32(mb),
-                        shift)
+                        shift, sw)
 
 
 def make_inputs(rng, w: SirenWeights, n: int):
@@ -48,12 +55,12 @@ def make_inputs(rng, w: SirenWeights, n: int):
 
 def native_forward(w: SirenWeights, x, phi, threads=1):
     return nat.siren_forward(x, phi, list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b, w.meta_w, w.meta_b,
-                             w.shift == "inside", threads)
+                             w.shift == "inside", threads, w.skip_w)
 
 
 def native_loss_grad(w: SirenWeights, x, phi, target, cw, pw, threads=1):
     return nat.siren_loss_grad_phi(x, phi, target, cw, pw, list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b,
-                                   w.meta_w, w.meta_b, w.shift == "inside", threads)
+                                   w.meta_w, w.meta_b, w.shift == "inside", threads, w.skip_w)
 
 
 # (K, d, m, C, n_in, N)
@@ -68,18 +75,20 @@ CASES = [
     (3, 16, 8, 16, 3, 96),      # exactly one tile on every instruction set
 ]
 SHIFTS = ["inside", "outside"]
+SKIPS = pytest.mark.parametrize("skip", [False, True], ids=["noskip", "skip"])
 
 
 def case_id(c):
     return "K{}-d{}-m{}-C{}-in{}-N{}".format(*c)
 
 
+@SKIPS
 @pytest.mark.parametrize("shift", SHIFTS)
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_forward_matches_numpy(level, case, shift):
+def test_forward_matches_numpy(level, case, shift, skip):
     K, d, m, C, n_in, N = case
-    rng = np.random.default_rng(hash((case, shift)) % 2**32)
-    w = make_weights(rng, K, d, m, C, n_in, shift)
+    rng = np.random.default_rng(hash((case, shift, skip)) % 2**32)
+    w = make_weights(rng, K, d, m, C, n_in, shift, skip=skip)
     x, phi = make_inputs(rng, w, N)
     ref = forward_numpy(w, x, phi)
     got = native_forward(w, x, phi)
@@ -89,12 +98,13 @@ def test_forward_matches_numpy(level, case, shift):
     assert err <= 1e-5, f"max abs error {err:.3g} on {level}"
 
 
+@SKIPS
 @pytest.mark.parametrize("shift", SHIFTS)
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_loss_grad_matches_numpy(level, case, shift):
+def test_loss_grad_matches_numpy(level, case, shift, skip):
     K, d, m, C, n_in, N = case
-    rng = np.random.default_rng(1 + hash((case, shift)) % 2**32)
-    w = make_weights(rng, K, d, m, C, n_in, shift)
+    rng = np.random.default_rng(1 + hash((case, shift, skip)) % 2**32)
+    w = make_weights(rng, K, d, m, C, n_in, shift, skip=skip)
     x, phi = make_inputs(rng, w, N)
     target = rng.normal(0.0, 1.0, (N, C)).astype(np.float32)
     cw = rng.uniform(0.0, 2.0, C).astype(np.float32)
@@ -135,17 +145,20 @@ def torch_loss_grad(w: SirenWeights, x, phi, target, cw, pw):
         b = beta[:, i * d:(i + 1) * d]
         h = th.sin(z + b) if w.shift == "inside" else th.sin(z) + b
     y = h @ t(w.out_w).T + t(w.out_b)
+    if w.skip_w is not None:
+        y = y + phi_t @ t(w.skip_w).T
     loss = (t(pw)[:, None] * t(cw)[None, :] * (y - t(target)) ** 2).sum()
     loss.backward()
     return float(loss.detach()), phi_t.grad.numpy()
 
 
+@SKIPS
 @pytest.mark.parametrize("shift", SHIFTS)
 @pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[3], CASES[5]], ids=case_id)
-def test_loss_grad_matches_torch_autograd(level, case, shift):
+def test_loss_grad_matches_torch_autograd(level, case, shift, skip):
     K, d, m, C, n_in, N = case
-    rng = np.random.default_rng(2 + hash((case, shift)) % 2**32)
-    w = make_weights(rng, K, d, m, C, n_in, shift)
+    rng = np.random.default_rng(2 + hash((case, shift, skip)) % 2**32)
+    w = make_weights(rng, K, d, m, C, n_in, shift, skip=skip)
     x, phi = make_inputs(rng, w, N)
     target = rng.normal(0.0, 1.0, (N, C)).astype(np.float32)
     cw = rng.uniform(0.5, 1.5, C).astype(np.float32)
@@ -157,10 +170,11 @@ def test_loss_grad_matches_torch_autograd(level, case, shift):
     assert float(np.max(np.abs(g_n - g_t))) <= 1e-4 * float(np.max(np.abs(g_t)))
 
 
+@SKIPS
 @pytest.mark.parametrize("shift", SHIFTS)
-def test_results_independent_of_thread_count(level, shift):
+def test_results_independent_of_thread_count(level, shift, skip):
     rng = np.random.default_rng(3)
-    w = make_weights(rng, 3, 24, 9, 37, 2, shift)
+    w = make_weights(rng, 3, 24, 9, 37, 2, shift, skip=skip)
     n = 10 * nat.tile_pixels() + 17
     x, phi = make_inputs(rng, w, n)
     target = rng.normal(0.0, 1.0, (n, w.n_out)).astype(np.float32)
@@ -183,10 +197,11 @@ def small_tiles():
     nat._set_tile_pixels(0)
 
 
+@SKIPS
 @pytest.mark.parametrize("shift", SHIFTS)
-def test_small_tiles_many_threads(level, small_tiles, shift):
+def test_small_tiles_many_threads(level, small_tiles, shift, skip):
     rng = np.random.default_rng(7)
-    w = make_weights(rng, 2, 13, 6, 9, 3, shift)
+    w = make_weights(rng, 2, 13, 6, 9, 3, shift, skip=skip)
     n = 7 * small_tiles + 5
     x, phi = make_inputs(rng, w, n)
     target = rng.normal(0.0, 1.0, (n, w.n_out)).astype(np.float32)
@@ -271,9 +286,10 @@ def test_sine_accuracy(level):
     assert np.all(np.isnan(s)) and np.all(np.isnan(c))
 
 
-def test_dispatcher_uses_native():
+@SKIPS
+def test_dispatcher_uses_native(skip):
     rng = np.random.default_rng(4)
-    w = make_weights(rng, 2, 16, 4, 5, 2, "outside")
+    w = make_weights(rng, 2, 16, 4, 5, 2, "outside", skip=skip)
     x, phi = make_inputs(rng, w, 50)
     y = siren.forward(w, x, phi, backend="native", threads=2)
     assert np.max(np.abs(y - forward_numpy(w, x, phi))) <= 1e-5
@@ -340,3 +356,45 @@ def test_shape_errors_raise_value_error():
                     (target, cw, pw[:, None])]:
         with pytest.raises(ValueError):
             nat.siren_loss_grad_phi(x, phi, t, c, p, *rest)
+
+
+def test_skip_argument_semantics():
+    """skip_w omitted == None; a zero skip changes nothing; the skip is exactly additive-linear."""
+    rng = np.random.default_rng(9)
+    w = make_weights(rng, 2, 16, 6, 5, 2)
+    x, phi = make_inputs(rng, w, 300)
+    target = rng.normal(size=(300, 5)).astype(np.float32)
+    cw, pw = np.ones(5, np.float32), rng.uniform(0.0, 1.0, 300).astype(np.float32)
+    args = (list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b, w.meta_w, w.meta_b, True, 2)
+    y_old = nat.siren_forward(x, phi, *args)  # the pre-skip call signature
+    assert np.array_equal(nat.siren_forward(x, phi, *args, None), y_old)
+    assert np.array_equal(nat.siren_forward(x, phi, *args, skip_w=None), y_old)
+    zero = np.zeros((5, 6), np.float32)
+    assert np.array_equal(nat.siren_forward(x, phi, *args, zero), y_old)
+    l_old, g_old = nat.siren_loss_grad_phi(x, phi, target, cw, pw, *args)
+    l_z, g_z = nat.siren_loss_grad_phi(x, phi, target, cw, pw, *args, skip_w=zero)
+    assert l_z == l_old and np.array_equal(g_z, g_old)
+    # y(S) - y(0) = φ Sᵀ; float64 / non-contiguous S is converted like the other arguments
+    s = rng.normal(0.0, 0.3, (5, 6))
+    y_s = nat.siren_forward(x, phi, *args, np.asfortranarray(s))
+    assert np.max(np.abs((y_s - y_old) - phi @ s.astype(np.float32).T)) <= 1e-5
+    assert np.array_equal(y_s, nat.siren_forward(x, phi, *args, s.astype(np.float32)))
+
+
+def test_skip_shape_errors_raise_value_error():
+    rng = np.random.default_rng(10)
+    w = make_weights(rng, 2, 16, 4, 5, 2)
+    x, phi = make_inputs(rng, w, 10)
+    target = np.zeros((10, 5), np.float32)
+    cw, pw = np.ones(5, np.float32), np.ones(10, np.float32)
+    rest = (list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b, w.meta_w, w.meta_b, True, 1)
+    for bad in [np.zeros((5, 3), np.float32), np.zeros((4, 4), np.float32), np.zeros((4, 5), np.float32),
+                np.zeros(20, np.float32), np.zeros((1, 5, 4), np.float32), np.zeros((0, 4), np.float32)]:
+        with pytest.raises(ValueError):
+            nat.siren_forward(x, phi, *rest, bad)
+        with pytest.raises(ValueError):
+            nat.siren_loss_grad_phi(x, phi, target, cw, pw, *rest, bad)
+    # even when there is nothing to compute
+    x0, phi0 = make_inputs(rng, w, 0)
+    with pytest.raises(ValueError):
+        nat.siren_forward(x0, phi0, *rest, np.zeros((5, 3), np.float32))

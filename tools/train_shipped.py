@@ -28,8 +28,9 @@ def main() -> int:
     t0 = time.time()
 
     def progress(step: int, rec: dict) -> None:
-        if step % 100 == 0 or step == cfg.steps:
-            print(f"step {step}/{cfg.steps} loss {rec['loss']:.5f} {time.time() - t0:.0f}s", flush=True)
+        val = " ".join(f"{k[9:]} {v:.2f} dB" for k, v in rec.items() if k.startswith("val_psnr_"))
+        if step % 100 == 0 or step == cfg.steps or val:
+            print(f"step {step}/{cfg.steps} loss {rec['loss']:.5f} {time.time() - t0:.0f}s {val}", flush=True)
 
     sha = train_model(cfg, args.out, alias=alias, force=args.force, progress=progress, checkpoint=args.checkpoint,
                       description="Meta-learned modulated SIREN over multi-resolution latent grids; "

@@ -1,0 +1,79 @@
+"""Regenerate the `.hsim` test vectors in spec/vectors/ (see spec/hsim.md, "Test vectors").
+
+Each vector NAME.hsim comes with NAME.sha256 (sha256 of the decoded array's
+C-order little-endian bytes, in its stored dtype) and NAME.npy (that decoded
+array, for a tolerance check on machines whose float rounding differs).
+Encoding is deterministic here (numpy backend, one thread), so the test suite
+rebuilds every vector byte-identically.
+
+    python tools/make_vectors.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hsicodec.codec import compress, decompress
+from hsicodec.data import sample_path
+from hsicodec.raster import GeoInfo
+
+VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors"
+WKT_UTM11N = ('PROJCS["WGS 84 / UTM zone 11N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,'
+              '298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],'
+              'PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",-117],PARAMETER["scale_factor",0.9996],'
+              'PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1],AUTHORITY["EPSG","32611"]]')
+
+
+def vector_inputs() -> dict:
+    """name → (cube, geo, bpppb) of every vector, built from bundled data only."""
+    sample = np.load(sample_path())
+    crop = np.ascontiguousarray(sample[:8, :8])
+    refl = (np.ascontiguousarray(sample[16:28, 16:32, ::4]).astype(np.float32) / 10000.0)
+    geo = GeoInfo(crs_wkt=WKT_UTM11N, transform=(17.0, 0.0, 575000.0, 0.0, -17.0, 4140000.0),
+                  wavelengths=[float(400 + 40 * i) for i in range(refl.shape[2])], wavelength_units="Nanometers",
+                  band_names=[f"B{i + 1}" for i in range(refl.shape[2])])
+    return {
+        "constant_4x5x3_uint16": (np.full((4, 5, 3), 1234, np.uint16), None, 2.0),
+        "jasper_8x8x198_uint16": (crop, None, 0.5),
+        "geo_12x16x50_float32": (refl, geo, 0.5),
+    }
+
+
+def digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a, a.dtype.newbyteorder("<")).tobytes()).hexdigest()
+
+
+def build(name: str) -> bytes:
+    cube, geo, rate = vector_inputs()[name]
+    return compress(cube, geo=geo, bpppb=rate, effort="fast", threads=1, backend="numpy")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="only compare, write nothing")
+    args = ap.parse_args()
+    VECTORS.mkdir(parents=True, exist_ok=True)
+    bad = 0
+    for name in vector_inputs():
+        data = build(name)
+        dec, _ = decompress(data, backend="numpy", threads=1)
+        path = VECTORS / f"{name}.hsim"
+        if args.check:
+            same = path.exists() and path.read_bytes() == data
+            bad += not same
+            print(f"{name}: {'identical' if same else 'DIFFERENT'}")
+            continue
+        path.write_bytes(data)
+        (VECTORS / f"{name}.sha256").write_text(f"{digest(dec)}  {name}.hsim\n")
+        np.save(VECTORS / f"{name}.npy", dec)
+        print(f"{name}: {len(data)} bytes, decoded {dec.shape} {dec.dtype} sha256 {digest(dec)[:16]}…")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
