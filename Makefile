@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all install native bench bench-rd bench-decode vectors clean
+.PHONY: demo test install native bench bench-rd bench-decode readme-results vectors clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,7 +32,10 @@ bench-rd: $(STAMP)
 bench-decode: $(STAMP)
 	$(BIN)/python tools/bench_decode.py
 
-bench: bench-rd bench-decode
+readme-results: $(STAMP)
+	$(BIN)/python tools/update_readme.py
+
+bench: bench-rd bench-decode readme-results
 
 vectors: $(STAMP)
 	$(BIN)/python tools/make_vectors.py

@@ -1,4 +1,12 @@
-"""hsicodec: hyperspectral image compression with meta-learned implicit neural representations."""
+"""hsicodec: hyperspectral image compression with meta-learned implicit neural representations.
+
+Public API::
+
+    data = hsicodec.compress(cube, bpppb=0.05)        # (rows, cols, bands) array → .hsim bytes
+    cube, geo = hsicodec.decompress(data)             # back, in the original dtype
+    hsicodec.compress_file("in.tif", "out.hsim")     # rasters in, atomic files out
+    hsicodec.decompress_file("out.hsim", "back.tif")
+"""
 
 from hsicodec.errors import (
     HsicodecError, HsimChecksumError, HsimError, HsimHeaderError, HsimLimitError, HsimMagicError,
@@ -7,3 +15,21 @@ from hsicodec.errors import (
 )
 
 __version__ = "0.1.0"
+
+from hsicodec.codec import (  # noqa: E402  (needs __version__)
+    DEFAULT_MODEL, compress, compress_file, decompress, decompress_file, file_info, load_codec_model,
+)
+from hsicodec.container import Hsim, HsimReader, Limits, decode_hsim, encode_hsim, read_hsim, write_hsim  # noqa: E402
+from hsicodec.metrics import bpppb, max_abs_error, psnr, quality_report, sam_degrees  # noqa: E402
+from hsicodec.raster import GeoInfo, read_cube, write_cube  # noqa: E402
+from hsicodec.registry import Registry, default_registry  # noqa: E402
+
+__all__ = [
+    "compress", "decompress", "compress_file", "decompress_file", "file_info", "load_codec_model", "DEFAULT_MODEL",
+    "Hsim", "HsimReader", "Limits", "encode_hsim", "decode_hsim", "read_hsim", "write_hsim",
+    "GeoInfo", "read_cube", "write_cube", "Registry", "default_registry",
+    "bpppb", "psnr", "sam_degrees", "max_abs_error", "quality_report",
+    "HsicodecError", "HsimError", "HsimTruncatedError", "HsimMagicError", "HsimVersionError", "HsimChecksumError",
+    "HsimLimitError", "HsimHeaderError", "ModelError", "ModelFormatError", "ModelNotFoundError",
+    "ModelHashMismatchError", "RasterError", "OptionError", "OutputExistsError", "TrainingError",
+]

@@ -14,24 +14,27 @@ from typing import Callable, Optional
 import numpy as np
 
 from hsicodec import entropy, siren
-from hsicodec.errors import HsimError, HsimHeaderError, OptionError
+from hsicodec.errors import HsimHeaderError, OptionError
 from hsicodec.latents import pixel_latents, local_coords
 from hsicodec.model import CodecModel
 from hsicodec.spectral import decode_spectral
 
-CODEC_NAME = "modsiren-grid"
+CODEC_NAME = "grid"
 ROW_BLOCK = 64  # pixel rows evaluated per network call (bounds peak memory)
+
+
+STEPS_PER_OCTAVE = 8  # latent quantization step = 2^(q / 8)
 
 
 @dataclass
 class CodecParams:
-    """The validated ``codec`` map of a header."""
+    """The validated ``codec`` map of a header (see spec/hsim.md, codec ``grid``)."""
 
     k: int
     norm: float
     step: float
     max_abs: int
-    scales: list  # per level, list of per-channel Laplace scales
+    scale_codes: bytes  # one per (level, channel)
     spectral: dict
 
 
@@ -40,47 +43,45 @@ def parse_codec(header: dict, model: CodecModel) -> CodecParams:
     c = header.get("codec")
     if not isinstance(c, dict):
         raise HsimHeaderError("header key 'codec': expected a map")
-    if c.get("name") != CODEC_NAME:
-        raise HsimHeaderError(f"header key 'codec.name': unsupported codec {c.get('name')!r}")
+    if c.get("id") != CODEC_NAME:
+        raise HsimHeaderError(f"header key 'codec.id': unsupported codec {c.get('id')!r}")
 
-    def num(key, kind=float, lo=None, hi=None):
+    def integer(key, lo, hi):
         v = c.get(key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not isinstance(v, int)):
-            raise HsimHeaderError(f"header key 'codec.{key}': expected a {kind.__name__}, got {v!r}")
-        if not np.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise HsimHeaderError(f"header key 'codec.{key}': value {v!r} out of range")
-        return kind(v)
+        if type(v) is not int or not lo <= v <= hi:
+            raise HsimHeaderError(f"header key 'codec.{key}': expected an int in {lo}..{hi}, got {v!r}")
+        return v
 
-    k = num("k", int, 0, model.n_out)
-    norm = num("norm", float, 0.0)
-    step = num("step", float, 1e-9)
-    max_abs = num("max_abs", int, 0, entropy.MAX_ABS_LIMIT)
-    scales = c.get("scales")
-    if not isinstance(scales, list) or len(scales) != len(model.layout.levels) or any(
-            not isinstance(s, list) or len(s) != lv.channels for s, lv in zip(scales, model.layout.levels)):
-        raise HsimHeaderError("header key 'codec.scales': does not match the model's latent layout")
-    for s in scales:
-        for v in s:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
-                raise HsimHeaderError("header key 'codec.scales': expected non-negative numbers")
-    spectral = c.get("spectral")
+    k = integer("k", 0, model.n_out)
+    q = integer("q", -512, 512)
+    max_abs = integer("ma", 0, entropy.MAX_ABS_LIMIT)
+    norm = c.get("norm")
+    if type(norm) not in (int, float) or not np.isfinite(norm) or norm < 0:
+        raise HsimHeaderError(f"header key 'codec.norm': expected a non-negative number, got {norm!r}")
+    codes = c.get("ls")
+    n_ch = model.layout.latent_dim
+    if not isinstance(codes, bytes) or len(codes) != (n_ch if k else 0):
+        raise HsimHeaderError(f"header key 'codec.ls': expected {n_ch if k else 0} latent scale codes")
+    spectral = c.get("sp")
     if not isinstance(spectral, dict):
-        raise HsimHeaderError("header key 'codec.spectral': expected a map")
-    return CodecParams(k, norm, step, max_abs, scales, spectral)
+        raise HsimHeaderError("header key 'codec.sp': expected a map")
+    return CodecParams(k, float(norm), entropy.step_from_exponent(q, STEPS_PER_OCTAVE), max_abs, codes, spectral)
 
 
-def symbol_scales(model: CodecModel, scales: list, height: int, width: int) -> np.ndarray:
+def symbol_scales(model: CodecModel, codes: bytes, height: int, width: int) -> np.ndarray:
     """Per-symbol Laplace scales in stream order (level, row, col, channel)."""
-    out = []
-    for i, (lv, s) in enumerate(zip(model.layout.levels, scales)):
+    out, pos = [], 0
+    for i, lv in enumerate(model.layout.levels):
         gh, gw = model.layout.grid_shape(i, height, width)
-        out.append(np.tile(np.asarray(s, np.float64), gh * gw))
+        s = np.array([entropy.scale_from_code(b) for b in codes[pos:pos + lv.channels]])
+        out.append(np.tile(s, gh * gw))
+        pos += lv.channels
     return np.concatenate(out) if out else np.zeros(0)
 
 
 def decode_latents(data: bytes, model: CodecModel, p: CodecParams, height: int, width: int) -> list:
     """Entropy-decode and dequantize the latent grids."""
-    sym = entropy.laplace_decode(data, symbol_scales(model, p.scales, height, width), p.max_abs)
+    sym = entropy.laplace_decode(data, symbol_scales(model, p.scale_codes, height, width), p.max_abs)
     grids, pos = [], 0
     for i, lv in enumerate(model.layout.levels):
         gh, gw = model.layout.grid_shape(i, height, width)
@@ -139,12 +140,7 @@ def decode_sections(header: dict, read_section: Callable[[str], bytes], model: C
     hgt, wid, c = (int(v) for v in header["shape"])
     win, bnd = check_window((hgt, wid, c), window, bands)
     p = parse_codec(header, model)
-    try:
-        mean, basis = decode_spectral(read_section("spectral"), p.spectral, c, p.k)
-    except HsimError:
-        raise
-    except (KeyError, ValueError) as exc:
-        raise HsimHeaderError(f"section 'spectral': {exc}") from exc
-    grids = decode_latents(read_section("latents"), model, p, hgt, wid) if p.k else []
+    mean, basis = decode_spectral(read_section("s"), p.spectral, c, p.k)
+    grids = decode_latents(read_section("l"), model, p, hgt, wid) if p.k else []
     coeffs = synthesize(model, grids, p.k, hgt, wid, win, backend=backend, threads=threads, progress=progress)
     return reconstruct(coeffs, p.norm, mean, basis, bnd)

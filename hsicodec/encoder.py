@@ -20,11 +20,11 @@ import numpy as np
 
 from hsicodec import entropy
 from hsicodec.container import encode_hsim
-from hsicodec.decoder import CODEC_NAME, reconstruct, symbol_scales, synthesize
+from hsicodec.decoder import CODEC_NAME, STEPS_PER_OCTAVE, reconstruct, symbol_scales, synthesize
 from hsicodec.errors import OptionError
 from hsicodec.metrics import psnr as psnr_metric
 from hsicodec.model import CodecModel
-from hsicodec.spectral import SpectralFit, encode_spectral, fit_pca
+from hsicodec.spectral import BASIS_STEPS_PER_OCTAVE, MEAN_STEPS_PER_OCTAVE, SpectralFit, encode_spectral, fit_pca
 
 EFFORTS = {"fast": (None, 0), "default": (12, 0), "max": (12, 300)}
 K_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
@@ -199,20 +199,21 @@ def _torch_net(model: CodecModel):
     return net
 
 
-def quantize_latents(model: CodecModel, grids: list, step: float, h: int, w: int) -> tuple[bytes, dict, list]:
-    """Quantize grids with step Δ, fit per-(level, channel) Laplace scales, entropy code.
+def quantize_latents(model: CodecModel, grids: list, q: int, h: int, w: int) -> tuple[bytes, dict, list]:
+    """Quantize grids with step Δ = 2^(q/8), fit per-(level, channel) Laplace scales, entropy code.
 
     Returns (stream, codec params, dequantized grids).
     """
+    step = entropy.step_from_exponent(q, STEPS_PER_OCTAVE)
     qs = [np.round(g / step).astype(np.int64) for g in grids]
-    max_abs = int(max((np.abs(q).max() for q in qs if q.size), default=0))
+    max_abs = int(max((np.abs(x).max() for x in qs if x.size), default=0))
     if max_abs > entropy.MAX_ABS_LIMIT:
         raise OptionError("quantization step too small for the latent range")
-    scales = [[float(np.float16(entropy.fit_scale(q[..., j]))) for j in range(q.shape[-1])] for q in qs]
-    sym = np.concatenate([q.ravel() for q in qs])
-    data = entropy.laplace_encode(sym, symbol_scales(model, scales, h, w), max_abs)
-    deq = [(q * step).astype(np.float32) for q in qs]
-    return data, {"step": float(np.float32(step)), "max_abs": max_abs, "scales": scales}, deq
+    codes = bytes(entropy.scale_code(entropy.fit_scale(x[..., j])) for x in qs for j in range(x.shape[-1]))
+    sym = np.concatenate([x.ravel() for x in qs])
+    data = entropy.laplace_encode(sym, symbol_scales(model, codes, h, w), max_abs)
+    deq = [(x * step).astype(np.float32) for x in qs]
+    return data, {"q": int(q), "ma": max_abs, "ls": codes}, deq
 
 
 @dataclass
@@ -221,11 +222,11 @@ class Candidate:
 
     data: bytes
     k: int
-    step: float
+    step: int  # latent step exponent q (Δ = 2^(q/8))
     psnr: float = float("nan")
 
 
-STEP_GRID = np.geomspace(64.0, 1e-4, 97)  # candidate latent steps, coarse → fine (ratio ≈ 1.12)
+STEP_GRID = list(range(6 * STEPS_PER_OCTAVE, -14 * STEPS_PER_OCTAVE - 1, -1))  # step exponents, coarse → fine
 
 
 class RateSearch:
@@ -255,35 +256,35 @@ class RateSearch:
             resid = float(np.sum(fit.comp_std[k:] ** 2)) / self.c if k < len(fit.comp_std) else 0.0
             target_mse = max(resid, (fit.total_std ** 2 / self.c) * 1e-5, 1e-12)
             var_k = float(np.sum(fit.comp_std[:k] ** 2)) if k else 0.0
-            basis_step = float(np.float32(np.sqrt(1.2 * target_mse / max(var_k, 1e-30)))) if k else 1.0
-            basis_step = min(basis_step, 0.25)
-            mean_step = float(np.float32(max(np.sqrt(1.2 * target_mse), 1e-9)))
-            self._spec_cache[k] = encode_spectral(fit.mean, fit.basis[:k], mean_step, basis_step)
+            basis_step = min(np.sqrt(1.2 * target_mse / max(var_k, 1e-30)), 0.25) if k else 0.25
+            mean_step = max(np.sqrt(1.2 * target_mse), 1e-9)
+            be = int(np.clip(np.floor(BASIS_STEPS_PER_OCTAVE * np.log2(basis_step)), -256, 256))
+            me = int(np.clip(np.floor(MEAN_STEPS_PER_OCTAVE * np.log2(mean_step)), -256, 256))
+            self._spec_cache[k] = encode_spectral(fit.mean, fit.basis[:k], me, be)
         return self._spec_cache[k]
 
-    def latents(self, step: float):
+    def latents(self, step: int):
         if step not in self._lat_cache:
             self._lat_cache[step] = quantize_latents(self.model, self.grids, step, self.h, self.w)
         return self._lat_cache[step]
 
-    def build(self, k: int, step: float) -> tuple[bytes, list]:
+    def build(self, k: int, step: int) -> tuple[bytes, list]:
         sdata, sparams, _, _ = self.spectral(k)
-        codec = {"name": CODEC_NAME, "k": k, "norm": float(self.an.pca.total_std), "spectral": sparams}
-        sections = [("spectral", sdata)]
+        codec = {"id": CODEC_NAME, "k": k, "norm": float(self.an.pca.total_std), "sp": sparams}
+        sections = [("s", sdata)]
         deq = []
         if k:
             ldata, lparams, deq = self.latents(step)
             codec.update(lparams)
-            sections.append(("latents", ldata))
+            sections.append(("l", ldata))
         else:
-            codec.update({"step": 1.0, "max_abs": 0,
-                          "scales": [[0.0] * lv.channels for lv in self.model.layout.levels]})
+            codec.update({"q": 0, "ma": 0, "ls": b""})
         header = dict(self.base)
         header["codec"] = codec
         return encode_hsim(header, sections), deq
 
     # -- distortion
-    def coef_sq_errors(self, step: float) -> np.ndarray:
+    def coef_sq_errors(self, step: int) -> np.ndarray:
         """Mean squared error of every normalised coefficient channel at step Δ (all n_out)."""
         if step not in self._coef_cache:
             deq = self.latents(step)[2]
@@ -293,7 +294,7 @@ class RateSearch:
             self._coef_cache[step] = np.mean((pred.astype(np.float64) - self.an.targets) ** 2, axis=(0, 1))
         return self._coef_cache[step]
 
-    def predicted_psnr(self, k: int, step: float) -> float:
+    def predicted_psnr(self, k: int, step: int) -> float:
         fit = self.an.pca
         mse = fit.total_std ** 2 * float(np.sum(self.coef_sq_errors(step)[:k])) if k else 0.0
         mse += float(np.sum(fit.comp_std[k:] ** 2))
@@ -302,7 +303,7 @@ class RateSearch:
             return float("inf")
         return 10 * np.log10(max(self.an.value_range, 1e-30) ** 2 / mse)
 
-    def measure(self, k: int, step: float) -> Candidate:
+    def measure(self, k: int, step: int) -> Candidate:
         data, deq = self.build(k, step)
         _, _, mean, basis = self.spectral(k)
         coeffs = synthesize(self.model, deq, k, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads,
@@ -311,25 +312,25 @@ class RateSearch:
         return Candidate(data, k, step, psnr_metric(self.an.values, rec))
 
     # -- search
-    def size(self, k: int, step: float) -> int:
+    def size(self, k: int, step: int) -> int:
         return len(self.build(k, step)[0])
 
-    def finest_step(self, k: int, budget: int) -> Optional[float]:
+    def finest_step(self, k: int, budget: int) -> Optional[int]:
         """Finest grid step whose file fits the budget, refined by bisection on exact sizes."""
         if not k:
-            return 1.0 if self.size(0, 1.0) <= budget else None
-        if self.size(k, float(STEP_GRID[0])) > budget:
+            return 0 if self.size(0, 0) <= budget else None
+        if self.size(k, STEP_GRID[0]) > budget:
             return None
         lo_i, hi_i = 0, len(STEP_GRID) - 1  # STEP_GRID[lo_i] fits
-        if self.size(k, float(STEP_GRID[hi_i])) <= budget:
-            return float(STEP_GRID[hi_i])
+        if self.size(k, STEP_GRID[hi_i]) <= budget:
+            return STEP_GRID[hi_i]
         while hi_i - lo_i > 1:
             mid = (lo_i + hi_i) // 2
-            if self.size(k, float(STEP_GRID[mid])) <= budget:
+            if self.size(k, STEP_GRID[mid]) <= budget:
                 lo_i = mid
             else:
                 hi_i = mid
-        return float(STEP_GRID[lo_i])
+        return STEP_GRID[lo_i]
 
     def for_bpppb(self, target: float) -> Candidate:
         budget = int(np.floor(target * self.h * self.w * self.c / 8.0))
@@ -339,7 +340,7 @@ class RateSearch:
             if step is not None:
                 scored.append((self.predicted_psnr(k, step), k, step))
         if not scored:
-            smallest = min(self.size(k, float(STEP_GRID[0])) for k in self.k_candidates())
+            smallest = min(self.size(k, STEP_GRID[0]) for k in self.k_candidates())
             raise OptionError(f"--bpppb {target} is below the smallest file this cube allows "
                               f"({8 * smallest / (self.h * self.w * self.c):.5f} bpppb)")
         _, k, step = max(scored)
@@ -349,30 +350,30 @@ class RateSearch:
         best = None
         best_seen = -np.inf
         for k in self.k_candidates():
-            fine = float(STEP_GRID[-1])
+            fine = STEP_GRID[-1]
             best_seen = max(best_seen, self.predicted_psnr(k, fine))
             if self.predicted_psnr(k, fine) < target:
                 continue
             lo_i, hi_i = 0, len(STEP_GRID) - 1  # coarsest index that may reach the target
-            if self.predicted_psnr(k, float(STEP_GRID[0])) >= target:
+            if self.predicted_psnr(k, STEP_GRID[0]) >= target:
                 hi_i = 0
             while hi_i - lo_i > 1:
                 mid = (lo_i + hi_i) // 2
-                if self.predicted_psnr(k, float(STEP_GRID[mid])) >= target:
+                if self.predicted_psnr(k, STEP_GRID[mid]) >= target:
                     hi_i = mid
                 else:
                     lo_i = mid
-            size = self.size(k, float(STEP_GRID[hi_i]))
+            size = self.size(k, STEP_GRID[hi_i])
             if best is None or size < best[0]:
                 best = (size, k, hi_i)
         if best is None:
             raise OptionError(f"--psnr {target} dB is above what this model reaches on this cube "
                               f"(about {best_seen:.2f} dB); use a higher --effort or a --bpppb target")
         _, k, i = best
-        cand = self.measure(k, float(STEP_GRID[i]))
+        cand = self.measure(k, STEP_GRID[i])
         while cand.psnr < target and i + 1 < len(STEP_GRID):  # the prediction is close, not exact
             i += 1
-            cand = self.measure(k, float(STEP_GRID[i]))
+            cand = self.measure(k, STEP_GRID[i])
         return cand
 
     def k_candidates(self) -> list:
@@ -410,7 +411,7 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
     best = search.for_bpppb(bpppb) if bpppb is not None else search.for_psnr(psnr)
     if progress:
         progress(1.0)
-    stats = {"k": best.k, "step": best.step, "psnr": best.psnr, "bytes": len(best.data),
+    stats = {"k": best.k, "step": entropy.step_from_exponent(best.step, STEPS_PER_OCTAVE), "q": best.step, "psnr": best.psnr, "bytes": len(best.data),
              "bpppb": 8.0 * len(best.data) / cube.size, "fit_seconds": t_fit,
              "seconds": time.perf_counter() - t0, "inner_steps": inner_steps, "adam_steps": adam_steps}
     return best.data, stats

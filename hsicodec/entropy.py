@@ -75,6 +75,25 @@ def laplace_bits(symbols: np.ndarray, scales: np.ndarray, max_abs: int) -> float
     return float(-np.sum(np.log2(np.maximum(p, 1e-12))))
 
 
+SCALE_CODE_STEPS = 8  # scale codes are 1/8 octave apart
+
+
+def scale_code(scale: float) -> int:
+    """One-byte code of a Laplace scale: scale ≈ 2^((code − 128) / 8), code in 0..255."""
+    c = int(np.round(SCALE_CODE_STEPS * np.log2(max(scale, 1e-30)))) + 128
+    return int(np.clip(c, 0, 255))
+
+
+def scale_from_code(code: int) -> float:
+    """Inverse of :func:`scale_code`."""
+    return float(2.0 ** ((int(code) - 128) / SCALE_CODE_STEPS))
+
+
+def step_from_exponent(e: int, per_octave: int) -> float:
+    """Quantization steps are stored as integer exponents: step = 2^(e / per_octave)."""
+    return float(2.0 ** (int(e) / per_octave))
+
+
 def fit_scale(symbols: np.ndarray) -> float:
     """Maximum-likelihood-ish Laplace scale of quantized symbols (mean |q|, floored)."""
     s = np.asarray(symbols, np.float64)

@@ -27,7 +27,7 @@ class SpectralFit:
     total_std: float
 
 
-def fit_pca(pixels: np.ndarray, k_max: int, weights: np.ndarray | None = None) -> SpectralFit:
+def fit_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
     """PCA of (N, C) float64 pixels; at most k_max components (fewer if C or N is smaller)."""
     a = np.asarray(pixels, np.float64)
     mean = a.mean(axis=0)
@@ -52,54 +52,54 @@ def _delta_code(values: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray
     return q, d
 
 
-def encode_spectral(mean: np.ndarray, basis: np.ndarray, mean_step: float, basis_step: float) -> tuple[bytes, dict, np.ndarray, np.ndarray]:
+MEAN_STEPS_PER_OCTAVE = 4
+BASIS_STEPS_PER_OCTAVE = 4
+
+
+def encode_spectral(mean: np.ndarray, basis: np.ndarray, mean_exp: int, basis_exp: int) -> tuple[bytes, dict, np.ndarray, np.ndarray]:
     """Quantize and entropy code the mean (C,) and basis (k, C).
 
-    Returns (bytes, header params, dequantized mean, dequantized basis). The
-    header params hold the Laplace scales and symbol bound the decoder needs.
+    Steps are 2^(mean_exp/4) and 2^(basis_exp/4); values are quantized, first
+    differences along the bands are coded under Laplace priors whose scales
+    travel as one-byte codes. Returns (bytes, header params, dequantized mean,
+    dequantized basis).
     """
+    mean_step = entropy.step_from_exponent(mean_exp, MEAN_STEPS_PER_OCTAVE)
+    basis_step = entropy.step_from_exponent(basis_exp, BASIS_STEPS_PER_OCTAVE)
     qm, dm = _delta_code(mean[None, :], mean_step)
     qb, db = _delta_code(basis, basis_step)
     sym = np.concatenate([dm.ravel(), db.ravel()])
     max_abs = int(np.abs(sym).max()) if sym.size else 0
-    sm = entropy.fit_scale(dm[:, 1:]) if dm.shape[1] > 1 else 1.0
-    sb = [entropy.fit_scale(r[1:]) if r.size > 1 else 1.0 for r in db]
-    sm, sb = _round_scale(sm), [_round_scale(s) for s in sb]
-    scales = _symbol_scales(mean.size, basis.shape[0], sm, sb, max_abs)
+    codes = [entropy.scale_code(entropy.fit_scale(r[1:]) if r.size > 1 else 1.0) for r in (dm[0], *db)]
+    scales = _symbol_scales(mean.size, codes, max_abs)
     data = entropy.laplace_encode(sym, scales, max_abs)
-    params = {"mean_step": float(mean_step), "basis_step": float(basis_step), "max_abs": max_abs,
-              "mean_scale": sm, "basis_scales": sb}
+    params = {"me": int(mean_exp), "be": int(basis_exp), "ma": max_abs, "sc": bytes(codes)}
     return data, params, (qm[0] * mean_step), (qb * basis_step)
 
 
-def _round_scale(s: float) -> float:
-    return float(np.float16(s))
-
-
-def _symbol_scales(n_bands: int, k: int, sm: float, sb: list, max_abs: int) -> np.ndarray:
-    # the first symbol of each row is an absolute value, give it a flat prior
+def _symbol_scales(n_bands: int, codes, max_abs: int) -> np.ndarray:
+    # the first symbol of each row is an absolute value: give it a flat prior
     flat = max(max_abs / 2.0, 1.0)
-    rows = [np.full(n_bands, sm)] + [np.full(n_bands, s) for s in sb]
+    rows = [np.full(n_bands, entropy.scale_from_code(c)) for c in codes]
     for r in rows:
         r[0] = flat
-    return np.concatenate(rows) if rows else np.zeros(0)
+    return np.concatenate(rows)
 
 
 def decode_spectral(data: bytes, params: dict, n_bands: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of :func:`encode_spectral` → (mean (C,), basis (k, C)) float64."""
     try:
-        mean_step = float(params["mean_step"])
-        basis_step = float(params["basis_step"])
-        max_abs = int(params["max_abs"])
-        sm = float(params["mean_scale"])
-        sb = [float(s) for s in params["basis_scales"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise HsimError(f"header key 'codec.spectral': malformed ({exc})") from exc
-    if len(sb) != k:
-        raise HsimError(f"header key 'codec.spectral.basis_scales': {len(sb)} scales for {k} components")
-    if not (np.isfinite(mean_step) and np.isfinite(basis_step) and mean_step > 0 and basis_step > 0):
-        raise HsimError("header key 'codec.spectral': quantization steps must be positive and finite")
-    scales = _symbol_scales(n_bands, k, sm, sb, max_abs)
+        me, be, max_abs, codes = params["me"], params["be"], params["ma"], params["sc"]
+    except (KeyError, TypeError) as exc:
+        raise HsimError(f"header key 'codec.sp': missing {exc}") from exc
+    for key, v, lo, hi in (("me", me, -256, 256), ("be", be, -256, 256), ("ma", max_abs, 0, entropy.MAX_ABS_LIMIT)):
+        if type(v) is not int or not lo <= v <= hi:
+            raise HsimError(f"header key 'codec.sp.{key}': expected an int in {lo}..{hi}, got {v!r}")
+    if not isinstance(codes, bytes) or len(codes) != k + 1:
+        raise HsimError(f"header key 'codec.sp.sc': expected {k + 1} scale codes")
+    scales = _symbol_scales(n_bands, codes, max_abs)
     sym = entropy.laplace_decode(data, scales, max_abs).astype(np.int64).reshape(k + 1, n_bands)
     q = np.cumsum(sym, axis=1)
+    mean_step = entropy.step_from_exponent(me, MEAN_STEPS_PER_OCTAVE)
+    basis_step = entropy.step_from_exponent(be, BASIS_STEPS_PER_OCTAVE)
     return q[0] * mean_step, q[1:] * basis_step

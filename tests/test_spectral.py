@@ -21,24 +21,28 @@ def test_pca_is_orthonormal_and_ordered():
 def test_spectral_round_trip_within_quantization():
     x = _cube()
     fit = fit_pca(x, 4)
-    data, params, m_hat, b_hat = encode_spectral(fit.mean, fit.basis, 0.5, 1e-3)
+    data, params, m_hat, b_hat = encode_spectral(fit.mean, fit.basis, -4, -40)  # steps 2^-1, 2^-10
     m, b = decode_spectral(data, params, 40, 4)
     assert np.array_equal(m, m_hat) and np.array_equal(b, b_hat)
     assert np.abs(m - fit.mean).max() <= 0.25 + 1e-9
-    assert np.abs(b - fit.basis).max() <= 5e-4 + 1e-9
+    assert np.abs(b - fit.basis).max() <= 2 ** -11 + 1e-9
 
 
 def test_coarser_steps_cost_fewer_bytes():
     fit = fit_pca(_cube(), 4)
-    fine = encode_spectral(fit.mean, fit.basis, 0.01, 1e-4)[0]
-    coarse = encode_spectral(fit.mean, fit.basis, 1.0, 1e-2)[0]
+    fine = encode_spectral(fit.mean, fit.basis, -24, -52)[0]
+    coarse = encode_spectral(fit.mean, fit.basis, 0, -24)[0]
     assert len(coarse) < len(fine)
 
 
 def test_malformed_params_refused():
     fit = fit_pca(_cube(), 2)
-    data, params, _, _ = encode_spectral(fit.mean, fit.basis, 0.5, 1e-3)
+    data, params, _, _ = encode_spectral(fit.mean, fit.basis, -4, -40)
     with pytest.raises(HsimError):
-        decode_spectral(data, {**params, "basis_scales": [1.0]}, 40, 2)
+        decode_spectral(data, {**params, "sc": b"\x80"}, 40, 2)
     with pytest.raises(HsimError):
-        decode_spectral(data, {**params, "mean_step": -1.0}, 40, 2)
+        decode_spectral(data, {**params, "me": 10**6}, 40, 2)
+    with pytest.raises(HsimError):
+        decode_spectral(data, {**params, "be": 1.5}, 40, 2)
+    with pytest.raises(HsimError):
+        decode_spectral(data, {k: v for k, v in params.items() if k != "ma"}, 40, 2)

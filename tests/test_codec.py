@@ -1,0 +1,190 @@
+"""End-to-end codec behaviour with the bundled default model."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import hsicodec
+from hsicodec import metrics
+from hsicodec.data import sample_path
+from hsicodec.errors import HsimError, ModelNotFoundError, OptionError
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return np.load(sample_path())
+
+
+@pytest.fixture(scope="module")
+def small(sample):
+    return np.ascontiguousarray(sample[:24, :20])
+
+
+@pytest.fixture(scope="module")
+def encoded(small):
+    return hsicodec.compress(small, bpppb=0.2, effort="fast")
+
+
+def test_round_trip_keeps_shape_dtype_and_quality(small, encoded):
+    out, geo = hsicodec.decompress(encoded)
+    assert out.shape == small.shape and out.dtype == small.dtype
+    assert metrics.psnr(small, out) > 25
+    assert geo.is_empty()
+
+
+@pytest.mark.parametrize("target", [0.05, 0.1])
+def test_bpppb_lands_at_or_under_target_and_within_10_percent(sample, target):
+    st = {}
+    data = hsicodec.compress(sample, bpppb=target, effort="fast", stats=st)
+    rate = metrics.bpppb(len(data), sample.shape)
+    assert rate <= target
+    assert rate >= 0.9 * target
+
+
+def test_higher_rate_gives_higher_psnr(sample):
+    lo = hsicodec.decompress(hsicodec.compress(sample, bpppb=0.02, effort="fast"))[0]
+    hi = hsicodec.decompress(hsicodec.compress(sample, bpppb=0.2, effort="fast"))[0]
+    assert metrics.psnr(sample, hi) > metrics.psnr(sample, lo)
+
+
+def test_psnr_target_is_reached(small):
+    st = {}
+    data = hsicodec.compress(small, psnr=28.0, effort="fast", stats=st)
+    out, _ = hsicodec.decompress(data)
+    assert metrics.psnr(small, out) >= 28.0
+
+
+def test_unreachable_psnr_is_a_clear_error(small):
+    with pytest.raises(OptionError, match="psnr"):
+        hsicodec.compress(small, psnr=150.0, effort="fast")
+
+
+def test_window_and_bands_equal_crop_of_full_decode(small, encoded):
+    full, _ = hsicodec.decompress(encoded)
+    part, _ = hsicodec.decompress(encoded, window=(3, 5, 10, 7), bands=(20, 60))
+    assert np.array_equal(part, full[3:13, 5:12, 20:60])
+
+
+@pytest.mark.parametrize("window", [(0, 0, 0, 5), (20, 0, 10, 5), (-1, 0, 2, 2)])
+def test_bad_window_refused(encoded, window):
+    with pytest.raises(OptionError):
+        hsicodec.decompress(encoded, window=window)
+
+
+def test_native_and_numpy_decode_agree(small, encoded):
+    from hsicodec.siren import native_available
+
+    if not native_available():
+        pytest.skip("native extension not built")
+    a, _ = hsicodec.decompress(encoded, backend="native")
+    b, _ = hsicodec.decompress(encoded, backend="numpy")
+    assert np.abs(a.astype(np.int64) - b.astype(np.int64)).max() <= 1
+
+
+def test_decode_is_identical_across_thread_counts(encoded):
+    a, _ = hsicodec.decompress(encoded, threads=1)
+    b, _ = hsicodec.decompress(encoded, threads=2)
+    assert np.array_equal(a, b)
+
+
+def test_encode_is_deterministic(small):
+    assert hsicodec.compress(small, bpppb=0.1, effort="fast") == hsicodec.compress(small, bpppb=0.1, effort="fast")
+
+
+def test_torch_and_native_fits_agree(small):
+    pytest.importorskip("torch")
+    from hsicodec.codec import load_codec_model
+    from hsicodec.encoder import analyse, fit_latents
+
+    cm = load_codec_model()
+    an = analyse(small, cm)
+    a = fit_latents(cm, an.targets, 3, 2)
+    b = fit_latents(cm, an.targets, 3, 2, backend="torch")
+    for x, y in zip(a, b):
+        assert np.abs(x - y).max() <= 1e-3 * max(1.0, float(np.abs(y).max()))
+
+
+@pytest.mark.parametrize("shape,dtype", [((5, 7, 1), np.uint8), ((1, 1, 12), np.int16), ((9, 11, 4), np.float32),
+                                         ((17, 3, 30), np.uint16)])
+def test_edge_shapes_and_dtypes_round_trip(shape, dtype):
+    rng = np.random.default_rng(0)
+    cube = (rng.random(shape) * 100).astype(dtype)
+    out, _ = hsicodec.decompress(hsicodec.compress(cube, bpppb=4.0, effort="fast"))
+    assert out.shape == cube.shape and out.dtype == cube.dtype
+
+
+def test_constant_cube_is_exact():
+    cube = np.full((6, 5, 8), 321, np.uint16)
+    out, _ = hsicodec.decompress(hsicodec.compress(cube, bpppb=2.0))
+    assert np.array_equal(out, cube)
+
+
+def test_non_finite_input_refused():
+    cube = np.ones((4, 4, 3), np.float32)
+    cube[1, 1, 1] = np.nan
+    with pytest.raises(OptionError, match="NaN"):
+        hsicodec.compress(cube)
+
+
+def test_corrupted_file_is_an_error_not_wrong_pixels(encoded):
+    bad = bytearray(encoded)
+    bad[len(bad) // 2] ^= 0x40
+    with pytest.raises(HsimError):
+        hsicodec.decompress(bytes(bad))
+
+
+def test_missing_model_names_the_hash(small, encoded, tmp_path, monkeypatch):
+    from hsicodec.registry import Registry
+
+    empty = Registry([("path", tmp_path)])
+    with pytest.raises(ModelNotFoundError) as err:
+        hsicodec.decompress(encoded, registry=empty)
+    assert hsicodec.HsimReader(encoded).header["model"] in str(err.value)
+
+
+def test_decoding_works_without_torch(tmp_path, encoded):
+    path = tmp_path / "x.hsim"
+    path.write_bytes(encoded)
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked in this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import hsicodec\n"
+        f"cube, geo = hsicodec.decompress({str(path)!r})\n"
+        "assert 'torch' not in sys.modules\n"
+        "print(cube.shape)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "y.npy"
+    code2 = code.replace(f"cube, geo = hsicodec.decompress({str(path)!r})\n",
+                         f"from hsicodec.cli import main\nsys.argv=['hsicodec','decompress',{str(path)!r},{str(out)!r},'-q']\n"
+                         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+                         "cube = None\n").replace("print(cube.shape)\n", "")
+    r = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert np.load(out).shape == (24, 20, 198)
+
+
+def test_encoding_works_without_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked in this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import numpy as np, hsicodec\n"
+        "from hsicodec.data import sample_path\n"
+        "cube = np.load(sample_path())[:16, :16]\n"
+        "data = hsicodec.compress(cube, bpppb=0.2, effort='default')\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
