@@ -42,12 +42,14 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
              bpppb: Optional[float] = None, psnr: Optional[float] = None, effort: Union[str, int] = "default",
              progress: Optional[Callable[[float], None]] = None, tags: Optional[dict] = None,
              threads: int = 0, registry: Optional[Registry] = None, stats: Optional[dict] = None,
-             backend: str = "auto", created_by: bool = False) -> bytes:
+             backend: str = "auto", created_by: bool = False, band_map=None, wavelengths=None) -> bytes:
     """Compress a (rows, cols, bands) cube to `.hsim` bytes.
 
     ``bpppb`` lands at or under the target; ``psnr`` reaches at least the target
     where the model can (else OptionError); neither: 0.05 bpppb. ``stats``, if
     given, is filled with the encoder's figures (k, step, psnr, times).
+    ``band_map`` / ``wavelengths`` match bands to the outputs of a plain
+    (non-adaptive) model; PCA-adaptive models ignore them.
     """
     from hsicodec.encoder import encode
 
@@ -66,8 +68,10 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
         header["geo"] = geo.to_header()
     if tags:
         header["tags"] = {str(k): str(v) for k, v in tags.items()}
+    if wavelengths is None and geo is not None and geo.wavelengths:
+        wavelengths = geo.wavelengths
     data, st = encode(cube, cm, bpppb=bpppb, psnr=psnr, effort=effort, base_header=header, threads=threads,
-                      progress=progress, backend=backend)
+                      progress=progress, backend=backend, band_map=band_map, wavelengths=wavelengths)
     if stats is not None:
         stats.update(st)
         stats["model"] = cm.sha256

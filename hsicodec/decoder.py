@@ -103,7 +103,7 @@ def synthesize(model: CodecModel, grids: list, k: int, height: int, width: int, 
     for a in range(r0, r0 + h, ROW_BLOCK):
         b = min(a + ROW_BLOCK, r0 + h)
         phi = pixel_latents(model.layout, grids, height, width, a, b, c0, c0 + w)
-        x = local_coords(model.layout, a, b, c0, c0 + w)
+        x = local_coords(model.layout, a, b, c0, c0 + w, height, width)
         out[a - r0:b - r0] = siren.forward(weights, x, phi, backend=backend, threads=threads).reshape(b - a, w, k)
         if progress is not None:
             progress((b - r0) / h)
@@ -118,6 +118,25 @@ def reconstruct(coeffs: np.ndarray, norm: float, mean: np.ndarray, basis: np.nda
     flat = coeffs.reshape(h * w, k).astype(np.float64) * norm
     vals = flat @ basis[:, a:b] + mean[a:b] if k else np.broadcast_to(mean[a:b], (h * w, b - a)).copy()
     return vals.reshape(h, w, b - a)
+
+
+def reconstruct_bands(coeffs: np.ndarray, scale: float, offset: float, band_map: np.ndarray,
+                      bands: tuple) -> np.ndarray:
+    """Band values (h, w, nb) float64 for the plain method: outputs picked by the band map, rescaled."""
+    a, b = bands
+    return coeffs[..., band_map[a:b]].astype(np.float64) * scale + offset
+
+
+def parse_band_map(sp: dict, n_bands: int, n_out: int) -> np.ndarray:
+    """The band map of an "id"-mode header (identity when absent), validated."""
+    bm = sp.get("bm")
+    if bm is None:
+        if n_bands > n_out:
+            raise HsimHeaderError(f"header key 'codec.sp': {n_bands} bands but the model has {n_out} outputs")
+        return np.arange(n_bands)
+    if not isinstance(bm, list) or len(bm) != n_bands or any(type(v) is not int or not 0 <= v < n_out for v in bm):
+        raise HsimHeaderError(f"header key 'codec.sp.bm': expected {n_bands} ints in 0..{n_out - 1}")
+    return np.asarray(bm, np.int64)
 
 
 def check_window(shape: tuple, window: Optional[tuple], bands: Optional[tuple]) -> tuple[tuple, tuple]:
@@ -140,7 +159,22 @@ def decode_sections(header: dict, read_section: Callable[[str], bytes], model: C
     hgt, wid, c = (int(v) for v in header["shape"])
     win, bnd = check_window((hgt, wid, c), window, bands)
     p = parse_codec(header, model)
-    mean, basis = decode_spectral(read_section("s"), p.spectral, c, p.k)
     grids = decode_latents(read_section("l"), model, p, hgt, wid) if p.k else []
+    mode = p.spectral.get("m", "pca")
+    if mode != model.spectral:
+        raise HsimHeaderError(f"header key 'codec.sp.m': {mode!r} does not match the model's spectral stage")
+    if mode == "id":
+        off = p.spectral.get("off")
+        if type(off) not in (int, float) or not np.isfinite(off):
+            raise HsimHeaderError("header key 'codec.sp.off': expected a finite number")
+        bm = parse_band_map(p.spectral, c, model.n_out)
+        if p.k == 0:
+            return np.full((win[2], win[3], bnd[1] - bnd[0]), float(off))
+        need = int(bm[bnd[0]:bnd[1]].max()) + 1
+        if need > p.k:
+            raise HsimHeaderError("header key 'codec.k': smaller than the band map needs")
+        coeffs = synthesize(model, grids, need, hgt, wid, win, backend=backend, threads=threads, progress=progress)
+        return reconstruct_bands(coeffs, p.norm, float(off), bm, bnd)
+    mean, basis = decode_spectral(read_section("s"), p.spectral, c, p.k)
     coeffs = synthesize(model, grids, p.k, hgt, wid, win, backend=backend, threads=threads, progress=progress)
     return reconstruct(coeffs, p.norm, mean, basis, bnd)

@@ -20,7 +20,7 @@ import numpy as np
 
 from hsicodec import entropy
 from hsicodec.container import encode_hsim
-from hsicodec.decoder import CODEC_NAME, STEPS_PER_OCTAVE, reconstruct, symbol_scales, synthesize
+from hsicodec.decoder import CODEC_NAME, STEPS_PER_OCTAVE, reconstruct, reconstruct_bands, symbol_scales, synthesize
 from hsicodec.errors import OptionError
 from hsicodec.metrics import psnr as psnr_metric
 from hsicodec.model import CodecModel
@@ -35,12 +35,29 @@ FIT_ROW_BLOCK = 128
 
 @dataclass
 class Analysis:
-    """A cube prepared for fitting: float64 values, PCA, normalised targets."""
+    """A cube prepared for fitting: float64 values, spectral stage, normalised targets.
+
+    ``mode`` "pca": targets are the scene's normalised principal-component maps.
+    ``mode`` "id" (the paper's plain method): targets are the bands themselves,
+    scaled to [0, 1] and placed on the model outputs given by ``band_map``.
+    """
 
     values: np.ndarray  # (H, W, C) float64
-    pca: SpectralFit
-    targets: np.ndarray  # (H, W, n_out) float32 normalised coefficients
+    pca: Optional[SpectralFit]
+    targets: np.ndarray  # (H, W, n_out) float32
     value_range: float
+    mode: str = "pca"
+    offset: float = 0.0
+    scale: float = 1.0
+    band_map: Optional[np.ndarray] = None  # (C,) model output of every band ("id" mode)
+
+    @property
+    def norm(self) -> float:
+        return float(self.pca.total_std) if self.mode == "pca" else self.scale
+
+    @property
+    def constant(self) -> bool:
+        return self.norm == 0.0 if self.mode == "pca" else self.value_range == 0.0
 
 
 def effort_steps(effort: Union[str, int], model: CodecModel) -> tuple[int, int]:
@@ -57,15 +74,44 @@ def effort_steps(effort: Union[str, int], model: CodecModel) -> tuple[int, int]:
     return (model.inner_steps if inner is None else max(inner, model.inner_steps)), adam
 
 
-def analyse(cube: np.ndarray, model: CodecModel) -> Analysis:
-    """PCA and normalised coefficient targets of a cube."""
+def resolve_band_map(model: CodecModel, n_bands: int, band_map=None, wavelengths=None) -> np.ndarray:
+    """Model output channel of every band: explicit map, else nearest model wavelength, else identity."""
+    if band_map is not None:
+        bm = np.asarray(band_map, np.int64).ravel()
+        if bm.shape != (n_bands,) or bm.min() < 0 or bm.max() >= model.n_out or len(set(bm.tolist())) != n_bands:
+            raise OptionError(f"band map must give {n_bands} distinct outputs in 0..{model.n_out - 1}")
+        return bm
+    model_wl = model.config.get("wavelengths")
+    if wavelengths is not None and model_wl:
+        wl = np.asarray(wavelengths, np.float64)
+        mw = np.asarray(model_wl, np.float64)
+        if wl.shape != (n_bands,):
+            raise OptionError(f"{len(wl)} wavelengths given for {n_bands} bands")
+        bm = np.abs(wl[:, None] - mw[None, :]).argmin(axis=1)
+        if len(set(bm.tolist())) != n_bands:
+            raise OptionError("several bands match the same model wavelength; give an explicit band map")
+        return bm
+    if n_bands > model.n_out:
+        raise OptionError(f"the cube has {n_bands} bands but model {model.alias or model.sha256[:12]} "
+                          f"outputs only {model.n_out}; use a model with spectral adaptation")
+    return np.arange(n_bands)
+
+
+def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None) -> Analysis:
+    """Spectral stage and normalised targets of a cube."""
     values = np.asarray(cube, np.float64)
     h, w, c = values.shape
+    rng = float(values.max() - values.min())
+    if model.spectral == "id":
+        bm = resolve_band_map(model, c, band_map, wavelengths)
+        off, scl = float(values.min()), (rng if rng > 0 else 1.0)
+        y = np.zeros((h * w, model.n_out), np.float32)
+        y[:, bm] = (values.reshape(-1, c) - off) / scl
+        return Analysis(values, None, y.reshape(h, w, model.n_out), rng, "id", off, scl, bm)
     fit = fit_pca(values.reshape(-1, c), model.n_out)
     y = np.zeros((h * w, model.n_out), np.float32)
     if fit.total_std > 0:
         y[:, :fit.basis.shape[0]] = (values.reshape(-1, c) - fit.mean) @ fit.basis.T / fit.total_std
-    rng = float(values.max() - values.min())
     return Analysis(values, fit, y.reshape(h, w, model.n_out), rng)
 
 
@@ -73,8 +119,8 @@ ADAM_LR, ADAM_B1, ADAM_B2, ADAM_EPS = 2e-3, 0.9, 0.999, 1e-8
 
 
 def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int, adam_steps: int,
-                k: Optional[int] = None, threads: int = 0, progress: Optional[Callable[[float], None]] = None,
-                backend: str = "auto") -> list[np.ndarray]:
+                channel_weight: Optional[np.ndarray] = None, threads: int = 0,
+                progress: Optional[Callable[[float], None]] = None, backend: str = "auto") -> list[np.ndarray]:
     """Fit the scene's latent grids: meta-learned SGD steps from zero, then optional Adam steps.
 
     Torch-free: gradients with respect to the per-pixel latents come from
@@ -83,19 +129,17 @@ def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int, adam_s
     the torch twin instead (for cross-checking).
     """
     if backend == "torch":
-        return fit_latents_torch(model, targets, inner_steps, adam_steps, k, threads, progress)
+        return fit_latents_torch(model, targets, inner_steps, adam_steps, channel_weight, threads, progress)
     from hsicodec import siren
     from hsicodec.latents import GridOperator, local_coords
 
     h, w, n_out = targets.shape
     layout = model.layout
     op = GridOperator(layout, h, w)
-    x = local_coords(layout, 0, h, 0, w)
+    x = local_coords(layout, 0, h, 0, w, h, w)
     t = np.ascontiguousarray(targets.reshape(h * w, n_out))
-    cw = np.ones(n_out, np.float32)
-    if k is not None:
-        cw[k:] = 0.0
-    cw /= TRAIN_CROP_PIXELS
+    cw = (np.ones(n_out, np.float32) if channel_weight is None else np.asarray(channel_weight, np.float32))
+    cw = cw / TRAIN_CROP_PIXELS
     grids = [np.zeros(shape, np.float32) for shape in op.shapes]
     total = max(inner_steps + adam_steps, 1)
 
@@ -122,7 +166,7 @@ def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int, adam_s
 
 
 def fit_latents_torch(model: CodecModel, targets: np.ndarray, inner_steps: int, adam_steps: int,
-                      k: Optional[int] = None, threads: int = 0,
+                      channel_weight: Optional[np.ndarray] = None, threads: int = 0,
                       progress: Optional[Callable[[float], None]] = None) -> list[np.ndarray]:
     """The torch twin of :func:`fit_latents` (same steps, autograd gradients)."""
     import torch
@@ -135,14 +179,12 @@ def fit_latents_torch(model: CodecModel, targets: np.ndarray, inner_steps: int, 
     layout = model.layout
     net = _torch_net(model)
     tgt = torch.from_numpy(targets)
-    cw = torch.ones(n_out)
-    if k is not None:
-        cw[k:] = 0.0
+    cw = torch.ones(n_out) if channel_weight is None else torch.tensor(np.asarray(channel_weight, np.float32))
     weight = cw / TRAIN_CROP_PIXELS
     blocks = []
     for a in range(0, h, FIT_ROW_BLOCK):
         b = min(a + FIT_ROW_BLOCK, h)
-        blocks.append((GridSampler(layout, h, w, row0=a, rows=b - a), coords_tensor(layout, a, b - a, 0, w)[None],
+        blocks.append((GridSampler(layout, h, w, row0=a, rows=b - a, full_height=h, full_width=w), coords_tensor(layout, a, b - a, 0, w, h, w)[None],
                        tgt[a:b][None]))
     grids = [torch.zeros(1, *layout.grid_shape(i, h, w), lv.channels) for i, lv in enumerate(layout.levels)]
     lrs = [torch.from_numpy(np.array(lr)) for lr in model.inner_lrs]
@@ -251,6 +293,11 @@ class RateSearch:
     # -- side information and streams
     def spectral(self, k: int):
         """Spectral side information for k components, precision matched to the PCA residual."""
+        if self.an.mode == "id":
+            sp = {"m": "id", "off": self.an.offset}
+            if not np.array_equal(self.an.band_map, np.arange(self.c)):
+                sp["bm"] = [int(v) for v in self.an.band_map]
+            return b"", sp, None, None
         if k not in self._spec_cache:
             fit = self.an.pca
             resid = float(np.sum(fit.comp_std[k:] ** 2)) / self.c if k < len(fit.comp_std) else 0.0
@@ -270,8 +317,8 @@ class RateSearch:
 
     def build(self, k: int, step: int) -> tuple[bytes, list]:
         sdata, sparams, _, _ = self.spectral(k)
-        codec = {"id": CODEC_NAME, "k": k, "norm": float(self.an.pca.total_std), "sp": sparams}
-        sections = [("s", sdata)]
+        codec = {"id": CODEC_NAME, "k": k, "norm": self.an.norm, "sp": sparams}
+        sections = [("s", sdata)] if self.an.mode == "pca" else []
         deq = []
         if k:
             ldata, lparams, deq = self.latents(step)
@@ -287,7 +334,10 @@ class RateSearch:
     def coef_sq_errors(self, step: int) -> np.ndarray:
         """Mean squared error of every normalised coefficient channel at step Δ (all n_out)."""
         if step not in self._coef_cache:
-            deq = self.latents(step)[2]
+            try:
+                deq = self.latents(step)[2]
+            except OptionError:
+                return np.full(self.model.n_out, np.inf)
             n = self.model.n_out
             pred = synthesize(self.model, deq, n, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads,
                               backend=self.backend)
@@ -295,10 +345,13 @@ class RateSearch:
         return self._coef_cache[step]
 
     def predicted_psnr(self, k: int, step: int) -> float:
-        fit = self.an.pca
-        mse = fit.total_std ** 2 * float(np.sum(self.coef_sq_errors(step)[:k])) if k else 0.0
-        mse += float(np.sum(fit.comp_std[k:] ** 2))
-        mse /= self.c
+        if self.an.mode == "id":
+            mse = self.an.scale ** 2 * float(np.mean(self.coef_sq_errors(step)[self.an.band_map]))
+        else:
+            fit = self.an.pca
+            mse = fit.total_std ** 2 * float(np.sum(self.coef_sq_errors(step)[:k])) if k else 0.0
+            mse += float(np.sum(fit.comp_std[k:] ** 2))
+            mse /= self.c
         if mse <= 0:
             return float("inf")
         return 10 * np.log10(max(self.an.value_range, 1e-30) ** 2 / mse)
@@ -308,12 +361,18 @@ class RateSearch:
         _, _, mean, basis = self.spectral(k)
         coeffs = synthesize(self.model, deq, k, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads,
                             backend=self.backend)
-        rec = reconstruct(coeffs, self.an.pca.total_std, mean, basis, (0, self.c))
+        if self.an.mode == "id":
+            rec = reconstruct_bands(coeffs, self.an.scale, self.an.offset, self.an.band_map, (0, self.c))
+        else:
+            rec = reconstruct(coeffs, self.an.pca.total_std, mean, basis, (0, self.c))
         return Candidate(data, k, step, psnr_metric(self.an.values, rec))
 
     # -- search
-    def size(self, k: int, step: int) -> int:
-        return len(self.build(k, step)[0])
+    def size(self, k: int, step: int) -> float:
+        try:
+            return len(self.build(k, step)[0])
+        except OptionError:  # step too fine for the latent range: treat as too large
+            return float("inf")
 
     def finest_step(self, k: int, budget: int) -> Optional[int]:
         """Finest grid step whose file fits the budget, refined by bisection on exact sizes."""
@@ -377,15 +436,18 @@ class RateSearch:
         return cand
 
     def k_candidates(self) -> list:
-        kmax = min(self.model.n_out, self.c, len(self.an.pca.comp_std))
-        if self.an.pca.total_std == 0:
+        if self.an.constant:
             return [0]
+        if self.an.mode == "id":
+            return [int(self.an.band_map.max()) + 1]
+        kmax = min(self.model.n_out, self.c, len(self.an.pca.comp_std))
         return [k for k in K_CANDIDATES if k <= kmax] or [kmax]
 
 
 def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None, psnr: Optional[float] = None,
            effort: Union[str, int] = "default", base_header: Optional[dict] = None, threads: int = 0,
-           progress: Optional[Callable[[float], None]] = None, backend: str = "auto") -> tuple[bytes, dict]:
+           progress: Optional[Callable[[float], None]] = None, backend: str = "auto",
+           band_map=None, wavelengths=None) -> tuple[bytes, dict]:
     """Encode a (H, W, C) cube; returns the `.hsim` bytes and encoding statistics."""
     if bpppb is not None and psnr is not None:
         raise OptionError("give either a bpppb or a psnr target, not both")
@@ -402,10 +464,14 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
         raise OptionError("the cube holds NaN or infinite values; mask them (nodata) before compressing")
     t0 = time.perf_counter()
     inner_steps, adam_steps = effort_steps(effort, model)
-    an = analyse(cube, model)
-    grids = fit_latents(model, an.targets, inner_steps, adam_steps, threads=threads,
+    an = analyse(cube, model, band_map, wavelengths)
+    cw = None
+    if an.mode == "id":
+        cw = np.zeros(model.n_out, np.float32)
+        cw[an.band_map] = 1.0
+    grids = fit_latents(model, an.targets, inner_steps, adam_steps, cw, threads=threads,
                         progress=(lambda f: progress(0.8 * f)) if progress else None, backend=backend) \
-        if an.pca.total_std > 0 else []
+        if not an.constant else []
     t_fit = time.perf_counter() - t0
     search = RateSearch(model, an, grids, base_header or {}, threads, "numpy" if backend == "torch" else backend)
     best = search.for_bpppb(bpppb) if bpppb is not None else search.for_psnr(psnr)

@@ -9,8 +9,9 @@ latent φ is the concatenation over levels of its level feature:
 * ``linear``: bilinear interpolation between the four nearest nodes, nodes at
   the cell centres, clamped at the edges (Cool-chic / C3 style latent grids).
 
+``cell = 0`` means one node for the whole image (the paper's setting).
 The SIREN's pixel input is the pixel's position inside its ``coord_cell`` block,
-mapped to [-1, 1]². Everything here is index arithmetic on numpy arrays; the
+mapped to [-1, 1]²; ``coord_cell = 0`` means the position in the whole image. Everything here is index arithmetic on numpy arrays; the
 torch encoder and trainer use the same indices (see :func:`axis_interp`).
 """
 
@@ -46,6 +47,8 @@ class LatentLayout:
 
     def grid_shape(self, level: int, height: int, width: int) -> tuple[int, int]:
         cell = self.levels[level].cell
+        if cell == 0:
+            return (1, 1)
         return (-(-height // cell), -(-width // cell))
 
     def count(self, height: int, width: int) -> int:
@@ -60,10 +63,10 @@ class LatentLayout:
     def from_config(cls, cfg: dict) -> "LatentLayout":
         levels = tuple(LatentLevel(int(c), int(ch), str(mode)) for c, ch, mode in cfg["levels"])
         for lv in levels:
-            if lv.cell < 1 or lv.channels < 1 or lv.interp not in INTERP_MODES:
+            if lv.cell < 0 or lv.channels < 1 or lv.interp not in INTERP_MODES or (lv.cell == 0 and lv.interp != "nearest"):
                 raise ValueError(f"invalid latent level {lv}")
-        if not levels or int(cfg["coord_cell"]) < 1:
-            raise ValueError("a latent layout needs at least one level and coord_cell >= 1")
+        if not levels or int(cfg["coord_cell"]) < 0:
+            raise ValueError("a latent layout needs at least one level and coord_cell >= 0")
         return cls(levels, int(cfg["coord_cell"]))
 
 
@@ -73,6 +76,9 @@ def axis_interp(start: int, stop: int, cell: int, n_nodes: int, interp: str):
     Returns (i0, i1, t): the feature of pixel p is (1 - t[p]) g[i0[p]] + t[p] g[i1[p]].
     """
     p = np.arange(start, stop, dtype=np.int64)
+    if cell == 0:  # one node for the whole image
+        z = np.zeros(len(p), np.int64)
+        return z, z, np.zeros(len(p), np.float32)
     if interp == "nearest":
         i0 = np.minimum(p // cell, n_nodes - 1)
         return i0, i0, np.zeros(len(p), np.float32)
@@ -115,11 +121,20 @@ def upsample_transpose(grad: np.ndarray, rows: tuple, cols: tuple, grid_shape: t
     return out.astype(np.float32)
 
 
-def local_coords(layout: LatentLayout, row0: int, row1: int, col0: int, col1: int) -> np.ndarray:
-    """(h·w, 2) SIREN inputs for a pixel window: position inside its coord_cell block in [-1, 1]."""
+def local_coords(layout: LatentLayout, row0: int, row1: int, col0: int, col1: int,
+                 height: int, width: int) -> np.ndarray:
+    """(h·w, 2) SIREN inputs for a pixel window of a height × width image.
+
+    The position inside the pixel's coord_cell block in [-1, 1] (coord_cell 0:
+    inside the whole image).
+    """
     cc = layout.coord_cell
-    ry = ((np.arange(row0, row1) % cc) + 0.5) / cc * 2.0 - 1.0
-    rx = ((np.arange(col0, col1) % cc) + 0.5) / cc * 2.0 - 1.0
+    if cc == 0:
+        ry = (np.arange(row0, row1) + 0.5) / height * 2.0 - 1.0
+        rx = (np.arange(col0, col1) + 0.5) / width * 2.0 - 1.0
+    else:
+        ry = ((np.arange(row0, row1) % cc) + 0.5) / cc * 2.0 - 1.0
+        rx = ((np.arange(col0, col1) % cc) + 0.5) / cc * 2.0 - 1.0
     yy, xx = np.meshgrid(ry, rx, indexing="ij")
     return np.stack([yy.ravel(), xx.ravel()], axis=1).astype(np.float32)
 

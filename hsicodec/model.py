@@ -30,6 +30,7 @@ class CodecModel:
     inner_steps: int
     config: dict
     card: dict
+    spectral: str = "pca"  # "pca" (per-scene adaptation) or "id" (outputs are bands, the paper's plain method)
 
     @property
     def n_out(self) -> int:
@@ -63,8 +64,11 @@ def codec_model(mf: ModelFile) -> CodecModel:
         layout = LatentLayout.from_config(cfg["latent"])
         inner_steps = int(cfg.get("inner_steps", 3))
         shift = str(cfg.get("shift", "inside"))
+        spectral = str(cfg.get("spectral", "pca"))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFormatError(f"model {mf.sha256[:12]}: bad config ({exc})") from exc
+    if spectral not in ("pca", "id"):
+        raise ModelFormatError(f"model {mf.sha256[:12]}: unknown spectral stage {spectral!r}")
     if not 1 <= depth <= 64 or not 0 <= inner_steps <= 1000:
         raise ModelFormatError(f"model {mf.sha256[:12]}: depth/inner_steps out of range")
     a = mf.arrays
@@ -83,4 +87,4 @@ def codec_model(mf: ModelFile) -> CodecModel:
     for lv, lr in zip(layout.levels, lrs):
         if lr.shape != (lv.channels,):
             raise ModelFormatError(f"model {mf.sha256[:12]}: inner-loop step sizes do not match the layout")
-    return CodecModel(mf.sha256, mf.alias, w, layout, lrs, inner_steps, dict(cfg), dict(mf.card))
+    return CodecModel(mf.sha256, mf.alias, w, layout, lrs, inner_steps, dict(cfg), dict(mf.card), spectral)

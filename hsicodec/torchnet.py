@@ -94,8 +94,9 @@ class GridSampler:
         return torch.cat(feats, dim=-1)
 
 
-def coords_tensor(layout: LatentLayout, row0: int, rows: int, col0: int, cols: int) -> torch.Tensor:
-    """(rows, cols, 2) SIREN input coordinates for a window."""
+def coords_tensor(layout: LatentLayout, row0: int, rows: int, col0: int, cols: int, height: int,
+                  width: int) -> torch.Tensor:
+    """(rows, cols, 2) SIREN input coordinates for a window of a height × width image."""
     from hsicodec.latents import local_coords
 
-    return torch.from_numpy(local_coords(layout, row0, row0 + rows, col0, col0 + cols)).reshape(rows, cols, 2)
+    return torch.from_numpy(local_coords(layout, row0, row0 + rows, col0, col0 + cols, height, width)).reshape(rows, cols, 2)

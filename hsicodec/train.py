@@ -42,6 +42,7 @@ class TrainConfig:
     n_out: int = 16
     shift: str = "inside"
     skip: bool = False
+    spectral: str = "pca"
     w0: float = 30.0
     w_hidden: float = 30.0
     levels: list = field(default_factory=lambda: [list(x) for x in DEFAULT_LEVELS])
@@ -73,9 +74,21 @@ def load_scene(path: Path) -> np.ndarray:
     return a
 
 
-def scene_targets(cube: np.ndarray, n_out: int) -> tuple[np.ndarray, float]:
-    """Normalised principal-component maps (H, W, n_out) float32 and the normaliser σ_tot."""
+def scene_targets(cube: np.ndarray, n_out: int, spectral: str = "pca") -> tuple[np.ndarray, float]:
+    """Training targets (H, W, n_out) float32 and their normaliser.
+
+    "pca": normalised principal-component maps, normaliser σ_tot. "id" (plain
+    method): the bands scaled to [0, 1] on the first C outputs, normaliser the
+    value range; outputs beyond C are zero (and masked by :func:`channel_mask`).
+    """
     h, w, c = cube.shape
+    if spectral == "id":
+        if c > n_out:
+            raise TrainingError(f"a cube with {c} bands does not fit a model with {n_out} outputs")
+        lo, rng = float(cube.min()), float(cube.max() - cube.min()) or 1.0
+        out = np.zeros((h, w, n_out), np.float32)
+        out[:, :, :c] = (cube - lo) / rng
+        return out, rng
     fit = fit_pca(cube.reshape(-1, c), n_out)
     y = (cube.reshape(-1, c) - fit.mean) @ fit.basis.T / fit.total_std
     out = np.zeros((h * w, n_out), np.float32)
@@ -86,10 +99,11 @@ def scene_targets(cube: np.ndarray, n_out: int) -> tuple[np.ndarray, float]:
 class InnerLoop(torch.nn.Module):
     """Learned per-(level, channel) inner-loop step sizes (Meta-SGD), stored as logs."""
 
-    def __init__(self, layout: LatentLayout, init_lr: float):
+    def __init__(self, layout: LatentLayout, init_lr: float, crop: int = 32):
         super().__init__()
+        # a node's gradient sums over the pixels it covers: scale the first step size down accordingly
         self.log_lr = torch.nn.ParameterList(
-            torch.nn.Parameter(torch.full((lv.channels,), math.log(init_lr * lv.cell ** 2 / 64.0)))
+            torch.nn.Parameter(torch.full((lv.channels,), math.log(init_lr * (lv.cell or crop) ** 2 / 64.0)))
             for lv in layout.levels)
 
     def lrs(self) -> list[np.ndarray]:
@@ -114,13 +128,22 @@ def inner_fit(net: ModSiren, inner: InnerLoop, sampler: GridSampler, coords: tor
     return grids
 
 
-def _augment(rng: np.random.Generator, crop: np.ndarray) -> np.ndarray:
+def _augment(rng: np.random.Generator, crop: np.ndarray, flip_signs: bool) -> np.ndarray:
     k = int(rng.integers(4))
     crop = np.rot90(crop, k, axes=(0, 1))
     if rng.integers(2):
         crop = crop[:, ::-1]
-    signs = rng.choice([-1.0, 1.0], size=crop.shape[2]).astype(np.float32)
-    return np.ascontiguousarray(crop * signs)
+    if flip_signs:  # principal components have no preferred sign
+        crop = crop * rng.choice([-1.0, 1.0], size=crop.shape[2]).astype(np.float32)
+    return np.ascontiguousarray(crop)
+
+
+def channel_mask(n_bands: int, n_out: int, spectral: str) -> np.ndarray:
+    """Loss weight of every output for a scene: outputs a cube does not have are ignored."""
+    m = np.ones(n_out, np.float32)
+    if spectral == "id":
+        m[n_bands:] = 0.0
+    return m
 
 
 def meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]] = None,
@@ -141,14 +164,14 @@ def meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]]
         cube = load_scene(p)
         if min(cube.shape[:2]) < cfg.crop:
             raise TrainingError(f"{p}: smaller than the {cfg.crop}-pixel training crop")
-        scenes.append(scene_targets(cube, cfg.n_out)[0])
+        scenes.append((scene_targets(cube, cfg.n_out, cfg.spectral)[0],
+                       channel_mask(cube.shape[2], cfg.n_out, cfg.spectral)))
     validation = [_validation_crop(data_dir, name, cfg) for name in cfg.val_scenes]
     net = ModSiren(2, cfg.width, cfg.depth, layout.latent_dim, cfg.n_out, cfg.w0, cfg.w_hidden, cfg.shift, cfg.skip)
-    inner = InnerLoop(layout, cfg.inner_lr)
+    inner = InnerLoop(layout, cfg.inner_lr, cfg.crop)
     opt = torch.optim.Adam(list(net.parameters()) + list(inner.parameters()), lr=cfg.outer_lr)
     sampler = GridSampler(layout, cfg.crop, cfg.crop)
-    coords = coords_tensor(layout, 0, cfg.crop, 0, cfg.crop)[None]
-    weight = torch.ones(1, 1, 1, cfg.n_out) / (cfg.crop * cfg.crop)
+    coords = coords_tensor(layout, 0, cfg.crop, 0, cfg.crop, cfg.crop, cfg.crop)[None]
     start, history = 0, []
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, weights_only=True)
@@ -160,13 +183,15 @@ def meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]]
         torch.manual_seed(cfg.seed + start)
     t0 = time.time()
     for step in range(start, cfg.steps):
-        batch = []
+        batch, masks = [], []
         for _ in range(cfg.batch):
-            s = scenes[int(rng.integers(len(scenes)))]
+            s, mask = scenes[int(rng.integers(len(scenes)))]
             r = int(rng.integers(s.shape[0] - cfg.crop + 1))
             c = int(rng.integers(s.shape[1] - cfg.crop + 1))
-            batch.append(_augment(rng, s[r:r + cfg.crop, c:c + cfg.crop]))
+            batch.append(_augment(rng, s[r:r + cfg.crop, c:c + cfg.crop], cfg.spectral == "pca"))
+            masks.append(mask)
         target = torch.from_numpy(np.stack(batch))
+        weight = torch.from_numpy(np.stack(masks))[:, None, None, :] / (cfg.crop * cfg.crop)
         grids = inner_fit(net, inner, sampler, coords, target, weight, cfg.inner_steps, create_graph=True)
         pred = net(coords.expand(cfg.batch, -1, -1, -1), sampler(grids))
         loss = (((pred - target) ** 2) * weight).sum() / cfg.batch
@@ -198,25 +223,28 @@ def _validation_crop(data_dir: Path, name: str, cfg: TrainConfig) -> tuple:
     s = min(cfg.val_crop, cube.shape[0], cube.shape[1])
     r, c = (cube.shape[0] - s) // 2, (cube.shape[1] - s) // 2
     crop = cube[r:r + s, c:c + s]
-    y, sig = scene_targets(crop, cfg.n_out)
-    recon = y.reshape(-1, cfg.n_out)[:, :min(cfg.n_out, crop.shape[2])]
-    fit = fit_pca(crop.reshape(-1, crop.shape[2]), cfg.n_out)
-    resid = crop.reshape(-1, crop.shape[2]) - fit.mean - (recon * sig) @ fit.basis
-    trunc = float(np.mean(resid ** 2))
-    return torch.from_numpy(y)[None], sig, float(crop.max() - crop.min()), crop.shape[2], trunc
+    y, sig = scene_targets(crop, cfg.n_out, cfg.spectral)
+    mask = channel_mask(crop.shape[2], cfg.n_out, cfg.spectral)
+    trunc = 0.0
+    if cfg.spectral == "pca":
+        recon = y.reshape(-1, cfg.n_out)[:, :min(cfg.n_out, crop.shape[2])]
+        fit = fit_pca(crop.reshape(-1, crop.shape[2]), cfg.n_out)
+        resid = crop.reshape(-1, crop.shape[2]) - fit.mean - (recon * sig) @ fit.basis
+        trunc = float(np.mean(resid ** 2))
+    return torch.from_numpy(y)[None], sig, float(crop.max() - crop.min()), crop.shape[2], trunc, torch.from_numpy(mask)
 
 
 def validate_crop(net: ModSiren, inner: InnerLoop, layout: LatentLayout, crop: tuple, cfg: TrainConfig) -> float:
     """PSNR (dB, band space) of the meta-learned inner loop on a held-out crop, unquantized."""
-    target, sig, rng, bands, trunc = crop
+    target, sig, rng, bands, trunc, mask = crop
     s = target.shape[1]
     sampler = GridSampler(layout, s, s)
-    coords = coords_tensor(layout, 0, s, 0, s)[None]
-    weight = torch.ones(1, 1, 1, cfg.n_out) / (cfg.crop * cfg.crop)
+    coords = coords_tensor(layout, 0, s, 0, s, s, s)[None]
+    weight = mask[None, None, None, :] / (cfg.crop * cfg.crop)
     grids = inner_fit(net, inner, sampler, coords, target, weight, cfg.inner_steps, create_graph=False)
     with torch.no_grad():
         pred = net(coords, sampler(grids))
-    mse = float(((pred - target) ** 2).sum(-1).mean()) * sig ** 2 / bands + trunc
+    mse = float((((pred - target) ** 2) * mask).sum(-1).mean()) * sig ** 2 / bands + trunc
     return float(10 * np.log10(rng ** 2 / max(mse, 1e-30)))
 
 
@@ -254,7 +282,7 @@ def model_config(cfg: TrainConfig) -> dict:
     """The architecture part of a model file's config."""
     return {"arch": MODEL_ARCH, "n_in": 2, "width": cfg.width, "depth": cfg.depth, "n_out": cfg.n_out,
             "shift": cfg.shift, "latent": cfg.layout().to_config(), "inner_steps": cfg.inner_steps,
-            "spectral": "pca"}
+            "spectral": cfg.spectral}
 
 
 def train_model(cfg: TrainConfig, out: Path, *, alias: str, description: str = "", force: bool = False,
@@ -267,7 +295,9 @@ def train_model(cfg: TrainConfig, out: Path, *, alias: str, description: str = "
     net, inner, history = meta_train(cfg, progress, checkpoint)
     card = {"alias": alias, "description": description, "train_scenes": list(cfg.train_scenes),
             "val_scenes": list(cfg.val_scenes), "train_config": asdict(cfg), "train_seconds": round(time.time() - t0, 1),
-            "final_loss": history[-1]["loss"] if history else None, "bands": "any (per-scene PCA adaptation)"}
+            "final_loss": history[-1]["loss"] if history else None,
+            "bands": "any (per-scene PCA adaptation)" if cfg.spectral == "pca" else f"up to {cfg.n_out} (plain)",
+            "history": history}
     arrays = model_arrays(net, inner)
     config = model_config(cfg)
     if validate is not None:

@@ -47,9 +47,14 @@ def test_nearest_is_piecewise_constant_and_node_range():
 
 
 def test_local_coords_in_range():
-    x = local_coords(LAYOUT, 0, 16, 0, 16)
+    x = local_coords(LAYOUT, 0, 16, 0, 16, 16, 16)
     assert x.shape == (256, 2) and x.min() > -1 and x.max() < 1
     assert np.allclose(x[0], [-1 + 1 / 8, -1 + 1 / 8])
+    whole = LatentLayout.from_config({"levels": [[0, 4, "nearest"]], "coord_cell": 0})
+    g = local_coords(whole, 0, 10, 0, 20, 10, 20)
+    assert np.allclose(g[0], [-0.9, -0.95]) and np.allclose(g[-1], [0.9, 0.95])
+    assert whole.grid_shape(0, 123, 45) == (1, 1)
+    assert np.all(axis_interp(0, 50, 0, 1, "nearest")[0] == 0)
 
 
 def test_bad_layout_refused():
