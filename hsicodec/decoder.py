@@ -32,7 +32,7 @@ class CodecParams:
 
     k: int
     norm: float
-    step: float
+    steps: list  # per level
     max_abs: int
     scale_codes: bytes  # one per (level, channel)
     spectral: dict
@@ -65,7 +65,12 @@ def parse_codec(header: dict, model: CodecModel) -> CodecParams:
     spectral = c.get("sp")
     if not isinstance(spectral, dict):
         raise HsimHeaderError("header key 'codec.sp': expected a map")
-    return CodecParams(k, float(norm), entropy.step_from_exponent(q, STEPS_PER_OCTAVE), max_abs, codes, spectral)
+    qo = c.get("qo")
+    n_lv = len(model.layout.levels)
+    if not isinstance(qo, list) or len(qo) != n_lv or any(type(o) is not int or not -64 <= o <= 64 for o in qo):
+        raise HsimHeaderError(f"header key 'codec.qo': expected {n_lv} ints in -64..64")
+    steps = [entropy.step_from_exponent(q + o, STEPS_PER_OCTAVE) for o in qo]
+    return CodecParams(k, float(norm), steps, max_abs, codes, spectral)
 
 
 def symbol_scales(model: CodecModel, codes: bytes, height: int, width: int) -> np.ndarray:
@@ -86,7 +91,7 @@ def decode_latents(data: bytes, model: CodecModel, p: CodecParams, height: int, 
     for i, lv in enumerate(model.layout.levels):
         gh, gw = model.layout.grid_shape(i, height, width)
         n = gh * gw * lv.channels
-        grids.append((sym[pos:pos + n].astype(np.float32) * np.float32(p.step)).reshape(gh, gw, lv.channels))
+        grids.append((sym[pos:pos + n].astype(np.float32) * np.float32(p.steps[i])).reshape(gh, gw, lv.channels))
         pos += n
     return grids
 

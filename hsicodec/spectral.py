@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hsicodec import entropy
-from hsicodec.errors import HsimError
+from hsicodec.errors import HsimError, OptionError
 
 
 @dataclass
@@ -70,6 +70,8 @@ def encode_spectral(mean: np.ndarray, basis: np.ndarray, mean_exp: int, basis_ex
     qb, db = _delta_code(basis, basis_step)
     sym = np.concatenate([dm.ravel(), db.ravel()])
     max_abs = int(np.abs(sym).max()) if sym.size else 0
+    if max_abs > entropy.MAX_ABS_LIMIT:
+        raise OptionError("spectral quantization step too fine for the value range")
     codes = [entropy.scale_code(entropy.fit_scale(r[1:]) if r.size > 1 else 1.0) for r in (dm[0], *db)]
     scales = _symbol_scales(mean.size, codes, max_abs)
     data = entropy.laplace_encode(sym, scales, max_abs)

@@ -330,14 +330,12 @@ def test_main_entry_point(env, monkeypatch, capsys):
 # --------------------------------------------------------------------------- models
 
 
-def test_models_list_empty(env):
-    r = run("models", "list")
-    assert r.exit_code == 0
-    assert r.stdout == ""
-    assert "no models found" in r.stderr
+def test_models_list_only_bundled_in_empty_env(env):
     r = run("models", "list", "--json")
     assert r.exit_code == 0
-    assert json.loads(r.stdout) == []
+    entries = json.loads(r.stdout)
+    assert all(e["source"] == "bundled" for e in entries)
+    assert any(e["alias"] == "hsi-grid-v1" for e in entries)
 
 
 def test_models_add_list_show_verify(env):
@@ -379,7 +377,8 @@ def test_models_add_list_show_verify(env):
 
     r = run("models", "verify")
     assert r.exit_code == 0, r.output
-    assert len([ln for ln in r.stdout.splitlines() if ln.startswith("ok")]) == 2
+    ok = [ln for ln in r.stdout.splitlines() if ln.startswith("ok")]
+    assert len([ln for ln in ok if "/hsicodec/models/" not in ln]) == 2  # besides the bundled models
 
 
 def test_models_verify_reports_bad_files(env):

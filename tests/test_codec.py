@@ -112,13 +112,13 @@ def test_torch_and_native_fits_agree(small):
 def test_edge_shapes_and_dtypes_round_trip(shape, dtype):
     rng = np.random.default_rng(0)
     cube = (rng.random(shape) * 100).astype(dtype)
-    out, _ = hsicodec.decompress(hsicodec.compress(cube, bpppb=4.0, effort="fast"))
+    out, _ = hsicodec.decompress(hsicodec.compress(cube, bpppb=300.0, effort="fast"))  # tiny cubes: header-bound
     assert out.shape == cube.shape and out.dtype == cube.dtype
 
 
 def test_constant_cube_is_exact():
     cube = np.full((6, 5, 8), 321, np.uint16)
-    out, _ = hsicodec.decompress(hsicodec.compress(cube, bpppb=2.0))
+    out, _ = hsicodec.decompress(hsicodec.compress(cube, bpppb=100.0))
     assert np.array_equal(out, cube)
 
 
@@ -137,8 +137,9 @@ def test_corrupted_file_is_an_error_not_wrong_pixels(encoded):
 
 
 def test_missing_model_names_the_hash(small, encoded, tmp_path, monkeypatch):
-    from hsicodec.registry import Registry
+    from hsicodec.registry import Registry, clear_model_cache
 
+    clear_model_cache()  # loaded models are cached by their (verified) hash
     empty = Registry([("path", tmp_path)])
     with pytest.raises(ModelNotFoundError) as err:
         hsicodec.decompress(encoded, registry=empty)

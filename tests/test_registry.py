@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import hsicodec.registry as registry_module
+
 from hsicodec.errors import (
     ModelFormatError, ModelHashMismatchError, ModelNotFoundError, OutputExistsError,
 )
@@ -30,8 +32,12 @@ def env(tmp_path, monkeypatch):
         d.mkdir()
     monkeypatch.setenv("HSICODEC_DATA_DIR", str(data))
     monkeypatch.setenv("HSICODEC_MODEL_PATH", os.pathsep.join([str(path1), str(path2)]))
+    # an empty stand-in for the package's bundled models, so the tests see only their own files
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    monkeypatch.setattr(registry_module, "bundled_models_dir", lambda: bundled)
     reset_default_registry()
-    yield {"user": data / "models", "p1": path1, "p2": path2, "tmp": tmp_path}
+    yield {"user": data / "models", "p1": path1, "p2": path2, "tmp": tmp_path, "bundled": bundled}
     reset_default_registry()
 
 
@@ -52,7 +58,7 @@ def _write(folder: Path, name: str, data: bytes) -> str:
 def test_default_locations(env):
     r = Registry()
     locs = r.locations()
-    assert locs[0] == ("bundled", bundled_models_dir())
+    assert locs[0] == ("bundled", registry_module.bundled_models_dir())
     assert locs[1] == ("user", env["user"]) == ("user", user_models_dir())
     assert locs[2:] == [("path", env["p1"]), ("path", env["p2"])]
     assert default_registry() is default_registry()
@@ -67,7 +73,7 @@ def test_model_path_unset_and_single_file(env, monkeypatch):
         r.load_by_hash(sha)
     msg = str(ei.value)
     assert sha in msg and "HSICODEC_MODEL_PATH (unset)" in msg
-    assert str(bundled_models_dir()) in msg and str(env["user"]) in msg
+    assert str(registry_module.bundled_models_dir()) in msg and str(env["user"]) in msg
     # a single file as a path entry (any name)
     f = env["tmp"] / "single.bin"
     data = _model(1)
