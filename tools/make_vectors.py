@@ -38,9 +38,9 @@ def vector_inputs() -> dict:
                   wavelengths=[float(400 + 40 * i) for i in range(refl.shape[2])], wavelength_units="Nanometers",
                   band_names=[f"B{i + 1}" for i in range(refl.shape[2])])
     return {
-        "constant_4x5x3_uint16": (np.full((4, 5, 3), 1234, np.uint16), None, 2.0),
-        "jasper_8x8x198_uint16": (crop, None, 0.5),
-        "geo_12x16x50_float32": (refl, geo, 0.5),
+        "constant_4x5x3_uint16": (np.full((4, 5, 3), 1234, np.uint16), None, 64.0),
+        "jasper_8x8x198_uint16": (crop, None, 1.0),
+        "geo_12x16x50_float32": (refl, geo, 2.0),
     }
 
 
