@@ -418,11 +418,18 @@ def cli() -> None:
               help="Variable of a .mat file (or subdataset of an HDF/NetCDF file) to read.")
 @click.option("--band-first", is_flag=True,
               help="The .npy/.mat array is (bands, rows, cols) instead of (rows, cols, bands).")
+@click.option("--band-map", default=None, metavar="I,J,...|FILE",
+              help="For plain (non-adaptive) models: the model output of every band, as a comma-separated "
+                   "list or a text file of integers. Stored in the file.")
+@click.option("--wavelengths", default=None, metavar="W1,W2,...|FILE",
+              help="Band centre wavelengths, to match bands to a plain model's outputs by the nearest "
+                   "model wavelength (default: the input's own wavelength metadata).")
 @click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
 def compress(src: Path, dst: Path, bpppb: Optional[float], psnr: Optional[float], model: Optional[str],
-             effort: Any, var: Optional[str], band_first: bool, force: bool, quiet: bool, as_json: bool) -> None:
+             effort: Any, var: Optional[str], band_first: bool, band_map: Optional[str], wavelengths: Optional[str],
+             force: bool, quiet: bool, as_json: bool) -> None:
     """Compress the hyperspectral cube IN into the .hsim file OUT.
 
     IN is any raster hsicodec reads: GeoTIFF or anything else GDAL opens, ENVI (data
@@ -446,11 +453,30 @@ def compress(src: Path, dst: Path, bpppb: Optional[float], psnr: Optional[float]
     show = not quiet and _stderr_is_tty()
     with _Progress(show, "compress") as bar:
         stats = codec.compress_file(src, dst, force=force, var=var, band_first=band_first, model=model,
-                                    bpppb=bpppb, psnr=psnr, effort=effort, progress=bar.fraction)
+                                    bpppb=bpppb, psnr=psnr, effort=effort, progress=bar.fraction,
+                                    band_map=_number_list(band_map, int, "--band-map"),
+                                    wavelengths=_number_list(wavelengths, float, "--wavelengths"))
     if as_json:
         _print_json(stats)
     elif not quiet:
         click.echo(_compress_summary(src, dst, stats))
+
+
+def _number_list(text: Optional[str], kind: type, option: str) -> Optional[list]:
+    """A comma-separated list, or a file of numbers separated by commas or whitespace."""
+    if text is None:
+        return None
+    p = Path(text)
+    if p.is_file():
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {p}: {exc}", param_hint=option) from exc
+    items = [t for t in text.replace(",", " ").split() if t]
+    try:
+        return [kind(t) for t in items]
+    except ValueError:
+        raise click.BadParameter(f"expected {kind.__name__} values separated by commas", param_hint=option) from None
 
 
 def _compress_summary(src: Path, dst: Path, stats: dict) -> str:

@@ -155,13 +155,19 @@ def _native():
     try:
         from hsicodec import _native  # type: ignore[attr-defined]
     except ImportError:
+        import warnings
+
+        warnings.warn("the native extension hsicodec._native is not built: using the numpy path (slower); "
+                      "install a C++ compiler and reinstall to build it", RuntimeWarning, stacklevel=3)
         return None
     return _native
 
 
 def native_available() -> bool:
     """True when the C++ extension was built and imports."""
-    return _native() is not None
+    import importlib.util
+
+    return importlib.util.find_spec("hsicodec._native") is not None
 
 
 def forward(weights: SirenWeights, x: np.ndarray, phi: np.ndarray, *, backend: str = "auto",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import click
 from click.testing import CliRunner
 
 from hsicodec import __version__
@@ -612,3 +613,37 @@ def test_proc_compress_quiet(codec_env, npy_cube):
     assert "Traceback" not in p.stderr
     p = run_proc("info", out)
     assert p.returncode == 0 and "24x24x30" in p.stdout
+
+
+def test_band_map_option_parsing(tmp_path):
+    from hsicodec.cli import _number_list
+
+    assert _number_list("1, 2,3", int, "--band-map") == [1, 2, 3]
+    f = tmp_path / "bm.txt"
+    f.write_text("4 5\n6\n")
+    assert _number_list(str(f), int, "--band-map") == [4, 5, 6]
+    assert _number_list("400.5,410", float, "--wavelengths") == [400.5, 410.0]
+    with pytest.raises(click.BadParameter):
+        _number_list("1,x", int, "--band-map")
+
+
+def test_band_map_reaches_a_plain_model(env, tmp_path):
+    """--band-map is stored in the file and used by a plain (band-output) model."""
+    pytest.importorskip("torch")
+    from hsicodec.registry import reset_default_registry
+    from hsicodec.train import TrainConfig, train_model
+
+    cfg = TrainConfig(data_dir=str(tmp_path), train_scenes=["a"], steps=1, n_out=12, spectral="id", width=8,
+                      depth=1, levels=[[8, 2, "nearest"]], coord_cell=8, crop=8, batch=1)
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).random((10, 10, 6)).astype(np.float32))
+    train_model(cfg, env["path"] / "plain.hsmodel", alias="plain-tiny")
+    reset_default_registry()
+    src = tmp_path / "c.npy"
+    np.save(src, (np.random.default_rng(1).random((9, 9, 4)) * 100).astype(np.uint16))
+    r = run("compress", src, tmp_path / "c.hsim", "--model", "plain-tiny", "--band-map", "3,5,7,9",
+            "--bpppb", "300", "--json")
+    assert r.exit_code == 0, r.output
+    info = json.loads(run("info", tmp_path / "c.hsim", "--json").stdout)
+    assert info["codec"]["sp"]["bm"] == [3, 5, 7, 9]
+    r = run("compress", src, tmp_path / "d.hsim", "--model", "plain-tiny", "--band-map", "3,3,7,9")
+    assert r.exit_code == 1 and "band map" in assert_one_error_line(r.stderr)
