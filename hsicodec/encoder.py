@@ -483,17 +483,20 @@ class RateSearch:
         return STEP_GRID[lo_i]
 
     def for_bpppb(self, target: float) -> Candidate:
+        """Best predicted quality at or under the target; among (k, Δ) choices that land within
+        10 % of it when any does (so the rate asked for is the rate delivered)."""
         budget = int(np.floor(target * self.h * self.w * self.c / 8.0))
         scored = []
         for k in self.k_candidates():
             step = self.finest_step(k, budget)
             if step is not None:
-                scored.append((self.predicted_psnr(k, step), k, step))
+                scored.append((self.predicted_psnr(k, step), k, step, self.size(k, step)))
         if not scored:
             smallest = min(self.size(k, STEP_GRID[0]) for k in self.k_candidates())
             raise OptionError(f"--bpppb {target} is below the smallest file this cube allows "
                               f"({8 * smallest / (self.h * self.w * self.c):.5f} bpppb)")
-        _, k, step = max(scored)
+        close = [s for s in scored if s[3] >= 0.9 * budget]
+        _, k, step, _ = max(close or scored)
         return self.measure(k, step)
 
     def for_psnr(self, target: float) -> Candidate:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from hsicodec.train import config_from_json, train_model
+from hsicodec.train import config_from_json, train_model, validation_rd
 
 
 def main() -> int:
@@ -32,7 +32,12 @@ def main() -> int:
         if step % 100 == 0 or step == cfg.steps or val:
             print(f"step {step}/{cfg.steps} loss {rec['loss']:.5f} {time.time() - t0:.0f}s {val}", flush=True)
 
+    def validate(arrays: dict, config: dict) -> list:
+        print("validation RD on the held-out scenes ...", flush=True)
+        return validation_rd(arrays, config, Path(cfg.data_dir), cfg.val_scenes)
+
     sha = train_model(cfg, args.out, alias=alias, force=args.force, progress=progress, checkpoint=args.checkpoint,
+                      validate=validate if cfg.val_scenes else None,
                       description="Meta-learned modulated SIREN over multi-resolution latent grids; "
                                   "per-scene PCA spectral adaptation (any band count).")
     print(f"{args.out} sha256 {sha} ({time.time() - t0:.0f}s)")
