@@ -29,6 +29,7 @@ import numpy as np
 
 from hsicodec import metrics
 from hsicodec.codec import compress, decompress, load_codec_model
+from hsicodec.errors import HsicodecError, OptionError
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hsi"
@@ -44,7 +45,8 @@ def load_scene(name_or_path: str) -> tuple[str, np.ndarray]:
     return p.stem, np.load(p, allow_pickle=False)
 
 
-def run_hsicodec(cube: np.ndarray, rate: float, effort: str, model: str | None, repeat: int) -> dict:
+def run_hsicodec(cube: np.ndarray, rate: float, effort: str, model: str | None, repeat: int,
+                 label: str = "hsicodec") -> dict:
     stats: dict = {}
     t0 = time.perf_counter()
     data = compress(cube, bpppb=rate, effort=effort, model=model, stats=stats)
@@ -55,7 +57,7 @@ def run_hsicodec(cube: np.ndarray, rate: float, effort: str, model: str | None, 
         rec, _ = decompress(data)
         times.append(time.perf_counter() - t0)
     q = metrics.quality_report(cube, rec, len(data))
-    q.update({"codec": f"hsicodec-{effort}", "target_bpppb": rate, "encode_s": t_enc,
+    q.update({"codec": f"{label}-{effort}", "target_bpppb": rate, "encode_s": t_enc,
               "decode_s": statistics.median(times), "reachable": True,
               "params": {"k": stats.get("k"), "step": stats.get("step"), "inner_steps": stats.get("inner_steps"),
                          "adam_steps": stats.get("adam_steps")}})
@@ -118,6 +120,9 @@ def main() -> int:
     ap.add_argument("--efforts", nargs="*", default=["default", "max"])
     ap.add_argument("--anchors", nargs="*", default=DEFAULT_ANCHORS)
     ap.add_argument("--model", default=None, help="model id or alias (default: the bundled default)")
+    ap.add_argument("--plain", nargs="*", default=["hsi-plain-v1"],
+                    help="plain-method models (the paper's method: outputs are bands) measured beside, "
+                         "at their default effort; skipped when not installed")
     ap.add_argument("--repeat", type=int, default=3, help="decode repetitions for the median time")
     ap.add_argument("--quick", action="store_true", help="a 32×32 crop of one scene at two rates")
     ap.add_argument("--out", default=str(ROOT / "bench"), help="output folder for rd.json / rd.md")
@@ -125,6 +130,13 @@ def main() -> int:
 
     cm = load_codec_model(args.model)
     card = cm.card
+    plain = []
+    for alias in ([] if args.quick else args.plain):
+        try:
+            load_codec_model(alias)
+            plain.append(alias)
+        except HsicodecError:
+            print(f"plain model {alias} not installed: skipped", file=sys.stderr)
     val = set(card.get("val_scenes", []))
     train = set(card.get("train_scenes", []))
     scenes = args.scenes or sorted(val) or ["jasper_ridge"]
@@ -140,8 +152,15 @@ def main() -> int:
         role = "training" if scene in train else ("validation" if scene in val else "unseen")
         rows = []
         for rate in rates:
-            for eff in args.efforts:
-                rows.append(run_hsicodec(cube, rate, eff, args.model, args.repeat))
+            runs = [(eff, args.model, "hsicodec") for eff in args.efforts]
+            runs += [("default", alias, f"plain[{alias}]") for alias in plain]
+            for eff, model, label in runs:
+                try:
+                    rows.append(run_hsicodec(cube, rate, eff, model, args.repeat, label))
+                except OptionError as exc:  # e.g. a rate below what the model's smallest file allows
+                    rows.append({"codec": f"{label}-{eff}", "target_bpppb": rate, "reachable": False,
+                                 "note": str(exc)})
+                    continue
                 print(f"{scene} {rows[-1]['codec']:>18} @{rate:<6} {rows[-1]['bpppb']:.4f} bpppb "
                       f"{rows[-1]['psnr']:6.2f} dB enc {rows[-1]['encode_s']:.2f}s dec {rows[-1]['decode_s']:.3f}s",
                       flush=True)
@@ -155,11 +174,11 @@ def main() -> int:
                     print(f"{scene} {an:>18} @{rate:<6} {r['bpppb']:.4f} bpppb {r['psnr']:6.2f} dB "
                           f"enc {r['encode_s']:.2f}s", flush=True)
         gaps = []
-        for eff in args.efforts:
+        for label in [f"hsicodec-{eff}" for eff in args.efforts] + [f"plain[{a}]-default" for a in plain]:
             for gr in GAP_RATES:
-                ours = psnr_at(rows, f"hsicodec-{eff}", gr)
+                ours = psnr_at(rows, label, gr)
                 anchor = psnr_at(rows, "pca_jpeg2000", gr)
-                gaps.append({"codec": f"hsicodec-{eff}", "rate": gr, "psnr": ours, "anchor_psnr": anchor,
+                gaps.append({"codec": label, "rate": gr, "psnr": ours, "anchor_psnr": anchor,
                              "gap_db": None if ours is None or anchor is None else ours - anchor})
         result["scenes"].append({"scene": scene, "shape": list(cube.shape), "role": role, "rows": rows, "gaps": gaps})
     out = Path(args.out)
