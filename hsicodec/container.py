@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence, Union
 import crc32c as _crc32c
 import msgpack
 
+from hsicodec.boundedpack import unpackb_bounded
 from hsicodec.errors import (
     HsimChecksumError,
     HsimError,
@@ -150,18 +151,7 @@ def _unpack_header(buf: Any, limits: Limits) -> dict:
     """Unpack the header bytes with bounded sizes; return the top-level map."""
     n = len(buf)
     try:
-        obj = msgpack.unpackb(
-            buf,
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            object_pairs_hook=_pairs_to_dict,
-            max_str_len=n,
-            max_bin_len=n,
-            max_array_len=n,
-            max_map_len=n,
-            max_ext_len=0,  # no extension types (timestamps included)
-        )
+        obj = unpackb_bounded(buf, _pairs_to_dict)
     except HsimError:
         raise
     except msgpack.ExtraData:

@@ -44,6 +44,7 @@ from typing import Any, Dict, Mapping, Optional
 import msgpack
 import numpy as np
 
+from hsicodec.boundedpack import unpackb_bounded
 from hsicodec.errors import ModelError, ModelFormatError, ModelNotFoundError
 from hsicodec.fileio import PathLike, check_writable, write_bytes_atomic
 
@@ -351,17 +352,7 @@ def decode_model(data: bytes, limits: ModelLimits = DEFAULT_LIMITS) -> ModelFile
             f"truncated model file: header padding ends at offset {data_start}, file has {n} bytes"
         )
     try:
-        header = msgpack.unpackb(
-            data[PREAMBLE_SIZE:hend],
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            max_str_len=hlen,
-            max_bin_len=hlen,
-            max_array_len=hlen,
-            max_map_len=hlen,
-            max_ext_len=0,
-        )
+        header = unpackb_bounded(data[PREAMBLE_SIZE:hend])
     except Exception as e:  # msgpack raises several types (ExtraData, ValueError, ...)
         raise ModelFormatError(f"invalid msgpack header at offset {PREAMBLE_SIZE}: {type(e).__name__}: {e}") from None
     if not isinstance(header, dict):
