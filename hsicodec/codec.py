@@ -16,7 +16,7 @@ import numpy as np
 from hsicodec import __version__
 from hsicodec.container import HsimReader, encode_hsim  # noqa: F401  (re-exported for users)
 from hsicodec.decoder import decode_sections
-from hsicodec.errors import HsimHeaderError, OptionError
+from hsicodec.errors import HsicodecError, HsimHeaderError, OptionError
 from hsicodec.fileio import check_writable, write_bytes_atomic
 from hsicodec.metrics import bpppb as bpppb_of
 from hsicodec.model import CodecModel, codec_model
@@ -25,6 +25,9 @@ from hsicodec.registry import Registry, default_registry
 
 PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_MODEL = "hsi-grid-v1"
+# compress(model=None) tries these bundled models and keeps the better file (a per-file RD choice):
+# the plain model wins at very low rates on some scenes, the adaptive grid model elsewhere
+AUTO_MODELS = ("hsi-grid-v1", "hsi-plain-v1")
 
 
 def load_codec_model(ref: Optional[str] = None, registry: Optional[Registry] = None) -> CodecModel:
@@ -49,7 +52,9 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
     where the model can (else OptionError); neither: 0.05 bpppb. ``stats``, if
     given, is filled with the encoder's figures (k, step, psnr, times).
     ``band_map`` / ``wavelengths`` match bands to the outputs of a plain
-    (non-adaptive) model; PCA-adaptive models ignore them.
+    (non-adaptive) model; PCA-adaptive models ignore them. ``model=None`` (or
+    "auto") encodes with each of :data:`AUTO_MODELS` and keeps the file with the
+    higher PSNR (rate target) or the smaller size (quality target).
     """
     from hsicodec.encoder import encode
 
@@ -60,6 +65,10 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
         raise OptionError(f"expected a (rows, cols, bands) cube, got {cube.ndim} dimensions")
     if cube.dtype.kind not in "uif":
         raise OptionError(f"unsupported cube dtype {cube.dtype}")
+    if model in (None, "auto"):
+        return _compress_auto(cube, registry=registry, stats=stats, progress=progress, geo=geo, bpppb=bpppb,
+                              psnr=psnr, effort=effort, tags=tags, threads=threads, backend=backend,
+                              created_by=created_by, band_map=band_map, wavelengths=wavelengths)
     cm = load_codec_model(model, registry)
     header = {"shape": [int(v) for v in cube.shape], "dtype": cube.dtype.name, "model": cm.sha256}
     if created_by:
@@ -77,6 +86,39 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
         stats["model"] = cm.sha256
         stats["model_alias"] = cm.alias
     return data
+
+
+def _compress_auto(cube: np.ndarray, *, registry: Optional[Registry], stats: Optional[dict],
+                   progress: Optional[Callable[[float], None]], psnr: Optional[float], **kwargs) -> bytes:
+    """Encode with every installed AUTO_MODELS model and keep the best file."""
+    reg = registry or default_registry()
+    models = []
+    for alias in AUTO_MODELS:
+        try:
+            reg.resolve(alias)
+            models.append(alias)
+        except HsicodecError:
+            continue
+    if not models:
+        models = [DEFAULT_MODEL]  # raises the registry's clear "not found" below
+    best, first_error = None, None
+    for i, alias in enumerate(models):
+        part = (lambda f, i=i: progress((i + f) / len(models))) if progress else None
+        st: dict = {}
+        try:
+            data = compress(cube, model=alias, registry=registry, stats=st, progress=part, psnr=psnr, **kwargs)
+        except OptionError as exc:  # this model cannot serve the cube or the target
+            first_error = first_error or exc
+            continue
+        better = best is None or (len(data) < len(best[0]) if psnr is not None else st["psnr"] > best[1]["psnr"])
+        if better:
+            best = (data, st)
+    if best is None:
+        raise first_error
+    if stats is not None:
+        stats.update(best[1])
+        stats["auto_models"] = models
+    return best[0]
 
 
 def decompress(source: Union[bytes, PathLike, HsimReader], *, window: Optional[tuple] = None,

@@ -436,6 +436,8 @@ class RateSearch:
         return self._coef_cache[step]
 
     def predicted_psnr(self, k: int, step: int) -> float:
+        if self.an.mode == "id" and k == 0:  # constant cube: the offset is exact
+            return float("inf")
         if self.an.mode == "id":
             mse = self.an.scale ** 2 * float(np.mean(self.coef_sq_errors(step)[self.an.band_map]))
         else:
@@ -452,7 +454,9 @@ class RateSearch:
         _, _, mean, basis = self.spectral(k)
         coeffs = synthesize(self.model, deq, k, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads,
                             backend=self.backend)
-        if self.an.mode == "id":
+        if self.an.mode == "id" and k == 0:
+            rec = np.full(self.an.values.shape, self.an.offset)
+        elif self.an.mode == "id":
             rec = reconstruct_bands(coeffs, self.an.scale, self.an.offset, self.an.band_map, (0, self.c))
         else:
             rec = reconstruct(coeffs, self.an.pca.total_std, mean, basis, (0, self.c))

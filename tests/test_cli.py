@@ -423,6 +423,9 @@ def test_train_without_torch(env, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
     monkeypatch.delitem(sys.modules, "hsicodec.train", raising=False)
     monkeypatch.delitem(sys.modules, "hsicodec.torchnet", raising=False)
+    import hsicodec
+
+    monkeypatch.delattr(hsicodec, "train", raising=False)  # a submodule imported earlier stays an attribute
     (tmp_path / "d").mkdir()
     r = run("train", "--data", tmp_path / "d", "--out", tmp_path / "m.hsmodel")
     assert r.exit_code == 1

@@ -49,7 +49,7 @@ def paper_config(scene: str, include: bool, steps: int, n_out: int) -> TrainConf
     return TrainConfig(data_dir=str(DATA), train_scenes=TRAIN + ([scene] if include else []),
                        val_scenes=[] if include else [scene], seed=0, width=spec["d"], depth=spec["K"],
                        n_out=n_out, shift="outside", skip=False, spectral="id", levels=[[0, 128, "nearest"]],
-                       coord_cell=0, crop=32, batch=8, inner_steps=3, inner_lr=0.5, outer_lr=1e-4, steps=steps,
+                       coord_cell=0, crop=32, batch=8, inner_steps=3, inner_lr=0.01, outer_lr=1e-4, steps=steps,
                        val_every=max(steps // 4, 1))
 
 
