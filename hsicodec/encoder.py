@@ -146,9 +146,13 @@ def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int, adam_s
     grids = [np.zeros(shape, np.float32) for shape in op.shapes]
     total = max(inner_steps + adam_steps, 1)
 
+    # a whole-image latent (cell 0) covered one training crop: rescale its gradient to that pixel count
+    crop = int(model.config.get("train_crop", 32))
+    level_scale = [(crop * crop) / float(h * w) if lv.cell == 0 else 1.0 for lv in layout.levels]
+
     def grads(gs):
         _, g_phi = siren.loss_grad_phi(model.weights, x, op(gs), t, cw, None, backend=backend, threads=threads)
-        return op.adjoint(g_phi)
+        return [d * sc for d, sc in zip(op.adjoint(g_phi), level_scale)]
 
     for s in range(inner_steps):
         grids = [g - lr * d for g, lr, d in zip(grids, model.inner_lrs, grads(grids))]

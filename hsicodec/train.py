@@ -282,7 +282,7 @@ def model_config(cfg: TrainConfig) -> dict:
     """The architecture part of a model file's config."""
     return {"arch": MODEL_ARCH, "n_in": 2, "width": cfg.width, "depth": cfg.depth, "n_out": cfg.n_out,
             "shift": cfg.shift, "latent": cfg.layout().to_config(), "inner_steps": cfg.inner_steps,
-            "spectral": cfg.spectral}
+            "spectral": cfg.spectral, "train_crop": cfg.crop}
 
 
 def train_model(cfg: TrainConfig, out: Path, *, alias: str, description: str = "", force: bool = False,
