@@ -872,23 +872,8 @@ def jpeg2000_per_band(cube, target_bpppb) -> AnchorResult:
     turns OpenJPEG's integer-dB PSNR knob into a continuous MSE target; search
     = bisection / regula falsi on that target.
     """
-    ic = _imagecodecs()
-    cube = _check_cube(cube)
-    target = _check_target(target_bpppb)
-    h, w, c = cube.shape
-    t0 = time.perf_counter()
-    count0 = _COUNTER[0]
-    target_bytes = int(math.floor(target * h * w * c / 8.0))
-    lo, hi = _d_range(cube)
-    knob, blob = _search(lambda d: _j2k_mc_encode(cube, d, ic), lo, hi, target_bytes,
-                         quality_increases_with_knob=False, iters=20)
-    search_s = time.perf_counter() - t0
-    if knob is None:
-        return _finish("jpeg2000_per_band", cube, target, None, None, _j2k_mc_decode,
-                       {"layout": "multicomponent"}, search_s, smallest=blob, count0=count0)
-    return _finish("jpeg2000_per_band", cube, target, blob,
-                   lambda: _j2k_mc_encode(cube, knob, ic), _j2k_mc_decode,
-                   {"layout": "multicomponent", "d_target": knob}, search_s, count0=count0)
+    return _j2k_band_anchor("jpeg2000_per_band", cube, target_bpppb, _j2k_mc_encode, _j2k_mc_decode,
+                            "multicomponent", iters=20)
 
 
 def jpeg2000_separate(cube, target_bpppb) -> AnchorResult:
@@ -898,6 +883,13 @@ def jpeg2000_separate(cube, target_bpppb) -> AnchorResult:
     concatenated with varint lengths.  Each band pays its own ~100-byte
     J2K header, which dominates at low rates.
     """
+    return _j2k_band_anchor("jpeg2000_separate", cube, target_bpppb, _j2k_sep_encode, _j2k_sep_decode,
+                            "one codestream per band", iters=14)
+
+
+def _j2k_band_anchor(name: str, cube, target_bpppb, encode: Callable, decode: Callable, layout: str,
+                     iters: int) -> AnchorResult:
+    """Band-wise JPEG 2000 driven to the target by bisection on the MSE target (both layouts)."""
     ic = _imagecodecs()
     cube = _check_cube(cube)
     target = _check_target(target_bpppb)
@@ -906,15 +898,14 @@ def jpeg2000_separate(cube, target_bpppb) -> AnchorResult:
     count0 = _COUNTER[0]
     target_bytes = int(math.floor(target * h * w * c / 8.0))
     lo, hi = _d_range(cube)
-    knob, blob = _search(lambda d: _j2k_sep_encode(cube, d, ic), lo, hi, target_bytes,
-                         quality_increases_with_knob=False, iters=14)
+    knob, blob = _search(lambda d: encode(cube, d, ic), lo, hi, target_bytes,
+                         quality_increases_with_knob=False, iters=iters)
     search_s = time.perf_counter() - t0
     if knob is None:
-        return _finish("jpeg2000_separate", cube, target, None, None, _j2k_sep_decode,
-                       {"layout": "one codestream per band"}, search_s, smallest=blob, count0=count0)
-    return _finish("jpeg2000_separate", cube, target, blob,
-                   lambda: _j2k_sep_encode(cube, knob, ic), _j2k_sep_decode,
-                   {"layout": "one codestream per band", "d_target": knob}, search_s, count0=count0)
+        return _finish(name, cube, target, None, None, decode, {"layout": layout}, search_s, smallest=blob,
+                       count0=count0)
+    return _finish(name, cube, target, blob, lambda: encode(cube, knob, ic), decode,
+                   {"layout": layout, "d_target": knob}, search_s, count0=count0)
 
 
 def _htj2k_encode(cube: np.ndarray, delta: float, ic) -> bytes:

@@ -146,16 +146,21 @@ def test_missing_model_names_the_hash(small, encoded, tmp_path, monkeypatch):
     assert hsicodec.HsimReader(encoded).header["model"] in str(err.value)
 
 
-def test_decoding_works_without_torch(tmp_path, encoded):
-    path = tmp_path / "x.hsim"
-    path.write_bytes(encoded)
-    code = (
+# prepended to subprocess code: any import of torch fails
+BLOCK_TORCH = (
         "import sys\n"
         "class Block:\n"
         "    def find_spec(self, name, path, target=None):\n"
         "        if name == 'torch' or name.startswith('torch.'):\n"
         "            raise ImportError('torch is blocked in this test')\n"
         "sys.meta_path.insert(0, Block())\n"
+)
+
+
+def test_decoding_works_without_torch(tmp_path, encoded):
+    path = tmp_path / "x.hsim"
+    path.write_bytes(encoded)
+    code = BLOCK_TORCH + (
         "import hsicodec\n"
         f"cube, geo = hsicodec.decompress({str(path)!r})\n"
         "assert 'torch' not in sys.modules\n"
@@ -174,13 +179,7 @@ def test_decoding_works_without_torch(tmp_path, encoded):
 
 
 def test_encoding_works_without_torch(tmp_path):
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked in this test')\n"
-        "sys.meta_path.insert(0, Block())\n"
+    code = BLOCK_TORCH + (
         "import numpy as np, hsicodec\n"
         "from hsicodec.data import sample_path\n"
         "cube = np.load(sample_path())[:16, :16]\n"
