@@ -18,6 +18,7 @@ from hsicodec.container import HsimReader, encode_hsim  # noqa: F401  (re-export
 from hsicodec.decoder import decode_sections
 from hsicodec.errors import HsicodecError, HsimHeaderError, OptionError
 from hsicodec.fileio import check_writable, write_bytes_atomic
+from hsicodec.mask import decode_mask, encode_mask, fill_invalid, fill_value, invalid_mask
 from hsicodec.metrics import bpppb as bpppb_of
 from hsicodec.model import CodecModel, codec_model
 from hsicodec.raster import GeoInfo, cast_to_dtype, read_cube, write_cube
@@ -45,14 +46,17 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
              bpppb: Optional[float] = None, psnr: Optional[float] = None, effort: Union[str, int] = "default",
              progress: Optional[Callable[[float], None]] = None, tags: Optional[dict] = None,
              threads: int = 0, registry: Optional[Registry] = None, stats: Optional[dict] = None,
-             backend: str = "auto", created_by: bool = False, band_map=None, wavelengths=None) -> bytes:
+             backend: str = "auto", created_by: bool = False, band_map=None, wavelengths=None,
+             nodata: Optional[float] = None) -> bytes:
     """Compress a (rows, cols, bands) cube to `.hsim` bytes.
 
     ``bpppb`` lands at or under the target; ``psnr`` reaches at least the target
     where the model can (else OptionError); neither: 0.05 bpppb. ``stats``, if
     given, is filled with the encoder's figures (k, step, psnr, times).
     ``band_map`` / ``wavelengths`` match bands to the outputs of a plain
-    (non-adaptive) model; PCA-adaptive models ignore them. ``model=None`` (or
+    (non-adaptive) model; PCA-adaptive models ignore them. NaN, ±Inf and
+    ``nodata`` values (default: the geo metadata's) are kept as an exact mask
+    and decode to the nodata value (NaN without one). ``model=None`` (or
     "auto") encodes with each of :data:`AUTO_MODELS` and keeps the file with the
     higher PSNR (rate target) or the smaller size (quality target).
     """
@@ -68,9 +72,17 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
     if model in (None, "auto"):
         return _compress_auto(cube, registry=registry, stats=stats, progress=progress, geo=geo, bpppb=bpppb,
                               psnr=psnr, effort=effort, tags=tags, threads=threads, backend=backend,
-                              created_by=created_by, band_map=band_map, wavelengths=wavelengths)
+                              created_by=created_by, band_map=band_map, wavelengths=wavelengths, nodata=nodata)
     cm = load_codec_model(model, registry)
     header = {"shape": [int(v) for v in cube.shape], "dtype": cube.dtype.name, "model": cm.sha256}
+    nodata = nodata if nodata is not None else (geo.nodata if geo is not None else None)
+    mask = invalid_mask(cube, nodata)
+    extra: tuple = ()
+    if mask is not None:
+        fill = float(nodata) if nodata is not None else float("nan")
+        header["mask"] = {"fill": fill}
+        extra = (("m", encode_mask(mask)),)
+        cube = fill_invalid(cube, mask)
     if created_by:
         header["created_by"] = CREATED_BY
     if geo is not None and not geo.is_empty():
@@ -80,7 +92,8 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
     if wavelengths is None and geo is not None and geo.wavelengths:
         wavelengths = geo.wavelengths
     data, st = encode(cube, cm, bpppb=bpppb, psnr=psnr, effort=effort, base_header=header, threads=threads,
-                      progress=progress, backend=backend, band_map=band_map, wavelengths=wavelengths)
+                      progress=progress, backend=backend, band_map=band_map, wavelengths=wavelengths,
+                      extra_sections=extra)
     if stats is not None:
         stats.update(st)
         stats["model"] = cm.sha256
@@ -138,6 +151,8 @@ def decompress(source: Union[bytes, PathLike, HsimReader], *, window: Optional[t
         cm = _model_by_hash(header["model"], registry)
         values = decode_sections(header, reader.section, cm, window=window, bands=bands, backend=backend,
                                  threads=threads, progress=progress)
+        if "mask" in header:
+            values = _apply_mask(values, header, reader.section("m"), window, bands)
     finally:
         if reader is not source:
             reader.close()
@@ -148,6 +163,22 @@ def decompress(source: Union[bytes, PathLike, HsimReader], *, window: Optional[t
         a, b = bands if bands is not None else (0, int(header["shape"][2]))
         geo = geo.subset(slice(r0, r0 + h), slice(c0, c0 + w), slice(a, b))
     return cube, geo
+
+
+def _apply_mask(values: np.ndarray, header: dict, data: bytes, window: Optional[tuple],
+                bands: Optional[tuple]) -> np.ndarray:
+    """Put the header's fill value back at every masked position of the decoded window."""
+    m = header["mask"]
+    if not isinstance(m, dict):
+        raise HsimHeaderError("header key 'mask': expected a map")
+    fill = fill_value(m.get("fill"))
+    shape = tuple(int(v) for v in header["shape"])
+    mask = decode_mask(data, shape)
+    r0, c0, h, w = window if window is not None else (0, 0, shape[0], shape[1])
+    a, b = bands if bands is not None else (0, shape[2])
+    values = np.array(values, np.float64)
+    values[mask[r0:r0 + h, c0:c0 + w, a:b]] = fill
+    return values
 
 
 def compress_file(src: PathLike, dst: PathLike, *, force: bool = False, var: Optional[str] = None,

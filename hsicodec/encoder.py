@@ -375,8 +375,9 @@ class RateSearch:
     """
 
     def __init__(self, model: CodecModel, an: Analysis, grids: list, base_header: dict, threads: int = 0,
-                 backend: str = "auto", offsets: Optional[list] = None):
+                 backend: str = "auto", offsets: Optional[list] = None, extra_sections: tuple = ()):
         self.model, self.an, self.grids, self.base, self.threads = model, an, grids, base_header, threads
+        self.extra_sections = list(extra_sections)
         self.backend = backend
         self.h, self.w, self.c = an.values.shape
         self._spec_cache: dict = {}
@@ -423,7 +424,7 @@ class RateSearch:
             codec.update({"q": 0, "qo": [0] * len(self.model.layout.levels), "ma": 0, "ls": b""})
         header = dict(self.base)
         header["codec"] = codec
-        return encode_hsim(header, sections), deq
+        return encode_hsim(header, sections + self.extra_sections), deq
 
     # -- distortion
     def coef_sq_errors(self, step: int) -> np.ndarray:
@@ -570,7 +571,7 @@ class RateSearch:
 def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None, psnr: Optional[float] = None,
            effort: Union[str, int] = "default", base_header: Optional[dict] = None, threads: int = 0,
            progress: Optional[Callable[[float], None]] = None, backend: str = "auto",
-           band_map=None, wavelengths=None) -> tuple[bytes, dict]:
+           band_map=None, wavelengths=None, extra_sections: tuple = ()) -> tuple[bytes, dict]:
     """Encode a (H, W, C) cube; returns the `.hsim` bytes and encoding statistics."""
     if bpppb is not None and psnr is not None:
         raise OptionError("give either a bpppb or a psnr target, not both")
@@ -597,7 +598,7 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
         if not an.constant else []
     t_fit = time.perf_counter() - t0
     sbackend = "numpy" if backend == "torch" else backend
-    search = RateSearch(model, an, grids, base_header or {}, threads, sbackend)
+    search = RateSearch(model, an, grids, base_header or {}, threads, sbackend, extra_sections=extra_sections)
     best = search.for_bpppb(bpppb) if bpppb is not None else search.for_psnr(psnr)
     if adam_steps and grids and best.k:
         # rate–distortion refinement at the chosen operating point, then a new search on the refined latents
@@ -605,7 +606,7 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
         refined = rd_refine(model, grids, an.targets, search.channel_weight(best.k), best.step, search.offsets,
                             lam, adam_steps, threads=threads, backend=sbackend,
                             progress=(lambda f: progress(0.2 + 0.7 * f)) if progress else None)
-        search2 = RateSearch(model, an, refined, base_header or {}, threads, sbackend, search.offsets)
+        search2 = RateSearch(model, an, refined, base_header or {}, threads, sbackend, search.offsets, extra_sections)
         cand = search2.for_bpppb(bpppb) if bpppb is not None else search2.for_psnr(psnr)
         if (bpppb is not None and cand.psnr > best.psnr) or (psnr is not None and len(cand.data) < len(best.data)):
             best = cand

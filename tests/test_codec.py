@@ -122,11 +122,43 @@ def test_constant_cube_is_exact():
     assert np.array_equal(out, cube)
 
 
-def test_non_finite_input_refused():
-    cube = np.ones((4, 4, 3), np.float32)
-    cube[1, 1, 1] = np.nan
-    with pytest.raises(OptionError, match="NaN"):
-        hsicodec.compress(cube)
+def test_nan_and_inf_are_kept_as_an_exact_mask(small):
+    cube = small[:16, :16, :40].astype(np.float32)
+    cube[2, 3, :] = np.nan
+    cube[5, 5, 7] = np.inf
+    cube[6, 1, 0] = -np.inf
+    out, _ = hsicodec.decompress(hsicodec.compress(cube, bpppb=1.0, effort="fast"))
+    bad = ~np.isfinite(cube)
+    assert np.array_equal(np.isnan(out), bad)  # every invalid value comes back as NaN, no other does
+    assert metrics.psnr(cube[~bad], out[~bad]) > 25
+
+
+def test_nodata_mask_round_trips_exactly_in_a_window(small):
+    cube = small[:20, :20, :30].copy()
+    cube[:4, :, :] = 0  # a nodata stripe
+    cube[10, 10, 5] = 0
+    data = hsicodec.compress(cube, bpppb=1.0, effort="fast", nodata=0)
+    out, _ = hsicodec.decompress(data)
+    assert np.array_equal(out == 0, cube == 0)
+    part, _ = hsicodec.decompress(data, window=(2, 5, 10, 8), bands=(3, 9))
+    assert np.array_equal(part == 0, cube[2:12, 5:13, 3:9] == 0)
+
+
+def test_all_invalid_cube_refused():
+    with pytest.raises(OptionError, match="nodata"):
+        hsicodec.compress(np.full((4, 4, 3), np.nan, np.float32))
+
+
+def test_corrupt_mask_stream_is_an_error():
+    from hsicodec.mask import decode_mask, encode_mask
+
+    m = np.zeros((5, 6, 7), bool)
+    m[1, 2, 3] = True
+    assert np.array_equal(decode_mask(encode_mask(m), m.shape), m)
+    with pytest.raises(HsimError):
+        decode_mask(encode_mask(m)[:-3], m.shape)
+    with pytest.raises(HsimError):
+        decode_mask(encode_mask(np.zeros((50, 60, 70), bool)), m.shape)
 
 
 def test_corrupted_file_is_an_error_not_wrong_pixels(encoded):
