@@ -145,8 +145,7 @@ def decompress(source: Union[bytes, PathLike, HsimReader], *, window: Optional[t
     """
     reader = source if isinstance(source, HsimReader) else HsimReader(source)
     try:
-        if not isinstance(source, (bytes, bytearray, memoryview)):
-            reader.verify()
+        reader.verify()  # whole-file CRC32C: any changed byte is an error, never wrong pixels
         header = reader.header
         cm = _model_by_hash(header["model"], registry)
         values = decode_sections(header, reader.section, cm, window=window, bands=bands, backend=backend,

@@ -220,3 +220,12 @@ def test_encoding_works_without_torch(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_every_single_byte_change_of_a_small_file_is_detected():
+    data = hsicodec.compress(np.full((3, 4, 5), 77, np.uint16), bpppb=200.0)
+    for i in range(len(data)):
+        bad = bytearray(data)
+        bad[i] ^= 0x01
+        with pytest.raises(HsimError):
+            hsicodec.decompress(bytes(bad))
