@@ -148,11 +148,15 @@ def check_window(shape: tuple, window: Optional[tuple], bands: Optional[tuple]) 
     """Validate a (row, col, h, w) window and [a, b) band range against the cube shape."""
     hgt, wid, c = shape
     win = (0, 0, hgt, wid) if window is None else tuple(int(v) for v in window)
+    if len(win) != 4:
+        raise OptionError(f"window {win}: expected 4 values (row, col, height, width)")
     r0, c0, h, w = win
-    if len(win) != 4 or r0 < 0 or c0 < 0 or h < 1 or w < 1 or r0 + h > hgt or c0 + w > wid:
+    if r0 < 0 or c0 < 0 or h < 1 or w < 1 or r0 + h > hgt or c0 + w > wid:
         raise OptionError(f"window {win} (row, col, height, width) does not fit the {hgt}x{wid} image")
     bnd = (0, c) if bands is None else tuple(int(v) for v in bands)
-    if len(bnd) != 2 or not 0 <= bnd[0] < bnd[1] <= c:
+    if len(bnd) != 2:
+        raise OptionError(f"bands {bnd}: expected 2 values (start, stop)")
+    if not 0 <= bnd[0] < bnd[1] <= c:
         raise OptionError(f"bands {bnd[0]}:{bnd[1]} do not fit the {c} bands of the cube")
     return win, bnd
 

@@ -68,10 +68,16 @@ def test_window_and_bands_equal_crop_of_full_decode(small, encoded):
     assert np.array_equal(part, full[3:13, 5:12, 20:60])
 
 
-@pytest.mark.parametrize("window", [(0, 0, 0, 5), (20, 0, 10, 5), (-1, 0, 2, 2)])
+@pytest.mark.parametrize("window", [(0, 0, 0, 5), (20, 0, 10, 5), (-1, 0, 2, 2), (0, 0, 5)])
 def test_bad_window_refused(encoded, window):
     with pytest.raises(OptionError):
         hsicodec.decompress(encoded, window=window)
+
+
+@pytest.mark.parametrize("bands", [(5, 5), (0, 999), (3,)])
+def test_bad_bands_refused(encoded, bands):
+    with pytest.raises(OptionError):
+        hsicodec.decompress(encoded, bands=bands)
 
 
 def test_native_and_numpy_decode_agree(small, encoded):
