@@ -235,3 +235,17 @@ def test_every_single_byte_change_of_a_small_file_is_detected():
         bad[i] ^= 0x01
         with pytest.raises(HsimError):
             hsicodec.decompress(bytes(bad))
+
+
+def test_rate_gradient_matches_finite_differences():
+    from hsicodec.encoder import _laplace_bits_grad
+
+    def bits(v, b):
+        cdf = lambda x: np.where(x < 0, 0.5 * np.exp(x / b), 1 - 0.5 * np.exp(-x / b))  # noqa: E731
+        return -np.log2(cdf(v + 0.5) - cdf(v - 0.5))
+
+    v = np.array([-3.2, -0.7, -0.3, 0.0, 0.2, 0.45, 0.8, 2.5])
+    b = np.full_like(v, 0.8)
+    h = 1e-6
+    fd = (bits(v + h, b) - bits(v - h, b)) / (2 * h)
+    assert np.allclose(_laplace_bits_grad(v, b), fd, atol=1e-4)
