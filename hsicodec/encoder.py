@@ -118,13 +118,19 @@ def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None
     return Analysis(values, fit, y.reshape(h, w, model.n_out), rng)
 
 
-ADAM_LR, ADAM_B1, ADAM_B2, ADAM_EPS = 2e-3, 0.9, 0.999, 1e-8
+ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8  # the RD refinement's Adam
 
 
-def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int, adam_steps: int,
+def _level_gradient_scale(model: CodecModel, h: int, w: int) -> list[float]:
+    """A whole-image latent (cell 0) covered one training crop: rescale its gradient to that pixel count."""
+    crop = int(model.config.get("train_crop", 32))
+    return [(crop * crop) / float(h * w) if lv.cell == 0 else 1.0 for lv in model.layout.levels]
+
+
+def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int,
                 channel_weight: Optional[np.ndarray] = None, threads: int = 0,
                 progress: Optional[Callable[[float], None]] = None, backend: str = "auto") -> list[np.ndarray]:
-    """Fit the scene's latent grids: meta-learned SGD steps from zero, then optional Adam steps.
+    """Fit the scene's latent grids: the meta-learned SGD steps from zero latents.
 
     Torch-free: gradients with respect to the per-pixel latents come from
     :func:`hsicodec.siren.loss_grad_phi` (native kernel or numpy) and flow back
@@ -132,7 +138,7 @@ def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int, adam_s
     the torch twin instead (for cross-checking).
     """
     if backend == "torch":
-        return fit_latents_torch(model, targets, inner_steps, adam_steps, channel_weight, threads, progress)
+        return fit_latents_torch(model, targets, inner_steps, channel_weight, threads, progress)
     from hsicodec import siren
     from hsicodec.latents import GridOperator, local_coords
 
@@ -144,35 +150,16 @@ def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int, adam_s
     cw = (np.ones(n_out, np.float32) if channel_weight is None else np.asarray(channel_weight, np.float32))
     cw = cw / TRAIN_CROP_PIXELS
     grids = [np.zeros(shape, np.float32) for shape in op.shapes]
-    total = max(inner_steps + adam_steps, 1)
-
-    # a whole-image latent (cell 0) covered one training crop: rescale its gradient to that pixel count
-    crop = int(model.config.get("train_crop", 32))
-    level_scale = [(crop * crop) / float(h * w) if lv.cell == 0 else 1.0 for lv in layout.levels]
-
-    def grads(gs):
-        _, g_phi = siren.loss_grad_phi(model.weights, x, op(gs), t, cw, None, backend=backend, threads=threads)
-        return [d * sc for d, sc in zip(op.adjoint(g_phi), level_scale)]
-
+    scales = _level_gradient_scale(model, h, w)
     for s in range(inner_steps):
-        grids = [g - lr * d for g, lr, d in zip(grids, model.inner_lrs, grads(grids))]
+        _, g_phi = siren.loss_grad_phi(model.weights, x, op(grids), t, cw, None, backend=backend, threads=threads)
+        grids = [g - lr * sc * d for g, lr, sc, d in zip(grids, model.inner_lrs, scales, op.adjoint(g_phi))]
         if progress:
-            progress((s + 1) / total)
-    m = [np.zeros_like(g) for g in grids]
-    v = [np.zeros_like(g) for g in grids]
-    for s in range(adam_steps):
-        d = grads(grids)
-        c1, c2 = 1 - ADAM_B1 ** (s + 1), 1 - ADAM_B2 ** (s + 1)
-        for i in range(len(grids)):
-            m[i] = ADAM_B1 * m[i] + (1 - ADAM_B1) * d[i]
-            v[i] = ADAM_B2 * v[i] + (1 - ADAM_B2) * d[i] * d[i]
-            grids[i] = grids[i] - ADAM_LR * (m[i] / c1) / (np.sqrt(v[i] / c2) + ADAM_EPS)
-        if progress:
-            progress((inner_steps + s + 1) / total)
+            progress((s + 1) / inner_steps)
     return [g.astype(np.float32) for g in grids]
 
 
-def fit_latents_torch(model: CodecModel, targets: np.ndarray, inner_steps: int, adam_steps: int,
+def fit_latents_torch(model: CodecModel, targets: np.ndarray, inner_steps: int,
                       channel_weight: Optional[np.ndarray] = None, threads: int = 0,
                       progress: Optional[Callable[[float], None]] = None) -> list[np.ndarray]:
     """The torch twin of :func:`fit_latents` (same steps, autograd gradients)."""
@@ -191,36 +178,17 @@ def fit_latents_torch(model: CodecModel, targets: np.ndarray, inner_steps: int, 
     blocks = []
     for a in range(0, h, FIT_ROW_BLOCK):
         b = min(a + FIT_ROW_BLOCK, h)
-        blocks.append((GridSampler(layout, h, w, row0=a, rows=b - a, full_height=h, full_width=w), coords_tensor(layout, a, b - a, 0, w, h, w)[None],
-                       tgt[a:b][None]))
+        blocks.append((GridSampler(layout, h, w, row0=a, rows=b - a, full_height=h, full_width=w),
+                       coords_tensor(layout, a, b - a, 0, w, h, w)[None], tgt[a:b][None]))
     grids = [torch.zeros(1, *layout.grid_shape(i, h, w), lv.channels) for i, lv in enumerate(layout.levels)]
-    lrs = [torch.from_numpy(np.array(lr)) for lr in model.inner_lrs]
-    total = inner_steps + adam_steps
-
-    def grad_of(gs):
-        gs = [g.detach().requires_grad_(True) for g in gs]
-        for sampler, co, t in blocks:
-            loss = (((net(co, sampler(gs)) - t) ** 2) * weight).sum()
-            loss.backward()
-        return gs
-
+    lrs = [torch.from_numpy(np.array(lr)) * sc for lr, sc in zip(model.inner_lrs, _level_gradient_scale(model, h, w))]
     for s in range(inner_steps):
-        gs = grad_of(grids)
+        gs = [g.detach().requires_grad_(True) for g in grids]
+        for sampler, co, t in blocks:
+            (((net(co, sampler(gs)) - t) ** 2) * weight).sum().backward()
         grids = [g.detach() - lr * g.grad for g, lr in zip(gs, lrs)]
         if progress:
-            progress((s + 1) / max(total, 1))
-    if adam_steps:
-        params = [g.detach().clone().requires_grad_(True) for g in grids]
-        opt = torch.optim.Adam(params, lr=ADAM_LR, betas=(ADAM_B1, ADAM_B2), eps=ADAM_EPS)
-        for s in range(adam_steps):
-            opt.zero_grad()
-            for sampler, co, t in blocks:
-                loss = (((net(co, sampler(params)) - t) ** 2) * weight).sum()
-                loss.backward()
-            opt.step()
-            if progress:
-                progress((inner_steps + s + 1) / total)
-        grids = [p.detach() for p in params]
+            progress((s + 1) / inner_steps)
     return [g[0].numpy().astype(np.float32) for g in grids]
 
 
@@ -589,7 +557,7 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
     if an.mode == "id":
         cw = np.zeros(model.n_out, np.float32)
         cw[an.band_map] = 1.0
-    grids = fit_latents(model, an.targets, inner_steps, 0, cw, threads=threads,
+    grids = fit_latents(model, an.targets, inner_steps, cw, threads=threads,
                         progress=(lambda f: progress(0.2 * f)) if progress else None, backend=backend) \
         if not an.constant else []
     t_fit = time.perf_counter() - t0

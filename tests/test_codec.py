@@ -107,8 +107,8 @@ def test_torch_and_native_fits_agree(small):
 
     cm = load_codec_model()
     an = analyse(small, cm)
-    a = fit_latents(cm, an.targets, 3, 2)
-    b = fit_latents(cm, an.targets, 3, 2, backend="torch")
+    a = fit_latents(cm, an.targets, 3)
+    b = fit_latents(cm, an.targets, 3, backend="torch")
     for x, y in zip(a, b):
         assert np.abs(x - y).max() <= 1e-3 * max(1.0, float(np.abs(y).max()))
 

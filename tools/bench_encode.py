@@ -64,8 +64,8 @@ def step_ratio(cube: np.ndarray, repeat: int) -> dict:
                 import torch  # noqa: F401
             except ImportError:
                 continue
-        fit_latents(cm, an.targets, 1, 0, backend=backend)  # warm-up
-        t, _ = median_time(lambda: fit_latents(cm, an.targets, 3, 0, backend=backend), repeat)
+        fit_latents(cm, an.targets, 1, backend=backend)  # warm-up
+        t, _ = median_time(lambda: fit_latents(cm, an.targets, 3, backend=backend), repeat)
         out[backend] = t / 3
     return out
 
