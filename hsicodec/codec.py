@@ -219,26 +219,18 @@ def file_info(path: PathLike, registry: Optional[Registry] = None) -> dict:
         shape = tuple(int(v) for v in h["shape"])
     except (KeyError, TypeError, ValueError) as exc:
         raise HsimHeaderError(f"header key 'shape': {exc}") from exc
-    alias = None
     reg = registry or default_registry()
     try:
-        alias = reg.resolve(h["model"]).alias
-    except Exception:  # the model may not be installed: info still works
-        alias = None
+        entry = reg.resolve(h["model"])
+    except HsicodecError:  # the model may not be installed: info still works
+        entry = None
+    alias = entry.alias if entry is not None else None
     return {"path": str(path), "format_version": f"{version[0]}.{version[1]}", "file_bytes": size,
             "shape": list(shape), "dtype": h["dtype"], "bpppb": bpppb_of(size, shape),
-            "model": h["model"], "model_alias": alias, "model_installed": alias is not None or _installed(reg, h["model"]),
+            "model": h["model"], "model_alias": alias, "model_installed": entry is not None,
             "codec": h.get("codec"), "geo": h.get("geo"), "tags": h.get("tags"),
             "sections": {name: length for name, (_, length) in spans.items()},
             "created_by": h.get("created_by")}
-
-
-def _installed(reg: Registry, sha: str) -> bool:
-    try:
-        reg.resolve(sha)
-        return True
-    except Exception:
-        return False
 
 
 CREATED_BY = f"hsicodec {__version__}"
