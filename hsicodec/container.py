@@ -83,6 +83,7 @@ class Limits:
     max_dim: int = 2**20                   #: H and W each
     max_bands: int = 2**16                 #: C
     max_depth: int = 32                    #: nesting depth of the header (top-level map = 1)
+    max_decode_bytes: int = 1 << 34        #: memory one decode (latent grids + decoded window) may need
 
 
 DEFAULT_LIMITS = Limits()

@@ -50,6 +50,9 @@ def _get(arrays: dict, name: str) -> np.ndarray:
     a = arrays[name]
     if a.dtype != np.float32:
         raise ModelFormatError(f"model array '{name}' is {a.dtype}, expected float32")
+    ndim = 2 if name.endswith(".weight") else 1  # weights are matrices; biases and step sizes vectors
+    if a.ndim != ndim:
+        raise ModelFormatError(f"model array '{name}' has shape {a.shape}, expected {ndim} dimension(s)")
     return np.ascontiguousarray(a)
 
 

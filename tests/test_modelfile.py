@@ -380,3 +380,72 @@ def test_pickle_payload_rejected(monkeypatch):
     m = decode_model(encode_model({}, {"blob": payload}, {}))
     assert m.config["blob"] == payload
     assert calls == []
+
+
+# --------------------------------------------------------------------------- hostile models (codec_model)
+
+
+def _tiny_grid_model():
+    from pathlib import Path
+
+    return decode_model((Path(__file__).resolve().parent / "fuzz" / "seeds" / "model" / "tiny_pca.hsmodel").read_bytes())
+
+
+@pytest.mark.parametrize("name, arr, needle", [
+    ("hidden.1.weight", np.zeros((4, 3), np.float32), "hidden layer 1"),
+    ("hidden.0.weight", np.zeros((4, 2), np.float64), "float64, expected float32"),
+    ("out.bias", np.zeros(7, np.float32), "output layer"),
+    ("meta.weight", np.zeros((8, 5), np.float32), "skip|latent layout"),
+    ("meta.bias", np.zeros(3, np.float32), "meta network"),
+    ("skip.weight", np.zeros((3, 9), np.float32), "skip"),
+    ("inner.lr.1", np.zeros(4, np.float32), "inner-loop"),
+    ("hidden.0.weight", np.zeros(8, np.float32), "dimension"),
+    ("out.weight", np.zeros((3, 4), np.int32), "int32, expected float32"),
+])
+def test_wrong_shapes_and_dtypes_are_clear_model_errors(name, arr, needle):
+    from hsicodec.model import codec_model
+
+    mf = _tiny_grid_model()
+    codec_model(mf)  # the unmodified model is fine
+    bad = decode_model(encode_model({**mf.arrays, name: arr}, mf.config, mf.card))
+    with pytest.raises(ModelFormatError, match=needle):
+        codec_model(bad)
+
+
+@pytest.mark.parametrize("missing", ["hidden.1.bias", "out.weight", "inner.lr.0"])
+def test_missing_array_is_a_clear_model_error(missing):
+    from hsicodec.model import codec_model
+
+    mf = _tiny_grid_model()
+    arrays = {k: v for k, v in mf.arrays.items() if k != missing}
+    with pytest.raises(ModelFormatError, match=missing.replace(".", r"\.")):
+        codec_model(decode_model(encode_model(arrays, mf.config, mf.card)))
+
+
+@pytest.mark.parametrize("key, value", [("arch", "evil"), ("depth", 0), ("depth", "3; import os"),
+                                        ("latent", {"levels": [], "coord_cell": 0}), ("spectral", "lambda: 0"),
+                                        ("shift", "sideways")])
+def test_bad_config_is_a_clear_model_error_never_evaluated(key, value):
+    from hsicodec.model import codec_model
+
+    mf = _tiny_grid_model()
+    with pytest.raises(ModelFormatError):
+        codec_model(decode_model(encode_model(mf.arrays, {**mf.config, key: value}, mf.card)))
+
+
+def test_tampered_model_is_refused_by_decompress(tmp_path, monkeypatch):
+    """A model whose bytes no longer hash to the id a .hsim names is never used."""
+    import hsicodec
+    from hsicodec.errors import ModelError
+    from hsicodec.registry import Registry, bundled_models_dir, clear_model_cache
+
+    src = (bundled_models_dir() / "hsi-plain-v1.hsmodel").read_bytes()
+    data = hsicodec.compress(np.full((3, 3, 2), 9, np.uint16), model="hsi-plain-v1", psnr=30)
+    tampered = bytearray(src)
+    tampered[-5] ^= 0x01  # one weight bit
+    (tmp_path / "hsi-plain-v1.hsmodel").write_bytes(bytes(tampered))
+    clear_model_cache()
+    with pytest.raises(ModelError) as err:
+        hsicodec.decompress(data, registry=Registry([("path", tmp_path)]))
+    assert sha256_bytes(src) in str(err.value)
+    clear_model_cache()
