@@ -14,16 +14,22 @@ from typing import Callable, Optional
 import numpy as np
 
 from hsicodec import entropy, siren
-from hsicodec.errors import HsimHeaderError, OptionError
+from hsicodec.container import DEFAULT_LIMITS, HsimReader, Limits
+from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError
 from hsicodec.latents import pixel_latents, local_coords
 from hsicodec.model import CodecModel
 from hsicodec.spectral import decode_spectral
+from hsicodec.rotation import n_angles, rotation_from_codes
+from hsicodec.wavelet import haar_inverse, subband_groups, wavelet_levels
 
 CODEC_NAME = "grid"
+CODEC_VERSION = 2
+CODEC_KEYS = frozenset({"id", "k", "norm", "q", "qo", "ma", "ls", "sp", "wt", "ct"})
 ROW_BLOCK = 64  # pixel rows evaluated per network call (bounds peak memory)
 
 
 STEPS_PER_OCTAVE = 8  # latent quantization step = 2^(q / 8)
+MAX_WAVELET_LEVELS = 8  # codec key "wt": Haar levels applied to each latent grid before quantization
 
 
 @dataclass
@@ -34,8 +40,10 @@ class CodecParams:
     norm: float
     steps: list  # per level
     max_abs: int
-    scale_codes: bytes  # one per (level, channel)
+    scale_codes: bytes  # one per (level, channel, subband group)
     spectral: dict
+    wavelet: int = 0  # Haar levels of the latent grids (0: the grids are quantized directly)
+    rotations: Optional[list] = None  # per level, the channel rotation Q (coded = grid @ Q); None: identity
 
 
 def parse_codec(header: dict, model: CodecModel) -> CodecParams:
@@ -52,16 +60,26 @@ def parse_codec(header: dict, model: CodecModel) -> CodecParams:
             raise HsimHeaderError(f"header key 'codec.{key}': expected an int in {lo}..{hi}, got {v!r}")
         return v
 
+    unknown = sorted(str(key) for key in c if key not in CODEC_KEYS)
+    if unknown:
+        raise HsimHeaderError(f"header key 'codec': unknown key(s) {', '.join(unknown)} "
+                              f"(a newer codec version? this decoder reads grid version {CODEC_VERSION})")
     k = integer("k", 0, model.n_out)
     q = integer("q", -512, 512)
     max_abs = integer("ma", 0, entropy.MAX_ABS_LIMIT)
     norm = c.get("norm")
     if type(norm) not in (int, float) or not np.isfinite(norm) or norm < 0:
         raise HsimHeaderError(f"header key 'codec.norm': expected a non-negative number, got {norm!r}")
+    wt = c.get("wt", 0)
+    if type(wt) is not int or not 0 <= wt <= MAX_WAVELET_LEVELS:
+        raise HsimHeaderError(f"header key 'codec.wt': expected an int in 0..{MAX_WAVELET_LEVELS}, got {wt!r}")
+    shape = header.get("shape")
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(type(v) is int and v > 0 for v in shape)):
+        raise HsimHeaderError("header key 'shape': expected three positive ints")
     codes = c.get("ls")
-    n_ch = model.layout.latent_dim
-    if not isinstance(codes, bytes) or len(codes) != (n_ch if k else 0):
-        raise HsimHeaderError(f"header key 'codec.ls': expected {n_ch if k else 0} latent scale codes")
+    n_codes = n_scale_codes(model, shape[0], shape[1], wt) if k else 0
+    if not isinstance(codes, bytes) or len(codes) != n_codes:
+        raise HsimHeaderError(f"header key 'codec.ls': expected {n_codes} latent scale codes")
     spectral = c.get("sp")
     if not isinstance(spectral, dict):
         raise HsimHeaderError("header key 'codec.sp': expected a map")
@@ -70,28 +88,64 @@ def parse_codec(header: dict, model: CodecModel) -> CodecParams:
     if not isinstance(qo, list) or len(qo) != n_lv or any(type(o) is not int or not -64 <= o <= 64 for o in qo):
         raise HsimHeaderError(f"header key 'codec.qo': expected {n_lv} ints in -64..64")
     steps = [entropy.step_from_exponent(q + o, STEPS_PER_OCTAVE) for o in qo]
-    return CodecParams(k, float(norm), steps, max_abs, codes, spectral)
+    rot = c.get("ct")
+    rotations = None
+    if rot is not None:
+        n_rot = sum(n_angles(lv.channels) for lv in model.layout.levels)
+        if not isinstance(rot, bytes) or len(rot) != n_rot:
+            raise HsimHeaderError(f"header key 'codec.ct': expected {n_rot} rotation angle bytes")
+        rotations = level_rotations(model, rot)
+    return CodecParams(k, float(norm), steps, max_abs, codes, spectral, wt, rotations)
 
 
-def symbol_scales(model: CodecModel, codes: bytes, height: int, width: int) -> np.ndarray:
-    """Per-symbol Laplace scales in stream order (level, row, col, channel)."""
+def level_rotations(model: CodecModel, codes: bytes) -> list:
+    """Each latent level's channel rotation from the header's angle bytes (level by level);
+    None for a level too wide to be rotated."""
+    out, pos = [], 0
+    for lv in model.layout.levels:
+        n = n_angles(lv.channels)
+        out.append(rotation_from_codes(codes[pos:pos + n], lv.channels) if n or lv.channels == 1 else None)
+        pos += n
+    return out
+
+
+def n_scale_codes(model: CodecModel, height: int, width: int, wavelet: int) -> int:
+    """Number of latent scale codes: one per (level, channel, subband group)."""
+    return sum(lv.channels * (wavelet_levels(*model.layout.grid_shape(i, height, width), wavelet) + 1)
+               for i, lv in enumerate(model.layout.levels))
+
+
+def symbol_scales(model: CodecModel, codes: bytes, height: int, width: int, wavelet: int = 0) -> np.ndarray:
+    """Per-symbol Laplace scales in stream order (level, row, col, channel).
+
+    Codes run level by level, channel by channel, and within a channel over its
+    subband groups 0..J (lowpass first; J = 0 without the wavelet).
+    """
     out, pos = [], 0
     for i, lv in enumerate(model.layout.levels):
         gh, gw = model.layout.grid_shape(i, height, width)
-        s = np.array([entropy.scale_from_code(b) for b in codes[pos:pos + lv.channels]])
-        out.append(np.tile(s, gh * gw))
-        pos += lv.channels
+        j = wavelet_levels(gh, gw, wavelet)
+        n = lv.channels * (j + 1)
+        s = np.array([entropy.scale_from_code(b) for b in codes[pos:pos + n]], np.float64).reshape(lv.channels, j + 1)
+        out.append(s.T[subband_groups(gh, gw, j)].ravel())
+        pos += n
     return np.concatenate(out) if out else np.zeros(0)
 
 
 def decode_latents(data: bytes, model: CodecModel, p: CodecParams, height: int, width: int) -> list:
-    """Entropy-decode and dequantize the latent grids."""
-    sym = entropy.laplace_decode(data, symbol_scales(model, p.scale_codes, height, width), p.max_abs)
+    """Entropy-decode and dequantize the latent grids (inverting the Haar transform and the
+    channel rotation when the file uses them)."""
+    sym = entropy.laplace_decode(data, symbol_scales(model, p.scale_codes, height, width, p.wavelet), p.max_abs)
     grids, pos = [], 0
     for i, lv in enumerate(model.layout.levels):
         gh, gw = model.layout.grid_shape(i, height, width)
         n = gh * gw * lv.channels
-        grids.append((sym[pos:pos + n].astype(np.float32) * np.float32(p.steps[i])).reshape(gh, gw, lv.channels))
+        g = (sym[pos:pos + n].astype(np.float32) * np.float32(p.steps[i])).reshape(gh, gw, lv.channels)
+        if p.wavelet:
+            g = haar_inverse(g, wavelet_levels(gh, gw, p.wavelet))
+        if p.rotations is not None and p.rotations[i] is not None:
+            g = np.asarray(g, np.float64) @ p.rotations[i].T
+        grids.append(np.asarray(g, np.float32))
         pos += n
     return grids
 
@@ -161,13 +215,57 @@ def check_window(shape: tuple, window: Optional[tuple], bands: Optional[tuple]) 
     return win, bnd
 
 
+# bytes the decoder allocates per latent symbol (scales, symbols, dequantized grid, temporaries),
+# per window pixel and output (float32 coefficients, float64 rescale) and per window value (float64
+# values, masked copy, dtype cast): a deliberate over-estimate of the peak, checked before decoding
+_BYTES_PER_LATENT = 32
+_BYTES_PER_COEFF = 16
+_BYTES_PER_VALUE = 32
+
+
+def decode_bytes_needed(header: dict, model: CodecModel, k: int, window: tuple, bands: tuple) -> int:
+    """Estimate of the peak memory :func:`decode_sections` (plus mask and cast) needs for a window."""
+    hgt, wid, c = (int(v) for v in header["shape"])
+    n_lat = model.layout.count(hgt, wid) if k else 0
+    pixels = window[2] * window[3]
+    values = pixels * (bands[1] - bands[0])
+    mask = hgt * wid * c // 4 if "mask" in header else 0  # whole-cube bit mask inflated to bool + bytes
+    return _BYTES_PER_LATENT * n_lat + _BYTES_PER_COEFF * pixels * k + _BYTES_PER_VALUE * values + mask
+
+
 def decode_sections(header: dict, read_section: Callable[[str], bytes], model: CodecModel, *,
                     window: Optional[tuple] = None, bands: Optional[tuple] = None, backend: str = "auto",
-                    threads: int = 0, progress: Optional[Callable[[float], None]] = None) -> np.ndarray:
-    """Decode a window of the cube as float64 in original units (before the dtype cast)."""
+                    threads: int = 0, progress: Optional[Callable[[float], None]] = None,
+                    limits: Optional[Limits] = None) -> np.ndarray:
+    """Decode a window of the cube as float64 in original units (before the dtype cast).
+
+    The memory the decode needs is estimated first and refused (HsimLimitError)
+    beyond ``limits.max_decode_bytes``; ``limits`` defaults to those of the
+    :class:`HsimReader` whose ``section`` method is ``read_section``, else the defaults.
+    """
     hgt, wid, c = (int(v) for v in header["shape"])
     win, bnd = check_window((hgt, wid, c), window, bands)
     p = parse_codec(header, model)
+    if limits is None:
+        owner = getattr(read_section, "__self__", None)
+        limits = owner.limits if isinstance(owner, HsimReader) else DEFAULT_LIMITS
+    need = decode_bytes_needed(header, model, p.k, win, bnd)
+    if need > limits.max_decode_bytes:
+        raise HsimLimitError(
+            f"decoding a {win[2]}x{win[3]}x{bnd[1] - bnd[0]} window of this {hgt}x{wid}x{c} cube needs about "
+            f"{need / 2**30:.3g} GiB, over the limit of {limits.max_decode_bytes / 2**30:.3g} GiB "
+            f"(Limits.max_decode_bytes; decode a smaller window or raise the limit)"
+        )
+    try:
+        return _decode(header, read_section, model, p, hgt, wid, c, win, bnd, backend, threads, progress)
+    except MemoryError as exc:
+        raise HsimLimitError(
+            f"not enough memory to decode a {win[2]}x{win[3]}x{bnd[1] - bnd[0]} window of this {hgt}x{wid}x{c} "
+            f"cube ({exc}); decode a smaller window"
+        ) from None
+
+
+def _decode(header, read_section, model, p, hgt, wid, c, win, bnd, backend, threads, progress) -> np.ndarray:
     grids = decode_latents(read_section("l"), model, p, hgt, wid) if p.k else []
     mode = p.spectral.get("m", "pca")
     if mode != model.spectral:

@@ -4,10 +4,12 @@ Steps:
 1. PCA of the scene (mean + principal spectra): the network models the
    normalised coefficient maps, so any band count works with one model.
 2. Fit the latent grids of the whole scene: the meta-learned inner loop from
-   zero (learned per-level step sizes), more steps at higher effort, then an
-   Adam fine-tuning pass at ``max`` effort.
+   zero (learned per-level step sizes); at ``max`` effort longer inner loops
+   and a rate–distortion refinement of the latents.
 3. Choose the number of components k and the latent quantization step Δ for
-   the rate target (bisection on the exact file size), quantize, entropy code.
+   the rate target (bisection on the exact file size), quantize the grids' Haar
+   coefficients (:mod:`hsicodec.wavelet`), entropy code them with one Laplace
+   scale per (level, channel, subband group).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from hsicodec.decoder import CODEC_NAME, STEPS_PER_OCTAVE, reconstruct, reconstr
 from hsicodec.errors import OptionError
 from hsicodec.metrics import psnr as psnr_metric
 from hsicodec.model import CodecModel
+from hsicodec.decoder import level_rotations
+from hsicodec.rotation import klt_codes, n_angles
+from hsicodec.wavelet import haar_forward, haar_inverse, subband_groups, wavelet_levels
 from hsicodec.spectral import BASIS_STEPS_PER_OCTAVE, MEAN_STEPS_PER_OCTAVE, SpectralFit, encode_spectral, fit_pca
 
 EFFORTS = {"fast": (None, 0), "default": (12, 0), "max": (12, 300)}
@@ -119,6 +124,8 @@ def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None
 
 
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8  # the RD refinement's Adam
+LATENT_WAVELET = 4  # Haar levels applied to each latent grid before quantization (codec key "wt")
+MAX_INNER_STEPS = (24, 48)  # effort max also tries these longer inner loops and keeps the best file
 
 
 def _level_gradient_scale(model: CodecModel, h: int, w: int) -> list[float]:
@@ -216,23 +223,88 @@ def _torch_net(model: CodecModel):
     return net
 
 
+@dataclass
+class LatentCoding:
+    """How the latent grids are coded: per level, a channel rotation Q (coded = grid @ Q),
+    then ``wavelet`` Haar levels; both orthonormal. ``levels`` holds (J, subband groups, Q)."""
+
+    wavelet: int
+    rotation_codes: Optional[bytes]
+    levels: list
+
+    def params(self) -> dict:
+        out: dict = {}
+        if self.wavelet:
+            out["wt"] = int(self.wavelet)
+        if self.rotation_codes is not None:
+            out["ct"] = self.rotation_codes
+        return out
+
+    def to_coeffs(self, i: int, grid: np.ndarray) -> np.ndarray:
+        j, _, rot = self.levels[i]
+        c = np.asarray(grid, np.float64)
+        if rot is not None:
+            c = c @ rot
+        return haar_forward(c, j) if j else c
+
+    def to_grid(self, i: int, coeffs: np.ndarray) -> np.ndarray:
+        j, _, rot = self.levels[i]
+        g = haar_inverse(coeffs, j) if j else np.asarray(coeffs, np.float64)
+        return g @ rot.T if rot is not None else g
+
+
+def latent_coding(model: CodecModel, grids: Optional[list], h: int, w: int, wavelet: int = LATENT_WAVELET,
+                  rotate: bool = True) -> LatentCoding:
+    """The coding of a scene's latents: Haar levels per grid and, with ``rotate``, each
+    level's KLT channel rotation fitted to ``grids`` (quantized to its angle bytes)."""
+    rot_codes = None
+    rotations: list = [None] * len(model.layout.levels)
+    if rotate and grids:
+        rot_codes = b"".join(klt_codes(g.reshape(-1, g.shape[-1])) if n_angles(g.shape[-1]) else b""
+                             for g in grids)
+        rotations = level_rotations(model, rot_codes)
+    levels = []
+    for i in range(len(model.layout.levels)):
+        gh, gw = model.layout.grid_shape(i, h, w)
+        j = wavelet_levels(gh, gw, wavelet)
+        levels.append((j, subband_groups(gh, gw, j), rotations[i]))
+    return LatentCoding(wavelet, rot_codes, levels)
+
+
 def quantize_latents(model: CodecModel, grids: list, q: int, h: int, w: int,
-                     offsets: Optional[list] = None) -> tuple[bytes, dict, list]:
-    """Quantize level l with step Δ_l = 2^((q + o_l)/8), fit per-(level, channel) Laplace scales, entropy code.
+                     offsets: Optional[list] = None,
+                     coding: Optional[LatentCoding] = None) -> tuple[bytes, dict, list]:
+    """Quantize level l's coefficients (see :class:`LatentCoding`) with step
+    Δ_l = 2^((q + o_l)/8), choose the Laplace scale per (level, channel, subband group)
+    that codes it in the fewest bits, entropy code.
 
     Returns (stream, codec params, dequantized grids).
     """
     offsets = list(offsets) if offsets is not None else [0] * len(grids)
+    coding = coding if coding is not None else latent_coding(model, grids, h, w)
     steps = [entropy.step_from_exponent(q + o, STEPS_PER_OCTAVE) for o in offsets]
-    qs = [np.round(g / st).astype(np.int64) for g, st in zip(grids, steps)]
+    qs = [np.round(coding.to_coeffs(i, g) / st).astype(np.int64) for i, (g, st) in enumerate(zip(grids, steps))]
     max_abs = int(max((np.abs(x).max() for x in qs if x.size), default=0))
     if max_abs > entropy.MAX_ABS_LIMIT:
         raise OptionError("quantization step too small for the latent range")
-    codes = bytes(entropy.scale_code(entropy.fit_scale(x[..., j])) for x in qs for j in range(x.shape[-1]))
+    codes = b"".join(entropy.best_scale_codes(x, np.arange(x.shape[-1]) * (j + 1) + groups[..., None],
+                                              x.shape[-1] * (j + 1))
+                     for x, (j, groups, _) in zip(qs, coding.levels))
     sym = np.concatenate([x.ravel() for x in qs])
-    data = entropy.laplace_encode(sym, symbol_scales(model, codes, h, w), max_abs)
-    deq = [(x * st).astype(np.float32) for x, st in zip(qs, steps)]
-    return data, {"q": int(q), "qo": [int(o) for o in offsets], "ma": max_abs, "ls": codes}, deq
+    data = entropy.laplace_encode(sym, symbol_scales(model, codes, h, w, coding.wavelet), max_abs)
+    deq = [coding.to_grid(i, x * st).astype(np.float32) for i, (x, st) in enumerate(zip(qs, steps))]
+    params = {"q": int(q), "qo": [int(o) for o in offsets], "ma": max_abs, "ls": codes}
+    params.update(coding.params())
+    return data, params, deq
+
+
+def _group_mean_abs(v: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-symbol mean |v| over its (subband group, channel): the Laplace scale estimate."""
+    c = v.shape[-1]
+    ids = (groups[..., None] * c + np.arange(c)).ravel()
+    sums = np.bincount(ids, np.abs(v).ravel(), n_groups * c)
+    counts = np.maximum(np.bincount(ids, minlength=n_groups * c), 1)
+    return (sums / counts)[ids].reshape(v.shape)
 
 
 def level_step_offsets(model: CodecModel, grids: list, targets: np.ndarray, threads: int = 0,
@@ -274,14 +346,17 @@ def _laplace_bits_grad(v: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def rd_refine(model: CodecModel, grids: list, targets: np.ndarray, channel_weight: np.ndarray, q: int,
               offsets: list, lam: float, steps: int, threads: int = 0, backend: str = "auto", seed: int = 0,
-              progress: Optional[Callable[[float], None]] = None) -> list[np.ndarray]:
+              progress: Optional[Callable[[float], None]] = None,
+              coding: Optional[LatentCoding] = None) -> list[np.ndarray]:
     """Rate–distortion optimisation of the latents: min D + λ·R at fixed steps Δ_l.
 
-    Adam in quantization units v = g / Δ_l. The first 80 % of the steps see
-    additive uniform noise (the usual differentiable proxy of rounding), the rest
-    hard-rounded latents with a straight-through gradient. R is the code length
-    under the per-(level, channel) Laplace prior the entropy coder will use
-    (scales refitted every step); D is the fit's weighted squared error.
+    Adam in quantization units v = W(g Q) / Δ_l (``coding``: Q the channel rotation,
+    W the Haar transform; both orthonormal, so the gradient maps across the same way). The first 80 % of
+    the steps see additive uniform noise (the usual differentiable proxy of
+    rounding), the rest hard-rounded latents with a straight-through gradient. R is
+    the code length under the per-(level, channel, subband group) Laplace prior the
+    entropy coder will use (scales refitted every step); D is the fit's weighted
+    squared error.
     """
     from hsicodec import siren
     from hsicodec.latents import GridOperator, local_coords
@@ -292,7 +367,8 @@ def rd_refine(model: CodecModel, grids: list, targets: np.ndarray, channel_weigh
     t = np.ascontiguousarray(targets.reshape(h * w, n_out))
     cw = np.asarray(channel_weight, np.float32) / TRAIN_CROP_PIXELS
     deltas = [entropy.step_from_exponent(q + o, STEPS_PER_OCTAVE) for o in offsets]
-    v = [(g / d).astype(np.float64) for g, d in zip(grids, deltas)]
+    coding = coding if coding is not None else latent_coding(model, grids, h, w)
+    v = [coding.to_coeffs(i, g) / d for i, (g, d) in enumerate(zip(grids, deltas))]
     m = [np.zeros_like(a) for a in v]
     s2 = [np.zeros_like(a) for a in v]
     rng = np.random.default_rng(seed)
@@ -300,19 +376,19 @@ def rd_refine(model: CodecModel, grids: list, targets: np.ndarray, channel_weigh
     for it in range(steps):
         hard = it >= int(0.8 * steps)
         vt = [np.round(a) if hard else a + rng.uniform(-0.5, 0.5, a.shape) for a in v]
-        g_lat = [(a * d).astype(np.float32) for a, d in zip(vt, deltas)]
+        g_lat = [coding.to_grid(i, a * d).astype(np.float32) for i, (a, d) in enumerate(zip(vt, deltas))]
         _, g_phi = siren.loss_grad_phi(model.weights, x, op(g_lat), t, cw, None, backend=backend, threads=threads)
         d_grads = op.adjoint(g_phi)
         c1, c2 = 1 - ADAM_B1 ** (it + 1), 1 - ADAM_B2 ** (it + 1)
-        for i in range(len(v)):
-            b = np.maximum(np.mean(np.abs(np.round(v[i])), axis=(0, 1)), entropy.MIN_SCALE)
-            g = d_grads[i].astype(np.float64) * deltas[i] + lam * _laplace_bits_grad(vt[i], b)
+        for i, (j, groups, _) in enumerate(coding.levels):
+            b = np.maximum(_group_mean_abs(np.round(v[i]), groups, j + 1), entropy.MIN_SCALE)
+            g = coding.to_coeffs(i, d_grads[i]) * deltas[i] + lam * _laplace_bits_grad(vt[i], b)
             m[i] = ADAM_B1 * m[i] + (1 - ADAM_B1) * g
             s2[i] = ADAM_B2 * s2[i] + (1 - ADAM_B2) * g * g
             v[i] = v[i] - lr * (m[i] / c1) / (np.sqrt(s2[i] / c2) + ADAM_EPS)
         if progress:
             progress((it + 1) / steps)
-    return [(np.round(a) * d).astype(np.float32) for a, d in zip(v, deltas)]
+    return [coding.to_grid(i, np.round(a) * d).astype(np.float32) for i, (a, d) in enumerate(zip(v, deltas))]
 
 
 @dataclass
@@ -339,7 +415,8 @@ class RateSearch:
     """
 
     def __init__(self, model: CodecModel, an: Analysis, grids: list, base_header: dict, threads: int = 0,
-                 backend: str = "auto", offsets: Optional[list] = None, extra_sections: tuple = ()):
+                 backend: str = "auto", offsets: Optional[list] = None, extra_sections: tuple = (),
+                 coding: Optional[LatentCoding] = None):
         self.model, self.an, self.grids, self.base, self.threads = model, an, grids, base_header, threads
         self.extra_sections = list(extra_sections)
         self.backend = backend
@@ -347,6 +424,7 @@ class RateSearch:
         self._spec_cache: dict = {}
         self._coef_cache: dict = {}
         self._lat_cache: dict = {}
+        self.coding = coding if coding is not None else latent_coding(model, grids, self.h, self.w)
         self.offsets = offsets if offsets is not None else (
             level_step_offsets(model, grids, an.targets, threads, backend) if grids else None)
 
@@ -372,7 +450,8 @@ class RateSearch:
 
     def latents(self, step: int):
         if step not in self._lat_cache:
-            self._lat_cache[step] = quantize_latents(self.model, self.grids, step, self.h, self.w, self.offsets)
+            self._lat_cache[step] = quantize_latents(self.model, self.grids, step, self.h, self.w, self.offsets,
+                                                     self.coding)
         return self._lat_cache[step]
 
     def build(self, k: int, step: int) -> tuple[bytes, list]:
@@ -532,6 +611,30 @@ class RateSearch:
         return [k for k in K_CANDIDATES if k <= kmax] or [kmax]
 
 
+def _better(a: Candidate, b: Candidate, for_rate: bool) -> bool:
+    """For a rate target the higher PSNR wins; for a quality target the smaller file."""
+    return a.psnr > b.psnr if for_rate else len(a.data) < len(b.data)
+
+
+def _search(model: CodecModel, an: Analysis, grids: list, header: dict, threads: int, backend: str,
+            extra_sections: tuple, bpppb: Optional[float], psnr: Optional[float]) -> tuple[Candidate, RateSearch]:
+    """Best file for the target over the latent codings: wavelet + rotation, and plain symbols
+    (which wins only where the codings' side information outweighs their saving: tiny cubes)."""
+    best = None
+    h, w = an.values.shape[:2]
+    for coding in (latent_coding(model, grids, h, w), latent_coding(model, grids, h, w, wavelet=0, rotate=False)):
+        s = RateSearch(model, an, grids, header, threads, backend, extra_sections=extra_sections, coding=coding)
+        try:
+            cand = s.for_bpppb(bpppb) if bpppb is not None else s.for_psnr(psnr)
+        except OptionError:
+            if best is None and coding.wavelet == 0:
+                raise
+            continue
+        if best is None or _better(cand, best[0], bpppb is not None):
+            best = (cand, s)
+    return best
+
+
 def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None, psnr: Optional[float] = None,
            effort: Union[str, int] = "default", base_header: Optional[dict] = None, threads: int = 0,
            progress: Optional[Callable[[float], None]] = None, backend: str = "auto",
@@ -562,17 +665,24 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
         if not an.constant else []
     t_fit = time.perf_counter() - t0
     sbackend = "numpy" if backend == "torch" else backend
-    search = RateSearch(model, an, grids, base_header or {}, threads, sbackend, extra_sections=extra_sections)
-    best = search.for_bpppb(bpppb) if bpppb is not None else search.for_psnr(psnr)
+    best, search = _search(model, an, grids, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr)
     if adam_steps and grids and best.k:
-        # rate–distortion refinement at the chosen operating point, then a new search on the refined latents
+        # longer inner loops, then rate–distortion refinement of the best fit at its operating point
+        for n in (n for n in MAX_INNER_STEPS if n > inner_steps):
+            g = fit_latents(model, an.targets, n, cw, threads=threads, backend=backend)
+            cand, s_n = _search(model, an, g, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr)
+            if cand.k and _better(cand, best, bpppb is not None):
+                best, grids, search, inner_steps = cand, g, s_n, n
+        if progress:
+            progress(0.3)
         lam = search.slope(best.k, best.step)
         refined = rd_refine(model, grids, an.targets, search.channel_weight(best.k), best.step, search.offsets,
                             lam, adam_steps, threads=threads, backend=sbackend,
-                            progress=(lambda f: progress(0.2 + 0.7 * f)) if progress else None)
-        search2 = RateSearch(model, an, refined, base_header or {}, threads, sbackend, search.offsets, extra_sections)
+                            progress=(lambda f: progress(0.3 + 0.6 * f)) if progress else None, coding=search.coding)
+        search2 = RateSearch(model, an, refined, base_header or {}, threads, sbackend, search.offsets, extra_sections,
+                             search.coding)
         cand = search2.for_bpppb(bpppb) if bpppb is not None else search2.for_psnr(psnr)
-        if (bpppb is not None and cand.psnr > best.psnr) or (psnr is not None and len(cand.data) < len(best.data)):
+        if _better(cand, best, bpppb is not None):
             best = cand
     if progress:
         progress(1.0)

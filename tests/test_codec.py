@@ -249,3 +249,59 @@ def test_rate_gradient_matches_finite_differences():
     h = 1e-6
     fd = (bits(v + h, b) - bits(v - h, b)) / (2 * h)
     assert np.allclose(_laplace_bits_grad(v, b), fd, atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", ["grid_9x6x12_f32_nan", "plain_4x4x3_f32_nan", "grid_7x5x6_geo"])
+def test_every_byte_change_and_truncation_is_detected_latents_and_mask(seed):
+    """Files with latent, spectral and mask sections and geo, both models: any changed byte
+    (three patterns) and any truncation is an HsimError, never wrong pixels."""
+    from pathlib import Path
+
+    data = (Path(__file__).resolve().parent / "fuzz" / "seeds" / "hsim" / f"{seed}.hsim").read_bytes()
+    hsicodec.decompress(data)  # valid as is
+    for i in range(len(data)):
+        for bad_byte in (data[i] ^ 0x01, data[i] ^ 0x80, 0xFF if data[i] != 0xFF else 0x00):
+            bad = bytearray(data)
+            bad[i] = bad_byte
+            with pytest.raises(HsimError):
+                hsicodec.decompress(bytes(bad))
+    for n in range(len(data)):
+        with pytest.raises(HsimError):
+            hsicodec.decompress(data[:n])
+    with pytest.raises(HsimError):
+        hsicodec.decompress(data + b"\0")
+
+
+def _reheader(data: bytes, edit) -> bytes:
+    """The same file with its codec map changed by ``edit`` (checksums resealed)."""
+    from hsicodec.container import decode_hsim, encode_hsim
+
+    f = decode_hsim(data)
+    header = {k: v for k, v in f.header.items() if k != "sections"}
+    header["codec"] = dict(header["codec"])
+    edit(header["codec"])
+    return encode_hsim(header, list(f.sections.items()))
+
+
+def test_latents_are_coded_as_rotated_haar_coefficients(sample):
+    from hsicodec.container import decode_hsim
+
+    cube = np.ascontiguousarray(sample[:48, :40])
+    data = hsicodec.compress(cube, bpppb=0.1, model="hsi-grid-v1")
+    codec = decode_hsim(data).header["codec"]
+    assert codec["wt"] >= 1 and isinstance(codec["ct"], bytes)
+    rec, _ = hsicodec.decompress(data)
+    assert metrics.psnr(cube, rec) > 25
+
+
+def test_unknown_codec_key_is_refused_not_guessed(encoded):
+    bad = _reheader(encoded, lambda c: c.__setitem__("zz", 1))
+    with pytest.raises(HsimError, match="unknown key"):
+        hsicodec.decompress(bad)
+
+
+@pytest.mark.parametrize("key,value", [("wt", -1), ("wt", 99), ("wt", "3"), ("ct", b"\x00"), ("ct", 5)])
+def test_bad_wavelet_or_rotation_keys_are_header_errors(sample, key, value):
+    data = hsicodec.compress(np.ascontiguousarray(sample[:32, :32]), bpppb=0.2, model="hsi-grid-v1")
+    with pytest.raises(HsimError, match=f"codec.{key}|codec.ls"):
+        hsicodec.decompress(_reheader(data, lambda c: c.__setitem__(key, value)))
