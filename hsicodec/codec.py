@@ -67,8 +67,9 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
         cube = cube[:, :, None]
     if cube.ndim != 3:
         raise OptionError(f"expected a (rows, cols, bands) cube, got {cube.ndim} dimensions")
-    if cube.dtype.kind not in "uif":
-        raise OptionError(f"unsupported cube dtype {cube.dtype}")
+    if cube.dtype.kind not in "uif" or cube.dtype == np.float16:
+        raise OptionError(f"unsupported cube dtype {cube.dtype}"
+                          + ("; convert it to float32" if cube.dtype == np.float16 else ""))
     if model in (None, "auto"):
         return _compress_auto(cube, registry=registry, stats=stats, progress=progress, geo=geo, bpppb=bpppb,
                               psnr=psnr, effort=effort, tags=tags, threads=threads, backend=backend,
@@ -93,7 +94,7 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
         wavelengths = geo.wavelengths
     data, st = encode(cube, cm, bpppb=bpppb, psnr=psnr, effort=effort, base_header=header, threads=threads,
                       progress=progress, backend=backend, band_map=band_map, wavelengths=wavelengths,
-                      extra_sections=extra)
+                      extra_sections=extra, valid=None if mask is None else ~mask)
     if stats is not None:
         stats.update(st)
         stats["model"] = cm.sha256
@@ -145,6 +146,11 @@ def decompress(source: Union[bytes, PathLike, HsimReader], *, window: Optional[t
     """
     reader = source if isinstance(source, HsimReader) else HsimReader(source)
     try:
+        if _is_tiled(reader.header):  # format 1.1 tiled file: decoded tile by tile (hsicodec.stream)
+            from hsicodec.stream import decompress_tiled
+
+            return decompress_tiled(reader, window=window, bands=bands, threads=threads, backend=backend,
+                                    registry=registry, progress=progress)
         reader.verify()  # whole-file CRC32C: any changed byte is an error, never wrong pixels
         header = reader.header
         cm = _model_by_hash(header["model"], registry)
@@ -181,9 +187,20 @@ def _apply_mask(values: np.ndarray, header: dict, data: bytes, window: Optional[
 
 
 def compress_file(src: PathLike, dst: PathLike, *, force: bool = False, var: Optional[str] = None,
-                  band_first: bool = False, **kwargs) -> dict:
-    """Read a raster, compress it and write the `.hsim` atomically; returns statistics."""
+                  band_first: bool = False, tile: Optional[int] = None,
+                  tile_progress: Optional[Callable[[int, int], None]] = None, **kwargs) -> dict:
+    """Read a raster, compress it and write the `.hsim` atomically; returns statistics.
+
+    ``tile`` N > 0 writes a tiled file (N x N tiles, read and compressed one at a time:
+    memory does not grow with the scene, see :mod:`hsicodec.stream`); 0 never tiles;
+    None (default) tiles inputs over :data:`hsicodec.stream.AUTO_TILE_VALUES` values.
+    """
     check_writable(dst, force)
+    from hsicodec import stream
+
+    if stream.should_tile(src, tile, var=var, band_first=band_first):
+        return stream.compress_file_tiled(src, dst, tile=tile, var=var, band_first=band_first, force=force,
+                                          tile_progress=tile_progress, **kwargs)
     t0 = time.perf_counter()
     cube, geo = read_cube(src, var=var, band_first=band_first)
     stats: dict = {}
@@ -197,9 +214,21 @@ def compress_file(src: PathLike, dst: PathLike, *, force: bool = False, var: Opt
 
 def decompress_file(src: PathLike, dst: PathLike, *, force: bool = False, format: Optional[str] = None,
                     window: Optional[tuple] = None, bands: Optional[tuple] = None, threads: int = 0,
-                    progress: Optional[Callable[[float], None]] = None) -> dict:
-    """Decode a `.hsim` file and write the raster atomically (GeoTIFF, ENVI or .npy)."""
+                    progress: Optional[Callable[[float], None]] = None,
+                    tile_progress: Optional[Callable[[int, int], None]] = None) -> dict:
+    """Decode a `.hsim` file and write the raster atomically (GeoTIFF, ENVI or .npy).
+
+    A tiled file is decoded and written tile by tile (only the tiles ``window`` touches).
+    """
     check_writable(dst, force)
+    with HsimReader(src) as reader:
+        if _is_tiled(reader.header):
+            from hsicodec.stream import decompress_file_tiled
+
+            stats = decompress_file_tiled(reader, dst, force=force, format=format, window=window, bands=bands,
+                                          threads=threads, progress=progress, tile_progress=tile_progress)
+            stats["input"] = str(src)
+            return stats
     t0 = time.perf_counter()
     cube, geo = decompress(src, window=window, bands=bands, threads=threads, progress=progress)
     t1 = time.perf_counter()
@@ -230,7 +259,20 @@ def file_info(path: PathLike, registry: Optional[Registry] = None) -> dict:
             "model": h["model"], "model_alias": alias, "model_installed": entry is not None,
             "codec": h.get("codec"), "geo": h.get("geo"), "tags": h.get("tags"),
             "sections": {name: length for name, (_, length) in spans.items()},
-            "created_by": h.get("created_by")}
+            "created_by": h.get("created_by"),
+            **({"tiles": _tiles_info(h, spans)} if _is_tiled(h) else {})}
+
+
+def _is_tiled(header: dict) -> bool:
+    """A format-1.1 tiled file (codec id "tiled"): handled by :mod:`hsicodec.stream`."""
+    c = header.get("codec") if isinstance(header, dict) else None
+    return isinstance(c, dict) and c.get("id") == "tiled"
+
+
+def _tiles_info(header: dict, spans: dict) -> dict:
+    from hsicodec.stream import tiles_info
+
+    return tiles_info(header, spans)
 
 
 CREATED_BY = f"hsicodec {__version__}"

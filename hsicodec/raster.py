@@ -852,45 +852,58 @@ def _gdal_write_env() -> Iterator[None]:
         yield
 
 
-def _write_gtiff(tmp: Path, cube: np.ndarray, geo: GeoInfo, compress: str | None) -> None:
-    import rasterio
+def _gtiff_tags(ds, geo: GeoInfo, n: int) -> None:
+    """Band descriptions, per-band wavelength/FWHM tags (and GDAL's IMAGERY domain) and units."""
+    if geo.band_names is not None:
+        ds.descriptions = tuple(str(s) for s in geo.band_names)
+    for i in range(n):
+        tags = {}
+        if geo.wavelengths is not None:
+            tags["wavelength"] = _fmt(geo.wavelengths[i])
+        if geo.fwhm is not None:
+            tags["fwhm"] = _fmt(geo.fwhm[i])
+        if tags:
+            ds.update_tags(i + 1, **tags)
+    factor = _um_factor(geo.wavelength_units)
+    if factor is not None and geo.wavelengths is not None:
+        for i in range(n):
+            img = {"CENTRAL_WAVELENGTH_UM": _fmt(geo.wavelengths[i] * factor)}
+            if geo.fwhm is not None:
+                img["FWHM_UM"] = _fmt(geo.fwhm[i] * factor)
+            ds.update_tags(i + 1, ns="IMAGERY", **img)
+    dtags = {}
+    if geo.wavelength_units is not None:
+        dtags["wavelength_units"] = str(geo.wavelength_units)
+    if geo.units is not None:
+        dtags["units"] = str(geo.units)
+        ds.units = tuple(str(geo.units) for _ in range(n))
+    if dtags:
+        ds.update_tags(**dtags)
 
-    rows, cols, n = cube.shape
-    prof = _profile(cube, geo, "GTiff")
+
+def _gtiff_profile(shape: tuple, dtype: np.dtype, geo: GeoInfo, compress: str | None) -> tuple[dict, bool]:
+    """(rasterio profile, tiled?) of a GeoTIFF for a cube of ``shape`` and ``dtype``."""
+    from types import SimpleNamespace
+
+    rows, cols, n = shape
+    prof = _profile(SimpleNamespace(shape=tuple(shape), dtype=np.dtype(dtype)), geo, "GTiff")
     prof.update(BIGTIFF="IF_SAFER", photometric="MINISBLACK")
     tiled = rows >= 2 * _TILE and cols >= 2 * _TILE
     if tiled:
         prof.update(tiled=True, blockxsize=_TILE, blockysize=_TILE, interleave="band")
     if compress and compress.lower() != "none":
         prof["compress"] = compress
+    return prof, tiled
+
+
+def _write_gtiff(tmp: Path, cube: np.ndarray, geo: GeoInfo, compress: str | None) -> None:
+    import rasterio
+
+    prof, tiled = _gtiff_profile(cube.shape, cube.dtype, geo, compress)
     with _gdal_write_env():
         with rasterio.open(tmp, "w", **prof) as ds:
             _write_bands(ds, cube, _TILE if tiled else 1)
-            if geo.band_names is not None:
-                ds.descriptions = tuple(str(s) for s in geo.band_names)
-            for i in range(n):
-                tags = {}
-                if geo.wavelengths is not None:
-                    tags["wavelength"] = _fmt(geo.wavelengths[i])
-                if geo.fwhm is not None:
-                    tags["fwhm"] = _fmt(geo.fwhm[i])
-                if tags:
-                    ds.update_tags(i + 1, **tags)
-            factor = _um_factor(geo.wavelength_units)
-            if factor is not None and geo.wavelengths is not None:
-                for i in range(n):
-                    img = {"CENTRAL_WAVELENGTH_UM": _fmt(geo.wavelengths[i] * factor)}
-                    if geo.fwhm is not None:
-                        img["FWHM_UM"] = _fmt(geo.fwhm[i] * factor)
-                    ds.update_tags(i + 1, ns="IMAGERY", **img)
-            dtags = {}
-            if geo.wavelength_units is not None:
-                dtags["wavelength_units"] = str(geo.wavelength_units)
-            if geo.units is not None:
-                dtags["units"] = str(geo.units)
-                ds.units = tuple(str(geo.units) for _ in range(n))
-            if dtags:
-                ds.update_tags(**dtags)
+            _gtiff_tags(ds, geo, cube.shape[2])
 
 
 def _fix_envi_description(hdr: Path, data_name: str) -> None:
@@ -904,34 +917,43 @@ def _fix_envi_description(hdr: Path, data_name: str) -> None:
         hdr.write_text(new, encoding="latin-1")
 
 
-def _write_envi(data_target: Path, hdr_target: Path, cube: np.ndarray, geo: GeoInfo, force: bool) -> None:
+def _envi_tags(ds, geo: GeoInfo) -> None:
+    if geo.band_names is not None:
+        ds.descriptions = tuple(str(s) for s in geo.band_names)
+    meta = {}
+    if geo.wavelengths is not None:
+        meta["wavelength"] = "{" + ", ".join(_fmt(v) for v in geo.wavelengths) + "}"
+    if geo.fwhm is not None:
+        meta["fwhm"] = "{" + ", ".join(_fmt(v) for v in geo.fwhm) + "}"
+    if geo.wavelength_units is not None:
+        meta["wavelength_units"] = str(geo.wavelength_units)
+    if geo.units is not None:
+        meta["data_units"] = str(geo.units)
+    if meta:
+        ds.update_tags(ns="ENVI", **meta)
+
+
+@contextlib.contextmanager
+def _envi_dataset(data_target: Path, hdr_target: Path, shape: tuple, dtype: np.dtype, geo: GeoInfo,
+                  force: bool, env: Mapping | None = None) -> Iterator[Any]:
+    """An open rasterio ENVI dataset on temporary names; data file and header renamed into place on success."""
+    from types import SimpleNamespace
+
     import rasterio
 
-    if cube.dtype == np.int8:
+    dtype = np.dtype(dtype)
+    if dtype == np.int8:
         raise RasterError(f"cannot write {data_target}: ENVI has no int8 data type; use GeoTIFF or .npy")
-    n = cube.shape[2]
     interleave = {".bil": "bil", ".bip": "bip"}.get(data_target.suffix.lower(), "bsq")
-    prof = _profile(cube, geo, "ENVI")
+    prof = _profile(SimpleNamespace(shape=tuple(shape), dtype=dtype), geo, "ENVI")
     prof["interleave"] = interleave
     with atomic_path(hdr_target, force, suffix=".hdr") as tmp_hdr, atomic_path(data_target, force) as tmp_data:
         gdal_hdrs = [tmp_data.with_suffix(".hdr"), Path(str(tmp_data) + ".hdr")]
         try:
-            with _gdal_write_env():
+            with _gdal_write_env(), rasterio.Env(**dict(env or {})):
                 with rasterio.open(tmp_data, "w", **prof) as ds:
-                    _write_bands(ds, cube)
-                    if geo.band_names is not None:
-                        ds.descriptions = tuple(str(s) for s in geo.band_names)
-                    meta = {}
-                    if geo.wavelengths is not None:
-                        meta["wavelength"] = "{" + ", ".join(_fmt(v) for v in geo.wavelengths) + "}"
-                    if geo.fwhm is not None:
-                        meta["fwhm"] = "{" + ", ".join(_fmt(v) for v in geo.fwhm) + "}"
-                    if geo.wavelength_units is not None:
-                        meta["wavelength_units"] = str(geo.wavelength_units)
-                    if geo.units is not None:
-                        meta["data_units"] = str(geo.units)
-                    if meta:
-                        ds.update_tags(ns="ENVI", **meta)
+                    _envi_tags(ds, geo)
+                    yield ds
             written = next((h for h in gdal_hdrs if h.is_file()), None)
             if written is None:
                 raise RasterError(f"cannot write {hdr_target}: GDAL wrote no ENVI header")
@@ -944,6 +966,11 @@ def _write_envi(data_target: Path, hdr_target: Path, cube: np.ndarray, geo: GeoI
             for extra in (Path(str(tmp_data) + ".aux.xml"),):
                 with contextlib.suppress(FileNotFoundError):
                     extra.unlink()
+
+
+def _write_envi(data_target: Path, hdr_target: Path, cube: np.ndarray, geo: GeoInfo, force: bool) -> None:
+    with _envi_dataset(data_target, hdr_target, cube.shape, cube.dtype, geo, force) as ds:
+        _write_bands(ds, cube)
 
 
 def write_cube(path: PathLike, cube: np.ndarray, geo: GeoInfo | None = None, *, format: str | None = None,
@@ -1004,3 +1031,286 @@ def write_cube(path: PathLike, cube: np.ndarray, geo: GeoInfo | None = None, *, 
     check_writable(data, force)
     with _wrap("write", data):
         _write_envi(data, hdr, arr, geo, force)
+
+
+# ---------------------------------------------------------------------------
+# windowed (streaming) reading and writing: scenes larger than memory
+# ---------------------------------------------------------------------------
+
+#: GDAL block cache (MB) while streaming; GDAL's own default (5 % of the RAM) would let the
+#: cache, not the scene window, set the peak memory.
+STREAM_CACHE_MB = 256
+
+
+def _stream_env():
+    import rasterio
+
+    return rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_MB)
+
+
+class CubeReader:
+    """Windowed reads of a raster that may not fit in memory (see :func:`open_cube_reader`).
+
+    ``shape`` ``(rows, cols, bands)``, ``dtype`` and ``geo`` are known without reading
+    pixels; :meth:`read` returns one window as a C-contiguous ``(h, w, bands)`` cube in
+    native byte order. ``windowed`` is False when the format cannot be read by windows
+    (MATLAB v5 ``.mat``): the whole array is then loaded once, on the first read.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, geo: GeoInfo,
+                 read_window, close=None, windowed: bool = True) -> None:
+        self.path = path
+        self.shape = tuple(int(v) for v in shape)
+        self.dtype = np.dtype(dtype)
+        self.geo = geo
+        self.windowed = windowed
+        self._read = read_window
+        self._close = close
+
+    def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        """Pixels ``[row:row+height, col:col+width, :]``."""
+        rows, cols, _ = self.shape
+        if not (0 <= row and 0 <= col and height >= 1 and width >= 1 and row + height <= rows
+                and col + width <= cols):
+            raise OptionError(f"window ({row}, {col}, {height}, {width}) does not fit the {rows}x{cols} raster "
+                              f"{os.fspath(self.path)}")
+        if self._read is None:
+            raise RasterError(f"{os.fspath(self.path)}: reader is closed")
+        with _wrap("read", self.path):
+            block = self._read(int(row), int(col), int(height), int(width))
+            return np.ascontiguousarray(_native(np.asarray(block)))
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+        self._close = self._read = None
+
+    def __enter__(self) -> "CubeReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CubeReader({os.fspath(self.path)!r}, shape={self.shape}, dtype={self.dtype.name})"
+
+
+def _npy_window_reader(p: Path, band_first: bool):
+    def read(r0: int, c0: int, h: int, w: int) -> np.ndarray:
+        # a fresh memory map per window: its pages are released with it, so resident memory
+        # stays one window however large the file is
+        m = np.load(p, mmap_mode="r", allow_pickle=False)
+        try:
+            if m.ndim == 2:
+                return np.array(m[r0:r0 + h, c0:c0 + w])[:, :, np.newaxis]
+            if band_first:
+                return np.array(m[:, r0:r0 + h, c0:c0 + w]).transpose(1, 2, 0)
+            return np.array(m[r0:r0 + h, c0:c0 + w, :])
+        finally:
+            mm = getattr(m, "_mmap", None)
+            del m
+            if mm is not None:
+                with contextlib.suppress(Exception):
+                    mm.close()
+
+    return read
+
+
+def open_cube_reader(path: PathLike, var: str | None = None, band_first: bool = False) -> CubeReader:
+    """Open a raster for windowed reading (use as a context manager, or call ``close()``).
+
+    rasterio formats (GeoTIFF, ENVI, ...) read each window with one GDAL call (the GDAL block
+    cache is held to :data:`STREAM_CACHE_MB` meanwhile); ``.npy`` reads through a memory map
+    opened per window; MATLAB v7.3 (HDF5) ``.mat`` reads the window's hyperslab; MATLAB v5
+    ``.mat`` cannot be read by parts and is loaded whole on the first read.
+    """
+    p = _require_file(path)
+    ext = p.suffix.lower()
+    if ext == ".npy":
+        shape, dtype = _info_npy(p, band_first)
+        return CubeReader(p, shape, dtype, GeoInfo(), _npy_window_reader(p, band_first))
+    if ext == ".mat":
+        shape, dtype = _info_mat(p, var, band_first)
+        with _wrap("read", p):
+            v73, entries = _mat_entries(p)
+            name = _pick_mat_var(p, entries, var)[0]
+        if v73:
+            import h5py
+
+            f = h5py.File(p, "r")
+            ds = f[name]
+
+            def read_h5(r0: int, c0: int, h: int, w: int) -> np.ndarray:
+                # h5py sees MATLAB's column-major array transposed: (C, W, H), or (W, H, C) band-first
+                if band_first:
+                    return np.asarray(ds[c0:c0 + w, r0:r0 + h, :]).T.transpose(1, 2, 0)
+                if ds.ndim == 2:
+                    return np.asarray(ds[c0:c0 + w, r0:r0 + h]).T[:, :, np.newaxis]
+                return np.asarray(ds[:, c0:c0 + w, r0:r0 + h]).T
+
+            return CubeReader(p, shape, dtype, GeoInfo(), read_h5, f.close)
+        whole: dict = {}
+
+        def read_v5(r0: int, c0: int, h: int, w: int) -> np.ndarray:
+            if "cube" not in whole:
+                whole["cube"] = _read_mat(p, var, band_first)
+            return whole["cube"][r0:r0 + h, c0:c0 + w]
+
+        return CubeReader(p, shape, dtype, GeoInfo(), read_v5, whole.clear, windowed=False)
+
+    from rasterio.windows import Window
+
+    src = _rio_target(p)
+    stack = contextlib.ExitStack()
+    with _wrap("read", p):
+        try:
+            stack.enter_context(_stream_env())
+            ds = stack.enter_context(_rio_open(src, var))
+            dtype = _rio_dtype(ds, p)
+            shape = (ds.height, ds.width, ds.count)
+            if 0 in shape:
+                raise RasterError(f"{p}: empty raster ({shape[0]}x{shape[1]}x{shape[2]})")
+            geo = _geo_from_dataset(ds)
+        except BaseException:
+            stack.close()
+            raise
+
+    def read_rio(r0: int, c0: int, h: int, w: int) -> np.ndarray:
+        return ds.read(window=Window(c0, r0, w, h)).transpose(1, 2, 0)
+
+    return CubeReader(p, shape, dtype, geo, read_rio, stack.close)
+
+
+class CubeWriter:
+    """Windowed writes of a cube into an output raster (see :func:`open_cube_writer`)."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, write_window) -> None:
+        self.path = path
+        self.shape = tuple(int(v) for v in shape)
+        self.dtype = np.dtype(dtype)
+        self._write = write_window
+
+    def write(self, row: int, col: int, block: np.ndarray) -> None:
+        """Write ``block`` ``(h, w, bands)`` (all the output's bands) at ``[row, col]``."""
+        block = np.asarray(block)
+        if block.ndim == 2:
+            block = block[:, :, np.newaxis]
+        rows, cols, n = self.shape
+        h, w = block.shape[:2]
+        if block.ndim != 3 or block.shape[2] != n or row < 0 or col < 0 or row + h > rows or col + w > cols:
+            raise OptionError(f"block {block.shape} at ({row}, {col}) does not fit the {rows}x{cols}x{n} output "
+                              f"{os.fspath(self.path)}")
+        if block.dtype != self.dtype:
+            raise OptionError(f"block dtype {block.dtype} differs from the output's {self.dtype}")
+        with _wrap("write", self.path):
+            self._write(int(row), int(col), block)
+
+
+def _check_out_shape(p: Path, shape: Sequence[int], dtype: np.dtype) -> tuple[int, int, int]:
+    shape = tuple(int(v) for v in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise RasterError(f"cannot write {p}: expected a (rows, cols, bands) shape of positive sizes, got {shape}")
+    _check_dtype(dtype, p)
+    return shape  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def open_cube_writer(path: PathLike, shape: Sequence[int], dtype, geo: GeoInfo | None = None, *,
+                     format: str | None = None, force: bool = False,
+                     compress: str | None = None) -> Iterator[CubeWriter]:
+    """Create a ``(rows, cols, bands)`` raster and write it window by window, atomically.
+
+    Yields a :class:`CubeWriter`; the file appears under ``path`` only when the ``with``
+    block ends without an exception (like :func:`write_cube`, whose formats, GeoTIFF
+    layout and metadata it shares: CRS, transform, nodata, band names, wavelengths, FWHM,
+    units). Windows never written hold zeros. GeoTIFF writes go through a GDAL block
+    cache of :data:`STREAM_CACHE_MB`; ``.npy`` writes each window row with one ``pwrite``.
+    """
+    p = Path(path)
+    fmt = raster_format(p, format)
+    if fmt not in WRITE_FORMATS:
+        raise RasterError(f"cannot write {p}: writing {fmt} files is not supported (use .tif, .hdr/.img or .npy)")
+    dtype = np.dtype(dtype)
+    shape = _check_out_shape(p, shape, dtype)
+    rows, cols, n = shape
+    geo = geo if geo is not None else GeoInfo()
+
+    if fmt == "npy":
+        check_writable(p, force)
+        le = dtype.newbyteorder("<")
+        with atomic_path(p, force) as tmp:
+            with _wrap("write", p):
+                f = open(tmp, "w+b")
+            try:
+                with _wrap("write", p):
+                    np.lib.format.write_array_header_1_0(
+                        f, {"descr": np.lib.format.dtype_to_descr(le), "fortran_order": False, "shape": shape})
+                    f.flush()
+                    base = f.tell()
+                    f.truncate(base + rows * cols * n * dtype.itemsize)
+                fd = f.fileno()
+                row_bytes = cols * n * dtype.itemsize
+
+                def write_npy(r0: int, c0: int, block: np.ndarray) -> None:
+                    data = np.ascontiguousarray(block, dtype=le)
+                    for i in range(data.shape[0]):
+                        off = base + (r0 + i) * row_bytes + c0 * n * dtype.itemsize
+                        buf = memoryview(data[i]).cast("B")
+                        while len(buf):
+                            done = os.pwrite(fd, buf, off)
+                            buf, off = buf[done:], off + done
+
+                yield CubeWriter(p, shape, dtype, write_npy)
+                with _wrap("write", p):
+                    os.fsync(fd)
+            finally:
+                f.close()
+        return
+
+    if dtype not in SUPPORTED_DTYPES:
+        raise RasterError(f"cannot write {p}: {fmt} does not support {dtype} pixels "
+                          f"(supported: {', '.join(d.name for d in SUPPORTED_DTYPES)})")
+    _check_geo_for(geo, n, p)
+
+    def write_rio(ds):
+        from rasterio.windows import Window
+
+        def write(r0: int, c0: int, block: np.ndarray) -> None:
+            h, w = block.shape[:2]
+            ds.write(np.ascontiguousarray(block.transpose(2, 0, 1)), window=Window(c0, r0, w, h))
+        return write
+
+    if fmt == "gtiff":
+        import rasterio
+
+        check_writable(p, force)
+        prof, _ = _gtiff_profile(shape, dtype, geo, compress)
+        with atomic_path(p, force) as tmp:
+            stack = contextlib.ExitStack()
+            with _wrap("write", p):
+                stack.enter_context(_gdal_write_env())
+                stack.enter_context(_stream_env())
+                ds = stack.enter_context(rasterio.open(tmp, "w", **prof))
+                _gtiff_tags(ds, geo, n)
+            try:
+                yield CubeWriter(p, shape, dtype, write_rio(ds))
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    stack.close()
+                raise
+            with _wrap("write", p):
+                stack.close()
+        return
+
+    # ENVI
+    if p.suffix.lower() == ".hdr":
+        hdr, data = p, p.with_suffix(".img")
+    else:
+        data, hdr = p, _envi_header_for(p)
+    check_writable(hdr, force)
+    check_writable(data, force)
+    with _envi_dataset(data, hdr, shape, dtype, geo, force, env={"GDAL_CACHEMAX": STREAM_CACHE_MB}) as ds:
+        yield CubeWriter(data, shape, dtype, write_rio(ds))
+
+
+__all__ += ["CubeReader", "CubeWriter", "open_cube_reader", "open_cube_writer", "STREAM_CACHE_MB"]
