@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -146,13 +147,8 @@ def channel_mask(n_bands: int, n_out: int, spectral: str) -> np.ndarray:
     return m
 
 
-def meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]] = None,
-               checkpoint: Optional[Path] = None) -> tuple[ModSiren, InnerLoop, list]:
-    """Meta-train a base network; returns (network, inner-loop step sizes, history)."""
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    rng = np.random.default_rng(cfg.seed)
-    layout = cfg.layout()
+def _load_scenes(cfg: TrainConfig) -> list:
+    """The training scenes as (targets, channel mask) pairs."""
     data_dir = Path(cfg.data_dir)
     if not cfg.train_scenes:
         raise TrainingError("no training scenes given")
@@ -166,10 +162,198 @@ def meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]]
             raise TrainingError(f"{p}: smaller than the {cfg.crop}-pixel training crop")
         scenes.append((scene_targets(cube, cfg.n_out, cfg.spectral)[0],
                        channel_mask(cube.shape[2], cfg.n_out, cfg.spectral)))
-    validation = [_validation_crop(data_dir, name, cfg) for name in cfg.val_scenes]
+    return scenes
+
+
+def data_rng(seed: int, start: int = 0, rank: int = 0) -> np.random.Generator:
+    """The crop-sampling generator of one process from outer step ``start``.
+
+    Rank 0 (and a single process) draws exactly the stream a single-process run
+    draws; rank r > 0 gets its own stream (``[seed, start, r]`` never equals a rank-0
+    seed, since numpy's SeedSequence pads entropy with zeros).
+    """
+    if rank == 0:
+        return np.random.default_rng(seed if start == 0 else [seed, start])
+    return np.random.default_rng([seed, start, rank])
+
+
+def sample_batch(rng: np.random.Generator, scenes: list, cfg: TrainConfig) -> tuple:
+    """One outer batch: (targets (B, crop, crop, n_out), loss weights (B, 1, 1, n_out))."""
+    batch, masks = [], []
+    for _ in range(cfg.batch):
+        s, mask = scenes[int(rng.integers(len(scenes)))]
+        r = int(rng.integers(s.shape[0] - cfg.crop + 1))
+        c = int(rng.integers(s.shape[1] - cfg.crop + 1))
+        batch.append(_augment(rng, s[r:r + cfg.crop, c:c + cfg.crop], cfg.spectral == "pca"))
+        masks.append(mask)
+    target = torch.from_numpy(np.stack(batch))
+    weight = torch.from_numpy(np.stack(masks))[:, None, None, :] / (cfg.crop * cfg.crop)
+    return target, weight
+
+
+def outer_loss(net: ModSiren, inner: InnerLoop, sampler: GridSampler, coords: torch.Tensor, target: torch.Tensor,
+               weight: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """Meta-loss of a batch: the error after the inner loop, differentiable through it."""
+    grids = inner_fit(net, inner, sampler, coords, target, weight, cfg.inner_steps, create_graph=True)
+    pred = net(coords.expand(cfg.batch, -1, -1, -1), sampler(grids))
+    return (((pred - target) ** 2) * weight).sum() / cfg.batch
+
+
+def build_model(cfg: TrainConfig) -> tuple[ModSiren, InnerLoop]:
+    """A freshly initialised network and inner loop (seeds torch with ``cfg.seed`` first)."""
+    torch.manual_seed(cfg.seed)
+    layout = cfg.layout()
     net = ModSiren(2, cfg.width, cfg.depth, layout.latent_dim, cfg.n_out, cfg.w0, cfg.w_hidden, cfg.shift, cfg.skip)
-    inner = InnerLoop(layout, cfg.inner_lr, cfg.crop)
-    opt = torch.optim.Adam(list(net.parameters()) + list(inner.parameters()), lr=cfg.outer_lr)
+    return net, InnerLoop(layout, cfg.inner_lr, cfg.crop)
+
+
+# --------------------------------------------------------------------------- data-parallel (torchrun)
+
+DUMP_ENV = "HSICODEC_TRAIN_DUMP"
+"""Debug: a folder where every process writes ``rank<R>.json`` (sha256 of its final parameters) and
+``rank<R>.pt`` (the parameters) at the end of :func:`meta_train`."""
+
+
+def torchrun_env() -> Optional[tuple[int, int, int]]:
+    """(rank, world size, local rank) when started by ``torchrun``, else None."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ or "MASTER_ADDR" not in os.environ:
+        return None
+    try:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local = int(os.environ.get("LOCAL_RANK", rank))
+    except ValueError as exc:
+        raise TrainingError(f"bad torchrun environment (RANK / WORLD_SIZE / LOCAL_RANK): {exc}") from None
+    if world < 1 or not 0 <= rank < world:
+        raise TrainingError(f"bad torchrun environment: RANK={rank}, WORLD_SIZE={world}")
+    return rank, world, local
+
+
+def process_rank() -> int:
+    """This process's rank under torchrun (0 in a single process)."""
+    env = torchrun_env()
+    return env[0] if env is not None else 0
+
+
+class _DataParallel:
+    """The torch.distributed process group of a torchrun launch, and the gradient all-reduce.
+
+    The outer loss is differentiated through the inner loop (``autograd.grad`` with
+    ``create_graph``), which DistributedDataParallel does not support, so the outer
+    gradients are averaged by hand: after ``backward`` every process packs its
+    gradients (and its loss, for the log) into one flat buffer, one ``all_reduce``
+    sums them and each process divides by the world size. Every process then clips
+    and takes the same Adam step from the same state, so the parameters stay equal.
+    """
+
+    def __init__(self, rank: int, world: int, local_rank: int):
+        import torch.distributed as dist
+
+        self.dist, self.rank, self.world, self.local_rank = dist, rank, world, local_rank
+        self.owned = False
+        if not dist.is_available():
+            raise TrainingError("this torch build has no torch.distributed: cannot train under torchrun")
+        if not dist.is_initialized():
+            # training runs on the CPU, so gloo; NCCL (GPU tensors only) can be forced for a GPU build
+            backend = os.environ.get("HSICODEC_DDP_BACKEND", "gloo")
+            dist.init_process_group(backend=backend, rank=rank, world_size=world)
+            self.owned = True
+        if dist.get_world_size() != world or dist.get_rank() != rank:
+            raise TrainingError("the process group does not match RANK / WORLD_SIZE")
+
+    def broadcast_parameters(self, params: list) -> None:
+        """Rank 0's initial parameters everywhere (they are equal already: same seed; this makes sure)."""
+        with torch.no_grad():
+            for p in params:
+                self.dist.broadcast(p.data, src=0)
+
+    def check_same(self, value: int, what: str) -> None:
+        t = torch.tensor([value, -value], dtype=torch.int64)
+        self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
+        if int(t[0]) != -int(t[1]):
+            raise TrainingError(f"{what} differs between the processes ({-int(t[1])} to {int(t[0])}); "
+                                "is the checkpoint on a file system every process sees?")
+
+    def average(self, params: list, loss: torch.Tensor) -> torch.Tensor:
+        """Average the gradients of ``params`` (in place) and the loss over all processes."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads] + [loss.detach().reshape(1).to(grads[0].dtype)])
+        self.dist.all_reduce(flat, op=self.dist.ReduceOp.SUM)
+        flat /= self.world
+        i = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[i:i + n].view_as(p).clone()
+            i += n
+        return flat[i]
+
+    def close(self) -> None:
+        if self.owned and self.dist.is_initialized():
+            self.dist.destroy_process_group()
+
+
+def _dump_parameters(net: ModSiren, inner: InnerLoop, rank: int, world: int, step: int) -> None:
+    folder = os.environ.get(DUMP_ENV, "").strip()
+    if not folder:
+        return
+    import hashlib
+
+    state = {**{f"net.{k}": v for k, v in net.state_dict().items()},
+             **{f"inner.{k}": v for k, v in inner.state_dict().items()}}
+    h = hashlib.sha256()
+    for k, v in state.items():
+        h.update(k.encode())
+        h.update(v.detach().contiguous().numpy().tobytes())
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    torch.save(state, Path(folder) / f"rank{rank}.pt")
+    (Path(folder) / f"rank{rank}.json").write_text(json.dumps(
+        {"rank": rank, "world_size": world, "step": step, "sha256": h.hexdigest()}))
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save to a temporary file, then rename: an interrupted save never leaves half a checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]] = None,
+               checkpoint: Optional[Path] = None) -> tuple[ModSiren, InnerLoop, list]:
+    """Meta-train a base network; returns (network, inner-loop step sizes, history).
+
+    Under ``torchrun`` (RANK / WORLD_SIZE / MASTER_ADDR set) it trains data-parallel:
+    each process samples its own crops (:func:`data_rng`), the outer gradients are
+    averaged over the processes every step (effective batch: world size × ``batch``),
+    and only rank 0 validates, reports ``progress`` and writes the checkpoint; the
+    returned history is rank 0's (empty elsewhere). A single process is unchanged.
+    """
+    env = torchrun_env()
+    ddp = _DataParallel(*env) if env is not None else None
+    try:
+        return _meta_train(cfg, progress, checkpoint, ddp)
+    finally:
+        if ddp is not None:
+            ddp.close()
+
+
+def _meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]], checkpoint: Optional[Path],
+                ddp: Optional[_DataParallel]) -> tuple[ModSiren, InnerLoop, list]:
+    rank = ddp.rank if ddp is not None else 0
+    torch.set_num_threads(cfg.threads)
+    layout = cfg.layout()
+    data_dir = Path(cfg.data_dir)
+    scenes = _load_scenes(cfg)
+    validation = [_validation_crop(data_dir, name, cfg) for name in cfg.val_scenes]  # every rank: same errors
+    net, inner = build_model(cfg)
+    rng = data_rng(cfg.seed, 0, rank)
+    params = list(net.parameters()) + list(inner.parameters())
+    if ddp is not None:
+        ddp.broadcast_parameters(params)
+    opt = torch.optim.Adam(params, lr=cfg.outer_lr)
     sampler = GridSampler(layout, cfg.crop, cfg.crop)
     coords = coords_tensor(layout, 0, cfg.crop, 0, cfg.crop, cfg.crop, cfg.crop)[None]
     start, history = 0, []
@@ -179,27 +363,23 @@ def meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]]
         inner.load_state_dict(state["inner"])
         opt.load_state_dict(state["opt"])
         start = int(state["step"])
-        rng = np.random.default_rng([cfg.seed, start])
+        rng = data_rng(cfg.seed, start, rank)
         torch.manual_seed(cfg.seed + start)
+    if ddp is not None:
+        ddp.check_same(start, "the checkpoint step to resume from")
     t0 = time.time()
     for step in range(start, cfg.steps):
-        batch, masks = [], []
-        for _ in range(cfg.batch):
-            s, mask = scenes[int(rng.integers(len(scenes)))]
-            r = int(rng.integers(s.shape[0] - cfg.crop + 1))
-            c = int(rng.integers(s.shape[1] - cfg.crop + 1))
-            batch.append(_augment(rng, s[r:r + cfg.crop, c:c + cfg.crop], cfg.spectral == "pca"))
-            masks.append(mask)
-        target = torch.from_numpy(np.stack(batch))
-        weight = torch.from_numpy(np.stack(masks))[:, None, None, :] / (cfg.crop * cfg.crop)
-        grids = inner_fit(net, inner, sampler, coords, target, weight, cfg.inner_steps, create_graph=True)
-        pred = net(coords.expand(cfg.batch, -1, -1, -1), sampler(grids))
-        loss = (((pred - target) ** 2) * weight).sum() / cfg.batch
+        target, weight = sample_batch(rng, scenes, cfg)
+        loss = outer_loss(net, inner, sampler, coords, target, weight, cfg)
         opt.zero_grad()
         loss.backward()
+        if ddp is not None:
+            loss = ddp.average(params, loss)
         if cfg.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(list(net.parameters()) + list(inner.parameters()), cfg.clip_grad)
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
         opt.step()
+        if rank != 0:
+            continue
         rec = {"step": step + 1, "loss": float(loss.detach()), "elapsed_s": time.time() - t0}
         if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps:
             for name, crop in zip(cfg.val_scenes, validation):
@@ -209,8 +389,10 @@ def meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]]
             progress(step + 1, rec)
         if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps:
             if checkpoint is not None:
-                torch.save({"net": net.state_dict(), "inner": inner.state_dict(), "opt": opt.state_dict(),
-                            "step": step + 1}, checkpoint)
+                _save_checkpoint(checkpoint, {"net": net.state_dict(), "inner": inner.state_dict(),
+                                              "opt": opt.state_dict(), "step": step + 1,
+                                              "world_size": ddp.world if ddp is not None else 1})
+    _dump_parameters(net, inner, rank, ddp.world if ddp is not None else 1, cfg.steps)
     return net, inner, history
 
 
@@ -287,17 +469,27 @@ def model_config(cfg: TrainConfig) -> dict:
 
 def train_model(cfg: TrainConfig, out: Path, *, alias: str, description: str = "", force: bool = False,
                 progress: Optional[Callable[[int, dict], None]] = None, checkpoint: Optional[Path] = None,
-                validate: Optional[Callable] = None) -> str:
-    """Meta-train and write a base-model file; returns its sha256."""
+                validate: Optional[Callable] = None) -> Optional[str]:
+    """Meta-train and write a base-model file; returns its sha256.
+
+    Under ``torchrun`` only rank 0 writes the file (and returns its sha256); the
+    other processes train with it and return None.
+    """
     from hsicodec.modelfile import save_model
 
     t0 = time.time()
+    env = torchrun_env()
+    rank = env[0] if env is not None else 0
     net, inner, history = meta_train(cfg, progress, checkpoint)
+    if rank != 0:
+        return None
     card = {"alias": alias, "description": description, "train_scenes": list(cfg.train_scenes),
             "val_scenes": list(cfg.val_scenes), "train_config": asdict(cfg), "train_seconds": round(time.time() - t0, 1),
             "final_loss": history[-1]["loss"] if history else None,
             "bands": "any (per-scene PCA adaptation)" if cfg.spectral == "pca" else f"up to {cfg.n_out} (plain)",
             "history": history}
+    if env is not None:  # the result depends on the number of processes (effective batch, data streams)
+        card["data_parallel"] = {"processes": env[1], "effective_batch": env[1] * cfg.batch}
     arrays = model_arrays(net, inner)
     config = model_config(cfg)
     if validate is not None:
