@@ -21,6 +21,7 @@ from hsicodec.codec import (  # noqa: E402  (needs __version__)
 )
 from hsicodec.container import Hsim, HsimReader, Limits, decode_hsim, encode_hsim, read_hsim, write_hsim  # noqa: E402
 from hsicodec.metrics import bpppb, max_abs_error, psnr, quality_report, sam_degrees  # noqa: E402
+from hsicodec.evaluate import codec_registry, evaluate_cube, format_table, plot_rd, psnr_gaps, run_codec, run_hsicodec  # noqa: E402,F401
 from hsicodec.raster import GeoInfo, read_cube, write_cube  # noqa: E402
 from hsicodec.registry import Registry, default_registry  # noqa: E402
 
@@ -33,3 +34,11 @@ __all__ = [
     "HsimLimitError", "HsimHeaderError", "ModelError", "ModelFormatError", "ModelNotFoundError",
     "ModelHashMismatchError", "RasterError", "OptionError", "OutputExistsError", "TrainingError",
 ]
+
+
+def __getattr__(name: str):
+    """``hsicodec.HsimCodec`` imports numcodecs on first use only (the core package does not need it)."""
+    if name == "HsimCodec":
+        from hsicodec.zarr_codec import HsimCodec
+        return HsimCodec
+    raise AttributeError(f"module 'hsicodec' has no attribute {name!r}")

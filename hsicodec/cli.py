@@ -424,12 +424,16 @@ def cli() -> None:
 @click.option("--wavelengths", default=None, metavar="W1,W2,...|FILE",
               help="Band centre wavelengths, to match bands to a plain model's outputs by the nearest "
                    "model wavelength (default: the input's own wavelength metadata).")
+@click.option("--tile", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Cut the scene into independent N x N tiles, read, compressed (and later decoded) one at a "
+                   "time, so memory does not grow with the scene; --bpppb/--psnr apply per tile. 0 = never "
+                   "tile. Default: 512 x 512 tiles for inputs of more than 2**26 values, else one cube.")
 @click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
 def compress(src: Path, dst: Path, bpppb: Optional[float], psnr: Optional[float], model: Optional[str],
              effort: Any, var: Optional[str], band_first: bool, band_map: Optional[str], wavelengths: Optional[str],
-             force: bool, quiet: bool, as_json: bool) -> None:
+             tile: Optional[int], force: bool, quiet: bool, as_json: bool) -> None:
     """Compress the hyperspectral cube IN into the .hsim file OUT.
 
     IN is any raster hsicodec reads: GeoTIFF or anything else GDAL opens, ENVI (data
@@ -455,11 +459,19 @@ def compress(src: Path, dst: Path, bpppb: Optional[float], psnr: Optional[float]
         stats = codec.compress_file(src, dst, force=force, var=var, band_first=band_first, model=model,
                                     bpppb=bpppb, psnr=psnr, effort=effort, progress=bar.fraction,
                                     band_map=_number_list(band_map, int, "--band-map"),
-                                    wavelengths=_number_list(wavelengths, float, "--wavelengths"))
+                                    wavelengths=_number_list(wavelengths, float, "--wavelengths"),
+                                    tile=tile, tile_progress=_tile_postfix(bar))
     if as_json:
         _print_json(stats)
     elif not quiet:
         click.echo(_compress_summary(src, dst, stats))
+
+
+def _tile_postfix(bar: "_Progress") -> Callable[[int, int], None]:
+    """Progress callback of tiled files: 'tile i/n' beside the bar, which advances per tile."""
+    def update(done: int, total: int) -> None:
+        bar.set(done / max(total, 1) * bar.total, tile=f"{done}/{total}")
+    return update
 
 
 def _number_list(text: Optional[str], kind: type, option: str) -> Optional[list]:
@@ -532,7 +544,8 @@ def decompress(src: Path, dst: Path, window, bands, fmt: Optional[str], threads:
     codec = _codec()
     with _Progress(not quiet and _stderr_is_tty(), "decompress") as bar:
         stats = codec.decompress_file(src, dst, force=force, format=fmt.lower() if fmt else None,
-                                      window=window, bands=bands, threads=threads, progress=bar.fraction)
+                                      window=window, bands=bands, threads=threads, progress=bar.fraction,
+                                      tile_progress=_tile_postfix(bar))
     if as_json:
         _print_json(stats)
     elif not quiet:
@@ -615,6 +628,246 @@ def _info_lines(file: Path, summary: dict) -> list[str]:
         for name, size in items:
             size_text = f"{size:,} bytes" if isinstance(size, int) else _short_value(size)
             lines.append(f"  {str(name):<{width}}  {size_text}")
+    return lines
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def _split_list(ctx, param, value: tuple) -> list:
+    """A repeatable option whose values may also be comma-separated: '-r 0.01,0.05 -r 0.1'."""
+    return [t.strip() for v in value for t in str(v).split(",") if t.strip()]
+
+
+@cli.command("eval", context_settings=_CONTEXT)
+@click.argument("src", metavar="IN", required=False, type=click.Path(dir_okay=True, path_type=Path))
+@click.option("--rates", "-r", "rates", multiple=True, callback=_split_list, metavar="X[,Y...]",
+              help="Target rates in bpppb, comma-separated and/or repeated. "
+                   "Default: 0.01,0.02,0.05,0.1,0.2.")
+@click.option("--anchors", "-a", "anchor_names", multiple=True, callback=_split_list, metavar="NAME[,...]",
+              help="Codecs to compare with (see --list-codecs), 'all', or 'none'. "
+                   "Default: pca_jpeg2000,jpeg2000_per_band,sperr_3d.")
+@click.option("--efforts", "-e", "effort_names", multiple=True, callback=_split_list, metavar="E[,...]",
+              help="hsicodec efforts to run (fast, default, max or 0-100), or 'none'. Default: default.")
+@click.option("--model", "-m", default=None, metavar="ID|ALIAS",
+              help="Base model for hsicodec (default: the better bundled model per file, as compress does).")
+@click.option("--var", default=None, metavar="NAME",
+              help="Variable of a .mat file (or subdataset of an HDF/NetCDF file) to read.")
+@click.option("--band-first", is_flag=True,
+              help="The .npy/.mat array is (bands, rows, cols) instead of (rows, cols, bands).")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timed runs per point (the median is reported).")
+@click.option("--threads", "-t", type=click.IntRange(min=0), default=0, show_default=True,
+              help="hsicodec encoder/decoder threads; 0 = all available cores (anchors run single-threaded).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="PNG", help="Also save PSNR vs bpppb (log x, every codec) to this image file.")
+@click.option("--list-codecs", is_flag=True, help="List the codec names --anchors accepts and exit.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print every row and the PSNR gaps as JSON on stdout.")
+def eval_cmd(src: Optional[Path], rates: list, anchor_names: list, effort_names: list, model: Optional[str],
+             var: Optional[str], band_first: bool, repeat: int, threads: int, plot_path: Optional[Path],
+             list_codecs: bool, quiet: bool, as_json: bool) -> None:
+    """Rate-distortion of hsicodec and other codecs on the cube IN, at the same target rates.
+
+    IN is any raster compress reads (GeoTIFF, ENVI, .npy, .mat). For every target rate,
+    hsicodec (at each effort) and each anchor compress IN to at most that rate; the output
+    is decoded from its bytes and measured: bpppb of the whole output, PSNR (peak = max -
+    min of IN), SAM (degrees), max abs error, compress and decompress time (median of
+    --repeat runs). A rate a codec cannot reach is shown as unreachable.
+
+    \b
+    Examples:
+      hsicodec eval scene.tif --rates 0.01,0.05,0.1
+      hsicodec eval cube.npy -r 0.02 --anchors all --efforts default,max --plot rd.png
+      hsicodec eval data.mat --var indian_pines --json > rd.json
+    """
+    from hsicodec import evaluate as ev
+
+    if list_codecs:
+        base = ev.baseline_names()
+        for name in ev.codec_registry():
+            click.echo(f"{name}\t{'paper baseline' if name in base else 'anchor'}")
+        return
+    if src is None:
+        raise click.UsageError("missing argument 'IN'")
+    try:
+        rate_list = [float(r) for r in rates] if rates else list(ev.DEFAULT_RATES)
+    except ValueError:
+        raise click.BadParameter(f"{', '.join(rates)}: expected numbers", param_hint="'--rates'") from None
+    if any(not (math.isfinite(r) and r > 0) for r in rate_list):
+        raise click.BadParameter("rates must be positive numbers", param_hint="'--rates'")
+    names = [n.lower() for n in anchor_names] if anchor_names else list(ev.DEFAULT_ANCHORS)
+    if names == ["none"]:
+        names = []
+    elif names == ["all"]:
+        names = list(ev.codec_registry())
+    known = ev.codec_registry()
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise click.BadParameter(f"unknown codec {', '.join(bad)}; known: {', '.join(known)}",
+                                 param_hint="'--anchors'")
+    if effort_names and [e.lower() for e in effort_names] == ["none"]:
+        efforts: list = []
+    else:
+        try:
+            efforts = [EffortType().convert(e, None, None) for e in (effort_names or ev.DEFAULT_EFFORTS)]
+        except click.BadParameter as e:
+            raise click.BadParameter(e.message, param_hint="'--efforts'") from None
+    if not efforts and not names:
+        raise click.UsageError("nothing to evaluate: --efforts none and --anchors none")
+    if plot_path is not None:
+        ev.check_plot_path(plot_path)  # before minutes of encoding
+    import numpy as np
+
+    from hsicodec.raster import read_cube
+
+    cube, geo = read_cube(src, var=var, band_first=band_first)
+    n_runs = len(rate_list) * (len(efforts) + len(names))
+    with _Progress(not quiet and not as_json and _stderr_is_tty(), "eval", total=n_runs, unit="run") as bar:
+        done = [0]
+
+        def on_row(row: dict) -> None:
+            done[0] += 1
+            bar.set(done[0], codec=row["codec"])
+
+        rows = ev.evaluate_cube(cube, rate_list, efforts=efforts, anchors=names, model=model, repeat=repeat,
+                           threads=threads, geo=geo, on_row=on_row)
+    ours = list(dict.fromkeys(r["codec"] for r in rows if r["kind"] == "hsicodec"))
+    gaps = ev.psnr_gaps(rows, ours, rate_list) if ev.GAP_REFERENCE in names else []
+    if plot_path is not None:
+        ev.plot_rd(rows, plot_path, title=f"{src.name} ({_shape_text(list(cube.shape))})")
+    if as_json:
+        _print_json({"input": str(src), "shape": list(cube.shape), "dtype": cube.dtype.name,
+                     "value_range": [float(np.nanmin(cube)), float(np.nanmax(cube))] if cube.size else None,
+                     "rates": rate_list, "efforts": efforts, "anchors": names, "model": model, "repeat": repeat,
+                     "rows": [ev.row_to_json(r) for r in rows], "gaps": gaps,
+                     "plot": str(plot_path) if plot_path is not None else None})
+        return
+    click.echo(f"{src}: {_shape_text(list(cube.shape))} {cube.dtype.name}; metrics as METHOD.md section 4 "
+               f"(times: median of {repeat})")
+    click.echo(ev.format_table(rows))
+    for g in gaps:
+        if g["gap_db"] is not None:
+            click.echo(f"{g['codec']} vs {g['reference']} @ {g['rate']:g} bpppb: {g['gap_db']:+.2f} dB")
+    if plot_path is not None:
+        click.echo(f"plot: {plot_path}")
+
+
+# --------------------------------------------------------------------------- batch
+
+
+@cli.command("batch", context_settings=_CONTEXT)
+@click.argument("patterns", metavar="GLOB...", nargs=-1, required=True)
+@click.argument("outdir", metavar="OUTDIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--decompress", "-d", "to_raster", is_flag=True,
+              help="Decompress .hsim files to rasters instead of compressing rasters.")
+@click.option("--bpppb", type=float, default=None, callback=_positive_float(), metavar="X",
+              help="Target rate of every file, bits per pixel per band (default 0.05 when neither "
+                   "--bpppb nor --psnr is given).")
+@click.option("--psnr", type=float, default=None, callback=_positive_float(), metavar="DB",
+              help="Target quality of every file in dB. Excludes --bpppb.")
+@click.option("--model", "-m", default=None, metavar="ID|ALIAS",
+              help="Base model (installed on every worker). Default: the codec's choice.")
+@click.option("--effort", "-e", type=EffortType(), default=None, metavar="fast|default|max|N",
+              help="Encoder effort (default: default).")
+@click.option("--format", "fmt", type=click.Choice(["gtiff", "envi", "npy"], case_sensitive=False), default=None,
+              help="With --decompress: output format (default gtiff: OUTDIR/<stem>.tif).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run on an existing Dask cluster (e.g. tcp://host:8786) instead of a local one; "
+                   "its workers must see the same files and have hsicodec and the models installed.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Worker processes of the local cluster (one thread each). Default: the CPU count.")
+@click.option("--threads", "-t", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Threads per file (encoder / decoder kernel).")
+@click.option("--force", "-f", is_flag=True, help="Redo files whose output is already up to date.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table; errors only.")
+@click.option("--json", "as_json", is_flag=True, help="Print every file's result and the counts as JSON.")
+def batch(patterns: tuple, outdir: Path, to_raster: bool, bpppb: Optional[float], psnr: Optional[float],
+          model: Optional[str], effort: Any, fmt: Optional[str], scheduler: Optional[str], workers: Optional[int],
+          threads: int, force: bool, quiet: bool, as_json: bool) -> None:
+    """Compress (or with --decompress, decompress) every file matching GLOB into OUTDIR, in parallel.
+
+    Files run on a local Dask cluster (--workers processes, one thread each) or on an
+    existing one (--scheduler); needs the dask extra: pip install 'hsicodec[dask]'.
+    Compressing writes OUTDIR/<stem>.hsim; decompressing OUTDIR/<stem>.tif (.hdr, .npy).
+    Quote GLOB so the shell does not expand it ('**' matches folders recursively).
+
+    An output at least as new as its input (a .hsim must also pass its checksums) is
+    skipped, so rerunning an interrupted batch continues it; --force redoes everything.
+    Outputs are written atomically: a file at an output path is always complete.
+    A file that fails is reported and the others go on; the exit code is 1 if any failed.
+    The table gives each file's rate (bpppb), PSNR against the source (compress) and time.
+
+    \b
+    Examples:
+      hsicodec batch 'scenes/*.tif' out/ --bpppb 0.05 --workers 4
+      hsicodec batch 'out/*.hsim' restored/ --decompress --format npy
+      hsicodec batch 'cubes/**/*.npy' out/ --psnr 40 --scheduler tcp://10.0.0.5:8786 --json
+    """
+    from hsicodec import batch as batch_mod
+
+    if bpppb is not None and psnr is not None:
+        raise click.UsageError("--bpppb and --psnr are mutually exclusive: give one rate target")
+    if to_raster and (bpppb is not None or psnr is not None or model is not None or effort is not None):
+        raise click.UsageError("--bpppb, --psnr, --model and --effort are compress options; "
+                               "they do not go with --decompress")
+    if fmt is not None and not to_raster:
+        raise click.UsageError("--format is the output format of --decompress")
+    if scheduler is not None and workers is not None:
+        raise click.UsageError("--workers sizes the local cluster; it does not go with --scheduler")
+    options = batch_mod.BatchOptions(decompress=to_raster, bpppb=bpppb, psnr=psnr, model=model,
+                                     effort=effort if effort is not None else "default",
+                                     format=fmt.lower() if fmt else None, threads=threads)
+    jobs = batch_mod.plan(patterns, outdir, decompress=to_raster, format=options.format, force=force)
+    todo = sum(not j.skip for j in jobs)
+    if not quiet and not as_json:
+        click.echo(f"{len(jobs)} file(s): {todo} to {'decompress' if to_raster else 'compress'}, "
+                   f"{len(jobs) - todo} up to date", err=True)
+    if todo:
+        outdir.mkdir(parents=True, exist_ok=True)
+        if scheduler is None:
+            workers = min(workers or os.cpu_count() or 1, todo)
+        finished, failed = 0, 0
+        with batch_mod.open_client(scheduler, workers) as client, \
+                _Progress(not quiet and _stderr_is_tty(), "batch", total=todo, unit="file") as bar:
+            def on_result(row: dict) -> None:  # a file completed
+                nonlocal finished, failed
+                finished += 1
+                failed += row["status"] == "failed"
+                bar.set(finished, failed=failed)
+
+            rows = batch_mod.run_batch(client, jobs, options, on_result)
+    else:
+        rows = [batch_mod.skipped_result(j, to_raster) for j in jobs]
+    counts = batch_mod.summarize(rows)
+    if as_json:
+        _print_json({"files": rows, "summary": counts})
+    elif not quiet:
+        for line in _batch_table(rows):
+            click.echo(line)
+    for row in rows:
+        if row["status"] == "failed":
+            click.echo(f"{PROG}: error: {row['input']}: {_one_line(row['error'])}", err=True)
+    if counts["failed"]:
+        click.echo(f"{PROG}: error: {counts['failed']} of {counts['total']} file(s) failed", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+def _batch_table(rows: list) -> list[str]:
+    """FILE, STATUS, BPPPB, PSNR, TIME columns, then the counts."""
+    table = [("FILE", "STATUS", "BPPPB", "PSNR dB", "TIME s")]
+    for r in rows:
+        table.append((str(r["input"]), r["status"],
+                      f"{r['bpppb']:.4f}" if isinstance(r.get("bpppb"), float) else "-",
+                      f"{r['psnr']:.2f}" if isinstance(r.get("psnr"), float) else "-",
+                      f"{r['seconds']:.2f}" if isinstance(r.get("seconds"), float) else "-"))
+    widths = [max(len(t[i]) for t in table) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) if i == 0 or i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(t, widths)))
+             .rstrip() for t in table]
+    c = {"done": 0, "skipped": 0, "failed": 0}
+    for r in rows:
+        c[r["status"]] = c.get(r["status"], 0) + 1
+    lines.append(f"{len(rows)} file(s): {c['done']} done, {c['skipped']} skipped (up to date), {c['failed']} failed")
     return lines
 
 
@@ -812,6 +1065,11 @@ def train(data_dir: Optional[Path], out: Path, config_file: Optional[Path], trai
       hsicodec train --data cubes/ --out sensor.hsmodel --val scene7 --steps 3000
       hsicodec train --config hsicodec/models/base.json --data cubes/ --out base.hsmodel
       hsicodec train --data cubes/ --out m.hsmodel --resume m.ckpt   # rerun to continue
+      torchrun --standalone --nproc_per_node 4 -m hsicodec.cli train --data cubes/ --out m.hsmodel
+
+    Under torchrun, training is data-parallel (gloo): every process samples its own crops,
+    the outer gradients are averaged each step (effective batch = processes x batch), and
+    only rank 0 validates, writes the checkpoint and the model and prints.
     """
     from dataclasses import replace
 
@@ -858,6 +1116,8 @@ def train(data_dir: Optional[Path], out: Path, config_file: Optional[Path], trai
     if seed is not None:
         cfg = replace(cfg, seed=seed)
 
+    if tr.process_rank() != 0:  # torchrun: only rank 0 prints
+        quiet = True
     show = not quiet and _stderr_is_tty()
     if not quiet:
         click.echo(f"training {alias!r} on {len(train_list)} scene(s) from {folder} "
@@ -870,6 +1130,8 @@ def train(data_dir: Optional[Path], out: Path, config_file: Optional[Path], trai
 
         sha = tr.train_model(cfg, out, alias=alias, description=description, force=force,
                              progress=progress, checkpoint=checkpoint)
+    if sha is None:  # a torchrun process other than rank 0: rank 0 wrote the model
+        return
     if not quiet:
         click.echo(f"wrote {out} (alias {alias}); install it with: hsicodec models add {out}", err=True)
     click.echo(sha)

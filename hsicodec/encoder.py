@@ -34,6 +34,7 @@ from hsicodec.spectral import BASIS_STEPS_PER_OCTAVE, MEAN_STEPS_PER_OCTAVE, Spe
 EFFORTS = {"fast": (None, 0), "default": (12, 0), "max": (12, 300)}
 K_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 DEFAULT_BPPPB = 0.05
+MAX_ABS_VALUE = 1e150
 TRAIN_CROP_PIXELS = 32 * 32  # inner-loop loss weight per pixel, as in meta-training
 FIT_ROW_BLOCK = 128
 
@@ -64,7 +65,7 @@ class Analysis:
     def constant(self) -> bool:
         """No variation worth a latent: the mean spectrum (or the offset) says it all."""
         if self.mode == "pca":
-            return self.norm <= 1e-9 * (float(np.abs(self.pca.mean).max()) + 1e-30)
+            return self.value_range == 0.0 or self.norm <= 1e-9 * (float(np.abs(self.pca.mean).max()) + 1e-30)
         return self.value_range == 0.0
 
 
@@ -125,6 +126,7 @@ def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None
 
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8  # the RD refinement's Adam
 LATENT_WAVELET = 4  # Haar levels applied to each latent grid before quantization (codec key "wt")
+PLAIN_CODING_PIXELS = 64 * 64  # below this many pixels the plain latent coding is tried too
 MAX_INNER_STEPS = (24, 48)  # effort max also tries these longer inner loops and keeps the best file
 
 
@@ -416,7 +418,7 @@ class RateSearch:
 
     def __init__(self, model: CodecModel, an: Analysis, grids: list, base_header: dict, threads: int = 0,
                  backend: str = "auto", offsets: Optional[list] = None, extra_sections: tuple = (),
-                 coding: Optional[LatentCoding] = None):
+                 coding: Optional[LatentCoding] = None, valid: Optional[np.ndarray] = None):
         self.model, self.an, self.grids, self.base, self.threads = model, an, grids, base_header, threads
         self.extra_sections = list(extra_sections)
         self.backend = backend
@@ -424,6 +426,7 @@ class RateSearch:
         self._spec_cache: dict = {}
         self._coef_cache: dict = {}
         self._lat_cache: dict = {}
+        self.valid = valid
         self.coding = coding if coding is not None else latent_coding(model, grids, self.h, self.w)
         self.offsets = offsets if offsets is not None else (
             level_step_offsets(model, grids, an.targets, threads, backend) if grids else None)
@@ -480,7 +483,12 @@ class RateSearch:
             n = self.model.n_out
             pred = synthesize(self.model, deq, n, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads,
                               backend=self.backend)
-            self._coef_cache[step] = np.mean((pred.astype(np.float64) - self.an.targets) ** 2, axis=(0, 1))
+            err = (pred.astype(np.float64) - self.an.targets) ** 2
+            if self.valid is None:
+                self._coef_cache[step] = np.mean(err, axis=(0, 1))
+            else:  # pixels weighted by their share of valid values
+                wt = self.valid.mean(axis=2)
+                self._coef_cache[step] = np.tensordot(wt, err, axes=([0, 1], [0, 1])) / max(float(wt.sum()), 1e-30)
         return self._coef_cache[step]
 
     def predicted_psnr(self, k: int, step: int) -> float:
@@ -508,6 +516,8 @@ class RateSearch:
             rec = reconstruct_bands(coeffs, self.an.scale, self.an.offset, self.an.band_map, (0, self.c))
         else:
             rec = reconstruct(coeffs, self.an.pca.total_std, mean, basis, (0, self.c))
+        if self.valid is not None:  # quality of the values the file keeps, not of the filled-in ones
+            return Candidate(data, k, step, psnr_metric(self.an.values[self.valid], rec[self.valid]))
         return Candidate(data, k, step, psnr_metric(self.an.values, rec))
 
     # -- search
@@ -552,7 +562,9 @@ class RateSearch:
         return self.measure(k, step)
 
     def for_psnr(self, target: float) -> Candidate:
-        best = None
+        """Smallest file predicted to reach the target; the prediction is checked by a real
+        decode, refining Δ (then trying the next smallest k) until it holds."""
+        feasible = []
         best_seen = -np.inf
         for k in self.k_candidates():
             fine = STEP_GRID[-1]
@@ -568,18 +580,24 @@ class RateSearch:
                     hi_i = mid
                 else:
                     lo_i = mid
-            size = self.size(k, STEP_GRID[hi_i])
-            if best is None or size < best[0]:
-                best = (size, k, hi_i)
-        if best is None:
+            feasible.append((self.size(k, STEP_GRID[hi_i]), k, hi_i))
+        if not feasible:
             raise OptionError(f"--psnr {target} dB is above what this model reaches on this cube "
                               f"(about {best_seen:.2f} dB); use a higher --effort or a --bpppb target")
-        _, k, i = best
-        cand = self.measure(k, STEP_GRID[i])
-        while cand.psnr < target and i + 1 < len(STEP_GRID):  # the prediction is close, not exact
-            i += 1
+        reached = -np.inf
+        for _, k, i in sorted(feasible):
             cand = self.measure(k, STEP_GRID[i])
-        return cand
+            tries = 0
+            while cand.psnr < target and i + 1 < len(STEP_GRID) and tries < 8:  # the prediction is close
+                i += 1
+                tries += 1
+                cand = self.measure(k, STEP_GRID[i])
+            if cand.psnr >= target:
+                return cand
+            reached = max(reached, cand.psnr)
+        # e.g. the side information's precision, or masked values, which the prediction leaves out
+        raise OptionError(f"--psnr {target} dB is above what this model reaches on this cube "
+                          f"(at best {reached:.2f} dB); use a --bpppb target")
 
     def slope(self, k: int, q: int) -> float:
         """−dD/dR at (k, q) in fit units per bit (for the RD refinement's λ)."""
@@ -617,17 +635,23 @@ def _better(a: Candidate, b: Candidate, for_rate: bool) -> bool:
 
 
 def _search(model: CodecModel, an: Analysis, grids: list, header: dict, threads: int, backend: str,
-            extra_sections: tuple, bpppb: Optional[float], psnr: Optional[float]) -> tuple[Candidate, RateSearch]:
-    """Best file for the target over the latent codings: wavelet + rotation, and plain symbols
-    (which wins only where the codings' side information outweighs their saving: tiny cubes)."""
+            extra_sections: tuple, bpppb: Optional[float], psnr: Optional[float],
+            valid: Optional[np.ndarray] = None) -> tuple[Candidate, RateSearch]:
+    """Best file for the target over the latent codings: wavelet + rotation, and for small
+    images also plain symbols (which win where the side information of the others outweighs
+    their saving)."""
     best = None
     h, w = an.values.shape[:2]
-    for coding in (latent_coding(model, grids, h, w), latent_coding(model, grids, h, w, wavelet=0, rotate=False)):
-        s = RateSearch(model, an, grids, header, threads, backend, extra_sections=extra_sections, coding=coding)
+    codings = [latent_coding(model, grids, h, w)]
+    if h * w < PLAIN_CODING_PIXELS:
+        codings.append(latent_coding(model, grids, h, w, wavelet=0, rotate=False))
+    for coding in codings:
+        s = RateSearch(model, an, grids, header, threads, backend, extra_sections=extra_sections, coding=coding,
+                       valid=valid)
         try:
             cand = s.for_bpppb(bpppb) if bpppb is not None else s.for_psnr(psnr)
         except OptionError:
-            if best is None and coding.wavelet == 0:
+            if best is None and coding is codings[-1]:
                 raise
             continue
         if best is None or _better(cand, best[0], bpppb is not None):
@@ -638,8 +662,13 @@ def _search(model: CodecModel, an: Analysis, grids: list, header: dict, threads:
 def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None, psnr: Optional[float] = None,
            effort: Union[str, int] = "default", base_header: Optional[dict] = None, threads: int = 0,
            progress: Optional[Callable[[float], None]] = None, backend: str = "auto",
-           band_map=None, wavelengths=None, extra_sections: tuple = ()) -> tuple[bytes, dict]:
-    """Encode a (H, W, C) cube; returns the `.hsim` bytes and encoding statistics."""
+           band_map=None, wavelengths=None, extra_sections: tuple = (),
+           valid: Optional[np.ndarray] = None) -> tuple[bytes, dict]:
+    """Encode a (H, W, C) cube; returns the `.hsim` bytes and encoding statistics.
+
+    ``valid`` (bool, the cube's shape): the values the quality is measured on, when
+    some were masked and filled in before encoding (the file's mask restores them).
+    """
     if bpppb is not None and psnr is not None:
         raise OptionError("give either a bpppb or a psnr target, not both")
     if bpppb is not None and not (np.isfinite(bpppb) and bpppb > 0):
@@ -653,6 +682,8 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
         raise OptionError(f"expected a (rows, cols, bands) cube, got shape {cube.shape}")
     if cube.dtype.kind == "f" and not np.all(np.isfinite(cube)):
         raise OptionError("the cube holds NaN or infinite values; mask them (nodata) before compressing")
+    if cube.size and float(np.max(np.abs(cube.astype(np.float64)))) > MAX_ABS_VALUE:
+        raise OptionError(f"values beyond ±{MAX_ABS_VALUE:g} cannot be coded (their squared errors overflow)")
     t0 = time.perf_counter()
     inner_steps, adam_steps = effort_steps(effort, model)
     an = analyse(cube, model, band_map, wavelengths)
@@ -665,12 +696,14 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
         if not an.constant else []
     t_fit = time.perf_counter() - t0
     sbackend = "numpy" if backend == "torch" else backend
-    best, search = _search(model, an, grids, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr)
+    best, search = _search(model, an, grids, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr,
+                           valid)
     if adam_steps and grids and best.k:
         # longer inner loops, then rate–distortion refinement of the best fit at its operating point
         for n in (n for n in MAX_INNER_STEPS if n > inner_steps):
             g = fit_latents(model, an.targets, n, cw, threads=threads, backend=backend)
-            cand, s_n = _search(model, an, g, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr)
+            cand, s_n = _search(model, an, g, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr,
+                                valid)
             if cand.k and _better(cand, best, bpppb is not None):
                 best, grids, search, inner_steps = cand, g, s_n, n
         if progress:
@@ -680,7 +713,7 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
                             lam, adam_steps, threads=threads, backend=sbackend,
                             progress=(lambda f: progress(0.3 + 0.6 * f)) if progress else None, coding=search.coding)
         search2 = RateSearch(model, an, refined, base_header or {}, threads, sbackend, search.offsets, extra_sections,
-                             search.coding)
+                             search.coding, valid)
         cand = search2.for_bpppb(bpppb) if bpppb is not None else search2.for_psnr(psnr)
         if _better(cand, best, bpppb is not None):
             best = cand

@@ -650,3 +650,72 @@ def test_band_map_reaches_a_plain_model(env, tmp_path):
     assert info["codec"]["sp"]["bm"] == [3, 5, 7, 9]
     r = run("compress", src, tmp_path / "d.hsim", "--model", "plain-tiny", "--band-map", "3,3,7,9")
     assert r.exit_code == 1 and "band map" in assert_one_error_line(r.stderr)
+
+
+# --------------------------------------------------------------------------- eval (issue #6)
+
+
+def test_eval_table_json_and_plot(env, npy_cube):
+    """hsicodec and an anchor at the same rate; table, --json and --plot."""
+    pytest.importorskip("imagecodecs")
+    pytest.importorskip("matplotlib")
+    r = run("eval", npy_cube, "--rates", "0.5", "--anchors", "pca_jpeg2000,zfp", "--efforts", "fast",
+            "--repeat", "1", "--json", "--plot", "rd.png")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["shape"] == [24, 24, 30] and out["rates"] == [0.5]
+    rows = {row["codec"]: row for row in out["rows"]}
+    assert set(rows) == {"hsicodec-fast", "pca_jpeg2000", "zfp"}
+    for name in ("hsicodec-fast", "pca_jpeg2000"):
+        row = rows[name]
+        assert row["reachable"] and row["target_bpppb"] == 0.5 and row["bpppb"] <= 0.5
+        assert row["bpppb"] == pytest.approx(8 * row["bytes"] / (24 * 24 * 30))
+        for key in ("psnr", "sam", "max_abs_error", "encode_s", "decode_s"):
+            assert isinstance(row[key], float)
+    assert out["gaps"] and out["gaps"][0]["reference"] == "pca_jpeg2000"
+    assert Path("rd.png").read_bytes()[:4] == b"\x89PNG"
+
+    r = run("eval", npy_cube, "-r", "0.5", "-r", "1e-5", "--anchors", "sperr_3d", "--efforts", "fast",
+            "--repeat", "1")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert "24x24x30" in lines[0]
+    assert lines[1].split()[:4] == ["codec", "target", "bpppb", "PSNR"]
+    assert sum("unreachable" in line for line in lines) == 2  # both codecs at 1e-5
+    assert any(line.startswith("hsicodec-fast") and "0.5" in line for line in lines)
+
+
+@pytest.mark.parametrize("opts,code,needle", [
+    (["--anchors", "nope"], 2, "--anchors"),
+    (["--rates", "-1"], 2, "--rates"),
+    (["--rates", "abc"], 2, "--rates"),
+    (["--efforts", "slow"], 2, "--efforts"),
+    (["--efforts", "none", "--anchors", "none"], 2, "nothing to evaluate"),
+    (["--plot", "missing_dir/rd.png"], 1, "does not exist"),
+    (["--plot", "rd.txt2"], 1, "not supported"),
+])
+def test_eval_bad_options(env, npy_cube, opts, code, needle):
+    r = run("eval", npy_cube, *opts)
+    assert r.exit_code == code, r.output
+    assert needle in assert_one_error_line(r.stderr)
+    assert r.stdout == ""
+
+
+def test_eval_bad_input_and_help(env):
+    r = run("eval", "missing.npy")
+    assert r.exit_code == 1 and "missing.npy" in assert_one_error_line(r.stderr)
+    r = run("eval")
+    assert r.exit_code == 2 and "IN" in assert_one_error_line(r.stderr)
+    text = run("eval", "--help").stdout
+    for needle in ("Example", "--rates", "--anchors", "--efforts", "--plot", "--json", "--var", "--band-first"):
+        assert needle in text
+    names = run("eval", "--list-codecs").stdout
+    assert "pca_jpeg2000\tanchor" in names
+
+
+def test_proc_eval_bad_raster_one_line(env, tmp_path):
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"not a numpy file")
+    p = run_proc("eval", bad)
+    assert p.returncode == 1
+    assert_one_error_line(p.stderr)

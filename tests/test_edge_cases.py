@@ -101,10 +101,7 @@ def test_constant_cube(dtype, model):
         assert np.allclose(out, cube, rtol=1e-6, atol=0), out.ravel()[:3]
 
 
-@pytest.mark.parametrize("dtype", INT_DTYPES + ["float32", pytest.param("float64", marks=pytest.mark.xfail(
-    raises=ValueError, reason="encoder bug (encoder.py, not in this change): a constant float64 cube of 4.5e307 "
-                              "crashes RateSearch with 'cannot convert float NaN to integer' (overflow) instead of "
-                              "a clear OptionError"))])
+@pytest.mark.parametrize("dtype", INT_DTYPES + ["float32", "float64"])
 def test_constant_cube_at_the_top_of_the_range(dtype):
     """Near the dtype's maximum: within one unit (32-bit), float64 rounding (64-bit), 1e-6 relative (floats),
     or a clear refusal."""
@@ -124,9 +121,6 @@ def test_constant_cube_at_the_top_of_the_range(dtype):
         assert err <= tol, (model, err)
 
 
-@pytest.mark.xfail(reason="encoder bug (encoder.py/spectral.py, not in this change): with a large offset "
-                          "(1e12 + a 2e6 signal) compress(psnr=30) returns a file decoding at ~2 dB instead of "
-                          "reaching the target or refusing; see the reliability report")
 def test_large_offset_reaches_target_or_is_refused():
     cube = smooth((12, 10, 6), "float64") * 2e6 + 1e12
     try:
