@@ -62,11 +62,12 @@ PLAN = {
                    "efforts": {"default": None, "max": [0.01, 0.05, 0.1]},
                    "anchors": {"pca_jpeg2000": None, "jpeg2000_per_band": [0.01, 0.05, 0.2],
                                "jpeg2000_separate": None, "htj2k_per_band": None, "sperr_3d": None, "sz3": None,
-                               "zfp": None},
+                               "zfp": None, "pca_dct": None, "jpeg_per_band": None},
                    "encode_repeat": {"default": 3, "max": 1}},
     "training": {"rates": [0.01, 0.05, 0.2],
                  "efforts": {"default": None},
-                 "anchors": {"pca_jpeg2000": None, "htj2k_per_band": None, "sperr_3d": None},
+                 "anchors": {"pca_jpeg2000": None, "htj2k_per_band": None, "sperr_3d": None, "pca_dct": None,
+                             "jpeg_per_band": None},
                  "encode_repeat": {"default": 1}},
 }
 PLAN["unseen"] = PLAN["validation"]
@@ -198,6 +199,36 @@ def speed_table(scenes: list) -> list:
     return out
 
 
+TABLE2_RATE = 0.05
+
+
+def _label(codec: str) -> str:
+    """The paper's name for its own comparison methods, our names for the rest."""
+    try:
+        from hsicodec.paper_baselines import LABELS
+    except ImportError:
+        return codec
+    return f"{LABELS[codec]} (`{codec}`)" if codec in LABELS else codec
+
+
+def table2_text(result: dict) -> list:
+    """Per scene, every codec at TABLE2_RATE in the layout of the paper's Table 2."""
+    out = ["## Timings in the layout of the paper's Table 2", "",
+           f"Every codec at the {TABLE2_RATE:g} bpppb target, per scene, measured here on {result['machine']} "
+           f"({os.cpu_count()} cores, no GPU; the paper timed a GPU). Compression s is the whole encode (for "
+           "the per-scene INR rows: the network fit); decompression s the median decode.", ""]
+    for sc in result["scenes"]:
+        rows = [r for r in sc["rows"] if r.get("target_bpppb") == TABLE2_RATE and r.get("reachable")]
+        if not rows:
+            continue
+        out += [f"**{sc['scene']}** ({sc['role']})", "", "| method | bpppb | compression s | decompression s | PSNR dB |",
+                "|---|---|---|---|---|"]
+        out += [f"| {_label(r['codec'])} | {_f(r.get('bpppb'), '.4f')} | {_f(r.get('encode_s'), '.3f')} | "
+                f"{_f(r.get('decode_s'), '.3f')} | {_f(r.get('psnr'), '.2f')} |" for r in rows]
+        out += [""]
+    return out
+
+
 def gap_summary(scenes: list) -> list:
     return [dict(g, scene=sc["scene"], role=sc["role"]) for sc in scenes if sc["role"] in ("validation", "unseen")
             for g in sc["gaps"]]
@@ -289,6 +320,8 @@ def markdown(result: dict) -> str:
                    f"{_f(s['search_s'], '.2f')} | {', '.join(map(str, s['threads'])) or '?'} | "
                    f"{s['run_s_total']:.0f} |")
     out += [""]
+
+    out += table2_text(result)
 
     out += ["## The paper's figures (for reference)", "",
             f"Rows marked *{PAPER_NOTE}* are the paper's Table 1/2 numbers as quoted in METHOD.md §4, not "
