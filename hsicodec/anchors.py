@@ -626,6 +626,69 @@ def _pca_sizes(blob: bytes) -> dict:
             "j2k_bytes": len(blob) - pos2 - n_side}
 
 
+def _choose_components(ks: list, kmax: int, encode: Callable, decode: Callable, cube: np.ndarray,
+                       target_bytes: int, knob_lo: float, knob_hi: float, rel_tol: float) -> tuple:
+    """The number of spectral components k for a PCA + 2-D coder at a byte budget.
+
+    For one k, :func:`_search` drives ``encode(k, knob)`` (quality falls as the knob
+    grows) to at or below ``target_bytes`` (warm-started from the nearest k solved)
+    and the decoded PSNR is measured. The powers of two in ``ks`` are scanned
+    upwards first (stopping after two that do not improve PSNR), then the ks
+    between the best one's neighbours, walking away from it on each side while
+    PSNR improves. Returns (best k or None, {k: (psnr, knob, blob) or None},
+    smallest blob of an unreachable search or None).
+    """
+    results: dict = {}
+    smallest = [None]
+
+    def try_k(k):
+        if k in results:
+            return results[k]
+        done = [kk for kk in results if results[kk] is not None]
+        start = results[min(done, key=lambda kk: abs(kk - k))][1] if done else None
+        found = _search(lambda knob: encode(k, knob), knob_lo, knob_hi, target_bytes,
+                        quality_increases_with_knob=False, iters=18, start=start, rel_tol=rel_tol)
+        if found[0] is None:
+            if smallest[0] is None or len(found[1]) < len(smallest[0]):
+                smallest[0] = found[1]
+            results[k] = None
+        else:
+            knob, blob = found
+            results[k] = (psnr(cube, decode(blob)), knob, blob)
+        return results[k]
+
+    def score(k):
+        r = results.get(k)
+        return -math.inf if r is None else r[0]
+
+    coarse = [k for k in ks if k & (k - 1) == 0] or ks[:1]
+    best_k, misses = None, 0
+    for k in coarse:
+        try_k(k)
+        if best_k is None or score(k) > score(best_k):
+            best_k, misses = k, 0
+        else:
+            misses += 1
+            if misses >= 2:
+                break
+    if best_k is not None and results.get(best_k) is not None:
+        i = coarse.index(best_k)
+        lo_k = coarse[i - 1] if i > 0 else 0
+        hi_k = coarse[i + 1] if i + 1 < len(coarse) else kmax + 1
+        for side in (sorted(k for k in ks if best_k < k < hi_k),
+                     sorted((k for k in ks if lo_k < k < best_k), reverse=True)):
+            for k in side:
+                before = score(best_k)
+                try_k(k)
+                if score(k) > before:
+                    best_k = k
+                else:
+                    break
+    if best_k is not None and results.get(best_k) is None:
+        best_k = None
+    return best_k, results, smallest[0]
+
+
 def pca_jpeg2000(cube, target_bpppb, *, ks=None, beta: float = 1.0) -> AnchorResult:
     """PCA (KLT over bands) + JPEG 2000 of the component maps, at <= ``target_bpppb``.
 
@@ -689,60 +752,12 @@ def pca_jpeg2000(cube, target_bpppb, *, ks=None, beta: float = 1.0) -> AnchorRes
         ks = [1]
     d_hi = max(model.total_var, 1e-12) * 4.0
     d_lo = d_hi * 1e-9
-    results = {}  # k -> (psnr, d, blob) or None (unreachable)
-    smallest = None
-
-    def try_k(k):
-        nonlocal smallest
-        if k in results:
-            return results[k]
-        done = [kk for kk in results if results[kk] is not None]
-        start = results[min(done, key=lambda kk: abs(kk - k))][1] if done else None
-        found = _search(lambda d: _pca_encode(model, k, d, beta, ic), d_lo, d_hi,
-                        target_bytes, quality_increases_with_knob=False, iters=18, start=start,
-                        rel_tol=0.015)
-        if found[0] is None:
-            if smallest is None or len(found[1]) < len(smallest):
-                smallest = found[1]
-            results[k] = None
-        else:
-            d, blob = found
-            results[k] = (psnr(cube, _pca_decode(blob)), d, blob)
-        return results[k]
-
-    def score(k):
-        r = results.get(k)
-        return -math.inf if r is None else r[0]
-
-    # coarse pass over 1, 2, 4, 8, ... (from ks), stopping after two misses
-    coarse = [k for k in ks if k & (k - 1) == 0] or ks[:1]
-    best_k, misses = None, 0
-    for k in coarse:
-        try_k(k)
-        if best_k is None or score(k) > score(best_k):
-            best_k, misses = k, 0
-        else:
-            misses += 1
-            if misses >= 2:
-                break
-    # fine pass: the ks between the best coarse k's neighbours, walking away
-    # from it on each side while PSNR improves
-    if best_k is not None and results.get(best_k) is not None:
-        i = coarse.index(best_k)
-        lo_k = coarse[i - 1] if i > 0 else 0
-        hi_k = coarse[i + 1] if i + 1 < len(coarse) else kmax + 1
-        for side in (sorted((k for k in ks if best_k < k < hi_k)),
-                     sorted((k for k in ks if lo_k < k < best_k), reverse=True)):
-            for k in side:
-                before = score(best_k)
-                try_k(k)
-                if score(k) > before:
-                    best_k = k
-                else:
-                    break
+    best_k, results, smallest = _choose_components(
+        ks, kmax, lambda k, d: _pca_encode(model, k, d, beta, ic), _pca_decode, cube, target_bytes, d_lo, d_hi,
+        rel_tol=0.015)
     k_psnr = {k: round(r[0], 3) for k, r in sorted(results.items()) if r is not None}
     best = None
-    if best_k is not None and results.get(best_k) is not None:
+    if best_k is not None:
         p, d, blob = results[best_k]
         # final refinement of the chosen k to within 0.3 % of the target
         d2, blob2 = _search(lambda dd: _pca_encode(model, best_k, dd, beta, ic), d_lo, d_hi,

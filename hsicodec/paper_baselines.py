@@ -57,6 +57,7 @@ from .anchors import (
     _BitWriter,
     _check_cube,
     _check_target,
+    _choose_components,
     _decode_vectors,
     _encode_vectors,
     _finish,
@@ -64,7 +65,6 @@ from .anchors import (
     _PCAModel,
     _pack_header,
     _read_varint,
-    _search,
     _to_dtype,
     _unpack_header,
     _varint,
@@ -321,8 +321,8 @@ def pca_dct(cube, target_bpppb, *, ks=None) -> AnchorResult:
     bands cost one zero byte (trailing ones nothing).
 
     Search: for each k the step by safeguarded regula falsi on log(step)
-    (``anchors._search``, warm-started from the nearest solved k), then k as in
-    pca_jpeg2000 (powers of two upwards until two misses, then the ks between
+    (``anchors._search``, warm-started from the nearest solved k), then k by
+    ``anchors._choose_components`` as in pca_jpeg2000 (powers of two upwards until two misses, then the ks between
     the best one's neighbours while PSNR improves); the best decoded PSNR wins.
     """
     cube = _check_cube(cube)
@@ -339,57 +339,14 @@ def pca_dct(cube, target_bpppb, *, ks=None) -> AnchorResult:
     # every coefficient is <= amp (Parseval), so the finest step keeps |q| <= 2**16
     # (constriction's Laplace support limit) and the coarsest zeroes everything
     s_hi, s_lo = 4.0 * amp, 2.0 * amp / 2.0 ** 16
-    results: dict = {}
-    smallest = [None]
-
-    def try_k(k):
-        if k in results:
-            return results[k]
-        done = [kk for kk in results if results[kk] is not None]
-        start = results[min(done, key=lambda kk: abs(kk - k))][1] if done else None
-        found = _search(lambda s: _pca_dct_encode(model, k, s, bands), s_lo, s_hi, target_bytes,
-                        quality_increases_with_knob=False, iters=18, start=start, rel_tol=0.01)
-        if found[0] is None:
-            if smallest[0] is None or len(found[1]) < len(smallest[0]):
-                smallest[0] = found[1]
-            results[k] = None
-        else:
-            s, blob = found
-            results[k] = (psnr(cube, _pca_dct_decode(blob)), s, blob)
-        return results[k]
-
-    def score(k):
-        r = results.get(k)
-        return -math.inf if r is None else r[0]
-
-    coarse = [k for k in ks if k & (k - 1) == 0] or ks[:1]
-    best_k, misses = None, 0
-    for k in coarse:
-        try_k(k)
-        if best_k is None or score(k) > score(best_k):
-            best_k, misses = k, 0
-        else:
-            misses += 1
-            if misses >= 2:
-                break
-    if best_k is not None and results.get(best_k) is not None:
-        i = coarse.index(best_k)
-        lo_k = coarse[i - 1] if i > 0 else 0
-        hi_k = coarse[i + 1] if i + 1 < len(coarse) else kmax + 1
-        for side in (sorted(k for k in ks if best_k < k < hi_k),
-                     sorted((k for k in ks if lo_k < k < best_k), reverse=True)):
-            for k in side:
-                before = score(best_k)
-                try_k(k)
-                if score(k) > before:
-                    best_k = k
-                else:
-                    break
+    best_k, results, smallest = _choose_components(
+        ks, kmax, lambda k, step: _pca_dct_encode(model, k, step, bands), _pca_dct_decode, cube, target_bytes,
+        s_lo, s_hi, rel_tol=0.01)
     search_s = time.perf_counter() - t_search
     k_psnr = {k: round(float(r[0]), 3) for k, r in sorted(results.items()) if r is not None}
-    if best_k is None or results.get(best_k) is None:
+    if best_k is None:
         return _finish("pca_dct", cube, target, None, None, _pca_dct_decode, {"ks": ks}, search_s,
-                       smallest=smallest[0], count0=count0)
+                       smallest=smallest, count0=count0)
     _, step, blob = results[best_k]
 
     def again():

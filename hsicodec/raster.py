@@ -370,6 +370,17 @@ def raster_format(path: PathLike, format: str | None = None) -> str:
 # ---------------------------------------------------------------------------
 
 
+def _envi_paths_for_write(p: Path, force: bool) -> tuple[Path, Path]:
+    """(data, header) paths of an ENVI output named by either file, both checked writable."""
+    if p.suffix.lower() == ".hdr":
+        hdr, data = p, p.with_suffix(".img")
+    else:
+        data, hdr = p, _envi_header_for(p)
+    check_writable(hdr, force)
+    check_writable(data, force)
+    return data, hdr
+
+
 def _envi_header_for(data_path: Path) -> Path:
     return data_path.with_suffix(".hdr") if data_path.suffix else Path(str(data_path) + ".hdr")
 
@@ -1022,13 +1033,7 @@ def write_cube(path: PathLike, cube: np.ndarray, geo: GeoInfo | None = None, *, 
             _write_gtiff(tmp, arr, geo, compress)
         return
 
-    # ENVI
-    if p.suffix.lower() == ".hdr":
-        hdr, data = p, p.with_suffix(".img")
-    else:
-        data, hdr = p, _envi_header_for(p)
-    check_writable(hdr, force)
-    check_writable(data, force)
+    data, hdr = _envi_paths_for_write(p, force)
     with _wrap("write", data):
         _write_envi(data, hdr, arr, geo, force)
 
@@ -1302,13 +1307,7 @@ def open_cube_writer(path: PathLike, shape: Sequence[int], dtype, geo: GeoInfo |
                 stack.close()
         return
 
-    # ENVI
-    if p.suffix.lower() == ".hdr":
-        hdr, data = p, p.with_suffix(".img")
-    else:
-        data, hdr = p, _envi_header_for(p)
-    check_writable(hdr, force)
-    check_writable(data, force)
+    data, hdr = _envi_paths_for_write(p, force)
     with _envi_dataset(data, hdr, shape, dtype, geo, force, env={"GDAL_CACHEMAX": STREAM_CACHE_MB}) as ds:
         yield CubeWriter(data, shape, dtype, write_rio(ds))
 
