@@ -634,17 +634,20 @@ def _better(a: Candidate, b: Candidate, for_rate: bool) -> bool:
     return a.psnr > b.psnr if for_rate else len(a.data) < len(b.data)
 
 
+LATENT_CODINGS = {"haar+klt": (LATENT_WAVELET, True), "haar": (LATENT_WAVELET, False), "plain": (0, False)}
+
+
 def _search(model: CodecModel, an: Analysis, grids: list, header: dict, threads: int, backend: str,
             extra_sections: tuple, bpppb: Optional[float], psnr: Optional[float],
-            valid: Optional[np.ndarray] = None) -> tuple[Candidate, RateSearch]:
-    """Best file for the target over the latent codings: wavelet + rotation, and for small
-    images also plain symbols (which win where the side information of the others outweighs
-    their saving)."""
+            valid: Optional[np.ndarray] = None, names: Optional[tuple] = None) -> tuple[Candidate, RateSearch]:
+    """Best file for the target over the latent codings (:data:`LATENT_CODINGS`): by default
+    wavelet + rotation, and for small images also plain symbols (which win where the side
+    information of the others outweighs their saving)."""
     best = None
     h, w = an.values.shape[:2]
-    codings = [latent_coding(model, grids, h, w)]
-    if h * w < PLAIN_CODING_PIXELS:
-        codings.append(latent_coding(model, grids, h, w, wavelet=0, rotate=False))
+    if names is None:
+        names = ("haar+klt", "plain") if h * w < PLAIN_CODING_PIXELS else ("haar+klt",)
+    codings = [latent_coding(model, grids, h, w, *LATENT_CODINGS[n]) for n in names]
     for coding in codings:
         s = RateSearch(model, an, grids, header, threads, backend, extra_sections=extra_sections, coding=coding,
                        valid=valid)
@@ -663,8 +666,11 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
            effort: Union[str, int] = "default", base_header: Optional[dict] = None, threads: int = 0,
            progress: Optional[Callable[[float], None]] = None, backend: str = "auto",
            band_map=None, wavelengths=None, extra_sections: tuple = (),
-           valid: Optional[np.ndarray] = None) -> tuple[bytes, dict]:
+           valid: Optional[np.ndarray] = None, latent_codings: Optional[tuple] = None) -> tuple[bytes, dict]:
     """Encode a (H, W, C) cube; returns the `.hsim` bytes and encoding statistics.
+
+    ``latent_codings`` (names of :data:`LATENT_CODINGS`) restricts how the latents may be
+    coded, for ablations; by default the encoder chooses.
 
     ``valid`` (bool, the cube's shape): the values the quality is measured on, when
     some were masked and filled in before encoding (the file's mask restores them).
@@ -696,14 +702,16 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
         if not an.constant else []
     t_fit = time.perf_counter() - t0
     sbackend = "numpy" if backend == "torch" else backend
+    if latent_codings is not None and not set(latent_codings) <= set(LATENT_CODINGS):
+        raise OptionError(f"latent codings must be among {', '.join(LATENT_CODINGS)}")
     best, search = _search(model, an, grids, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr,
-                           valid)
+                           valid, latent_codings)
     if adam_steps and grids and best.k:
         # longer inner loops, then rate–distortion refinement of the best fit at its operating point
         for n in (n for n in MAX_INNER_STEPS if n > inner_steps):
             g = fit_latents(model, an.targets, n, cw, threads=threads, backend=backend)
             cand, s_n = _search(model, an, g, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr,
-                                valid)
+                                valid, latent_codings)
             if cand.k and _better(cand, best, bpppb is not None):
                 best, grids, search, inner_steps = cand, g, s_n, n
         if progress:
