@@ -39,7 +39,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# Idle OpenMP workers (torch) must sleep, not spin: a spinning pool steals the cores the
+# next measurement (the C++ kernel's own threads) runs on.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -121,6 +125,13 @@ def blas_threads(n: int) -> bool:
         return False
     _BLAS_SET(ctypes.c_int(n))
     return True
+
+
+def quiet_blas() -> None:
+    """One BLAS thread, and time for the pool's spinning workers to park, before timing code
+    that does not use BLAS (they would otherwise compete for the same cores)."""
+    blas_threads(1)
+    time.sleep(0.3)
 
 
 def torch_weights(w: SirenWeights, dtype=None):
@@ -250,9 +261,11 @@ def main(argv=None) -> int:
         pw = np.ones(n, np.float32)
         wargs = (list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b, w.meta_w, w.meta_b, w.shift == "inside")
         if nat is not None:
+            quiet_blas()
             for th in thread_set:
                 t = timeit(lambda: nat.siren_forward(x, phi, *wargs, th, w.skip_w), repeats)
                 add("forward", "C++", th, mdl, t, fwd_flops)
+            blas_threads(all_threads)
         if not args.no_numpy:
             t = timeit(lambda: forward_numpy(w, x, phi), repeats)
             add("forward", "numpy", all_threads, mdl, t, fwd_flops)
@@ -266,6 +279,7 @@ def main(argv=None) -> int:
                     t = timeit(lambda: torch_forward(tw, xt, pt), repeats)
                 add("forward", "torch", th, mdl, t, fwd_flops)
         if nat is not None:
+            quiet_blas()
             for th in thread_set:
                 t = timeit(lambda: nat.siren_loss_grad_phi(x, phi, target, cw, pw, *wargs, th, w.skip_w), repeats)
                 add("loss_grad", "C++", th, mdl, t, grad_flops)
