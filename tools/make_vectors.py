@@ -21,6 +21,7 @@ import numpy as np
 from hsicodec.codec import compress, decompress
 from hsicodec.data import sample_path
 from hsicodec.raster import GeoInfo
+from hsicodec.stream import compress_tiled
 
 VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors"
 WKT_UTM11N = ('PROJCS["WGS 84 / UTM zone 11N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,'
@@ -41,7 +42,11 @@ def vector_inputs() -> dict:
         "constant_4x5x3_uint16": (np.full((4, 5, 3), 1234, np.uint16), None, 64.0),
         "jasper_8x8x198_uint16": (crop, None, 1.0),
         "geo_12x16x50_float32": (refl, geo, 2.0),
+        "tiled_40x36x50_uint16": (np.ascontiguousarray(sample[10:50, 20:56, ::4]), None, 1.0),
     }
+
+
+TILED_VECTOR_TILE = 24  # the tiled vector: 2 × 2 tiles, the right and bottom ones partial
 
 
 def digest(a: np.ndarray) -> str:
@@ -50,6 +55,9 @@ def digest(a: np.ndarray) -> str:
 
 def build(name: str) -> bytes:
     cube, geo, rate = vector_inputs()[name]
+    if name.startswith("tiled_"):
+        return compress_tiled(cube, tile=TILED_VECTOR_TILE, geo=geo, bpppb=rate, effort="fast", threads=1,
+                              backend="numpy")
     return compress(cube, geo=geo, bpppb=rate, effort="fast", threads=1, backend="numpy")
 
 
