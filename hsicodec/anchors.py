@@ -222,6 +222,13 @@ def _strip_j2k_comments(cs: bytes) -> bytes:
     return bytes(out)
 
 
+def _inputs(cube, target_bpppb) -> tuple[np.ndarray, float, int]:
+    """The checked cube, the checked target and the byte budget it gives the whole file."""
+    cube = _check_cube(cube)
+    target = _check_target(target_bpppb)
+    return cube, target, int(math.floor(target * cube.size / 8.0))
+
+
 def _f32_floor(x: float) -> float:
     """Largest float32 value <= x (scales are stored as float32; never exceed a cap)."""
     f = np.float32(x)
@@ -739,12 +746,10 @@ def pca_jpeg2000(cube, target_bpppb, *, ks=None, beta: float = 1.0) -> AnchorRes
       file is within 0.3 % below the target (kept only if PSNR does not drop).
     """
     ic = _imagecodecs()
-    cube = _check_cube(cube)
-    target = _check_target(target_bpppb)
+    cube, target, target_bytes = _inputs(cube, target_bpppb)
     h, w, c = cube.shape
     t_search = time.perf_counter()
     count0 = _COUNTER[0]
-    target_bytes = int(math.floor(target * h * w * c / 8.0))
     model = _PCAModel(cube)
     kmax = min(c, h * w)
     ks = [k for k in (ks or _PCA_KS) if 1 <= k <= kmax]
@@ -906,12 +911,10 @@ def _j2k_band_anchor(name: str, cube, target_bpppb, encode: Callable, decode: Ca
                      iters: int) -> AnchorResult:
     """Band-wise JPEG 2000 driven to the target by bisection on the MSE target (both layouts)."""
     ic = _imagecodecs()
-    cube = _check_cube(cube)
-    target = _check_target(target_bpppb)
+    cube, target, target_bytes = _inputs(cube, target_bpppb)
     h, w, c = cube.shape
     t0 = time.perf_counter()
     count0 = _COUNTER[0]
-    target_bytes = int(math.floor(target * h * w * c / 8.0))
     lo, hi = _d_range(cube)
     knob, blob = _search(lambda d: encode(cube, d, ic), lo, hi, target_bytes,
                          quality_increases_with_knob=False, iters=iters)

@@ -55,13 +55,12 @@ from .anchors import (
     AnchorResult,
     _BitReader,
     _BitWriter,
-    _check_cube,
-    _check_target,
     _choose_components,
     _decode_vectors,
     _encode_vectors,
     _finish,
     _imagecodecs,
+    _inputs,
     _PCAModel,
     _pack_header,
     _read_varint,
@@ -80,7 +79,6 @@ __all__ = [
     "BASELINES",
     "LABELS",
     "decode_baseline",
-    "run_baseline",
     "inr_fp32",
     "inr_fp16",
     "inr_sampling",
@@ -123,10 +121,8 @@ def _inr_baseline(name: str, cube, target_bpppb, *, half: bool, sample_fraction:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise OptionError("the INR baselines fit with torch (pip install 'hsicodec[train]')") from exc
 
-    cube = _check_cube(cube)
-    target = _check_target(target_bpppb)
+    cube, target, target_bytes = _inputs(cube, target_bpppb)
     h, w, c = cube.shape
-    target_bytes = int(math.floor(target * h * w * c / 8.0))
     choice, smallest = _inr.choose_net(cube.shape, cube.dtype, target_bytes, half)
     prec = "fp16" if half else "fp32"
     if choice is None:
@@ -325,12 +321,10 @@ def pca_dct(cube, target_bpppb, *, ks=None) -> AnchorResult:
     ``anchors._choose_components`` as in pca_jpeg2000 (powers of two upwards until two misses, then the ks between
     the best one's neighbours while PSNR improves); the best decoded PSNR wins.
     """
-    cube = _check_cube(cube)
-    target = _check_target(target_bpppb)
+    cube, target, target_bytes = _inputs(cube, target_bpppb)
     h, w, c = cube.shape
     t_search = time.perf_counter()
     count0 = _COUNTER[0]
-    target_bytes = int(math.floor(target * h * w * c / 8.0))
     model = _PCAModel(cube)
     bands = _band_index(h, w)
     kmax = min(c, h * w)
@@ -486,12 +480,10 @@ def jpeg_per_band(cube, target_bpppb) -> AnchorResult:
     the rate is unreachable (reported, with that size).
     """
     ic = _imagecodecs()
-    cube = _check_cube(cube)
-    target = _check_target(target_bpppb)
+    cube, target, target_bytes = _inputs(cube, target_bpppb)
     h, w, c = cube.shape
     t0 = time.perf_counter()
     count0 = _COUNTER[0]
-    target_bytes = int(math.floor(target * h * w * c / 8.0))
     bands = _JpegBands(cube)
     best, smallest, tried = None, None, {}
     for bits, opt in _JPEG_VARIANTS:
@@ -574,12 +566,3 @@ def decode_baseline(name: str, blob: bytes) -> np.ndarray:
     except KeyError:
         raise OptionError(f"unknown baseline {name!r}; known: {', '.join(_DECODERS)}") from None
     return dec(bytes(blob))
-
-
-def run_baseline(name: str, cube, target_bpppb) -> AnchorResult:
-    """Run the baseline called ``name`` (a key of :data:`BASELINES`)."""
-    try:
-        fn = BASELINES[name]
-    except KeyError:
-        raise OptionError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}") from None
-    return fn(cube, target_bpppb)
