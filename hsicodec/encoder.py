@@ -138,8 +138,10 @@ def _level_gradient_scale(model: CodecModel, h: int, w: int) -> list[float]:
 
 def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int,
                 channel_weight: Optional[np.ndarray] = None, threads: int = 0,
-                progress: Optional[Callable[[float], None]] = None, backend: str = "auto") -> list[np.ndarray]:
-    """Fit the scene's latent grids: the meta-learned SGD steps from zero latents.
+                progress: Optional[Callable[[float], None]] = None, backend: str = "auto",
+                start: Optional[list] = None) -> list[np.ndarray]:
+    """Fit the scene's latent grids: the meta-learned SGD steps from zero latents (or, with
+    ``start``, more steps after those that gave ``start``).
 
     Torch-free: gradients with respect to the per-pixel latents come from
     :func:`hsicodec.siren.loss_grad_phi` (native kernel or numpy) and flow back
@@ -147,6 +149,8 @@ def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int,
     the torch twin instead (for cross-checking).
     """
     if backend == "torch":
+        if start is not None:
+            raise OptionError("the torch twin of the latent fit starts from zero only")
         return fit_latents_torch(model, targets, inner_steps, channel_weight, threads, progress)
     from hsicodec import siren
     from hsicodec.latents import GridOperator, local_coords
@@ -158,7 +162,8 @@ def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int,
     t = np.ascontiguousarray(targets.reshape(h * w, n_out))
     cw = (np.ones(n_out, np.float32) if channel_weight is None else np.asarray(channel_weight, np.float32))
     cw = cw / TRAIN_CROP_PIXELS
-    grids = [np.zeros(shape, np.float32) for shape in op.shapes]
+    grids = ([np.zeros(shape, np.float32) for shape in op.shapes] if start is None
+             else [np.array(g, np.float32) for g in start])
     scales = _level_gradient_scale(model, h, w)
     for s in range(inner_steps):
         _, g_phi = siren.loss_grad_phi(model.weights, x, op(grids), t, cw, None, backend=backend, threads=threads)
@@ -648,9 +653,11 @@ def _search(model: CodecModel, an: Analysis, grids: list, header: dict, threads:
     if names is None:
         names = ("haar+klt", "plain") if h * w < PLAIN_CODING_PIXELS else ("haar+klt",)
     codings = [latent_coding(model, grids, h, w, *LATENT_CODINGS[n]) for n in names]
+    offsets = None  # the per-level steps do not depend on the coding: measured once
     for coding in codings:
-        s = RateSearch(model, an, grids, header, threads, backend, extra_sections=extra_sections, coding=coding,
-                       valid=valid)
+        s = RateSearch(model, an, grids, header, threads, backend, offsets=offsets, extra_sections=extra_sections,
+                       coding=coding, valid=valid)
+        offsets = s.offsets
         try:
             cand = s.for_bpppb(bpppb) if bpppb is not None else s.for_psnr(psnr)
         except OptionError:
@@ -708,8 +715,9 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
                            valid, latent_codings)
     if adam_steps and grids and best.k:
         # longer inner loops, then rate–distortion refinement of the best fit at its operating point
+        g, done = grids, inner_steps
         for n in (n for n in MAX_INNER_STEPS if n > inner_steps):
-            g = fit_latents(model, an.targets, n, cw, threads=threads, backend=backend)
+            g, done = fit_latents(model, an.targets, n - done, cw, threads=threads, backend=sbackend, start=g), n
             cand, s_n = _search(model, an, g, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr,
                                 valid, latent_codings)
             if cand.k and _better(cand, best, bpppb is not None):
