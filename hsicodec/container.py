@@ -336,6 +336,20 @@ def _section_pairs(sections: Sequence[tuple[str, bytes]] | Mapping[str, bytes]) 
     return out
 
 
+def pack_head(header: Mapping, limits: Limits = DEFAULT_LIMITS, version: tuple = VERSION,
+              hint: str = "") -> bytes:
+    """Preamble + msgpack header of a file whose header (section index included) is final;
+    the header is refused over ``limits.max_header_bytes`` (``hint`` says what to do then)."""
+    try:
+        hbytes = msgpack.packb(header, use_bin_type=True)
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise HsimHeaderError(f"header cannot be encoded as msgpack: {exc}") from None
+    if len(hbytes) > limits.max_header_bytes:
+        raise HsimLimitError(f"header is {len(hbytes)} bytes, exceeds the limit of {limits.max_header_bytes}"
+                             + (f" ({hint})" if hint else ""))
+    return _PREAMBLE.pack(MAGIC, version[0], version[1], len(hbytes), _crc32c.crc32c(hbytes)) + hbytes
+
+
 def encode_hsim(
     header: Mapping,
     sections: Sequence[tuple[str, bytes]] | Mapping[str, bytes],
@@ -358,20 +372,11 @@ def encode_hsim(
             raise HsimHeaderError(f"header key 'sections': section name {_short(name)} is not a str")
     hdr["sections"] = [[name, len(data), _crc32c.crc32c(data)] for name, data in pairs]
     validate_header(hdr, limits)
-    try:
-        hbytes = msgpack.packb(hdr, use_bin_type=True)
-    except (OverflowError, ValueError, TypeError) as exc:
-        raise HsimHeaderError(f"header cannot be encoded as msgpack: {exc}") from None
-    if len(hbytes) > limits.max_header_bytes:
-        raise HsimLimitError(
-            f"header is {len(hbytes)} bytes, exceeds the limit of {limits.max_header_bytes}"
-        )
-    total = PREAMBLE_SIZE + len(hbytes) + sum(len(d) for _, d in pairs) + TRAILER_SIZE
+    head = pack_head(hdr, limits)
+    total = len(head) + sum(len(d) for _, d in pairs) + TRAILER_SIZE
     if total > limits.max_file_bytes:
         raise HsimLimitError(f"file would be {total} bytes, exceeds the limit of {limits.max_file_bytes}")
-    pre = _PREAMBLE.pack(MAGIC, VERSION[0], VERSION[1], len(hbytes), _crc32c.crc32c(hbytes))
-    out = bytearray(pre)
-    out += hbytes
+    out = bytearray(head)
     for _, data in pairs:
         out += data
     out += _TRAILER.pack(_crc32c.crc32c(out))

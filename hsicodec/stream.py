@@ -31,12 +31,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import crc32c as _crc32c
-import msgpack
 import numpy as np
 
 from hsicodec import codec as _codec
 from hsicodec.container import (
-    DEFAULT_LIMITS, MAGIC, TRAILER_SIZE, HsimReader, Limits, validate_header,
+    DEFAULT_LIMITS, TRAILER_SIZE, HsimReader, Limits, pack_head, validate_header,
 )
 from hsicodec.decoder import check_window
 from hsicodec.errors import HsimError, HsimHeaderError, HsimLimitError, OptionError
@@ -67,7 +66,6 @@ MAX_TILE_VALUES = 1 << 28
 #: float64 intermediates (about 64 MiB each) independently of the tile size.
 STRIP_VALUES = 1 << 23
 
-_PREAMBLE = struct.Struct("<8sHHII")
 _COPY_CHUNK = 1 << 20
 _DEFAULT_BPPPB = 0.05  # the encoder's default target (hsicodec.encoder.DEFAULT_BPPPB)
 
@@ -276,14 +274,7 @@ def _pack_head(header: dict, index: list, limits: Limits, validate: bool = True)
     hdr["sections"] = index
     if validate:
         validate_header(hdr, limits)
-    try:
-        hbytes = msgpack.packb(hdr, use_bin_type=True)
-    except (OverflowError, ValueError, TypeError) as exc:
-        raise HsimHeaderError(f"header cannot be encoded as msgpack: {exc}") from None
-    if len(hbytes) > limits.max_header_bytes:
-        raise HsimLimitError(f"header is {len(hbytes)} bytes, exceeds the limit of {limits.max_header_bytes} "
-                             "(too many tiles: use larger tiles)")
-    return _PREAMBLE.pack(MAGIC, FORMAT_VERSION[0], FORMAT_VERSION[1], len(hbytes), _crc32c.crc32c(hbytes)) + hbytes
+    return pack_head(hdr, limits, FORMAT_VERSION, hint="too many tiles: use larger tiles")
 
 
 def _outer_header(shape, dtype: np.dtype, model_sha: str, grid: TileGrid, fill: Optional[float],
