@@ -47,7 +47,7 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
              progress: Optional[Callable[[float], None]] = None, tags: Optional[dict] = None,
              threads: int = 0, registry: Optional[Registry] = None, stats: Optional[dict] = None,
              backend: str = "auto", created_by: bool = False, band_map=None, wavelengths=None,
-             nodata: Optional[float] = None) -> bytes:
+             nodata: Optional[float] = None, latent_codings: Optional[tuple] = None) -> bytes:
     """Compress a (rows, cols, bands) cube to `.hsim` bytes.
 
     ``bpppb`` lands at or under the target; ``psnr`` reaches at least the target
@@ -59,6 +59,9 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
     and decode to the nodata value (NaN without one). ``model=None`` (or
     "auto") encodes with each of :data:`AUTO_MODELS` and keeps the file with the
     higher PSNR (rate target) or the smaller size (quality target).
+    ``latent_codings`` (names of :data:`hsicodec.encoder.CODINGS`) restricts the
+    layers and codings the encoder may choose from, e.g. ``("maps",)`` for the
+    coefficient-map layer alone or ``("haar+klt",)`` for the network's latents only.
     """
     from hsicodec.encoder import encode
 
@@ -73,7 +76,8 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
     if model in (None, "auto"):
         return _compress_auto(cube, registry=registry, stats=stats, progress=progress, geo=geo, bpppb=bpppb,
                               psnr=psnr, effort=effort, tags=tags, threads=threads, backend=backend,
-                              created_by=created_by, band_map=band_map, wavelengths=wavelengths, nodata=nodata)
+                              created_by=created_by, band_map=band_map, wavelengths=wavelengths, nodata=nodata,
+                              latent_codings=latent_codings)
     cm = load_codec_model(model, registry)
     header = {"shape": [int(v) for v in cube.shape], "dtype": cube.dtype.name, "model": cm.sha256}
     nodata = nodata if nodata is not None else (geo.nodata if geo is not None else None)
@@ -94,7 +98,7 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
         wavelengths = geo.wavelengths
     data, st = encode(cube, cm, bpppb=bpppb, psnr=psnr, effort=effort, base_header=header, threads=threads,
                       progress=progress, backend=backend, band_map=band_map, wavelengths=wavelengths,
-                      extra_sections=extra, valid=None if mask is None else ~mask)
+                      extra_sections=extra, valid=None if mask is None else ~mask, latent_codings=latent_codings)
     if stats is not None:
         stats.update(st)
         stats["model"] = cm.sha256

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from hsicodec import entropy, siren
+from hsicodec import coefmaps, entropy, siren
 from hsicodec.container import DEFAULT_LIMITS, HsimReader, Limits
 from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError
 from hsicodec.latents import pixel_latents, local_coords
@@ -23,8 +23,8 @@ from hsicodec.rotation import n_angles, rotation_from_codes
 from hsicodec.wavelet import haar_inverse, subband_groups, wavelet_levels
 
 CODEC_NAME = "grid"
-CODEC_VERSION = 2
-CODEC_KEYS = frozenset({"id", "k", "norm", "q", "qo", "ma", "ls", "sp", "wt", "ct"})
+CODEC_VERSION = 3
+CODEC_KEYS = frozenset({"id", "k", "norm", "q", "qo", "ma", "ls", "sp", "wt", "ct", "rl"})
 ROW_BLOCK = 64  # pixel rows evaluated per network call (bounds peak memory)
 
 
@@ -44,6 +44,12 @@ class CodecParams:
     spectral: dict
     wavelet: int = 0  # Haar levels of the latent grids (0: the grids are quantized directly)
     rotations: Optional[list] = None  # per level, the channel rotation Q (coded = grid @ Q); None: identity
+    maps: Optional[coefmaps.MapParams] = None  # the coefficient-map layer (section "r"), if any
+
+    @property
+    def components(self) -> int:
+        """Principal components the file reconstructs: the network's k and the map layer's, whichever is more."""
+        return max(self.k, self.maps.k if self.maps is not None else 0)
 
 
 def parse_codec(header: dict, model: CodecModel) -> CodecParams:
@@ -65,6 +71,8 @@ def parse_codec(header: dict, model: CodecModel) -> CodecParams:
         raise HsimHeaderError(f"header key 'codec': unknown key(s) {', '.join(unknown)} "
                               f"(a newer codec version? this decoder reads grid version {CODEC_VERSION})")
     k = integer("k", 0, model.n_out)
+    if k == 0:  # no network latents: their quantizer keys may be left out
+        c = {"q": 0, "qo": [0] * len(model.layout.levels), "ma": 0, "ls": b"", **c}
     q = integer("q", -512, 512)
     max_abs = integer("ma", 0, entropy.MAX_ABS_LIMIT)
     norm = c.get("norm")
@@ -95,7 +103,12 @@ def parse_codec(header: dict, model: CodecModel) -> CodecParams:
         if not isinstance(rot, bytes) or len(rot) != n_rot:
             raise HsimHeaderError(f"header key 'codec.ct': expected {n_rot} rotation angle bytes")
         rotations = level_rotations(model, rot)
-    return CodecParams(k, float(norm), steps, max_abs, codes, spectral, wt, rotations)
+    maps = None
+    if "rl" in c:
+        if spectral.get("m", "pca") != "pca":
+            raise HsimHeaderError("header key 'codec.rl': a coefficient-map layer needs the PCA spectral stage")
+        maps = coefmaps.parse_params(c["rl"], shape[0], shape[1], min(shape[2], coefmaps.MAX_MAPS))
+    return CodecParams(k, float(norm), steps, max_abs, codes, spectral, wt, rotations, maps)
 
 
 def level_rotations(model: CodecModel, codes: bytes) -> list:
@@ -227,10 +240,13 @@ def decode_bytes_needed(header: dict, model: CodecModel, k: int, window: tuple, 
     """Estimate of the peak memory :func:`decode_sections` (plus mask and cast) needs for a window."""
     hgt, wid, c = (int(v) for v in header["shape"])
     n_lat = model.layout.count(hgt, wid) if k else 0
+    rl = header["codec"].get("rl")
+    n_maps = hgt * wid * int(rl.get("k", 0)) if isinstance(rl, dict) and type(rl.get("k")) is int else 0
     pixels = window[2] * window[3]
     values = pixels * (bands[1] - bands[0])
     mask = hgt * wid * c // 4 if "mask" in header else 0  # whole-cube bit mask inflated to bool + bytes
-    return _BYTES_PER_LATENT * n_lat + _BYTES_PER_COEFF * pixels * k + _BYTES_PER_VALUE * values + mask
+    return (_BYTES_PER_LATENT * (n_lat + n_maps) + _BYTES_PER_COEFF * pixels * k + _BYTES_PER_VALUE * values
+            + mask)
 
 
 def decode_sections(header: dict, read_section: Callable[[str], bytes], model: CodecModel, *,
@@ -249,7 +265,7 @@ def decode_sections(header: dict, read_section: Callable[[str], bytes], model: C
     if limits is None:
         owner = getattr(read_section, "__self__", None)
         limits = owner.limits if isinstance(owner, HsimReader) else DEFAULT_LIMITS
-    need = decode_bytes_needed(header, model, p.k, win, bnd)
+    need = decode_bytes_needed(header, model, p.components, win, bnd)
     if need > limits.max_decode_bytes:
         raise HsimLimitError(
             f"decoding a {win[2]}x{win[3]}x{bnd[1] - bnd[0]} window of this {hgt}x{wid}x{c} cube needs about "
@@ -282,6 +298,13 @@ def _decode(header, read_section, model, p, hgt, wid, c, win, bnd, backend, thre
             raise HsimHeaderError("header key 'codec.k': smaller than the band map needs")
         coeffs = synthesize(model, grids, need, hgt, wid, win, backend=backend, threads=threads, progress=progress)
         return reconstruct_bands(coeffs, p.norm, float(off), bm, bnd)
-    mean, basis = decode_spectral(read_section("s"), p.spectral, c, p.k)
-    coeffs = synthesize(model, grids, p.k, hgt, wid, win, backend=backend, threads=threads, progress=progress)
+    kt = p.components
+    mean, basis = decode_spectral(read_section("s"), p.spectral, c, kt)
+    coeffs = np.zeros((win[2], win[3], kt), np.float64)
+    if p.k:
+        coeffs[..., :p.k] = synthesize(model, grids, p.k, hgt, wid, win, backend=backend, threads=threads,
+                                       progress=progress)
+    if p.maps is not None:
+        maps = coefmaps.decode_maps(read_section("r"), p.maps, hgt, wid)
+        coeffs[..., :p.maps.k] += maps[win[0]:win[0] + win[2], win[1]:win[1] + win[3]]
     return reconstruct(coeffs, p.norm, mean, basis, bnd)

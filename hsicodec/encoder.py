@@ -640,6 +640,28 @@ def _better(a: Candidate, b: Candidate, for_rate: bool) -> bool:
 
 
 LATENT_CODINGS = {"haar+klt": (LATENT_WAVELET, True), "haar": (LATENT_WAVELET, False), "plain": (0, False)}
+MAP_CODING = "maps"  # the coefficient-map layer alone (:mod:`hsicodec.coefmaps`), no network latents
+CODINGS = tuple(LATENT_CODINGS) + (MAP_CODING,)
+MAP_DEADZONES = (0.4, 0.45, 0.35, 0.3, 0.5)  # map-layer rounding thresholds: the first at default effort, all at max
+
+
+def _map_search(model: CodecModel, an: Analysis, header: dict, extra_sections: tuple, valid, bpppb, psnr,
+                thorough: bool, required: bool) -> Optional[Candidate]:
+    """Best coefficient-map-layer file for the target (None if it cannot meet it, unless ``required``)."""
+    from hsicodec.mapsearch import MapSearch  # noqa: PLC0415 - mapsearch builds on this module
+
+    best = None
+    for dz in (MAP_DEADZONES if thorough else MAP_DEADZONES[:1]):
+        s = MapSearch(model, an, header, extra_sections, valid, deadzone=dz)
+        try:
+            cand = s.for_bpppb(bpppb) if bpppb is not None else s.for_psnr(psnr)
+        except OptionError:
+            if required and best is None and dz == (MAP_DEADZONES if thorough else MAP_DEADZONES[:1])[-1]:
+                raise
+            continue
+        if best is None or _better(cand, best, bpppb is not None):
+            best = cand
+    return best
 
 
 def _search(model: CodecModel, an: Analysis, grids: list, header: dict, threads: int, backend: str,
@@ -704,22 +726,33 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
     if an.mode == "id":
         cw = np.zeros(model.n_out, np.float32)
         cw[an.band_map] = 1.0
+    skip_grids = latent_codings is not None and not (set(latent_codings) - {MAP_CODING})
     grids = fit_latents(model, an.targets, inner_steps, cw, threads=threads,
                         progress=(lambda f: progress(0.2 * f)) if progress else None, backend=backend) \
-        if not an.constant else []
+        if not an.constant and not skip_grids else []
     t_fit = time.perf_counter() - t0
     sbackend = "numpy" if backend == "torch" else backend
-    if latent_codings is not None and not set(latent_codings) <= set(LATENT_CODINGS):
-        raise OptionError(f"latent codings must be among {', '.join(LATENT_CODINGS)}")
-    best, search = _search(model, an, grids, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr,
-                           valid, latent_codings)
+    if latent_codings is not None and (not latent_codings or not set(latent_codings) <= set(CODINGS)):
+        raise OptionError(f"latent codings must be among {', '.join(CODINGS)}")
+    use_maps = an.mode == "pca" and not an.constant and (latent_codings is None or MAP_CODING in latent_codings)
+    grid_codings = None if latent_codings is None else tuple(n for n in latent_codings if n != MAP_CODING)
+    best = search = None
+    layer = "grid"
+    if grid_codings != ():
+        best, search = _search(model, an, grids, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr,
+                               valid, grid_codings)
+    if use_maps:
+        cand = _map_search(model, an, base_header or {}, extra_sections, valid, bpppb, psnr, adam_steps > 0,
+                           required=best is None)
+        if cand is not None and (best is None or _better(cand, best, bpppb is not None)):
+            best, search, adam_steps, layer = cand, None, 0, MAP_CODING
     if adam_steps and grids and best.k:
         # longer inner loops, then rate–distortion refinement of the best fit at its operating point
         g, done = grids, inner_steps
         for n in (n for n in MAX_INNER_STEPS if n > inner_steps):
             g, done = fit_latents(model, an.targets, n - done, cw, threads=threads, backend=sbackend, start=g), n
             cand, s_n = _search(model, an, g, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr,
-                                valid, latent_codings)
+                                valid, grid_codings)
             if cand.k and _better(cand, best, bpppb is not None):
                 best, grids, search, inner_steps = cand, g, s_n, n
         if progress:
@@ -737,5 +770,6 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
         progress(1.0)
     stats = {"k": best.k, "step": entropy.step_from_exponent(best.step, STEPS_PER_OCTAVE), "q": best.step, "psnr": best.psnr, "bytes": len(best.data),
              "bpppb": 8.0 * len(best.data) / cube.size, "fit_seconds": t_fit,
-             "seconds": time.perf_counter() - t0, "inner_steps": inner_steps, "adam_steps": adam_steps}
+             "seconds": time.perf_counter() - t0, "inner_steps": inner_steps, "adam_steps": adam_steps,
+             "layer": layer}
     return best.data, stats

@@ -91,3 +91,105 @@ def subband_groups(height: int, width: int, levels: int) -> np.ndarray:
         band[:, lw:] = True
         groups[:h, :w][band] = levels - i
     return groups
+
+
+# ---------------------------------------------------------------------------
+# CDF 9/7 (the JPEG 2000 irreversible wavelet), used by the coefficient-map layer
+# ---------------------------------------------------------------------------
+
+#: lifting constants of the CDF 9/7 wavelet (JPEG 2000 Part 1, Annex F)
+CDF97_LIFTING = (-1.586134342059924, -0.052980118572961, 0.882911075530934, 0.443506852043971)
+CDF97_K = 1.230174104914001
+#: energy of one synthesis basis function per 1-D level: lowpass, highpass (this normalisation)
+CDF97_GAIN = (1.9659073145753025, 0.520217981897461)
+
+
+def _next_even(s: np.ndarray, nd: int) -> np.ndarray:
+    """s[i + 1] for i < nd, whole-sample symmetric at the right end."""
+    return s[1:nd + 1] if s.shape[0] > nd else np.concatenate([s[1:], s[-1:]], 0)
+
+
+def _odd_pair(d: np.ndarray, ns: int) -> np.ndarray:
+    """d[i − 1] + d[i] for i < ns, whole-sample symmetric at both ends."""
+    prev = np.concatenate([d[:1], d[:ns - 1]], 0)
+    cur = d if ns == d.shape[0] else np.concatenate([d, d[-1:]], 0)
+    return prev + cur
+
+
+def _cdf97_split(x: np.ndarray) -> np.ndarray:
+    """One 1-D analysis level along axis 0: lowpass half (ceil) first, then highpass."""
+    if x.shape[0] < 2:
+        return x.copy()
+    a, b, g, d = CDF97_LIFTING
+    s, t = x[0::2].copy(), x[1::2].copy()
+    ns, nd = s.shape[0], t.shape[0]
+    t += a * (s[:nd] + _next_even(s, nd))
+    s += b * _odd_pair(t, ns)
+    t += g * (s[:nd] + _next_even(s, nd))
+    s += d * _odd_pair(t, ns)
+    return np.concatenate([s / CDF97_K, t * CDF97_K], 0)
+
+
+def _cdf97_merge(c: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_cdf97_split`."""
+    n = c.shape[0]
+    if n < 2:
+        return c.copy()
+    a, b, g, d = CDF97_LIFTING
+    ns, nd = (n + 1) // 2, n // 2
+    s, t = c[:ns] * CDF97_K, c[ns:] / CDF97_K
+    s -= d * _odd_pair(t, ns)
+    t -= g * (s[:nd] + _next_even(s, nd))
+    s -= b * _odd_pair(t, ns)
+    t -= a * (s[:nd] + _next_even(s, nd))
+    x = np.empty_like(c)
+    x[0::2], x[1::2] = s, t
+    return x
+
+
+def cdf97_forward(grid: np.ndarray, levels: int) -> np.ndarray:
+    """CDF 9/7 coefficients of an (H, W, ...) array after ``levels`` 2-D levels (Mallat layout)."""
+    c = np.array(grid, dtype=np.float64, copy=True)
+    for h, w in _regions(c.shape[0], c.shape[1], levels):
+        blk = _cdf97_split(c[:h, :w])
+        c[:h, :w] = np.swapaxes(_cdf97_split(np.swapaxes(blk, 0, 1)), 0, 1)
+    return c
+
+
+def cdf97_inverse(coeffs: np.ndarray, levels: int) -> np.ndarray:
+    """The array whose :func:`cdf97_forward` is ``coeffs``."""
+    g = np.array(coeffs, dtype=np.float64, copy=True)
+    for h, w in reversed(_regions(g.shape[0], g.shape[1], levels)):
+        blk = np.swapaxes(_cdf97_merge(np.swapaxes(g[:h, :w], 0, 1)), 0, 1)
+        g[:h, :w] = _cdf97_merge(blk)
+    return g
+
+
+def subbands(height: int, width: int, levels: int) -> list:
+    """The subbands in coding order: the final lowpass, then HL, LH, HH of each level from
+    the coarsest to the finest. Each entry: (level group, orientation 0..3, row slice, col slice),
+    level group 0 for the lowpass and 1..levels from the coarsest detail level."""
+    regions = _regions(height, width, levels)
+    if levels:
+        lh, lw = (regions[-1][0] + 1) // 2, (regions[-1][1] + 1) // 2
+    else:
+        lh, lw = int(height), int(width)
+    out = [(0, 0, slice(0, lh), slice(0, lw))]
+    for i in reversed(range(levels)):
+        h, w = regions[i]
+        lh, lw = (h + 1) // 2, (w + 1) // 2
+        grp = levels - i
+        out += [(grp, 1, slice(0, lh), slice(lw, w)), (grp, 2, slice(lh, h), slice(0, lw)),
+                (grp, 3, slice(lh, h), slice(lw, w))]
+    return out
+
+
+def cdf97_subband_gain(group: int, orientation: int, levels: int) -> float:
+    """Approximate synthesis energy of one coefficient of a subband (its weight in the
+    pixel-domain squared error): lowpass gain per level along each axis, then the
+    subband's own pair of filters."""
+    gl, gh = CDF97_GAIN
+    if group == 0:
+        return gl ** (2 * levels)
+    above = levels - group  # lowpass levels above this detail level
+    return gl ** (2 * above) * (gl * gh if orientation in (1, 2) else gh * gh)

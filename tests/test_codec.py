@@ -286,10 +286,15 @@ def _reheader(data: bytes, edit) -> bytes:
 def test_latents_are_coded_as_rotated_haar_coefficients(sample):
     from hsicodec.container import decode_hsim
 
+    from hsicodec.codec import load_codec_model
+    from hsicodec.encoder import encode
+
     cube = np.ascontiguousarray(sample[:48, :40])
-    data = hsicodec.compress(cube, bpppb=0.1, model="hsi-grid-v1")
+    model = load_codec_model("hsi-grid-v1")
+    header = {"shape": list(cube.shape), "dtype": str(cube.dtype), "model": model.sha256}
+    data, _ = encode(cube, model, bpppb=0.1, base_header=header, latent_codings=("haar+klt",))
     codec = decode_hsim(data).header["codec"]
-    assert codec["wt"] >= 1 and isinstance(codec["ct"], bytes)
+    assert codec["wt"] >= 1 and isinstance(codec["ct"], bytes) and "rl" not in codec
     rec, _ = hsicodec.decompress(data)
     assert metrics.psnr(cube, rec) > 25
 
@@ -331,3 +336,40 @@ def test_unknown_latent_coding_refused(small):
     with pytest.raises(OptionError, match="latent codings"):
         encode(small, cm, bpppb=0.1, base_header={"shape": list(small.shape), "dtype": small.dtype.name,
                                                    "model": cm.sha256}, latent_codings=("jpeg",))
+
+
+def test_map_layer_files_decode_torch_free_and_by_window(sample):
+    """The coefficient-map layer (no network latents): rate control, window decode = crop of the full decode."""
+    from hsicodec.container import decode_hsim
+
+    cube = np.ascontiguousarray(sample[:40, :36])
+    data = hsicodec.compress(cube, bpppb=0.2, model="hsi-grid-v1")
+    codec = decode_hsim(data).header["codec"]
+    assert codec["k"] == 0 and codec["rl"]["k"] >= 1 and "l" not in dict((n, 0) for n, *_ in decode_hsim(data).header["sections"])
+    assert 0.9 * 0.2 <= 8 * len(data) / cube.size <= 0.2
+    full, _ = hsicodec.decompress(data)
+    win, _ = hsicodec.decompress(data, window=(5, 7, 20, 11), bands=(3, 40))
+    np.testing.assert_array_equal(win, full[5:25, 7:18, 3:40])
+    assert metrics.psnr(cube, full) > 30
+
+
+def test_map_layer_reaches_a_psnr_target(sample):
+    cube = np.ascontiguousarray(sample[:32, :32])
+    for target in (30.0, 40.0):
+        rec, _ = hsicodec.decompress(hsicodec.compress(cube, psnr=target, model="hsi-grid-v1"))
+        assert metrics.psnr(cube, rec) >= target
+
+
+def test_encoder_keeps_the_better_layer(sample):
+    """Restricting the encoder to the network's latents never gives a better file than letting it choose."""
+    from hsicodec.codec import load_codec_model
+    from hsicodec.encoder import encode
+
+    cube = np.ascontiguousarray(sample[:48, :48])
+    model = load_codec_model("hsi-grid-v1")
+    header = {"shape": list(cube.shape), "dtype": str(cube.dtype), "model": model.sha256}
+    _, grid = encode(cube, model, bpppb=0.05, base_header=header, latent_codings=("haar+klt",))
+    _, maps = encode(cube, model, bpppb=0.05, base_header=header, latent_codings=("maps",))
+    _, both = encode(cube, model, bpppb=0.05, base_header=header)
+    assert both["psnr"] == max(grid["psnr"], maps["psnr"])
+    assert grid["layer"] == "grid" and maps["layer"] == "maps"

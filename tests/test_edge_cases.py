@@ -321,7 +321,7 @@ def test_decode_error_midway_leaves_nothing(tmp_path, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(decoder, "synthesize", interrupted)
+    monkeypatch.setattr(decoder, "_decode", interrupted)
     with pytest.raises(KeyboardInterrupt):
         hsicodec.decompress_file(tmp_path / "in.hsim", tmp_path / "out.npy")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.hsim"]

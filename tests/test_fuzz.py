@@ -153,7 +153,7 @@ def test_memory_error_while_decoding_is_an_hsim_error(monkeypatch):
     def boom(*a, **k):
         raise MemoryError("simulated")
 
-    monkeypatch.setattr(decoder, "synthesize", boom)
+    monkeypatch.setattr(decoder, "_decode", boom)
     with pytest.raises(HsimLimitError, match="not enough memory"):
         hsicodec.decompress(seed_files("hsim")[0].read_bytes())
 

@@ -43,6 +43,7 @@ def vector_inputs() -> dict:
         "jasper_8x8x198_uint16": (crop, None, 1.0),
         "geo_12x16x50_float32": (refl, geo, 2.0),
         "tiled_40x36x50_uint16": (np.ascontiguousarray(sample[10:50, 20:56, ::4]), None, 1.0),
+        "maps_33x30x66_uint16": (np.ascontiguousarray(sample[5:38, 20:50, ::3]), None, 0.25),
     }
 
 
@@ -58,7 +59,8 @@ def build(name: str) -> bytes:
     if name.startswith("tiled_"):
         return compress_tiled(cube, tile=TILED_VECTOR_TILE, geo=geo, bpppb=rate, effort="fast", threads=1,
                               backend="numpy")
-    return compress(cube, geo=geo, bpppb=rate, effort="fast", threads=1, backend="numpy")
+    codings = ("haar+klt", "plain") if name.startswith("jasper_") else None  # keep one vector on the network path
+    return compress(cube, geo=geo, bpppb=rate, effort="fast", threads=1, backend="numpy", latent_codings=codings)
 
 
 def main() -> int:

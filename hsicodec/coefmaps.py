@@ -1,0 +1,339 @@
+"""The coefficient-map layer: k maps (H, W) ⇄ bytes in the CDF 9/7 domain with context-classed Laplace scales.
+
+The grid codec's latents are decoded by the shared network into the scene's
+normalised principal-component maps; what the network leaves (or, without
+network latents, the maps themselves) is coded here as a residual layer:
+
+1. each map takes ``levels`` 2-D CDF 9/7 levels (:func:`hsicodec.wavelet.cdf97_forward`);
+2. every coefficient is quantized with step Δ / √g, g the subband's synthesis
+   energy, so that one Δ gives every coefficient the same weight in the
+   pixel-domain squared error (equal-slope allocation across subbands and maps);
+3. each symbol gets a **context class** 0..6 from already-coded neighbours: its
+   parent (same orientation, one level coarser), its siblings (the HL / LH
+   coefficients at the same place of the same level) and the same coefficient
+   of the previous map; t = |parent| + |siblings| + 2·|previous map|, class =
+   bit length of t capped at 6. Integer arithmetic only, so encoder and decoder
+   agree bit for bit on every platform;
+4. the Laplace scale of a symbol is 2^((code − 128) / 8) with code = base code of
+   its (map, level group) + offset of its class, both chosen by the encoder
+   for the fewest bits and stored in the header (k·(levels + 1) + 7 bytes);
+5. nonzero symbols dequantize to sign(q)·(|q| − ρ/32)·step (ρ in the header,
+   the encoder's least-squares reconstruction offset).
+
+Symbols are coded map by map, subband by subband in :func:`hsicodec.wavelet.subbands`
+order, row-major inside a subband; a whole subband's classes depend only on
+earlier subbands, so the decoder works one subband at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hsicodec import entropy
+from hsicodec.errors import HsimHeaderError, OptionError
+from hsicodec.wavelet import cdf97_forward, cdf97_inverse, cdf97_subband_gain, subbands, wavelet_levels
+
+N_CLASSES = 7
+CLASS_EDGES = np.array([1, 2, 4, 8, 16, 32], np.int64)  # t ≥ edge_i → class > i
+MAX_LEVELS = 8
+DEFAULT_LEVELS = 5
+MAX_MAPS = 255
+RECON_DEN = 32  # reconstruction offset unit: ρ / 32 of a step
+MAP_KEYS = frozenset({"k", "q", "wt", "ma", "ls", "co", "ro"})
+
+
+@dataclass
+class MapParams:
+    """The validated header map of a coefficient-map layer."""
+
+    k: int
+    q: int  # step exponent: Δ = 2^(q / 8)
+    levels: int
+    max_abs: int
+    base_codes: bytes  # k · (levels + 1)
+    class_offsets: np.ndarray  # (N_CLASSES,) int, in 1/8 octaves
+    recon: int  # ρ, 0..RECON_DEN/2
+
+    def to_header(self) -> dict:
+        return {"k": self.k, "q": self.q, "wt": self.levels, "ma": self.max_abs, "ls": self.base_codes,
+                "co": bytes(int(o) + 128 for o in self.class_offsets), "ro": self.recon}
+
+    @property
+    def step(self) -> float:
+        return entropy.step_from_exponent(self.q, STEPS_PER_OCTAVE)
+
+
+STEPS_PER_OCTAVE = 32  # step = 2^(q / 32): 0.19 dB apart, fine enough to land close under a byte budget
+
+
+def parse_params(m, height: int, width: int, max_maps: int) -> MapParams:
+    """Validate a header's coefficient-map layer (``codec.rl``); HsimHeaderError names the bad key."""
+    if not isinstance(m, dict):
+        raise HsimHeaderError("header key 'codec.rl': expected a map")
+    unknown = sorted(str(key) for key in m if key not in MAP_KEYS)
+    if unknown:
+        raise HsimHeaderError(f"header key 'codec.rl': unknown key(s) {', '.join(unknown)}")
+
+    def integer(key, lo, hi):
+        v = m.get(key)
+        if type(v) is not int or not lo <= v <= hi:
+            raise HsimHeaderError(f"header key 'codec.rl.{key}': expected an int in {lo}..{hi}, got {v!r}")
+        return v
+
+    k = integer("k", 1, max_maps)
+    q = integer("q", -512, 512)
+    lv = integer("wt", 0, MAX_LEVELS)
+    if lv != wavelet_levels(height, width, lv):
+        raise HsimHeaderError(f"header key 'codec.rl.wt': {lv} levels do not fit a {height}x{width} map")
+    ma = integer("ma", 0, entropy.MAX_ABS_LIMIT)
+    ro = integer("ro", 0, RECON_DEN // 2)
+    ls, co = m.get("ls"), m.get("co")
+    if not isinstance(ls, bytes) or len(ls) != k * (lv + 1):
+        raise HsimHeaderError(f"header key 'codec.rl.ls': expected {k * (lv + 1)} scale codes")
+    if not isinstance(co, bytes) or len(co) != N_CLASSES:
+        raise HsimHeaderError(f"header key 'codec.rl.co': expected {N_CLASSES} class offsets")
+    return MapParams(k, q, lv, ma, ls, np.frombuffer(co, np.uint8).astype(np.int64) - 128, ro)
+
+
+def map_levels(height: int, width: int) -> int:
+    """CDF 9/7 levels used for an ``height`` × ``width`` map."""
+    return wavelet_levels(height, width, DEFAULT_LEVELS)
+
+
+# -- contexts ----------------------------------------------------------------------------------
+
+def _parent_slices(bands: list) -> dict:
+    """For every detail subband index, the index of its parent subband (same orientation, one level coarser)."""
+    out = {}
+    for i, (grp, ori, _, _) in enumerate(bands):
+        if grp >= 2:
+            out[i] = next(j for j, (g, o, _, _) in enumerate(bands) if g == grp - 1 and o == ori)
+    return out
+
+
+def _gather(a: np.ndarray, rows: int, cols: int, scale: int) -> np.ndarray:
+    """a[..., r // scale, c // scale] for an (rows, cols) target, indices clipped to a's shape."""
+    if a.shape[-1] == 0 or a.shape[-2] == 0:
+        return np.zeros(a.shape[:-2] + (rows, cols), np.int64)
+    ri = np.minimum(np.arange(rows) // scale, a.shape[-2] - 1)
+    ci = np.minimum(np.arange(cols) // scale, a.shape[-1] - 1)
+    return a[..., ri, :][..., ci]
+
+
+def subband_classes(absq: np.ndarray, comps: slice, bands: list, parents: dict, b: int) -> np.ndarray:
+    """Context classes (n, rows, cols) of subband ``b`` of maps ``comps`` (a slice) from the |q| already
+    coded (absq: (k, H, W) int64); every map's classes depend only on earlier subbands and maps."""
+    grp, ori, rs, cs = bands[b]
+    rows, cols = rs.stop - rs.start, cs.stop - cs.start
+    start, stop, _ = comps.indices(absq.shape[0])
+    t = np.zeros((stop - start, rows, cols), np.int64)
+    if stop > max(start, 1):  # previous map, same coefficient
+        first = max(start, 1)
+        t[first - start:] += 2 * absq[first - 1:stop - 1, rs, cs]
+    if b in parents:
+        _, _, prs, pcs = bands[parents[b]]
+        t += _gather(absq[comps, prs, pcs], rows, cols, 2)
+    if ori >= 2:  # LH: its HL sibling; HH: both
+        for sib in range(b - ori + 1, b):
+            _, _, srs, scs = bands[sib]
+            t += _gather(absq[comps, srs, scs], rows, cols, 1)
+    return np.searchsorted(CLASS_EDGES, np.minimum(t, 1 << 30), side="right")
+
+
+def _symbol_codes(p: MapParams, comp: int, grp: int, classes: np.ndarray) -> np.ndarray:
+    base = p.base_codes[comp * (p.levels + 1) + grp]
+    return np.clip(base + p.class_offsets[classes], 0, 255)
+
+
+_SCALE_TABLE = np.maximum(2.0 ** ((np.arange(256) - 128) / entropy.SCALE_CODE_STEPS), entropy.MIN_SCALE)
+
+
+# -- quantization -------------------------------------------------------------------------------
+
+def _step_map(height: int, width: int, levels: int, step: float) -> np.ndarray:
+    """Per-coefficient quantizer step Δ/√g."""
+    out = np.empty((height, width), np.float64)
+    for grp, ori, rs, cs in subbands(height, width, levels):
+        out[rs, cs] = step / np.sqrt(cdf97_subband_gain(grp, ori, levels))
+    return out
+
+
+@dataclass
+class Transformed:
+    """The maps' CDF 9/7 coefficients (computed once per scene and reused across steps)."""
+
+    coeffs: np.ndarray  # (k, H, W)
+    levels: int
+
+    @classmethod
+    def of(cls, maps: np.ndarray, levels: int) -> "Transformed":
+        m = np.moveaxis(np.asarray(maps, np.float64), 2, 0)  # (k, H, W)
+        c = np.stack([cdf97_forward(x, levels) for x in m]) if m.shape[0] else m.copy()
+        return cls(c, levels)
+
+
+def quantize(tr: Transformed, q: int, k: int, deadzone: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
+    """Integers of the first k maps at step exponent q; rounding threshold ``deadzone`` (0.5 = nearest).
+
+    Returns (symbols (k, H, W) int64, |coefficient| / step, least-squares reconstruction offset ρ)."""
+    _, h, w = tr.coeffs.shape
+    steps = _step_map(h, w, tr.levels, entropy.step_from_exponent(q, STEPS_PER_OCTAVE))
+    u = tr.coeffs[:k] / steps
+    a = np.abs(u)
+    mag = np.floor(a + deadzone)
+    sym = (np.sign(u) * mag).astype(np.int64)
+    nz = mag > 0
+    rho = int(np.clip(np.round(RECON_DEN * float(np.mean(mag[nz] - a[nz]))), 0, RECON_DEN // 2)) if nz.any() else 0
+    return sym, a, rho
+
+
+def dequantize(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.ndarray:
+    """Maps (H, W, k) from the symbols (k, H, W)."""
+    steps = _step_map(height, width, p.levels, p.step)
+    mag = np.abs(sym).astype(np.float64)
+    val = np.sign(sym) * np.where(mag > 0, mag - p.recon / RECON_DEN, 0.0) * steps
+    maps = [cdf97_inverse(v, p.levels) for v in val]
+    return np.stack(maps, axis=2) if maps else np.zeros((height, width, 0))
+
+
+# -- scale codes ------------------------------------------------------------------------------
+
+def _bits_table(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Code length of every (group, class) cell under each of ``codes``: (..., len(codes))."""
+    b = _SCALE_TABLE[codes]
+    l0 = -np.log2(-np.expm1(-0.5 / b))
+    l1 = -np.log2(np.sinh(0.5 / b))
+    lt = 1.0 / (b * np.log(2))
+    return n0[..., None] * l0 + (n - n0)[..., None] * l1 + tot[..., None] * lt
+
+
+def fit_codes(sym: np.ndarray, classes: np.ndarray, groups: np.ndarray, n_groups: int,
+              iterations: int = 3) -> tuple[bytes, np.ndarray, float]:
+    """Base code per group and offset per class that code the symbols in the fewest bits
+    (coordinate descent on exact ideal code lengths). Returns (base codes, offsets, bits)."""
+    a = np.abs(sym).ravel().astype(np.float64)
+    cell = groups.ravel() * N_CLASSES + classes.ravel()
+    size = n_groups * N_CLASSES
+    n = np.bincount(cell, minlength=size).astype(np.float64).reshape(n_groups, N_CLASSES)
+    n0 = np.bincount(cell, (a == 0).astype(np.float64), size).reshape(n_groups, N_CLASSES)
+    tot = np.bincount(cell, a, size).reshape(n_groups, N_CLASSES)
+    # codes below the MIN_SCALE floor all mean the same scale; above max|q| + 1 they only lose
+    lo = int(np.searchsorted(_SCALE_TABLE, entropy.MIN_SCALE, side="right")) - 1
+    hi = min(entropy.scale_code(float(a.max(initial=0.0)) + 1.0) + entropy.SCALE_CODE_STEPS, 255)
+    codes = np.arange(lo, hi + 1)
+    table = _bits_table(n, n0, tot, codes)  # (G, C, m)
+    m = codes.size
+    g_idx, c_idx = np.arange(n_groups), np.arange(N_CLASSES)
+    off = np.zeros(N_CLASSES, np.int64)
+    used = n.sum(axis=0) > 0
+    cands = np.arange(-64, 65)
+    for _ in range(iterations):
+        idx = np.clip(np.arange(m)[:, None] + off[None, :], 0, m - 1)  # (m, C): base index + offset
+        cost = table[:, c_idx[None, :], idx].sum(axis=2)  # (G, m)
+        base = np.argmin(cost, axis=1)
+        idx = np.clip(base[:, None] + cands[None, :], 0, m - 1)  # (G, O)
+        cost = table[g_idx[:, None, None], c_idx[None, :, None], idx[:, None, :]].sum(axis=0)  # (C, O)
+        off = np.where(used, cands[np.argmin(cost, axis=1)], 0)
+    idx = np.clip(np.arange(m)[:, None] + off[None, :], 0, m - 1)
+    cost = table[:, c_idx[None, :], idx].sum(axis=2)
+    base = np.argmin(cost, axis=1)
+    bits = float(cost[g_idx, base].sum())
+    # offsets were found in index space, clipped at the ends: the stored code is base + offset, clipped to 0..255
+    return bytes(int(codes[b]) for b in base), off, bits
+
+
+# -- coding -----------------------------------------------------------------------------------
+
+def _stream_layout(k: int, height: int, width: int, levels: int):
+    bands = subbands(height, width, levels)
+    return bands, _parent_slices(bands)
+
+
+def all_classes(sym: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Context class and (map, level group) of every symbol, in the symbols' (k, H, W) layout."""
+    k, h, w = sym.shape
+    bands, parents = _stream_layout(k, h, w, levels)
+    absq = np.abs(sym)
+    cls = np.zeros(sym.shape, np.int64)
+    grp = np.zeros(sym.shape, np.int64)
+    comp_base = (np.arange(k) * (levels + 1))[:, None, None]
+    for b, (g, _, rs, cs) in enumerate(bands):
+        cls[:, rs, cs] = subband_classes(absq, slice(0, k), bands, parents, b)
+        grp[:, rs, cs] = comp_base + g
+    return cls, grp
+
+
+def encode_symbols(sym: np.ndarray, q: int, levels: int, rho: int) -> tuple[bytes, MapParams]:
+    """Entropy code (k, H, W) symbols; returns the stream and the layer's header params."""
+    k, h, w = sym.shape
+    max_abs = int(np.abs(sym).max()) if sym.size else 0
+    if max_abs > entropy.MAX_ABS_LIMIT:
+        raise OptionError("coefficient-map step too fine for the value range")
+    cls, grp = all_classes(sym, levels)
+    base, off, _ = fit_codes(sym, cls, grp, k * (levels + 1))
+    p = MapParams(k, int(q), int(levels), max_abs, base, off, int(rho))
+    order = []
+    scales = []
+    bands = subbands(h, w, levels)
+    for comp in range(k):
+        for g, _, rs, cs in bands:
+            order.append(sym[comp, rs, cs].ravel())
+            scales.append(_SCALE_TABLE[_symbol_codes(p, comp, g, cls[comp, rs, cs]).ravel()])
+    data = entropy.laplace_encode(np.concatenate(order), np.concatenate(scales), max_abs)
+    return data, p
+
+
+def code_bits(sym: np.ndarray, levels: int) -> float:
+    """Ideal code length (bits) of the symbols with the codes :func:`encode_symbols` would choose."""
+    cls, grp = all_classes(sym, levels)
+    return fit_codes(sym, cls, grp, sym.shape[0] * (levels + 1))[2]
+
+
+def decode_symbols(data: bytes, p: MapParams, height: int, width: int) -> np.ndarray:
+    """Inverse of :func:`encode_symbols` → (k, H, W) int64."""
+    import constriction
+
+    sym = np.zeros((p.k, height, width), np.int64)
+    if p.max_abs == 0:
+        if data:
+            raise HsimHeaderError("coefficient-map stream has bytes but declares every symbol zero")
+        return sym
+    if len(data) % 4 or not data:  # ma > 0: some symbol is nonzero, so the stream cannot be empty
+        raise HsimHeaderError(f"coefficient-map stream length {len(data)} is not a positive multiple of 4")
+    bands, parents = _stream_layout(p.k, height, width, p.levels)
+    absq = np.zeros_like(sym)
+    model = entropy._model(p.max_abs)
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
+        for comp in range(p.k):
+            for b, (g, _, rs, cs) in enumerate(bands):
+                cls = subband_classes(absq, slice(comp, comp + 1), bands, parents, b)[0]
+                sc = _SCALE_TABLE[_symbol_codes(p, comp, g, cls).ravel()]
+                out = np.asarray(coder.decode(model, np.zeros(sc.size), sc), np.int64).reshape(cls.shape)
+                sym[comp, rs, cs] = out
+                absq[comp, rs, cs] = np.abs(out)
+        left = 0 if coder.is_empty() else max(int(coder.num_words()), 1)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # constriction raises (or panics) on invalid streams
+        raise HsimHeaderError(f"coefficient-map stream cannot be decoded: {exc}") from exc
+    if left:
+        raise HsimHeaderError(f"coefficient-map stream of {len(data)} bytes does not end after its symbols "
+                              f"({left} word(s) left): corrupt or does not match the header")
+    return sym
+
+
+def encode_maps(maps: np.ndarray, q: int, levels: int, deadzone: float = 0.5) -> tuple[bytes, MapParams, np.ndarray]:
+    """Code (H, W, k) maps at step exponent q; returns (stream, params, decoded maps (H, W, k))."""
+    h, w, k = maps.shape
+    tr = Transformed.of(maps, levels)
+    sym, _, rho = quantize(tr, q, k, deadzone)
+    data, p = encode_symbols(sym, q, levels, rho)
+    return data, p, dequantize(sym, p, h, w)
+
+
+def decode_maps(data: bytes, p: MapParams, height: int, width: int) -> np.ndarray:
+    """Maps (H, W, k) float64 from a layer's stream and params."""
+    return dequantize(decode_symbols(data, p, height, width), p, height, width)

@@ -1,0 +1,151 @@
+"""The coefficient-map layer: CDF 9/7, context classes, entropy coding, header validation."""
+
+import numpy as np
+import pytest
+
+from hsicodec import coefmaps
+from hsicodec.errors import HsimHeaderError
+from hsicodec.wavelet import cdf97_forward, cdf97_inverse, subbands, wavelet_levels
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (2, 2), (3, 17), (37, 23), (64, 64), (100, 101)])
+@pytest.mark.parametrize("levels", [0, 1, 3, 5])
+def test_cdf97_is_invertible(shape, levels):
+    lv = wavelet_levels(*shape, levels)
+    x = np.random.default_rng(sum(shape)).normal(size=shape + (2,))
+    c = cdf97_forward(x, lv)
+    assert c.shape == x.shape
+    np.testing.assert_allclose(cdf97_inverse(c, lv), x, atol=1e-12)
+
+
+def test_cdf97_compacts_a_smooth_map():
+    r, c = np.mgrid[0:64, 0:64] / 64.0
+    smooth = np.sin(3 * r) + np.cos(2 * c) + r * c
+    co = cdf97_forward(smooth, 4)
+    ll = co[:4, :4]
+    assert np.sum(ll ** 2) > 0.97 * np.sum(co ** 2)
+    # linear ramps have (near) zero detail coefficients inside the image: the 9/7 has 4 vanishing moments
+    ramp = cdf97_forward(np.add.outer(np.arange(32.0), np.arange(32.0)), 1)
+    assert np.abs(ramp[2:14, 18:30]).max() < 1e-9
+
+
+def test_subbands_tile_the_map_in_coding_order():
+    for h, w, lv in [(37, 23, 3), (100, 100, 5), (5, 1, 2)]:
+        seen = np.zeros((h, w), int)
+        bands = subbands(h, w, lv)
+        for _, _, rs, cs in bands:
+            seen[rs, cs] += 1
+        assert (seen == 1).all()
+        assert bands[0][:2] == (0, 0) and [b[0] for b in bands] == sorted(b[0] for b in bands)
+
+
+def _maps(h, w, k, seed=0):
+    rng = np.random.default_rng(seed)
+    r, c = np.mgrid[0:h, 0:w]
+    base = np.stack([np.sin(r / (3 + j)) * np.cos(c / (4 + j)) / (j + 1) for j in range(k)], axis=2)
+    return base + 0.02 * rng.normal(size=(h, w, k))
+
+
+@pytest.mark.parametrize("h,w,k", [(1, 1, 1), (3, 17, 2), (40, 36, 5), (64, 48, 1)])
+@pytest.mark.parametrize("q", [-160, -64])
+def test_maps_round_trip(h, w, k, q):
+    maps = _maps(h, w, k)
+    lv = coefmaps.map_levels(h, w)
+    data, p, deq = coefmaps.encode_maps(maps, q, lv)
+    p2 = coefmaps.parse_params(p.to_header(), h, w, 255)
+    np.testing.assert_array_equal(coefmaps.decode_maps(data, p2, h, w), deq)
+    # the error is a fraction of the step: the layer really codes the maps
+    assert np.sqrt(np.mean((deq - maps) ** 2)) < p.step
+
+
+def test_finer_steps_cost_more_and_err_less():
+    maps = _maps(48, 48, 3)
+    lv = coefmaps.map_levels(48, 48)
+    sizes, errs = [], []
+    for q in (-32, -96, -160):
+        data, _, deq = coefmaps.encode_maps(maps, q, lv)
+        sizes.append(len(data))
+        errs.append(float(np.mean((deq - maps) ** 2)))
+    assert sizes[0] < sizes[1] < sizes[2] and errs[0] > errs[1] > errs[2]
+
+
+def test_ideal_code_length_matches_the_stream():
+    maps = _maps(64, 64, 4, seed=3)
+    lv = coefmaps.map_levels(64, 64)
+    tr = coefmaps.Transformed.of(maps, lv)
+    sym, _, rho = coefmaps.quantize(tr, -96, 4)
+    data, _ = coefmaps.encode_symbols(sym, -96, lv, rho)
+    bits = coefmaps.code_bits(sym, lv)
+    assert abs(len(data) - bits / 8) < 0.02 * len(data) + 8
+
+
+def test_contexts_pay():
+    """Coding with the fitted class offsets is cheaper than with all offsets zero."""
+    maps = _maps(64, 64, 4, seed=5)
+    lv = coefmaps.map_levels(64, 64)
+    sym, _, _ = coefmaps.quantize(coefmaps.Transformed.of(maps, lv), -96, 4)
+    cls, grp = coefmaps.all_classes(sym, lv)
+    with_ctx = coefmaps.fit_codes(sym, cls, grp, 4 * (lv + 1))[2]
+    without = coefmaps.fit_codes(sym, np.zeros_like(cls), grp, 4 * (lv + 1))[2]
+    assert with_ctx < without
+
+
+def test_context_class_formula():
+    """Spec 10.5 by hand: t = 2|previous map| + |parent| + |siblings|, class = thresholds reached."""
+    h = w = 8
+    lv = 2
+    sym = np.zeros((2, h, w), np.int64)
+    bands = subbands(h, w, lv)
+    # bands: LL(2x2), g1 HL [0:2,2:4], LH [2:4,0:2], HH [2:4,2:4], g2 HL [0:4,4:8], LH [4:8,0:4], HH [4:8,4:8]
+    sym[0, 0, 2] = 3  # map 0, group-1 HL at (0, 0): parent of group-2 HL (0..1, 0..1)
+    sym[0, 0, 4] = -5  # map 0, group-2 HL (0, 0): sibling of group-2 LH (0, 0) and HH (0, 0)
+    sym[0, 4, 0] = 2  # map 0, group-2 LH (0, 0): sibling of HH (0, 0)
+    cls, _ = coefmaps.all_classes(sym, lv)
+    assert cls[0, 0, 4] == 2 and cls[0, 0, 5] == 2 and cls[0, 1, 5] == 2  # t = 3
+    assert cls[0, 0, 6] == 0  # another parent (0, 1), which is zero
+    assert cls[0, 4, 0] == 3  # LH: t = |HL sibling| = 5
+    assert cls[0, 4, 4] == 3  # HH: t = 5 + 2 = 7
+    assert cls[1, 0, 4] == 4  # map 1 at the same place: t = 2 * 5 = 10
+    assert cls[0, 0, 0] == 0 and len(bands) == 7
+
+
+def _header(k=2, lv=3, **kw):
+    h = {"k": k, "q": -64, "wt": lv, "ma": 3, "ls": bytes(k * (lv + 1)), "co": bytes(7), "ro": 4}
+    h.update(kw)
+    return h
+
+
+@pytest.mark.parametrize("bad", [
+    {"k": 0}, {"k": 300}, {"q": 600}, {"wt": 9}, {"wt": 7}, {"ma": -1}, {"ro": 17},
+    {"ls": b"\x00"}, {"co": b"\x00" * 6}, {"zz": 1}, {"ro": 2.0}, {"ls": "ab"},
+])
+def test_parse_params_refuses_bad_headers(bad):
+    hdr = _header()
+    hdr.update(bad)
+    with pytest.raises(HsimHeaderError):
+        coefmaps.parse_params(hdr, 20, 20, 255)
+
+
+def test_parse_params_refuses_more_maps_than_bands():
+    with pytest.raises(HsimHeaderError):
+        coefmaps.parse_params(_header(k=5, ls=bytes(20)), 20, 20, 4)
+
+
+def test_corrupt_streams_are_refused():
+    maps = _maps(32, 32, 2)
+    lv = coefmaps.map_levels(32, 32)
+    data, p, _ = coefmaps.encode_maps(maps, -96, lv)
+    for bad in (data[:-4], data + b"\x00\x00\x00\x01", data[:-1], b""):
+        with pytest.raises(HsimHeaderError):
+            coefmaps.decode_symbols(bad, p, 32, 32)
+
+
+def test_reconstruction_offset_is_least_squares():
+    maps = _maps(64, 64, 2, seed=9)
+    lv = coefmaps.map_levels(64, 64)
+    tr = coefmaps.Transformed.of(maps, lv)
+    sym, a, rho = coefmaps.quantize(tr, -64, 2)
+    mag = np.abs(sym)
+    nz = mag > 0
+    errs = [np.sum((mag[nz] - r / 32 - a[nz]) ** 2) for r in range(17)]
+    assert abs(int(np.argmin(errs)) - rho) <= 1
