@@ -88,6 +88,11 @@ def _with_shape(shape) -> bytes:
         n = (decoder.n_scale_codes(cm, shape[0], shape[1], codec.get("wt", 0))
              if hasattr(decoder, "n_scale_codes") else cm.layout.latent_dim)
         codec["ls"] = (codec["ls"] * n)[:n]
+    if "rl" in codec:  # at most one map per band
+        rl = dict(codec["rl"])
+        rl["k"] = min(rl["k"], shape[2])
+        rl["ls"] = bytes(rl["k"] * (rl["wt"] + 1))
+        codec["rl"] = rl
     hdr["codec"] = codec
     raw = msgpack.packb({**{k: v for k, v in hdr.items() if k != "sections"},
                          "sections": [[n, len(b), 0] for n, b in h.sections.items()]}, use_bin_type=True)

@@ -7,9 +7,12 @@ Rows per scene and target rate (whole file counted, decoded and measured as METH
 * ``+ spectral PCA + latent grids`` — model hsi-grid-v1 (per-scene PCA basis in the file,
   multi-resolution latent grids), latents still coded as independent symbols;
 * ``+ Haar coefficients`` — the grids' Haar coefficients, a Laplace scale per subband group;
-* ``+ channel KLT (default)`` — each level's channels rotated onto their principal axes
-  first: what ``compress`` does at effort default;
-* ``all + effort max`` — the same with longer inner loops and the RD refinement;
+* ``+ channel KLT`` — each level's channels rotated onto their principal axes first;
+* ``network latents, effort max`` — the same with longer inner loops and the RD refinement;
+* ``coefficient-map layer alone`` — no network latents: the PCA maps coded in the CDF 9/7
+  domain with context-classed Laplace scales (:mod:`hsicodec.coefmaps`);
+* ``all (default)`` — what ``compress`` does: the better of the network's latents and the
+  map layer per file; ``all + effort max`` — the same at effort max;
 
 beside PCA + JPEG 2000 and SPERR from ``bench/rd.json`` (same scenes and rates), with the
 encode time of each row and the decoder's multiply-adds per pixel. Writes
@@ -37,12 +40,15 @@ from hsicodec.errors import OptionError
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hsi"
 RATES = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
-VARIANTS = [  # label, model, latent codings, effort
+VARIANTS = [  # label, model, latent codings (None: the encoder chooses), effort
     ("plain method", "hsi-plain-v1", ("plain",), "default"),
     ("+ spectral PCA + latent grids", "hsi-grid-v1", ("plain",), "default"),
     ("+ Haar coefficients", "hsi-grid-v1", ("haar",), "default"),
-    ("+ channel KLT (default)", "hsi-grid-v1", ("haar+klt",), "default"),
-    ("all + effort max", "hsi-grid-v1", ("haar+klt",), "max"),
+    ("+ channel KLT", "hsi-grid-v1", ("haar+klt",), "default"),
+    ("network latents, effort max", "hsi-grid-v1", ("haar+klt",), "max"),
+    ("coefficient-map layer alone", "hsi-grid-v1", ("maps",), "default"),
+    ("all (default)", "hsi-grid-v1", None, "default"),
+    ("all + effort max", "hsi-grid-v1", None, "max"),
 ]
 ANCHORS = ["pca_jpeg2000", "sperr_3d"]
 
