@@ -166,6 +166,8 @@ class MapSearch:
             q = self._finest_fitting(k, budget)
             if q is not None:
                 scored.append((self.estimate(k, q)[1], k, q))
+                if len(scored) >= 3 and scored[-1][0] < scored[-2][0] < scored[-3][0]:
+                    break  # quality falls with k from here on: more maps only thin the bits
         if not scored:
             raise OptionError(f"--bpppb {target} is below the smallest coefficient-map file of this cube")
         scored.sort(reverse=True)
