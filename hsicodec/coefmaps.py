@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hsicodec import entropy
-from hsicodec.errors import HsimHeaderError, OptionError
+from hsicodec.errors import HsimHeaderError, OptionError, header_int
 from hsicodec.wavelet import cdf97_forward, cdf97_inverse, cdf97_subband_gain, subbands, wavelet_levels
 
 N_CLASSES = 7
@@ -77,10 +77,7 @@ def parse_params(m, height: int, width: int, max_maps: int) -> MapParams:
         raise HsimHeaderError(f"header key 'codec.rl': unknown key(s) {', '.join(unknown)}")
 
     def integer(key, lo, hi):
-        v = m.get(key)
-        if type(v) is not int or not lo <= v <= hi:
-            raise HsimHeaderError(f"header key 'codec.rl.{key}': expected an int in {lo}..{hi}, got {v!r}")
-        return v
+        return header_int(m, "codec.rl", key, lo, hi)
 
     k = integer("k", 1, max_maps)
     q = integer("q", -512, 512)

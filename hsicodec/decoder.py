@@ -15,7 +15,7 @@ import numpy as np
 
 from hsicodec import coefmaps, entropy, siren
 from hsicodec.container import DEFAULT_LIMITS, HsimReader, Limits
-from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError
+from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError, header_int
 from hsicodec.latents import pixel_latents, local_coords
 from hsicodec.model import CodecModel
 from hsicodec.spectral import decode_spectral
@@ -61,10 +61,7 @@ def parse_codec(header: dict, model: CodecModel) -> CodecParams:
         raise HsimHeaderError(f"header key 'codec.id': unsupported codec {c.get('id')!r}")
 
     def integer(key, lo, hi):
-        v = c.get(key)
-        if type(v) is not int or not lo <= v <= hi:
-            raise HsimHeaderError(f"header key 'codec.{key}': expected an int in {lo}..{hi}, got {v!r}")
-        return v
+        return header_int(c, "codec", key, lo, hi)
 
     unknown = sorted(str(key) for key in c if key not in CODEC_KEYS)
     if unknown:

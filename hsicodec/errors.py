@@ -82,3 +82,11 @@ class OutputExistsError(HsicodecError):
 
 class TrainingError(HsicodecError):
     """Meta-training cannot run with the given data or configuration."""
+
+
+def header_int(m: dict, where: str, key: str, lo: int, hi: int) -> int:
+    """``m[key]`` if it is an int in lo..hi, else HsimHeaderError naming ``where.key``."""
+    v = m.get(key)
+    if type(v) is not int or not lo <= v <= hi:
+        raise HsimHeaderError(f"header key '{where}.{key}': expected an int in {lo}..{hi}, got {v!r}")
+    return v
