@@ -243,7 +243,7 @@ def fit_codes(sym: np.ndarray, classes: np.ndarray, groups: np.ndarray, n_groups
 
 # -- coding -----------------------------------------------------------------------------------
 
-def _stream_layout(k: int, height: int, width: int, levels: int):
+def _stream_layout(height: int, width: int, levels: int):
     bands = subbands(height, width, levels)
     return bands, _parent_slices(bands)
 
@@ -251,7 +251,7 @@ def _stream_layout(k: int, height: int, width: int, levels: int):
 def all_classes(sym: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
     """Context class and (map, level group) of every symbol, in the symbols' (k, H, W) layout."""
     k, h, w = sym.shape
-    bands, parents = _stream_layout(k, h, w, levels)
+    bands, parents = _stream_layout(h, w, levels)
     absq = np.abs(sym)
     cls = np.zeros(sym.shape, np.int64)
     grp = np.zeros(sym.shape, np.int64)
@@ -299,7 +299,7 @@ def decode_symbols(data: bytes, p: MapParams, height: int, width: int) -> np.nda
         return sym
     if len(data) % 4 or not data:  # ma > 0: some symbol is nonzero, so the stream cannot be empty
         raise HsimHeaderError(f"coefficient-map stream length {len(data)} is not a positive multiple of 4")
-    bands, parents = _stream_layout(p.k, height, width, p.levels)
+    bands, parents = _stream_layout(height, width, p.levels)
     absq = np.zeros_like(sym)
     model = entropy._model(p.max_abs)
     try:

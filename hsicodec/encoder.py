@@ -29,7 +29,7 @@ from hsicodec.model import CodecModel
 from hsicodec.decoder import level_rotations
 from hsicodec.rotation import klt_codes, n_angles
 from hsicodec.wavelet import haar_forward, haar_inverse, subband_groups, wavelet_levels
-from hsicodec.spectral import BASIS_STEPS_PER_OCTAVE, MEAN_STEPS_PER_OCTAVE, SpectralFit, encode_spectral, fit_pca
+from hsicodec.spectral import SpectralFit, encode_spectral, fit_pca, matched_exponents
 
 EFFORTS = {"fast": (None, 0), "default": (12, 0), "max": (12, 300)}
 K_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
@@ -447,12 +447,7 @@ class RateSearch:
         if k not in self._spec_cache:
             fit = self.an.pca
             resid = float(np.sum(fit.comp_std[k:] ** 2)) / self.c if k < len(fit.comp_std) else 0.0
-            target_mse = max(resid, (fit.total_std ** 2 / self.c) * 1e-5, 1e-12)
-            var_k = float(np.sum(fit.comp_std[:k] ** 2)) if k else 0.0
-            basis_step = min(np.sqrt(1.2 * target_mse / max(var_k, 1e-30)), 0.25) if k else 0.25
-            mean_step = max(np.sqrt(1.2 * target_mse), (float(np.abs(fit.mean).max()) + 1e-30) / 2 ** 18)
-            be = int(np.clip(np.floor(BASIS_STEPS_PER_OCTAVE * np.log2(basis_step)), -256, 256))
-            me = int(np.clip(np.floor(MEAN_STEPS_PER_OCTAVE * np.log2(mean_step)), -256, 256))
+            me, be = matched_exponents(fit, k, max(resid, (fit.total_std ** 2 / self.c) * 1e-5, 1e-12))
             self._spec_cache[k] = encode_spectral(fit.mean, fit.basis[:k], me, be)
         return self._spec_cache[k]
 
@@ -651,12 +646,14 @@ def _map_search(model: CodecModel, an: Analysis, header: dict, extra_sections: t
     from hsicodec.mapsearch import MapSearch  # noqa: PLC0415 - mapsearch builds on this module
 
     best = None
-    for dz in (MAP_DEADZONES if thorough else MAP_DEADZONES[:1]):
-        s = MapSearch(model, an, header, extra_sections, valid, deadzone=dz)
+    deadzones = MAP_DEADZONES if thorough else MAP_DEADZONES[:1]
+    scene = MapSearch(model, an, header, extra_sections, valid)
+    for dz in deadzones:
+        s = scene.with_deadzone(dz)
         try:
             cand = s.for_bpppb(bpppb) if bpppb is not None else s.for_psnr(psnr)
         except OptionError:
-            if required and best is None and dz == (MAP_DEADZONES if thorough else MAP_DEADZONES[:1])[-1]:
+            if required and best is None and dz == deadzones[-1]:
                 raise
             continue
         if best is None or _better(cand, best, bpppb is not None):

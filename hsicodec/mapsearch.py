@@ -11,6 +11,7 @@ components. Only the chosen (k, Δ) is built and decoded for real.
 
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import numpy as np
@@ -22,7 +23,7 @@ from hsicodec.encoder import Analysis, Candidate, K_CANDIDATES
 from hsicodec.errors import OptionError
 from hsicodec.metrics import psnr as psnr_metric
 from hsicodec.model import CodecModel
-from hsicodec.spectral import BASIS_STEPS_PER_OCTAVE, MEAN_STEPS_PER_OCTAVE, SpectralFit, encode_spectral, fit_pca
+from hsicodec.spectral import SpectralFit, encode_spectral, fit_pca, matched_exponents
 
 MAP_K_MAX = 32
 MAP_K_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
@@ -57,6 +58,13 @@ class MapSearch:
         self._build_cache: dict = {}
         self._spec_cache: dict = {}
 
+    def with_deadzone(self, deadzone: float) -> "MapSearch":
+        """The same scene (PCA, transform, spectral side information) with another rounding threshold."""
+        other = copy.copy(self)
+        other.deadzone = deadzone
+        other._q_cache, other._price_cache, other._build_cache = {}, {}, {}
+        return other
+
     # -- pricing
     def _quantized(self, q: int):
         """Symbols, context classes and per-map weighted squared error of all kmax maps at step q."""
@@ -82,12 +90,7 @@ class MapSearch:
 
     def spectral(self, k: int, coding_mse: float):
         """Mean and k basis vectors, their precision matched to the coding error per value."""
-        var_k = float(np.sum(self.fit.comp_std[:k] ** 2))
-        target = max(coding_mse, (self.norm ** 2 / self.c) * 1e-7, 1e-12)
-        basis_step = min(np.sqrt(1.2 * target / max(var_k, 1e-30)), 0.25)
-        mean_step = max(np.sqrt(1.2 * target), (float(np.abs(self.fit.mean).max()) + 1e-30) / 2 ** 18)
-        be = int(np.clip(np.floor(BASIS_STEPS_PER_OCTAVE * np.log2(basis_step)), -256, 256))
-        me = int(np.clip(np.floor(MEAN_STEPS_PER_OCTAVE * np.log2(mean_step)), -256, 256))
+        me, be = matched_exponents(self.fit, k, max(coding_mse, (self.norm ** 2 / self.c) * 1e-7, 1e-12))
         key = (k, me, be)
         if key not in self._spec_cache:
             self._spec_cache[key] = encode_spectral(self.fit.mean, self.fit.basis[:k], me, be)

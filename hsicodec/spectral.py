@@ -56,6 +56,17 @@ MEAN_STEPS_PER_OCTAVE = 4
 BASIS_STEPS_PER_OCTAVE = 4
 
 
+def matched_exponents(fit: SpectralFit, k: int, target_mse: float) -> tuple[int, int]:
+    """(mean, basis) step exponents whose quantization error per value is about ``target_mse``:
+    the basis step scaled by the variance of the k components it multiplies."""
+    var_k = float(np.sum(fit.comp_std[:k] ** 2)) if k else 0.0
+    basis_step = min(np.sqrt(1.2 * target_mse / max(var_k, 1e-30)), 0.25) if k else 0.25
+    mean_step = max(np.sqrt(1.2 * target_mse), (float(np.abs(fit.mean).max()) + 1e-30) / 2 ** 18)
+    be = int(np.clip(np.floor(BASIS_STEPS_PER_OCTAVE * np.log2(basis_step)), -256, 256))
+    me = int(np.clip(np.floor(MEAN_STEPS_PER_OCTAVE * np.log2(mean_step)), -256, 256))
+    return me, be
+
+
 def encode_spectral(mean: np.ndarray, basis: np.ndarray, mean_exp: int, basis_exp: int) -> tuple[bytes, dict, np.ndarray, np.ndarray]:
     """Quantize and entropy code the mean (C,) and basis (k, C).
 
