@@ -414,6 +414,9 @@ def cli() -> None:
               metavar="fast|default|max|N",
               help="Encoder effort: fast, default, max, or 0-100 (more effort = better quality "
                    "at the same rate, slower).")
+@click.option("--layer", type=click.Choice(["auto", "network", "maps"]), default="auto", show_default=True,
+              help="What codes the scene: the base network's latents, the coefficient-map layer (PCA maps, "
+                   "CDF 9/7, context-modelled; the file then needs no model), or whichever is better per file.")
 @click.option("--var", default=None, metavar="NAME",
               help="Variable of a .mat file (or subdataset of an HDF/NetCDF file) to read.")
 @click.option("--band-first", is_flag=True,
@@ -432,8 +435,8 @@ def cli() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
 def compress(src: Path, dst: Path, bpppb: Optional[float], psnr: Optional[float], model: Optional[str],
-             effort: Any, var: Optional[str], band_first: bool, band_map: Optional[str], wavelengths: Optional[str],
-             tile: Optional[int], force: bool, quiet: bool, as_json: bool) -> None:
+             effort: Any, layer: str, var: Optional[str], band_first: bool, band_map: Optional[str],
+             wavelengths: Optional[str], tile: Optional[int], force: bool, quiet: bool, as_json: bool) -> None:
     """Compress the hyperspectral cube IN into the .hsim file OUT.
 
     IN is any raster hsicodec reads: GeoTIFF or anything else GDAL opens, ENVI (data
@@ -460,11 +463,18 @@ def compress(src: Path, dst: Path, bpppb: Optional[float], psnr: Optional[float]
                                     bpppb=bpppb, psnr=psnr, effort=effort, progress=bar.fraction,
                                     band_map=_number_list(band_map, int, "--band-map"),
                                     wavelengths=_number_list(wavelengths, float, "--wavelengths"),
-                                    tile=tile, tile_progress=_tile_postfix(bar))
+                                    tile=tile, tile_progress=_tile_postfix(bar),
+                                    latent_codings=_layer_codings(layer))
     if as_json:
         _print_json(stats)
     elif not quiet:
         click.echo(_compress_summary(src, dst, stats))
+
+
+def _layer_codings(layer: str) -> Optional[tuple]:
+    from hsicodec.encoder import LAYERS
+
+    return LAYERS[layer]
 
 
 def _tile_postfix(bar: "_Progress") -> Callable[[int, int], None]:

@@ -101,8 +101,9 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
                       extra_sections=extra, valid=None if mask is None else ~mask, latent_codings=latent_codings)
     if stats is not None:
         stats.update(st)
-        stats["model"] = cm.sha256
-        stats["model_alias"] = cm.alias
+        uses_model = st.get("layer") != "maps"  # a map-layer-only file names no model
+        stats["model"] = cm.sha256 if uses_model else None
+        stats["model_alias"] = cm.alias if uses_model else None
     return data
 
 
@@ -131,6 +132,8 @@ def _compress_auto(cube: np.ndarray, *, registry: Optional[Registry], stats: Opt
         better = best is None or (len(data) < len(best[0]) if psnr is not None else st["psnr"] > best[1]["psnr"])
         if better:
             best = (data, st)
+        if st.get("maps_first"):
+            break  # below effort max a map-layer file ends the choice: the other models' latents lose to it
     if best is None:
         raise first_error
     if stats is not None:
@@ -157,7 +160,7 @@ def decompress(source: Union[bytes, PathLike, HsimReader], *, window: Optional[t
                                     registry=registry, progress=progress)
         reader.verify()  # whole-file CRC32C: any changed byte is an error, never wrong pixels
         header = reader.header
-        cm = _model_by_hash(header["model"], registry)
+        cm = _model_by_hash(header["model"], registry) if "model" in header else None  # map-layer-only file
         values = decode_sections(header, reader.section, cm, window=window, bands=bands, backend=backend,
                                  threads=threads, progress=progress)
         if "mask" in header:
@@ -254,13 +257,13 @@ def file_info(path: PathLike, registry: Optional[Registry] = None) -> dict:
         raise HsimHeaderError(f"header key 'shape': {exc}") from exc
     reg = registry or default_registry()
     try:
-        entry = reg.resolve(h["model"])
+        entry = reg.resolve(h["model"]) if "model" in h else None
     except HsicodecError:  # the model may not be installed: info still works
         entry = None
     alias = entry.alias if entry is not None else None
     return {"path": str(path), "format_version": f"{version[0]}.{version[1]}", "file_bytes": size,
             "shape": list(shape), "dtype": h["dtype"], "bpppb": bpppb_of(size, shape),
-            "model": h["model"], "model_alias": alias, "model_installed": entry is not None,
+            "model": h.get("model"), "model_alias": alias, "model_installed": entry is not None,
             "codec": h.get("codec"), "geo": h.get("geo"), "tags": h.get("tags"),
             "sections": {name: length for name, (_, length) in spans.items()},
             "created_by": h.get("created_by"),

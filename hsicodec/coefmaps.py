@@ -8,21 +8,26 @@ network latents, the maps themselves) is coded here as a residual layer:
 2. every coefficient is quantized with step Δ / √g, g the subband's synthesis
    energy, so that one Δ gives every coefficient the same weight in the
    pixel-domain squared error (equal-slope allocation across subbands and maps);
-3. each symbol gets a **context class** 0..6 from already-coded neighbours: its
+3. each symbol gets a **context class** from already-coded neighbours: its
    parent (same orientation, one level coarser), its siblings (the HL / LH
    coefficients at the same place of the same level) and the same coefficient
-   of the previous map; t = |parent| + |siblings| + 2·|previous map|, class =
-   bit length of t capped at 6. Integer arithmetic only, so encoder and decoder
-   agree bit for bit on every platform;
+   of the previous map give t = |parent| + |siblings| + 2·|previous map|.
+   Scheme "checkerboard" (grid v4, 26 classes): a subband is coded in two
+   passes, first the coefficients with (row + col) even, then the others, whose
+   t also adds their four decoded neighbours |N| + |S| + |W| + |E|; class =
+   thresholds of :data:`FINE_EDGES` reached by t, plus 13 in the second pass.
+   Scheme "plain" (grid v3, 7 classes): one pass, class = bit length of t
+   capped at 6. Integer arithmetic only, so encoder and decoder agree bit for
+   bit on every platform;
 4. the Laplace scale of a symbol is 2^((code − 128) / 8) with code = base code of
    its (map, level group) + offset of its class, both chosen by the encoder
-   for the fewest bits and stored in the header (k·(levels + 1) + 7 bytes);
+   for the fewest bits and stored in the header (k·(levels + 1) + 26 bytes);
 5. nonzero symbols dequantize to sign(q)·(|q| − ρ/32)·step (ρ in the header,
    the encoder's least-squares reconstruction offset).
 
 Symbols are coded map by map, subband by subband in :func:`hsicodec.wavelet.subbands`
-order, row-major inside a subband; a whole subband's classes depend only on
-earlier subbands, so the decoder works one subband at a time.
+order, row-major inside a subband (inside each pass); a pass's classes depend
+only on earlier subbands and passes, so the decoder works one pass at a time.
 """
 
 from __future__ import annotations
@@ -35,8 +40,11 @@ from hsicodec import entropy
 from hsicodec.errors import HsimHeaderError, OptionError, header_int
 from hsicodec.wavelet import cdf97_forward, cdf97_inverse, cdf97_subband_gain, subbands, wavelet_levels
 
-N_CLASSES = 7
-CLASS_EDGES = np.array([1, 2, 4, 8, 16, 32], np.int64)  # t ≥ edge_i → class > i
+PLAIN_EDGES = np.array([1, 2, 4, 8, 16, 32], np.int64)  # scheme "plain": t ≥ edge_i → class > i
+FINE_EDGES = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64], np.int64)  # scheme "checkerboard", per pass
+PLAIN_CLASSES = PLAIN_EDGES.size + 1
+CHECKER_CLASSES = 2 * (FINE_EDGES.size + 1)
+N_CLASSES = CHECKER_CLASSES  # what the encoder writes
 MAX_LEVELS = 8
 DEFAULT_LEVELS = 5
 MAX_MAPS = 255
@@ -53,8 +61,13 @@ class MapParams:
     levels: int
     max_abs: int
     base_codes: bytes  # k · (levels + 1)
-    class_offsets: np.ndarray  # (N_CLASSES,) int, in 1/8 octaves
+    class_offsets: np.ndarray  # (PLAIN_CLASSES or CHECKER_CLASSES,) int, in 1/8 octaves: the context scheme
     recon: int  # ρ, 0..RECON_DEN/2
+
+    @property
+    def checker(self) -> bool:
+        """Context scheme "checkerboard" (two passes per subband), else "plain"."""
+        return len(self.class_offsets) == CHECKER_CLASSES
 
     def to_header(self) -> dict:
         return {"k": self.k, "q": self.q, "wt": self.levels, "ma": self.max_abs, "ls": self.base_codes,
@@ -89,8 +102,9 @@ def parse_params(m, height: int, width: int, max_maps: int) -> MapParams:
     ls, co = m.get("ls"), m.get("co")
     if not isinstance(ls, bytes) or len(ls) != k * (lv + 1):
         raise HsimHeaderError(f"header key 'codec.rl.ls': expected {k * (lv + 1)} scale codes")
-    if not isinstance(co, bytes) or len(co) != N_CLASSES:
-        raise HsimHeaderError(f"header key 'codec.rl.co': expected {N_CLASSES} class offsets")
+    if not isinstance(co, bytes) or len(co) not in (PLAIN_CLASSES, CHECKER_CLASSES):
+        raise HsimHeaderError(f"header key 'codec.rl.co': expected {CHECKER_CLASSES} (or {PLAIN_CLASSES}) "
+                              f"class offsets")
     return MapParams(k, q, lv, ma, ls, np.frombuffer(co, np.uint8).astype(np.int64) - 128, ro)
 
 
@@ -119,9 +133,9 @@ def _gather(a: np.ndarray, rows: int, cols: int, scale: int) -> np.ndarray:
     return a[..., ri, :][..., ci]
 
 
-def subband_classes(absq: np.ndarray, comps: slice, bands: list, parents: dict, b: int) -> np.ndarray:
-    """Context classes (n, rows, cols) of subband ``b`` of maps ``comps`` (a slice) from the |q| already
-    coded (absq: (k, H, W) int64); every map's classes depend only on earlier subbands and maps."""
+def activity(absq: np.ndarray, comps: slice, bands: list, parents: dict, b: int) -> np.ndarray:
+    """t = 2|previous map| + |parent| + |siblings| (n, rows, cols) of subband ``b`` of maps ``comps``
+    (a slice) from the |q| already coded (absq: (k, H, W) int64): earlier subbands and maps only."""
     grp, ori, rs, cs = bands[b]
     rows, cols = rs.stop - rs.start, cs.stop - cs.start
     start, stop, _ = comps.indices(absq.shape[0])
@@ -136,7 +150,33 @@ def subband_classes(absq: np.ndarray, comps: slice, bands: list, parents: dict, 
         for sib in range(b - ori + 1, b):
             _, _, srs, scs = bands[sib]
             t += _gather(absq[comps, srs, scs], rows, cols, 1)
-    return np.searchsorted(CLASS_EDGES, np.minimum(t, 1 << 30), side="right")
+    return np.minimum(t, 1 << 30)
+
+
+def subband_classes(absq: np.ndarray, comps: slice, bands: list, parents: dict, b: int) -> np.ndarray:
+    """Scheme "plain" context classes (n, rows, cols) of subband ``b`` of maps ``comps``."""
+    return np.searchsorted(PLAIN_EDGES, activity(absq, comps, bands, parents, b), side="right")
+
+
+def second_pass(rows: int, cols: int) -> np.ndarray:
+    """(rows, cols) bool: the coefficients of a subband's second pass, (row + col) odd."""
+    return (np.arange(rows)[:, None] + np.arange(cols)[None, :]) % 2 == 1
+
+
+def neighbours(absq_sub: np.ndarray) -> np.ndarray:
+    """|N| + |S| + |W| + |E| inside a subband (..., rows, cols); outside counts 0."""
+    p = np.pad(absq_sub, [(0, 0)] * (absq_sub.ndim - 2) + [(1, 1), (1, 1)])
+    return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
+
+
+def checker_classes(t: np.ndarray, absq_sub: np.ndarray) -> np.ndarray:
+    """Scheme "checkerboard" classes of a whole subband: first-pass coefficients by t alone, second-pass
+    ones by t plus their four (first-pass) neighbours, offset by 13. ``absq_sub`` holds the subband's |q|
+    (only its first-pass values are read where they matter)."""
+    late = second_pass(*t.shape[-2:])
+    first = np.where(late, 0, absq_sub)
+    tt = np.where(late, t + np.minimum(neighbours(first), 1 << 30), t)
+    return np.searchsorted(FINE_EDGES, tt, side="right") + late * (FINE_EDGES.size + 1)
 
 
 def _symbol_codes(p: MapParams, comp: int, grp: int, classes: np.ndarray) -> np.ndarray:
@@ -207,23 +247,23 @@ def _bits_table(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, codes: np.ndarra
 
 
 def fit_codes(sym: np.ndarray, classes: np.ndarray, groups: np.ndarray, n_groups: int,
-              iterations: int = 3) -> tuple[bytes, np.ndarray, float]:
+              iterations: int = 3, n_classes: int = N_CLASSES) -> tuple[bytes, np.ndarray, float]:
     """Base code per group and offset per class that code the symbols in the fewest bits
     (coordinate descent on exact ideal code lengths). Returns (base codes, offsets, bits)."""
     a = np.abs(sym).ravel().astype(np.float64)
-    cell = groups.ravel() * N_CLASSES + classes.ravel()
-    size = n_groups * N_CLASSES
-    n = np.bincount(cell, minlength=size).astype(np.float64).reshape(n_groups, N_CLASSES)
-    n0 = np.bincount(cell, (a == 0).astype(np.float64), size).reshape(n_groups, N_CLASSES)
-    tot = np.bincount(cell, a, size).reshape(n_groups, N_CLASSES)
+    cell = groups.ravel() * n_classes + classes.ravel()
+    size = n_groups * n_classes
+    n = np.bincount(cell, minlength=size).astype(np.float64).reshape(n_groups, n_classes)
+    n0 = np.bincount(cell, (a == 0).astype(np.float64), size).reshape(n_groups, n_classes)
+    tot = np.bincount(cell, a, size).reshape(n_groups, n_classes)
     # codes below the MIN_SCALE floor all mean the same scale; above max|q| + 1 they only lose
     lo = int(np.searchsorted(_SCALE_TABLE, entropy.MIN_SCALE, side="right")) - 1
     hi = min(entropy.scale_code(float(a.max(initial=0.0)) + 1.0) + entropy.SCALE_CODE_STEPS, 255)
     codes = np.arange(lo, hi + 1)
     table = _bits_table(n, n0, tot, codes)  # (G, C, m)
     m = codes.size
-    g_idx, c_idx = np.arange(n_groups), np.arange(N_CLASSES)
-    off = np.zeros(N_CLASSES, np.int64)
+    g_idx, c_idx = np.arange(n_groups), np.arange(n_classes)
+    off = np.zeros(n_classes, np.int64)
     used = n.sum(axis=0) > 0
     cands = np.arange(-64, 65)
     for _ in range(iterations):
@@ -248,8 +288,9 @@ def _stream_layout(height: int, width: int, levels: int):
     return bands, _parent_slices(bands)
 
 
-def all_classes(sym: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Context class and (map, level group) of every symbol, in the symbols' (k, H, W) layout."""
+def all_classes(sym: np.ndarray, levels: int, checker: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Context class and (map, level group) of every symbol, in the symbols' (k, H, W) layout
+    (scheme "checkerboard", or "plain" with ``checker=False``)."""
     k, h, w = sym.shape
     bands, parents = _stream_layout(h, w, levels)
     absq = np.abs(sym)
@@ -257,9 +298,20 @@ def all_classes(sym: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
     grp = np.zeros(sym.shape, np.int64)
     comp_base = (np.arange(k) * (levels + 1))[:, None, None]
     for b, (g, _, rs, cs) in enumerate(bands):
-        cls[:, rs, cs] = subband_classes(absq, slice(0, k), bands, parents, b)
+        if checker:
+            cls[:, rs, cs] = checker_classes(activity(absq, slice(0, k), bands, parents, b), absq[:, rs, cs])
+        else:
+            cls[:, rs, cs] = subband_classes(absq, slice(0, k), bands, parents, b)
         grp[:, rs, cs] = comp_base + g
     return cls, grp
+
+
+def _passes(rows: int, cols: int, checker: bool) -> list:
+    """Boolean masks of a subband's coding passes, in coding order."""
+    if not checker:
+        return [np.ones((rows, cols), bool)]
+    late = second_pass(rows, cols)
+    return [~late, late]
 
 
 def encode_symbols(sym: np.ndarray, q: int, levels: int, rho: int) -> tuple[bytes, MapParams]:
@@ -276,8 +328,10 @@ def encode_symbols(sym: np.ndarray, q: int, levels: int, rho: int) -> tuple[byte
     bands = subbands(h, w, levels)
     for comp in range(k):
         for g, _, rs, cs in bands:
-            order.append(sym[comp, rs, cs].ravel())
-            scales.append(_SCALE_TABLE[_symbol_codes(p, comp, g, cls[comp, rs, cs]).ravel()])
+            sub, csub = sym[comp, rs, cs], cls[comp, rs, cs]
+            for m in _passes(*sub.shape, True):
+                order.append(sub[m])
+                scales.append(_SCALE_TABLE[_symbol_codes(p, comp, g, csub[m])])
     data = entropy.laplace_encode(np.concatenate(order), np.concatenate(scales), max_abs)
     return data, p
 
@@ -289,7 +343,7 @@ def code_bits(sym: np.ndarray, levels: int) -> float:
 
 
 def decode_symbols(data: bytes, p: MapParams, height: int, width: int) -> np.ndarray:
-    """Inverse of :func:`encode_symbols` → (k, H, W) int64."""
+    """Inverse of :func:`encode_symbols` → (k, H, W) int64 (either context scheme)."""
     import constriction
 
     sym = np.zeros((p.k, height, width), np.int64)
@@ -305,12 +359,16 @@ def decode_symbols(data: bytes, p: MapParams, height: int, width: int) -> np.nda
     try:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
         for comp in range(p.k):
+            one = slice(comp, comp + 1)
             for b, (g, _, rs, cs) in enumerate(bands):
-                cls = subband_classes(absq, slice(comp, comp + 1), bands, parents, b)[0]
-                sc = _SCALE_TABLE[_symbol_codes(p, comp, g, cls).ravel()]
-                out = np.asarray(coder.decode(model, np.zeros(sc.size), sc), np.int64).reshape(cls.shape)
-                sym[comp, rs, cs] = out
-                absq[comp, rs, cs] = np.abs(out)
+                t = activity(absq, one, bands, parents, b)[0]
+                sub = absq[comp, rs, cs]  # a view: decoded magnitudes land here pass by pass
+                for m in _passes(*t.shape, p.checker):
+                    cls = checker_classes(t, sub) if p.checker else np.searchsorted(PLAIN_EDGES, t, side="right")
+                    sc = _SCALE_TABLE[_symbol_codes(p, comp, g, cls[m])]
+                    out = np.asarray(coder.decode(model, np.zeros(sc.size), sc), np.int64)
+                    sym[comp, rs, cs][m] = out
+                    sub[m] = np.abs(out)
         left = 0 if coder.is_empty() else max(int(coder.num_words()), 1)
     except (KeyboardInterrupt, SystemExit):
         raise

@@ -222,7 +222,7 @@ def validate_header(header: Mapping, limits: Limits = DEFAULT_LIMITS) -> None:
     """
     if not isinstance(header, Mapping):
         raise HsimHeaderError(f"header is a {type(header).__name__}, expected a map")
-    for key in ("shape", "dtype", "model", "codec", "sections"):
+    for key in ("shape", "dtype", "codec", "sections"):
         if key not in header:
             raise HsimHeaderError(f"header key {key!r} is missing (required)")
 
@@ -251,7 +251,7 @@ def validate_header(header: Mapping, limits: Limits = DEFAULT_LIMITS) -> None:
             f"header key 'dtype': expected one of {', '.join(sorted(DTYPES))}, got {_short(dtype)}"
         )
 
-    model = header["model"]
+    model = header.get("model", "0" * 64)  # absent: the codec needs no base model
     if type(model) is not str or not _MODEL_RE.fullmatch(model):
         raise HsimHeaderError(
             f"header key 'model': expected 64 lowercase hex characters (sha256), got {_short(model)}"

@@ -23,7 +23,7 @@ from hsicodec.rotation import n_angles, rotation_from_codes
 from hsicodec.wavelet import haar_inverse, subband_groups, wavelet_levels
 
 CODEC_NAME = "grid"
-CODEC_VERSION = 3
+CODEC_VERSION = 4
 CODEC_KEYS = frozenset({"id", "k", "norm", "q", "qo", "ma", "ls", "sp", "wt", "ct", "rl"})
 ROW_BLOCK = 64  # pixel rows evaluated per network call (bounds peak memory)
 
@@ -52,8 +52,11 @@ class CodecParams:
         return max(self.k, self.maps.k if self.maps is not None else 0)
 
 
-def parse_codec(header: dict, model: CodecModel) -> CodecParams:
-    """Validate the header's codec map against the model; HsimHeaderError names the bad key."""
+def parse_codec(header: dict, model: Optional[CodecModel]) -> CodecParams:
+    """Validate the header's codec map against the model; HsimHeaderError names the bad key.
+
+    ``model`` None: the header names no base model, so it may only use the
+    coefficient-map layer (k = 0, PCA spectral stage, no latent keys)."""
     c = header.get("codec")
     if not isinstance(c, dict):
         raise HsimHeaderError("header key 'codec': expected a map")
@@ -67,9 +70,17 @@ def parse_codec(header: dict, model: CodecModel) -> CodecParams:
     if unknown:
         raise HsimHeaderError(f"header key 'codec': unknown key(s) {', '.join(unknown)} "
                               f"(a newer codec version? this decoder reads grid version {CODEC_VERSION})")
-    k = integer("k", 0, model.n_out)
-    if k == 0:  # no network latents: their quantizer keys may be left out
-        c = {"q": 0, "qo": [0] * len(model.layout.levels), "ma": 0, "ls": b"", **c}
+    if model is None:
+        extra = sorted(key for key in ("q", "qo", "ma", "ls", "ct") if key in c)
+        if c.get("k", 0) != 0 or extra:
+            raise HsimHeaderError("header key 'model' is missing: only a file without network latents "
+                                  f"(codec.k = 0{', no ' + ', '.join(extra) if extra else ''}) decodes without one")
+        if not isinstance(c.get("sp"), dict) or c["sp"].get("m", "pca") != "pca":
+            raise HsimHeaderError("header key 'model' is missing: a file without one needs the PCA spectral stage")
+    n_levels = len(model.layout.levels) if model is not None else 0
+    k = integer("k", 0, model.n_out if model is not None else 0) if "k" in c else 0
+    if k == 0:  # no network latents: their quantizer keys (and k itself) may be left out
+        c = {"q": 0, "qo": [0] * n_levels, "ma": 0, "ls": b"", **c}
     q = integer("q", -512, 512)
     max_abs = integer("ma", 0, entropy.MAX_ABS_LIMIT)
     norm = c.get("norm")
@@ -89,7 +100,7 @@ def parse_codec(header: dict, model: CodecModel) -> CodecParams:
     if not isinstance(spectral, dict):
         raise HsimHeaderError("header key 'codec.sp': expected a map")
     qo = c.get("qo")
-    n_lv = len(model.layout.levels)
+    n_lv = n_levels
     if not isinstance(qo, list) or len(qo) != n_lv or any(type(o) is not int or not -64 <= o <= 64 for o in qo):
         raise HsimHeaderError(f"header key 'codec.qo': expected {n_lv} ints in -64..64")
     steps = [entropy.step_from_exponent(q + o, STEPS_PER_OCTAVE) for o in qo]
@@ -233,10 +244,10 @@ _BYTES_PER_COEFF = 16
 _BYTES_PER_VALUE = 32
 
 
-def decode_bytes_needed(header: dict, model: CodecModel, k: int, window: tuple, bands: tuple) -> int:
+def decode_bytes_needed(header: dict, model: Optional[CodecModel], k: int, window: tuple, bands: tuple) -> int:
     """Estimate of the peak memory :func:`decode_sections` (plus mask and cast) needs for a window."""
     hgt, wid, c = (int(v) for v in header["shape"])
-    n_lat = model.layout.count(hgt, wid) if k else 0
+    n_lat = model.layout.count(hgt, wid) if k and model is not None else 0
     rl = header["codec"].get("rl")
     n_maps = hgt * wid * int(rl.get("k", 0)) if isinstance(rl, dict) and type(rl.get("k")) is int else 0
     pixels = window[2] * window[3]
@@ -246,7 +257,7 @@ def decode_bytes_needed(header: dict, model: CodecModel, k: int, window: tuple, 
             + mask)
 
 
-def decode_sections(header: dict, read_section: Callable[[str], bytes], model: CodecModel, *,
+def decode_sections(header: dict, read_section: Callable[[str], bytes], model: Optional[CodecModel], *,
                     window: Optional[tuple] = None, bands: Optional[tuple] = None, backend: str = "auto",
                     threads: int = 0, progress: Optional[Callable[[float], None]] = None,
                     limits: Optional[Limits] = None) -> np.ndarray:
@@ -281,7 +292,7 @@ def decode_sections(header: dict, read_section: Callable[[str], bytes], model: C
 def _decode(header, read_section, model, p, hgt, wid, c, win, bnd, backend, threads, progress) -> np.ndarray:
     grids = decode_latents(read_section("l"), model, p, hgt, wid) if p.k else []
     mode = p.spectral.get("m", "pca")
-    if mode != model.spectral:
+    if mode != (model.spectral if model is not None else "pca"):
         raise HsimHeaderError(f"header key 'codec.sp.m': {mode!r} does not match the model's spectral stage")
     if mode == "id":
         off = p.spectral.get("off")

@@ -637,17 +637,20 @@ def _better(a: Candidate, b: Candidate, for_rate: bool) -> bool:
 LATENT_CODINGS = {"haar+klt": (LATENT_WAVELET, True), "haar": (LATENT_WAVELET, False), "plain": (0, False)}
 MAP_CODING = "maps"  # the coefficient-map layer alone (:mod:`hsicodec.coefmaps`), no network latents
 CODINGS = tuple(LATENT_CODINGS) + (MAP_CODING,)
+#: what ``compress --layer`` offers: the network's latents only (the paper's method and its
+#: extensions), the coefficient-map layer only, or (None) the better of the two per file
+LAYERS = {"auto": None, "network": ("haar+klt", "plain"), "maps": (MAP_CODING,)}
 MAP_DEADZONES = (0.4, 0.45, 0.35, 0.3, 0.5)  # map-layer rounding thresholds: the first at default effort, all at max
 
 
 def _map_search(model: CodecModel, an: Analysis, header: dict, extra_sections: tuple, valid, bpppb, psnr,
                 thorough: bool, required: bool) -> Optional[Candidate]:
     """Best coefficient-map-layer file for the target (None if it cannot meet it, unless ``required``)."""
-    from hsicodec.mapsearch import MapSearch  # noqa: PLC0415 - mapsearch builds on this module
+    from hsicodec.mapsearch import SPECTRAL_BETAS, MapSearch  # noqa: PLC0415 - mapsearch builds on this module
 
     best = None
     deadzones = MAP_DEADZONES if thorough else MAP_DEADZONES[:1]
-    scene = MapSearch(model, an, header, extra_sections, valid)
+    scene = MapSearch(model, an, header, extra_sections, valid, betas=SPECTRAL_BETAS if thorough else ())
     for dz in deadzones:
         s = scene.with_deadzone(dz)
         try:
@@ -723,26 +726,37 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
     if an.mode == "id":
         cw = np.zeros(model.n_out, np.float32)
         cw[an.band_map] = 1.0
-    skip_grids = latent_codings is not None and not (set(latent_codings) - {MAP_CODING})
-    grids = fit_latents(model, an.targets, inner_steps, cw, threads=threads,
-                        progress=(lambda f: progress(0.2 * f)) if progress else None, backend=backend) \
-        if not an.constant and not skip_grids else []
-    t_fit = time.perf_counter() - t0
-    sbackend = "numpy" if backend == "torch" else backend
     if latent_codings is not None and (not latent_codings or not set(latent_codings) <= set(CODINGS)):
         raise OptionError(f"latent codings must be among {', '.join(CODINGS)}")
     use_maps = an.mode == "pca" and not an.constant and (latent_codings is None or MAP_CODING in latent_codings)
     grid_codings = None if latent_codings is None else tuple(n for n in latent_codings if n != MAP_CODING)
+    sbackend = "numpy" if backend == "torch" else backend
     best = search = None
-    layer = "grid"
+    layer, maps_first = "grid", False
+    if use_maps and latent_codings is None and not adam_steps:
+        # below effort max the map layer goes first and alone: the network's latents lost to it by 3–5 dB on
+        # every validation scene, so fitting them would only cost time; they remain the fallback
+        try:
+            best = _map_search(model, an, base_header or {}, extra_sections, valid, bpppb, psnr, False, True)
+            layer, grid_codings, maps_first = MAP_CODING, (), True
+        except OptionError:
+            use_maps = False
+    skip_grids = grid_codings == ()
+    grids = fit_latents(model, an.targets, inner_steps, cw, threads=threads,
+                        progress=(lambda f: progress(0.2 * f)) if progress else None, backend=backend) \
+        if not an.constant and not skip_grids else []
+    t_fit = time.perf_counter() - t0
     if grid_codings != ():
         best, search = _search(model, an, grids, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr,
                                valid, grid_codings)
-    if use_maps:
+    if use_maps and layer != MAP_CODING:
         cand = _map_search(model, an, base_header or {}, extra_sections, valid, bpppb, psnr, adam_steps > 0,
                            required=best is None)
         if cand is not None and (best is None or _better(cand, best, bpppb is not None)):
             best, search, adam_steps, layer = cand, None, 0, MAP_CODING
+    if best is None:
+        raise OptionError("the coefficient-map layer needs a model with a PCA spectral stage and a "
+                          "non-constant cube" if grid_codings == () else "no coding could meet the target")
     if adam_steps and grids and best.k:
         # longer inner loops, then rate–distortion refinement of the best fit at its operating point
         g, done = grids, inner_steps
@@ -768,5 +782,5 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
     stats = {"k": best.k, "step": entropy.step_from_exponent(best.step, STEPS_PER_OCTAVE), "q": best.step, "psnr": best.psnr, "bytes": len(best.data),
              "bpppb": 8.0 * len(best.data) / cube.size, "fit_seconds": t_fit,
              "seconds": time.perf_counter() - t0, "inner_steps": inner_steps, "adam_steps": adam_steps,
-             "layer": layer}
+             "layer": layer, "maps_first": maps_first}
     return best.data, stats

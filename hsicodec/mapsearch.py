@@ -23,29 +23,38 @@ from hsicodec.encoder import Analysis, Candidate, K_CANDIDATES
 from hsicodec.errors import OptionError
 from hsicodec.metrics import psnr as psnr_metric
 from hsicodec.model import CodecModel
-from hsicodec.spectral import SpectralFit, encode_spectral, fit_pca, matched_exponents
+from hsicodec.spectral import SpectralFit, encode_spectral, fit_pca, lagrangian_exponents, spectral_mse
 
 MAP_K_MAX = 32
 MAP_K_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
 Q_COARSE, Q_FINE = 6 * coefmaps.STEPS_PER_OCTAVE, -14 * coefmaps.STEPS_PER_OCTAVE
 DEADZONE = 0.4  # rounding threshold: a little dead zone pays 0.05–0.2 dB on the validation scenes
+#: precisions of the spectral side information tried, as multiples β of the equal-slope steps
+#: (:func:`hsicodec.spectral.lagrangian_exponents`): the best β ran from 0.6 (Jasper Ridge at 0.01 bpppb)
+#: to over 1.7 (at 0.1), so the search measures them instead of guessing
+SPECTRAL_BETAS = (0.6, 0.85, 1.2, 1.7, 2.4)
 
 
 class MapSearch:
-    """Chooses (k, Δ) of the coefficient-map layer for a rate or quality target."""
+    """Chooses (k, Δ, spectral precision β) of the coefficient-map layer for a rate or quality target.
+
+    ``betas``: the spectral precisions to search (e.g. :data:`SPECTRAL_BETAS`, thorough); empty (the
+    default): one β per k from the maps' distortion–rate slope (:meth:`best_beta`)."""
 
     def __init__(self, model: CodecModel, an: Analysis, base_header: dict, extra_sections: tuple = (),
-                 valid: Optional[np.ndarray] = None, deadzone: float = DEADZONE):
+                 valid: Optional[np.ndarray] = None, deadzone: float = DEADZONE, betas: tuple = ()):
         if an.mode != "pca":
             raise OptionError("the coefficient-map layer needs a model with a PCA spectral stage")
         self.model, self.an, self.base = model, an, base_header
         self.extra_sections = list(extra_sections)
         self.valid = valid
         self.deadzone = deadzone
+        self.betas = tuple(betas)
         self.h, self.w, self.c = an.values.shape
         self.fit: SpectralFit = fit_pca(an.values.reshape(-1, self.c), MAP_K_MAX)
         self.kmax = min(MAP_K_MAX, self.fit.basis.shape[0], coefmaps.MAX_MAPS)
-        self.norm = float(self.fit.total_std)
+        # a whole number where that is as good (3 header bytes instead of 9; the normalisation is arbitrary)
+        self.norm = float(round(self.fit.total_std)) if self.fit.total_std >= 256 else float(self.fit.total_std)
         maps = ((an.values.reshape(-1, self.c) - self.fit.mean) @ self.fit.basis[:self.kmax].T / max(self.norm, 1e-300))
         self.maps = maps.reshape(self.h, self.w, self.kmax)
         self.levels = coefmaps.map_levels(self.h, self.w)
@@ -53,7 +62,6 @@ class MapSearch:
         self.gain = np.empty((self.h, self.w))
         for grp, ori, rs, cs in coefmaps.subbands(self.h, self.w, self.levels):
             self.gain[rs, cs] = coefmaps.cdf97_subband_gain(grp, ori, self.levels)
-        self._q_cache: dict = {}
         self._price_cache: dict = {}
         self._build_cache: dict = {}
         self._spec_cache: dict = {}
@@ -62,51 +70,47 @@ class MapSearch:
         """The same scene (PCA, transform, spectral side information) with another rounding threshold."""
         other = copy.copy(self)
         other.deadzone = deadzone
-        other._q_cache, other._price_cache, other._build_cache = {}, {}, {}
+        other._price_cache, other._build_cache = {}, {}
         return other
 
     # -- pricing
-    def _quantized(self, q: int):
-        """Symbols, context classes and per-map weighted squared error of all kmax maps at step q."""
-        if q not in self._q_cache:
-            sym, a, rho = coefmaps.quantize(self.tr, q, self.kmax, self.deadzone)
-            step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
-            mag = np.abs(sym)
-            rec = np.where(mag > 0, mag - rho / coefmaps.RECON_DEN, 0.0)
-            # normalised units, each coefficient weighted by its synthesis energy: Σ g (Δ/√g)² e² = Δ² Σ e²
-            err = (step ** 2) * np.sum((a - rec) ** 2, axis=(1, 2)) / (self.h * self.w)
-            cls, grp = coefmaps.all_classes(sym, self.levels)
-            self._q_cache[q] = (sym, cls, grp, np.cumsum(err))
-        return self._q_cache[q]
-
     def _priced(self, q: int, k: int) -> tuple[float, float]:
         """(ideal bytes of the first k maps at step q, their coefficient-domain squared error)."""
         key = (q, k)
         if key not in self._price_cache:
-            sym, cls, grp, err = self._quantized(q)
-            bits = coefmaps.fit_codes(sym[:k], cls[:k], grp[:k], k * (self.levels + 1))[2]
-            self._price_cache[key] = (bits / 8.0 + 4.0, float(err[k - 1]))
+            sym, a, rho = coefmaps.quantize(self.tr, q, k, self.deadzone)  # map j's symbols need only maps ≤ j
+            step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
+            mag = np.abs(sym)
+            rec = np.where(mag > 0, mag - rho / coefmaps.RECON_DEN, 0.0)
+            # normalised units, each coefficient weighted by its synthesis energy: Σ g (Δ/√g)² e² = Δ² Σ e²
+            err = (step ** 2) * float(np.sum((a - rec) ** 2)) / (self.h * self.w)
+            cls, grp = coefmaps.all_classes(sym, self.levels)
+            bits = coefmaps.fit_codes(sym, cls, grp, k * (self.levels + 1))[2]
+            self._price_cache[key] = (bits / 8.0 + 4.0, err)
         return self._price_cache[key]
 
-    def spectral(self, k: int, coding_mse: float):
-        """Mean and k basis vectors, their precision matched to the coding error per value."""
-        me, be = matched_exponents(self.fit, k, max(coding_mse, (self.norm ** 2 / self.c) * 1e-7, 1e-12))
-        key = (k, me, be)
+    def spectral(self, k: int, q: int, beta: float):
+        """Mean and k basis vectors, their steps β × those at the distortion–rate slope of the maps coded at q
+        → (bytes, header params, dequantized mean, dequantized basis, squared error per value they add)."""
+        me, be, bd = lagrangian_exponents(self.fit, k, entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE),
+                                          self.h * self.w, beta)
+        key = (k, me, be, bd)
         if key not in self._spec_cache:
-            self._spec_cache[key] = encode_spectral(self.fit.mean, self.fit.basis[:k], me, be)
+            data, params, mean, basis = encode_spectral(self.fit.mean, self.fit.basis[:k], me, be, bd)
+            self._spec_cache[key] = (data, params, mean, basis, spectral_mse(self.fit, k, me, be, bd))
         return self._spec_cache[key]
 
     def _coding_mse(self, k: int, q: int) -> float:
         """Squared error per cube value that coding the k maps at q adds (original units)."""
         return self.norm ** 2 * self._priced(q, k)[1] / self.c
 
-    def estimate(self, k: int, q: int) -> tuple[float, float]:
-        """(predicted bytes of the whole file, predicted PSNR) of (k, q)."""
+    def estimate(self, k: int, q: int, beta: float) -> tuple[float, float]:
+        """(predicted bytes of the whole file, predicted PSNR) of (k, q, β)."""
         map_bytes, _ = self._priced(q, k)
         cmse = self._coding_mse(k, q)
-        sdata, sparams, _, _ = self.spectral(k, cmse)
+        sdata, sparams, _, _, smse = self.spectral(k, q, beta)
         over = len(self._file(k, q, sparams, b"", sdata_len=len(sdata), placeholder=True))
-        mse = cmse + float(np.sum(self.fit.comp_std[k:] ** 2)) / self.c
+        mse = cmse + smse + float(np.sum(self.fit.comp_std[k:] ** 2)) / self.c
         quality = float("inf") if mse <= 0 else 10 * np.log10(max(self.an.value_range, 1e-30) ** 2 / mse)
         return over + map_bytes, quality
 
@@ -116,28 +120,29 @@ class MapSearch:
         if rparams is None:  # header size estimate: codes of typical size
             rparams = {"k": k, "q": q, "wt": self.levels, "ma": 255, "ls": bytes(k * (self.levels + 1)),
                        "co": bytes(coefmaps.N_CLASSES), "ro": 8}
-        codec = {"id": CODEC_NAME, "k": 0, "norm": self.norm, "sp": sparams, "rl": rparams}
-        header = dict(self.base)
+        norm = int(self.norm) if self.norm.is_integer() else self.norm
+        codec = {"id": CODEC_NAME, "norm": norm, "sp": sparams, "rl": rparams}
+        header = {key: v for key, v in self.base.items() if key != "model"}  # no network latents: no model
         header["codec"] = codec
         sections = [("s", bytes(sdata_len) if placeholder else sdata), ("r", rdata)]
         return encode_hsim(header, sections + ([] if placeholder else self.extra_sections))
 
-    def build(self, k: int, q: int) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
-        """The real file of (k, q) → (bytes, decoded maps (H, W, k), mean, basis)."""
-        if (k, q) not in self._build_cache:
+    def build(self, k: int, q: int, beta: float) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+        """The real file of (k, q, β) → (bytes, decoded maps (H, W, k), mean, basis)."""
+        if (k, q, beta) not in self._build_cache:
             self._build_cache.clear()  # keep one: the search asks for the same file twice in a row
-            self._build_cache[(k, q)] = self._build(k, q)
-        return self._build_cache[(k, q)]
+            self._build_cache[(k, q, beta)] = self._build(k, q, beta)
+        return self._build_cache[(k, q, beta)]
 
-    def _build(self, k: int, q: int) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+    def _build(self, k: int, q: int, beta: float) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
         sym, _, rho = coefmaps.quantize(self.tr, q, k, self.deadzone)
         rdata, p = coefmaps.encode_symbols(sym, q, self.levels, rho)
-        sdata, sparams, mean, basis = self.spectral(k, self._coding_mse(k, q))
+        sdata, sparams, mean, basis, _ = self.spectral(k, q, beta)
         data = self._file(k, q, sparams, rdata, sdata=sdata, rparams=p.to_header())
         return data, coefmaps.dequantize(sym, p, self.h, self.w), mean, basis
 
-    def measure(self, k: int, q: int) -> Candidate:
-        data, maps, mean, basis = self.build(k, q)
+    def measure(self, k: int, q: int, beta: float) -> Candidate:
+        data, maps, mean, basis = self.build(k, q, beta)
         rec = reconstruct(maps, self.norm, mean, basis, (0, self.c))
         if self.valid is not None:
             return Candidate(data, k, q, psnr_metric(self.an.values[self.valid], rec[self.valid]))
@@ -147,41 +152,128 @@ class MapSearch:
         return [k for k in MAP_K_CANDIDATES if k <= self.kmax] or [self.kmax]
 
     # -- targets
-    def _finest_fitting(self, k: int, budget: float) -> Optional[int]:
-        """Finest step exponent whose predicted file fits the budget (bisection; sizes fall as q grows)."""
-        lo, hi = Q_FINE, Q_COARSE
-        if self.estimate(k, hi)[0] > budget:
+    def _finest_fitting(self, k: int, budget: float, beta: float, start: Optional[int] = None) -> Optional[int]:
+        """Finest step exponent whose predicted file fits the budget. Sizes fall about exponentially as q
+        grows, so secant steps on log size from ``start`` (the answer for a neighbouring k or β) land
+        within a step or two in ~3 pricings; unit steps then settle the exact boundary."""
+        def size(q):
+            return self.estimate(k, q, beta)[0]
+
+        if budget <= 0:
             return None
-        if self.estimate(k, lo)[0] <= budget:
-            return lo
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self.estimate(k, mid)[0] <= budget:
-                hi = mid
+        q = int(np.clip(start if start is not None else 0, Q_FINE, Q_COARSE))
+        s = size(q)
+        slope = -1.0 / coefmaps.STEPS_PER_OCTAVE  # log2 size per step: halves per octave, a first guess
+        for _ in range(6):
+            nq = int(np.clip(round(q + (np.log2(budget) - np.log2(s)) / slope), Q_FINE, Q_COARSE))
+            if nq == q:
+                break
+            ns = size(nq)
+            if ns != s and (np.log2(ns) - np.log2(s)) / (nq - q) < 0:
+                slope = (np.log2(ns) - np.log2(s)) / (nq - q)
+            q, s = nq, ns
+        while s > budget:
+            if q >= Q_COARSE:
+                return None
+            q += 1
+            s = size(q)
+        while q > Q_FINE and size(q - 1) <= budget:
+            q -= 1
+        return q
+
+    def slope(self, k: int, q: int) -> float:
+        """Distortion–rate slope of the k maps around step q: squared error (original units, whole cube)
+        saved per extra bit, between the nearest files priced on either side (within a quarter octave,
+        usually left by the rate search; priced now when missing)."""
+        near = [qq for (qq, kk) in self._price_cache if kk == k and 0 < abs(qq - q) <= 8]
+        below = max((qq for qq in near if qq < q), default=q - 4)
+        above = min((qq for qq in near if qq > q), default=q + 4)
+        (b1, e1), (b2, e2) = self._priced(below, k), self._priced(above, k)
+        return max((e2 - e1) * self.h * self.w * self.norm ** 2 / max(8.0 * (b1 - b2), 1e-9), 0.0)
+
+    def best_beta(self, k: int, q: int) -> float:
+        """The β of :data:`SPECTRAL_BETAS` that minimises the spectral side information's squared error
+        plus its bits times the maps' slope at (k, q) (equal-slope allocation, without a search)."""
+        lam = self.slope(k, q)
+        n = self.h * self.w * self.c
+
+        def cost(beta):
+            data, _, _, _, smse = self.spectral(k, q, beta)
+            return n * smse + lam * 8.0 * len(data)
+        return min(SPECTRAL_BETAS, key=cost)
+
+    def _betas(self, k: int, budget: float, start: Optional[int]) -> list:
+        """(β, finest q fitting the budget) to score for k: every β of the search, or only the best one
+        at the slope of the β = 1 answer."""
+        if self.betas:
+            out, q = [], start
+            for beta in self.betas:
+                q = self._finest_fitting(k, budget, beta, q if q is not None else start)
+                out.append((beta, q))
+            return out
+        q = self._finest_fitting(k, budget, 1.0, start)
+        if q is None:
+            return [(1.0, None)]
+        beta = self.best_beta(k, q)
+        return [(beta, q if beta == 1.0 else self._finest_fitting(k, budget, beta, q))]
+
+    def _scan_k(self, score) -> list:
+        """Every point ``score(k)`` returns (a list of (quality, ...) tuples) over the ks worth trying:
+        the powers of two upwards until quality fell twice, then the ks between the best one's
+        neighbours, walking away from it on each side while quality rises."""
+        ks = self.k_candidates()
+        found: dict = {}
+
+        def best_of(k):
+            if k not in found:
+                found[k] = score(k)
+            return max(found[k])[0] if found[k] else -np.inf
+
+        coarse = [k for k in ks if k & (k - 1) == 0] or ks[:1]
+        best_k, misses = None, 0
+        for k in coarse:
+            if best_k is None or best_of(k) > best_of(best_k):
+                best_k, misses = k, 0
             else:
-                lo = mid
-        return hi
+                misses += 1
+                if misses >= 2:
+                    break  # quality falls with k from here on: more maps only thin the bits
+        i = coarse.index(best_k)
+        lo_k = coarse[i - 1] if i > 0 else 0
+        hi_k = coarse[i + 1] if i + 1 < len(coarse) else self.kmax + 1
+        for side in (sorted(k for k in ks if best_k < k < hi_k),
+                     sorted((k for k in ks if lo_k < k < best_k), reverse=True)):
+            for k in side:
+                if best_of(k) <= best_of(best_k):
+                    break
+                best_k = k
+        return [p for pts in found.values() for p in pts]
 
     def for_bpppb(self, target: float) -> Candidate:
         budget = int(np.floor(target * self.h * self.w * self.c / 8.0))
-        scored = []
-        for k in self.k_candidates():
-            q = self._finest_fitting(k, budget)
-            if q is not None:
-                scored.append((self.estimate(k, q)[1], k, q))
-                if len(scored) >= 3 and scored[-1][0] < scored[-2][0] < scored[-3][0]:
-                    break  # quality falls with k from here on: more maps only thin the bits
+        start = [None]
+
+        def score(k):
+            here = []
+            for beta, q in self._betas(k, budget, start[0]):
+                if q is not None:
+                    here.append((self.estimate(k, q, beta)[1], k, q, beta))
+                    start[0] = q
+            return here
+
+        scored = self._scan_k(score)
         if not scored:
             raise OptionError(f"--bpppb {target} is below the smallest coefficient-map file of this cube")
         scored.sort(reverse=True)
         best = None
-        for _, k, q in scored[:2]:
-            while q <= Q_COARSE and len(self.build(k, q)[0]) > budget:
+        # the estimate ranks close points a few tenths of a dB off: measure the best two (three when thorough)
+        for _, k, q, beta in scored[:3 if self.betas else 2]:
+            while q <= Q_COARSE and len(self.build(k, q, beta)[0]) > budget:
                 q += 1
-            while q > Q_FINE and len(self.build(k, q - 1)[0]) <= budget:  # the estimate was pessimistic
-                q -= 1
+            while self.betas and q > Q_FINE and len(self.build(k, q - 1, beta)[0]) <= budget:
+                q -= 1  # the estimate was pessimistic (thorough only: a step is ~2 % of the size)
             if q <= Q_COARSE:
-                cand = self.measure(k, q)
+                cand = self.measure(k, q, beta)
                 if best is None or cand.psnr > best.psnr:
                     best = cand
         if best is not None:
@@ -191,23 +283,24 @@ class MapSearch:
     def for_psnr(self, target: float) -> Candidate:
         feasible = []
         for k in self.k_candidates():
-            if self.estimate(k, Q_FINE)[1] < target:
-                continue
-            lo, hi = Q_FINE, Q_COARSE  # estimate(lo) reaches the target
-            if self.estimate(k, hi)[1] >= target:
-                lo = hi
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if self.estimate(k, mid)[1] >= target:
-                    lo = mid
-                else:
-                    hi = mid
-            feasible.append((self.estimate(k, lo)[0], k, lo))
+            for beta in self.betas or (1.0,):
+                if self.estimate(k, Q_FINE, beta)[1] < target:
+                    continue
+                lo, hi = Q_FINE, Q_COARSE  # estimate(lo) reaches the target
+                if self.estimate(k, hi, beta)[1] >= target:
+                    lo = hi
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if self.estimate(k, mid, beta)[1] >= target:
+                        lo = mid
+                    else:
+                        hi = mid
+                feasible.append((self.estimate(k, lo, beta)[0], k, lo, beta))
         if not feasible:
             raise OptionError(f"--psnr {target} dB is above what the coefficient-map layer reaches on this cube")
-        for _, k, q in sorted(feasible)[:3]:
+        for _, k, q, beta in sorted(feasible)[:3]:
             for _ in range(8):
-                cand = self.measure(k, q)
+                cand = self.measure(k, q, beta)
                 if cand.psnr >= target:
                     return cand
                 q -= 1

@@ -67,16 +67,44 @@ def matched_exponents(fit: SpectralFit, k: int, target_mse: float) -> tuple[int,
     return me, be
 
 
-def encode_spectral(mean: np.ndarray, basis: np.ndarray, mean_exp: int, basis_exp: int) -> tuple[bytes, dict, np.ndarray, np.ndarray]:
+def lagrangian_exponents(fit: SpectralFit, k: int, map_step: float, n_pixels: int,
+                         beta: float = 1.0) -> tuple[int, int, bytes]:
+    """(mean exponent, basis exponent, per-vector exponent offsets) at the distortion–rate slope of maps
+    coded with step ``map_step`` (normalised units, coefficient-domain): an error δ in a mean entry costs
+    N δ² of squared error, in entry j of basis vector i N σ_i² δ², in a map coefficient σ² Δ²/12 per
+    coefficient at step Δ (σ = total std) — equal slopes give the mean step σΔ/√N and the basis steps
+    σΔ/(√N σ_i), one per vector."""
+    root = beta * fit.total_std * map_step / np.sqrt(max(n_pixels, 1))
+    mean_step = max(root, (float(np.abs(fit.mean).max()) + 1e-30) / 2 ** 18)
+    me = int(np.clip(np.floor(MEAN_STEPS_PER_OCTAVE * np.log2(mean_step)), -256, 256))
+    if not k:
+        return me, 0, b""
+    steps = np.clip(root / np.maximum(fit.comp_std[:k], 1e-300), 2.0 ** -18, 0.25)
+    ex = np.clip(np.floor(BASIS_STEPS_PER_OCTAVE * np.log2(steps)).astype(np.int64), -256, 256)
+    be = int(ex.min())
+    return me, be, bytes(int(v) for v in np.minimum(ex - be, 255))
+
+
+def spectral_mse(fit: SpectralFit, k: int, mean_exp: int, basis_exp: int, offsets: bytes) -> float:
+    """Expected squared error per value that quantizing the mean and the k basis vectors adds
+    (uniform errors of step²/12; a basis entry's error is multiplied by its component's std)."""
+    mean_step = entropy.step_from_exponent(mean_exp, MEAN_STEPS_PER_OCTAVE)
+    steps = _basis_steps(basis_exp, offsets, k).ravel()
+    return float(mean_step ** 2 + np.sum((fit.comp_std[:k] * steps) ** 2)) / 12.0
+
+
+def encode_spectral(mean: np.ndarray, basis: np.ndarray, mean_exp: int, basis_exp: int,
+                    offsets: bytes = b"") -> tuple[bytes, dict, np.ndarray, np.ndarray]:
     """Quantize and entropy code the mean (C,) and basis (k, C).
 
-    Steps are 2^(mean_exp/4) and 2^(basis_exp/4); values are quantized, first
+    Steps are 2^(mean_exp/4) and 2^(basis_exp/4) — for basis vector i
+    2^((basis_exp + offsets[i])/4) when ``offsets`` (k bytes) are given; values are quantized, first
     differences along the bands are coded under Laplace priors whose scales
     travel as one-byte codes. Returns (bytes, header params, dequantized mean,
     dequantized basis).
     """
     mean_step = entropy.step_from_exponent(mean_exp, MEAN_STEPS_PER_OCTAVE)
-    basis_step = entropy.step_from_exponent(basis_exp, BASIS_STEPS_PER_OCTAVE)
+    basis_step = _basis_steps(basis_exp, offsets, basis.shape[0])
     qm, dm = _delta_code(mean[None, :], mean_step)
     qb, db = _delta_code(basis, basis_step)
     sym = np.concatenate([dm.ravel(), db.ravel()])
@@ -87,7 +115,15 @@ def encode_spectral(mean: np.ndarray, basis: np.ndarray, mean_exp: int, basis_ex
     scales = _symbol_scales(mean.size, codes, max_abs)
     data = entropy.laplace_encode(sym, scales, max_abs)
     params = {"me": int(mean_exp), "be": int(basis_exp), "ma": max_abs, "sc": bytes(codes)}
+    if offsets:
+        params["bd"] = bytes(offsets)
     return data, params, (qm[0] * mean_step), (qb * basis_step)
+
+
+def _basis_steps(basis_exp: int, offsets: bytes, k: int) -> np.ndarray:
+    """(k, 1) quantization steps of the basis vectors."""
+    ex = basis_exp + (np.frombuffer(offsets, np.uint8).astype(np.int64) if offsets else np.zeros(k, np.int64))
+    return np.array([entropy.step_from_exponent(int(e), BASIS_STEPS_PER_OCTAVE) for e in ex]).reshape(k, 1)
 
 
 def _symbol_scales(n_bands: int, codes, max_abs: int) -> np.ndarray:
@@ -110,9 +146,11 @@ def decode_spectral(data: bytes, params: dict, n_bands: int, k: int) -> tuple[np
             raise HsimError(f"header key 'codec.sp.{key}': expected an int in {lo}..{hi}, got {v!r}")
     if not isinstance(codes, bytes) or len(codes) != k + 1:
         raise HsimError(f"header key 'codec.sp.sc': expected {k + 1} scale codes")
+    offsets = params.get("bd", b"")
+    if not isinstance(offsets, bytes) or ("bd" in params and len(offsets) != k):
+        raise HsimError(f"header key 'codec.sp.bd': expected {k} basis step offsets")
     scales = _symbol_scales(n_bands, codes, max_abs)
     sym = entropy.laplace_decode(data, scales, max_abs).astype(np.int64).reshape(k + 1, n_bands)
     q = np.cumsum(sym, axis=1)
     mean_step = entropy.step_from_exponent(me, MEAN_STEPS_PER_OCTAVE)
-    basis_step = entropy.step_from_exponent(be, BASIS_STEPS_PER_OCTAVE)
-    return q[0] * mean_step, q[1:] * basis_step
+    return q[0] * mean_step, q[1:] * _basis_steps(be, offsets, k)

@@ -277,10 +277,12 @@ def _pack_head(header: dict, index: list, limits: Limits, validate: bool = True)
     return pack_head(hdr, limits, FORMAT_VERSION, hint="too many tiles: use larger tiles")
 
 
-def _outer_header(shape, dtype: np.dtype, model_sha: str, grid: TileGrid, fill: Optional[float],
+def _outer_header(shape, dtype: np.dtype, model_sha: Optional[str], grid: TileGrid, fill: Optional[float],
                   geo: Optional[GeoInfo], tags: Optional[dict], created_by: bool) -> dict:
-    header: dict = {"shape": [int(v) for v in shape], "dtype": np.dtype(dtype).name, "model": model_sha,
+    header: dict = {"shape": [int(v) for v in shape], "dtype": np.dtype(dtype).name,
                     "codec": {"id": CODEC_ID}, "tiles": grid.to_header(fill)}
+    if model_sha is not None:  # the first tile's model, if any tile uses one
+        header["model"] = model_sha
     if created_by:
         header["created_by"] = _codec.CREATED_BY
     if geo is not None and not geo.is_empty():
@@ -312,7 +314,7 @@ def write_tiled(source: Union[np.ndarray, CubeReader], dst: PathLike, *, tile: U
                 tile_progress: Optional[Callable[[int, int], None]] = None, tags: Optional[dict] = None,
                 threads: int = 0, registry=None, backend: str = "auto", created_by: bool = False,
                 band_map=None, wavelengths=None, nodata: Optional[float] = None,
-                limits: Limits = DEFAULT_LIMITS) -> dict:
+                limits: Limits = DEFAULT_LIMITS, latent_codings: Optional[tuple] = None) -> dict:
     """Compress ``source`` (a cube or an open :class:`~hsicodec.raster.CubeReader`) into the
     tiled `.hsim` file ``dst``, one tile at a time; returns statistics.
 
@@ -390,9 +392,9 @@ def write_tiled(source: Union[np.ndarray, CubeReader], dst: PathLike, *, tile: U
                         data, st, rate = _compress_tile(block, rate, dict(
                             geo=None, model=model, psnr=psnr, effort=effort, progress=sub, tags=None,
                             threads=threads, registry=registry, backend=backend, created_by=False,
-                            band_map=band_map, wavelengths=wl, nodata=nd), f"tile {i} (rows {r0}..{r0 + h}, "
+                            band_map=band_map, wavelengths=wl, nodata=nd, latent_codings=latent_codings), f"tile {i} (rows {r0}..{r0 + h}, "
                                                                           f"cols {c0}..{c0 + w})")
-                        sha = HsimReader(data).header["model"]
+                        sha = HsimReader(data).header.get("model")  # None: a map-layer-only tile
                         models[sha] = models.get(sha, 0) + 1
                         lo, hi, n_valid = min(lo, tmin), max(hi, tmax), n_valid + nv
                         p = st.get("psnr")
@@ -420,7 +422,7 @@ def write_tiled(source: Union[np.ndarray, CubeReader], dst: PathLike, *, tile: U
                 fill = None
                 if empty:
                     fill = float(nd) if nd is not None else float("nan")
-                first_model = next(iter(models))
+                first_model = next((m for m in models if m is not None), None)
                 header = _outer_header(shape, dtype, first_model, grid, fill, geo, tags, created_by)
                 head = _pack_head(header, index, limits)
                 total = len(head) + sum(e[1] for e in index) + TRAILER_SIZE

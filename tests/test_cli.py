@@ -482,7 +482,7 @@ def test_train_tiny(env, tmp_path):
 
 def test_roundtrip_npy(codec_env, npy_cube):
     out = codec_env["tmp"] / "cube.hsim"
-    r = run("compress", npy_cube, out, "--model", "cli-test", "--effort", "fast", "--bpppb", "1")
+    r = run("compress", npy_cube, out, "--model", "cli-test", "--effort", "fast", "--bpppb", "1", "--layer", "network")
     assert r.exit_code == 0, r.output
     summary = r.stdout.strip()
     assert len(summary.splitlines()) == 1
@@ -553,7 +553,8 @@ def test_unknown_model(codec_env, npy_cube):
 
 def test_decompress_model_not_installed(codec_env, npy_cube, monkeypatch):
     out = codec_env["tmp"] / "cube.hsim"
-    assert run("compress", npy_cube, out, "--model", "cli-test", "--effort", "fast", "--bpppb", "1").exit_code == 0
+    assert run("compress", npy_cube, out, "--model", "cli-test", "--effort", "fast", "--bpppb", "1",
+               "--layer", "network").exit_code == 0
     empty = codec_env["tmp"] / "empty"
     empty.mkdir()
     monkeypatch.setenv("HSICODEC_MODEL_PATH", str(empty))

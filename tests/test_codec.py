@@ -10,6 +10,7 @@ import pytest
 import hsicodec
 from hsicodec import metrics
 from hsicodec.data import sample_path
+from hsicodec.encoder import LAYERS
 from hsicodec.errors import HsimError, ModelNotFoundError, OptionError
 
 
@@ -174,14 +175,34 @@ def test_corrupted_file_is_an_error_not_wrong_pixels(encoded):
         hsicodec.decompress(bytes(bad))
 
 
-def test_missing_model_names_the_hash(small, encoded, tmp_path, monkeypatch):
+def test_missing_model_names_the_hash(small, tmp_path, monkeypatch):
     from hsicodec.registry import Registry, clear_model_cache
 
+    encoded = hsicodec.compress(small, bpppb=0.2, effort="fast", latent_codings=LAYERS["network"])
     clear_model_cache()  # loaded models are cached by their (verified) hash
     empty = Registry([("path", tmp_path)])
     with pytest.raises(ModelNotFoundError) as err:
         hsicodec.decompress(encoded, registry=empty)
     assert hsicodec.HsimReader(encoded).header["model"] in str(err.value)
+
+
+def test_map_layer_files_need_no_model(small, tmp_path):
+    """A file without network latents names no model and decodes with an empty registry."""
+    from hsicodec.registry import Registry, clear_model_cache
+
+    data = hsicodec.compress(small, bpppb=0.2, latent_codings=LAYERS["maps"])
+    assert "model" not in hsicodec.HsimReader(data).header
+    clear_model_cache()
+    out, _ = hsicodec.decompress(data, registry=Registry([("path", tmp_path)]))
+    assert metrics.psnr(small, out) > 25
+
+
+@pytest.mark.parametrize("edit", [lambda c: c.__setitem__("k", 2), lambda c: c.__setitem__("q", 3),
+                                  lambda c: c["sp"].__setitem__("m", "id")])
+def test_a_file_without_model_may_not_use_network_keys(small, edit):
+    data = hsicodec.compress(small, bpppb=0.2, latent_codings=LAYERS["maps"])
+    with pytest.raises(HsimError, match="'model' is missing"):
+        hsicodec.decompress(_reheader(data, edit))
 
 
 # prepended to subprocess code: any import of torch fails
@@ -307,7 +328,8 @@ def test_unknown_codec_key_is_refused_not_guessed(encoded):
 
 @pytest.mark.parametrize("key,value", [("wt", -1), ("wt", 99), ("wt", "3"), ("ct", b"\x00"), ("ct", 5)])
 def test_bad_wavelet_or_rotation_keys_are_header_errors(sample, key, value):
-    data = hsicodec.compress(np.ascontiguousarray(sample[:32, :32]), bpppb=0.2, model="hsi-grid-v1")
+    data = hsicodec.compress(np.ascontiguousarray(sample[:32, :32]), bpppb=0.2, model="hsi-grid-v1",
+                             latent_codings=LAYERS["network"])
     with pytest.raises(HsimError, match=f"codec.{key}|codec.ls"):
         hsicodec.decompress(_reheader(data, lambda c: c.__setitem__(key, value)))
 
@@ -345,7 +367,7 @@ def test_map_layer_files_decode_torch_free_and_by_window(sample):
     cube = np.ascontiguousarray(sample[:40, :36])
     data = hsicodec.compress(cube, bpppb=0.2, model="hsi-grid-v1")
     codec = decode_hsim(data).header["codec"]
-    assert codec["k"] == 0 and codec["rl"]["k"] >= 1 and "l" not in dict((n, 0) for n, *_ in decode_hsim(data).header["sections"])
+    assert codec.get("k", 0) == 0 and codec["rl"]["k"] >= 1 and "l" not in dict((n, 0) for n, *_ in decode_hsim(data).header["sections"])
     assert 0.9 * 0.2 <= 8 * len(data) / cube.size <= 0.2
     full, _ = hsicodec.decompress(data)
     win, _ = hsicodec.decompress(data, window=(5, 7, 20, 11), bands=(3, 40))

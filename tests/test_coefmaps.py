@@ -100,7 +100,7 @@ def test_context_class_formula():
     sym[0, 0, 2] = 3  # map 0, group-1 HL at (0, 0): parent of group-2 HL (0..1, 0..1)
     sym[0, 0, 4] = -5  # map 0, group-2 HL (0, 0): sibling of group-2 LH (0, 0) and HH (0, 0)
     sym[0, 4, 0] = 2  # map 0, group-2 LH (0, 0): sibling of HH (0, 0)
-    cls, _ = coefmaps.all_classes(sym, lv)
+    cls, _ = coefmaps.all_classes(sym, lv, checker=False)
     assert cls[0, 0, 4] == 2 and cls[0, 0, 5] == 2 and cls[0, 1, 5] == 2  # t = 3
     assert cls[0, 0, 6] == 0  # another parent (0, 1), which is zero
     assert cls[0, 4, 0] == 3  # LH: t = |HL sibling| = 5
@@ -110,7 +110,7 @@ def test_context_class_formula():
 
 
 def _header(k=2, lv=3, **kw):
-    h = {"k": k, "q": -64, "wt": lv, "ma": 3, "ls": bytes(k * (lv + 1)), "co": bytes(7), "ro": 4}
+    h = {"k": k, "q": -64, "wt": lv, "ma": 3, "ls": bytes(k * (lv + 1)), "co": bytes(26), "ro": 4}
     h.update(kw)
     return h
 
@@ -149,3 +149,40 @@ def test_reconstruction_offset_is_least_squares():
     nz = mag > 0
     errs = [np.sum((mag[nz] - r / 32 - a[nz]) ** 2) for r in range(17)]
     assert abs(int(np.argmin(errs)) - rho) <= 1
+
+
+def test_checkerboard_classes_by_hand():
+    """Spec 10.5, scheme "checkerboard": first pass by t alone (classes 0..12), second pass by t plus the
+    four first-pass neighbours (classes 13..25); FINE_EDGES thresholds."""
+    t = np.zeros((4, 4), np.int64)
+    t[1, 2] = 3
+    absq = np.zeros((4, 4), np.int64)
+    absq[0, 0] = 5  # first pass ((0 + 0) even)
+    absq[1, 1] = 2  # first pass
+    absq[0, 1] = 9  # second pass: never read as a neighbour
+    cls = coefmaps.checker_classes(t, absq)
+    assert cls[0, 0] == 0 and cls[1, 1] == 0  # first pass: t = 0
+    assert cls[0, 1] == 13 + 5  # neighbours 5 + 2 = 7 → thresholds 1,2,3,4,6 reached
+    assert cls[1, 0] == 13 + 5
+    assert cls[1, 2] == 13 + 4  # t 3 + neighbour |(1,1)| 2 = 5 → 1,2,3,4 reached
+    assert cls[2, 1] == 13 + 2  # neighbour (1,1): 2
+    assert cls[3, 2] == 13 and cls[3, 3] == 0 and cls[2, 2] == 0
+
+
+@pytest.mark.parametrize("h,w,k", [(1, 1, 1), (2, 3, 2), (17, 9, 3), (64, 48, 5)])
+def test_checkerboard_streams_round_trip(h, w, k):
+    maps = _maps(h, w, k, seed=h + w)
+    lv = coefmaps.map_levels(h, w)
+    for q in (-160, -64, 32):
+        data, p, deq = coefmaps.encode_maps(maps, q, lv)
+        assert p.checker and len(p.to_header()["co"]) == coefmaps.CHECKER_CLASSES
+        np.testing.assert_array_equal(coefmaps.decode_maps(data, p, h, w), deq)
+
+
+def test_checkerboard_beats_the_plain_scheme():
+    maps = _maps(64, 64, 4, seed=11)
+    lv = coefmaps.map_levels(64, 64)
+    sym, _, _ = coefmaps.quantize(coefmaps.Transformed.of(maps, lv), -96, 4)
+    plain = coefmaps.fit_codes(sym, *coefmaps.all_classes(sym, lv, checker=False), 4 * (lv + 1),
+                               n_classes=coefmaps.PLAIN_CLASSES)[2]
+    assert coefmaps.code_bits(sym, lv) < plain

@@ -401,7 +401,17 @@ def test_bad_model_hash(model):
         decode_hsim(build_raw(h, b""))
 
 
-@pytest.mark.parametrize("key", ["shape", "dtype", "model", "codec"])
+def test_model_is_optional():
+    """A codec that needs no base model leaves 'model' out; when present it must be a sha256."""
+    h = small_header()
+    del h["model"]
+    assert "model" not in decode_hsim(encode_hsim(h, [])).header
+    h["model"] = "abc"
+    with pytest.raises(HsimHeaderError, match="'model'"):
+        encode_hsim(h, [])
+
+
+@pytest.mark.parametrize("key", ["shape", "dtype", "codec"])
 def test_missing_required_key(key):
     h = small_header()
     del h[key]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from hsicodec.errors import HsimError
-from hsicodec.spectral import decode_spectral, encode_spectral, fit_pca
+from hsicodec.spectral import decode_spectral, encode_spectral, fit_pca, lagrangian_exponents
 
 
 def _cube(seed=0):
@@ -46,3 +46,29 @@ def test_malformed_params_refused():
         decode_spectral(data, {**params, "be": 1.5}, 40, 2)
     with pytest.raises(HsimError):
         decode_spectral(data, {k: v for k, v in params.items() if k != "ma"}, 40, 2)
+
+
+def test_per_vector_steps_round_trip_and_follow_the_variances():
+    """Lagrangian steps: finer for the mean and the high-variance vectors, one exponent offset per vector."""
+    x = _cube(1)
+    fit = fit_pca(x, 4)
+    me, be, bd = lagrangian_exponents(fit, 4, 2.0 ** -3, x.shape[0])
+    assert len(bd) == 4 and bd[0] == 0 and list(bd) == sorted(bd)  # comp_std falls, steps grow
+    data, params, m_hat, b_hat = encode_spectral(fit.mean, fit.basis, me, be, bd)
+    assert params["bd"] == bd
+    m, b = decode_spectral(data, params, 40, 4)
+    assert np.array_equal(m, m_hat) and np.array_equal(b, b_hat)
+    for i in range(4):
+        step = 2.0 ** ((be + bd[i]) / 4)
+        assert np.abs(b[i] - fit.basis[i]).max() <= step / 2 + 1e-12
+    # a coarser map step gives coarser spectral steps
+    me2, be2, _ = lagrangian_exponents(fit, 4, 2.0 ** 0, x.shape[0])
+    assert me2 > me and be2 > be
+
+
+def test_bad_step_offsets_refused():
+    fit = fit_pca(_cube(), 2)
+    data, params, _, _ = encode_spectral(fit.mean, fit.basis, -4, -40, b"\x00\x03")
+    for bad in (b"\x00", b"\x00\x03\x01", "ab", 3):
+        with pytest.raises(HsimError, match="codec.sp.bd"):
+            decode_spectral(data, {**params, "bd": bad}, 40, 2)
