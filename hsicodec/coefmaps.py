@@ -11,7 +11,9 @@ network latents, the maps themselves) is coded here as a residual layer:
 3. each symbol gets a **context class** from already-coded neighbours: its
    parent (same orientation, one level coarser), its siblings (the HL / LH
    coefficients at the same place of the same level) and the same coefficient
-   of the previous map give t = |parent| + |siblings| + 2·|previous map|.
+   of the previous map give t = |parent| + |siblings| + 2·|previous map|
+   (scheme "checkerboard" adds a quarter of the four neighbours' sums of the
+   parent and of the previous map's coefficient).
    Scheme "checkerboard" (grid v4, 26 classes): a subband is coded in two
    passes, first the coefficients with (row + col) even, then the others, whose
    t also adds their four decoded neighbours |N| + |S| + |W| + |E|; class =
@@ -133,19 +135,23 @@ def _gather(a: np.ndarray, rows: int, cols: int, scale: int) -> np.ndarray:
     return a[..., ri, :][..., ci]
 
 
-def activity(absq: np.ndarray, comps: slice, bands: list, parents: dict, b: int) -> np.ndarray:
-    """t = 2|previous map| + |parent| + |siblings| (n, rows, cols) of subband ``b`` of maps ``comps``
-    (a slice) from the |q| already coded (absq: (k, H, W) int64): earlier subbands and maps only."""
+def activity(absq: np.ndarray, comps: slice, bands: list, parents: dict, b: int, checker: bool = True) -> np.ndarray:
+    """t (n, rows, cols) of subband ``b`` of maps ``comps`` (a slice) from the |q| already coded (absq:
+    (k, H, W) int64; earlier subbands and maps only): 2|previous map| + |parent| + |siblings|, and with
+    ``checker`` (scheme "checkerboard") also ⌊Σ4 neighbours of the previous map's symbol / 4⌋ and
+    ⌊Σ4 neighbours of the parent / 4⌋."""
     grp, ori, rs, cs = bands[b]
     rows, cols = rs.stop - rs.start, cs.stop - cs.start
     start, stop, _ = comps.indices(absq.shape[0])
     t = np.zeros((stop - start, rows, cols), np.int64)
     if stop > max(start, 1):  # previous map, same coefficient
         first = max(start, 1)
-        t[first - start:] += 2 * absq[first - 1:stop - 1, rs, cs]
+        prev = absq[first - 1:stop - 1, rs, cs]
+        t[first - start:] += 2 * prev + (neighbours(prev) // 4 if checker else 0)
     if b in parents:
         _, _, prs, pcs = bands[parents[b]]
-        t += _gather(absq[comps, prs, pcs], rows, cols, 2)
+        par = absq[comps, prs, pcs]
+        t += _gather(par + neighbours(par) // 4 if checker else par, rows, cols, 2)
     if ori >= 2:  # LH: its HL sibling; HH: both
         for sib in range(b - ori + 1, b):
             _, _, srs, scs = bands[sib]
@@ -155,7 +161,7 @@ def activity(absq: np.ndarray, comps: slice, bands: list, parents: dict, b: int)
 
 def subband_classes(absq: np.ndarray, comps: slice, bands: list, parents: dict, b: int) -> np.ndarray:
     """Scheme "plain" context classes (n, rows, cols) of subband ``b`` of maps ``comps``."""
-    return np.searchsorted(PLAIN_EDGES, activity(absq, comps, bands, parents, b), side="right")
+    return np.searchsorted(PLAIN_EDGES, activity(absq, comps, bands, parents, b, checker=False), side="right")
 
 
 def second_pass(rows: int, cols: int) -> np.ndarray:
@@ -169,6 +175,9 @@ def neighbours(absq_sub: np.ndarray) -> np.ndarray:
     return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
 
 
+_FINE_LUT = np.searchsorted(FINE_EDGES, np.arange(int(FINE_EDGES[-1]) + 1), side="right")  # class of t ≤ last edge
+
+
 def checker_classes(t: np.ndarray, absq_sub: np.ndarray) -> np.ndarray:
     """Scheme "checkerboard" classes of a whole subband: first-pass coefficients by t alone, second-pass
     ones by t plus their four (first-pass) neighbours, offset by 13. ``absq_sub`` holds the subband's |q|
@@ -176,7 +185,7 @@ def checker_classes(t: np.ndarray, absq_sub: np.ndarray) -> np.ndarray:
     late = second_pass(*t.shape[-2:])
     first = np.where(late, 0, absq_sub)
     tt = np.where(late, t + np.minimum(neighbours(first), 1 << 30), t)
-    return np.searchsorted(FINE_EDGES, tt, side="right") + late * (FINE_EDGES.size + 1)
+    return _FINE_LUT[np.minimum(tt, FINE_EDGES[-1])] + late * (FINE_EDGES.size + 1)
 
 
 def _symbol_codes(p: MapParams, comp: int, grp: int, classes: np.ndarray) -> np.ndarray:
@@ -226,6 +235,36 @@ def quantize(tr: Transformed, q: int, k: int, deadzone: float = 0.5) -> tuple[np
     return sym, a, rho
 
 
+def rdoq(sym: np.ndarray, a: np.ndarray, rho: int, levels: int, weight: float, lam: float,
+         iterations: int = 2) -> np.ndarray:
+    """Rate–distortion optimised quantization (encoder only; the stream format is unchanged).
+
+    Lowers |symbol| by one wherever the bits it saves under the context model the
+    encoder would fit, times ``lam`` (squared error per bit), outweigh the squared
+    error it adds, ``weight`` × ((a − new)² − (a − old)²) with a = |coefficient| /
+    step (``weight`` = squared error of one step-unit², e.g. (σ Δ)²). Each pass
+    refits the classes and scale codes; neighbours' context changes are not
+    followed within a pass (greedy).
+    """
+    sym = sym.copy()
+    k = sym.shape[0]
+    for _ in range(iterations):
+        cls, grp = all_classes(sym, levels)
+        base, off, _ = fit_codes(sym, cls, grp, k * (levels + 1))
+        b = _SCALE_TABLE[np.clip(np.frombuffer(base, np.uint8).astype(np.int64)[grp] + off[cls], 0, 255)]
+        m = np.abs(sym)
+        per_unit = 1.0 / (b * np.log(2))  # bits of one more unit of |q|
+        d_bits = np.where(m >= 2, -per_unit,
+                          -np.log2(-np.expm1(-0.5 / b)) + np.log2(np.sinh(0.5 / b)) - per_unit)
+        old = np.where(m > 0, m - rho / RECON_DEN, 0.0)
+        new = np.where(m > 1, m - 1 - rho / RECON_DEN, 0.0)
+        lower = (m > 0) & (weight * ((a - new) ** 2 - (a - old) ** 2) + lam * d_bits < 0)
+        if not lower.any():
+            break
+        sym = np.where(lower, sym - np.sign(sym), sym)
+    return sym
+
+
 def dequantize(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.ndarray:
     """Maps (H, W, k) from the symbols (k, H, W)."""
     steps = _step_map(height, width, p.levels, p.step)
@@ -250,31 +289,38 @@ def fit_codes(sym: np.ndarray, classes: np.ndarray, groups: np.ndarray, n_groups
               iterations: int = 3, n_classes: int = N_CLASSES) -> tuple[bytes, np.ndarray, float]:
     """Base code per group and offset per class that code the symbols in the fewest bits
     (coordinate descent on exact ideal code lengths). Returns (base codes, offsets, bits)."""
-    a = np.abs(sym).ravel().astype(np.float64)
+    a = np.abs(sym).ravel()
     cell = groups.ravel() * n_classes + classes.ravel()
     size = n_groups * n_classes
     n = np.bincount(cell, minlength=size).astype(np.float64).reshape(n_groups, n_classes)
-    n0 = np.bincount(cell, (a == 0).astype(np.float64), size).reshape(n_groups, n_classes)
+    n0 = np.bincount(cell[a == 0], minlength=size).astype(np.float64).reshape(n_groups, n_classes)
     tot = np.bincount(cell, a, size).reshape(n_groups, n_classes)
     # codes below the MIN_SCALE floor all mean the same scale; above max|q| + 1 they only lose
     lo = int(np.searchsorted(_SCALE_TABLE, entropy.MIN_SCALE, side="right")) - 1
-    hi = min(entropy.scale_code(float(a.max(initial=0.0)) + 1.0) + entropy.SCALE_CODE_STEPS, 255)
+    hi = min(entropy.scale_code(float(a.max(initial=0)) + 1.0) + entropy.SCALE_CODE_STEPS, 255)
+    full = n > 0
+    if full.any():  # no cell is best coded 3 octaves away from its own mean |q|: search only that window
+        ml = 128 + entropy.SCALE_CODE_STEPS * np.log2(np.maximum(tot[full] / n[full], entropy.MIN_SCALE))
+        lo = max(lo, int(np.floor(ml.min())) - 3 * entropy.SCALE_CODE_STEPS)
+        hi = max(min(hi, int(np.ceil(ml.max())) + 3 * entropy.SCALE_CODE_STEPS), lo)
     codes = np.arange(lo, hi + 1)
-    table = _bits_table(n, n0, tot, codes)  # (G, C, m)
     m = codes.size
+    pad = 48  # offsets tried: -pad..pad
+    # the table over indices -pad..m-1+pad, edge-replicated: index clipping becomes plain slicing
+    table = np.pad(_bits_table(n, n0, tot, codes), ((0, 0), (0, 0), (pad, pad)), mode="edge")  # (G, C, m + 2 pad)
+    windows = np.lib.stride_tricks.sliding_window_view(table, 2 * pad + 1, axis=2)  # (G, C, m, 2 pad + 1)
     g_idx, c_idx = np.arange(n_groups), np.arange(n_classes)
     off = np.zeros(n_classes, np.int64)
     used = n.sum(axis=0) > 0
-    cands = np.arange(-64, 65)
+
+    def base_costs(off):  # (G, m): every group's cost at each base index, offsets fixed
+        return sum(table[:, c, pad + off[c]:pad + off[c] + m] for c in range(n_classes))
+
     for _ in range(iterations):
-        idx = np.clip(np.arange(m)[:, None] + off[None, :], 0, m - 1)  # (m, C): base index + offset
-        cost = table[:, c_idx[None, :], idx].sum(axis=2)  # (G, m)
-        base = np.argmin(cost, axis=1)
-        idx = np.clip(base[:, None] + cands[None, :], 0, m - 1)  # (G, O)
-        cost = table[g_idx[:, None, None], c_idx[None, :, None], idx[:, None, :]].sum(axis=0)  # (C, O)
-        off = np.where(used, cands[np.argmin(cost, axis=1)], 0)
-    idx = np.clip(np.arange(m)[:, None] + off[None, :], 0, m - 1)
-    cost = table[:, c_idx[None, :], idx].sum(axis=2)
+        base = np.argmin(base_costs(off), axis=1)
+        cost = windows[g_idx, :, base, :].sum(axis=0)  # (C, 2 pad + 1): each class's cost at each offset
+        off = np.where(used, np.argmin(cost, axis=1) - pad, 0)
+    cost = base_costs(off)
     base = np.argmin(cost, axis=1)
     bits = float(cost[g_idx, base].sum())
     # offsets were found in index space, clipped at the ends: the stored code is base + offset, clipped to 0..255
@@ -361,7 +407,7 @@ def decode_symbols(data: bytes, p: MapParams, height: int, width: int) -> np.nda
         for comp in range(p.k):
             one = slice(comp, comp + 1)
             for b, (g, _, rs, cs) in enumerate(bands):
-                t = activity(absq, one, bands, parents, b)[0]
+                t = activity(absq, one, bands, parents, b, p.checker)[0]
                 sub = absq[comp, rs, cs]  # a view: decoded magnitudes land here pass by pass
                 for m in _passes(*t.shape, p.checker):
                     cls = checker_classes(t, sub) if p.checker else np.searchsorted(PLAIN_EDGES, t, side="right")

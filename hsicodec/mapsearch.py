@@ -63,6 +63,7 @@ class MapSearch:
         for grp, ori, rs, cs in coefmaps.subbands(self.h, self.w, self.levels):
             self.gain[rs, cs] = coefmaps.cdf97_subband_gain(grp, ori, self.levels)
         self._price_cache: dict = {}
+        self._log_size_slope = -1.0 / coefmaps.STEPS_PER_OCTAVE  # first guess: sizes halve per octave of step
         self._build_cache: dict = {}
         self._spec_cache: dict = {}
 
@@ -110,7 +111,7 @@ class MapSearch:
         cmse = self._coding_mse(k, q)
         sdata, sparams, _, _, smse = self.spectral(k, q, beta)
         over = len(self._file(k, q, sparams, b"", sdata_len=len(sdata), placeholder=True))
-        mse = cmse + smse + float(np.sum(self.fit.comp_std[k:] ** 2)) / self.c
+        mse = cmse + smse + self.fit.dropped_variance(k) / self.c
         quality = float("inf") if mse <= 0 else 10 * np.log10(max(self.an.value_range, 1e-30) ** 2 / mse)
         return over + map_bytes, quality
 
@@ -135,7 +136,10 @@ class MapSearch:
         return self._build_cache[(k, q, beta)]
 
     def _build(self, k: int, q: int, beta: float) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
-        sym, _, rho = coefmaps.quantize(self.tr, q, k, self.deadzone)
+        sym, a, rho = coefmaps.quantize(self.tr, q, k, self.deadzone)
+        if self.betas:  # thorough: rate–distortion optimised quantization at the maps' slope
+            step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
+            sym = coefmaps.rdoq(sym, a, rho, self.levels, (self.norm * step) ** 2, self.slope(k, q))
         rdata, p = coefmaps.encode_symbols(sym, q, self.levels, rho)
         sdata, sparams, mean, basis, _ = self.spectral(k, q, beta)
         data = self._file(k, q, sparams, rdata, sdata=sdata, rparams=p.to_header())
@@ -163,14 +167,14 @@ class MapSearch:
             return None
         q = int(np.clip(start if start is not None else 0, Q_FINE, Q_COARSE))
         s = size(q)
-        slope = -1.0 / coefmaps.STEPS_PER_OCTAVE  # log2 size per step: halves per octave, a first guess
+        slope = self._log_size_slope  # log2 size per step, as the last search found it
         for _ in range(6):
             nq = int(np.clip(round(q + (np.log2(budget) - np.log2(s)) / slope), Q_FINE, Q_COARSE))
             if nq == q:
                 break
             ns = size(nq)
             if ns != s and (np.log2(ns) - np.log2(s)) / (nq - q) < 0:
-                slope = (np.log2(ns) - np.log2(s)) / (nq - q)
+                slope = self._log_size_slope = (np.log2(ns) - np.log2(s)) / (nq - q)
             q, s = nq, ns
         while s > budget:
             if q >= Q_COARSE:
@@ -219,7 +223,8 @@ class MapSearch:
 
     def _scan_k(self, score) -> list:
         """Every point ``score(k)`` returns (a list of (quality, ...) tuples) over the ks worth trying:
-        the powers of two upwards until quality fell twice, then the ks between the best one's
+        the powers of two upwards until quality fell twice (after the first k that has a point), then the
+        ks between the best one's
         neighbours, walking away from it on each side while quality rises."""
         ks = self.k_candidates()
         found: dict = {}
@@ -232,7 +237,7 @@ class MapSearch:
         coarse = [k for k in ks if k & (k - 1) == 0] or ks[:1]
         best_k, misses = None, 0
         for k in coarse:
-            if best_k is None or best_of(k) > best_of(best_k):
+            if best_k is None or best_of(k) > best_of(best_k) or best_of(best_k) == -np.inf:
                 best_k, misses = k, 0
             else:
                 misses += 1
@@ -248,6 +253,29 @@ class MapSearch:
                     break
                 best_k = k
         return [p for pts in found.values() for p in pts]
+
+    def _finest_built(self, k: int, q: int, beta: float, budget: int) -> Optional[int]:
+        """From the estimate's q, the step whose real file fits the budget: coarser until it fits; when
+        thorough also finer while it fits (the estimate was pessimistic, or quantization is RD-optimised and
+        saves bytes it does not price), in growing strides, then bisection."""
+        fits = lambda qq: len(self.build(k, qq, beta)[0]) <= budget  # noqa: E731
+        while not fits(q):
+            if q >= Q_COARSE:
+                return None
+            q += 1
+        if not self.betas:
+            return q  # a step is ~2 % of the size: close enough below effort max
+        stride, lo = 1, None
+        while q - stride >= Q_FINE and fits(q - stride):
+            q, stride = q - stride, stride * 2
+        lo = max(q - stride, Q_FINE - 1)  # does not fit (or out of range)
+        while q - lo > 1:
+            mid = (q + lo) // 2
+            if fits(mid):
+                q = mid
+            else:
+                lo = mid
+        return q
 
     def for_bpppb(self, target: float) -> Candidate:
         budget = int(np.floor(target * self.h * self.w * self.c / 8.0))
@@ -268,11 +296,8 @@ class MapSearch:
         best = None
         # the estimate ranks close points a few tenths of a dB off: measure the best two (three when thorough)
         for _, k, q, beta in scored[:3 if self.betas else 2]:
-            while q <= Q_COARSE and len(self.build(k, q, beta)[0]) > budget:
-                q += 1
-            while self.betas and q > Q_FINE and len(self.build(k, q - 1, beta)[0]) <= budget:
-                q -= 1  # the estimate was pessimistic (thorough only: a step is ~2 % of the size)
-            if q <= Q_COARSE:
+            q = self._finest_built(k, q, beta, budget)
+            if q is not None:
                 cand = self.measure(k, q, beta)
                 if best is None or cand.psnr > best.psnr:
                     best = cand
@@ -280,25 +305,37 @@ class MapSearch:
             return best
         raise OptionError(f"--bpppb {target} is below the smallest coefficient-map file of this cube")
 
+    def _coarsest_reaching(self, k: int, beta: float, target: float) -> Optional[int]:
+        """Coarsest step exponent whose predicted PSNR reaches the target (bisection), None if none does."""
+        if self.estimate(k, Q_FINE, beta)[1] < target:
+            return None
+        lo, hi = Q_FINE, Q_COARSE  # estimate(lo) reaches the target
+        if self.estimate(k, hi, beta)[1] >= target:
+            return hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.estimate(k, mid, beta)[1] >= target:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
     def for_psnr(self, target: float) -> Candidate:
-        feasible = []
-        for k in self.k_candidates():
+        def score(k):  # (−predicted bytes, ...) of each β reaching the target
+            here = []
             for beta in self.betas or (1.0,):
-                if self.estimate(k, Q_FINE, beta)[1] < target:
-                    continue
-                lo, hi = Q_FINE, Q_COARSE  # estimate(lo) reaches the target
-                if self.estimate(k, hi, beta)[1] >= target:
-                    lo = hi
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    if self.estimate(k, mid, beta)[1] >= target:
-                        lo = mid
-                    else:
-                        hi = mid
-                feasible.append((self.estimate(k, lo, beta)[0], k, lo, beta))
+                q = self._coarsest_reaching(k, beta, target)
+                if q is not None and not self.betas:  # one β, at the maps' slope there
+                    beta = self.best_beta(k, q)
+                    q = self._coarsest_reaching(k, beta, target)
+                if q is not None:
+                    here.append((-self.estimate(k, q, beta)[0], k, q, beta))
+            return here
+
+        feasible = sorted(self._scan_k(score), reverse=True)
         if not feasible:
             raise OptionError(f"--psnr {target} dB is above what the coefficient-map layer reaches on this cube")
-        for _, k, q, beta in sorted(feasible)[:3]:
+        for _, k, q, beta in feasible[:3]:
             for _ in range(8):
                 cand = self.measure(k, q, beta)
                 if cand.psnr >= target:

@@ -26,6 +26,12 @@ class SpectralFit:
     comp_std: np.ndarray
     total_std: float
 
+    def dropped_variance(self, k: int) -> float:
+        """Variance (summed over bands) the components after the first k hold, including those past k_max."""
+        if self.total_std ** 2 <= 1e-30:  # a constant scene (fit_pca floors the total there)
+            return 0.0
+        return max(self.total_std ** 2 - float(np.sum(self.comp_std[:k] ** 2)), 0.0)
+
 
 def fit_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
     """PCA of (N, C) float64 pixels; at most k_max components (fewer if C or N is smaller)."""

@@ -11,8 +11,10 @@ Rows per scene and target rate (whole file counted, decoded and measured as METH
 * ``network latents, effort max`` — the same with longer inner loops and the RD refinement;
 * ``coefficient-map layer alone`` — no network latents: the PCA maps coded in the CDF 9/7
   domain with context-classed Laplace scales (:mod:`hsicodec.coefmaps`);
-* ``all (default)`` — what ``compress`` does: the better of the network's latents and the
-  map layer per file; ``all + effort max`` — the same at effort max;
+* ``all (default)`` — what ``compress`` does: below effort max the map layer goes first and
+  alone (the network's latents are the fallback), so this equals the row above;
+  ``all + effort max`` — at effort max: both, the better per file, the map layer with
+  rate–distortion optimised quantization and a searched spectral precision;
 
 beside PCA + JPEG 2000 and SPERR from ``bench/rd.json`` (same scenes and rates), with the
 encode time of each row and the decoder's multiply-adds per pixel. Writes
