@@ -171,8 +171,12 @@ def second_pass(rows: int, cols: int) -> np.ndarray:
 
 def neighbours(absq_sub: np.ndarray) -> np.ndarray:
     """|N| + |S| + |W| + |E| inside a subband (..., rows, cols); outside counts 0."""
-    p = np.pad(absq_sub, [(0, 0)] * (absq_sub.ndim - 2) + [(1, 1), (1, 1)])
-    return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
+    out = np.zeros_like(absq_sub)
+    out[..., 1:, :] += absq_sub[..., :-1, :]
+    out[..., :-1, :] += absq_sub[..., 1:, :]
+    out[..., :, 1:] += absq_sub[..., :, :-1]
+    out[..., :, :-1] += absq_sub[..., :, 1:]
+    return out
 
 
 _FINE_LUT = np.searchsorted(FINE_EDGES, np.arange(int(FINE_EDGES[-1]) + 1), side="right")  # class of t ≤ last edge

@@ -117,13 +117,15 @@ def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None
         y = np.zeros((h * w, model.n_out), np.float32)
         y[:, bm] = (values.reshape(-1, c) - off) / scl
         return Analysis(values, None, y.reshape(h, w, model.n_out), rng, "id", off, scl, bm)
-    fit = fit_pca(values.reshape(-1, c), model.n_out)
+    fit = fit_pca(values.reshape(-1, c), max(model.n_out, MAP_COMPONENTS))  # one PCA for both layers
     y = np.zeros((h * w, model.n_out), np.float32)
+    basis = fit.basis[:model.n_out]
     if fit.total_std > 0:
-        y[:, :fit.basis.shape[0]] = (values.reshape(-1, c) - fit.mean) @ fit.basis.T / fit.total_std
+        y[:, :basis.shape[0]] = (values.reshape(-1, c) - fit.mean) @ basis.T / fit.total_std
     return Analysis(values, fit, y.reshape(h, w, model.n_out), rng)
 
 
+MAP_COMPONENTS = 32  # principal components the coefficient-map layer may code (hsicodec.mapsearch)
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8  # the RD refinement's Adam
 LATENT_WAVELET = 4  # Haar levels applied to each latent grid before quantization (codec key "wt")
 PLAIN_CODING_PIXELS = 64 * 64  # below this many pixels the plain latent coding is tried too

@@ -1,12 +1,13 @@
-"""Rate search of the coefficient-map layer: the number of maps k and the step Δ for a target.
+"""Rate search of the coefficient-map layer: the number of maps k, the step Δ and the spectral precision β.
 
 The grid codec without network latents: the scene's principal-component maps
 go straight to :mod:`hsicodec.coefmaps` (CDF 9/7, context-classed Laplace
-scales). One quantization at step Δ serves every k (the maps' symbols and
-context classes of map j depend only on maps ≤ j), so each Δ visited prices
-all k at once from ideal code lengths; the distortion is predicted in the
-coefficient domain (subband-gain weighted) plus the energy of the dropped
-components. Only the chosen (k, Δ) is built and decoded for real.
+scales). A (k, Δ) is priced from ideal code lengths (map j's symbols and
+classes depend only on maps ≤ j, so k maps are quantized and classed alone);
+the distortion is predicted in the coefficient domain (subband-gain weighted)
+plus the spectral side information's quantization error and the variance of
+the dropped components. ks are scanned coarse to fine, Δ by secant steps on
+log size; only the few best points are built and decoded for real.
 """
 
 from __future__ import annotations
@@ -19,20 +20,23 @@ import numpy as np
 from hsicodec import coefmaps, entropy
 from hsicodec.container import encode_hsim
 from hsicodec.decoder import CODEC_NAME, reconstruct
-from hsicodec.encoder import Analysis, Candidate, K_CANDIDATES
+from hsicodec.encoder import MAP_COMPONENTS, Analysis, Candidate
 from hsicodec.errors import OptionError
 from hsicodec.metrics import psnr as psnr_metric
 from hsicodec.model import CodecModel
 from hsicodec.spectral import SpectralFit, encode_spectral, fit_pca, lagrangian_exponents, spectral_mse
 
-MAP_K_MAX = 32
+MAP_K_MAX = MAP_COMPONENTS
 MAP_K_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
+MAP_K_COARSE = (1, 2, 4, 8, 16, 24, 32)  # scanned first; the candidates between the best one's neighbours next
 Q_COARSE, Q_FINE = 6 * coefmaps.STEPS_PER_OCTAVE, -14 * coefmaps.STEPS_PER_OCTAVE
 DEADZONE = 0.4  # rounding threshold: a little dead zone pays 0.05–0.2 dB on the validation scenes
 #: precisions of the spectral side information tried, as multiples β of the equal-slope steps
 #: (:func:`hsicodec.spectral.lagrangian_exponents`): the best β ran from 0.6 (Jasper Ridge at 0.01 bpppb)
 #: to over 1.7 (at 0.1), so the search measures them instead of guessing
 SPECTRAL_BETAS = (0.6, 0.85, 1.2, 1.7, 2.4)
+FINER_ROOM = 0.985  # a step of q changes the size by about 2 %
+MAX_MOVE = 2 * coefmaps.STEPS_PER_OCTAVE  # the secant's largest move (sizes are not exponential far out)
 
 
 class MapSearch:
@@ -51,7 +55,9 @@ class MapSearch:
         self.deadzone = deadzone
         self.betas = tuple(betas)
         self.h, self.w, self.c = an.values.shape
-        self.fit: SpectralFit = fit_pca(an.values.reshape(-1, self.c), MAP_K_MAX)
+        have = an.pca.basis.shape[0] if an.pca is not None else 0
+        self.fit: SpectralFit = an.pca if have >= min(MAP_K_MAX, self.c) else fit_pca(an.values.reshape(-1, self.c),
+                                                                                      MAP_K_MAX)
         self.kmax = min(MAP_K_MAX, self.fit.basis.shape[0], coefmaps.MAX_MAPS)
         # a whole number where that is as good (3 header bytes instead of 9; the normalisation is arbitrary)
         self.norm = float(round(self.fit.total_std)) if self.fit.total_std >= 256 else float(self.fit.total_std)
@@ -64,6 +70,7 @@ class MapSearch:
             self.gain[rs, cs] = coefmaps.cdf97_subband_gain(grp, ori, self.levels)
         self._price_cache: dict = {}
         self._log_size_slope = -1.0 / coefmaps.STEPS_PER_OCTAVE  # first guess: sizes halve per octave of step
+        self._beta_hint = 1.0  # spectral precision to start each k's search from: the last k's choice
         self._build_cache: dict = {}
         self._spec_cache: dict = {}
 
@@ -168,8 +175,9 @@ class MapSearch:
         q = int(np.clip(start if start is not None else 0, Q_FINE, Q_COARSE))
         s = size(q)
         slope = self._log_size_slope  # log2 size per step, as the last search found it
-        for _ in range(6):
-            nq = int(np.clip(round(q + (np.log2(budget) - np.log2(s)) / slope), Q_FINE, Q_COARSE))
+        for _ in range(12):
+            move = int(np.clip(round((np.log2(budget) - np.log2(s)) / slope), -MAX_MOVE, MAX_MOVE))
+            nq = int(np.clip(q + move, Q_FINE, Q_COARSE))
             if nq == q:
                 break
             ns = size(nq)
@@ -181,8 +189,25 @@ class MapSearch:
                 return None
             q += 1
             s = size(q)
-        while q > Q_FINE and size(q - 1) <= budget:
-            q -= 1
+        # one step finer is ~2 % bigger: only look when the file leaves that much room; galloping, then
+        # bisection between the last fitting step and the first that does not fit
+        if s >= FINER_ROOM * budget:
+            return q
+        stride = 1
+        while q - stride >= Q_FINE and size(q - stride) <= budget:
+            q, stride = q - stride, stride * 2
+        if q - stride < Q_FINE:  # ran into the finest step
+            if size(Q_FINE) <= budget:
+                return Q_FINE
+            lo = Q_FINE
+        else:
+            lo = q - stride  # does not fit
+        while q - lo > 1:
+            mid = (q + lo) // 2
+            if size(mid) <= budget:
+                q = mid
+            else:
+                lo = mid
         return q
 
     def slope(self, k: int, q: int) -> float:
@@ -208,24 +233,25 @@ class MapSearch:
 
     def _betas(self, k: int, budget: float, start: Optional[int]) -> list:
         """(β, finest q fitting the budget) to score for k: every β of the search, or only the best one
-        at the slope of the β = 1 answer."""
+        at the slope of the answer for the β the previous k chose."""
         if self.betas:
             out, q = [], start
             for beta in self.betas:
                 q = self._finest_fitting(k, budget, beta, q if q is not None else start)
                 out.append((beta, q))
             return out
-        q = self._finest_fitting(k, budget, 1.0, start)
+        hint = self._beta_hint
+        q = self._finest_fitting(k, budget, hint, start)
         if q is None:
-            return [(1.0, None)]
-        beta = self.best_beta(k, q)
-        return [(beta, q if beta == 1.0 else self._finest_fitting(k, budget, beta, q))]
+            return [(hint, None)]
+        beta = self._beta_hint = self.best_beta(k, q)
+        return [(beta, q if beta == hint else self._finest_fitting(k, budget, beta, q))]
 
     def _scan_k(self, score) -> list:
         """Every point ``score(k)`` returns (a list of (quality, ...) tuples) over the ks worth trying:
-        the powers of two upwards until quality fell twice (after the first k that has a point), then the
-        ks between the best one's
-        neighbours, walking away from it on each side while quality rises."""
+        :data:`MAP_K_COARSE` upwards until quality fell twice or by over 0.1 dB (after the first k that has
+        a point), then the ks between the best one's neighbours, walking away from it on each side while
+        quality rises."""
         ks = self.k_candidates()
         found: dict = {}
 
@@ -234,14 +260,14 @@ class MapSearch:
                 found[k] = score(k)
             return max(found[k])[0] if found[k] else -np.inf
 
-        coarse = [k for k in ks if k & (k - 1) == 0] or ks[:1]
+        coarse = [k for k in ks if k in MAP_K_COARSE] or ks[:1]
         best_k, misses = None, 0
         for k in coarse:
             if best_k is None or best_of(k) > best_of(best_k) or best_of(best_k) == -np.inf:
                 best_k, misses = k, 0
             else:
                 misses += 1
-                if misses >= 2:
+                if misses >= 2 or best_of(k) < best_of(best_k) - 0.1:
                     break  # quality falls with k from here on: more maps only thin the bits
         i = coarse.index(best_k)
         lo_k = coarse[i - 1] if i > 0 else 0
@@ -294,8 +320,10 @@ class MapSearch:
             raise OptionError(f"--bpppb {target} is below the smallest coefficient-map file of this cube")
         scored.sort(reverse=True)
         best = None
-        # the estimate ranks close points a few tenths of a dB off: measure the best two (three when thorough)
-        for _, k, q, beta in scored[:3 if self.betas else 2]:
+        # the estimate ranks close points a tenth of a dB or so off: measure the best three (thorough), or the
+        # best two when the second is predicted within 0.15 dB of the first
+        top = scored[:3] if self.betas else [p for p in scored[:2] if p[0] >= scored[0][0] - 0.15]
+        for _, k, q, beta in top:
             q = self._finest_built(k, q, beta, budget)
             if q is not None:
                 cand = self.measure(k, q, beta)
