@@ -617,9 +617,12 @@ def _info_lines(file: Path, summary: dict) -> list[str]:
         alias = d.pop("model_alias", None)
         installed = d.pop("model_installed", None)
         note = f" ({alias})" if alias else ""
-        if installed is False:
-            note += " -- NOT INSTALLED here: decoding needs it (see 'hsicodec models add')"
-        lines.append(f"model: {sha}{note}")
+        if sha is None:
+            lines.append("model: none (no network latents: decodes without a base model)")
+        else:
+            if installed is False:
+                note += " -- NOT INSTALLED here: decoding needs it (see 'hsicodec models add')"
+            lines.append(f"model: {sha}{note}")
     sections = d.pop("sections", None)
     for key, v in d.items():
         if v is None or v == {} or v == []:

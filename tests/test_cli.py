@@ -566,6 +566,20 @@ def test_decompress_model_not_installed(codec_env, npy_cube, monkeypatch):
     assert "not found" in assert_one_error_line(r.stderr)
 
 
+def test_map_layer_file_needs_no_model(codec_env, npy_cube, monkeypatch):
+    out = codec_env["tmp"] / "maps.hsim"
+    assert run("compress", npy_cube, out, "--bpppb", "1", "--layer", "maps").exit_code == 0
+    empty = codec_env["tmp"] / "empty-registry"
+    empty.mkdir()
+    monkeypatch.setenv("HSICODEC_MODEL_PATH", str(empty))
+    reset_default_registry()
+    r = run("info", out)
+    assert r.exit_code == 0 and "model: none" in r.stdout and "NOT INSTALLED" not in r.stdout
+    r = run("decompress", out, codec_env["tmp"] / "maps.npy")
+    assert r.exit_code == 0, r.output
+    assert np.load(codec_env["tmp"] / "maps.npy").shape == (24, 24, 30)
+
+
 def test_roundtrip_geotiff_keeps_geo(codec_env):
     from rasterio.crs import CRS
 
