@@ -745,10 +745,11 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
         except OptionError:
             use_maps = False
     skip_grids = grid_codings == ()
+    t_fit0 = time.perf_counter()
     grids = fit_latents(model, an.targets, inner_steps, cw, threads=threads,
                         progress=(lambda f: progress(0.2 * f)) if progress else None, backend=backend) \
         if not an.constant and not skip_grids else []
-    t_fit = time.perf_counter() - t0
+    t_fit = time.perf_counter() - t_fit0
     if grid_codings != ():
         best, search = _search(model, an, grids, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr,
                                valid, grid_codings)
