@@ -188,7 +188,7 @@ def checker_classes(t: np.ndarray, absq_sub: np.ndarray) -> np.ndarray:
     (only its first-pass values are read where they matter)."""
     late = second_pass(*t.shape[-2:])
     first = np.where(late, 0, absq_sub)
-    tt = np.where(late, t + np.minimum(neighbours(first), 1 << 30), t)
+    tt = np.where(late, t + neighbours(first), t)
     return _FINE_LUT[np.minimum(tt, FINE_EDGES[-1])] + late * (FINE_EDGES.size + 1)
 
 
@@ -257,9 +257,8 @@ def rdoq(sym: np.ndarray, a: np.ndarray, rho: int, levels: int, weight: float, l
         base, off, _ = fit_codes(sym, cls, grp, k * (levels + 1))
         b = _SCALE_TABLE[np.clip(np.frombuffer(base, np.uint8).astype(np.int64)[grp] + off[cls], 0, 255)]
         m = np.abs(sym)
-        per_unit = 1.0 / (b * np.log(2))  # bits of one more unit of |q|
-        d_bits = np.where(m >= 2, -per_unit,
-                          -np.log2(-np.expm1(-0.5 / b)) + np.log2(np.sinh(0.5 / b)) - per_unit)
+        l0, l1, per_unit = _code_lengths(b)
+        d_bits = np.where(m >= 2, -per_unit, l0 - l1 - per_unit)  # bits saved by |q| − 1
         old = np.where(m > 0, m - rho / RECON_DEN, 0.0)
         new = np.where(m > 1, m - 1 - rho / RECON_DEN, 0.0)
         lower = (m > 0) & (weight * ((a - new) ** 2 - (a - old) ** 2) + lam * d_bits < 0)
@@ -280,12 +279,15 @@ def dequantize(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.nda
 
 # -- scale codes ------------------------------------------------------------------------------
 
+def _code_lengths(b: np.ndarray) -> tuple:
+    """Bits of a symbol under a quantized Laplace of scale b: (for 0, for |q| ≥ 1 before its magnitude,
+    per unit of |q|), i.e. |q| = m ≥ 1 costs l1 + m·lt (sign included)."""
+    return -np.log2(-np.expm1(-0.5 / b)), -np.log2(np.sinh(0.5 / b)), 1.0 / (b * np.log(2))
+
+
 def _bits_table(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Code length of every (group, class) cell under each of ``codes``: (..., len(codes))."""
-    b = _SCALE_TABLE[codes]
-    l0 = -np.log2(-np.expm1(-0.5 / b))
-    l1 = -np.log2(np.sinh(0.5 / b))
-    lt = 1.0 / (b * np.log(2))
+    l0, l1, lt = _code_lengths(_SCALE_TABLE[codes])
     return n0[..., None] * l0 + (n - n0)[..., None] * l1 + tot[..., None] * lt
 
 
@@ -313,7 +315,7 @@ def fit_codes(sym: np.ndarray, classes: np.ndarray, groups: np.ndarray, n_groups
     # the table over indices -pad..m-1+pad, edge-replicated: index clipping becomes plain slicing
     table = np.pad(_bits_table(n, n0, tot, codes), ((0, 0), (0, 0), (pad, pad)), mode="edge")  # (G, C, m + 2 pad)
     windows = np.lib.stride_tricks.sliding_window_view(table, 2 * pad + 1, axis=2)  # (G, C, m, 2 pad + 1)
-    g_idx, c_idx = np.arange(n_groups), np.arange(n_classes)
+    g_idx = np.arange(n_groups)
     off = np.zeros(n_classes, np.int64)
     used = n.sum(axis=0) > 0
 

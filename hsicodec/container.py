@@ -251,8 +251,8 @@ def validate_header(header: Mapping, limits: Limits = DEFAULT_LIMITS) -> None:
             f"header key 'dtype': expected one of {', '.join(sorted(DTYPES))}, got {_short(dtype)}"
         )
 
-    model = header.get("model", "0" * 64)  # absent: the codec needs no base model
-    if type(model) is not str or not _MODEL_RE.fullmatch(model):
+    model = header.get("model")  # absent: the codec needs no base model
+    if "model" in header and (type(model) is not str or not _MODEL_RE.fullmatch(model)):
         raise HsimHeaderError(
             f"header key 'model': expected 64 lowercase hex characters (sha256), got {_short(model)}"
         )

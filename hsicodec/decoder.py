@@ -100,9 +100,8 @@ def parse_codec(header: dict, model: Optional[CodecModel]) -> CodecParams:
     if not isinstance(spectral, dict):
         raise HsimHeaderError("header key 'codec.sp': expected a map")
     qo = c.get("qo")
-    n_lv = n_levels
-    if not isinstance(qo, list) or len(qo) != n_lv or any(type(o) is not int or not -64 <= o <= 64 for o in qo):
-        raise HsimHeaderError(f"header key 'codec.qo': expected {n_lv} ints in -64..64")
+    if not isinstance(qo, list) or len(qo) != n_levels or any(type(o) is not int or not -64 <= o <= 64 for o in qo):
+        raise HsimHeaderError(f"header key 'codec.qo': expected {n_levels} ints in -64..64")
     steps = [entropy.step_from_exponent(q + o, STEPS_PER_OCTAVE) for o in qo]
     rot = c.get("ct")
     rotations = None

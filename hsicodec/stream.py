@@ -392,8 +392,8 @@ def write_tiled(source: Union[np.ndarray, CubeReader], dst: PathLike, *, tile: U
                         data, st, rate = _compress_tile(block, rate, dict(
                             geo=None, model=model, psnr=psnr, effort=effort, progress=sub, tags=None,
                             threads=threads, registry=registry, backend=backend, created_by=False,
-                            band_map=band_map, wavelengths=wl, nodata=nd, latent_codings=latent_codings), f"tile {i} (rows {r0}..{r0 + h}, "
-                                                                          f"cols {c0}..{c0 + w})")
+                            band_map=band_map, wavelengths=wl, nodata=nd, latent_codings=latent_codings),
+                            f"tile {i} (rows {r0}..{r0 + h}, cols {c0}..{c0 + w})")
                         sha = HsimReader(data).header.get("model")  # None: a map-layer-only tile
                         models[sha] = models.get(sha, 0) + 1
                         lo, hi, n_valid = min(lo, tmin), max(hi, tmax), n_valid + nv
