@@ -189,8 +189,30 @@ def _apply_mask(values: np.ndarray, header: dict, data: bytes, window: Optional[
     r0, c0, h, w = window if window is not None else (0, 0, shape[0], shape[1])
     a, b = bands if bands is not None else (0, shape[2])
     values = np.array(values, np.float64)
-    values[mask[r0:r0 + h, c0:c0 + w, a:b]] = fill
+    masked = mask[r0:r0 + h, c0:c0 + w, a:b]
+    _keep_off_fill(values, ~masked, fill, np.dtype(header["dtype"]))
+    values[masked] = fill
     return values
+
+
+def _keep_off_fill(values: np.ndarray, valid: np.ndarray, fill: float, dtype: np.dtype) -> None:
+    """Move valid values that would cast to the fill value to the nearest value on their side (integers:
+    fill ± 1, inward at the ends of the range), so that after the cast the fill marks exactly the masked
+    positions."""
+    if np.isnan(fill):
+        return
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        hit = valid & (np.clip(np.rint(values), info.min, info.max) == fill)
+        up = (values >= fill) if fill < info.max else np.zeros_like(hit)
+        up |= fill <= info.min
+        values[hit & up] = fill + 1
+        values[hit & ~up] = fill - 1
+    else:
+        f = dtype.type(fill)
+        hit = valid & (values.astype(dtype) == f)
+        values[hit] = np.where(values[hit] >= fill, np.nextafter(f, dtype.type(np.inf)),
+                               np.nextafter(f, dtype.type(-np.inf)))
 
 
 def compress_file(src: PathLike, dst: PathLike, *, force: bool = False, var: Optional[str] = None,

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from hsicodec import coefmaps, entropy, siren
+from hsicodec import coefmaps, compact, entropy, siren
 from hsicodec.container import DEFAULT_LIMITS, HsimReader, Limits
 from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError, header_int
 from hsicodec.latents import pixel_latents, local_coords
@@ -23,7 +23,7 @@ from hsicodec.rotation import n_angles, rotation_from_codes
 from hsicodec.wavelet import haar_inverse, subband_groups, wavelet_levels
 
 CODEC_NAME = "grid"
-CODEC_VERSION = 4
+CODEC_VERSION = 5
 CODEC_KEYS = frozenset({"id", "k", "norm", "q", "qo", "ma", "ls", "sp", "wt", "ct", "rl"})
 ROW_BLOCK = 64  # pixel rows evaluated per network call (bounds peak memory)
 
@@ -45,6 +45,7 @@ class CodecParams:
     wavelet: int = 0  # Haar levels of the latent grids (0: the grids are quantized directly)
     rotations: Optional[list] = None  # per level, the channel rotation Q (coded = grid @ Q); None: identity
     maps: Optional[coefmaps.MapParams] = None  # the coefficient-map layer (section "r"), if any
+    split: Optional[int] = None  # compact form (v5): bytes of the spectral stream at the head of section "c"
 
     @property
     def components(self) -> int:
@@ -63,6 +64,8 @@ def parse_codec(header: dict, model: Optional[CodecModel]) -> CodecParams:
     if c.get("id") != CODEC_NAME:
         raise HsimHeaderError(f"header key 'codec.id': unsupported codec {c.get('id')!r}")
 
+    c, split = compact.unpack_codec(c, coefmaps.MAX_MAPS, coefmaps.MAX_LEVELS)
+
     def integer(key, lo, hi):
         return header_int(c, "codec", key, lo, hi)
 
@@ -79,6 +82,9 @@ def parse_codec(header: dict, model: Optional[CodecModel]) -> CodecParams:
             raise HsimHeaderError("header key 'model' is missing: a file without one needs the PCA spectral stage")
     n_levels = len(model.layout.levels) if model is not None else 0
     k = integer("k", 0, model.n_out if model is not None else 0) if "k" in c else 0
+    if split is not None and k:
+        raise HsimHeaderError("header key 'codec.rl': the compact form (an array) is for files without "
+                              "network latents (k = 0)")
     if k == 0:  # no network latents: their quantizer keys (and k itself) may be left out
         c = {"q": 0, "qo": [0] * n_levels, "ma": 0, "ls": b"", **c}
     q = integer("q", -512, 512)
@@ -115,7 +121,7 @@ def parse_codec(header: dict, model: Optional[CodecModel]) -> CodecParams:
         if spectral.get("m", "pca") != "pca":
             raise HsimHeaderError("header key 'codec.rl': a coefficient-map layer needs the PCA spectral stage")
         maps = coefmaps.parse_params(c["rl"], shape[0], shape[1], min(shape[2], coefmaps.MAX_MAPS))
-    return CodecParams(k, float(norm), steps, max_abs, codes, spectral, wt, rotations, maps)
+    return CodecParams(k, float(norm), steps, max_abs, codes, spectral, wt, rotations, maps, split)
 
 
 def level_rotations(model: CodecModel, codes: bytes) -> list:
@@ -248,7 +254,8 @@ def decode_bytes_needed(header: dict, model: Optional[CodecModel], k: int, windo
     hgt, wid, c = (int(v) for v in header["shape"])
     n_lat = model.layout.count(hgt, wid) if k and model is not None else 0
     rl = header["codec"].get("rl")
-    n_maps = hgt * wid * int(rl.get("k", 0)) if isinstance(rl, dict) and type(rl.get("k")) is int else 0
+    k_maps = rl.get("k") if isinstance(rl, dict) else rl[0] if isinstance(rl, list) and rl else 0
+    n_maps = hgt * wid * k_maps if type(k_maps) is int and k_maps > 0 else 0
     pixels = window[2] * window[3]
     values = pixels * (bands[1] - bands[0])
     mask = hgt * wid * c // 4 if "mask" in header else 0  # whole-cube bit mask inflated to bool + bytes
@@ -306,12 +313,20 @@ def _decode(header, read_section, model, p, hgt, wid, c, win, bnd, backend, thre
         coeffs = synthesize(model, grids, need, hgt, wid, win, backend=backend, threads=threads, progress=progress)
         return reconstruct_bands(coeffs, p.norm, float(off), bm, bnd)
     kt = p.components
-    mean, basis = decode_spectral(read_section("s"), p.spectral, c, kt)
+    if p.split is not None:  # compact form: one section "c", the spectral stream first
+        body = read_section("c")
+        if p.split > len(body):
+            raise HsimHeaderError(f"header key 'codec.sp': spectral stream of {p.split} bytes does not fit "
+                                  f"section 'c' of {len(body)}")
+        sdata, rdata = body[:p.split], body[p.split:]
+    else:
+        sdata, rdata = read_section("s"), (read_section("r") if p.maps is not None else b"")
+    mean, basis = decode_spectral(sdata, p.spectral, c, kt)
     coeffs = np.zeros((win[2], win[3], kt), np.float64)
     if p.k:
         coeffs[..., :p.k] = synthesize(model, grids, p.k, hgt, wid, win, backend=backend, threads=threads,
                                        progress=progress)
     if p.maps is not None:
-        maps = coefmaps.decode_maps(read_section("r"), p.maps, hgt, wid)
+        maps = coefmaps.decode_maps(rdata, p.maps, hgt, wid)
         coeffs[..., :p.maps.k] += maps[win[0]:win[0] + win[2], win[1]:win[1] + win[3]]
     return reconstruct(coeffs, p.norm, mean, basis, bnd)

@@ -95,7 +95,7 @@ def spectral_mse(fit: SpectralFit, k: int, mean_exp: int, basis_exp: int, offset
     """Expected squared error per value that quantizing the mean and the k basis vectors adds
     (uniform errors of step²/12; a basis entry's error is multiplied by its component's std)."""
     mean_step = entropy.step_from_exponent(mean_exp, MEAN_STEPS_PER_OCTAVE)
-    steps = _basis_steps(basis_exp, offsets, k).ravel()
+    steps = basis_steps(basis_exp, offsets, k).ravel()
     return float(mean_step ** 2 + np.sum((fit.comp_std[:k] * steps) ** 2)) / 12.0
 
 
@@ -110,7 +110,7 @@ def encode_spectral(mean: np.ndarray, basis: np.ndarray, mean_exp: int, basis_ex
     dequantized basis).
     """
     mean_step = entropy.step_from_exponent(mean_exp, MEAN_STEPS_PER_OCTAVE)
-    basis_step = _basis_steps(basis_exp, offsets, basis.shape[0])
+    basis_step = basis_steps(basis_exp, offsets, basis.shape[0])
     qm, dm = _delta_code(mean[None, :], mean_step)
     qb, db = _delta_code(basis, basis_step)
     sym = np.concatenate([dm.ravel(), db.ravel()])
@@ -126,7 +126,7 @@ def encode_spectral(mean: np.ndarray, basis: np.ndarray, mean_exp: int, basis_ex
     return data, params, (qm[0] * mean_step), (qb * basis_step)
 
 
-def _basis_steps(basis_exp: int, offsets: bytes, k: int) -> np.ndarray:
+def basis_steps(basis_exp: int, offsets: bytes, k: int) -> np.ndarray:
     """(k, 1) quantization steps of the basis vectors."""
     ex = basis_exp + (np.frombuffer(offsets, np.uint8).astype(np.int64) if offsets else np.zeros(k, np.int64))
     return np.array([entropy.step_from_exponent(int(e), BASIS_STEPS_PER_OCTAVE) for e in ex]).reshape(k, 1)
@@ -159,4 +159,4 @@ def decode_spectral(data: bytes, params: dict, n_bands: int, k: int) -> tuple[np
     sym = entropy.laplace_decode(data, scales, max_abs).astype(np.int64).reshape(k + 1, n_bands)
     q = np.cumsum(sym, axis=1)
     mean_step = entropy.step_from_exponent(me, MEAN_STEPS_PER_OCTAVE)
-    return q[0] * mean_step, q[1:] * _basis_steps(be, offsets, k)
+    return q[0] * mean_step, q[1:] * basis_steps(be, offsets, k)

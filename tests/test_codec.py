@@ -198,11 +198,28 @@ def test_map_layer_files_need_no_model(small, tmp_path):
 
 
 @pytest.mark.parametrize("edit", [lambda c: c.__setitem__("k", 2), lambda c: c.__setitem__("q", 3),
-                                  lambda c: c["sp"].__setitem__("m", "id")])
+                                  lambda c: (c.pop("rl"), c.__setitem__("sp", {"m": "id", "off": 0.0}))])
 def test_a_file_without_model_may_not_use_network_keys(small, edit):
     data = hsicodec.compress(small, bpppb=0.2, latent_codings=LAYERS["maps"])
     with pytest.raises(HsimError, match="'model' is missing"):
         hsicodec.decompress(_reheader(data, edit))
+
+
+def test_compact_map_files_are_one_section_and_refuse_bad_splits_and_network_keys(small):
+    """Grid v5: sp and rl as arrays, both streams in section "c"; a spectral length past the section, or
+    network latents next to the compact form, are clear errors."""
+    from hsicodec.codec import load_codec_model
+    from hsicodec.container import decode_hsim
+    from hsicodec.decoder import parse_codec
+
+    data = hsicodec.compress(small, bpppb=0.2, latent_codings=LAYERS["maps"])
+    h = decode_hsim(data)
+    assert [n for n, *_ in h.header["sections"]] == ["c"] and isinstance(h.header["codec"]["rl"], list)
+    with pytest.raises(HsimError, match="does not fit section 'c'"):
+        hsicodec.decompress(_reheader(data, lambda c: c["sp"].__setitem__(3, len(h.sections["c"]) + 1)))
+    header = {**h.header, "codec": {**h.header["codec"], "k": 1}}
+    with pytest.raises(HsimError, match="compact form"):
+        parse_codec(header, load_codec_model("hsi-grid-v1", None))
 
 
 # prepended to subprocess code: any import of torch fails
@@ -367,7 +384,7 @@ def test_map_layer_files_decode_torch_free_and_by_window(sample):
     cube = np.ascontiguousarray(sample[:40, :36])
     data = hsicodec.compress(cube, bpppb=0.2, model="hsi-grid-v1")
     codec = decode_hsim(data).header["codec"]
-    assert codec.get("k", 0) == 0 and codec["rl"]["k"] >= 1 and "l" not in dict((n, 0) for n, *_ in decode_hsim(data).header["sections"])
+    assert codec.get("k", 0) == 0 and codec["rl"][0] >= 1 and "l" not in dict((n, 0) for n, *_ in decode_hsim(data).header["sections"])
     assert 0.9 * 0.2 <= 8 * len(data) / cube.size <= 0.2
     full, _ = hsicodec.decompress(data)
     win, _ = hsicodec.decompress(data, window=(5, 7, 20, 11), bands=(3, 40))

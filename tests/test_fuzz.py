@@ -89,10 +89,14 @@ def _with_shape(shape) -> bytes:
              if hasattr(decoder, "n_scale_codes") else cm.layout.latent_dim)
         codec["ls"] = (codec["ls"] * n)[:n]
     if "rl" in codec:  # at most one map per band
-        rl = dict(codec["rl"])
+        from hsicodec import compact
+
+        v4, n = compact.unpack_codec(codec, 255, 8)
+        rl = dict(v4["rl"])
         rl["k"] = min(rl["k"], shape[2])
         rl["ls"] = bytes(rl["k"] * (rl["wt"] + 1))
-        codec["rl"] = rl
+        sp = {**v4["sp"], "sc": v4["sp"]["sc"][:rl["k"] + 1], "bd": v4["sp"]["bd"][:rl["k"]]}
+        codec = compact.pack_codec({**v4, "rl": rl, "sp": sp}, n) if n is not None else {**v4, "rl": rl}
     hdr["codec"] = codec
     raw = msgpack.packb({**{k: v for k, v in hdr.items() if k != "sections"},
                          "sections": [[n, len(b), 0] for n, b in h.sections.items()]}, use_bin_type=True)
