@@ -185,11 +185,11 @@ class MapSearch:
         gram = yc.T @ yc
         basis = self.fit.basis[:k].copy()
         use = np.diag(gram) > 1e-12 * max(float(np.trace(gram)), 1e-300)  # maps decoded as all zero keep the PCA row
-        if use.any():
+        if use.any():  # yc's columns sum to zero, so yc' x = yc' (x − x̄): no centred copy of the cube
             g = gram[np.ix_(use, use)]
-            basis[use] = np.linalg.solve(g + 1e-12 * np.trace(g) * np.eye(g.shape[0]), yc[:, use].T @ (x - x.mean(axis=0)))
+            basis[use] = np.linalg.solve(g + 1e-12 * np.trace(g) * np.eye(g.shape[0]), yc[:, use].T @ x)
         step = basis_steps(basis_exp, offsets, k)
-        mean = np.mean(x - y @ (np.round(basis / step) * step), axis=0)
+        mean = x.mean(axis=0) - ym @ (np.round(basis / step) * step)
         return mean, basis
 
     def measure(self, k: int, q: int, beta: float) -> Candidate:
