@@ -18,7 +18,7 @@ install: $(STAMP)
 
 # Rebuild the C++ extension in place (after editing csrc/).
 native: $(STAMP)
-	$(BIN)/python setup.py -q build_ext --inplace
+	$(BIN)/python -m pip install -q --no-deps -e .
 
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py

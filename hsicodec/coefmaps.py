@@ -298,8 +298,8 @@ def fit_codes(sym: np.ndarray, classes: np.ndarray, groups: np.ndarray, n_groups
     a = np.abs(sym).ravel()
     cell = groups.ravel() * n_classes + classes.ravel()
     size = n_groups * n_classes
-    n = np.bincount(cell, minlength=size).astype(np.float64).reshape(n_groups, n_classes)
-    n0 = np.bincount(cell[a == 0], minlength=size).astype(np.float64).reshape(n_groups, n_classes)
+    nz = np.bincount(2 * cell + (a > 0), minlength=2 * size).reshape(n_groups, n_classes, 2).astype(np.float64)
+    n0, n = nz[..., 0], nz.sum(axis=2)
     tot = np.bincount(cell, a, size).reshape(n_groups, n_classes)
     # codes below the MIN_SCALE floor all mean the same scale; above max|q| + 1 they only lose
     lo = int(np.searchsorted(_SCALE_TABLE, entropy.MIN_SCALE, side="right")) - 1
@@ -346,16 +346,31 @@ def all_classes(sym: np.ndarray, levels: int, checker: bool = True) -> tuple[np.
     k, h, w = sym.shape
     bands, parents = _stream_layout(h, w, levels)
     absq = np.abs(sym)
+    gmap = np.zeros((h, w), np.int64)
+    for g, _, rs, cs in bands:
+        gmap[rs, cs] = g
+    grp = (np.arange(k) * (levels + 1))[:, None, None] + gmap
+    nat = _native_classes()
+    if checker and nat is not None and absq.size and int(absq.max()) < 2 ** 31:
+        layout = [(g, o, rs.start, rs.stop, cs.start, cs.stop) for g, o, rs, cs in bands]
+        cls = nat(absq.astype(np.int32), layout, [parents.get(b, -1) for b in range(len(bands))])
+        return cls.astype(np.int64), grp
     cls = np.zeros(sym.shape, np.int64)
-    grp = np.zeros(sym.shape, np.int64)
-    comp_base = (np.arange(k) * (levels + 1))[:, None, None]
     for b, (g, _, rs, cs) in enumerate(bands):
         if checker:
             cls[:, rs, cs] = checker_classes(activity(absq, slice(0, k), bands, parents, b), absq[:, rs, cs])
         else:
             cls[:, rs, cs] = subband_classes(absq, slice(0, k), bands, parents, b)
-        grp[:, rs, cs] = comp_base + g
     return cls, grp
+
+
+def _native_classes():
+    """The C++ twin of the checkerboard classes (csrc/context_classes.cpp), or None without the extension."""
+    try:
+        from hsicodec import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return getattr(_native, "checker_classes_all", None)
 
 
 def _passes(rows: int, cols: int, checker: bool) -> list:

@@ -29,6 +29,7 @@ from hsicodec.spectral import SpectralFit, basis_steps, encode_spectral, fit_pca
 MAP_K_MAX = MAP_COMPONENTS
 MAP_K_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
 MAP_K_COARSE = (1, 2, 4, 8, 16, 24, 32)  # scanned first; the candidates between the best one's neighbours next
+MAP_K_START = 8  # the coarse scan starts here: the best k was 4–32 on every validation point from 0.005 bpppb
 Q_COARSE, Q_FINE = 6 * coefmaps.STEPS_PER_OCTAVE, -14 * coefmaps.STEPS_PER_OCTAVE
 DEADZONE = 0.4  # rounding threshold: a little dead zone pays 0.05–0.2 dB on the validation scenes
 #: precisions of the spectral side information tried, as multiples β of the equal-slope steps
@@ -215,8 +216,10 @@ class MapSearch:
         q = int(np.clip(start if start is not None else 0, Q_FINE, Q_COARSE))
         s = size(q)
         slope = self._log_size_slope  # log2 size per step, as the last search found it
+        reach = MAX_MOVE if start is not None else 2 * MAX_MOVE  # from q = 0 the answer is octaves away
         for _ in range(12):
-            move = int(np.clip(round((np.log2(budget) - np.log2(s)) / slope), -MAX_MOVE, MAX_MOVE))
+            move = int(np.clip(round((np.log2(budget) - np.log2(s)) / slope), -reach, reach))
+            reach = MAX_MOVE
             nq = int(np.clip(q + move, Q_FINE, Q_COARSE))
             if nq == q:
                 break
@@ -253,10 +256,15 @@ class MapSearch:
     def slope(self, k: int, q: int) -> float:
         """Distortion–rate slope of the k maps around step q: squared error (original units, whole cube)
         saved per extra bit, between the nearest files priced on either side (within a quarter octave,
-        usually left by the rate search; priced now when missing)."""
+        usually left by the rate search; priced now when missing). Below effort max one side will do:
+        q itself and the neighbour the search left (it prices the step just finer than its answer), which
+        saves two pricings of every k scanned."""
         near = [qq for (qq, kk) in self._price_cache if kk == k and 0 < abs(qq - q) <= 8]
-        below = max((qq for qq in near if qq < q), default=q - 4)
-        above = min((qq for qq in near if qq > q), default=q + 4)
+        below = max((qq for qq in near if qq < q), default=None)
+        above = min((qq for qq in near if qq > q), default=None)
+        if not self.betas and (below is None) != (above is None):
+            below, above = (q, above) if below is None else (below, q)
+        below, above = q - 4 if below is None else below, q + 4 if above is None else above
         (b1, e1), (b2, e2) = self._priced(below, k), self._priced(above, k)
         return max((e2 - e1) * self.h * self.w * self.norm ** 2 / max(8.0 * (b1 - b2), 1e-9), 0.0)
 
@@ -289,9 +297,9 @@ class MapSearch:
 
     def _scan_k(self, score) -> list:
         """Every point ``score(k)`` returns (a list of (quality, ...) tuples) over the ks worth trying:
-        :data:`MAP_K_COARSE` upwards until quality fell twice or by over 0.1 dB (after the first k that has
-        a point), then the ks between the best one's neighbours, walking away from it on each side while
-        quality rises."""
+        :data:`MAP_K_COARSE` from :data:`MAP_K_START` downwards while quality rises (or the start has no
+        point), else upwards until quality fell twice or by over 0.1 dB, then the ks between the best
+        one's neighbours, walking away from it on each side while quality rises."""
         ks = self.k_candidates()
         found: dict = {}
 
@@ -301,9 +309,16 @@ class MapSearch:
             return max(found[k])[0] if found[k] else -np.inf
 
         coarse = [k for k in ks if k in MAP_K_COARSE] or ks[:1]
-        best_k, misses = None, 0
-        for k in coarse:
-            if best_k is None or best_of(k) > best_of(best_k) or best_of(best_k) == -np.inf:
+        first = max((i for i, k in enumerate(coarse) if k <= MAP_K_START), default=0)
+        best_k = coarse[first]
+        for k in reversed(coarse[:first]):  # fewer maps, while that is better (or the start has no point)
+            if best_of(best_k) == -np.inf or best_of(k) > best_of(best_k):
+                best_k = k
+            else:
+                break
+        misses = 0
+        for k in coarse[first + 1:] if best_k == coarse[first] else ():
+            if best_of(k) > best_of(best_k):
                 best_k, misses = k, 0
             else:
                 misses += 1

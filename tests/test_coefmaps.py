@@ -206,3 +206,39 @@ def test_rdoq_trades_bits_for_error_at_its_slope():
 
     saved = coefmaps.code_bits(sym, lv) - coefmaps.code_bits(out, lv)
     assert saved > 0 and lam * saved > err(out) - err(sym)
+
+
+def _numpy_classes(sym, lv, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(coefmaps, "_native_classes", lambda: None)
+        return coefmaps.all_classes(sym, lv)
+
+
+@pytest.mark.parametrize("k,h,w,levels", [(1, 1, 1, 0), (1, 1, 9, 3), (3, 7, 5, 2), (4, 33, 30, 5),
+                                          (2, 64, 48, 5), (5, 13, 64, 4)])
+@pytest.mark.parametrize("scale", [0.3, 4.0, 1e6])
+def test_native_classes_equal_the_numpy_reference(k, h, w, levels, scale, monkeypatch):
+    """csrc/context_classes.cpp (the encoder's pricing) and activity/checker_classes (the decoder) agree
+    exactly, capped activities (|q| near 2^20) and degenerate subbands included."""
+    if coefmaps._native_classes() is None:
+        pytest.skip("native extension not built")
+    lv = wavelet_levels(h, w, levels)
+    sym = np.random.default_rng(k * h + w).laplace(0, scale, (k, h, w)).astype(np.int64)
+    sym = np.clip(sym, -(1 << 20), 1 << 20)
+    cls, grp = coefmaps.all_classes(sym, lv)
+    ref_cls, ref_grp = _numpy_classes(sym, lv, monkeypatch)
+    np.testing.assert_array_equal(cls, ref_cls)
+    np.testing.assert_array_equal(grp, ref_grp)
+
+
+def test_native_classes_refuse_a_bad_layout():
+    nat = coefmaps._native_classes()
+    if nat is None:
+        pytest.skip("native extension not built")
+    absq = np.zeros((1, 4, 4), np.int32)
+    with pytest.raises(ValueError, match="outside"):
+        nat(absq, [(0, 0, 0, 5, 0, 4)], [-1])
+    with pytest.raises(ValueError, match="earlier"):
+        nat(absq, [(0, 0, 0, 2, 0, 2), (1, 1, 0, 2, 2, 4)], [-1, 1])
+    with pytest.raises(ValueError, match="one parent"):
+        nat(absq, [(0, 0, 0, 2, 0, 2)], [])
