@@ -299,16 +299,43 @@ def fit_codes(sym: np.ndarray, classes: np.ndarray, groups: np.ndarray, n_groups
     cell = groups.ravel() * n_classes + classes.ravel()
     size = n_groups * n_classes
     nz = np.bincount(2 * cell + (a > 0), minlength=2 * size).reshape(n_groups, n_classes, 2).astype(np.float64)
-    n0, n = nz[..., 0], nz.sum(axis=2)
     tot = np.bincount(cell, a, size).reshape(n_groups, n_classes)
+    return fit_codes_from_stats(nz.sum(axis=2), nz[..., 0], tot, float(a.max(initial=0)), iterations)
+
+
+def cell_stats(sym: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (map · level group, class) cell of scheme "checkerboard": symbol count, zero count and sum of
+    |q|, each (k · (levels + 1), CHECKER_CLASSES) — all :func:`fit_codes_from_stats` needs."""
+    k, h, w = sym.shape
+    absq = np.abs(sym)
+    nat = _native_stats()
+    if nat is None or not absq.size or int(absq.max()) >= 2 ** 31:
+        cls, grp = all_classes(sym, levels)
+        cell = (grp * N_CLASSES + cls).ravel()
+        size = k * (levels + 1) * N_CLASSES
+        a = absq.ravel()
+        nz = np.bincount(2 * cell + (a > 0), minlength=2 * size).reshape(-1, N_CLASSES, 2).astype(np.float64)
+        return nz.sum(axis=2), nz[..., 0], np.bincount(cell, a, size).reshape(-1, N_CLASSES)
+    bands, parents = _stream_layout(h, w, levels)
+    layout = [(g, o, rs.start, rs.stop, cs.start, cs.stop) for g, o, rs, cs in bands]
+    n, n0, tot = nat(absq.astype(np.int32), layout, [parents.get(b, -1) for b in range(len(bands))], levels + 1)
+    return n.reshape(-1, N_CLASSES), n0.reshape(-1, N_CLASSES), tot.reshape(-1, N_CLASSES)
+
+
+def fit_codes_from_stats(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, max_abs: float,
+                         iterations: int = 3) -> tuple[bytes, np.ndarray, float]:
+    """:func:`fit_codes` from the cells' statistics: counts ``n``, zero counts ``n0`` and sums of |q| ``tot``,
+    each (groups, classes); ``max_abs`` the largest |q|."""
+    n_groups, n_classes = n.shape
     # codes below the MIN_SCALE floor all mean the same scale; above max|q| + 1 they only lose
     lo = int(np.searchsorted(_SCALE_TABLE, entropy.MIN_SCALE, side="right")) - 1
-    hi = min(entropy.scale_code(float(a.max(initial=0)) + 1.0) + entropy.SCALE_CODE_STEPS, 255)
+    hi = min(entropy.scale_code(max_abs + 1.0) + entropy.SCALE_CODE_STEPS, 255)
     full = n > 0
     if full.any():  # no cell is best coded 3 octaves away from its own mean |q|: search only that window
         ml = 128 + entropy.SCALE_CODE_STEPS * np.log2(np.maximum(tot[full] / n[full], entropy.MIN_SCALE))
         lo = max(lo, int(np.floor(ml.min())) - 3 * entropy.SCALE_CODE_STEPS)
         hi = max(min(hi, int(np.ceil(ml.max())) + 3 * entropy.SCALE_CODE_STEPS), lo)
+    lo, hi = min(lo, 255), min(hi, 255)  # a cell whose mean |q| is past the largest scale: the largest code
     codes = np.arange(lo, hi + 1)
     m = codes.size
     pad = 48  # offsets tried: -pad..pad
@@ -364,13 +391,22 @@ def all_classes(sym: np.ndarray, levels: int, checker: bool = True) -> tuple[np.
     return cls, grp
 
 
-def _native_classes():
-    """The C++ twin of the checkerboard classes (csrc/context_classes.cpp), or None without the extension."""
+def _native_function(name: str):
     try:
         from hsicodec import _native  # type: ignore[attr-defined]
     except ImportError:
         return None
-    return getattr(_native, "checker_classes_all", None)
+    return getattr(_native, name, None)
+
+
+def _native_classes():
+    """The C++ twin of the checkerboard classes (csrc/context_classes.cpp), or None without the extension."""
+    return _native_function("checker_classes_all")
+
+
+def _native_stats():
+    """The C++ checkerboard cell statistics (classes and counts in one pass), or None without the extension."""
+    return _native_function("checker_cell_stats")
 
 
 def _passes(rows: int, cols: int, checker: bool) -> list:
@@ -405,8 +441,7 @@ def encode_symbols(sym: np.ndarray, q: int, levels: int, rho: int) -> tuple[byte
 
 def code_bits(sym: np.ndarray, levels: int) -> float:
     """Ideal code length (bits) of the symbols with the codes :func:`encode_symbols` would choose."""
-    cls, grp = all_classes(sym, levels)
-    return fit_codes(sym, cls, grp, sym.shape[0] * (levels + 1))[2]
+    return fit_codes_from_stats(*cell_stats(sym, levels), float(np.abs(sym).max(initial=0)))[2]
 
 
 def decode_symbols(data: bytes, p: MapParams, height: int, width: int) -> np.ndarray:

@@ -93,9 +93,9 @@ class MapSearch:
             rec = np.where(mag > 0, mag - rho / coefmaps.RECON_DEN, 0.0)
             # normalised units, each coefficient weighted by its synthesis energy: Σ g (Δ/√g)² e² = Δ² Σ e²
             err = (step ** 2) * float(np.sum((a - rec) ** 2)) / (self.h * self.w)
-            cls, grp = coefmaps.all_classes(sym, self.levels)
-            base, off, bits = coefmaps.fit_codes(sym, cls, grp, k * (self.levels + 1))
-            tables = coefmaps.MapParams(k, q, self.levels, int(mag.max(initial=0)), base, off, rho).to_header()
+            max_abs = int(mag.max(initial=0))
+            base, off, bits = coefmaps.fit_codes_from_stats(*coefmaps.cell_stats(sym, self.levels), max_abs)
+            tables = coefmaps.MapParams(k, q, self.levels, max_abs, base, off, rho).to_header()
             self._price_cache[key] = (bits / 8.0 + 4.0, err, tables)
         return self._price_cache[key][:2]
 

@@ -229,6 +229,16 @@ def test_native_classes_equal_the_numpy_reference(k, h, w, levels, scale, monkey
     ref_cls, ref_grp = _numpy_classes(sym, lv, monkeypatch)
     np.testing.assert_array_equal(cls, ref_cls)
     np.testing.assert_array_equal(grp, ref_grp)
+    stats = coefmaps.cell_stats(sym, lv)  # the pricing's fused classes + counts
+    with monkeypatch.context() as m:
+        m.setattr(coefmaps, "_native_stats", lambda: None)
+        m.setattr(coefmaps, "_native_classes", lambda: None)
+        ref = coefmaps.cell_stats(sym, lv)
+    for got, want in zip(stats, ref):
+        np.testing.assert_array_equal(got, want)
+    base, off, bits = coefmaps.fit_codes_from_stats(*stats, float(np.abs(sym).max()))
+    ref_base, ref_off, ref_bits = coefmaps.fit_codes(sym, ref_cls, ref_grp, k * (lv + 1))
+    assert base == ref_base and np.array_equal(off, ref_off) and bits == ref_bits
 
 
 def test_native_classes_refuse_a_bad_layout():
