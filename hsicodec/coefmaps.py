@@ -465,9 +465,15 @@ def decode_symbols(data: bytes, p: MapParams, height: int, width: int) -> np.nda
             for b, (g, _, rs, cs) in enumerate(bands):
                 t = activity(absq, one, bands, parents, b, p.checker)[0]
                 sub = absq[comp, rs, cs]  # a view: decoded magnitudes land here pass by pass
-                for m in _passes(*t.shape, p.checker):
-                    cls = checker_classes(t, sub) if p.checker else np.searchsorted(PLAIN_EDGES, t, side="right")
-                    sc = _SCALE_TABLE[_symbol_codes(p, comp, g, cls[m])]
+                scale_of_class = _SCALE_TABLE[_symbol_codes(p, comp, g, np.arange(len(p.class_offsets)))]
+                for i, m in enumerate(_passes(*t.shape, p.checker)):
+                    if not p.checker:
+                        cls = np.searchsorted(PLAIN_EDGES, t[m], side="right")
+                    elif i == 0:  # first pass: t alone
+                        cls = _FINE_LUT[np.minimum(t[m], FINE_EDGES[-1])]
+                    else:  # second pass: the late symbols are still 0 in sub, so its sums are the first pass's
+                        cls = _FINE_LUT[np.minimum(t[m] + neighbours(sub)[m], FINE_EDGES[-1])] + FINE_EDGES.size + 1
+                    sc = scale_of_class[cls]
                     out = np.asarray(coder.decode(model, np.zeros(sc.size), sc), np.int64)
                     sym[comp, rs, cs][m] = out
                     sub[m] = np.abs(out)
