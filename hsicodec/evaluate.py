@@ -5,7 +5,7 @@ Pure functions, shared by ``hsicodec eval`` and ``tools/bench_rd.py``:
 * :func:`run_hsicodec` / :func:`run_codec` run one codec at one target rate and
   return one *row* (a plain dict, JSON-ready after :func:`row_to_json`);
 * :func:`evaluate_cube` runs every requested codec at every rate;
-* :func:`psnr_at` / :func:`psnr_gaps` compare codecs at the same rate;
+* :func:`psnr_at` / :func:`psnr_gaps` compare codecs at the same rate (and :func:`rate_at` at the same PSNR);
 * :func:`format_table` renders rows as text or Markdown, :func:`plot_rd` draws
   PSNR against bpppb (log x) for every codec on the same axes.
 
@@ -43,7 +43,7 @@ from hsicodec.errors import HsicodecError, OptionError
 __all__ = [
     "DEFAULT_RATES", "DEFAULT_ANCHORS", "DEFAULT_EFFORTS", "GAP_REFERENCE",
     "codec_registry", "baseline_names", "run_hsicodec", "run_codec", "evaluate_cube",
-    "psnr_at", "psnr_gaps", "format_table", "plot_rd", "check_plot_path", "row_to_json", "hsicodec_label",
+    "psnr_at", "psnr_gaps", "rate_at", "format_table", "plot_rd", "check_plot_path", "row_to_json", "hsicodec_label",
 ]
 
 #: target rates of ``hsicodec eval`` when none are given (bpppb)
@@ -288,15 +288,29 @@ def psnr_at(rows: Sequence[Row], codec: str, rate: float) -> Optional[float]:
     return None
 
 
+def rate_at(rows: Sequence[Row], codec: str, quality: float) -> Optional[float]:
+    """bpppb at which ``codec`` reaches PSNR ``quality``: log-rate linear in PSNR between its measured
+    points (PSNR rising with rate); None outside the measured range."""
+    pts = _points(rows, codec)
+    ps = [p[1] for p in pts]
+    if len(pts) < 2 or not ps[0] <= quality <= ps[-1] or any(b <= a for a, b in zip(ps, ps[1:])):
+        return None
+    return float(np.exp(np.interp(quality, ps, np.log([p[0] for p in pts]))))
+
+
 def psnr_gaps(rows: Sequence[Row], codecs: Sequence[str], rates: Sequence[float],
               reference: str = GAP_REFERENCE) -> list:
-    """PSNR of each codec minus the reference codec's at each rate (positive = codec better)."""
+    """PSNR of each codec minus the reference codec's at each rate (positive = codec better), and the
+    share of the reference's bits the codec saves for its PSNR there (``rate_saving``; negative = more
+    bits; None where the reference's curve does not reach that PSNR)."""
     out = []
     for codec in codecs:
         for rate in rates:
             ours, ref = psnr_at(rows, codec, rate), psnr_at(rows, reference, rate)
+            ref_rate = rate_at(rows, reference, ours) if ours is not None else None
             out.append({"codec": codec, "reference": reference, "rate": float(rate), "psnr": ours,
-                        "reference_psnr": ref, "gap_db": None if ours is None or ref is None else ours - ref})
+                        "reference_psnr": ref, "gap_db": None if ours is None or ref is None else ours - ref,
+                        "rate_saving": None if ref_rate is None else 1.0 - rate / ref_rate})
     return out
 
 

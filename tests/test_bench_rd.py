@@ -69,6 +69,28 @@ def test_quick_markdown_sections(quick):
     assert "paper: meta-learning (10x60 net)" in md
 
 
+def test_every_rate_comparison_and_render(quick, tmp_path):
+    """The every-rate table has a gap / bits-saved cell per plan rate; --render rebuilds the .md from the
+    stored rows alone (no codec run) and fills ``rate_saving`` in the gaps."""
+    import bench_rd
+
+    out, res, md = quick
+    assert "## hsicodec against PCA + JPEG 2000 at every rate (validation scenes)" in md
+    line = next(ln for ln in md.splitlines() if ln.startswith("| jasper_ridge | hsicodec-fast |") and " / " in ln)
+    rates = sorted({r["target_bpppb"] for sc in res["scenes"] for r in sc["rows"] if r["codec"] == "pca_jpeg2000"})
+    assert line.count("|") == len(rates) + 3
+    copy = tmp_path / "rd.json"
+    stored = json.loads((out / "rd_quick.json").read_text())
+    for sc in stored["scenes"]:
+        for g in sc["gaps"]:
+            g.pop("rate_saving", None)  # as an older rd.json
+    copy.write_text(json.dumps(stored))
+    assert bench_rd.main(["--render", str(copy)]) == 0
+    again = json.loads(copy.read_text())
+    assert all("rate_saving" in g for sc in again["scenes"] for g in sc["gaps"])
+    assert "bits saved" in (tmp_path / "rd.md").read_text()
+
+
 def test_update_readme_from_rd(quick, tmp_path):
     import update_readme
 

@@ -169,6 +169,22 @@ def test_psnr_gaps_sign():
     assert g[2]["gap_db"] is None and g[0]["reference"] == "pca_jpeg2000"
 
 
+def test_rate_at_and_bits_saved():
+    """The reference reaches 35 dB at 10^-1.5 ≈ 0.032 bpppb (log-rate linear between 30 @ 0.01 and 40 @
+    0.1); a codec with 35 dB at 0.01 saves 1 − 0.01 / 0.032 of its bits, one with less PSNR spends more."""
+    ref = [_row("pca_jpeg2000", 0.01, 0.01, 30.0), _row("pca_jpeg2000", 0.1, 0.1, 40.0)]
+    assert ev.rate_at(ref, "pca_jpeg2000", 35.0) == pytest.approx(10 ** -1.5)
+    assert ev.rate_at(ref, "pca_jpeg2000", 45.0) is None and ev.rate_at(ref, "missing", 35.0) is None
+    good = ref + [_row("ours", 0.01, 0.01, 35.0, "hsicodec"), _row("ours", 0.1, 0.1, 40.0, "hsicodec")]
+    g = ev.psnr_gaps(good, ["ours"], [0.01, 0.1])
+    assert g[0]["rate_saving"] == pytest.approx(1 - 0.01 / 10 ** -1.5)
+    assert g[1]["rate_saving"] == pytest.approx(0.0)
+    worse = ref + [_row("ours", 0.1, 0.1, 35.0, "hsicodec")]
+    assert ev.psnr_gaps(worse, ["ours"], [0.1])[0]["rate_saving"] == pytest.approx(1 - 0.1 / 10 ** -1.5)
+    flat = [_row("pca_jpeg2000", 0.01, 0.01, 30.0), _row("pca_jpeg2000", 0.1, 0.1, 30.0)]
+    assert ev.rate_at(flat, "pca_jpeg2000", 30.0) is None  # not rising: no rate for a PSNR
+
+
 # --------------------------------------------------------------------------- output
 
 

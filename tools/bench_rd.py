@@ -271,6 +271,27 @@ def _plan_text(result: dict) -> list:
     return lines
 
 
+def compare_text(result: dict) -> list:
+    """hsicodec against PCA + JPEG 2000 at every rate of the plan, validation scenes: gap dB / bits saved."""
+    rates = sorted({float(r["target_bpppb"]) for sc in result["scenes"] for r in sc["rows"]
+                    if r["codec"] == ev.GAP_REFERENCE})
+    out = ["## hsicodec against PCA + JPEG 2000 at every rate (validation scenes)", "",
+           "Each cell: PSNR gap (dB) / bits saved, as in the gap section; a codec not run at that rate is "
+           "interpolated between its neighbouring points (log-rate), so read such cells as estimates.", "",
+           "| scene | codec | " + " | ".join(f"{r:g}" for r in rates) + " |", "|---|---|" + "---|" * len(rates)]
+    for sc in result["scenes"]:
+        if sc["role"] not in ("validation", "unseen") or not any(r["codec"] == ev.GAP_REFERENCE for r in sc["rows"]):
+            continue
+        for codec in dict.fromkeys(r["codec"] for r in sc["rows"] if r["kind"] == "hsicodec"):
+            cells = []
+            for g in ev.psnr_gaps(sc["rows"], [codec], rates):
+                saving = g["rate_saving"]
+                cells.append("n/a" if g["gap_db"] is None else
+                             f"{g['gap_db']:+.2f} / {'n/a' if saving is None else f'{100 * saving:.0f} %'}")
+            out.append(f"| {sc['scene']} | {codec} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
 def markdown(result: dict) -> str:
     wall, cpu = result.get("wall_s"), result.get("cpu_s")
     cpu_text = f" ({_f(cpu / 60, '.1f')} min of CPU time in the suite's process)" if cpu else ""
@@ -296,12 +317,17 @@ def markdown(result: dict) -> str:
 
     out += ["## PSNR gap to PCA + JPEG 2000 (validation scenes)", "",
             "PSNR at the same rate, linear in log-rate between measured points (or the codec's own point for "
-            "that target when the rate is outside its measured range); positive = better than PCA + JPEG 2000.",
-            "", "| scene | codec | bpppb | PSNR dB | PCA+JPEG2000 dB | gap dB |", "|---|---|---|---|---|---|"]
+            "that target when the rate is outside its measured range); positive = better than PCA + JPEG 2000. "
+            "*bits saved* = 1 − rate / the rate PCA + JPEG 2000 needs for the codec's PSNR there (its curve, "
+            "log-rate linear in PSNR; n/a outside it).",
+            "", "| scene | codec | bpppb | PSNR dB | PCA+JPEG2000 dB | gap dB | bits saved |",
+            "|---|---|---|---|---|---|---|"]
     summ = result["gap_summary"]
     for g in summ:
+        saving = g.get("rate_saving")
         out.append(f"| {g['scene']} | {g['codec']} | {g['rate']:g} | {_f(g['psnr'], '.2f')} | "
-                   f"{_f(g['reference_psnr'], '.2f')} | **{_f(g['gap_db'], '+.2f')}** |")
+                   f"{_f(g['reference_psnr'], '.2f')} | **{_f(g['gap_db'], '+.2f')}** | "
+                   f"{'n/a' if saving is None else f'{100 * saving:+.0f} %'} |")
     means: dict = {}
     for g in summ:
         if g["gap_db"] is not None:
@@ -310,6 +336,8 @@ def markdown(result: dict) -> str:
         out += ["", "Mean gap over the validation scenes: " + "; ".join(
             f"{c} @ {r:g}: {statistics.mean(v):+.2f} dB ({len(v)} scenes)" for (c, r), v in means.items()) + "."]
     out += [""]
+
+    out += compare_text(result)
 
     out += ["## Speed", "", "Medians over every reachable point of the suite (all scenes). *run s* = the whole "
             "time the suite spent on that codec (rate searches and timing repeats included).", "",
@@ -396,12 +424,21 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--atlas-json", default=None, help="tools/bench_atlas.py output (default: OUT/atlas.json)")
     ap.add_argument("--out", default=str(ROOT / "bench"), help="output folder for rd.json / rd.md / rd_*.png")
     ap.add_argument("--render", metavar="RD_JSON", default=None,
-                    help="only rewrite the .md beside this rd.json from it (no codec is run)")
+                    help="only rewrite the .md beside this rd.json from its rows (no codec is run; the "
+                         "comparisons in both are recomputed with this version)")
     args = ap.parse_args(argv)
     if args.render:
         src = Path(args.render)
         md_path = src.with_suffix(".md")
-        md_path.write_text(markdown(json.loads(src.read_text())) + "\n")
+        result = json.loads(src.read_text())
+        for sc in result["scenes"]:  # comparisons from the stored rows, with this version's evaluate
+            ours = list(dict.fromkeys(r["codec"] for r in sc["rows"] if r["kind"] == "hsicodec"))
+            others = list(dict.fromkeys(r["codec"] for r in sc["rows"] if r["kind"] == "baseline"))
+            if any(r["codec"] == ev.GAP_REFERENCE for r in sc["rows"]):
+                sc["gaps"] = ev.psnr_gaps(sc["rows"], ours + others, GAP_RATES)
+        result["gap_summary"] = gap_summary(result["scenes"])
+        src.write_text(json.dumps(result, indent=1, default=str))
+        md_path.write_text(markdown(result) + "\n")
         print(f"wrote {md_path} from {src}")
         return 0
     t_start, c_start = time.perf_counter(), time.process_time()
