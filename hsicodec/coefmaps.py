@@ -296,11 +296,15 @@ def fit_codes(sym: np.ndarray, classes: np.ndarray, groups: np.ndarray, n_groups
     """Base code per group and offset per class that code the symbols in the fewest bits
     (coordinate descent on exact ideal code lengths). Returns (base codes, offsets, bits)."""
     a = np.abs(sym).ravel()
-    cell = groups.ravel() * n_classes + classes.ravel()
+    stats = _cell_counts(groups.ravel() * n_classes + classes.ravel(), a, n_groups, n_classes)
+    return fit_codes_from_stats(*stats, float(a.max(initial=0)), iterations)
+
+
+def _cell_counts(cell: np.ndarray, a: np.ndarray, n_groups: int, n_classes: int) -> tuple:
+    """(count, zero count, sum of |q|) per cell, each (n_groups, n_classes), from flat cell indices and |q|."""
     size = n_groups * n_classes
     nz = np.bincount(2 * cell + (a > 0), minlength=2 * size).reshape(n_groups, n_classes, 2).astype(np.float64)
-    tot = np.bincount(cell, a, size).reshape(n_groups, n_classes)
-    return fit_codes_from_stats(nz.sum(axis=2), nz[..., 0], tot, float(a.max(initial=0)), iterations)
+    return nz.sum(axis=2), nz[..., 0], np.bincount(cell, a, size).reshape(n_groups, n_classes)
 
 
 def cell_stats(sym: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -311,14 +315,8 @@ def cell_stats(sym: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray, np
     nat = _native_stats()
     if nat is None or not absq.size or int(absq.max()) >= 2 ** 31:
         cls, grp = all_classes(sym, levels)
-        cell = (grp * N_CLASSES + cls).ravel()
-        size = k * (levels + 1) * N_CLASSES
-        a = absq.ravel()
-        nz = np.bincount(2 * cell + (a > 0), minlength=2 * size).reshape(-1, N_CLASSES, 2).astype(np.float64)
-        return nz.sum(axis=2), nz[..., 0], np.bincount(cell, a, size).reshape(-1, N_CLASSES)
-    bands, parents = _stream_layout(h, w, levels)
-    layout = [(g, o, rs.start, rs.stop, cs.start, cs.stop) for g, o, rs, cs in bands]
-    n, n0, tot = nat(absq.astype(np.int32), layout, [parents.get(b, -1) for b in range(len(bands))], levels + 1)
+        return _cell_counts((grp * N_CLASSES + cls).ravel(), absq.ravel(), k * (levels + 1), N_CLASSES)
+    n, n0, tot = nat(absq.astype(np.int32), *_native_layout(h, w, levels), levels + 1)
     return n.reshape(-1, N_CLASSES), n0.reshape(-1, N_CLASSES), tot.reshape(-1, N_CLASSES)
 
 
@@ -379,9 +377,7 @@ def all_classes(sym: np.ndarray, levels: int, checker: bool = True) -> tuple[np.
     grp = (np.arange(k) * (levels + 1))[:, None, None] + gmap
     nat = _native_classes()
     if checker and nat is not None and absq.size and int(absq.max()) < 2 ** 31:
-        layout = [(g, o, rs.start, rs.stop, cs.start, cs.stop) for g, o, rs, cs in bands]
-        cls = nat(absq.astype(np.int32), layout, [parents.get(b, -1) for b in range(len(bands))])
-        return cls.astype(np.int64), grp
+        return nat(absq.astype(np.int32), *_native_layout(h, w, levels)).astype(np.int64), grp
     cls = np.zeros(sym.shape, np.int64)
     for b, (g, _, rs, cs) in enumerate(bands):
         if checker:
@@ -389,6 +385,14 @@ def all_classes(sym: np.ndarray, levels: int, checker: bool = True) -> tuple[np.
         else:
             cls[:, rs, cs] = subband_classes(absq, slice(0, k), bands, parents, b)
     return cls, grp
+
+
+def _native_layout(height: int, width: int, levels: int) -> tuple[list, list]:
+    """The subbands as (group, orientation, row0, row1, col0, col1) and each one's parent index (−1: none),
+    as the C++ context functions take them."""
+    bands, parents = _stream_layout(height, width, levels)
+    return ([(g, o, rs.start, rs.stop, cs.start, cs.stop) for g, o, rs, cs in bands],
+            [parents.get(b, -1) for b in range(len(bands))])
 
 
 def _native_function(name: str):

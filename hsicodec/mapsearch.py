@@ -29,7 +29,7 @@ from hsicodec.spectral import SpectralFit, basis_steps, encode_spectral, fit_pca
 MAP_K_MAX = MAP_COMPONENTS
 MAP_K_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
 MAP_K_COARSE = (1, 2, 4, 8, 16, 24, 32)  # scanned first; the candidates between the best one's neighbours next
-MAP_K_START = 8  # the coarse scan starts here: the best k was 4–32 on every validation point from 0.005 bpppb
+MAP_K_START = 8  # the coarse scan starts here and walks down (k = 2–3 at 0.005 bpppb) or up (16–32 at 0.1)
 Q_COARSE, Q_FINE = 6 * coefmaps.STEPS_PER_OCTAVE, -14 * coefmaps.STEPS_PER_OCTAVE
 DEADZONE = 0.4  # rounding threshold: a little dead zone pays 0.05–0.2 dB on the validation scenes
 #: precisions of the spectral side information tried, as multiples β of the equal-slope steps
