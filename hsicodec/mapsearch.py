@@ -40,6 +40,23 @@ FINER_ROOM = 0.985  # a step of q changes the size by about 2 %
 MAX_MOVE = 2 * coefmaps.STEPS_PER_OCTAVE  # the secant's largest move (sizes are not exponential far out)
 
 
+def _finest_from(q: int, fits) -> int:
+    """The finest step exponent (≥ :data:`Q_FINE`) that still ``fits``, from a q that does (files grow as q
+    falls): strides that double while they fit, then bisection between the last fitting step and the first
+    that does not."""
+    stride = 1
+    while q - stride >= Q_FINE and fits(q - stride):
+        q, stride = q - stride, stride * 2
+    lo = max(q - stride, Q_FINE - 1)  # does not fit (or past the finest step)
+    while q - lo > 1:
+        mid = (q + lo) // 2
+        if fits(mid):
+            q = mid
+        else:
+            lo = mid
+    return q
+
+
 class MapSearch:
     """Chooses (k, Δ, spectral precision β) of the coefficient-map layer for a rate or quality target.
 
@@ -236,22 +253,7 @@ class MapSearch:
         # bisection between the last fitting step and the first that does not fit
         if s >= FINER_ROOM * budget:
             return q
-        stride = 1
-        while q - stride >= Q_FINE and size(q - stride) <= budget:
-            q, stride = q - stride, stride * 2
-        if q - stride < Q_FINE:  # ran into the finest step
-            if size(Q_FINE) <= budget:
-                return Q_FINE
-            lo = Q_FINE
-        else:
-            lo = q - stride  # does not fit
-        while q - lo > 1:
-            mid = (q + lo) // 2
-            if size(mid) <= budget:
-                q = mid
-            else:
-                lo = mid
-        return q
+        return _finest_from(q, lambda qq: size(qq) <= budget)
 
     def slope(self, k: int, q: int) -> float:
         """Distortion–rate slope of the k maps around step q: squared error (original units, whole cube)
@@ -346,17 +348,7 @@ class MapSearch:
             q += 1
         if not self.betas:
             return q  # a step is ~2 % of the size: close enough below effort max
-        stride, lo = 1, None
-        while q - stride >= Q_FINE and fits(q - stride):
-            q, stride = q - stride, stride * 2
-        lo = max(q - stride, Q_FINE - 1)  # does not fit (or out of range)
-        while q - lo > 1:
-            mid = (q + lo) // 2
-            if fits(mid):
-                q = mid
-            else:
-                lo = mid
-        return q
+        return _finest_from(q, fits)
 
     def for_bpppb(self, target: float) -> Candidate:
         budget = int(np.floor(target * self.h * self.w * self.c / 8.0))
