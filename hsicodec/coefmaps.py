@@ -34,6 +34,7 @@ only on earlier subbands and passes, so the decoder works one pass at a time.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,8 +236,56 @@ def quantize(tr: Transformed, q: int, k: int, deadzone: float = 0.5) -> tuple[np
     mag = np.floor(a + deadzone)
     sym = (np.sign(u) * mag).astype(np.int64)
     nz = mag > 0
-    rho = int(np.clip(np.round(RECON_DEN * float(np.mean(mag[nz] - a[nz]))), 0, RECON_DEN // 2)) if nz.any() else 0
+    rho = _recon_offset(float(np.sum(mag[nz] - a[nz])), int(np.count_nonzero(nz)))
     return sym, a, rho
+
+
+def _recon_offset(excess: float, nonzeros: int) -> int:
+    """Least-squares reconstruction offset ρ (units of 1/RECON_DEN step) from Σ (|q| − a) over the nonzeros."""
+    return int(np.clip(np.round(RECON_DEN * excess / nonzeros), 0, RECON_DEN // 2)) if nonzeros else 0
+
+
+@dataclass
+class Price:
+    """What pricing the first k maps at one step needs: the cell statistics of their symbols, the
+    reconstruction offset, the squared error in step units² (Σ (a − reconstruction)²) and the largest |q|."""
+
+    n: np.ndarray
+    n0: np.ndarray
+    tot: np.ndarray
+    rho: int
+    sq_error: float
+    max_abs: int
+
+
+def price(tr: Transformed, q: int, k: int, deadzone: float = 0.5) -> Price:
+    """:func:`quantize` and :func:`cell_stats` of the first k maps at step exponent q in one pass (C++
+    ``checker_price`` when built; the same sums in numpy otherwise)."""
+    _, h, w = tr.coeffs.shape
+    steps = _step_map(h, w, tr.levels, entropy.step_from_exponent(q, STEPS_PER_OCTAVE))
+    nat = _native_function("checker_price")
+    if nat is not None and k > 0:
+        try:
+            n, n0, tot, sums, max_abs = nat(tr.coeffs[:k], steps, float(deadzone), *_native_layout(h, w, tr.levels),
+                                            tr.levels + 1)
+        except OverflowError:  # |q| past the context arithmetic's int32: the numpy path
+            pass
+        else:
+            nnz, e1, e2, z2 = (float(v) for v in sums.sum(axis=0))
+            shape = (-1, N_CLASSES)
+            return _price_from(n.reshape(shape), n0.reshape(shape), tot.reshape(shape), nnz, e1, e2, z2, max_abs)
+    sym, a, _ = quantize(tr, q, k, deadzone)
+    mag = np.abs(sym)
+    nz = mag > 0
+    e = mag[nz] - a[nz]
+    return _price_from(*cell_stats(sym, tr.levels), float(np.count_nonzero(nz)), float(np.sum(e)),
+                       float(np.sum(e * e)), float(np.sum(a[~nz] ** 2)), int(mag.max(initial=0)))
+
+
+def _price_from(n, n0, tot, nnz: float, e1: float, e2: float, z2: float, max_abs: int) -> Price:
+    rho = _recon_offset(e1, int(nnz))
+    r = rho / RECON_DEN  # Σ over nonzeros of (a − (|q| − r))² = Σ e² − 2 r Σ e + nnz r², e = |q| − a
+    return Price(n, n0, tot, rho, e2 - 2.0 * r * e1 + nnz * r * r + z2, int(max_abs))
 
 
 def rdoq(sym: np.ndarray, a: np.ndarray, rho: int, levels: int, weight: float, lam: float,
@@ -285,12 +334,6 @@ def _code_lengths(b: np.ndarray) -> tuple:
     return -np.log2(-np.expm1(-0.5 / b)), -np.log2(np.sinh(0.5 / b)), 1.0 / (b * np.log(2))
 
 
-def _bits_table(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Code length of every (group, class) cell under each of ``codes``: (..., len(codes))."""
-    l0, l1, lt = _code_lengths(_SCALE_TABLE[codes])
-    return n0[..., None] * l0 + (n - n0)[..., None] * l1 + tot[..., None] * lt
-
-
 def fit_codes(sym: np.ndarray, classes: np.ndarray, groups: np.ndarray, n_groups: int,
               iterations: int = 3, n_classes: int = N_CLASSES) -> tuple[bytes, np.ndarray, float]:
     """Base code per group and offset per class that code the symbols in the fewest bits
@@ -323,8 +366,23 @@ def cell_stats(sym: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray, np
 def fit_codes_from_stats(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, max_abs: float,
                          iterations: int = 3) -> tuple[bytes, np.ndarray, float]:
     """:func:`fit_codes` from the cells' statistics: counts ``n``, zero counts ``n0`` and sums of |q| ``tot``,
-    each (groups, classes); ``max_abs`` the largest |q|."""
-    n_groups, n_classes = n.shape
+    each (groups, classes); ``max_abs`` the largest |q|. The C++ twin (``fit_scale_codes``) does the same
+    arithmetic in the same order, so both give the same codes and bits."""
+    codes = _code_window(n, tot, max_abs)
+    l0, l1, lt = _code_lengths(_SCALE_TABLE[codes])
+    nat = _native_function("fit_scale_codes")
+    if nat is None:
+        base, off, group_bits = _fit_window(n, n0, tot, l0, l1, lt, iterations)
+    else:
+        base, off, group_bits = nat(n, n0, tot, l0, l1, lt, _FIT_PAD, iterations)
+    return bytes(int(codes[b]) for b in base), off, float(np.sum(group_bits))
+
+
+_FIT_PAD = 48  # class offsets tried: -pad..pad
+
+
+def _code_window(n: np.ndarray, tot: np.ndarray, max_abs: float) -> np.ndarray:
+    """The scale codes worth trying for these cells."""
     # codes below the MIN_SCALE floor all mean the same scale; above max|q| + 1 they only lose
     lo = int(np.searchsorted(_SCALE_TABLE, entropy.MIN_SCALE, side="right")) - 1
     hi = min(entropy.scale_code(max_abs + 1.0) + entropy.SCALE_CODE_STEPS, 255)
@@ -334,11 +392,18 @@ def fit_codes_from_stats(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, max_abs
         lo = max(lo, int(np.floor(ml.min())) - 3 * entropy.SCALE_CODE_STEPS)
         hi = max(min(hi, int(np.ceil(ml.max())) + 3 * entropy.SCALE_CODE_STEPS), lo)
     lo, hi = min(lo, 255), min(hi, 255)  # a cell whose mean |q| is past the largest scale: the largest code
-    codes = np.arange(lo, hi + 1)
-    m = codes.size
-    pad = 48  # offsets tried: -pad..pad
+    return np.arange(lo, hi + 1)
+
+
+def _fit_window(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, l0: np.ndarray, l1: np.ndarray, lt: np.ndarray,
+                iterations: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coordinate descent over base code indices per group and class offsets (the numpy reference of
+    ``fit_scale_codes``) → (base index per group, offset per class, each group's bits)."""
+    n_groups, n_classes = n.shape
+    m, pad = l0.size, _FIT_PAD
     # the table over indices -pad..m-1+pad, edge-replicated: index clipping becomes plain slicing
-    table = np.pad(_bits_table(n, n0, tot, codes), ((0, 0), (0, 0), (pad, pad)), mode="edge")  # (G, C, m + 2 pad)
+    table = n0[..., None] * l0 + (n - n0)[..., None] * l1 + tot[..., None] * lt
+    table = np.pad(table, ((0, 0), (0, 0), (pad, pad)), mode="edge")  # (G, C, m + 2 pad)
     windows = np.lib.stride_tricks.sliding_window_view(table, 2 * pad + 1, axis=2)  # (G, C, m, 2 pad + 1)
     g_idx = np.arange(n_groups)
     off = np.zeros(n_classes, np.int64)
@@ -353,9 +418,8 @@ def fit_codes_from_stats(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, max_abs
         off = np.where(used, np.argmin(cost, axis=1) - pad, 0)
     cost = base_costs(off)
     base = np.argmin(cost, axis=1)
-    bits = float(cost[g_idx, base].sum())
     # offsets were found in index space, clipped at the ends: the stored code is base + offset, clipped to 0..255
-    return bytes(int(codes[b]) for b in base), off, bits
+    return base, off, cost[g_idx, base]
 
 
 # -- coding -----------------------------------------------------------------------------------
@@ -413,6 +477,23 @@ def _native_stats():
     return _native_function("checker_cell_stats")
 
 
+@functools.lru_cache(maxsize=16)
+def coding_order(height: int, width: int, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scheme "checkerboard" stream order of one map: (flat indices of the (H, W) coefficients, each one's
+    level group), subband by subband, each subband's first pass then its second, row-major inside a pass."""
+    idx = np.arange(height * width).reshape(height, width)
+    perm, groups = [], []
+    for g, _, rs, cs in subbands(height, width, levels):
+        sub = idx[rs, cs]
+        for m in _passes(*sub.shape, True):
+            perm.append(sub[m])
+            groups.append(np.full(perm[-1].size, g, np.int64))
+    perm_a, groups_a = np.concatenate(perm), np.concatenate(groups)
+    perm_a.setflags(write=False)
+    groups_a.setflags(write=False)
+    return perm_a, groups_a
+
+
 def _passes(rows: int, cols: int, checker: bool) -> list:
     """Boolean masks of a subband's coding passes, in coding order."""
     if not checker:
@@ -430,16 +511,12 @@ def encode_symbols(sym: np.ndarray, q: int, levels: int, rho: int) -> tuple[byte
     cls, grp = all_classes(sym, levels)
     base, off, _ = fit_codes(sym, cls, grp, k * (levels + 1))
     p = MapParams(k, int(q), int(levels), max_abs, base, off, int(rho))
-    order = []
-    scales = []
-    bands = subbands(h, w, levels)
-    for comp in range(k):
-        for g, _, rs, cs in bands:
-            sub, csub = sym[comp, rs, cs], cls[comp, rs, cs]
-            for m in _passes(*sub.shape, True):
-                order.append(sub[m])
-                scales.append(_SCALE_TABLE[_symbol_codes(p, comp, g, csub[m])])
-    data = entropy.laplace_encode(np.concatenate(order), np.concatenate(scales), max_abs)
+    perm, groups = coding_order(h, w, levels)  # one map's coefficients in stream order
+    order = sym.reshape(k, h * w)[:, perm]
+    grp = np.arange(k)[:, None] * (levels + 1) + groups[None, :]
+    codes = np.frombuffer(p.base_codes, np.uint8).astype(np.int64)[grp] + p.class_offsets[cls.reshape(k, h * w)[:, perm]]
+    scales = _SCALE_TABLE[np.clip(codes, 0, 255)]
+    data = entropy.laplace_encode(order.ravel(), scales.ravel(), max_abs)
     return data, p
 
 

@@ -104,22 +104,22 @@ def _chain(values: list, first: int) -> list:
     return [first] + list(values[:-1])
 
 
-def _ls_prediction(ls: np.ndarray, i: int, j: int) -> int:
+def _ls_prediction(ls, i: int, j: int) -> int:  # ls, co: nested lists or 2-D arrays
     if i == 0 and j == 0:
         return 128
     if i == 0:
-        return int(ls[0, j - 1])
+        return int(ls[0][j - 1])
     if j == 0:
-        return int(ls[i - 1, 0])
-    return int(ls[i - 1, j] + ls[i, j - 1] - ls[i - 1, j - 1])
+        return int(ls[i - 1][0])
+    return int(ls[i - 1][j] + ls[i][j - 1] - ls[i - 1][j - 1])
 
 
-def _co_prediction(co: np.ndarray, p: int, j: int) -> int:
+def _co_prediction(co, p: int, j: int) -> int:
     if j == 0:
-        return 128 if p == 0 else int(co[0, 0])
+        return 128 if p == 0 else int(co[0][0])
     if j == 1:
-        return int(co[p, 0])
-    return int(2 * co[p, j - 1] - co[p, j - 2])
+        return int(co[p][0])
+    return int(2 * co[p][j - 1] - co[p][j - 2])
 
 
 # -- the layers --------------------------------------------------------------------------------
@@ -160,18 +160,18 @@ def unpack_spectral(arr, k: int) -> tuple[dict, int]:
 def pack_maps(rl: dict) -> list:
     """grid v4 ``codec.rl`` (checkerboard scheme) → v5 array."""
     k, lv = rl["k"], rl["wt"]
-    ls = np.frombuffer(rl["ls"], np.uint8).astype(np.int64).reshape(k, lv + 1)
+    ls = np.frombuffer(rl["ls"], np.uint8).astype(np.int64).reshape(k, lv + 1).tolist()
     co = np.frombuffer(rl["co"], np.uint8).astype(np.int64)
     if co.size != 2 * CO_PASS:
         raise ValueError("the compact header codes the checkerboard scheme only")
-    co = co.reshape(2, CO_PASS)
+    co = co.reshape(2, CO_PASS).tolist()
     w = _BitWriter()
     for i in range(k):
         for j in range(lv + 1):
-            w.signed(int(ls[i, j]) - _ls_prediction(ls, i, j), LS_ORDER)
+            w.signed(ls[i][j] - _ls_prediction(ls, i, j), LS_ORDER)
     for p in range(2):
         for j in range(CO_PASS):
-            w.signed(int(co[p, j]) - _co_prediction(co, p, j), CO_ORDER)
+            w.signed(co[p][j] - _co_prediction(co, p, j), CO_ORDER)
     return [k, rl["q"], lv, rl["ma"], rl["ro"], w.tobytes()]
 
 

@@ -19,10 +19,9 @@ import numpy as np
 
 from hsicodec import coefmaps, compact, entropy
 from hsicodec.container import encode_hsim
-from hsicodec.decoder import CODEC_NAME, reconstruct
+from hsicodec.decoder import CODEC_NAME
 from hsicodec.encoder import MAP_COMPONENTS, Analysis, Candidate
 from hsicodec.errors import OptionError
-from hsicodec.metrics import psnr as psnr_metric
 from hsicodec.model import CodecModel
 from hsicodec.spectral import SpectralFit, basis_steps, encode_spectral, fit_pca, lagrangian_exponents, spectral_mse
 
@@ -37,6 +36,7 @@ DEADZONE = 0.4  # rounding threshold: a little dead zone pays 0.05–0.2 dB on t
 #: to over 1.7 (at 0.1), so the search measures them instead of guessing
 SPECTRAL_BETAS = (0.6, 0.85, 1.2, 1.7, 2.4)
 FINER_ROOM = 0.985  # a step of q changes the size by about 2 %
+PSNR_BLOCK = 1024  # pixels per block of MapSearch.psnr_of (a few MB of temporaries)
 MAX_MOVE = 2 * coefmaps.STEPS_PER_OCTAVE  # the secant's largest move (sizes are not exponential far out)
 
 
@@ -91,6 +91,7 @@ class MapSearch:
         self._beta_hint = 1.0  # spectral precision to start each k's search from: the last k's choice
         self._build_cache: dict = {}
         self._spec_cache: dict = {}
+        self._range: Optional[float] = None  # of the original's valid values, for psnr_of
 
     def with_deadzone(self, deadzone: float) -> "MapSearch":
         """The same scene (PCA, transform, spectral side information) with another rounding threshold."""
@@ -104,15 +105,12 @@ class MapSearch:
         """(ideal bytes of the first k maps at step q, their coefficient-domain squared error)."""
         key = (q, k)
         if key not in self._price_cache:
-            sym, a, rho = coefmaps.quantize(self.tr, q, k, self.deadzone)  # map j's symbols need only maps ≤ j
+            pr = coefmaps.price(self.tr, q, k, self.deadzone)  # map j's symbols need only maps ≤ j
             step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
-            mag = np.abs(sym)
-            rec = np.where(mag > 0, mag - rho / coefmaps.RECON_DEN, 0.0)
             # normalised units, each coefficient weighted by its synthesis energy: Σ g (Δ/√g)² e² = Δ² Σ e²
-            err = (step ** 2) * float(np.sum((a - rec) ** 2)) / (self.h * self.w)
-            max_abs = int(mag.max(initial=0))
-            base, off, bits = coefmaps.fit_codes_from_stats(*coefmaps.cell_stats(sym, self.levels), max_abs)
-            tables = coefmaps.MapParams(k, q, self.levels, max_abs, base, off, rho).to_header()
+            err = (step ** 2) * pr.sq_error / (self.h * self.w)
+            base, off, bits = coefmaps.fit_codes_from_stats(pr.n, pr.n0, pr.tot, pr.max_abs)
+            tables = coefmaps.MapParams(k, q, self.levels, pr.max_abs, base, off, pr.rho).to_header()
             self._price_cache[key] = (bits / 8.0 + 4.0, err, tables)
         return self._price_cache[key][:2]
 
@@ -212,10 +210,30 @@ class MapSearch:
 
     def measure(self, k: int, q: int, beta: float) -> Candidate:
         data, maps, mean, basis = self.build(k, q, beta)
-        rec = reconstruct(maps, self.norm, mean, basis, (0, self.c))
-        if self.valid is not None:
-            return Candidate(data, k, q, psnr_metric(self.an.values[self.valid], rec[self.valid]))
-        return Candidate(data, k, q, psnr_metric(self.an.values, rec))
+        return Candidate(data, k, q, self.psnr_of(maps, mean, basis))
+
+    def psnr_of(self, maps: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> float:
+        """:func:`hsicodec.metrics.psnr` (over the valid values) of the cube :func:`reconstruct` rebuilds from
+        decoded maps (H, W, k), a mean and a basis, taken a block of pixels at a time: no cube-sized
+        temporaries (the rate search measures a few candidate files per target)."""
+        x = self.an.values.reshape(-1, self.c)
+        y = maps.reshape(-1, maps.shape[2]) * self.norm
+        ok = None if self.valid is None else self.valid.reshape(-1, self.c)
+        sse, count = 0.0, 0
+        for r in range(0, len(x), PSNR_BLOCK):
+            d = x[r:r + PSNR_BLOCK] - (y[r:r + PSNR_BLOCK] @ basis + mean)
+            d = d[ok[r:r + PSNR_BLOCK]] if ok is not None else d.ravel()
+            d = d[np.isfinite(d)] if ok is not None else d
+            sse += float(np.dot(d, d))
+            count += d.size
+        if sse == 0.0 or count == 0:
+            return float("inf")
+        if self._range is None:
+            vals = self.an.values if self.valid is None else self.an.values[self.valid]
+            vals = vals[np.isfinite(vals)]
+            self._range = float(vals.max() - vals.min()) if vals.size else 0.0
+        rng = self._range if self._range > 0 else 1.0
+        return 10.0 * np.log10(rng * rng / (sse / count))
 
     def k_candidates(self) -> list:
         return [k for k in MAP_K_CANDIDATES if k <= self.kmax] or [self.kmax]

@@ -231,14 +231,63 @@ def test_native_classes_equal_the_numpy_reference(k, h, w, levels, scale, monkey
     np.testing.assert_array_equal(grp, ref_grp)
     stats = coefmaps.cell_stats(sym, lv)  # the pricing's fused classes + counts
     with monkeypatch.context() as m:
-        m.setattr(coefmaps, "_native_stats", lambda: None)
-        m.setattr(coefmaps, "_native_classes", lambda: None)
+        _numpy_only(m)
         ref = coefmaps.cell_stats(sym, lv)
+        ref_base, ref_off, ref_bits = coefmaps.fit_codes(sym, ref_cls, ref_grp, k * (lv + 1))
     for got, want in zip(stats, ref):
         np.testing.assert_array_equal(got, want)
-    base, off, bits = coefmaps.fit_codes_from_stats(*stats, float(np.abs(sym).max()))
-    ref_base, ref_off, ref_bits = coefmaps.fit_codes(sym, ref_cls, ref_grp, k * (lv + 1))
+    absq = np.abs(sym).astype(np.int32)
+    for threads in (1, 2, 3):  # maps split over threads: the same cells whatever the split
+        one = coefmaps._native_stats()(absq, *coefmaps._native_layout(h, w, lv), lv + 1, threads)
+        for got, want in zip(one, ref):
+            np.testing.assert_array_equal(got.reshape(want.shape), want)
+    base, off, bits = coefmaps.fit_codes_from_stats(*stats, float(np.abs(sym).max()))  # C++ fit_scale_codes
     assert base == ref_base and np.array_equal(off, ref_off) and bits == ref_bits
+
+
+def _numpy_only(m):
+    """Inside a monkeypatch context: every C++ twin of coefmaps off (the numpy references)."""
+    m.setattr(coefmaps, "_native_function", lambda name: None)
+
+
+@pytest.mark.parametrize("k,h,w,levels", [(1, 1, 1, 0), (3, 7, 5, 2), (4, 33, 30, 5), (6, 64, 48, 5)])
+@pytest.mark.parametrize("q,deadzone", [(-120, 0.5), (-60, 0.4), (0, 0.3), (-1100, 0.5)])
+def test_native_price_equals_the_numpy_reference(k, h, w, levels, q, deadzone, monkeypatch):
+    """checker_price (quantizer, classes and counts fused in C++) gives the cells, ρ and max |q| of
+    quantize + cell_stats exactly and their squared error up to summation order. At a step so fine that |q|
+    is past 2^31 (q = −1100) the C++ refuses and the numpy path answers."""
+    if coefmaps._native_function("checker_price") is None:
+        pytest.skip("native extension not built")
+    rng = np.random.default_rng(k + h * w)
+    maps = rng.laplace(size=(h, w, k)) * np.exp(-np.arange(k) / 2.0)
+    lv = wavelet_levels(h, w, levels)
+    tr = coefmaps.Transformed.of(maps, lv)
+    got = coefmaps.price(tr, q, k, deadzone)
+    with monkeypatch.context() as m:
+        _numpy_only(m)
+        want = coefmaps.price(tr, q, k, deadzone)
+    sym, a, rho = coefmaps.quantize(tr, q, k, deadzone)
+    for x, y in ((got.n, want.n), (got.n0, want.n0), (got.tot, want.tot)):
+        np.testing.assert_array_equal(x, y)
+    assert got.rho == want.rho == rho and got.max_abs == want.max_abs == int(np.abs(sym).max())
+    m_ = np.abs(sym)
+    direct = float(np.sum((a - np.where(m_ > 0, m_ - rho / coefmaps.RECON_DEN, 0.0)) ** 2))
+    assert got.sq_error == pytest.approx(direct, rel=1e-9, abs=1e-12)
+    assert want.sq_error == pytest.approx(direct, rel=1e-9, abs=1e-12)
+
+
+def test_native_fit_refuses_bad_tables():
+    fit = coefmaps._native_function("fit_scale_codes")
+    if fit is None:
+        pytest.skip("native extension not built")
+    n = np.ones((2, 3))
+    l = np.ones(4)
+    with pytest.raises(ValueError, match="alike"):
+        fit(n, np.ones((2, 2)), n, l, l, l, 4, 1)
+    with pytest.raises(ValueError, match="window"):
+        fit(n, n, n, l, np.ones(3), l, 4, 1)
+    with pytest.raises(ValueError, match="pad"):
+        fit(n, n, n, l, l, l, -1, 1)
 
 
 def test_native_classes_refuse_a_bad_layout():
