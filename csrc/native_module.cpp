@@ -267,6 +267,22 @@ void prepare(PreparedModel& pm, const hsi::KernelSet& ks, const Dims& D, const s
         }
         P.Wt[i] = Wt;
         P.bh[i] = b;
+        float* bz = pm.zeros(dp);
+        double aw = 0.0, am = 0.0, ab = 0.0;  // a NaN or inf weight makes a bound NaN or inf: checked sines
+        for (int j = 0; j < d; ++j) {
+            bz[j] = b[j] + bM[i * dp + j];
+            double sw = 0.0, sm = 0.0;
+            for (int k = 0; k < kin; ++k) sw += std::fabs(static_cast<double>(w[static_cast<size_t>(j) * kin + k]));
+            for (int k = 0; k < m; ++k) sm += std::fabs(static_cast<double>(mwp[(static_cast<size_t>(i) * d + j) * m + k]));
+            const double sb = std::fabs(static_cast<double>(bz[j]));
+            aw = (sw > aw || sw != sw) ? sw : aw;
+            am = (sm > am || sm != sm) ? sm : am;
+            ab = (sb > ab || sb != sb) ? sb : ab;
+        }
+        P.bz[i] = bz;
+        P.arg_w[i] = aw;
+        P.arg_m[i] = am;
+        P.arg_b[i] = ab;
     }
     float* Wot = pm.zeros(static_cast<size_t>(d) * Cp);
     float* bo = pm.zeros(Cp);

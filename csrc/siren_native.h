@@ -34,6 +34,9 @@ struct Prepared {
     const float* bM = nullptr;            // [KD]
     const float* Wt[kMaxDepth] = {};      // Wt[i]: [kin][dp]  Wt[i][k][j] = W_i[j][k]
     const float* bh[kMaxDepth] = {};      // [dp]
+    const float* bz[kMaxDepth] = {};      // [dp]  bh[i] + bM[i*dp ...]: layer i's whole bias, shift inside
+    // bounds on layer i's sine arguments (shift inside): the largest row sum of |W_i|, of |W_M,i| and |bz[i]|
+    double arg_w[kMaxDepth] = {}, arg_m[kMaxDepth] = {}, arg_b[kMaxDepth] = {};
     const float* Wot = nullptr;           // [d][Cp]   Wot[k][c] = W_o[c][k]
     const float* bo = nullptr;            // [Cp]
     const float* St = nullptr;            // [m][Cp]   St[k][c] = S[c][k]; null: no linear skip
