@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test install native bench bench-rd bench-decode readme-results vectors clean
+.PHONY: demo test install native cuda bench bench-rd bench-decode readme-results vectors clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(STAMP)
 # Rebuild the C++ extension in place (after editing csrc/).
 native: $(STAMP)
 	$(BIN)/python -m pip install -q --no-deps -e .
+
+# Also build the optional CUDA kernel hsicodec._native_cuda (needs nvcc; HSICODEC_CUDA_ARCH: -gencode flags).
+cuda: $(STAMP)
+	HSICODEC_CUDA=1 $(BIN)/python -m pip install -q --no-deps -e .
 
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py

@@ -9,7 +9,7 @@ Public API::
 """
 
 from hsicodec.errors import (
-    HsicodecError, HsimChecksumError, HsimError, HsimHeaderError, HsimLimitError, HsimMagicError,
+    BackendError, HsicodecError, HsimChecksumError, HsimError, HsimHeaderError, HsimLimitError, HsimMagicError,
     HsimTruncatedError, HsimVersionError, ModelError, ModelFormatError, ModelHashMismatchError,
     ModelNotFoundError, OptionError, OutputExistsError, RasterError, TrainingError,
 )
@@ -32,7 +32,7 @@ __all__ = [
     "bpppb", "psnr", "sam_degrees", "max_abs_error", "quality_report",
     "HsicodecError", "HsimError", "HsimTruncatedError", "HsimMagicError", "HsimVersionError", "HsimChecksumError",
     "HsimLimitError", "HsimHeaderError", "ModelError", "ModelFormatError", "ModelNotFoundError",
-    "ModelHashMismatchError", "RasterError", "OptionError", "OutputExistsError", "TrainingError",
+    "ModelHashMismatchError", "RasterError", "OptionError", "OutputExistsError", "TrainingError", "BackendError",
 ]
 
 

@@ -531,10 +531,13 @@ def _compress_summary(src: Path, dst: Path, stats: dict) -> str:
               help="Output format. Default: from OUT's extension (.tif, .hdr/.img, .npy).")
 @click.option("--threads", "-t", type=click.IntRange(min=0), default=0, show_default=True,
               help="Decoder threads; 0 = all available cores.")
+@click.option("--backend", type=click.Choice(["auto", "native", "numpy", "cuda"]), default="auto", show_default=True,
+              help="Network evaluation: auto (C++ kernel, else numpy), native, numpy, or cuda (the optional GPU "
+                   "kernel, built with HSICODEC_CUDA=1; never chosen by auto).")
 @click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
-def decompress(src: Path, dst: Path, window, bands, fmt: Optional[str], threads: int, force: bool,
+def decompress(src: Path, dst: Path, window, bands, fmt: Optional[str], threads: int, backend: str, force: bool,
                quiet: bool, as_json: bool) -> None:
     """Decode the .hsim file IN into the raster OUT (GeoTIFF, ENVI or .npy).
 
@@ -547,15 +550,20 @@ def decompress(src: Path, dst: Path, window, bands, fmt: Optional[str], threads:
       hsicodec decompress scene.hsim scene.tif
       hsicodec decompress scene.hsim tile.npy --window 0,0,256,256 --bands 10:60
       hsicodec decompress scene.hsim scene.img --format envi --threads 2
+      hsicodec decompress scene.hsim scene.tif --backend cuda
     """
     from hsicodec.fileio import check_writable
 
     check_writable(dst, force)
+    if backend == "cuda":
+        from hsicodec.siren import cuda_module
+
+        cuda_module()  # fail now, in one line, where the GPU kernel cannot run
     codec = _codec()
     with _Progress(not quiet and _stderr_is_tty(), "decompress") as bar:
         stats = codec.decompress_file(src, dst, force=force, format=fmt.lower() if fmt else None,
-                                      window=window, bands=bands, threads=threads, progress=bar.fraction,
-                                      tile_progress=_tile_postfix(bar))
+                                      window=window, bands=bands, threads=threads, backend=backend,
+                                      progress=bar.fraction, tile_progress=_tile_postfix(bar))
     if as_json:
         _print_json(stats)
     elif not quiet:

@@ -244,7 +244,7 @@ def compress_file(src: PathLike, dst: PathLike, *, force: bool = False, var: Opt
 def decompress_file(src: PathLike, dst: PathLike, *, force: bool = False, format: Optional[str] = None,
                     window: Optional[tuple] = None, bands: Optional[tuple] = None, threads: int = 0,
                     progress: Optional[Callable[[float], None]] = None,
-                    tile_progress: Optional[Callable[[int, int], None]] = None) -> dict:
+                    tile_progress: Optional[Callable[[int, int], None]] = None, backend: str = "auto") -> dict:
     """Decode a `.hsim` file and write the raster atomically (GeoTIFF, ENVI or .npy).
 
     A tiled file is decoded and written tile by tile (only the tiles ``window`` touches).
@@ -255,11 +255,12 @@ def decompress_file(src: PathLike, dst: PathLike, *, force: bool = False, format
             from hsicodec.stream import decompress_file_tiled
 
             stats = decompress_file_tiled(reader, dst, force=force, format=format, window=window, bands=bands,
-                                          threads=threads, progress=progress, tile_progress=tile_progress)
+                                          threads=threads, backend=backend, progress=progress,
+                                          tile_progress=tile_progress)
             stats["input"] = str(src)
             return stats
     t0 = time.perf_counter()
-    cube, geo = decompress(src, window=window, bands=bands, threads=threads, progress=progress)
+    cube, geo = decompress(src, window=window, bands=bands, threads=threads, backend=backend, progress=progress)
     t1 = time.perf_counter()
     write_cube(dst, cube, geo, format=format, force=force)
     return {"input": str(src), "output": str(dst), "shape": list(cube.shape), "dtype": cube.dtype.name,

@@ -84,6 +84,10 @@ class TrainingError(HsicodecError):
     """Meta-training cannot run with the given data or configuration."""
 
 
+class BackendError(HsicodecError, RuntimeError):
+    """A compute backend that was asked for explicitly cannot run here (e.g. "cuda" without a GPU)."""
+
+
 def header_int(m: dict, where: str, key: str, lo: int, hi: int) -> int:
     """``m[key]`` if it is an int in lo..hi, else HsimHeaderError naming ``where.key``."""
     v = m.get(key)

@@ -170,11 +170,47 @@ def native_available() -> bool:
     return importlib.util.find_spec("hsicodec._native") is not None
 
 
+def _native_cuda():
+    """The optional CUDA extension (built with HSICODEC_CUDA=1), or None."""
+    try:
+        from hsicodec import _native_cuda  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _native_cuda
+
+
+def cuda_available() -> bool:
+    """True when the CUDA extension was built, imports and sees at least one GPU."""
+    mod = _native_cuda()
+    return mod is not None and mod.device_count() > 0
+
+
+def cuda_module():
+    """The CUDA extension, or BackendError saying why backend "cuda" cannot run here."""
+    from hsicodec.errors import BackendError
+
+    mod = _native_cuda()
+    if mod is None:
+        raise BackendError("backend 'cuda': the CUDA extension hsicodec._native_cuda is not built "
+                           "(reinstall with HSICODEC_CUDA=1 and nvcc on the PATH, e.g. 'make cuda')")
+    if mod.device_count() < 1:
+        raise BackendError("backend 'cuda': no CUDA device is available (no GPU or no driver)")
+    return mod
+
+
 def forward(weights: SirenWeights, x: np.ndarray, phi: np.ndarray, *, backend: str = "auto",
             threads: int = 0) -> np.ndarray:
-    """Forward pass on the fastest available backend ("auto", "native" or "numpy")."""
+    """Forward pass on the fastest available backend ("auto", "native" or "numpy"), or on "cuda".
+
+    "auto" never picks the GPU: "cuda" runs the fused CUDA kernel (hsicodec._native_cuda)
+    on the current device and raises :class:`~hsicodec.errors.BackendError` where it cannot.
+    """
     x = np.ascontiguousarray(x, np.float32)
     phi = np.ascontiguousarray(phi, np.float32)
+    if backend == "cuda":
+        return cuda_module().siren_forward(x, phi, list(weights.hidden_w), list(weights.hidden_b), weights.out_w,
+                                           weights.out_b, weights.meta_w, weights.meta_b,
+                                           weights.shift == "inside", 0, weights.skip_w)
     nat = _native() if backend in ("auto", "native") else None
     if backend == "native" and nat is None:
         raise RuntimeError("the native extension hsicodec._native is not built")
@@ -188,7 +224,9 @@ def forward(weights: SirenWeights, x: np.ndarray, phi: np.ndarray, *, backend: s
 def loss_grad_phi(weights: SirenWeights, x: np.ndarray, phi: np.ndarray, target: np.ndarray,
                   channel_weight: Optional[np.ndarray] = None, pixel_weight: Optional[np.ndarray] = None,
                   *, backend: str = "auto", threads: int = 0) -> tuple[float, np.ndarray]:
-    """Masked squared error and ∂/∂φ on the fastest available backend."""
+    """Masked squared error and ∂/∂φ on the fastest available backend ("cuda": as "auto", no GPU gradient)."""
+    if backend == "cuda":
+        backend = "auto"
     x = np.ascontiguousarray(x, np.float32)
     phi = np.ascontiguousarray(phi, np.float32)
     target = np.ascontiguousarray(target, np.float32)

@@ -15,6 +15,7 @@ nat = pytest.importorskip("hsicodec._native")
 
 from hsicodec import siren  # noqa: E402
 from hsicodec.siren import SirenWeights, forward_numpy, loss_grad_phi_numpy  # noqa: E402
+from siren_cases import make_inputs, make_weights  # noqa: E402
 
 LEVELS = list(nat.available_simd_levels())
 
@@ -25,32 +26,6 @@ def level(request):
     assert used == request.param
     yield used
     nat._set_simd_level("")
-
-
-def make_weights(rng, K=3, d=64, m=32, C=16, n_in=2, shift="inside", meta_scale=0.05, skip=False):
-    """Random SIREN at initialisation scale (first layer U(-1/n_in, 1/n_in) * 30).
-
-    skip: add a random (C, m) linear skip S scaled so that φ Sᵀ (φ ~ N(0, 1)) is
-    about as large as the SIREN's output.
-    """
-    lim = np.sqrt(6.0 / d)
-    hw = [rng.uniform(-1.0 / n_in, 1.0 / n_in, (d, n_in)) * 30.0]
-    hw += [rng.uniform(-lim, lim, (d, d)) for _ in range(K - 1)]
-    hb = [rng.uniform(-0.5, 0.5, d) for _ in range(K)]
-    ow = rng.uniform(-lim, lim, (C, d))
-    ob = rng.uniform(-0.1, 0.1, C)
-    mw = rng.normal(0.0, meta_scale, (K * d, m))
-    mb = rng.normal(0.0, meta_scale, K * d)
-    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
-    sw = f32(rng.normal(0.0, 0.5 / np.sqrt(m), (C, m))) if skip else None
-    return SirenWeights(tuple(f32(w) for w in hw), tuple(f32(b) for b in hb), f32(ow), f32(ob), f32(mw), f32(mb),
-                        shift, sw)
-
-
-def make_inputs(rng, w: SirenWeights, n: int):
-    x = rng.uniform(-1.0, 1.0, (n, w.n_in)).astype(np.float32)
-    phi = rng.normal(0.0, 1.0, (n, w.latent_dim)).astype(np.float32)
-    return x, phi
 
 
 def native_forward(w: SirenWeights, x, phi, threads=1):
@@ -398,3 +373,23 @@ def test_skip_shape_errors_raise_value_error():
     x0, phi0 = make_inputs(rng, w, 0)
     with pytest.raises(ValueError):
         nat.siren_forward(x0, phi0, *rest, np.zeros((5, 3), np.float32))
+
+
+@pytest.mark.parametrize("shift", SHIFTS)
+@pytest.mark.parametrize("bad", [1e9, np.inf, np.nan])
+def test_range_checked_tiles_give_the_same_results(level, shift, bad):
+    """A tile whose sine arguments may pass the fast range (one pixel's latents huge, inf or NaN) takes the
+    checked sine: every other pixel of that tile comes out bit for bit as without it, finite values stay
+    finite, and the unchecked tiles are untouched."""
+    rng = np.random.default_rng(11)
+    w = make_weights(rng, 3, 24, 6, 5, 2, shift, skip=True)
+    x, phi = make_inputs(rng, w, 300)
+    y = native_forward(w, x, phi)
+    phi_bad = phi.copy()
+    phi_bad[5, 2] = bad
+    y_bad = native_forward(w, x, phi_bad)
+    keep = np.arange(300) != 5
+    np.testing.assert_array_equal(y_bad[keep], y[keep])
+    if np.isfinite(bad):
+        assert np.all(np.isfinite(y_bad[5]))
+    assert np.max(np.abs(y - forward_numpy(w, x, phi))) <= 1e-5

@@ -7,6 +7,8 @@ runs, after one warm-up run):
 * forward: C++ with threads=1 and threads=all, numpy reference, torch CPU
   (same math with addmm/sin, inference mode, torch.set_num_threads to match);
 * loss_grad_phi: C++ vs a torch autograd step (forward + backward wrt phi only);
+  C++ and torch run in turn within each repeat, so a slow spell of a shared
+  machine slows both alike and the speed-ups stay fair;
 * the machine's fp32 GEMM ceiling: numpy matmul on (N x d) @ (d x d) and on a big
   square product, with 1 BLAS thread and with all threads.
 
@@ -24,6 +26,16 @@ counted too (C*d + (K-1)*d^2 + K*d*m per pixel, + C*m with the skip),
 sines/cosines and the loss are not counted.
 
 Prints a table and writes JSON (default bench/decode.json).  --quick: tiny run.
+
+--cuda (off by default) times instead the optional CUDA kernel (hsicodec._native_cuda)
+against torch CUDA (the same torch_forward on device tensors, fp32 matmuls at
+"highest" precision, inference mode; TF32 timed as well, for reference) on a
+2048 x 2048 scene (N = 4,194,304 pixels; --pixels changes it) with the shipping
+model shape and the hsi-plain-v1 shape; inputs already on the GPU, each run timed
+by CUDA events (median of --repeats, default 20, after warm-up), plus the
+host-array path (numpy in and out, transfers included).  Writes
+bench/decode_cuda.json.  Without the extension, a GPU or torch with CUDA it says why
+and exits 0.
 """
 
 from __future__ import annotations
@@ -98,6 +110,28 @@ def timeit(fn, repeats: int) -> dict:
             "runs": len(ts)}
 
 
+def timeit_interleaved(fns: dict, repeats: int) -> dict:
+    """:func:`timeit` of several functions, run in turn within each repeat (after one warm-up each), so that
+    a slow spell of a shared machine slows all of them alike and their ratios stay fair."""
+    for fn in fns.values():
+        fn()
+    ts = {name: [] for name in fns}
+    cs = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            fn()
+            ts[name].append(time.perf_counter() - t0)
+            cs[name].append(time.process_time() - c0)
+    out = {}
+    for name in fns:
+        med, cpu = statistics.median(ts[name]), statistics.median(cs[name])
+        out[name] = {"median_s": med, "min_s": min(ts[name]), "cpu_s": cpu,
+                     "cpu_util": cpu / med if med > 0 else 0.0, "runs": repeats}
+    return out
+
+
 def _find_blas_setter():
     """openblas_set_num_threads of the BLAS numpy is linked to (None if not found)."""
     dirs = [os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs"),
@@ -169,6 +203,140 @@ def torch_loss_grad(tw, x, phi, target, cw, pw):
 
 
 # ---------------------------------------------------------------------------
+# --cuda
+
+PLAIN = {"K": 4, "d": 64, "m": 64, "n_in": 2, "C": 205, "skip": False}  # hsi-plain-v1's shape
+
+
+def _cuda_unavailable() -> str | None:
+    """Why the CUDA comparison cannot run here, or None."""
+    try:
+        from hsicodec import _native_cuda as cu  # type: ignore[attr-defined]
+    except ImportError:
+        return "hsicodec._native_cuda is not built (build it with: make cuda, i.e. HSICODEC_CUDA=1 and nvcc)"
+    if cu.device_count() < 1:
+        return "no CUDA device is visible (no GPU or no driver)"
+    if torch is None or not torch.cuda.is_available():
+        return "torch with CUDA is not available (the comparison needs it)"
+    return None
+
+
+def _event_times(fn, repeats: int, warmup: int = 3) -> dict:
+    """Median / min of `repeats` runs of fn, each timed by CUDA events on the current stream."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(repeats):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        ts.append(a.elapsed_time(b) / 1e3)
+    return {"median_s": statistics.median(ts), "min_s": min(ts), "runs": len(ts)}
+
+
+def bench_cuda(args) -> int:
+    why = _cuda_unavailable()
+    if why:
+        print(f"CUDA benchmark skipped: {why}")
+        return 0
+    from hsicodec import _native_cuda as cu  # type: ignore[attr-defined]
+
+    n = args.pixels or 2048 * 2048
+    repeats = args.repeats or 20
+    out = Path(args.out) if args.out != str(ROOT / "bench" / "decode.json") else ROOT / "bench" / "decode_cuda.json"
+    dev = torch.device("cuda")
+    rng = np.random.default_rng(0)
+    info = {
+        "pixels": n, "scene": "2048x2048" if n == 2048 * 2048 else None, "repeats": repeats,
+        "statistic": "median of CUDA-event times, inputs and outputs on the GPU",
+        "device": cu.device_name(torch.cuda.current_device()), "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda, "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "shift": args.shift, "models": [],
+    }
+    rows, ratios = [], []
+    for name, shape in (("shipping", SHIPPING), ("plain", PLAIN)):
+        mdl = {"name": name, **shape, "shift": args.shift}
+        info["models"].append(mdl)
+        w = make_weights(rng, shape["K"], shape["d"], shape["m"], shape["C"], shape["n_in"], args.shift, shape["skip"])
+        flops = 2.0 * w.macs_per_pixel() * n
+        x = rng.uniform(-1, 1, (n, w.n_in)).astype(np.float32)
+        phi = rng.normal(0, 1, (n, w.latent_dim)).astype(np.float32)
+        model = cu.SirenModel(list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b, w.meta_w, w.meta_b,
+                              w.shift == "inside", w.skip_w)
+        kinfo = model.info()
+        mdl["kernel"] = kinfo
+        xt, pt = torch.from_numpy(x).to(dev), torch.from_numpy(phi).to(dev)
+        yt = torch.empty((n, w.n_out), dtype=torch.float32, device=dev)
+        stream = torch.cuda.current_stream().cuda_stream
+
+        def row(impl, t, **extra):
+            rows.append({"kind": "forward", "impl": impl, "model": name, "C_out": w.n_out, **t,
+                         "mpix_s": n / t["median_s"] / 1e6, "gflop_s": flops / t["median_s"] / 1e9, **extra})
+            return rows[-1]
+
+        cuda_row = row("CUDA kernel", _event_times(lambda: model.forward_ptr(xt.data_ptr(), pt.data_ptr(),
+                                                                             yt.data_ptr(), n, stream), repeats))
+        y_cuda = yt.clone()
+        tw = {k: ([a.to(dev) for a in v] if isinstance(v, list) else v.to(dev) if torch.is_tensor(v) else v)
+              for k, v in torch_weights(w).items()}
+        prec = torch.get_float32_matmul_precision()
+        with torch.inference_mode():
+            torch.set_float32_matmul_precision("highest")
+            torch_row = row("torch CUDA fp32", _event_times(lambda: torch_forward(tw, xt, pt), repeats))
+            y_torch = torch_forward(tw, xt, pt)
+            torch.set_float32_matmul_precision("high")
+            row("torch CUDA tf32 (reference only)", _event_times(lambda: torch_forward(tw, xt, pt), repeats))
+            y_tf32 = torch_forward(tw, xt, pt)
+            torch.set_float32_matmul_precision(prec)
+        sub = rng.integers(0, n, 4096)
+        ref = forward_numpy(w, x[sub], phi[sub])
+        cuda_row["max_abs_vs_numpy_4096"] = float(np.max(np.abs(y_cuda[sub].cpu().numpy() - ref)))
+        cuda_row["max_abs_vs_torch_fp32"] = float((y_cuda - y_torch).abs().max())
+        torch_row["max_abs_vs_numpy_4096"] = float(np.max(np.abs(y_torch[sub].cpu().numpy() - ref)))
+        rows[-1]["max_abs_vs_numpy_4096"] = float(np.max(np.abs(y_tf32[sub].cpu().numpy() - ref)))
+        del y_cuda, y_torch, y_tf32, tw, xt, pt, yt
+        torch.cuda.empty_cache()
+        model.forward(x[:1], phi[:1])  # warm-up of the host path (workspace)
+        ts = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            model.forward(x, phi)
+            ts.append(time.perf_counter() - t0)
+        row("CUDA kernel, host arrays (transfers included)",
+            {"median_s": statistics.median(ts), "min_s": min(ts), "runs": len(ts)})
+        ratios.append({"model": name, "cuda_over_torch_fp32": torch_row["median_s"] / cuda_row["median_s"],
+                       "target": 2.0 if name == "shipping" else None})
+        del x, phi
+
+    print(f"# CUDA SIREN forward: N={n} pixels, shift={args.shift}; {info['device']}; torch {info['torch']} "
+          f"(CUDA {info['torch_cuda']}); median of {repeats} (CUDA events)")
+    for mdl in info["models"]:
+        k = mdl["kernel"]
+        print(f"#   {mdl['name']}: K={mdl['K']} d={mdl['d']} m={mdl['m']} n_in={mdl['n_in']} C={mdl['C']} "
+              f"skip={'yes' if mdl['skip'] else 'no'}; kernel: hidden block {k['hidden_block']}, weights in "
+              f"shared memory {'group by group' if k['staged'] else '(all)'}, {k['warps_per_block']} warps x "
+              f"{k['blocks']} blocks, {k['shared_bytes']} B shared, {k['registers']} registers, "
+              f"{k['local_bytes']} B local")
+    hdr = f"{'impl':<46} {'model':<10} {'C':>4} {'median ms':>10} {'min ms':>9} {'Mpix/s':>9} {'GFLOP/s':>9} {'max|d| np':>10}"
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        err = r.get("max_abs_vs_numpy_4096")
+        print(f"{r['impl']:<46} {r['model']:<10} {r['C_out']:>4} {r['median_s'] * 1e3:>10.3f} {r['min_s'] * 1e3:>9.3f} "
+              f"{r['mpix_s']:>9.1f} {r['gflop_s']:>9.1f} {'' if err is None else f'{err:.2e}':>10}")
+    for r in ratios:
+        tgt = f" (target >= {r['target']:.1f}x)" if r["target"] else ""
+        print(f"speed-up CUDA kernel over torch CUDA fp32, {r['model']}: {r['cuda_over_torch_fp32']:.2f}x{tgt}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"info": info, "results": rows, "ratios": ratios}, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -186,7 +354,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="'all' thread count (0: hardware threads)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "decode.json"), help="JSON output path")
     ap.add_argument("--no-numpy", action="store_true", help="skip the (slow) numpy reference timing")
+    ap.add_argument("--cuda", action="store_true",
+                    help="time the CUDA kernel vs torch CUDA instead (writes bench/decode_cuda.json; see above)")
     args = ap.parse_args(argv)
+    if args.cuda:
+        return bench_cuda(args)
 
     n = args.pixels or (32 * 32 if args.quick else 145 * 145)
     repeats = args.repeats or (3 if args.quick else 7)
@@ -260,34 +432,50 @@ def main(argv=None) -> int:
         cw = np.ones(C, np.float32)
         pw = np.ones(n, np.float32)
         wargs = (list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b, w.meta_w, w.meta_b, w.shift == "inside")
-        if nat is not None:
-            quiet_blas()
-            for th in thread_set:
-                t = timeit(lambda: nat.siren_forward(x, phi, *wargs, th, w.skip_w), repeats)
-                add("forward", "C++", th, mdl, t, fwd_flops)
-            blas_threads(all_threads)
+        tw = torch_weights(w) if torch is not None else None
+        if torch is not None:
+            xt, pt = torch.from_numpy(x), torch.from_numpy(phi)
+            tt, cwt, pwt = torch.from_numpy(target), torch.from_numpy(cw), torch.from_numpy(pw)
+
+        def torch_fwd(th):
+            torch.set_num_threads(th)
+            with torch.inference_mode():
+                torch_forward(tw, xt, pt)
+
+        def torch_grad(th):
+            torch.set_num_threads(th)
+            torch_loss_grad(tw, xt, pt, tt, cwt, pwt)
+
+        # C++ and torch in turn within each repeat (the ratios are the targets); numpy on its own
+        fwd, grad = {}, {}
+        quiet_blas()
+        for th in thread_set:
+            fns = {}
+            if nat is not None:
+                fns["C++"] = lambda th=th: nat.siren_forward(x, phi, *wargs, th, w.skip_w)
+            if torch is not None:
+                fns["torch"] = lambda th=th: torch_fwd(th)
+            fwd[th] = timeit_interleaved(fns, repeats)
+            fns = {}
+            if nat is not None:
+                fns["C++"] = lambda th=th: nat.siren_loss_grad_phi(x, phi, target, cw, pw, *wargs, th, w.skip_w)
+            if torch is not None:
+                fns["torch autograd"] = lambda th=th: torch_grad(th)
+            grad[th] = timeit_interleaved(fns, repeats)
+        blas_threads(all_threads)
+        for th in thread_set:
+            if "C++" in fwd[th]:
+                add("forward", "C++", th, mdl, fwd[th]["C++"], fwd_flops)
         if not args.no_numpy:
             t = timeit(lambda: forward_numpy(w, x, phi), repeats)
             add("forward", "numpy", all_threads, mdl, t, fwd_flops)
-        if torch is not None:
-            tw = torch_weights(w)
-            xt, pt = torch.from_numpy(x), torch.from_numpy(phi)
-            tt, cwt, pwt = torch.from_numpy(target), torch.from_numpy(cw), torch.from_numpy(pw)
+        for th in thread_set:
+            if "torch" in fwd[th]:
+                add("forward", "torch", th, mdl, fwd[th]["torch"], fwd_flops)
+        for impl in ("C++", "torch autograd"):
             for th in thread_set:
-                torch.set_num_threads(th)
-                with torch.inference_mode():
-                    t = timeit(lambda: torch_forward(tw, xt, pt), repeats)
-                add("forward", "torch", th, mdl, t, fwd_flops)
-        if nat is not None:
-            quiet_blas()
-            for th in thread_set:
-                t = timeit(lambda: nat.siren_loss_grad_phi(x, phi, target, cw, pw, *wargs, th, w.skip_w), repeats)
-                add("loss_grad", "C++", th, mdl, t, grad_flops)
-        if torch is not None:
-            for th in thread_set:
-                torch.set_num_threads(th)
-                t = timeit(lambda: torch_loss_grad(tw, xt, pt, tt, cwt, pwt), repeats)
-                add("loss_grad", "torch autograd", th, mdl, t, grad_flops)
+                if impl in grad[th]:
+                    add("loss_grad", impl, th, mdl, grad[th][impl], grad_flops)
         if torch is not None:
             torch.set_num_threads(all_threads)
 
