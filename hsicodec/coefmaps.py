@@ -220,9 +220,8 @@ class Transformed:
 
     @classmethod
     def of(cls, maps: np.ndarray, levels: int) -> "Transformed":
-        m = np.moveaxis(np.asarray(maps, np.float64), 2, 0)  # (k, H, W)
-        c = np.stack([cdf97_forward(x, levels) for x in m]) if m.shape[0] else m.copy()
-        return cls(c, levels)
+        m = np.asarray(maps, np.float64)  # (H, W, k): all maps in one pass, each element as on its own
+        return cls(np.ascontiguousarray(np.moveaxis(cdf97_forward(m, levels), 2, 0)), levels)
 
 
 def quantize(tr: Transformed, q: int, k: int, deadzone: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
@@ -322,8 +321,7 @@ def dequantize(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.nda
     steps = _step_map(height, width, p.levels, p.step)
     mag = np.abs(sym).astype(np.float64)
     val = np.sign(sym) * np.where(mag > 0, mag - p.recon / RECON_DEN, 0.0) * steps
-    maps = [cdf97_inverse(v, p.levels) for v in val]
-    return np.stack(maps, axis=2) if maps else np.zeros((height, width, 0))
+    return cdf97_inverse(np.moveaxis(val, 0, 2), p.levels)  # (H, W, k), all maps in one pass
 
 
 # -- scale codes ------------------------------------------------------------------------------
