@@ -56,3 +56,25 @@ def test_refit_keeps_the_principal_rows_of_maps_decoded_as_zero(scene):
     mean, basis = s.refit(maps, -200, -200, bytes(3))
     np.testing.assert_array_equal(basis[1:], s.fit.basis[1:3])
     assert np.all(np.isfinite(mean)) and np.all(np.isfinite(basis))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_psnr_of_equals_the_metric_on_the_reconstruction(scene, masked):
+    """psnr_of (second moments without a mask, blocks of pixels with one) is metrics.psnr of the
+    reconstruction, over the valid values, to float rounding."""
+    from hsicodec.decoder import reconstruct
+
+    cube, s = scene
+    if masked:
+        valid = np.ones(cube.shape, bool)
+        valid[3:9, 5:20, :] = False
+        valid[:, :, 7] = False
+        s = MapSearch(s.model, s.an, s.base, valid=valid)
+    for k, q in ((1, 40), (4, 0), (6, -60)):
+        _, maps, mean, basis = s.build(k, q, 1.0)
+        rec = reconstruct(maps, s.norm, mean, basis, (0, s.c))
+        want = metrics.psnr(cube[valid], rec[valid]) if masked else metrics.psnr(cube, rec)
+        assert s.psnr_of(maps, mean, basis) == pytest.approx(want, abs=1e-7)
+    flat = np.broadcast_to(s.fit.mean, cube.shape)  # no maps: the mean spectrum everywhere
+    want = metrics.psnr(cube[valid], flat[valid]) if masked else metrics.psnr(cube, flat)
+    assert s.psnr_of(np.zeros((s.h, s.w, 0)), s.fit.mean, s.fit.basis[:0]) == pytest.approx(want, abs=1e-7)
