@@ -87,8 +87,9 @@ if os.environ.get("HSICODEC_CUDA", "") == "1" and ext_modules:
             Pybind11Extension(
                 "hsicodec._native_cuda",
                 [os.path.join(CUDA_DIR, "cuda_module.cpp")],
-                include_dirs=[CUDA_DIR],
-                depends=sorted(os.path.join(CUDA_DIR, f) for f in os.listdir(CUDA_DIR) if f.endswith((".cu", ".h"))),
+                include_dirs=[CUDA_DIR, "csrc"],
+                depends=sorted(os.path.join(CUDA_DIR, f) for f in os.listdir(CUDA_DIR) if f.endswith((".cu", ".h")))
+                + [os.path.join("csrc", "siren_checks.h")],
                 cxx_std=17,
                 extra_compile_args=["-O2"],
             )

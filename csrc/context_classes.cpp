@@ -186,10 +186,18 @@ void check_groups(const Layout& L, int64_t groups_per_map) {
         if (b.grp >= groups_per_map) throw std::invalid_argument("a subband's group is past groups_per_map");
 }
 
-py::tuple stats_arrays(int64_t cells) {
-    py::array_t<double> n(cells), n0(cells), tot(cells);
-    return py::make_tuple(n, n0, tot);
-}
+// The (n, n0, tot) arrays of the cell statistics and the filling of them.
+struct CellStats {
+    py::array_t<double> n, n0, tot;
+    double *pn, *pn0, *pt;
+    explicit CellStats(int64_t cells)
+        : n(cells), n0(cells), tot(cells), pn(n.mutable_data()), pn0(n0.mutable_data()), pt(tot.mutable_data()) {}
+    // From |symbols| a (k maps of hw values) and their neighbour sums nb; runs without the GIL.
+    void fill(const int32_t* a, const int32_t* nb, int64_t k, int64_t hw, int64_t w, const Layout& L,
+              int64_t groups_per_map, int threads) {
+        for_maps(k, k * hw, threads, [&](int64_t j) { plane_stats(a, nb, j, hw, w, L, groups_per_map, pn, pn0, pt); });
+    }
+};
 
 py::array_t<uint8_t> checker_classes_all(const I32Array& absq, const LayoutIn& bands_in,
                                          const std::vector<int64_t>& parents, int threads) {
@@ -221,19 +229,15 @@ py::tuple checker_cell_stats(const I32Array& absq, const LayoutIn& bands_in, con
     const int64_t k = absq.shape(0), h = absq.shape(1), w = absq.shape(2), hw = h * w;
     const Layout L = checked_layout(h, w, bands_in, parents);
     check_groups(L, groups_per_map);
-    py::tuple res = stats_arrays(k * groups_per_map * 2 * kPassClasses);
-    double* pn = res[0].cast<py::array_t<double>>().mutable_data();
-    double* pn0 = res[1].cast<py::array_t<double>>().mutable_data();
-    double* pt = res[2].cast<py::array_t<double>>().mutable_data();
+    CellStats st(k * groups_per_map * 2 * kPassClasses);
     const int32_t* a = absq.data();
     {
         py::gil_scoped_release release;
         std::vector<int32_t> nb(k * hw, 0);
         for_maps(k, k * hw, threads, [&](int64_t j) { plane_neighbours(a + j * hw, w, L, nb.data() + j * hw); });
-        for_maps(k, k * hw, threads,
-                 [&](int64_t j) { plane_stats(a, nb.data(), j, hw, w, L, groups_per_map, pn, pn0, pt); });
+        st.fill(a, nb.data(), k, hw, w, L, groups_per_map, threads);
     }
-    return res;
+    return py::make_tuple(st.n, st.n0, st.tot);
 }
 
 // One step of the rate search: the dead-zone quantizer of coefficients c (k, H, W) at per-coefficient steps
@@ -248,10 +252,7 @@ py::tuple checker_price(const F64Array& coeffs, const F64Array& steps, double de
         throw std::invalid_argument("steps must be (H, W) like the coefficients");
     const Layout L = checked_layout(h, w, bands_in, parents);
     check_groups(L, groups_per_map);
-    py::tuple res = stats_arrays(k * groups_per_map * 2 * kPassClasses);
-    double* pn = res[0].cast<py::array_t<double>>().mutable_data();
-    double* pn0 = res[1].cast<py::array_t<double>>().mutable_data();
-    double* pt = res[2].cast<py::array_t<double>>().mutable_data();
+    CellStats st(k * groups_per_map * 2 * kPassClasses);
     py::array_t<double> sums({k, int64_t(4)});
     double* ps = sums.mutable_data();
     const double* c = coeffs.data();
@@ -294,13 +295,12 @@ py::tuple checker_price(const F64Array& coeffs, const F64Array& steps, double de
             plane_neighbours(qj, w, L, nb.data() + j * hw);
         });
         if (std::find(overflow.begin(), overflow.end(), 1) == overflow.end())
-            for_maps(k, k * hw, threads,
-                     [&](int64_t j) { plane_stats(absq.data(), nb.data(), j, hw, w, L, groups_per_map, pn, pn0, pt); });
+            st.fill(absq.data(), nb.data(), k, hw, w, L, groups_per_map, threads);
     }
     if (std::find(overflow.begin(), overflow.end(), 1) != overflow.end())
         throw std::overflow_error("a quantized coefficient is past 2^31 (or not finite)");
     const int32_t mx = k ? *std::max_element(maxabs.begin(), maxabs.end()) : 0;
-    return py::make_tuple(res[0], res[1], res[2], sums, mx);
+    return py::make_tuple(st.n, st.n0, st.tot, sums, mx);
 }
 
 // The code fit of coefmaps.fit_codes_from_stats with the same arithmetic, operation for operation (no

@@ -37,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "siren_checks.h"
 #include "siren_native.h"
 
 #ifndef _WIN32
@@ -123,84 +124,17 @@ int hardware_threads() {
 // ---------------------------------------------------------------------------
 // validation
 
-[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
-
-std::string shape_str(const py::array& a) {
-    std::string s = "(";
-    for (py::ssize_t i = 0; i < a.ndim(); ++i) {
-        if (i) s += ", ";
-        s += std::to_string(a.shape(i));
-    }
-    if (a.ndim() == 1) s += ",";
-    return s + ")";
-}
-
-void need_shape(const py::array& a, const char* name, std::initializer_list<py::ssize_t> want) {
-    bool ok = a.ndim() == static_cast<py::ssize_t>(want.size());
-    py::ssize_t i = 0;
-    for (auto w : want) {
-        if (!ok) break;
-        ok = a.shape(i++) == w;
-    }
-    if (!ok) {
-        std::string ws = "(";
-        i = 0;
-        for (auto w : want) ws += (i++ ? ", " : "") + std::to_string(w);
-        if (want.size() == 1) ws += ",";
-        fail(std::string(name) + " has shape " + shape_str(a) + ", expected " + ws + ")");
-    }
-}
-
-void need_2d(const py::array& a, const char* name) {
-    if (a.ndim() != 2) fail(std::string(name) + " must be 2-D, got shape " + shape_str(a));
-}
-
-struct Dims {
-    int K, d, n_in, m, C;
-};
+using hsi_checks::check_inputs;
+using hsi_checks::check_skip;
+using hsi_checks::fail;
+using hsi_checks::need_shape;
+using Dims = hsi_checks::SirenShape;
 
 Dims check_model(const std::vector<farr>& hw, const std::vector<farr>& hb, const farr& ow, const farr& ob,
                  const farr& mw, const farr& mb) {
-    Dims D{};
-    D.K = static_cast<int>(hw.size());
-    if (D.K < 1) fail("SIREN needs K >= 1 hidden layers (hidden_w is empty)");
-    if (D.K > hsi::kMaxDepth) fail("SIREN depth " + std::to_string(D.K) + " exceeds the native limit of " +
-                                   std::to_string(hsi::kMaxDepth));
-    if (hb.size() != hw.size())
-        fail("hidden_b has " + std::to_string(hb.size()) + " arrays, hidden_w has " + std::to_string(hw.size()));
-    need_2d(hw[0], "hidden_w[0]");
-    D.d = static_cast<int>(hw[0].shape(0));
-    D.n_in = static_cast<int>(hw[0].shape(1));
-    if (D.d < 1) fail("hidden width must be >= 1");
-    for (int i = 0; i < D.K; ++i) {
-        const std::string wi = "hidden_w[" + std::to_string(i) + "]", bi = "hidden_b[" + std::to_string(i) + "]";
-        need_shape(hw[i], wi.c_str(), {D.d, i == 0 ? D.n_in : D.d});
-        need_shape(hb[i], bi.c_str(), {D.d});
-    }
-    need_2d(ow, "out_w");
-    D.C = static_cast<int>(ow.shape(0));
-    need_shape(ow, "out_w", {D.C, D.d});
-    need_shape(ob, "out_b", {D.C});
-    need_2d(mw, "meta_w");
-    D.m = static_cast<int>(mw.shape(1));
-    need_shape(mw, "meta_w", {static_cast<py::ssize_t>(D.K) * D.d, D.m});
-    need_shape(mb, "meta_b", {static_cast<py::ssize_t>(D.K) * D.d});
-    return D;
-}
-
-// The optional linear skip: None, or (C, m).  Returns null for None.
-const float* check_skip(const std::optional<farr>& skip, const Dims& D) {
-    if (!skip) return nullptr;
-    need_shape(*skip, "skip_w", {D.C, D.m});
-    return skip->data();
-}
-
-int64_t check_inputs(const farr& x, const farr& phi, const Dims& D) {
-    need_2d(x, "x");
-    const int64_t N = x.shape(0);
-    need_shape(x, "x", {N, D.n_in});
-    need_shape(phi, "phi", {N, D.m});
-    return N;
+    if (hw.size() > static_cast<size_t>(hsi::kMaxDepth))
+        fail("SIREN depth " + std::to_string(hw.size()) + " exceeds the native limit of " + std::to_string(hsi::kMaxDepth));
+    return hsi_checks::check_model(hw, hb, ow, ob, mw, mb);
 }
 
 // ---------------------------------------------------------------------------

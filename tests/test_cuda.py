@@ -210,20 +210,30 @@ def test_device_count_is_an_int_and_names_check_the_index():
         assert isinstance(cuda.device_name(i), str) and cuda.device_name(i)
 
 
-@needs_ext
+# the kernel's tile code run on the CPU (wherever the extension is built), and the kernel itself on a GPU
+RUNNERS = [pytest.param("emulated", marks=needs_ext), pytest.param("gpu", marks=needs_gpu)]
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
 @SKIPS
 @pytest.mark.parametrize("shift", SHIFTS)
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_emulated_kernel_matches_numpy(variant, case, shift, skip):
+def test_kernel_matches_numpy(runner, variant, case, shift, skip):
     K, d, m, C, n_in, N = case
     rng = np.random.default_rng([*case, SHIFTS.index(shift), int(skip)])
     w = make_weights(rng, K, d, m, C, n_in, shift, skip)
     x, phi = make_inputs(rng, w, N)
-    got = cuda._emulate_forward(x, phi, *wargs(w), 0, w.skip_w)
+    run = cuda._emulate_forward if runner == "emulated" else cuda.siren_forward
+    got = run(x, phi, *wargs(w), 0, w.skip_w)
     assert got.dtype == np.float32 and got.shape == (N, C)
     assert np.all(np.isfinite(got))
     err = float(np.max(np.abs(got - forward_numpy(w, x, phi))))
-    assert err <= TOL, f"max abs error {err:.3g}"
+    assert err <= TOL, f"max abs error vs numpy {err:.3g}"
+    if runner == "gpu":
+        if nat is not None:
+            ref = nat.siren_forward(x, phi, *wargs(w), 0, w.skip_w)
+            assert float(np.max(np.abs(got - ref))) <= TOL
+        assert np.array_equal(siren.forward(w, x, phi, backend="cuda"), got)
 
 
 def exact_sine_model(x: np.ndarray):
@@ -237,10 +247,11 @@ def exact_sine_model(x: np.ndarray):
 HUGE = np.array([0.0, 1.5, -3.0e2, 1.0e6, 1048577.0, -3.0e7, 1.0e12, 1.0e38, 123456789.0, -2.0e20], np.float32)
 
 
-@needs_ext
-def test_emulated_kernel_huge_arguments_take_the_exact_sine(variant):
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_huge_arguments_take_the_exact_sine(runner, variant):
     w, x, phi = exact_sine_model(HUGE)
-    got = cuda._emulate_forward(x, phi, *wargs(w), 0, None)
+    run = cuda._emulate_forward if runner == "emulated" else cuda.siren_forward
+    got = run(x, phi, *wargs(w), 0, None)
     assert float(np.max(np.abs(got - forward_numpy(w, x, phi)))) <= 1e-6
 
 
@@ -272,34 +283,6 @@ def test_without_gpu_the_kernel_raises_runtime_error():
 
 
 # --------------------------------------------------------------------------- on a GPU
-
-
-@needs_gpu
-@SKIPS
-@pytest.mark.parametrize("shift", SHIFTS)
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_cuda_matches_numpy_and_native(variant, case, shift, skip):
-    K, d, m, C, n_in, N = case
-    rng = np.random.default_rng([*case, SHIFTS.index(shift), int(skip), 1])
-    w = make_weights(rng, K, d, m, C, n_in, shift, skip)
-    x, phi = make_inputs(rng, w, N)
-    got = cuda.siren_forward(x, phi, *wargs(w), 0, w.skip_w)
-    assert got.dtype == np.float32 and got.shape == (N, C)
-    assert np.all(np.isfinite(got))
-    err = float(np.max(np.abs(got - forward_numpy(w, x, phi))))
-    assert err <= TOL, f"max abs error vs numpy {err:.3g}"
-    if nat is not None:
-        ref = nat.siren_forward(x, phi, *wargs(w), 0, w.skip_w)
-        assert float(np.max(np.abs(got - ref))) <= TOL
-    via = siren.forward(w, x, phi, backend="cuda")
-    assert np.array_equal(via, got)
-
-
-@needs_gpu
-def test_cuda_huge_arguments_take_the_exact_sine(variant):
-    w, x, phi = exact_sine_model(HUGE)
-    got = cuda.siren_forward(x, phi, *wargs(w), 0, None)
-    assert float(np.max(np.abs(got - forward_numpy(w, x, phi)))) <= 1e-6
 
 
 @needs_gpu

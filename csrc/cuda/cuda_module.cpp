@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "siren_checks.h"
 #include "siren_cuda.h"
 
 namespace py = pybind11;
@@ -28,37 +29,7 @@ using farr = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 namespace {
 
-[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
-
-std::string shape_str(const py::array& a) {
-    std::string s = "(";
-    for (py::ssize_t i = 0; i < a.ndim(); ++i) {
-        if (i) s += ", ";
-        s += std::to_string(a.shape(i));
-    }
-    if (a.ndim() == 1) s += ",";
-    return s + ")";
-}
-
-void need_shape(const py::array& a, const char* name, std::initializer_list<py::ssize_t> want) {
-    bool ok = a.ndim() == static_cast<py::ssize_t>(want.size());
-    py::ssize_t i = 0;
-    for (auto w : want) {
-        if (!ok) break;
-        ok = a.shape(i++) == w;
-    }
-    if (!ok) {
-        std::string ws = "(";
-        i = 0;
-        for (auto w : want) ws += (i++ ? ", " : "") + std::to_string(w);
-        if (want.size() == 1) ws += ",";
-        fail(std::string(name) + " has shape " + shape_str(a) + ", expected " + ws + ")");
-    }
-}
-
-void need_2d(const py::array& a, const char* name) {
-    if (a.ndim() != 2) fail(std::string(name) + " must be 2-D, got shape " + shape_str(a));
-}
+using hsi_checks::fail;
 
 // Validated model arrays (kept alive while a Model is built from their pointers).
 struct Checked {
@@ -69,48 +40,29 @@ struct Checked {
 
 Checked check_model(const std::vector<farr>& hw, const std::vector<farr>& hb, const farr& ow, const farr& ob,
                     const farr& mw, const farr& mb, bool shift_inside, const std::optional<farr>& skip) {
+    const hsi_checks::SirenShape S = hsi_checks::check_model(hw, hb, ow, ob, mw, mb);
     Checked c;
-    hsi_cuda::Dims& D = c.D;
-    D.K = static_cast<int>(hw.size());
-    if (D.K < 1) fail("SIREN needs K >= 1 hidden layers (hidden_w is empty)");
-    if (hb.size() != hw.size())
-        fail("hidden_b has " + std::to_string(hb.size()) + " arrays, hidden_w has " + std::to_string(hw.size()));
-    need_2d(hw[0], "hidden_w[0]");
-    D.d = static_cast<int>(hw[0].shape(0));
-    D.n_in = static_cast<int>(hw[0].shape(1));
-    if (D.d < 1) fail("hidden width must be >= 1");
-    for (int i = 0; i < D.K; ++i) {
-        const std::string wi = "hidden_w[" + std::to_string(i) + "]", bi = "hidden_b[" + std::to_string(i) + "]";
-        need_shape(hw[i], wi.c_str(), {D.d, i == 0 ? D.n_in : D.d});
-        need_shape(hb[i], bi.c_str(), {D.d});
+    c.D.K = S.K;
+    c.D.d = S.d;
+    c.D.n_in = S.n_in;
+    c.D.m = S.m;
+    c.D.C = S.C;
+    c.D.inside = shift_inside;
+    c.D.skip = skip.has_value();
+    for (int i = 0; i < S.K; ++i) {
         c.hw.push_back(hw[i].data());
         c.hb.push_back(hb[i].data());
     }
-    need_2d(ow, "out_w");
-    D.C = static_cast<int>(ow.shape(0));
-    need_shape(ow, "out_w", {D.C, D.d});
-    need_shape(ob, "out_b", {D.C});
-    need_2d(mw, "meta_w");
-    D.m = static_cast<int>(mw.shape(1));
-    need_shape(mw, "meta_w", {static_cast<py::ssize_t>(D.K) * D.d, D.m});
-    need_shape(mb, "meta_b", {static_cast<py::ssize_t>(D.K) * D.d});
-    D.inside = shift_inside;
-    D.skip = skip.has_value();
-    if (skip) need_shape(*skip, "skip_w", {D.C, D.m});
     c.arrays.out_w = ow.data();
     c.arrays.out_b = ob.data();
     c.arrays.meta_w = mw.data();
     c.arrays.meta_b = mb.data();
-    c.arrays.skip_w = skip ? skip->data() : nullptr;
+    c.arrays.skip_w = hsi_checks::check_skip(skip, S);
     return c;
 }
 
 std::int64_t check_inputs(const farr& x, const farr& phi, const hsi_cuda::Dims& D) {
-    need_2d(x, "x");
-    const std::int64_t N = x.shape(0);
-    need_shape(x, "x", {N, D.n_in});
-    need_shape(phi, "phi", {N, D.m});
-    return N;
+    return hsi_checks::check_inputs(x, phi, hsi_checks::SirenShape{D.K, D.d, D.n_in, D.m, D.C});
 }
 
 std::unique_ptr<hsi_cuda::Model> build(const std::vector<farr>& hw, const std::vector<farr>& hb, const farr& ow,
