@@ -193,8 +193,10 @@ def checker_classes(t: np.ndarray, absq_sub: np.ndarray) -> np.ndarray:
     return _FINE_LUT[np.minimum(tt, FINE_EDGES[-1])] + late * (FINE_EDGES.size + 1)
 
 
-def _symbol_codes(p: MapParams, comp: int, grp: int, classes: np.ndarray) -> np.ndarray:
-    base = p.base_codes[comp * (p.levels + 1) + grp]
+def _symbol_codes(p: MapParams, group, classes: np.ndarray) -> np.ndarray:
+    """Scale codes of symbols of (map · level) group(s) ``group`` (int or array, map j's level group g is
+    j · (levels + 1) + g) and context classes ``classes``."""
+    base = np.frombuffer(p.base_codes, np.uint8).astype(np.int64)[group]
     return np.clip(base + p.class_offsets[classes], 0, 255)
 
 
@@ -512,8 +514,7 @@ def encode_symbols(sym: np.ndarray, q: int, levels: int, rho: int) -> tuple[byte
     perm, groups = coding_order(h, w, levels)  # one map's coefficients in stream order
     order = sym.reshape(k, h * w)[:, perm]
     grp = np.arange(k)[:, None] * (levels + 1) + groups[None, :]
-    codes = np.frombuffer(p.base_codes, np.uint8).astype(np.int64)[grp] + p.class_offsets[cls.reshape(k, h * w)[:, perm]]
-    scales = _SCALE_TABLE[np.clip(codes, 0, 255)]
+    scales = _SCALE_TABLE[_symbol_codes(p, grp, cls.reshape(k, h * w)[:, perm])]
     data = entropy.laplace_encode(order.ravel(), scales.ravel(), max_abs)
     return data, p
 
@@ -544,7 +545,7 @@ def decode_symbols(data: bytes, p: MapParams, height: int, width: int) -> np.nda
             for b, (g, _, rs, cs) in enumerate(bands):
                 t = activity(absq, one, bands, parents, b, p.checker)[0]
                 sub = absq[comp, rs, cs]  # a view: decoded magnitudes land here pass by pass
-                scale_of_class = _SCALE_TABLE[_symbol_codes(p, comp, g, np.arange(len(p.class_offsets)))]
+                scale_of_class = _SCALE_TABLE[_symbol_codes(p, comp * (p.levels + 1) + g, np.arange(len(p.class_offsets)))]
                 for i, m in enumerate(_passes(*t.shape, p.checker)):
                     if not p.checker:
                         cls = np.searchsorted(PLAIN_EDGES, t[m], side="right")
