@@ -91,27 +91,17 @@ def make_weights(rng, K, d, m, C, n_in, shift="inside", skip=False) -> SirenWeig
 
 
 def timeit(fn, repeats: int) -> dict:
-    """Wall-clock median/min, plus the process CPU time of the same runs.
+    """Wall-clock median/min, plus the process CPU time of the same runs (after one warm-up run).
 
     cpu_util = CPU seconds / wall seconds: ~threads on an idle machine, lower when
     other processes compete for the cores (then wall-clock numbers understate
     throughput; the *_cpu figures are closer to what an idle core would do).
     """
-    fn()  # warm-up
-    ts, cs = [], []
-    for _ in range(repeats):
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-        cs.append(time.process_time() - c0)
-    med, cpu = statistics.median(ts), statistics.median(cs)
-    return {"median_s": med, "min_s": min(ts), "cpu_s": cpu, "cpu_util": cpu / med if med > 0 else 0.0,
-            "runs": len(ts)}
+    return timeit_interleaved({"fn": fn}, repeats)["fn"]
 
 
 def timeit_interleaved(fns: dict, repeats: int) -> dict:
-    """:func:`timeit` of several functions, run in turn within each repeat (after one warm-up each), so that
+    """Several functions timed as :func:`timeit`, run in turn within each repeat (after one warm-up each), so that
     a slow spell of a shared machine slows all of them alike and their ratios stay fair."""
     for fn in fns.values():
         fn()
