@@ -14,16 +14,15 @@ from hsicodec.errors import (
     ModelNotFoundError, OptionError, OutputExistsError, RasterError, TrainingError,
 )
 
-__version__ = "0.1.0"
-
-from hsicodec.codec import (  # noqa: E402  (needs __version__)
+from hsicodec._version import __version__
+from hsicodec.codec.api import (
     DEFAULT_MODEL, compress, compress_file, decompress, decompress_file, file_info, load_codec_model,
 )
-from hsicodec.container import Hsim, HsimReader, Limits, decode_hsim, encode_hsim, read_hsim, write_hsim  # noqa: E402
+from hsicodec.format.container import Hsim, HsimReader, Limits, decode_hsim, encode_hsim, read_hsim, write_hsim  # noqa: E402
 from hsicodec.metrics import bpppb, max_abs_error, psnr, quality_report, sam_degrees  # noqa: E402
-from hsicodec.evaluate import codec_registry, evaluate_cube, format_table, plot_rd, psnr_gaps, run_codec, run_hsicodec  # noqa: E402,F401
-from hsicodec.raster import GeoInfo, read_cube, write_cube  # noqa: E402
-from hsicodec.registry import Registry, default_registry  # noqa: E402
+from hsicodec.evaluation.evaluate import codec_registry, evaluate_cube, format_table, plot_rd, psnr_gaps, run_codec, run_hsicodec  # noqa: E402,F401
+from hsicodec.io.raster import GeoInfo, read_cube, write_cube  # noqa: E402
+from hsicodec.models.registry import Registry, default_registry  # noqa: E402
 
 __all__ = [
     "compress", "decompress", "compress_file", "decompress_file", "file_info", "load_codec_model", "DEFAULT_MODEL",
@@ -39,6 +38,6 @@ __all__ = [
 def __getattr__(name: str):
     """``hsicodec.HsimCodec`` imports numcodecs on first use only (the core package does not need it)."""
     if name == "HsimCodec":
-        from hsicodec.zarr_codec import HsimCodec
+        from hsicodec.integrations.zarr_codec import HsimCodec
         return HsimCodec
     raise AttributeError(f"module 'hsicodec' has no attribute {name!r}")

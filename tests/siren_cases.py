@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hsicodec.siren import SirenWeights
+from hsicodec.layers.network.siren import SirenWeights
 
 
 def make_weights(rng, K=3, d=48, m=28, C=16, n_in=2, shift="inside", skip=False, meta_scale=0.05) -> SirenWeights:

@@ -9,7 +9,7 @@ import pytest
 
 imagecodecs = pytest.importorskip("imagecodecs")
 
-from hsicodec import anchors as A  # noqa: E402
+from hsicodec.evaluation import anchors as A  # noqa: E402
 from hsicodec.errors import OptionError  # noqa: E402
 from hsicodec.metrics import bpppb, psnr  # noqa: E402
 

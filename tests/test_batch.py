@@ -1,4 +1,4 @@
-"""``hsicodec batch`` / :mod:`hsicodec.batch`: many files on a Dask cluster.
+"""``hsicodec batch`` / :mod:`hsicodec.integrations.batch`: many files on a Dask cluster.
 
 Five tiny cubes and one corrupt file, a tiny real model (meta-trained for 2 steps),
 a LocalCluster of 2 in-process workers for the API tests, and one CLI run on a real
@@ -20,9 +20,9 @@ from click.testing import CliRunner
 pytest.importorskip("distributed")
 pytest.importorskip("torch")
 
-from hsicodec import batch as bm  # noqa: E402
-from hsicodec.cli import cli  # noqa: E402
-from hsicodec.registry import reset_default_registry  # noqa: E402
+from hsicodec.integrations import batch as bm  # noqa: E402
+from hsicodec.cli.main import cli  # noqa: E402
+from hsicodec.models.registry import reset_default_registry  # noqa: E402
 
 N_GOOD = 5
 
@@ -30,7 +30,7 @@ N_GOOD = 5
 @pytest.fixture(scope="module")
 def model_env(tmp_path_factory):
     """A tiny real model (alias ``batch-test``) in an isolated registry, set in os.environ for the workers."""
-    from hsicodec.train import TrainConfig, train_model
+    from hsicodec.train.meta import TrainConfig, train_model
 
     root = tmp_path_factory.mktemp("batch_env")
     mpath = root / "models"

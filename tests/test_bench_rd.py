@@ -24,7 +24,7 @@ def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     extra = []
     try:
-        from hsicodec.paper_baselines import BASELINES
+        from hsicodec.evaluation.paper_baselines import BASELINES
     except ImportError:  # lands with issue #10
         BASELINES = {}
     if "pca_dct" in BASELINES:

@@ -1,11 +1,11 @@
-"""Tests of the ``hsicodec`` command line (hsicodec.cli).
+"""Tests of the ``hsicodec`` command line (hsicodec.cli.main).
 
 Every test points HSICODEC_DATA_DIR and HSICODEC_MODEL_PATH at temporary
 directories, so the real user data dir is never touched. Most tests use
 click's CliRunner; a few run ``python -m hsicodec.cli`` in a subprocess to check
 the real exit code and that stderr is exactly one line without a traceback.
 
-Tests of compress/decompress/info need ``hsicodec.codec`` and a real base model:
+Tests of compress/decompress/info need ``hsicodec.codec.api`` and a real base model:
 a tiny one is meta-trained once per session (a few seconds; needs torch), and
 those tests are skipped when either is unavailable.
 """
@@ -24,10 +24,10 @@ import click
 from click.testing import CliRunner
 
 from hsicodec import __version__
-from hsicodec.cli import BandsType, EffortType, WindowType, cli
+from hsicodec.cli.main import BandsType, EffortType, WindowType, cli
 from hsicodec.errors import HsimError, RasterError
-from hsicodec.modelfile import encode_model, save_model, sha256_bytes
-from hsicodec.registry import reset_default_registry
+from hsicodec.models.modelfile import encode_model, save_model, sha256_bytes
+from hsicodec.models.registry import reset_default_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,8 +93,8 @@ def npy_cube(tmp_path) -> Path:
 def codec_model_file(tmp_path_factory) -> Path:
     """A tiny but real base model (meta-trained for 2 steps on a synthetic cube)."""
     pytest.importorskip("torch")
-    pytest.importorskip("hsicodec.codec")
-    from hsicodec.train import TrainConfig, train_model
+    pytest.importorskip("hsicodec.codec.api")
+    from hsicodec.train.meta import TrainConfig, train_model
 
     d = tmp_path_factory.mktemp("codec_model")
     rng = np.random.default_rng(1)
@@ -278,7 +278,7 @@ def test_proc_unknown_command(env):
 @pytest.fixture
 def broken_info(monkeypatch):
     """Make `hsicodec info` raise whatever the test sets."""
-    codec = pytest.importorskip("hsicodec.codec")
+    codec = pytest.importorskip("hsicodec.codec.api")
     box = {}
 
     def file_info(path):
@@ -317,7 +317,7 @@ def test_internal_error(env, broken_info, monkeypatch):
 
 
 def test_main_entry_point(env, monkeypatch, capsys):
-    from hsicodec.cli import main
+    from hsicodec.cli.main import main
 
     with pytest.raises(SystemExit) as ei:
         main(["models", "show", "nosuchalias"])
@@ -421,8 +421,9 @@ def test_models_show_ambiguous_or_short(env):
 
 def test_train_without_torch(env, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
+    monkeypatch.delitem(sys.modules, "hsicodec.train.meta", raising=False)
     monkeypatch.delitem(sys.modules, "hsicodec.train", raising=False)
-    monkeypatch.delitem(sys.modules, "hsicodec.torchnet", raising=False)
+    monkeypatch.delitem(sys.modules, "hsicodec.layers.network.torchnet", raising=False)
     import hsicodec
 
     monkeypatch.delattr(hsicodec, "train", raising=False)  # a submodule imported earlier stays an attribute
@@ -465,7 +466,7 @@ def test_train_tiny(env, tmp_path):
     sha = r.stdout.strip()
     assert sha == sha256_bytes(out.read_bytes())
     assert r.stderr == ""
-    from hsicodec.modelfile import load_model
+    from hsicodec.models.modelfile import load_model
 
     card = load_model(out).card
     assert card["alias"] == "sensor"
@@ -583,7 +584,7 @@ def test_map_layer_file_needs_no_model(codec_env, npy_cube, monkeypatch):
 def test_roundtrip_geotiff_keeps_geo(codec_env):
     from rasterio.crs import CRS
 
-    from hsicodec.raster import GeoInfo, read_cube, write_cube
+    from hsicodec.io.raster import GeoInfo, read_cube, write_cube
 
     rng = np.random.default_rng(2)
     cube = (np.cumsum(rng.normal(size=(24, 24, 30)), axis=2) * 40 + 2000).astype(np.uint16)
@@ -634,7 +635,7 @@ def test_proc_compress_quiet(codec_env, npy_cube):
 
 
 def test_band_map_option_parsing(tmp_path):
-    from hsicodec.cli import _number_list
+    from hsicodec.cli.main import _number_list
 
     assert _number_list("1, 2,3", int, "--band-map") == [1, 2, 3]
     f = tmp_path / "bm.txt"
@@ -648,8 +649,8 @@ def test_band_map_option_parsing(tmp_path):
 def test_band_map_reaches_a_plain_model(env, tmp_path):
     """--band-map is stored in the file and used by a plain (band-output) model."""
     pytest.importorskip("torch")
-    from hsicodec.registry import reset_default_registry
-    from hsicodec.train import TrainConfig, train_model
+    from hsicodec.models.registry import reset_default_registry
+    from hsicodec.train.meta import TrainConfig, train_model
 
     cfg = TrainConfig(data_dir=str(tmp_path), train_scenes=["a"], steps=1, n_out=12, spectral="id", width=8,
                       depth=1, levels=[[8, 2, "nearest"]], coord_cell=8, crop=8, batch=1)

@@ -10,7 +10,7 @@ import pytest
 import hsicodec
 from hsicodec import metrics
 from hsicodec.data import sample_path
-from hsicodec.encoder import LAYERS
+from hsicodec.codec.encoder import LAYERS
 from hsicodec.errors import HsimError, ModelNotFoundError, OptionError
 
 
@@ -82,7 +82,7 @@ def test_bad_bands_refused(encoded, bands):
 
 
 def test_native_and_numpy_decode_agree(small, encoded):
-    from hsicodec.siren import native_available
+    from hsicodec.layers.network.siren import native_available
 
     if not native_available():
         pytest.skip("native extension not built")
@@ -103,8 +103,8 @@ def test_encode_is_deterministic(small):
 
 def test_torch_and_native_fits_agree(small):
     pytest.importorskip("torch")
-    from hsicodec.codec import load_codec_model
-    from hsicodec.encoder import analyse, fit_latents
+    from hsicodec.codec.api import load_codec_model
+    from hsicodec.codec.encoder import analyse, fit_latents
 
     cm = load_codec_model()
     an = analyse(small, cm)
@@ -157,7 +157,7 @@ def test_all_invalid_cube_refused():
 
 
 def test_corrupt_mask_stream_is_an_error():
-    from hsicodec.mask import decode_mask, encode_mask
+    from hsicodec.codec.mask import decode_mask, encode_mask
 
     m = np.zeros((5, 6, 7), bool)
     m[1, 2, 3] = True
@@ -176,7 +176,7 @@ def test_corrupted_file_is_an_error_not_wrong_pixels(encoded):
 
 
 def test_missing_model_names_the_hash(small, tmp_path, monkeypatch):
-    from hsicodec.registry import Registry, clear_model_cache
+    from hsicodec.models.registry import Registry, clear_model_cache
 
     encoded = hsicodec.compress(small, bpppb=0.2, effort="fast", latent_codings=LAYERS["network"])
     clear_model_cache()  # loaded models are cached by their (verified) hash
@@ -188,7 +188,7 @@ def test_missing_model_names_the_hash(small, tmp_path, monkeypatch):
 
 def test_map_layer_files_need_no_model(small, tmp_path):
     """A file without network latents names no model and decodes with an empty registry."""
-    from hsicodec.registry import Registry, clear_model_cache
+    from hsicodec.models.registry import Registry, clear_model_cache
 
     data = hsicodec.compress(small, bpppb=0.2, latent_codings=LAYERS["maps"])
     assert "model" not in hsicodec.HsimReader(data).header
@@ -208,9 +208,9 @@ def test_a_file_without_model_may_not_use_network_keys(small, edit):
 def test_compact_map_files_are_one_section_and_refuse_bad_splits_and_network_keys(small):
     """Grid v5: sp and rl as arrays, both streams in section "c"; a spectral length past the section, or
     network latents next to the compact form, are clear errors."""
-    from hsicodec.codec import load_codec_model
-    from hsicodec.container import decode_hsim
-    from hsicodec.decoder import parse_codec
+    from hsicodec.codec.api import load_codec_model
+    from hsicodec.format.container import decode_hsim
+    from hsicodec.codec.decoder import parse_codec
 
     data = hsicodec.compress(small, bpppb=0.2, latent_codings=LAYERS["maps"])
     h = decode_hsim(data)
@@ -246,7 +246,7 @@ def test_decoding_works_without_torch(tmp_path, encoded):
     assert r.returncode == 0, r.stderr
     out = tmp_path / "y.npy"
     code2 = code.replace(f"cube, geo = hsicodec.decompress({str(path)!r})\n",
-                         f"from hsicodec.cli import main\nsys.argv=['hsicodec','decompress',{str(path)!r},{str(out)!r},'-q']\n"
+                         f"from hsicodec.cli.main import main\nsys.argv=['hsicodec','decompress',{str(path)!r},{str(out)!r},'-q']\n"
                          "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
                          "cube = None\n").replace("print(cube.shape)\n", "")
     r = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True)
@@ -276,7 +276,7 @@ def test_every_single_byte_change_of_a_small_file_is_detected():
 
 
 def test_rate_gradient_matches_finite_differences():
-    from hsicodec.encoder import _laplace_bits_grad
+    from hsicodec.codec.encoder import _laplace_bits_grad
 
     def bits(v, b):
         cdf = lambda x: np.where(x < 0, 0.5 * np.exp(x / b), 1 - 0.5 * np.exp(-x / b))  # noqa: E731
@@ -312,7 +312,7 @@ def test_every_byte_change_and_truncation_is_detected_latents_and_mask(seed):
 
 def _reheader(data: bytes, edit) -> bytes:
     """The same file with its codec map changed by ``edit`` (checksums resealed)."""
-    from hsicodec.container import decode_hsim, encode_hsim
+    from hsicodec.format.container import decode_hsim, encode_hsim
 
     f = decode_hsim(data)
     header = {k: v for k, v in f.header.items() if k != "sections"}
@@ -322,10 +322,10 @@ def _reheader(data: bytes, edit) -> bytes:
 
 
 def test_latents_are_coded_as_rotated_haar_coefficients(sample):
-    from hsicodec.container import decode_hsim
+    from hsicodec.format.container import decode_hsim
 
-    from hsicodec.codec import load_codec_model
-    from hsicodec.encoder import encode
+    from hsicodec.codec.api import load_codec_model
+    from hsicodec.codec.encoder import encode
 
     cube = np.ascontiguousarray(sample[:48, :40])
     model = load_codec_model("hsi-grid-v1")
@@ -353,9 +353,9 @@ def test_bad_wavelet_or_rotation_keys_are_header_errors(sample, key, value):
 
 @pytest.mark.parametrize("names", [("plain",), ("haar",), ("haar+klt",)])
 def test_each_latent_coding_round_trips(sample, names):
-    from hsicodec.codec import load_codec_model
-    from hsicodec.container import decode_hsim
-    from hsicodec.encoder import encode
+    from hsicodec.codec.api import load_codec_model
+    from hsicodec.format.container import decode_hsim
+    from hsicodec.codec.encoder import encode
 
     cube = np.ascontiguousarray(sample[:40, :36])
     cm = load_codec_model("hsi-grid-v1")
@@ -368,8 +368,8 @@ def test_each_latent_coding_round_trips(sample, names):
 
 
 def test_unknown_latent_coding_refused(small):
-    from hsicodec.codec import load_codec_model
-    from hsicodec.encoder import encode
+    from hsicodec.codec.api import load_codec_model
+    from hsicodec.codec.encoder import encode
 
     cm = load_codec_model("hsi-grid-v1")
     with pytest.raises(OptionError, match="latent codings"):
@@ -379,7 +379,7 @@ def test_unknown_latent_coding_refused(small):
 
 def test_map_layer_files_decode_torch_free_and_by_window(sample):
     """The coefficient-map layer (no network latents): rate control, window decode = crop of the full decode."""
-    from hsicodec.container import decode_hsim
+    from hsicodec.format.container import decode_hsim
 
     cube = np.ascontiguousarray(sample[:40, :36])
     data = hsicodec.compress(cube, bpppb=0.2, model="hsi-grid-v1")
@@ -401,8 +401,8 @@ def test_map_layer_reaches_a_psnr_target(sample):
 
 def test_encoder_keeps_the_better_layer(sample):
     """Restricting the encoder to the network's latents never gives a better file than letting it choose."""
-    from hsicodec.codec import load_codec_model
-    from hsicodec.encoder import encode
+    from hsicodec.codec.api import load_codec_model
+    from hsicodec.codec.encoder import encode
 
     cube = np.ascontiguousarray(sample[:48, :48])
     model = load_codec_model("hsi-grid-v1")

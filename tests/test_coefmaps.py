@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from hsicodec import coefmaps
+from hsicodec.layers.maps import coding as coefmaps
 from hsicodec.errors import HsimHeaderError
-from hsicodec.wavelet import cdf97_forward, cdf97_inverse, subbands, wavelet_levels
+from hsicodec.coding.wavelet import cdf97_forward, cdf97_inverse, subbands, wavelet_levels
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (2, 2), (3, 17), (37, 23), (64, 64), (100, 101)])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hsicodec import compact
+from hsicodec.format import compact
 from hsicodec.errors import HsimHeaderError
 
 

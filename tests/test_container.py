@@ -1,4 +1,4 @@
-"""Tests of the .hsim container (hsicodec.container)."""
+"""Tests of the .hsim container (hsicodec.format.container)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import crc32c
 import msgpack
 import pytest
 
-from hsicodec import container as C
-from hsicodec.container import (
+from hsicodec.format import container as C
+from hsicodec.format.container import (
     DEFAULT_LIMITS, MAGIC, PREAMBLE_SIZE, TRAILER_SIZE, VERSION, Hsim, HsimReader, HsimTrailingDataError,
     Limits, decode_hsim, encode_hsim, read_hsim, validate_header, write_hsim,
 )
@@ -687,7 +687,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(fd):
         raise OSError("disk full")
 
-    import hsicodec.fileio as fileio
+    import hsicodec.io.atomic as fileio
 
     monkeypatch.setattr(fileio.os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hsicodec import siren
+from hsicodec.layers.network import siren
 from hsicodec.errors import BackendError, HsicodecError
-from hsicodec.siren import SirenWeights, forward_numpy
+from hsicodec.layers.network.siren import SirenWeights, forward_numpy
 from siren_cases import make_inputs, make_weights
 
 try:
@@ -141,7 +141,7 @@ def network_file():
     """A small .hsim with network latents (the SIREN runs when it is decoded)."""
     import hsicodec
     from hsicodec.data import sample_path
-    from hsicodec.encoder import LAYERS
+    from hsicodec.codec.encoder import LAYERS
 
     cube = np.ascontiguousarray(np.load(sample_path())[:24, :20])
     data = hsicodec.compress(cube, bpppb=0.2, effort="fast", latent_codings=LAYERS["network"])
@@ -160,7 +160,7 @@ def test_decompress_with_cuda_backend_unavailable_raises(network_file, monkeypat
 def test_cli_backend_cuda_unavailable_is_one_line(network_file, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from hsicodec.cli import cli
+    from hsicodec.cli.main import cli
 
     monkeypatch.setattr(siren, "_native_cuda", lambda: None)
     src = tmp_path / "s.hsim"
@@ -176,7 +176,7 @@ def test_cli_backend_cuda_unavailable_is_one_line(network_file, tmp_path, monkey
 def test_cli_backend_choices_listed():
     from click.testing import CliRunner
 
-    from hsicodec.cli import cli
+    from hsicodec.cli.main import cli
 
     r = CliRunner().invoke(cli, ["decompress", "--help"])
     assert r.exit_code == 0 and "--backend" in r.output and "cuda" in r.output

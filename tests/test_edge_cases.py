@@ -197,7 +197,7 @@ def test_all_invalid_and_bad_ndim_refused():
 
 @pytest.fixture
 def cli_env(tmp_path, monkeypatch):
-    from hsicodec.registry import reset_default_registry
+    from hsicodec.models.registry import reset_default_registry
 
     monkeypatch.setenv("HSICODEC_DATA_DIR", str(tmp_path / "userdata"))
     monkeypatch.delenv("HSICODEC_MODEL_PATH", raising=False)
@@ -208,7 +208,7 @@ def cli_env(tmp_path, monkeypatch):
 
 
 def cli(*args):
-    from hsicodec.cli import cli as main
+    from hsicodec.cli.main import cli as main
 
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
@@ -222,7 +222,7 @@ def one_error_line(r) -> str:
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
 def test_cli_geotiff_every_dtype(cli_env, dtype):
     pytest.importorskip("rasterio")
-    from hsicodec.raster import GeoInfo, read_cube, write_cube
+    from hsicodec.io.raster import GeoInfo, read_cube, write_cube
 
     cube = smooth((9, 11, 4), dtype)
     src = cli_env / "in.tif"
@@ -270,7 +270,7 @@ def _leftovers(folder: Path) -> list:
 
 @pytest.mark.parametrize("exc", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()])
 def test_failed_compress_leaves_nothing_and_keeps_input(tmp_path, monkeypatch, exc):
-    from hsicodec import fileio
+    from hsicodec.io import atomic as fileio
 
     src = tmp_path / "in.npy"
     np.save(src, smooth((6, 6, 3), "uint16"))
@@ -297,7 +297,7 @@ def test_failed_decompress_leaves_nothing(tmp_path, monkeypatch, fmt, exc):
     src = tmp_path / "in.hsim"
     src.write_bytes(data)
     dst = tmp_path / ("out.img" if fmt == "envi" else f"out.{fmt}")
-    from hsicodec import fileio
+    from hsicodec.io import atomic as fileio
 
     real = fileio.os.replace
 
@@ -313,7 +313,7 @@ def test_failed_decompress_leaves_nothing(tmp_path, monkeypatch, fmt, exc):
 
 
 def test_decode_error_midway_leaves_nothing(tmp_path, monkeypatch):
-    from hsicodec import decoder
+    from hsicodec.codec import decoder
 
     data = hsicodec.compress(smooth((6, 6, 3), "uint16"), model="hsi-grid-v1", psnr=TARGET, effort="fast")
     (tmp_path / "in.hsim").write_bytes(data)

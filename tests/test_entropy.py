@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hsicodec import entropy
+from hsicodec.coding import entropy
 from hsicodec.errors import HsimError
 
 

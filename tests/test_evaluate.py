@@ -1,4 +1,4 @@
-"""Tests of hsicodec.evaluate: one codec at one rate, comparisons, tables and plots.
+"""Tests of hsicodec.evaluation.evaluate: one codec at one rate, comparisons, tables and plots.
 
 Tiny cubes (16x16 to 24x24 pixels, <= 30 bands) and one or two rates keep them fast.
 """
@@ -12,8 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from hsicodec import anchors, metrics
-from hsicodec import evaluate as ev
+from hsicodec.evaluation import anchors
+from hsicodec import metrics
+from hsicodec.evaluation import evaluate as ev
 from hsicodec.errors import OptionError
 
 pytest.importorskip("imagecodecs")
@@ -39,7 +40,7 @@ def test_registry_merges_anchors_and_paper_baselines():
     for name in anchors.ANCHORS:
         assert reg[name] is anchors.ANCHORS[name]
     try:
-        from hsicodec.paper_baselines import BASELINES
+        from hsicodec.evaluation.paper_baselines import BASELINES
     except ImportError:
         assert set(reg) == set(anchors.ANCHORS) and not ev.baseline_names()
     else:
@@ -48,7 +49,7 @@ def test_registry_merges_anchors_and_paper_baselines():
 
 
 def test_registry_without_paper_baselines(monkeypatch):
-    monkeypatch.setitem(sys.modules, "hsicodec.paper_baselines", None)  # import -> ImportError
+    monkeypatch.setitem(sys.modules, "hsicodec.evaluation.paper_baselines", None)  # import -> ImportError
     assert set(ev.codec_registry()) == set(anchors.ANCHORS)
     assert ev.baseline_names() == frozenset()
 
@@ -101,7 +102,7 @@ def test_run_codec_rejects_bad_names_and_rates(cube):
 
 def test_run_hsicodec_measures_the_real_file(cube, monkeypatch):
     """bpppb from the whole .hsim, PSNR/SAM/max error of its independent decode."""
-    import hsicodec.codec as codec
+    import hsicodec.codec.api as codec
 
     seen = []
     real = codec.compress

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import hsicodec
-from hsicodec.container import DEFAULT_LIMITS, HsimReader, Limits, decode_hsim
+from hsicodec.format.container import DEFAULT_LIMITS, HsimReader, Limits, decode_hsim
 from hsicodec.errors import HsicodecError, HsimChecksumError, HsimError, HsimLimitError, ModelFormatError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,8 +47,8 @@ def test_seed_corpus_is_valid():
     for p in seed_files("hsim"):
         cube, _ = hsicodec.decompress(HsimReader(p.read_bytes(), FUZZ_LIMITS))
         assert cube.shape == tuple(decode_hsim(p.read_bytes()).header["shape"])
-    from hsicodec.model import codec_model
-    from hsicodec.modelfile import decode_model
+    from hsicodec.layers.network.model import codec_model
+    from hsicodec.models.modelfile import decode_model
 
     assert {codec_model(decode_model(p.read_bytes())).spectral for p in seed_files("model")} == {"pca", "id"}
 
@@ -81,15 +81,15 @@ def _with_shape(shape) -> bytes:
     hdr["shape"] = list(shape)
     codec = dict(hdr["codec"])
     if codec.get("k"):  # the number of latent scale codes may depend on the grid size (wavelet subbands)
-        from hsicodec import decoder
-        from hsicodec.codec import _model_by_hash
+        from hsicodec.codec import decoder
+        from hsicodec.codec.api import _model_by_hash
 
         cm = _model_by_hash(hdr["model"], None)
         n = (decoder.n_scale_codes(cm, shape[0], shape[1], codec.get("wt", 0))
              if hasattr(decoder, "n_scale_codes") else cm.layout.latent_dim)
         codec["ls"] = (codec["ls"] * n)[:n]
     if "rl" in codec:  # at most one map per band
-        from hsicodec import compact
+        from hsicodec.format import compact
 
         v4, n = compact.unpack_codec(codec, 255, 8)
         rl = dict(v4["rl"])
@@ -157,7 +157,7 @@ def test_absurd_section_length_refused_before_allocation():
 
 
 def test_memory_error_while_decoding_is_an_hsim_error(monkeypatch):
-    from hsicodec import decoder
+    from hsicodec.codec import decoder
 
     def boom(*a, **k):
         raise MemoryError("simulated")
@@ -171,7 +171,7 @@ def test_memory_error_while_decoding_is_an_hsim_error(monkeypatch):
 
 
 def test_entropy_stream_with_unused_words_refused():
-    from hsicodec import entropy
+    from hsicodec.coding import entropy
 
     sym = np.array([1, -2, 0, 3, 0, 0, 1], np.int32)
     sc = np.full(sym.size, 1.0)
@@ -186,8 +186,8 @@ def test_entropy_stream_with_unused_words_refused():
 
 def test_model_array_with_wrong_number_of_dimensions_is_a_clear_error():
     # found by tools/fuzz.py model-struct: a 1-D hidden.0.weight crashed shape validation with IndexError
-    from hsicodec.model import codec_model
-    from hsicodec.modelfile import decode_model, encode_model
+    from hsicodec.layers.network.model import codec_model
+    from hsicodec.models.modelfile import decode_model, encode_model
 
     mf = decode_model((ROOT / "tests/fuzz/seeds/model/tiny_pca.hsmodel").read_bytes())
     for name, arr in (("hidden.0.weight", np.zeros(8, np.float32)), ("out.bias", np.zeros((3, 1), np.float32)),

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hsicodec.latents import (LatentLayout, axis_interp, local_coords, node_range, pixel_latents, upsample,
+from hsicodec.layers.network.latents import (LatentLayout, axis_interp, local_coords, node_range, pixel_latents, upsample,
                               upsample_transpose)
 
 LAYOUT = LatentLayout.from_config({"levels": [[8, 3, "linear"], [4, 2, "nearest"]], "coord_cell": 8})

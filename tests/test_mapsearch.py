@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from hsicodec import encoder, metrics
-from hsicodec.codec import load_codec_model
+from hsicodec.codec import encoder
+from hsicodec import metrics
+from hsicodec.codec.api import load_codec_model
 from hsicodec.data import sample_path
-from hsicodec.mapsearch import MapSearch
-from hsicodec.spectral import basis_steps
+from hsicodec.layers.maps.search import MapSearch
+from hsicodec.coding.spectral import basis_steps
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_built_files_carry_the_refit_side_information(scene):
     """The file decodes to what the search measured (the refit basis travels in it)."""
     import hsicodec
 
-    from hsicodec.decoder import reconstruct
+    from hsicodec.codec.decoder import reconstruct
 
     cube, s = scene
     data, maps, mean, basis = s.build(4, 0, 1.0)
@@ -62,7 +63,7 @@ def test_refit_keeps_the_principal_rows_of_maps_decoded_as_zero(scene):
 def test_psnr_of_equals_the_metric_on_the_reconstruction(scene, masked):
     """psnr_of (second moments without a mask, blocks of pixels with one) is metrics.psnr of the
     reconstruction, over the valid values, to float rounding."""
-    from hsicodec.decoder import reconstruct
+    from hsicodec.codec.decoder import reconstruct
 
     cube, s = scene
     if masked:

@@ -1,4 +1,4 @@
-"""Tests of the .hsmodel base-model file format (hsicodec.modelfile)."""
+"""Tests of the .hsmodel base-model file format (hsicodec.models.modelfile)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import msgpack
 import numpy as np
 import pytest
 
-import hsicodec.modelfile as mf
+import hsicodec.models.modelfile as mf
 from hsicodec.errors import ModelFormatError, ModelNotFoundError, OutputExistsError
-from hsicodec.modelfile import (
+from hsicodec.models.modelfile import (
     ALIGN, MAGIC, ModelLimits, decode_model, encode_model, load_model, save_model, sha256_bytes,
 )
 
@@ -403,7 +403,7 @@ def _tiny_grid_model():
     ("out.weight", np.zeros((3, 4), np.int32), "int32, expected float32"),
 ])
 def test_wrong_shapes_and_dtypes_are_clear_model_errors(name, arr, needle):
-    from hsicodec.model import codec_model
+    from hsicodec.layers.network.model import codec_model
 
     mf = _tiny_grid_model()
     codec_model(mf)  # the unmodified model is fine
@@ -414,7 +414,7 @@ def test_wrong_shapes_and_dtypes_are_clear_model_errors(name, arr, needle):
 
 @pytest.mark.parametrize("missing", ["hidden.1.bias", "out.weight", "inner.lr.0"])
 def test_missing_array_is_a_clear_model_error(missing):
-    from hsicodec.model import codec_model
+    from hsicodec.layers.network.model import codec_model
 
     mf = _tiny_grid_model()
     arrays = {k: v for k, v in mf.arrays.items() if k != missing}
@@ -426,7 +426,7 @@ def test_missing_array_is_a_clear_model_error(missing):
                                         ("latent", {"levels": [], "coord_cell": 0}), ("spectral", "lambda: 0"),
                                         ("shift", "sideways")])
 def test_bad_config_is_a_clear_model_error_never_evaluated(key, value):
-    from hsicodec.model import codec_model
+    from hsicodec.layers.network.model import codec_model
 
     mf = _tiny_grid_model()
     with pytest.raises(ModelFormatError):
@@ -437,7 +437,7 @@ def test_tampered_model_is_refused_by_decompress(tmp_path, monkeypatch):
     """A model whose bytes no longer hash to the id a .hsim names is never used."""
     import hsicodec
     from hsicodec.errors import ModelError
-    from hsicodec.registry import Registry, bundled_models_dir, clear_model_cache
+    from hsicodec.models.registry import Registry, bundled_models_dir, clear_model_cache
 
     src = (bundled_models_dir() / "hsi-plain-v1.hsmodel").read_bytes()
     data = hsicodec.compress(np.full((3, 3, 2), 9, np.uint16), model="hsi-plain-v1", psnr=30)

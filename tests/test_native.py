@@ -13,8 +13,8 @@ import pytest
 
 nat = pytest.importorskip("hsicodec._native")
 
-from hsicodec import siren  # noqa: E402
-from hsicodec.siren import SirenWeights, forward_numpy, loss_grad_phi_numpy  # noqa: E402
+from hsicodec.layers.network import siren  # noqa: E402
+from hsicodec.layers.network.siren import SirenWeights, forward_numpy, loss_grad_phi_numpy  # noqa: E402
 from siren_cases import make_inputs, make_weights  # noqa: E402
 
 LEVELS = list(nat.available_simd_levels())

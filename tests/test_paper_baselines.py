@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("imagecodecs")
 
-from hsicodec import inr  # noqa: E402
-from hsicodec import paper_baselines as P  # noqa: E402
+from hsicodec.evaluation import inr  # noqa: E402
+from hsicodec.evaluation import paper_baselines as P  # noqa: E402
 from hsicodec.metrics import bpppb, max_abs_error, psnr, sam_degrees  # noqa: E402
 
 STEPS = 25  # quick INR fits
@@ -53,7 +53,7 @@ def test_registry_and_labels():
 
 
 def test_import_needs_no_torch():
-    code = "import sys, hsicodec.paper_baselines; assert 'torch' not in sys.modules"
+    code = "import sys, hsicodec.evaluation.paper_baselines; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

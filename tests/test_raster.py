@@ -1,4 +1,4 @@
-"""Tests of hsicodec.raster: cube reading/writing and geo metadata."""
+"""Tests of hsicodec.io.raster: cube reading/writing and geo metadata."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ scipy_io = pytest.importorskip("scipy.io")
 from rasterio.crs import CRS  # noqa: E402
 
 from hsicodec.errors import HsimHeaderError, OptionError, OutputExistsError, RasterError  # noqa: E402
-from hsicodec.raster import (  # noqa: E402
+from hsicodec.io.raster import (  # noqa: E402
     GeoInfo, cast_to_dtype, raster_format, read_cube, read_info, write_cube,
 )
 
@@ -125,7 +125,7 @@ def test_gtiff_float_nan_nodata_and_compress(tmp_path):
 
 
 def test_gtiff_tiled_chunked(tmp_path, monkeypatch):
-    import hsicodec.raster as raster
+    import hsicodec.io.raster as raster
 
     monkeypatch.setattr(raster, "_CHUNK_BYTES", 40_000)  # many row chunks on write and read
     cube = np.random.default_rng(5).integers(0, 255, (520, 530, 2), dtype=np.uint8)

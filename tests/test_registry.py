@@ -1,4 +1,4 @@
-"""Tests of the content-addressed base-model registry (hsicodec.registry).
+"""Tests of the content-addressed base-model registry (hsicodec.models.registry).
 
 Every test points HSICODEC_DATA_DIR and HSICODEC_MODEL_PATH at temporary
 directories, so the real user data dir is never touched.
@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import hsicodec.registry as registry_module
+import hsicodec.models.registry as registry_module
 
 from hsicodec.errors import (
     ModelFormatError, ModelHashMismatchError, ModelNotFoundError, OutputExistsError,
 )
-from hsicodec.modelfile import encode_model, save_model, sha256_bytes
-from hsicodec.registry import (
+from hsicodec.models.modelfile import encode_model, save_model, sha256_bytes
+from hsicodec.models.registry import (
     ModelEntry, Registry, bundled_models_dir, default_registry, reset_default_registry, user_models_dir,
 )
 
@@ -111,7 +111,7 @@ def test_resolve_by_hash_prefix_alias(env):
 def test_ambiguous_prefix(env, monkeypatch):
     # Two ids sharing 8 hex digits would take ~2**16 tries to find, so find two that share
     # the first digit and lower the minimum prefix length for the check.
-    import hsicodec.registry as reg
+    import hsicodec.models.registry as reg
 
     models = {}
     seed = 0

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hsicodec.rotation import (MAX_ROTATION_CHANNELS, codes_from_rotation, klt_codes, n_angles,
+from hsicodec.layers.network.rotation import (MAX_ROTATION_CHANNELS, codes_from_rotation, klt_codes, n_angles,
                                rotation_from_codes)
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from hsicodec.errors import HsimError
-from hsicodec.spectral import decode_spectral, encode_spectral, fit_pca, lagrangian_exponents
+from hsicodec.coding.spectral import decode_spectral, encode_spectral, fit_pca, lagrangian_exponents
 
 
 def _cube(seed=0):

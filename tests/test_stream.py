@@ -1,4 +1,4 @@
-"""Tiled `.hsim` files (format 1.1, hsicodec.stream): streamed compress/decompress of large scenes.
+"""Tiled `.hsim` files (format 1.1, hsicodec.codec.tiled): streamed compress/decompress of large scenes.
 
 Small cubes with --tile 32 so there are partial edge tiles. No timing or memory
 thresholds here: those are measured by tools/bench_stream.py.
@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 
 import hsicodec
-from hsicodec import codec, metrics, raster, stream
-from hsicodec.container import HsimReader, encode_hsim
+from hsicodec.codec import api as codec, tiled as stream
+from hsicodec import metrics
+from hsicodec.io import raster
+from hsicodec.format.container import HsimReader, encode_hsim
 from hsicodec.errors import HsimChecksumError, HsimError, HsimHeaderError, HsimLimitError, OptionError
-from hsicodec.raster import GeoInfo, open_cube_reader, open_cube_writer, read_cube, write_cube
+from hsicodec.io.raster import GeoInfo, open_cube_reader, open_cube_writer, read_cube, write_cube
 
 MODEL = "hsi-grid-v1"  # one model (not auto) keeps the tests fast
 WKT = ('PROJCS["WGS 84 / UTM zone 11N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'

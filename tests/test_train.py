@@ -6,9 +6,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hsicodec.errors import TrainingError  # noqa: E402
-from hsicodec.model import codec_model  # noqa: E402
-from hsicodec.modelfile import load_model  # noqa: E402
-from hsicodec.train import TrainConfig, config_from_json, meta_train, train_model  # noqa: E402
+from hsicodec.layers.network.model import codec_model  # noqa: E402
+from hsicodec.models.modelfile import load_model  # noqa: E402
+from hsicodec.train.meta import TrainConfig, config_from_json, meta_train, train_model  # noqa: E402
 
 
 @pytest.fixture()

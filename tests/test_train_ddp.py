@@ -23,9 +23,9 @@ import pytest
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
 
-from hsicodec import train as tr  # noqa: E402
-from hsicodec.modelfile import load_model, sha256_bytes  # noqa: E402
-from hsicodec.torchnet import GridSampler, coords_tensor  # noqa: E402
+from hsicodec.train import meta as tr  # noqa: E402
+from hsicodec.models.modelfile import load_model, sha256_bytes  # noqa: E402
+from hsicodec.layers.network.torchnet import GridSampler, coords_tensor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(width=8, depth=2, n_out=6, levels=[[8, 2, "linear"], [4, 1, "linear"]], coord_cell=8, crop=16,

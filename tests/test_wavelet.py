@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hsicodec.wavelet import haar_forward, haar_inverse, subband_groups, wavelet_levels
+from hsicodec.coding.wavelet import haar_forward, haar_inverse, subband_groups, wavelet_levels
 
 SHAPES = [(1, 1), (1, 9), (5, 1), (2, 2), (7, 7), (13, 13), (26, 51), (100, 100)]
 

@@ -10,10 +10,10 @@ import pytest
 xr = pytest.importorskip("xarray")
 
 import hsicodec  # noqa: E402
-import hsicodec.codec  # noqa: E402
+import hsicodec.codec.api  # noqa: E402
 from hsicodec.data import sample_path  # noqa: E402
 from hsicodec.errors import HsimMagicError  # noqa: E402
-from hsicodec.xarray_backend import HsimBackendEntrypoint  # noqa: E402
+from hsicodec.integrations.xarray_backend import HsimBackendEntrypoint  # noqa: E402
 
 ROWS, COLS, BANDS = 48, 40, 20
 TRANSFORM = (30.0, 0.0, 500000.0, 0.0, -30.0, 4200000.0)
@@ -39,13 +39,13 @@ def scene(tmp_path_factory):
 def spy(monkeypatch):
     """Records the (window, bands) of every decompress call the backend makes."""
     calls: list = []
-    real = hsicodec.codec.decompress
+    real = hsicodec.codec.api.decompress
 
     def recording(source, **kwargs):
         calls.append((kwargs.get("window"), kwargs.get("bands")))
         return real(source, **kwargs)
 
-    monkeypatch.setattr(hsicodec.codec, "decompress", recording)
+    monkeypatch.setattr(hsicodec.codec.api, "decompress", recording)
     return calls
 
 

@@ -16,7 +16,7 @@ numcodecs = pytest.importorskip("numcodecs")
 import hsicodec  # noqa: E402
 from hsicodec.data import sample_path  # noqa: E402
 from hsicodec.errors import HsicodecError, HsimMagicError, OptionError  # noqa: E402
-from hsicodec.zarr_codec import HsimCodec  # noqa: E402
+from hsicodec.integrations.zarr_codec import HsimCodec  # noqa: E402
 
 FAST = {"model": "hsi-grid-v1", "effort": "fast"}
 SAMPLE = np.load(sample_path())
@@ -142,7 +142,7 @@ def test_uniform_chunks_are_exact(arr, nodata):
 
 
 def test_uniform_needs_an_exact_fill():
-    from hsicodec.zarr_codec import _uniform_value
+    from hsicodec.integrations.zarr_codec import _uniform_value
 
     assert _uniform_value(np.full((2, 2, 1), 2**60 + 1, np.int64), None) is None  # not exact as a float
     assert _uniform_value(np.full((2, 2, 1), 2**60, np.int64), None) == 2.0**60
@@ -177,7 +177,7 @@ def zarr():
 
 
 def test_zarr3_serializer(tmp_path, zarr):
-    from hsicodec.zarr_codec import HsimZarr3Codec
+    from hsicodec.integrations.zarr_codec import HsimZarr3Codec
 
     cube = _cube(64, 48, 24)
     z = zarr.create_array(store=tmp_path / "a.zarr", shape=cube.shape, dtype=cube.dtype, chunks=(32, 24, 24),
@@ -199,7 +199,7 @@ def test_zarr3_serializer(tmp_path, zarr):
 
 
 def test_zarr3_partial_edge_chunks(tmp_path, zarr):
-    from hsicodec.zarr_codec import HsimZarr3Codec
+    from hsicodec.integrations.zarr_codec import HsimZarr3Codec
 
     cube = _cube(40, 36, 12, "float32")
     z = zarr.create_array(store=tmp_path / "e.zarr", shape=cube.shape, dtype=cube.dtype, chunks=(32, 32, 8),
@@ -217,7 +217,7 @@ def test_zarr3_partial_edge_chunks(tmp_path, zarr):
 
 
 def test_zarr3_two_dimensional(tmp_path, zarr):
-    from hsicodec.zarr_codec import HsimZarr3Codec
+    from hsicodec.integrations.zarr_codec import HsimZarr3Codec
 
     img = _cube(32, 32, 1)[:, :, 0]
     z = zarr.create_array(store=tmp_path / "b.zarr", shape=img.shape, dtype=img.dtype, chunks=(16, 16),
@@ -228,7 +228,7 @@ def test_zarr3_two_dimensional(tmp_path, zarr):
 
 
 def test_zarr3_rejects_bad_arrays(tmp_path, zarr):
-    from hsicodec.zarr_codec import HsimZarr3Codec
+    from hsicodec.integrations.zarr_codec import HsimZarr3Codec
 
     with pytest.raises(OptionError, match="dimensions"):
         zarr.create_array(store=tmp_path / "c.zarr", shape=(4, 4, 4, 4), dtype="uint16",
@@ -251,8 +251,8 @@ def test_zarr2_compressor(tmp_path, zarr):
 
 
 def test_masked_border_is_cropped_and_restored():
-    from hsicodec.container import decode_hsim
-    from hsicodec.zarr_codec import HsimCodec
+    from hsicodec.format.container import decode_hsim
+    from hsicodec.integrations.zarr_codec import HsimCodec
 
     cube = _cube(24, 20, 6, "float32")
     cube[:, 15:] = np.nan  # padding-like border: only the valid box is coded

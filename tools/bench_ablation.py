@@ -10,7 +10,7 @@ Rows per scene and target rate (whole file counted, decoded and measured as METH
 * ``+ channel KLT`` — each level's channels rotated onto their principal axes first;
 * ``network latents, effort max`` — the same with longer inner loops and the RD refinement;
 * ``coefficient-map layer alone`` — no network latents: the PCA maps coded in the CDF 9/7
-  domain with context-classed Laplace scales (:mod:`hsicodec.coefmaps`);
+  domain with context-classed Laplace scales (:mod:`hsicodec.layers.maps.coding`);
 * ``all (default)`` — what ``compress`` does: below effort max the map layer goes first and
   alone (the network's latents are the fallback), so this equals the row above;
   ``all + effort max`` — at effort max: both, the better per file, the map layer with
@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from hsicodec import metrics
-from hsicodec.coefmaps import map_levels
-from hsicodec.codec import decompress, load_codec_model
-from hsicodec.encoder import encode
+from hsicodec.layers.maps.coding import map_levels
+from hsicodec.codec.api import decompress, load_codec_model
+from hsicodec.codec.encoder import encode
 from hsicodec.errors import OptionError
 
 ROOT = Path(__file__).resolve().parents[1]

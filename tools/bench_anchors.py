@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Classical-codec anchors on hyperspectral cubes at fixed rates (METHOD.md section 4).
 
-Runs every requested anchor of :mod:`hsicodec.anchors` on every scene at every
+Runs every requested anchor of :mod:`hsicodec.evaluation.anchors` on every scene at every
 target bpppb, prints one table and writes the results as JSON.
 
     python tools/bench_anchors.py                       # jasper_ridge + pavia_centre
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hsicodec import anchors as A  # noqa: E402
+from hsicodec.evaluation import anchors as A  # noqa: E402
 from hsicodec.errors import HsicodecError  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hsi"

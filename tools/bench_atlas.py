@@ -141,7 +141,7 @@ def _atlas_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def run_atlas(scene: Path, work: Path, iterations: int = 8000) -> list:
-    """Train/encode/decode ``scene`` with ATLAS at each operating point; rows as hsicodec.evaluate's.
+    """Train/encode/decode ``scene`` with ATLAS at each operating point; rows as hsicodec.evaluation.evaluate's.
 
     Needs CUDA and an installed ``atlas``.  Rank: ATLAS's default (10 for Jasper
     Ridge, else 12); pipeline: its recommended D3 + two-stage QAT schedule.

@@ -60,7 +60,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hsicodec.siren import SirenWeights, forward_numpy  # noqa: E402
+from hsicodec.layers.network.siren import SirenWeights, forward_numpy  # noqa: E402
 
 try:
     from hsicodec import _native as nat  # type: ignore[attr-defined]

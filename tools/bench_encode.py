@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from hsicodec import metrics
-from hsicodec.codec import compress, decompress, load_codec_model
-from hsicodec.siren import native_available
+from hsicodec.codec.api import compress, decompress, load_codec_model
+from hsicodec.layers.network.siren import native_available
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hsi"
@@ -51,7 +51,7 @@ def median_time(fn, repeat: int) -> tuple[float, object]:
 
 def step_ratio(cube: np.ndarray, repeat: int) -> dict:
     """One inner-loop gradient step on the whole cube: native kernel vs torch autograd."""
-    from hsicodec.encoder import analyse, fit_latents
+    from hsicodec.codec.encoder import analyse, fit_latents
 
     cm = load_codec_model()
     an = analyse(cube, cm)

@@ -3,7 +3,7 @@
 Every ``*.npy`` cube of the data folder, plus any raster given on the command
 line, is compressed by hsicodec and by the comparison codecs at the same target
 rates, decoded from the bytes and measured exactly as METHOD.md section 4 (see
-:mod:`hsicodec.evaluate`, which does the work).  Each scene is marked
+:mod:`hsicodec.evaluation.evaluate`, which does the work).  Each scene is marked
 *training* or *validation* from the cards of the bundled models (a cube given
 on the command line is *unseen*: validation plan).
 
@@ -12,7 +12,7 @@ validation scenes get every anchor (multi-component JPEG 2000, ~10 s per point
 of bisection, at three rates), effort default at every rate and effort max
 (~15 s per point) from 0.01 to 0.1 bpppb; training scenes get three rates, effort
 default and the three anchors that matter most.
-``--baselines`` adds the paper's own baselines (hsicodec.paper_baselines) on
+``--baselines`` adds the paper's own baselines (hsicodec.evaluation.paper_baselines) on
 the validation scenes at ``--baseline-rates``.
 
 Writes bench/rd.json, bench/rd.md (per-scene tables, the PSNR gap to
@@ -46,10 +46,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from hsicodec import evaluate as ev  # noqa: E402
-from hsicodec.codec import AUTO_MODELS, load_codec_model  # noqa: E402
+from hsicodec.evaluation import evaluate as ev  # noqa: E402
+from hsicodec.codec.api import AUTO_MODELS, load_codec_model  # noqa: E402
 from hsicodec.errors import HsicodecError  # noqa: E402
-from hsicodec.raster import read_cube  # noqa: E402
+from hsicodec.io.raster import read_cube  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "hsi"
 GAP_RATES = [0.01, 0.05]
@@ -203,7 +203,7 @@ TABLE2_RATE = 0.05
 def _label(codec: str) -> str:
     """The paper's name for its own comparison methods, our names for the rest."""
     try:
-        from hsicodec.paper_baselines import LABELS
+        from hsicodec.evaluation.paper_baselines import LABELS
     except ImportError:
         return codec
     return f"{LABELS[codec]} (`{codec}`)" if codec in LABELS else codec
@@ -421,7 +421,7 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--efforts", nargs="*", default=None, help="override the plan's efforts (at every rate)")
     ap.add_argument("--anchors", nargs="*", default=None, help="override the plan's anchors")
     ap.add_argument("--baselines", nargs="*", default=None,
-                    help="also run the paper's baselines (hsicodec.paper_baselines; names, or none for all) "
+                    help="also run the paper's baselines (hsicodec.evaluation.paper_baselines; names, or none for all) "
                          "on validation scenes")
     ap.add_argument("--baseline-rates", nargs="*", type=float, default=GAP_RATES)
     ap.add_argument("--model", default=None, help="model id or alias (default: the codec's automatic choice)")
@@ -462,7 +462,7 @@ def main(argv: Optional[list] = None) -> int:
         missing = [b for b in baselines if b not in ev.codec_registry()]
         if missing or not baselines:
             print(f"bench_rd: paper baselines not available ({', '.join(missing) or 'none registered'}): "
-                  "hsicodec.paper_baselines lands with issue #10", file=sys.stderr)
+                  "hsicodec.evaluation.paper_baselines lands with issue #10", file=sys.stderr)
             return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hsicodec.raster import GeoInfo, open_cube_reader, open_cube_writer  # noqa: E402
+from hsicodec.io.raster import GeoInfo, open_cube_reader, open_cube_writer  # noqa: E402
 
 WKT_UTM11N = 'PROJCS["WGS 84 / UTM zone 11N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,' \
              '298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_' \
@@ -126,7 +126,7 @@ def _report():
                 with open(os.environ['BENCH_HWM_FILE'], 'w') as out:
                     out.write(line.split()[1])
 atexit.register(_report)
-from hsicodec.cli import main
+from hsicodec.cli.main import main
 main(sys.argv[1:])
 """
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsicodec.codec import compress, decompress
+from hsicodec.codec.api import compress, decompress
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hsi"

@@ -3,8 +3,9 @@
 Each vector NAME.hsim comes with NAME.sha256 (sha256 of the decoded array's
 C-order little-endian bytes, in its stored dtype) and NAME.npy (that decoded
 array, for a tolerance check on machines whose float rounding differs).
-Encoding is deterministic here (numpy backend, one thread), so the test suite
-rebuilds every vector byte-identically.
+Encoding is deterministic here (numpy backend, one thread, and on x86-64 OpenBLAS's
+Haswell kernels: its AVX-512 kernels round float32 products differently, which moves the
+network-layer vector's latents), so the test suite rebuilds every vector byte-identically.
 
     python tools/make_vectors.py [--check]
 """
@@ -13,15 +14,20 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
+import platform
 import sys
 from pathlib import Path
 
-import numpy as np
+if platform.machine().lower() in ("x86_64", "amd64"):  # before numpy loads OpenBLAS (see the docstring)
+    os.environ["OPENBLAS_CORETYPE"] = "Haswell"
 
-from hsicodec.codec import compress, decompress
+import numpy as np  # noqa: E402
+
+from hsicodec.codec.api import compress, decompress
 from hsicodec.data import sample_path
-from hsicodec.raster import GeoInfo
-from hsicodec.stream import compress_tiled
+from hsicodec.io.raster import GeoInfo
+from hsicodec.codec.tiled import compress_tiled
 
 VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors"
 WKT_UTM11N = ('PROJCS["WGS 84 / UTM zone 11N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,'
@@ -66,10 +72,11 @@ def build(name: str) -> bytes:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="only compare, write nothing")
+    ap.add_argument("names", nargs="*", help="only these vectors (default: all)")
     args = ap.parse_args()
     VECTORS.mkdir(parents=True, exist_ok=True)
     bad = 0
-    for name in vector_inputs():
+    for name in args.names or vector_inputs():
         data = build(name)
         dec, _ = decompress(data, backend="numpy", threads=1)
         path = VECTORS / f"{name}.hsim"

@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from hsicodec.modelfile import load_model, save_model
-from hsicodec.train import validation_rd
+from hsicodec.models.modelfile import load_model, save_model
+from hsicodec.train.meta import validation_rd
 
 
 def main() -> int:

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from hsicodec import metrics
-from hsicodec.codec import compress, decompress
+from hsicodec.codec.api import compress, decompress
 from hsicodec.errors import OptionError
-from hsicodec.registry import Registry
-from hsicodec.train import TrainConfig, train_model
+from hsicodec.models.registry import Registry
+from hsicodec.train.meta import TrainConfig, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hsi"

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from hsicodec.train import config_from_json, train_model, validation_rd
+from hsicodec.train.meta import config_from_json, train_model, validation_rd
 
 
 def main() -> int:

@@ -1,1 +1,1 @@
-"""Base models bundled with the package (found by the registry; see hsicodec.registry)."""
+"""Base models bundled with the package (found by the registry; see hsicodec.models.registry)."""

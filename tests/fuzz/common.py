@@ -20,7 +20,7 @@ from pathlib import Path
 import crc32c
 import msgpack
 
-from hsicodec.container import MAGIC, PREAMBLE_SIZE, Limits
+from hsicodec.format.container import MAGIC, PREAMBLE_SIZE, Limits
 from hsicodec.errors import HsicodecError
 
 HERE = Path(__file__).resolve().parent

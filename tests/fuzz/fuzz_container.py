@@ -17,7 +17,7 @@ import atheris
 import msgpack
 
 with atheris.instrument_imports(include=["hsicodec"]):
-    import hsicodec.container as ct
+    import hsicodec.format.container as ct
     from hsicodec.errors import HsimError
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))

@@ -30,7 +30,7 @@ with atheris.instrument_imports(include=["hsicodec"]):
     import numpy as np
 
     import hsicodec
-    from hsicodec.container import HsimReader, decode_hsim, encode_hsim
+    from hsicodec.format.container import HsimReader, decode_hsim, encode_hsim
     from hsicodec.errors import HsicodecError, HsimError
 
 sys.path.insert(0, os.path.dirname(__file__))

@@ -23,10 +23,10 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["hsicodec"]):
-    from hsicodec.decoder import decode_sections
+    from hsicodec.codec.decoder import decode_sections
     from hsicodec.errors import HsimError, ModelError
-    from hsicodec.model import codec_model
-    from hsicodec.modelfile import decode_model, encode_model
+    from hsicodec.layers.network.model import codec_model
+    from hsicodec.models.modelfile import decode_model, encode_model
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import FUZZ_LIMITS, seed_files, set_memory_limit  # noqa: E402

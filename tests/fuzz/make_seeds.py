@@ -7,7 +7,7 @@ hsi-plain-v1: band outputs), integer and float dtypes, masks (NaN and nodata),
 a constant cube (no latent section), a 1x1 cube, geo metadata and a tiled
 (format 1.1) file. Model seeds
 are a tiny valid ``modsiren-grid`` model of each spectral kind (fast to mutate
-and fully interpretable by :func:`hsicodec.model.codec_model`) and the bundled
+and fully interpretable by :func:`hsicodec.layers.network.model.codec_model`) and the bundled
 hsi-grid-v1 file. The files are checked in; running this again on the same
 machine reproduces them byte for byte.
 """
@@ -26,9 +26,9 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 import hsicodec  # noqa: E402
 from hsicodec.data import sample_path  # noqa: E402
-from hsicodec.modelfile import encode_model  # noqa: E402
-from hsicodec.raster import GeoInfo  # noqa: E402
-from hsicodec.registry import bundled_models_dir  # noqa: E402
+from hsicodec.models.modelfile import encode_model  # noqa: E402
+from hsicodec.io.raster import GeoInfo  # noqa: E402
+from hsicodec.models.registry import bundled_models_dir  # noqa: E402
 
 
 def hsim_seeds() -> dict[str, bytes]:
@@ -55,7 +55,7 @@ def hsim_seeds() -> dict[str, bytes]:
     m[2, 1, 1] = np.nan
     out["plain_4x4x3_f32_nan"] = hsicodec.compress(m, model="hsi-plain-v1", bpppb=100.0, effort="fast")
     out["plain_const_3x3x2_u16"] = hsicodec.compress(np.full((3, 3, 2), 9, np.uint16), model="hsi-plain-v1", psnr=30)
-    with tempfile.TemporaryDirectory() as d:  # a tiled file (format 1.1, hsicodec.stream): 3x3 tiles of 8x8
+    with tempfile.TemporaryDirectory() as d:  # a tiled file (format 1.1, hsicodec.codec.tiled): 3x3 tiles of 8x8
         np.save(f"{d}/t.npy", c(s[:20, :18, :6]))
         hsicodec.compress_file(f"{d}/t.npy", f"{d}/t.hsim", tile=8, model="hsi-grid-v1", psnr=30, effort="fast")
         out["tiled_20x18x6_t8"] = Path(f"{d}/t.hsim").read_bytes()

@@ -1,0 +1,5 @@
+"""The `hsicodec` command line."""
+
+from hsicodec.cli.main import main
+
+__all__ = ["main"]

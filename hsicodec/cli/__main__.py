@@ -1,0 +1,5 @@
+"""`python -m hsicodec.cli`: the `hsicodec` command."""
+
+from hsicodec.cli.main import main
+
+main()

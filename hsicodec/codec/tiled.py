@@ -1,0 +1,657 @@
+"""Tiled `.hsim` files: scenes far larger than memory, compressed and decoded tile by tile.
+
+A tiled file (format 1.1, codec id ``"tiled"``; normative text in ``spec/hsim.md``
+section 11) cuts the scene into a grid of independent tiles. Every tile is an
+ordinary untiled `.hsim` file, made by :func:`hsicodec.codec.api.compress` from the
+tile's pixels alone (its own PCA basis, latent grids and rate control) and stored
+whole, as one section ``t<i>`` of the outer file. The outer header holds the full
+shape, dtype, georeferencing and the tile geometry (header key ``tiles``).
+
+Memory: compressing reads one tile window at a time from the input
+(:func:`hsicodec.io.raster.open_cube_reader`) and spools the compressed tiles to a
+temporary file next to the output; decoding reads only the sections of the tiles
+a window touches and writes each decoded tile through
+:func:`hsicodec.io.raster.open_cube_writer`. Peak memory is that of one tile,
+whatever the scene size; the raw scene is never held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import math
+import os
+import struct
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
+
+import crc32c as _crc32c
+import numpy as np
+
+from hsicodec.codec import api as _codec
+from hsicodec.format.container import (
+    DEFAULT_LIMITS, TRAILER_SIZE, HsimReader, Limits, pack_head, validate_header,
+)
+from hsicodec.codec.decoder import check_window
+from hsicodec.errors import HsimError, HsimHeaderError, HsimLimitError, OptionError
+from hsicodec.io.atomic import atomic_path, check_writable
+from hsicodec.codec.mask import invalid_mask
+from hsicodec.metrics import bpppb as bpppb_of
+from hsicodec.io.raster import CubeReader, GeoInfo, cast_to_dtype, open_cube_reader, open_cube_writer
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+__all__ = [
+    "CODEC_ID", "FORMAT_VERSION", "DEFAULT_TILE", "AUTO_TILE_VALUES", "MAX_TILE_VALUES", "TileGrid",
+    "is_tiled", "should_tile", "write_tiled", "compress_tiled", "compress_file_tiled", "decompress_tiled",
+    "decompress_file_tiled", "tiles_info",
+]
+
+CODEC_ID = "tiled"
+#: (major, minor) written into tiled files: 1.1 adds the optional ``tiles`` key and codec ``tiled``.
+FORMAT_VERSION = (1, 1)
+#: tile side used when a scene is tiled without an explicit size.
+DEFAULT_TILE = 512
+#: compress_file tiles inputs with more values (rows x cols x bands) than this unless told otherwise.
+AUTO_TILE_VALUES = 1 << 26
+#: reader limit on the values of one tile (tile rows x tile cols x bands): the memory one tile needs.
+MAX_TILE_VALUES = 1 << 28
+
+#: values (rows x cols x bands) decoded per decoder call inside a tile: bounds the decoder's
+#: float64 intermediates (about 64 MiB each) independently of the tile size.
+STRIP_VALUES = 1 << 23
+
+_COPY_CHUNK = 1 << 20
+_DEFAULT_BPPPB = 0.05  # the encoder's default target (hsicodec.codec.encoder.DEFAULT_BPPPB)
+
+
+def _default_bpppb() -> float:
+    try:
+        from hsicodec.codec.encoder import DEFAULT_BPPPB
+        return float(DEFAULT_BPPPB)
+    except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover
+        return _DEFAULT_BPPPB
+
+
+_TRIM: list = []
+
+
+def release_memory() -> None:
+    """Between tiles: collect reference cycles (the encoder leaves some that hold tile-sized
+    arrays until the next full collection) and give freed heap pages back to the OS (glibc's
+    ``malloc_trim``; a no-op elsewhere), so resident memory does not ratchet up tile after tile."""
+    gc.collect()
+    if not _TRIM:
+        fn = None
+        try:
+            name = ctypes.util.find_library("c")
+            lib = ctypes.CDLL(name) if name else None
+            fn = getattr(lib, "malloc_trim", None) if lib is not None else None
+        except (OSError, AttributeError):  # pragma: no cover - not glibc
+            fn = None
+        _TRIM.append(fn)
+    if _TRIM[0] is not None:
+        _TRIM[0](0)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def is_tiled(header: Mapping) -> bool:
+    """True when a header describes a tiled file (codec id ``"tiled"``)."""
+    c = header.get("codec") if isinstance(header, Mapping) else None
+    return isinstance(c, Mapping) and c.get("id") == CODEC_ID
+
+
+def section_name(i: int) -> str:
+    """Section name of tile ``i`` (row-major index): ``t0``, ``t1``, ..."""
+    return f"t{i}"
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """The tile geometry of a scene: tile ``i`` = (r, c) = divmod(i, cols) covers rows
+    ``r*tile_h .. min((r+1)*tile_h, height)`` and columns ``c*tile_w .. min((c+1)*tile_w, width)``."""
+
+    height: int
+    width: int
+    bands: int
+    tile_h: int
+    tile_w: int
+
+    @property
+    def rows(self) -> int:
+        return -(-self.height // self.tile_h)
+
+    @property
+    def cols(self) -> int:
+        return -(-self.width // self.tile_w)
+
+    @property
+    def count(self) -> int:
+        return self.rows * self.cols
+
+    @classmethod
+    def for_shape(cls, shape: Iterable[int], tile: Union[int, tuple]) -> "TileGrid":
+        """The grid of tiles of side ``tile`` (or ``(tile_h, tile_w)``), clamped to the scene."""
+        h, w, c = (int(v) for v in shape)
+        th, tw = (tile, tile) if isinstance(tile, (int, np.integer)) else tuple(tile)
+        if isinstance(th, bool) or isinstance(tw, bool) or int(th) < 1 or int(tw) < 1:
+            raise OptionError(f"tile size must be a positive number of pixels, got {tile!r}")
+        return cls(h, w, c, min(int(th), h), min(int(tw), w))
+
+    def bounds(self, i: int) -> tuple[int, int, int, int]:
+        """(row, col, height, width) of tile ``i``."""
+        r, c = divmod(i, self.cols)
+        r0, c0 = r * self.tile_h, c * self.tile_w
+        return r0, c0, min(self.tile_h, self.height - r0), min(self.tile_w, self.width - c0)
+
+    def intersecting(self, window: tuple) -> list[int]:
+        """Row-major indices of the tiles a (row, col, height, width) window touches."""
+        r0, c0, h, w = window
+        ra, rb = r0 // self.tile_h, (r0 + h - 1) // self.tile_h
+        ca, cb = c0 // self.tile_w, (c0 + w - 1) // self.tile_w
+        return [r * self.cols + c for r in range(ra, rb + 1) for c in range(ca, cb + 1)]
+
+    def to_header(self, fill: Optional[float] = None) -> dict:
+        d: dict = {"size": [self.tile_h, self.tile_w], "grid": [self.rows, self.cols]}
+        if fill is not None:
+            d["fill"] = fill
+        return d
+
+    def check(self, limits: Limits = DEFAULT_LIMITS, max_tile_values: int = MAX_TILE_VALUES) -> None:
+        """Refuse a tile count or tile size over the limits (raises HsimLimitError)."""
+        if self.count > limits.max_sections:
+            raise HsimLimitError(f"header key 'tiles': {self.rows}x{self.cols} = {self.count} tiles exceeds the "
+                                 f"limit of {limits.max_sections} (one section per tile)")
+        values = self.tile_h * self.tile_w * self.bands
+        if values > max_tile_values:
+            raise HsimLimitError(f"header key 'tiles': a {self.tile_h}x{self.tile_w}x{self.bands} tile holds "
+                                 f"{values} values, exceeds the limit of {max_tile_values}")
+
+    @classmethod
+    def from_header(cls, header: Mapping, limits: Limits = DEFAULT_LIMITS,
+                    max_tile_values: int = MAX_TILE_VALUES) -> "TileGrid":
+        """Validate a tiled header's ``tiles`` map against its ``shape`` and the limits.
+
+        Every check is arithmetic on header values: nothing is allocated per tile before
+        the tile count is known to be within ``limits.max_sections``.
+        """
+        h, w, c = (int(v) for v in header["shape"])
+        t = header.get("tiles")
+        if not isinstance(t, Mapping):
+            raise HsimHeaderError(f"header key 'tiles': expected a map (required with codec 'tiled'), got {t!r:.80}")
+        size, grid = t.get("size"), t.get("grid")
+        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v >= 1 for v in size)):
+            raise HsimHeaderError(f"header key 'tiles.size': expected 2 positive ints, got {size!r:.80}")
+        if not (isinstance(grid, list) and len(grid) == 2 and all(_is_int(v) and v >= 1 for v in grid)):
+            raise HsimHeaderError(f"header key 'tiles.grid': expected 2 positive ints, got {grid!r:.80}")
+        th, tw = size
+        if th > h or tw > w:
+            raise HsimHeaderError(f"header key 'tiles.size': {th}x{tw} is larger than the {h}x{w} scene")
+        g = cls(h, w, c, th, tw)
+        if [g.rows, g.cols] != grid:
+            raise HsimHeaderError(f"header key 'tiles.grid': {grid} does not match {g.rows}x{g.cols} tiles of "
+                                  f"{th}x{tw} over {h}x{w}")
+        g.check(limits, max_tile_values)
+        fill = t.get("fill")
+        if fill is not None and (isinstance(fill, bool) or not isinstance(fill, (int, float))):
+            raise HsimHeaderError(f"header key 'tiles.fill': expected a number, got {fill!r:.80}")
+        return g
+
+
+def _fill_of(header: Mapping) -> Optional[float]:
+    fill = header["tiles"].get("fill")
+    return None if fill is None else float(fill)
+
+
+def _check_tile_sections(reader: HsimReader, grid: TileGrid) -> dict:
+    """name -> length of every tile section; all must be present (HsimHeaderError otherwise)."""
+    spans = reader.section_spans
+    out = {}
+    for i in range(grid.count):
+        name = section_name(i)
+        if name not in spans:
+            raise HsimHeaderError(f"header key 'sections': tile {i} (section {name!r}) is missing")
+        out[name] = spans[name][1]
+    if any(n == 0 for n in out.values()) and _fill_of(reader.header) is None:
+        raise HsimHeaderError("header key 'tiles.fill': required when a tile section is empty")
+    return out
+
+
+# --------------------------------------------------------------------------- dispatch helpers
+
+
+def should_tile(src: PathLike, tile: Optional[int], *, var: Optional[str] = None, band_first: bool = False) -> bool:
+    """Whether compress_file writes a tiled file: ``tile`` > 0 yes, 0 no, None when the input
+    holds more than :data:`AUTO_TILE_VALUES` values (its header is read, not its pixels)."""
+    if tile is not None:
+        if isinstance(tile, bool) or int(tile) < 0:
+            raise OptionError(f"tile size must be >= 0 (0 = never tile), got {tile!r}")
+        return int(tile) > 0
+    from hsicodec.io.raster import read_info
+
+    shape, _, _ = read_info(src, var=var, band_first=band_first)
+    return int(np.prod([int(v) for v in shape], dtype=object)) > AUTO_TILE_VALUES
+
+
+def tiles_info(header: Mapping, spans: Mapping[str, tuple]) -> dict:
+    """Summary of a tiled header for file_info: tile size, grid, count, empty tiles."""
+    try:
+        g = TileGrid.from_header(header)
+    except (HsimHeaderError, HsimLimitError, KeyError, TypeError, ValueError) as exc:
+        return {"error": str(exc)}
+    empty = sum(1 for i in range(g.count) if spans.get(section_name(i), (0, 0))[1] == 0)
+    return {"size": [g.tile_h, g.tile_w], "grid": [g.rows, g.cols], "count": g.count, "empty": empty}
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class _ArraySource:
+    """An in-memory cube seen through the CubeReader interface."""
+
+    def __init__(self, cube: np.ndarray, geo: Optional[GeoInfo]) -> None:
+        self.cube, self.shape, self.dtype = cube, tuple(cube.shape), cube.dtype
+        self.geo = geo if geo is not None else GeoInfo()
+
+    def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        return np.ascontiguousarray(self.cube[row:row + height, col:col + width])
+
+
+def _pack_head(header: dict, index: list, limits: Limits, validate: bool = True) -> bytes:
+    """Preamble + header bytes of a format-1.1 file whose payload is written separately."""
+    hdr = {k: v for k, v in header.items() if k != "sections"}
+    hdr["sections"] = index
+    if validate:
+        validate_header(hdr, limits)
+    return pack_head(hdr, limits, FORMAT_VERSION, hint="too many tiles: use larger tiles")
+
+
+def _outer_header(shape, dtype: np.dtype, model_sha: Optional[str], grid: TileGrid, fill: Optional[float],
+                  geo: Optional[GeoInfo], tags: Optional[dict], created_by: bool) -> dict:
+    header: dict = {"shape": [int(v) for v in shape], "dtype": np.dtype(dtype).name,
+                    "codec": {"id": CODEC_ID}, "tiles": grid.to_header(fill)}
+    if model_sha is not None:  # the first tile's model, if any tile uses one
+        header["model"] = model_sha
+    if created_by:
+        header["created_by"] = _codec.CREATED_BY
+    if geo is not None and not geo.is_empty():
+        header["geo"] = geo.to_header()
+    if tags:
+        header["tags"] = {str(k): str(v) for k, v in tags.items()}
+    return header
+
+
+def _overhead_bytes(shape, dtype, grid: TileGrid, geo, tags, created_by: bool, limits: Limits) -> int:
+    """Upper bound of the outer file's own bytes (preamble, header with a worst-case index, trailer)."""
+    header = _outer_header(shape, dtype, "0" * 64, grid, float("nan"), geo, tags, created_by)
+    # lengths and CRCs as 5-byte msgpack uint32 (the longest form they can take)
+    index = [[section_name(i), 0xFFFFFFFF, 0xFFFFFFFF] for i in range(grid.count)]
+    return len(_pack_head(header, index, limits, validate=False)) + TRAILER_SIZE
+
+
+def _valid_range(block: np.ndarray, mask: Optional[np.ndarray]) -> tuple[float, float, int]:
+    vals = block if mask is None else block[~mask]
+    if vals.size == 0:
+        return math.inf, -math.inf, 0
+    return float(vals.min()), float(vals.max()), int(vals.size)
+
+
+def write_tiled(source: Union[np.ndarray, CubeReader], dst: PathLike, *, tile: Union[int, tuple] = DEFAULT_TILE,
+                geo: Optional[GeoInfo] = None, force: bool = False, model: Optional[str] = None,
+                bpppb: Optional[float] = None, psnr: Optional[float] = None, effort: Union[str, int] = "default",
+                progress: Optional[Callable[[float], None]] = None,
+                tile_progress: Optional[Callable[[int, int], None]] = None, tags: Optional[dict] = None,
+                threads: int = 0, registry=None, backend: str = "auto", created_by: bool = False,
+                band_map=None, wavelengths=None, nodata: Optional[float] = None,
+                limits: Limits = DEFAULT_LIMITS, latent_codings: Optional[tuple] = None) -> dict:
+    """Compress ``source`` (a cube or an open :class:`~hsicodec.io.raster.CubeReader`) into the
+    tiled `.hsim` file ``dst``, one tile at a time; returns statistics.
+
+    Each tile is compressed by :func:`hsicodec.codec.api.compress` with the same options.
+    ``bpppb`` applies per tile: each gets the rate budget left (the target over the scene,
+    less the outer file's own bytes) per remaining value, so the whole file lands at or near
+    the target (thin edge tiles whose nested header alone exceeds their share are given
+    more; see spec/hsim.md 11.6); ``psnr`` applies per tile (each tile's peak is its own
+    max - min). A tile whose every value is invalid (NaN/±Inf/nodata) is stored empty.
+    The compressed tiles are spooled to a temporary file beside ``dst``; the output appears
+    atomically at the end.
+    """
+    if bpppb is not None and psnr is not None:
+        raise OptionError("give either a bpppb or a psnr target, not both")
+    if isinstance(source, np.ndarray) or not hasattr(source, "read"):
+        cube = np.asarray(source)
+        if cube.ndim == 2:
+            cube = cube[:, :, None]
+        if cube.ndim != 3 or 0 in cube.shape:
+            raise OptionError(f"expected a (rows, cols, bands) cube, got shape {cube.shape}")
+        source = _ArraySource(cube, geo)
+    if geo is None:
+        geo = getattr(source, "geo", None) or GeoInfo()
+    shape, dtype = tuple(int(v) for v in source.shape), np.dtype(source.dtype)
+    if dtype.kind not in "uif":
+        raise OptionError(f"unsupported cube dtype {dtype}")
+    grid = TileGrid.for_shape(shape, tile)
+    try:
+        grid.check(limits)
+    except HsimLimitError as exc:
+        raise OptionError(f"{exc}; choose a larger --tile") from None
+    nd = nodata if nodata is not None else geo.nodata
+    wl = wavelengths if wavelengths is not None else geo.wavelengths
+    n_values = shape[0] * shape[1] * shape[2]
+    overhead = _overhead_bytes(shape, dtype, grid, geo, tags, created_by, limits)
+    target = None
+    if psnr is None:
+        target = _default_bpppb() if bpppb is None else float(bpppb)
+        if not (math.isfinite(target) and target > 0):
+            raise OptionError(f"--bpppb must be a positive number, not {bpppb}")
+        if target - 8.0 * overhead / n_values <= 0.5 * target:
+            raise OptionError(f"bpppb target {target:g} is too low for {grid.count} tiles: the tiled file's own "
+                              f"header takes {8.0 * overhead / n_values:.3g} bpppb; use larger tiles")
+    check_writable(dst, force)
+    dst = Path(dst)
+    t0 = time.perf_counter()
+    index: list = []
+    models: dict = {}
+    tile_stats: list = []
+    lo, hi, sse, n_valid = math.inf, -math.inf, 0.0, 0
+    # rate budget: the target over the scene less the outer file's own bytes; each tile gets what is
+    # left per remaining value, so a tile landing under its share leaves the rest to the next ones
+    budget_bits = None if target is None else target * n_values - 8.0 * overhead
+    left_values = n_values
+    t_read = t_enc = 0.0
+    with atomic_path(dst, force) as tmp:
+        fd, spool_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tiles.part", dir=tmp.parent)
+        spool_path = Path(spool_name)
+        try:
+            with os.fdopen(fd, "w+b") as spool:
+                for i in range(grid.count):
+                    r0, c0, h, w = grid.bounds(i)
+                    ta = time.perf_counter()
+                    block = source.read(r0, c0, h, w)
+                    tb = time.perf_counter()
+                    mask = invalid_mask(block, nd)
+                    tmin, tmax, nv = _valid_range(block, mask)
+                    rate = None
+                    if budget_bits is not None:
+                        rate = min(max(budget_bits / left_values, 0.25 * target), 4.0 * target)
+                    if nv == 0:
+                        data, st = b"", {"psnr": None, "bytes": 0, "empty": True}
+                    else:
+                        sub = (lambda f, i=i: progress((i + f) / grid.count)) if progress else None
+                        data, st, rate = _compress_tile(block, rate, dict(
+                            geo=None, model=model, psnr=psnr, effort=effort, progress=sub, tags=None,
+                            threads=threads, registry=registry, backend=backend, created_by=False,
+                            band_map=band_map, wavelengths=wl, nodata=nd, latent_codings=latent_codings),
+                            f"tile {i} (rows {r0}..{r0 + h}, cols {c0}..{c0 + w})")
+                        sha = HsimReader(data).header.get("model")  # None: a map-layer-only tile
+                        models[sha] = models.get(sha, 0) + 1
+                        lo, hi, n_valid = min(lo, tmin), max(hi, tmax), n_valid + nv
+                        p = st.get("psnr")
+                        if p is not None and math.isfinite(p):
+                            rng = (tmax - tmin) or 1.0
+                            sse += nv * rng * rng / 10.0 ** (p / 10.0)
+                    del block, mask
+                    release_memory()
+                    t_read += tb - ta
+                    t_enc += time.perf_counter() - tb
+                    spool.write(data)
+                    index.append([section_name(i), len(data), _crc32c.crc32c(data)])
+                    tile_stats.append({"tile": i, "window": [r0, c0, h, w], "bytes": len(data),
+                                       "bpppb_target": rate, "psnr": st.get("psnr"), "k": st.get("k")})
+                    if budget_bits is not None:
+                        budget_bits -= 8.0 * len(data)
+                        left_values = max(left_values - h * w * shape[2], 1)
+                    if progress:
+                        progress((i + 1) / grid.count)
+                    if tile_progress:
+                        tile_progress(i + 1, grid.count)
+                if not models:
+                    raise OptionError("every value of the cube is nodata/NaN/Inf: nothing to compress")
+                empty = sum(1 for e in index if e[1] == 0)
+                fill = None
+                if empty:
+                    fill = float(nd) if nd is not None else float("nan")
+                first_model = next((m for m in models if m is not None), None)
+                header = _outer_header(shape, dtype, first_model, grid, fill, geo, tags, created_by)
+                head = _pack_head(header, index, limits)
+                total = len(head) + sum(e[1] for e in index) + TRAILER_SIZE
+                if total > limits.max_file_bytes:
+                    raise HsimLimitError(f"file would be {total} bytes, exceeds the limit of {limits.max_file_bytes}")
+                tc = time.perf_counter()
+                with open(tmp, "wb") as out:
+                    crc = _crc32c.crc32c(head)
+                    out.write(head)
+                    spool.seek(0)
+                    while True:
+                        chunk = spool.read(_COPY_CHUNK)
+                        if not chunk:
+                            break
+                        crc = _crc32c.crc32c(chunk, crc)
+                        out.write(chunk)
+                    out.write(struct.pack("<I", crc))
+                    out.flush()
+                    os.fsync(out.fileno())
+                t_write = time.perf_counter() - tc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                spool_path.unlink()
+    psnr_est = None
+    if n_valid and sse > 0:
+        rng = (hi - lo) or 1.0
+        psnr_est = 10.0 * math.log10(rng * rng / (sse / n_valid))
+    elif n_valid:
+        psnr_est = math.inf
+    return {"output": str(dst), "shape": list(shape), "dtype": dtype.name, "bytes": total,
+            "bpppb": bpppb_of(total, shape), "psnr": psnr_est, "tiled": True,
+            "tiles": {"size": [grid.tile_h, grid.tile_w], "grid": [grid.rows, grid.cols], "count": grid.count,
+                      "empty": empty},
+            "bpppb_target": target, "header_bytes": len(head), "model": first_model,
+            "models": models, "per_tile": tile_stats, "read_seconds": t_read, "encode_seconds": t_enc,
+            "write_seconds": t_write, "total_seconds": time.perf_counter() - t0}
+
+
+def _compress_tile(block: np.ndarray, rate: Optional[float], kwargs: dict, where: str
+                   ) -> tuple[bytes, dict, Optional[float]]:
+    """One tile through codec.compress; a rate below the smallest file the tile allows (a thin edge
+    tile: the nested header alone is a few hundred bytes) is doubled, up to 16x, and the budget of
+    the following tiles pays for it."""
+    tries = 5 if rate is not None else 1
+    for attempt in range(tries):
+        st: dict = {}
+        try:
+            return _codec.compress(block, bpppb=rate, stats=st, **kwargs), st, rate
+        except OptionError as exc:
+            if attempt + 1 == tries:
+                raise OptionError(f"{where}: {exc}") from exc
+            rate = 2.0 * rate
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def compress_tiled(cube: np.ndarray, *, tile: Union[int, tuple] = DEFAULT_TILE, stats: Optional[dict] = None,
+                   **kwargs) -> bytes:
+    """Compress an in-memory cube into tiled `.hsim` bytes (see :func:`write_tiled` for the options)."""
+    with tempfile.TemporaryDirectory(prefix="hsicodec-tiled-") as d:
+        out = Path(d) / "cube.hsim"
+        st = write_tiled(cube, out, tile=tile, **kwargs)
+        if stats is not None:
+            stats.update(st)
+        return out.read_bytes()
+
+
+def compress_file_tiled(src: PathLike, dst: PathLike, *, tile: Optional[Union[int, tuple]] = None,
+                        var: Optional[str] = None, band_first: bool = False, force: bool = False,
+                        **kwargs) -> dict:
+    """Read the raster ``src`` by tile windows and write the tiled `.hsim` ``dst``; returns statistics."""
+    check_writable(dst, force)
+    t0 = time.perf_counter()
+    with open_cube_reader(src, var=var, band_first=band_first) as reader:
+        stats = write_tiled(reader, dst, tile=tile or DEFAULT_TILE, force=force, **kwargs)
+    stats.update({"input": str(src), "total_seconds": time.perf_counter() - t0})
+    return stats
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _open(source, limits: Limits) -> tuple[HsimReader, bool]:
+    if isinstance(source, HsimReader):
+        return source, False
+    return HsimReader(source, limits), True
+
+
+def _decode_tile(reader: HsimReader, grid: TileGrid, i: int, local: tuple, bands: tuple, dtype: np.dtype,
+                 fill: Optional[float], nodata, *, limits: Limits, threads: int, backend: str, registry,
+                 progress: Optional[Callable[[float], None]] = None) -> np.ndarray:
+    """Decode the ``local`` (row, col, h, w) window of tile ``i`` (coordinates inside the tile)."""
+    name = section_name(i)
+    data = reader.section(name)  # checks the section's CRC32C
+    _, _, th, tw = grid.bounds(i)
+    lr, lc, h, w = local
+    if not data:
+        if fill is None:
+            raise HsimHeaderError(f"tile {i} (section {name!r}) is empty but the header has no 'tiles.fill'")
+        return cast_to_dtype(np.full((h, w, bands[1] - bands[0]), fill), dtype, nodata)
+    try:
+        with HsimReader(data, limits) as sub:  # the nested file: same reader, same limits
+            hh = sub.header
+            if is_tiled(hh):
+                raise HsimHeaderError("a tile must not itself be tiled")
+            if [int(v) for v in hh["shape"]] != [th, tw, grid.bands]:
+                raise HsimHeaderError(f"header key 'shape' is {hh['shape']}, expected {[th, tw, grid.bands]}")
+            if hh["dtype"] != dtype.name:
+                raise HsimHeaderError(f"header key 'dtype' is {hh['dtype']!r}, expected {dtype.name!r}")
+            # decoded in row strips: the decoder's float64 intermediates then hold one strip, not a tile
+            nb = bands[1] - bands[0]
+            step = max(1, STRIP_VALUES // (w * nb))
+            cube = np.empty((h, w, nb), dtype)
+            for a in range(0, h, step):
+                b = min(a + step, h)
+                part = (lambda f, a=a, b=b: progress((a + f * (b - a)) / h)) if progress else None
+                cube[a:b], _ = _codec.decompress(sub, window=(lr + a, lc, b - a, w), bands=bands, threads=threads,
+                                                 backend=backend, registry=registry, progress=part)
+    except HsimError as exc:
+        raise type(exc)(f"tile {i} (section {name!r}): {exc}") from None
+    return cube
+
+
+def _iter_tiles(reader: HsimReader, window, bands, *, limits: Limits, max_tile_values: int,
+                verify: Optional[bool]):
+    """Validate a tiled file and plan a decode: grid, window, bands, [(tile, its part, output offset)]."""
+    header = reader.header
+    if not is_tiled(header):
+        raise HsimHeaderError(f"header key 'codec.id': {header.get('codec', {}).get('id')!r} is not a tiled file")
+    grid = TileGrid.from_header(header, limits, max_tile_values)
+    _check_tile_sections(reader, grid)
+    shape = (grid.height, grid.width, grid.bands)
+    win, bnd = check_window(shape, window, bands)
+    todo = grid.intersecting(win)
+    if verify is None:
+        verify = len(todo) == grid.count
+    if verify:
+        reader.verify()  # every tile is read anyway: check the whole file (trailer CRC) first
+    r0, c0, h, w = win
+    plan = []
+    for i in todo:
+        tr, tc, th, tw = grid.bounds(i)
+        a, b = max(r0, tr), min(r0 + h, tr + th)
+        c, d = max(c0, tc), min(c0 + w, tc + tw)
+        plan.append((i, (a - tr, c - tc, b - a, d - c), (a - r0, c - c0)))
+    return grid, win, bnd, plan
+
+
+def _out_geo(header: Mapping, n_bands: int, window, bands, win, bnd) -> GeoInfo:
+    geo = GeoInfo.from_header(header.get("geo"), n_bands=n_bands)
+    if window is not None or bands is not None:
+        r0, c0, h, w = win
+        geo = geo.subset(slice(r0, r0 + h), slice(c0, c0 + w), slice(bnd[0], bnd[1]))
+    return geo
+
+
+def decompress_tiled(source, *, window: Optional[tuple] = None, bands: Optional[tuple] = None, threads: int = 0,
+                     backend: str = "auto", registry=None, progress: Optional[Callable[[float], None]] = None,
+                     tile_progress: Optional[Callable[[int, int], None]] = None, limits: Limits = DEFAULT_LIMITS,
+                     max_tile_values: int = MAX_TILE_VALUES, verify: Optional[bool] = None
+                     ) -> tuple[np.ndarray, GeoInfo]:
+    """Decode (a window of) a tiled `.hsim` into memory: (cube, geo), like :func:`hsicodec.codec.api.decompress`.
+
+    Only the tiles the window touches are read and decoded. A whole-scene decode also checks
+    the file's trailer CRC first (``verify`` forces or skips that); a window decode relies on
+    the header CRC and the CRC of every tile section it reads.
+    """
+    reader, own = _open(source, limits)
+    try:
+        grid, win, bnd, plan = _iter_tiles(reader, window, bands, limits=limits, max_tile_values=max_tile_values,
+                                           verify=verify)
+        header = reader.header
+        dtype = np.dtype(header["dtype"])
+        geo_full = GeoInfo.from_header(header.get("geo"), n_bands=grid.bands)
+        fill = _fill_of(header)
+        out = np.empty((win[2], win[3], bnd[1] - bnd[0]), dtype)
+        for j, (i, local, (orow, ocol)) in enumerate(plan):
+            sub = (lambda f, j=j: progress((j + f) / len(plan))) if progress else None
+            block = _decode_tile(reader, grid, i, local, bnd, dtype, fill, geo_full.nodata, limits=limits,
+                                 threads=threads, backend=backend, registry=registry, progress=sub)
+            out[orow:orow + local[2], ocol:ocol + local[3]] = block
+            if tile_progress:
+                tile_progress(j + 1, len(plan))
+    finally:
+        if own:
+            reader.close()
+    return out, _out_geo(header, grid.bands, window, bands, win, bnd)
+
+
+def decompress_file_tiled(src, dst: PathLike, *, force: bool = False, format: Optional[str] = None,
+                          window: Optional[tuple] = None, bands: Optional[tuple] = None, threads: int = 0,
+                          backend: str = "auto", registry=None, progress: Optional[Callable[[float], None]] = None,
+                          tile_progress: Optional[Callable[[int, int], None]] = None,
+                          limits: Limits = DEFAULT_LIMITS, max_tile_values: int = MAX_TILE_VALUES) -> dict:
+    """Decode a tiled `.hsim` (or a window of it) into a raster, one tile at a time.
+
+    Each decoded tile is written by a window into the output (GeoTIFF tiled 256x256 with the
+    CRS, transform, nodata, wavelengths... of the file; ENVI; or .npy), which appears
+    atomically at the end. Memory holds one tile, never the scene.
+    """
+    check_writable(dst, force)
+    t0 = time.perf_counter()
+    reader, own = _open(src, limits)
+    t_dec = t_write = 0.0
+    try:
+        grid, win, bnd, plan = _iter_tiles(reader, window, bands, limits=limits, max_tile_values=max_tile_values,
+                                           verify=None)
+        header = reader.header
+        dtype = np.dtype(header["dtype"])
+        geo_full = GeoInfo.from_header(header.get("geo"), n_bands=grid.bands)
+        fill = _fill_of(header)
+        geo = _out_geo(header, grid.bands, window, bands, win, bnd)
+        out_shape = (win[2], win[3], bnd[1] - bnd[0])
+        with open_cube_writer(dst, out_shape, dtype, geo, format=format, force=force) as writer:
+            for j, (i, local, (orow, ocol)) in enumerate(plan):
+                sub = (lambda f, j=j: progress((j + f) / len(plan))) if progress else None
+                ta = time.perf_counter()
+                block = _decode_tile(reader, grid, i, local, bnd, dtype, fill, geo_full.nodata, limits=limits,
+                                     threads=threads, backend=backend, registry=registry, progress=sub)
+                tb = time.perf_counter()
+                writer.write(orow, ocol, block)
+                del block
+                release_memory()
+                t_dec += tb - ta
+                t_write += time.perf_counter() - tb
+                if tile_progress:
+                    tile_progress(j + 1, len(plan))
+    finally:
+        if own:
+            reader.close()
+    return {"input": str(src) if not isinstance(src, HsimReader) else None, "output": str(dst),
+            "shape": list(out_shape), "dtype": dtype.name, "tiled": True, "tiles_decoded": len(plan),
+            "decode_seconds": t_dec, "write_seconds": t_write, "total_seconds": time.perf_counter() - t0}

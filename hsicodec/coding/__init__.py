@@ -1,0 +1,1 @@
+"""Blocks every layer shares: entropy coding, wavelet transforms, the spectral stage's coding."""

@@ -1,0 +1,162 @@
+"""Per-scene spectral adaptation: a mean spectrum and a few principal spectra.
+
+The network models ``k`` coefficient maps instead of all C bands, so one base
+model serves any band count; the mean and basis travel in the file (quantized,
+delta-coded along the bands and entropy coded — counted in the rate).
+
+    X (N, C) ≈ (Y σ) B + μ      B: (k, C) orthonormal rows, Y (N, k) normalised coefficients
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hsicodec.coding import entropy
+from hsicodec.errors import HsimError, OptionError
+
+
+@dataclass
+class SpectralFit:
+    """PCA of a scene: mean (C,), basis (k_max, C) ordered by variance, per-component std, total std."""
+
+    mean: np.ndarray
+    basis: np.ndarray
+    comp_std: np.ndarray
+    total_std: float
+
+    def dropped_variance(self, k: int) -> float:
+        """Variance (summed over bands) the components after the first k hold, including those past k_max."""
+        if self.total_std ** 2 <= 1e-30:  # a constant scene (fit_pca floors the total there)
+            return 0.0
+        return max(self.total_std ** 2 - float(np.sum(self.comp_std[:k] ** 2)), 0.0)
+
+
+def fit_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
+    """PCA of (N, C) float64 pixels; at most k_max components (fewer if C or N is smaller)."""
+    a = np.asarray(pixels, np.float64)
+    mean = a.mean(axis=0)
+    z = a - mean
+    cov = (z.T @ z) / max(len(z), 1)
+    ev, vec = np.linalg.eigh(cov)
+    order = np.argsort(ev)[::-1]
+    ev, vec = np.maximum(ev[order], 0.0), vec[:, order]
+    k = min(k_max, a.shape[1])
+    basis = vec[:, :k].T.copy()
+    # deterministic sign: largest-magnitude entry of each vector positive
+    idx = np.argmax(np.abs(basis), axis=1)
+    basis *= np.sign(basis[np.arange(k), idx])[:, None]
+    total = float(np.sqrt(max(ev.sum(), 1e-30)))
+    return SpectralFit(mean, basis, np.sqrt(ev[:k]), total)
+
+
+def _delta_code(values: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Quantize rows with ``step`` and take first differences along the last axis."""
+    q = np.round(values / step).astype(np.int64)
+    d = np.diff(q, axis=-1, prepend=0)
+    return q, d
+
+
+MEAN_STEPS_PER_OCTAVE = 4
+BASIS_STEPS_PER_OCTAVE = 4
+
+
+def matched_exponents(fit: SpectralFit, k: int, target_mse: float) -> tuple[int, int]:
+    """(mean, basis) step exponents whose quantization error per value is about ``target_mse``:
+    the basis step scaled by the variance of the k components it multiplies."""
+    var_k = float(np.sum(fit.comp_std[:k] ** 2)) if k else 0.0
+    basis_step = min(np.sqrt(1.2 * target_mse / max(var_k, 1e-30)), 0.25) if k else 0.25
+    mean_step = max(np.sqrt(1.2 * target_mse), (float(np.abs(fit.mean).max()) + 1e-30) / 2 ** 18)
+    be = int(np.clip(np.floor(BASIS_STEPS_PER_OCTAVE * np.log2(basis_step)), -256, 256))
+    me = int(np.clip(np.floor(MEAN_STEPS_PER_OCTAVE * np.log2(mean_step)), -256, 256))
+    return me, be
+
+
+def lagrangian_exponents(fit: SpectralFit, k: int, map_step: float, n_pixels: int,
+                         beta: float = 1.0) -> tuple[int, int, bytes]:
+    """(mean exponent, basis exponent, per-vector exponent offsets) at the distortion–rate slope of maps
+    coded with step ``map_step`` (normalised units, coefficient-domain): an error δ in a mean entry costs
+    N δ² of squared error, in entry j of basis vector i N σ_i² δ², in a map coefficient σ² Δ²/12 per
+    coefficient at step Δ (σ = total std) — equal slopes give the mean step σΔ/√N and the basis steps
+    σΔ/(√N σ_i), one per vector."""
+    root = beta * fit.total_std * map_step / np.sqrt(max(n_pixels, 1))
+    mean_step = max(root, (float(np.abs(fit.mean).max()) + 1e-30) / 2 ** 18)
+    me = int(np.clip(np.floor(MEAN_STEPS_PER_OCTAVE * np.log2(mean_step)), -256, 256))
+    if not k:
+        return me, 0, b""
+    steps = np.clip(root / np.maximum(fit.comp_std[:k], 1e-300), 2.0 ** -18, 0.25)
+    ex = np.clip(np.floor(BASIS_STEPS_PER_OCTAVE * np.log2(steps)).astype(np.int64), -256, 256)
+    be = int(ex.min())
+    return me, be, bytes(int(v) for v in np.minimum(ex - be, 255))
+
+
+def spectral_mse(fit: SpectralFit, k: int, mean_exp: int, basis_exp: int, offsets: bytes) -> float:
+    """Expected squared error per value that quantizing the mean and the k basis vectors adds
+    (uniform errors of step²/12; a basis entry's error is multiplied by its component's std)."""
+    mean_step = entropy.step_from_exponent(mean_exp, MEAN_STEPS_PER_OCTAVE)
+    steps = basis_steps(basis_exp, offsets, k).ravel()
+    return float(mean_step ** 2 + np.sum((fit.comp_std[:k] * steps) ** 2)) / 12.0
+
+
+def encode_spectral(mean: np.ndarray, basis: np.ndarray, mean_exp: int, basis_exp: int,
+                    offsets: bytes = b"") -> tuple[bytes, dict, np.ndarray, np.ndarray]:
+    """Quantize and entropy code the mean (C,) and basis (k, C).
+
+    Steps are 2^(mean_exp/4) and 2^(basis_exp/4) — for basis vector i
+    2^((basis_exp + offsets[i])/4) when ``offsets`` (k bytes) are given; values are quantized, first
+    differences along the bands are coded under Laplace priors whose scales
+    travel as one-byte codes. Returns (bytes, header params, dequantized mean,
+    dequantized basis).
+    """
+    mean_step = entropy.step_from_exponent(mean_exp, MEAN_STEPS_PER_OCTAVE)
+    basis_step = basis_steps(basis_exp, offsets, basis.shape[0])
+    qm, dm = _delta_code(mean[None, :], mean_step)
+    qb, db = _delta_code(basis, basis_step)
+    sym = np.concatenate([dm.ravel(), db.ravel()])
+    max_abs = int(np.abs(sym).max()) if sym.size else 0
+    if max_abs > entropy.MAX_ABS_LIMIT:
+        raise OptionError("spectral quantization step too fine for the value range")
+    codes = [entropy.scale_code(entropy.fit_scale(r[1:]) if r.size > 1 else 1.0) for r in (dm[0], *db)]
+    scales = _symbol_scales(mean.size, codes, max_abs)
+    data = entropy.laplace_encode(sym, scales, max_abs)
+    params = {"me": int(mean_exp), "be": int(basis_exp), "ma": max_abs, "sc": bytes(codes)}
+    if offsets:
+        params["bd"] = bytes(offsets)
+    return data, params, (qm[0] * mean_step), (qb * basis_step)
+
+
+def basis_steps(basis_exp: int, offsets: bytes, k: int) -> np.ndarray:
+    """(k, 1) quantization steps of the basis vectors."""
+    ex = basis_exp + (np.frombuffer(offsets, np.uint8).astype(np.int64) if offsets else np.zeros(k, np.int64))
+    return np.array([entropy.step_from_exponent(int(e), BASIS_STEPS_PER_OCTAVE) for e in ex]).reshape(k, 1)
+
+
+def _symbol_scales(n_bands: int, codes, max_abs: int) -> np.ndarray:
+    # the first symbol of each row is an absolute value: give it a flat prior
+    flat = max(max_abs / 2.0, 1.0)
+    rows = [np.full(n_bands, entropy.scale_from_code(c)) for c in codes]
+    for r in rows:
+        r[0] = flat
+    return np.concatenate(rows)
+
+
+def decode_spectral(data: bytes, params: dict, n_bands: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_spectral` → (mean (C,), basis (k, C)) float64."""
+    try:
+        me, be, max_abs, codes = params["me"], params["be"], params["ma"], params["sc"]
+    except (KeyError, TypeError) as exc:
+        raise HsimError(f"header key 'codec.sp': missing {exc}") from exc
+    for key, v, lo, hi in (("me", me, -256, 256), ("be", be, -256, 256), ("ma", max_abs, 0, entropy.MAX_ABS_LIMIT)):
+        if type(v) is not int or not lo <= v <= hi:
+            raise HsimError(f"header key 'codec.sp.{key}': expected an int in {lo}..{hi}, got {v!r}")
+    if not isinstance(codes, bytes) or len(codes) != k + 1:
+        raise HsimError(f"header key 'codec.sp.sc': expected {k + 1} scale codes")
+    offsets = params.get("bd", b"")
+    if not isinstance(offsets, bytes) or ("bd" in params and len(offsets) != k):
+        raise HsimError(f"header key 'codec.sp.bd': expected {k} basis step offsets")
+    scales = _symbol_scales(n_bands, codes, max_abs)
+    sym = entropy.laplace_decode(data, scales, max_abs).astype(np.int64).reshape(k + 1, n_bands)
+    q = np.cumsum(sym, axis=1)
+    mean_step = entropy.step_from_exponent(me, MEAN_STEPS_PER_OCTAVE)
+    return q[0] * mean_step, q[1:] * basis_steps(be, offsets, k)

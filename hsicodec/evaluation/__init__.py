@@ -1,0 +1,1 @@
+"""Metrics' harness, classical anchors and the paper's baselines (benchmarks and `eval`)."""

@@ -1,0 +1,1 @@
+"""The `.hsim` container: bytes ⇄ header + sections, limits, compact tables (spec/hsim.md)."""

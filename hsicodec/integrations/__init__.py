@@ -1,0 +1,1 @@
+"""zarr / numcodecs, xarray and Dask batch integrations."""

@@ -1,0 +1,1 @@
+"""Raster I/O (GeoTIFF, ENVI, .npy, .mat) and atomic output files."""

@@ -1,0 +1,582 @@
+"""The coefficient-map layer: k maps (H, W) ⇄ bytes in the CDF 9/7 domain with context-classed Laplace scales.
+
+The grid codec's latents are decoded by the shared network into the scene's
+normalised principal-component maps; what the network leaves (or, without
+network latents, the maps themselves) is coded here as a residual layer:
+
+1. each map takes ``levels`` 2-D CDF 9/7 levels (:func:`hsicodec.coding.wavelet.cdf97_forward`);
+2. every coefficient is quantized with step Δ / √g, g the subband's synthesis
+   energy, so that one Δ gives every coefficient the same weight in the
+   pixel-domain squared error (equal-slope allocation across subbands and maps);
+3. each symbol gets a **context class** from already-coded neighbours: its
+   parent (same orientation, one level coarser), its siblings (the HL / LH
+   coefficients at the same place of the same level) and the same coefficient
+   of the previous map give t = |parent| + |siblings| + 2·|previous map|
+   (scheme "checkerboard" adds a quarter of the four neighbours' sums of the
+   parent and of the previous map's coefficient).
+   Scheme "checkerboard" (grid v4, 26 classes): a subband is coded in two
+   passes, first the coefficients with (row + col) even, then the others, whose
+   t also adds their four decoded neighbours |N| + |S| + |W| + |E|; class =
+   thresholds of :data:`FINE_EDGES` reached by t, plus 13 in the second pass.
+   Scheme "plain" (grid v3, 7 classes): one pass, class = bit length of t
+   capped at 6. Integer arithmetic only, so encoder and decoder agree bit for
+   bit on every platform;
+4. the Laplace scale of a symbol is 2^((code − 128) / 8) with code = base code of
+   its (map, level group) + offset of its class, both chosen by the encoder
+   for the fewest bits and stored in the header (k·(levels + 1) + 26 bytes);
+5. nonzero symbols dequantize to sign(q)·(|q| − ρ/32)·step (ρ in the header,
+   the encoder's least-squares reconstruction offset).
+
+Symbols are coded map by map, subband by subband in :func:`hsicodec.coding.wavelet.subbands`
+order, row-major inside a subband (inside each pass); a pass's classes depend
+only on earlier subbands and passes, so the decoder works one pass at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from hsicodec.coding import entropy
+from hsicodec.errors import HsimHeaderError, OptionError, header_int
+from hsicodec.coding.wavelet import cdf97_forward, cdf97_inverse, cdf97_subband_gain, subbands, wavelet_levels
+
+PLAIN_EDGES = np.array([1, 2, 4, 8, 16, 32], np.int64)  # scheme "plain": t ≥ edge_i → class > i
+FINE_EDGES = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64], np.int64)  # scheme "checkerboard", per pass
+PLAIN_CLASSES = PLAIN_EDGES.size + 1
+CHECKER_CLASSES = 2 * (FINE_EDGES.size + 1)
+N_CLASSES = CHECKER_CLASSES  # what the encoder writes
+MAX_LEVELS = 8
+DEFAULT_LEVELS = 5
+MAX_MAPS = 255
+RECON_DEN = 32  # reconstruction offset unit: ρ / 32 of a step
+MAP_KEYS = frozenset({"k", "q", "wt", "ma", "ls", "co", "ro"})
+
+
+@dataclass
+class MapParams:
+    """The validated header map of a coefficient-map layer."""
+
+    k: int
+    q: int  # step exponent: Δ = 2^(q / 8)
+    levels: int
+    max_abs: int
+    base_codes: bytes  # k · (levels + 1)
+    class_offsets: np.ndarray  # (PLAIN_CLASSES or CHECKER_CLASSES,) int, in 1/8 octaves: the context scheme
+    recon: int  # ρ, 0..RECON_DEN/2
+
+    @property
+    def checker(self) -> bool:
+        """Context scheme "checkerboard" (two passes per subband), else "plain"."""
+        return len(self.class_offsets) == CHECKER_CLASSES
+
+    def to_header(self) -> dict:
+        return {"k": self.k, "q": self.q, "wt": self.levels, "ma": self.max_abs, "ls": self.base_codes,
+                "co": bytes(int(o) + 128 for o in self.class_offsets), "ro": self.recon}
+
+    @property
+    def step(self) -> float:
+        return entropy.step_from_exponent(self.q, STEPS_PER_OCTAVE)
+
+
+STEPS_PER_OCTAVE = 32  # step = 2^(q / 32): 0.19 dB apart, fine enough to land close under a byte budget
+
+
+def parse_params(m, height: int, width: int, max_maps: int) -> MapParams:
+    """Validate a header's coefficient-map layer (``codec.rl``); HsimHeaderError names the bad key."""
+    if not isinstance(m, dict):
+        raise HsimHeaderError("header key 'codec.rl': expected a map")
+    unknown = sorted(str(key) for key in m if key not in MAP_KEYS)
+    if unknown:
+        raise HsimHeaderError(f"header key 'codec.rl': unknown key(s) {', '.join(unknown)}")
+
+    def integer(key, lo, hi):
+        return header_int(m, "codec.rl", key, lo, hi)
+
+    k = integer("k", 1, max_maps)
+    q = integer("q", -512, 512)
+    lv = integer("wt", 0, MAX_LEVELS)
+    if lv != wavelet_levels(height, width, lv):
+        raise HsimHeaderError(f"header key 'codec.rl.wt': {lv} levels do not fit a {height}x{width} map")
+    ma = integer("ma", 0, entropy.MAX_ABS_LIMIT)
+    ro = integer("ro", 0, RECON_DEN // 2)
+    ls, co = m.get("ls"), m.get("co")
+    if not isinstance(ls, bytes) or len(ls) != k * (lv + 1):
+        raise HsimHeaderError(f"header key 'codec.rl.ls': expected {k * (lv + 1)} scale codes")
+    if not isinstance(co, bytes) or len(co) not in (PLAIN_CLASSES, CHECKER_CLASSES):
+        raise HsimHeaderError(f"header key 'codec.rl.co': expected {CHECKER_CLASSES} (or {PLAIN_CLASSES}) "
+                              f"class offsets")
+    return MapParams(k, q, lv, ma, ls, np.frombuffer(co, np.uint8).astype(np.int64) - 128, ro)
+
+
+def map_levels(height: int, width: int) -> int:
+    """CDF 9/7 levels used for an ``height`` × ``width`` map."""
+    return wavelet_levels(height, width, DEFAULT_LEVELS)
+
+
+# -- contexts ----------------------------------------------------------------------------------
+
+def _parent_slices(bands: list) -> dict:
+    """For every detail subband index, the index of its parent subband (same orientation, one level coarser)."""
+    out = {}
+    for i, (grp, ori, _, _) in enumerate(bands):
+        if grp >= 2:
+            out[i] = next(j for j, (g, o, _, _) in enumerate(bands) if g == grp - 1 and o == ori)
+    return out
+
+
+def _gather(a: np.ndarray, rows: int, cols: int, scale: int) -> np.ndarray:
+    """a[..., r // scale, c // scale] for an (rows, cols) target, indices clipped to a's shape."""
+    if a.shape[-1] == 0 or a.shape[-2] == 0:
+        return np.zeros(a.shape[:-2] + (rows, cols), np.int64)
+    ri = np.minimum(np.arange(rows) // scale, a.shape[-2] - 1)
+    ci = np.minimum(np.arange(cols) // scale, a.shape[-1] - 1)
+    return a[..., ri, :][..., ci]
+
+
+def activity(absq: np.ndarray, comps: slice, bands: list, parents: dict, b: int, checker: bool = True) -> np.ndarray:
+    """t (n, rows, cols) of subband ``b`` of maps ``comps`` (a slice) from the |q| already coded (absq:
+    (k, H, W) int64; earlier subbands and maps only): 2|previous map| + |parent| + |siblings|, and with
+    ``checker`` (scheme "checkerboard") also ⌊Σ4 neighbours of the previous map's symbol / 4⌋ and
+    ⌊Σ4 neighbours of the parent / 4⌋."""
+    grp, ori, rs, cs = bands[b]
+    rows, cols = rs.stop - rs.start, cs.stop - cs.start
+    start, stop, _ = comps.indices(absq.shape[0])
+    t = np.zeros((stop - start, rows, cols), np.int64)
+    if stop > max(start, 1):  # previous map, same coefficient
+        first = max(start, 1)
+        prev = absq[first - 1:stop - 1, rs, cs]
+        t[first - start:] += 2 * prev + (neighbours(prev) // 4 if checker else 0)
+    if b in parents:
+        _, _, prs, pcs = bands[parents[b]]
+        par = absq[comps, prs, pcs]
+        t += _gather(par + neighbours(par) // 4 if checker else par, rows, cols, 2)
+    if ori >= 2:  # LH: its HL sibling; HH: both
+        for sib in range(b - ori + 1, b):
+            _, _, srs, scs = bands[sib]
+            t += _gather(absq[comps, srs, scs], rows, cols, 1)
+    return np.minimum(t, 1 << 30)
+
+
+def subband_classes(absq: np.ndarray, comps: slice, bands: list, parents: dict, b: int) -> np.ndarray:
+    """Scheme "plain" context classes (n, rows, cols) of subband ``b`` of maps ``comps``."""
+    return np.searchsorted(PLAIN_EDGES, activity(absq, comps, bands, parents, b, checker=False), side="right")
+
+
+def second_pass(rows: int, cols: int) -> np.ndarray:
+    """(rows, cols) bool: the coefficients of a subband's second pass, (row + col) odd."""
+    return (np.arange(rows)[:, None] + np.arange(cols)[None, :]) % 2 == 1
+
+
+def neighbours(absq_sub: np.ndarray) -> np.ndarray:
+    """|N| + |S| + |W| + |E| inside a subband (..., rows, cols); outside counts 0."""
+    out = np.zeros_like(absq_sub)
+    out[..., 1:, :] += absq_sub[..., :-1, :]
+    out[..., :-1, :] += absq_sub[..., 1:, :]
+    out[..., :, 1:] += absq_sub[..., :, :-1]
+    out[..., :, :-1] += absq_sub[..., :, 1:]
+    return out
+
+
+_FINE_LUT = np.searchsorted(FINE_EDGES, np.arange(int(FINE_EDGES[-1]) + 1), side="right")  # class of t ≤ last edge
+
+
+def checker_classes(t: np.ndarray, absq_sub: np.ndarray) -> np.ndarray:
+    """Scheme "checkerboard" classes of a whole subband: first-pass coefficients by t alone, second-pass
+    ones by t plus their four (first-pass) neighbours, offset by 13. ``absq_sub`` holds the subband's |q|
+    (only its first-pass values are read where they matter)."""
+    late = second_pass(*t.shape[-2:])
+    first = np.where(late, 0, absq_sub)
+    tt = np.where(late, t + neighbours(first), t)
+    return _FINE_LUT[np.minimum(tt, FINE_EDGES[-1])] + late * (FINE_EDGES.size + 1)
+
+
+def _symbol_codes(p: MapParams, group, classes: np.ndarray) -> np.ndarray:
+    """Scale codes of symbols of (map · level) group(s) ``group`` (int or array, map j's level group g is
+    j · (levels + 1) + g) and context classes ``classes``."""
+    base = np.frombuffer(p.base_codes, np.uint8).astype(np.int64)[group]
+    return np.clip(base + p.class_offsets[classes], 0, 255)
+
+
+_SCALE_TABLE = np.maximum(2.0 ** ((np.arange(256) - 128) / entropy.SCALE_CODE_STEPS), entropy.MIN_SCALE)
+
+
+# -- quantization -------------------------------------------------------------------------------
+
+def _step_map(height: int, width: int, levels: int, step: float) -> np.ndarray:
+    """Per-coefficient quantizer step Δ/√g."""
+    out = np.empty((height, width), np.float64)
+    for grp, ori, rs, cs in subbands(height, width, levels):
+        out[rs, cs] = step / np.sqrt(cdf97_subband_gain(grp, ori, levels))
+    return out
+
+
+@dataclass
+class Transformed:
+    """The maps' CDF 9/7 coefficients (computed once per scene and reused across steps)."""
+
+    coeffs: np.ndarray  # (k, H, W)
+    levels: int
+
+    @classmethod
+    def of(cls, maps: np.ndarray, levels: int) -> "Transformed":
+        m = np.asarray(maps, np.float64)  # (H, W, k): all maps in one pass, each element as on its own
+        return cls(np.ascontiguousarray(np.moveaxis(cdf97_forward(m, levels), 2, 0)), levels)
+
+
+def quantize(tr: Transformed, q: int, k: int, deadzone: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
+    """Integers of the first k maps at step exponent q; rounding threshold ``deadzone`` (0.5 = nearest).
+
+    Returns (symbols (k, H, W) int64, |coefficient| / step, least-squares reconstruction offset ρ)."""
+    _, h, w = tr.coeffs.shape
+    steps = _step_map(h, w, tr.levels, entropy.step_from_exponent(q, STEPS_PER_OCTAVE))
+    u = tr.coeffs[:k] / steps
+    a = np.abs(u)
+    mag = np.floor(a + deadzone)
+    sym = (np.sign(u) * mag).astype(np.int64)
+    nz = mag > 0
+    rho = _recon_offset(float(np.sum(mag[nz] - a[nz])), int(np.count_nonzero(nz)))
+    return sym, a, rho
+
+
+def _recon_offset(excess: float, nonzeros: int) -> int:
+    """Least-squares reconstruction offset ρ (units of 1/RECON_DEN step) from Σ (|q| − a) over the nonzeros."""
+    return int(np.clip(np.round(RECON_DEN * excess / nonzeros), 0, RECON_DEN // 2)) if nonzeros else 0
+
+
+@dataclass
+class Price:
+    """What pricing the first k maps at one step needs: the cell statistics of their symbols, the
+    reconstruction offset, the squared error in step units² (Σ (a − reconstruction)²) and the largest |q|."""
+
+    n: np.ndarray
+    n0: np.ndarray
+    tot: np.ndarray
+    rho: int
+    sq_error: float
+    max_abs: int
+
+
+def price(tr: Transformed, q: int, k: int, deadzone: float = 0.5) -> Price:
+    """:func:`quantize` and :func:`cell_stats` of the first k maps at step exponent q in one pass (C++
+    ``checker_price`` when built; the same sums in numpy otherwise)."""
+    _, h, w = tr.coeffs.shape
+    steps = _step_map(h, w, tr.levels, entropy.step_from_exponent(q, STEPS_PER_OCTAVE))
+    nat = _native_function("checker_price")
+    if nat is not None and k > 0:
+        try:
+            n, n0, tot, sums, max_abs = nat(tr.coeffs[:k], steps, float(deadzone), *_native_layout(h, w, tr.levels),
+                                            tr.levels + 1)
+        except OverflowError:  # |q| past the context arithmetic's int32: the numpy path
+            pass
+        else:
+            nnz, e1, e2, z2 = (float(v) for v in sums.sum(axis=0))
+            shape = (-1, N_CLASSES)
+            return _price_from(n.reshape(shape), n0.reshape(shape), tot.reshape(shape), nnz, e1, e2, z2, max_abs)
+    sym, a, _ = quantize(tr, q, k, deadzone)
+    mag = np.abs(sym)
+    nz = mag > 0
+    e = mag[nz] - a[nz]
+    return _price_from(*cell_stats(sym, tr.levels), float(np.count_nonzero(nz)), float(np.sum(e)),
+                       float(np.sum(e * e)), float(np.sum(a[~nz] ** 2)), int(mag.max(initial=0)))
+
+
+def _price_from(n, n0, tot, nnz: float, e1: float, e2: float, z2: float, max_abs: int) -> Price:
+    rho = _recon_offset(e1, int(nnz))
+    r = rho / RECON_DEN  # Σ over nonzeros of (a − (|q| − r))² = Σ e² − 2 r Σ e + nnz r², e = |q| − a
+    return Price(n, n0, tot, rho, e2 - 2.0 * r * e1 + nnz * r * r + z2, int(max_abs))
+
+
+def rdoq(sym: np.ndarray, a: np.ndarray, rho: int, levels: int, weight: float, lam: float,
+         iterations: int = 2) -> np.ndarray:
+    """Rate–distortion optimised quantization (encoder only; the stream format is unchanged).
+
+    Lowers |symbol| by one wherever the bits it saves under the context model the
+    encoder would fit, times ``lam`` (squared error per bit), outweigh the squared
+    error it adds, ``weight`` × ((a − new)² − (a − old)²) with a = |coefficient| /
+    step (``weight`` = squared error of one step-unit², e.g. (σ Δ)²). Each pass
+    refits the classes and scale codes; neighbours' context changes are not
+    followed within a pass (greedy).
+    """
+    sym = sym.copy()
+    k = sym.shape[0]
+    for _ in range(iterations):
+        cls, grp = all_classes(sym, levels)
+        base, off, _ = fit_codes(sym, cls, grp, k * (levels + 1))
+        b = _SCALE_TABLE[np.clip(np.frombuffer(base, np.uint8).astype(np.int64)[grp] + off[cls], 0, 255)]
+        m = np.abs(sym)
+        l0, l1, per_unit = _code_lengths(b)
+        d_bits = np.where(m >= 2, -per_unit, l0 - l1 - per_unit)  # bits saved by |q| − 1
+        old = np.where(m > 0, m - rho / RECON_DEN, 0.0)
+        new = np.where(m > 1, m - 1 - rho / RECON_DEN, 0.0)
+        lower = (m > 0) & (weight * ((a - new) ** 2 - (a - old) ** 2) + lam * d_bits < 0)
+        if not lower.any():
+            break
+        sym = np.where(lower, sym - np.sign(sym), sym)
+    return sym
+
+
+def dequantize(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.ndarray:
+    """Maps (H, W, k) from the symbols (k, H, W)."""
+    steps = _step_map(height, width, p.levels, p.step)
+    mag = np.abs(sym).astype(np.float64)
+    val = np.sign(sym) * np.where(mag > 0, mag - p.recon / RECON_DEN, 0.0) * steps
+    return cdf97_inverse(np.moveaxis(val, 0, 2), p.levels)  # (H, W, k), all maps in one pass
+
+
+# -- scale codes ------------------------------------------------------------------------------
+
+def _code_lengths(b: np.ndarray) -> tuple:
+    """Bits of a symbol under a quantized Laplace of scale b: (for 0, for |q| ≥ 1 before its magnitude,
+    per unit of |q|), i.e. |q| = m ≥ 1 costs l1 + m·lt (sign included)."""
+    return -np.log2(-np.expm1(-0.5 / b)), -np.log2(np.sinh(0.5 / b)), 1.0 / (b * np.log(2))
+
+
+def fit_codes(sym: np.ndarray, classes: np.ndarray, groups: np.ndarray, n_groups: int,
+              iterations: int = 3, n_classes: int = N_CLASSES) -> tuple[bytes, np.ndarray, float]:
+    """Base code per group and offset per class that code the symbols in the fewest bits
+    (coordinate descent on exact ideal code lengths). Returns (base codes, offsets, bits)."""
+    a = np.abs(sym).ravel()
+    stats = _cell_counts(groups.ravel() * n_classes + classes.ravel(), a, n_groups, n_classes)
+    return fit_codes_from_stats(*stats, float(a.max(initial=0)), iterations)
+
+
+def _cell_counts(cell: np.ndarray, a: np.ndarray, n_groups: int, n_classes: int) -> tuple:
+    """(count, zero count, sum of |q|) per cell, each (n_groups, n_classes), from flat cell indices and |q|."""
+    size = n_groups * n_classes
+    nz = np.bincount(2 * cell + (a > 0), minlength=2 * size).reshape(n_groups, n_classes, 2).astype(np.float64)
+    return nz.sum(axis=2), nz[..., 0], np.bincount(cell, a, size).reshape(n_groups, n_classes)
+
+
+def cell_stats(sym: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (map · level group, class) cell of scheme "checkerboard": symbol count, zero count and sum of
+    |q|, each (k · (levels + 1), CHECKER_CLASSES) — all :func:`fit_codes_from_stats` needs."""
+    k, h, w = sym.shape
+    absq = np.abs(sym)
+    nat = _native_stats()
+    if nat is None or not absq.size or int(absq.max()) >= 2 ** 31:
+        cls, grp = all_classes(sym, levels)
+        return _cell_counts((grp * N_CLASSES + cls).ravel(), absq.ravel(), k * (levels + 1), N_CLASSES)
+    n, n0, tot = nat(absq.astype(np.int32), *_native_layout(h, w, levels), levels + 1)
+    return n.reshape(-1, N_CLASSES), n0.reshape(-1, N_CLASSES), tot.reshape(-1, N_CLASSES)
+
+
+def fit_codes_from_stats(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, max_abs: float,
+                         iterations: int = 3) -> tuple[bytes, np.ndarray, float]:
+    """:func:`fit_codes` from the cells' statistics: counts ``n``, zero counts ``n0`` and sums of |q| ``tot``,
+    each (groups, classes); ``max_abs`` the largest |q|. The C++ twin (``fit_scale_codes``) does the same
+    arithmetic in the same order, so both give the same codes and bits."""
+    codes = _code_window(n, tot, max_abs)
+    l0, l1, lt = _code_lengths(_SCALE_TABLE[codes])
+    nat = _native_function("fit_scale_codes")
+    if nat is None:
+        base, off, group_bits = _fit_window(n, n0, tot, l0, l1, lt, iterations)
+    else:
+        base, off, group_bits = nat(n, n0, tot, l0, l1, lt, _FIT_PAD, iterations)
+    return bytes(int(codes[b]) for b in base), off, float(np.sum(group_bits))
+
+
+_FIT_PAD = 48  # class offsets tried: -pad..pad
+
+
+def _code_window(n: np.ndarray, tot: np.ndarray, max_abs: float) -> np.ndarray:
+    """The scale codes worth trying for these cells."""
+    # codes below the MIN_SCALE floor all mean the same scale; above max|q| + 1 they only lose
+    lo = int(np.searchsorted(_SCALE_TABLE, entropy.MIN_SCALE, side="right")) - 1
+    hi = min(entropy.scale_code(max_abs + 1.0) + entropy.SCALE_CODE_STEPS, 255)
+    full = n > 0
+    if full.any():  # no cell is best coded 3 octaves away from its own mean |q|: search only that window
+        ml = 128 + entropy.SCALE_CODE_STEPS * np.log2(np.maximum(tot[full] / n[full], entropy.MIN_SCALE))
+        lo = max(lo, int(np.floor(ml.min())) - 3 * entropy.SCALE_CODE_STEPS)
+        hi = max(min(hi, int(np.ceil(ml.max())) + 3 * entropy.SCALE_CODE_STEPS), lo)
+    lo, hi = min(lo, 255), min(hi, 255)  # a cell whose mean |q| is past the largest scale: the largest code
+    return np.arange(lo, hi + 1)
+
+
+def _fit_window(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, l0: np.ndarray, l1: np.ndarray, lt: np.ndarray,
+                iterations: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coordinate descent over base code indices per group and class offsets (the numpy reference of
+    ``fit_scale_codes``) → (base index per group, offset per class, each group's bits)."""
+    n_groups, n_classes = n.shape
+    m, pad = l0.size, _FIT_PAD
+    # the table over indices -pad..m-1+pad, edge-replicated: index clipping becomes plain slicing
+    table = n0[..., None] * l0 + (n - n0)[..., None] * l1 + tot[..., None] * lt
+    table = np.pad(table, ((0, 0), (0, 0), (pad, pad)), mode="edge")  # (G, C, m + 2 pad)
+    windows = np.lib.stride_tricks.sliding_window_view(table, 2 * pad + 1, axis=2)  # (G, C, m, 2 pad + 1)
+    g_idx = np.arange(n_groups)
+    off = np.zeros(n_classes, np.int64)
+    used = n.sum(axis=0) > 0
+
+    def base_costs(off):  # (G, m): every group's cost at each base index, offsets fixed
+        return sum(table[:, c, pad + off[c]:pad + off[c] + m] for c in range(n_classes))
+
+    for _ in range(iterations):
+        base = np.argmin(base_costs(off), axis=1)
+        cost = windows[g_idx, :, base, :].sum(axis=0)  # (C, 2 pad + 1): each class's cost at each offset
+        off = np.where(used, np.argmin(cost, axis=1) - pad, 0)
+    cost = base_costs(off)
+    base = np.argmin(cost, axis=1)
+    # offsets were found in index space, clipped at the ends: the stored code is base + offset, clipped to 0..255
+    return base, off, cost[g_idx, base]
+
+
+# -- coding -----------------------------------------------------------------------------------
+
+def _stream_layout(height: int, width: int, levels: int):
+    bands = subbands(height, width, levels)
+    return bands, _parent_slices(bands)
+
+
+def all_classes(sym: np.ndarray, levels: int, checker: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Context class and (map, level group) of every symbol, in the symbols' (k, H, W) layout
+    (scheme "checkerboard", or "plain" with ``checker=False``)."""
+    k, h, w = sym.shape
+    bands, parents = _stream_layout(h, w, levels)
+    absq = np.abs(sym)
+    gmap = np.zeros((h, w), np.int64)
+    for g, _, rs, cs in bands:
+        gmap[rs, cs] = g
+    grp = (np.arange(k) * (levels + 1))[:, None, None] + gmap
+    nat = _native_classes()
+    if checker and nat is not None and absq.size and int(absq.max()) < 2 ** 31:
+        return nat(absq.astype(np.int32), *_native_layout(h, w, levels)).astype(np.int64), grp
+    cls = np.zeros(sym.shape, np.int64)
+    for b, (g, _, rs, cs) in enumerate(bands):
+        if checker:
+            cls[:, rs, cs] = checker_classes(activity(absq, slice(0, k), bands, parents, b), absq[:, rs, cs])
+        else:
+            cls[:, rs, cs] = subband_classes(absq, slice(0, k), bands, parents, b)
+    return cls, grp
+
+
+def _native_layout(height: int, width: int, levels: int) -> tuple[list, list]:
+    """The subbands as (group, orientation, row0, row1, col0, col1) and each one's parent index (−1: none),
+    as the C++ context functions take them."""
+    bands, parents = _stream_layout(height, width, levels)
+    return ([(g, o, rs.start, rs.stop, cs.start, cs.stop) for g, o, rs, cs in bands],
+            [parents.get(b, -1) for b in range(len(bands))])
+
+
+def _native_function(name: str):
+    try:
+        from hsicodec import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return getattr(_native, name, None)
+
+
+def _native_classes():
+    """The C++ twin of the checkerboard classes (csrc/context_classes.cpp), or None without the extension."""
+    return _native_function("checker_classes_all")
+
+
+def _native_stats():
+    """The C++ checkerboard cell statistics (classes and counts in one pass), or None without the extension."""
+    return _native_function("checker_cell_stats")
+
+
+@functools.lru_cache(maxsize=16)
+def coding_order(height: int, width: int, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scheme "checkerboard" stream order of one map: (flat indices of the (H, W) coefficients, each one's
+    level group), subband by subband, each subband's first pass then its second, row-major inside a pass."""
+    idx = np.arange(height * width).reshape(height, width)
+    perm, groups = [], []
+    for g, _, rs, cs in subbands(height, width, levels):
+        sub = idx[rs, cs]
+        for m in _passes(*sub.shape, True):
+            perm.append(sub[m])
+            groups.append(np.full(perm[-1].size, g, np.int64))
+    perm_a, groups_a = np.concatenate(perm), np.concatenate(groups)
+    perm_a.setflags(write=False)
+    groups_a.setflags(write=False)
+    return perm_a, groups_a
+
+
+def _passes(rows: int, cols: int, checker: bool) -> list:
+    """Boolean masks of a subband's coding passes, in coding order."""
+    if not checker:
+        return [np.ones((rows, cols), bool)]
+    late = second_pass(rows, cols)
+    return [~late, late]
+
+
+def encode_symbols(sym: np.ndarray, q: int, levels: int, rho: int) -> tuple[bytes, MapParams]:
+    """Entropy code (k, H, W) symbols; returns the stream and the layer's header params."""
+    k, h, w = sym.shape
+    max_abs = int(np.abs(sym).max()) if sym.size else 0
+    if max_abs > entropy.MAX_ABS_LIMIT:
+        raise OptionError("coefficient-map step too fine for the value range")
+    cls, grp = all_classes(sym, levels)
+    base, off, _ = fit_codes(sym, cls, grp, k * (levels + 1))
+    p = MapParams(k, int(q), int(levels), max_abs, base, off, int(rho))
+    perm, groups = coding_order(h, w, levels)  # one map's coefficients in stream order
+    order = sym.reshape(k, h * w)[:, perm]
+    grp = np.arange(k)[:, None] * (levels + 1) + groups[None, :]
+    scales = _SCALE_TABLE[_symbol_codes(p, grp, cls.reshape(k, h * w)[:, perm])]
+    data = entropy.laplace_encode(order.ravel(), scales.ravel(), max_abs)
+    return data, p
+
+
+def code_bits(sym: np.ndarray, levels: int) -> float:
+    """Ideal code length (bits) of the symbols with the codes :func:`encode_symbols` would choose."""
+    return fit_codes_from_stats(*cell_stats(sym, levels), float(np.abs(sym).max(initial=0)))[2]
+
+
+def decode_symbols(data: bytes, p: MapParams, height: int, width: int) -> np.ndarray:
+    """Inverse of :func:`encode_symbols` → (k, H, W) int64 (either context scheme)."""
+    import constriction
+
+    sym = np.zeros((p.k, height, width), np.int64)
+    if p.max_abs == 0:
+        if data:
+            raise HsimHeaderError("coefficient-map stream has bytes but declares every symbol zero")
+        return sym
+    if len(data) % 4 or not data:  # ma > 0: some symbol is nonzero, so the stream cannot be empty
+        raise HsimHeaderError(f"coefficient-map stream length {len(data)} is not a positive multiple of 4")
+    bands, parents = _stream_layout(height, width, p.levels)
+    absq = np.zeros_like(sym)
+    model = entropy._model(p.max_abs)
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
+        for comp in range(p.k):
+            one = slice(comp, comp + 1)
+            for b, (g, _, rs, cs) in enumerate(bands):
+                t = activity(absq, one, bands, parents, b, p.checker)[0]
+                sub = absq[comp, rs, cs]  # a view: decoded magnitudes land here pass by pass
+                scale_of_class = _SCALE_TABLE[_symbol_codes(p, comp * (p.levels + 1) + g, np.arange(len(p.class_offsets)))]
+                for i, m in enumerate(_passes(*t.shape, p.checker)):
+                    if not p.checker:
+                        cls = np.searchsorted(PLAIN_EDGES, t[m], side="right")
+                    elif i == 0:  # first pass: t alone
+                        cls = _FINE_LUT[np.minimum(t[m], FINE_EDGES[-1])]
+                    else:  # second pass: the late symbols are still 0 in sub, so its sums are the first pass's
+                        cls = _FINE_LUT[np.minimum(t[m] + neighbours(sub)[m], FINE_EDGES[-1])] + FINE_EDGES.size + 1
+                    sc = scale_of_class[cls]
+                    out = np.asarray(coder.decode(model, np.zeros(sc.size), sc), np.int64)
+                    sym[comp, rs, cs][m] = out
+                    sub[m] = np.abs(out)
+        left = 0 if coder.is_empty() else max(int(coder.num_words()), 1)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # constriction raises (or panics) on invalid streams
+        raise HsimHeaderError(f"coefficient-map stream cannot be decoded: {exc}") from exc
+    if left:
+        raise HsimHeaderError(f"coefficient-map stream of {len(data)} bytes does not end after its symbols "
+                              f"({left} word(s) left): corrupt or does not match the header")
+    return sym
+
+
+def encode_maps(maps: np.ndarray, q: int, levels: int, deadzone: float = 0.5) -> tuple[bytes, MapParams, np.ndarray]:
+    """Code (H, W, k) maps at step exponent q; returns (stream, params, decoded maps (H, W, k))."""
+    h, w, k = maps.shape
+    tr = Transformed.of(maps, levels)
+    sym, _, rho = quantize(tr, q, k, deadzone)
+    data, p = encode_symbols(sym, q, levels, rho)
+    return data, p, dequantize(sym, p, h, w)
+
+
+def decode_maps(data: bytes, p: MapParams, height: int, width: int) -> np.ndarray:
+    """Maps (H, W, k) float64 from a layer's stream and params."""
+    return dequantize(decode_symbols(data, p, height, width), p, height, width)

@@ -1,0 +1,461 @@
+"""Rate search of the coefficient-map layer: the number of maps k, the step Δ and the spectral precision β.
+
+The grid codec without network latents: the scene's principal-component maps
+go straight to :mod:`hsicodec.layers.maps.coding` (CDF 9/7, context-classed Laplace
+scales). A (k, Δ) is priced from ideal code lengths (map j's symbols and
+classes depend only on maps ≤ j, so k maps are quantized and classed alone);
+the distortion is predicted in the coefficient domain (subband-gain weighted)
+plus the spectral side information's quantization error and the variance of
+the dropped components. ks are scanned coarse to fine, Δ by secant steps on
+log size; only the few best points are built and decoded for real.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Optional
+
+import numpy as np
+
+from hsicodec.layers.maps import coding as coefmaps
+from hsicodec.format import compact
+from hsicodec.coding import entropy
+from hsicodec.format.container import encode_hsim
+from hsicodec.codec.decoder import CODEC_NAME
+from hsicodec.codec.encoder import MAP_COMPONENTS, Analysis, Candidate
+from hsicodec.errors import OptionError
+from hsicodec.layers.network.model import CodecModel
+from hsicodec.coding.spectral import SpectralFit, basis_steps, encode_spectral, fit_pca, lagrangian_exponents, spectral_mse
+
+MAP_K_MAX = MAP_COMPONENTS
+MAP_K_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
+MAP_K_COARSE = (1, 2, 4, 8, 16, 24, 32)  # scanned first; the candidates between the best one's neighbours next
+MAP_K_START = 8  # the coarse scan starts here and walks down (k = 2–3 at 0.005 bpppb) or up (16–32 at 0.1)
+Q_COARSE, Q_FINE = 6 * coefmaps.STEPS_PER_OCTAVE, -14 * coefmaps.STEPS_PER_OCTAVE
+DEADZONE = 0.4  # rounding threshold: a little dead zone pays 0.05–0.2 dB on the validation scenes
+#: precisions of the spectral side information tried, as multiples β of the equal-slope steps
+#: (:func:`hsicodec.coding.spectral.lagrangian_exponents`): the best β ran from 0.6 (Jasper Ridge at 0.01 bpppb)
+#: to over 1.7 (at 0.1), so the search measures them instead of guessing
+SPECTRAL_BETAS = (0.6, 0.85, 1.2, 1.7, 2.4)
+FINER_ROOM = 0.985  # a step of q changes the size by about 2 %
+PSNR_BLOCK = 1024  # pixels per block of MapSearch.psnr_of (a few MB of temporaries)
+MAX_MOVE = 2 * coefmaps.STEPS_PER_OCTAVE  # the secant's largest move (sizes are not exponential far out)
+
+
+def _finest_from(q: int, fits) -> int:
+    """The finest step exponent (≥ :data:`Q_FINE`) that still ``fits``, from a q that does (files grow as q
+    falls): strides that double while they fit, then bisection between the last fitting step and the first
+    that does not."""
+    stride = 1
+    while q - stride >= Q_FINE and fits(q - stride):
+        q, stride = q - stride, stride * 2
+    lo = max(q - stride, Q_FINE - 1)  # does not fit (or past the finest step)
+    while q - lo > 1:
+        mid = (q + lo) // 2
+        if fits(mid):
+            q = mid
+        else:
+            lo = mid
+    return q
+
+
+class MapSearch:
+    """Chooses (k, Δ, spectral precision β) of the coefficient-map layer for a rate or quality target.
+
+    ``betas``: the spectral precisions to search (e.g. :data:`SPECTRAL_BETAS`, thorough); empty (the
+    default): one β per k from the maps' distortion–rate slope (:meth:`best_beta`)."""
+
+    def __init__(self, model: CodecModel, an: Analysis, base_header: dict, extra_sections: tuple = (),
+                 valid: Optional[np.ndarray] = None, deadzone: float = DEADZONE, betas: tuple = ()):
+        if an.mode != "pca":
+            raise OptionError("the coefficient-map layer needs a model with a PCA spectral stage")
+        self.model, self.an, self.base = model, an, base_header
+        self.extra_sections = list(extra_sections)
+        self.valid = valid
+        self.deadzone = deadzone
+        self.betas = tuple(betas)
+        self.h, self.w, self.c = an.values.shape
+        have = an.pca.basis.shape[0] if an.pca is not None else 0
+        self.fit: SpectralFit = an.pca if have >= min(MAP_K_MAX, self.c) else fit_pca(an.values.reshape(-1, self.c),
+                                                                                      MAP_K_MAX)
+        self.kmax = min(MAP_K_MAX, self.fit.basis.shape[0], coefmaps.MAX_MAPS)
+        # a whole number where that is as good (3 header bytes instead of 9; the normalisation is arbitrary)
+        self.norm = float(round(self.fit.total_std)) if self.fit.total_std >= 256 else float(self.fit.total_std)
+        maps = ((an.values.reshape(-1, self.c) - self.fit.mean) @ self.fit.basis[:self.kmax].T / max(self.norm, 1e-300))
+        self.maps = maps.reshape(self.h, self.w, self.kmax)
+        self.levels = coefmaps.map_levels(self.h, self.w)
+        self.tr = coefmaps.Transformed.of(self.maps, self.levels)
+        self.gain = np.empty((self.h, self.w))
+        for grp, ori, rs, cs in coefmaps.subbands(self.h, self.w, self.levels):
+            self.gain[rs, cs] = coefmaps.cdf97_subband_gain(grp, ori, self.levels)
+        self._price_cache: dict = {}
+        self._log_size_slope = -1.0 / coefmaps.STEPS_PER_OCTAVE  # first guess: sizes halve per octave of step
+        self._beta_hint = 1.0  # spectral precision to start each k's search from: the last k's choice
+        self._build_cache: dict = {}
+        self._spec_cache: dict = {}
+        self._range: Optional[float] = None  # of the original's valid values, for psnr_of
+        self._moments: Optional[tuple] = None  # Σ ‖x − c‖² and Σ (x − c), c the PCA mean (psnr_of)
+
+    def with_deadzone(self, deadzone: float) -> "MapSearch":
+        """The same scene (PCA, transform, spectral side information) with another rounding threshold."""
+        other = copy.copy(self)
+        other.deadzone = deadzone
+        other._price_cache, other._build_cache = {}, {}
+        return other
+
+    # -- pricing
+    def _priced(self, q: int, k: int) -> tuple[float, float]:
+        """(ideal bytes of the first k maps at step q, their coefficient-domain squared error)."""
+        key = (q, k)
+        if key not in self._price_cache:
+            pr = coefmaps.price(self.tr, q, k, self.deadzone)  # map j's symbols need only maps ≤ j
+            step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
+            # normalised units, each coefficient weighted by its synthesis energy: Σ g (Δ/√g)² e² = Δ² Σ e²
+            err = (step ** 2) * pr.sq_error / (self.h * self.w)
+            base, off, bits = coefmaps.fit_codes_from_stats(pr.n, pr.n0, pr.tot, pr.max_abs)
+            tables = coefmaps.MapParams(k, q, self.levels, pr.max_abs, base, off, pr.rho).to_header()
+            self._price_cache[key] = (bits / 8.0 + 4.0, err, tables)
+        return self._price_cache[key][:2]
+
+    def _priced_tables(self, q: int, k: int) -> dict:
+        """The layer's header map (code tables included) the pricing of (q, k) fitted."""
+        self._priced(q, k)
+        return self._price_cache[(q, k)][2]
+
+    def exponents(self, k: int, q: int, beta: float) -> tuple[int, int, bytes]:
+        """Step exponents of the mean and k basis vectors: β × those at the distortion–rate slope of the maps
+        coded at q (:func:`hsicodec.coding.spectral.lagrangian_exponents`)."""
+        return lagrangian_exponents(self.fit, k, entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE),
+                                    self.h * self.w, beta)
+
+    def spectral(self, k: int, q: int, beta: float):
+        """The principal mean and k basis vectors at :meth:`exponents` (what the estimates price)
+        → (bytes, header params, dequantized mean, dequantized basis, squared error per value they add)."""
+        me, be, bd = self.exponents(k, q, beta)
+        key = (k, me, be, bd)
+        if key not in self._spec_cache:
+            data, params, mean, basis = encode_spectral(self.fit.mean, self.fit.basis[:k], me, be, bd)
+            self._spec_cache[key] = (data, params, mean, basis, spectral_mse(self.fit, k, me, be, bd))
+        return self._spec_cache[key]
+
+    def _coding_mse(self, k: int, q: int) -> float:
+        """Squared error per cube value that coding the k maps at q adds (original units)."""
+        return self.norm ** 2 * self._priced(q, k)[1] / self.c
+
+    def estimate(self, k: int, q: int, beta: float) -> tuple[float, float]:
+        """(predicted bytes of the whole file, predicted PSNR) of (k, q, β)."""
+        map_bytes, _ = self._priced(q, k)
+        cmse = self._coding_mse(k, q)
+        sdata, sparams, _, _, smse = self.spectral(k, q, beta)
+        over = len(self._file(k, q, sparams, b"", sdata_len=len(sdata), placeholder=True))
+        mse = cmse + smse + self.fit.dropped_variance(k) / self.c
+        quality = float("inf") if mse <= 0 else 10 * np.log10(max(self.an.value_range, 1e-30) ** 2 / mse)
+        return over + map_bytes, quality
+
+    # -- files
+    def _file(self, k: int, q: int, sparams: dict, rdata: bytes, *, sdata: bytes = b"", sdata_len: int = 0,
+              placeholder: bool = False, rparams: Optional[dict] = None) -> bytes:
+        if rparams is None:  # header size estimate: the tables pricing fitted
+            rparams = self._priced_tables(q, k)
+        norm = int(self.norm) if self.norm.is_integer() else self.norm
+        codec = {"id": CODEC_NAME, "norm": norm, "sp": sparams, "rl": rparams}
+        header = {key: v for key, v in self.base.items() if key != "model"}  # no network latents: no model
+        n_spectral = sdata_len if placeholder else len(sdata)
+        header["codec"] = compact.pack_codec(codec, n_spectral)
+        body = bytes(n_spectral + len(rdata)) if placeholder else sdata + rdata
+        return encode_hsim(header, [("c", body)] + ([] if placeholder else self.extra_sections))
+
+    def build(self, k: int, q: int, beta: float) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+        """The real file of (k, q, β) → (bytes, decoded maps (H, W, k), mean, basis)."""
+        if (k, q, beta) not in self._build_cache:
+            self._build_cache.clear()  # keep one: the search asks for the same file twice in a row
+            self._build_cache[(k, q, beta)] = self._build(k, q, beta)
+        return self._build_cache[(k, q, beta)]
+
+    def _build(self, k: int, q: int, beta: float) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+        sym, a, rho = coefmaps.quantize(self.tr, q, k, self.deadzone)
+        if self.betas:  # thorough: rate–distortion optimised quantization at the maps' slope
+            step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
+            sym = coefmaps.rdoq(sym, a, rho, self.levels, (self.norm * step) ** 2, self.slope(k, q))
+        rdata, p = coefmaps.encode_symbols(sym, q, self.levels, rho)
+        maps = coefmaps.dequantize(sym, p, self.h, self.w)
+        me, be, bd = self.exponents(k, q, beta)
+        sdata, sparams, mean, basis = encode_spectral(*self.refit(maps, me, be, bd), me, be, bd)
+        data = self._file(k, q, sparams, rdata, sdata=sdata, rparams=p.to_header())
+        return data, maps, mean, basis
+
+    def refit(self, maps: np.ndarray, mean_exp: int, basis_exp: int, offsets: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (C,) and basis (k, C) that reconstruct the cube best from the *decoded* maps (H, W, k).
+
+        The principal spectra are optimal for the exact maps; once coarse subbands are kept and fine ones
+        dropped, the best spectra differ a little by scale, so the basis is refit by least squares on the
+        decoded maps (pixels with every band valid), quantized with the steps it will travel at, and the
+        mean refit last for that quantized basis — the side information costs the same and the
+        reconstruction error only falls (0.05–0.15 dB on the validation scenes at 0.1 bpppb)."""
+        k = maps.shape[2]
+        x = self.an.values.reshape(-1, self.c)
+        y = maps.reshape(-1, k) * self.norm
+        rows = self.valid.reshape(-1, self.c).all(axis=1) if self.valid is not None else slice(None)
+        x, y = x[rows], y[rows]
+        if k == 0 or len(x) < 4 * (k + 1):
+            return self.fit.mean, self.fit.basis[:k]
+        ym = y.mean(axis=0)
+        yc = y - ym
+        gram = yc.T @ yc
+        basis = self.fit.basis[:k].copy()
+        use = np.diag(gram) > 1e-12 * max(float(np.trace(gram)), 1e-300)  # maps decoded as all zero keep the PCA row
+        if use.any():  # yc's columns sum to zero, so yc' x = yc' (x − x̄): no centred copy of the cube
+            g = gram[np.ix_(use, use)]
+            basis[use] = np.linalg.solve(g + 1e-12 * np.trace(g) * np.eye(g.shape[0]), yc[:, use].T @ x)
+        step = basis_steps(basis_exp, offsets, k)
+        mean = x.mean(axis=0) - ym @ (np.round(basis / step) * step)
+        return mean, basis
+
+    def measure(self, k: int, q: int, beta: float) -> Candidate:
+        data, maps, mean, basis = self.build(k, q, beta)
+        return Candidate(data, k, q, self.psnr_of(maps, mean, basis))
+
+    def psnr_of(self, maps: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> float:
+        """:func:`hsicodec.metrics.psnr` (over the valid values) of the cube :func:`reconstruct` rebuilds from
+        decoded maps (H, W, k), a mean and a basis, taken a block of pixels at a time: no cube-sized
+        temporaries (the rate search measures a few candidate files per target)."""
+        x = self.an.values.reshape(-1, self.c)
+        y = maps.reshape(self.h * self.w, maps.shape[2]) * self.norm
+        if self.valid is None:
+            sse, count = self._sse_from_moments(x, y, mean, basis), x.size
+        else:
+            ok = self.valid.reshape(-1, self.c)
+            sse, count = 0.0, 0
+            for r in range(0, len(x), PSNR_BLOCK):
+                d = x[r:r + PSNR_BLOCK] - (y[r:r + PSNR_BLOCK] @ basis + mean)
+                d = d[ok[r:r + PSNR_BLOCK]]
+                d = d[np.isfinite(d)]
+                sse += float(np.dot(d, d))
+                count += d.size
+        if sse == 0.0 or count == 0:
+            return float("inf")
+        if self._range is None:
+            vals = self.an.values if self.valid is None else self.an.values[self.valid]
+            vals = vals[np.isfinite(vals)]
+            self._range = float(vals.max() - vals.min()) if vals.size else 0.0
+        rng = self._range if self._range > 0 else 1.0
+        return 10.0 * np.log10(rng * rng / (sse / count))
+
+    def _sse_from_moments(self, x: np.ndarray, y: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> float:
+        """Σ ‖x_i − (y_i B + μ)‖² over all pixels from second moments: with x and μ taken about the PCA mean
+        c, ‖x − c‖² summed once per scene, then Yᵀ(X − c) (k × C), YᵀY and Σ y per candidate. No cube-sized
+        product or temporary; the terms cancel to the error's size, which float64 holds to ~1e-9 of it at
+        any PSNR this codec reaches."""
+        c = self.fit.mean
+        if self._moments is None:
+            sq = sum(float(np.sum((x[r:r + PSNR_BLOCK] - c) ** 2)) for r in range(0, len(x), PSNR_BLOCK))
+            self._moments = (sq, x.sum(axis=0) - len(x) * c)
+        sq, sx = self._moments  # Σ ‖x − c‖², Σ (x − c)
+        sy = y.sum(axis=0)
+        ytx = y.T @ x - np.outer(sy, c)  # Yᵀ (X − c)
+        mu = mean - c
+        sse = (sq - 2.0 * float(np.sum(ytx * basis)) - 2.0 * float(mu @ sx)
+               + float(np.sum((y.T @ y) * (basis @ basis.T))) + 2.0 * float((sy @ basis) @ mu)
+               + len(x) * float(mu @ mu))
+        return max(sse, 0.0)
+
+    def k_candidates(self) -> list:
+        return [k for k in MAP_K_CANDIDATES if k <= self.kmax] or [self.kmax]
+
+    # -- targets
+    def _finest_fitting(self, k: int, budget: float, beta: float, start: Optional[int] = None) -> Optional[int]:
+        """Finest step exponent whose predicted file fits the budget. Sizes fall about exponentially as q
+        grows, so secant steps on log size from ``start`` (the answer for a neighbouring k or β) land
+        within a step or two in ~3 pricings; unit steps then settle the exact boundary."""
+        def size(q):
+            return self.estimate(k, q, beta)[0]
+
+        if budget <= 0:
+            return None
+        q = int(np.clip(start if start is not None else 0, Q_FINE, Q_COARSE))
+        s = size(q)
+        slope = self._log_size_slope  # log2 size per step, as the last search found it
+        reach = MAX_MOVE if start is not None else 2 * MAX_MOVE  # from q = 0 the answer is octaves away
+        for _ in range(12):
+            move = int(np.clip(round((np.log2(budget) - np.log2(s)) / slope), -reach, reach))
+            reach = MAX_MOVE
+            nq = int(np.clip(q + move, Q_FINE, Q_COARSE))
+            if nq == q:
+                break
+            ns = size(nq)
+            if ns != s and (np.log2(ns) - np.log2(s)) / (nq - q) < 0:
+                slope = self._log_size_slope = (np.log2(ns) - np.log2(s)) / (nq - q)
+            q, s = nq, ns
+        while s > budget:
+            if q >= Q_COARSE:
+                return None
+            q += 1
+            s = size(q)
+        # one step finer is ~2 % bigger: only look when the file leaves that much room; galloping, then
+        # bisection between the last fitting step and the first that does not fit
+        if s >= FINER_ROOM * budget:
+            return q
+        return _finest_from(q, lambda qq: size(qq) <= budget)
+
+    def slope(self, k: int, q: int) -> float:
+        """Distortion–rate slope of the k maps around step q: squared error (original units, whole cube)
+        saved per extra bit, between the nearest files priced on either side (within a quarter octave,
+        usually left by the rate search; priced now when missing). Below effort max one side will do:
+        q itself and the neighbour the search left (it prices the step just finer than its answer), which
+        saves two pricings of every k scanned."""
+        near = [qq for (qq, kk) in self._price_cache if kk == k and 0 < abs(qq - q) <= 8]
+        below = max((qq for qq in near if qq < q), default=None)
+        above = min((qq for qq in near if qq > q), default=None)
+        if not self.betas and (below is None) != (above is None):
+            below, above = (q, above) if below is None else (below, q)
+        below, above = q - 4 if below is None else below, q + 4 if above is None else above
+        (b1, e1), (b2, e2) = self._priced(below, k), self._priced(above, k)
+        return max((e2 - e1) * self.h * self.w * self.norm ** 2 / max(8.0 * (b1 - b2), 1e-9), 0.0)
+
+    def best_beta(self, k: int, q: int) -> float:
+        """The β of :data:`SPECTRAL_BETAS` that minimises the spectral side information's squared error
+        plus its bits times the maps' slope at (k, q) (equal-slope allocation, without a search)."""
+        lam = self.slope(k, q)
+        n = self.h * self.w * self.c
+
+        def cost(beta):
+            data, _, _, _, smse = self.spectral(k, q, beta)
+            return n * smse + lam * 8.0 * len(data)
+        return min(SPECTRAL_BETAS, key=cost)
+
+    def _betas(self, k: int, budget: float, start: Optional[int]) -> list:
+        """(β, finest q fitting the budget) to score for k: every β of the search, or only the best one
+        at the slope of the answer for the β the previous k chose."""
+        if self.betas:
+            out, q = [], start
+            for beta in self.betas:
+                q = self._finest_fitting(k, budget, beta, q if q is not None else start)
+                out.append((beta, q))
+            return out
+        hint = self._beta_hint
+        q = self._finest_fitting(k, budget, hint, start)
+        if q is None:
+            return [(hint, None)]
+        beta = self._beta_hint = self.best_beta(k, q)
+        return [(beta, q if beta == hint else self._finest_fitting(k, budget, beta, q))]
+
+    def _scan_k(self, score) -> list:
+        """Every point ``score(k)`` returns (a list of (quality, ...) tuples) over the ks worth trying:
+        :data:`MAP_K_COARSE` from :data:`MAP_K_START` downwards while quality rises (or the start has no
+        point), else upwards until quality fell twice or by over 0.1 dB, then the ks between the best
+        one's neighbours, walking away from it on each side while quality rises."""
+        ks = self.k_candidates()
+        found: dict = {}
+
+        def best_of(k):
+            if k not in found:
+                found[k] = score(k)
+            return max(found[k])[0] if found[k] else -np.inf
+
+        coarse = [k for k in ks if k in MAP_K_COARSE] or ks[:1]
+        first = max((i for i, k in enumerate(coarse) if k <= MAP_K_START), default=0)
+        best_k = coarse[first]
+        for k in reversed(coarse[:first]):  # fewer maps, while that is better (or the start has no point)
+            if best_of(best_k) == -np.inf or best_of(k) > best_of(best_k):
+                best_k = k
+            else:
+                break
+        misses = 0
+        for k in coarse[first + 1:] if best_k == coarse[first] else ():
+            if best_of(k) > best_of(best_k):
+                best_k, misses = k, 0
+            else:
+                misses += 1
+                if misses >= 2 or best_of(k) < best_of(best_k) - 0.1:
+                    break  # quality falls with k from here on: more maps only thin the bits
+        i = coarse.index(best_k)
+        lo_k = coarse[i - 1] if i > 0 else 0
+        hi_k = coarse[i + 1] if i + 1 < len(coarse) else self.kmax + 1
+        for side in (sorted(k for k in ks if best_k < k < hi_k),
+                     sorted((k for k in ks if lo_k < k < best_k), reverse=True)):
+            for k in side:
+                if best_of(k) <= best_of(best_k):
+                    break
+                best_k = k
+        return [p for pts in found.values() for p in pts]
+
+    def _finest_built(self, k: int, q: int, beta: float, budget: int) -> Optional[int]:
+        """From the estimate's q, the step whose real file fits the budget: coarser until it fits; when
+        thorough also finer while it fits (the estimate was pessimistic, or quantization is RD-optimised and
+        saves bytes it does not price), in growing strides, then bisection."""
+        fits = lambda qq: len(self.build(k, qq, beta)[0]) <= budget  # noqa: E731
+        while not fits(q):
+            if q >= Q_COARSE:
+                return None
+            q += 1
+        if not self.betas:
+            return q  # a step is ~2 % of the size: close enough below effort max
+        return _finest_from(q, fits)
+
+    def for_bpppb(self, target: float) -> Candidate:
+        budget = int(np.floor(target * self.h * self.w * self.c / 8.0))
+        start = [None]
+
+        def score(k):
+            here = []
+            for beta, q in self._betas(k, budget, start[0]):
+                if q is not None:
+                    here.append((self.estimate(k, q, beta)[1], k, q, beta))
+                    start[0] = q
+            return here
+
+        scored = self._scan_k(score)
+        if not scored:
+            raise OptionError(f"--bpppb {target} is below the smallest coefficient-map file of this cube")
+        scored.sort(reverse=True)
+        best = None
+        # the estimate ranks close points a tenth of a dB or so off: measure the best three (thorough), or the
+        # best two when the second is predicted within 0.15 dB of the first
+        top = scored[:3] if self.betas else [p for p in scored[:2] if p[0] >= scored[0][0] - 0.15]
+        for _, k, q, beta in top:
+            q = self._finest_built(k, q, beta, budget)
+            if q is not None:
+                cand = self.measure(k, q, beta)
+                if best is None or cand.psnr > best.psnr:
+                    best = cand
+        if best is not None:
+            return best
+        raise OptionError(f"--bpppb {target} is below the smallest coefficient-map file of this cube")
+
+    def _coarsest_reaching(self, k: int, beta: float, target: float) -> Optional[int]:
+        """Coarsest step exponent whose predicted PSNR reaches the target (bisection), None if none does."""
+        if self.estimate(k, Q_FINE, beta)[1] < target:
+            return None
+        lo, hi = Q_FINE, Q_COARSE  # estimate(lo) reaches the target
+        if self.estimate(k, hi, beta)[1] >= target:
+            return hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.estimate(k, mid, beta)[1] >= target:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def for_psnr(self, target: float) -> Candidate:
+        def score(k):  # (−predicted bytes, ...) of each β reaching the target
+            here = []
+            for beta in self.betas or (1.0,):
+                q = self._coarsest_reaching(k, beta, target)
+                if q is not None and not self.betas:  # one β, at the maps' slope there
+                    beta = self.best_beta(k, q)
+                    q = self._coarsest_reaching(k, beta, target)
+                if q is not None:
+                    here.append((-self.estimate(k, q, beta)[0], k, q, beta))
+            return here
+
+        feasible = sorted(self._scan_k(score), reverse=True)
+        if not feasible:
+            raise OptionError(f"--psnr {target} dB is above what the coefficient-map layer reaches on this cube")
+        for _, k, q, beta in feasible[:3]:
+            for _ in range(8):
+                cand = self.measure(k, q, beta)
+                if cand.psnr >= target:
+                    return cand
+                q -= 1
+        raise OptionError(f"--psnr {target} dB is above what the coefficient-map layer reaches on this cube")

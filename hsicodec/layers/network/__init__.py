@@ -1,0 +1,1 @@
+"""The network layer: latent grids for the shared, meta-learned modulated SIREN."""

@@ -1,0 +1,1 @@
+"""Meta-training of base models (needs torch)."""
