@@ -8,30 +8,91 @@ Public API::
     hsicodec.decompress_file("out.hsim", "back.tif")
 """
 
-from hsicodec.errors import (
-    BackendError, HsicodecError, HsimChecksumError, HsimError, HsimHeaderError, HsimLimitError, HsimMagicError,
-    HsimTruncatedError, HsimVersionError, ModelError, ModelFormatError, ModelHashMismatchError,
-    ModelNotFoundError, OptionError, OutputExistsError, RasterError, TrainingError,
-)
-
 from hsicodec._version import __version__
 from hsicodec.codec.api import (
-    DEFAULT_MODEL, compress, compress_file, decompress, decompress_file, file_info, load_codec_model,
+    DEFAULT_MODEL,
+    compress,
+    compress_file,
+    decompress,
+    decompress_file,
+    file_info,
+    load_codec_model,
+)
+from hsicodec.errors import (
+    BackendError,
+    HsicodecError,
+    HsimChecksumError,
+    HsimError,
+    HsimHeaderError,
+    HsimLimitError,
+    HsimMagicError,
+    HsimTruncatedError,
+    HsimVersionError,
+    ModelError,
+    ModelFormatError,
+    ModelHashMismatchError,
+    ModelNotFoundError,
+    OptionError,
+    OutputExistsError,
+    RasterError,
+    TrainingError,
+)
+from hsicodec.evaluation.evaluate import (  # noqa: E402,F401
+    codec_registry,
+    evaluate_cube,
+    format_table,
+    plot_rd,
+    psnr_gaps,
+    run_codec,
+    run_hsicodec,
 )
 from hsicodec.format.container import Hsim, HsimReader, Limits, decode_hsim, encode_hsim, read_hsim, write_hsim  # noqa: E402
-from hsicodec.metrics import bpppb, max_abs_error, psnr, quality_report, sam_degrees  # noqa: E402
-from hsicodec.evaluation.evaluate import codec_registry, evaluate_cube, format_table, plot_rd, psnr_gaps, run_codec, run_hsicodec  # noqa: E402,F401
 from hsicodec.io.raster import GeoInfo, read_cube, write_cube  # noqa: E402
+from hsicodec.metrics import bpppb, max_abs_error, psnr, quality_report, sam_degrees  # noqa: E402
 from hsicodec.models.registry import Registry, default_registry  # noqa: E402
 
 __all__ = [
-    "compress", "decompress", "compress_file", "decompress_file", "file_info", "load_codec_model", "DEFAULT_MODEL",
-    "Hsim", "HsimReader", "Limits", "encode_hsim", "decode_hsim", "read_hsim", "write_hsim",
-    "GeoInfo", "read_cube", "write_cube", "Registry", "default_registry",
-    "bpppb", "psnr", "sam_degrees", "max_abs_error", "quality_report",
-    "HsicodecError", "HsimError", "HsimTruncatedError", "HsimMagicError", "HsimVersionError", "HsimChecksumError",
-    "HsimLimitError", "HsimHeaderError", "ModelError", "ModelFormatError", "ModelNotFoundError",
-    "ModelHashMismatchError", "RasterError", "OptionError", "OutputExistsError", "TrainingError", "BackendError",
+    "compress",
+    "decompress",
+    "compress_file",
+    "decompress_file",
+    "file_info",
+    "load_codec_model",
+    "DEFAULT_MODEL",
+    "Hsim",
+    "HsimReader",
+    "Limits",
+    "encode_hsim",
+    "decode_hsim",
+    "read_hsim",
+    "write_hsim",
+    "GeoInfo",
+    "read_cube",
+    "write_cube",
+    "Registry",
+    "default_registry",
+    "bpppb",
+    "psnr",
+    "sam_degrees",
+    "max_abs_error",
+    "quality_report",
+    "HsicodecError",
+    "HsimError",
+    "HsimTruncatedError",
+    "HsimMagicError",
+    "HsimVersionError",
+    "HsimChecksumError",
+    "HsimLimitError",
+    "HsimHeaderError",
+    "ModelError",
+    "ModelFormatError",
+    "ModelNotFoundError",
+    "ModelHashMismatchError",
+    "RasterError",
+    "OptionError",
+    "OutputExistsError",
+    "TrainingError",
+    "BackendError",
 ]
 
 
@@ -39,5 +100,6 @@ def __getattr__(name: str):
     """``hsicodec.HsimCodec`` imports numcodecs on first use only (the core package does not need it)."""
     if name == "HsimCodec":
         from hsicodec.integrations.zarr_codec import HsimCodec
+
         return HsimCodec
     raise AttributeError(f"module 'hsicodec' has no attribute {name!r}")

@@ -23,8 +23,9 @@ def make_weights(rng, K=3, d=48, m=28, C=16, n_in=2, shift="inside", skip=False,
     mb = rng.normal(0.0, meta_scale, K * d)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     sw = f32(rng.normal(0.0, 0.5 / np.sqrt(m), (C, m))) if skip else None
-    return SirenWeights(tuple(f32(w) for w in hw), tuple(f32(b) for b in hb), f32(ow), f32(ob), f32(mw), f32(mb),
-                        shift, sw)
+    return SirenWeights(
+        tuple(f32(w) for w in hw), tuple(f32(b) for b in hb), f32(ow), f32(ob), f32(mw), f32(mb), shift, sw
+    )
 
 
 def make_inputs(rng, w: SirenWeights, n: int):

@@ -9,8 +9,8 @@ import pytest
 
 imagecodecs = pytest.importorskip("imagecodecs")
 
-from hsicodec.evaluation import anchors as A  # noqa: E402
 from hsicodec.errors import OptionError  # noqa: E402
+from hsicodec.evaluation import anchors as A  # noqa: E402
 from hsicodec.metrics import bpppb, psnr  # noqa: E402
 
 
@@ -21,8 +21,7 @@ def _synthetic_cube(h=32, w=28, c=24, dtype=np.uint16, seed=0):
     ab = np.stack([np.sin(3 * xx + 1) ** 2, np.cos(2 * yy) ** 2, xx * yy + 0.05], -1)
     ab /= ab.sum(-1, keepdims=True)
     lam = np.linspace(0, 1, c)
-    end = np.stack([1000 + 3000 * lam, 4000 * np.exp(-(((lam - 0.4) / 0.2) ** 2)) + 500,
-                    2500 - 1500 * lam])
+    end = np.stack([1000 + 3000 * lam, 4000 * np.exp(-(((lam - 0.4) / 0.2) ** 2)) + 500, 2500 - 1500 * lam])
     cube = ab @ end + rng.normal(0, 20, (h, w, c))
     if np.dtype(dtype).kind == "f":
         return (cube / 5000.0).astype(dtype)

@@ -20,8 +20,8 @@ from click.testing import CliRunner
 pytest.importorskip("distributed")
 pytest.importorskip("torch")
 
-from hsicodec.integrations import batch as bm  # noqa: E402
 from hsicodec.cli.main import cli  # noqa: E402
+from hsicodec.integrations import batch as bm  # noqa: E402
 from hsicodec.models.registry import reset_default_registry  # noqa: E402
 
 N_GOOD = 5
@@ -37,9 +37,21 @@ def model_env(tmp_path_factory):
     mpath.mkdir()
     rng = np.random.default_rng(1)
     np.save(root / "scene.npy", (np.cumsum(rng.normal(size=(32, 32, 20)), axis=2) * 30 + 1000).astype(np.uint16))
-    cfg = TrainConfig(data_dir=str(root), train_scenes=["scene"], width=16, depth=2, n_out=4, crop=16, batch=2,
-                      inner_steps=2, steps=2, val_every=2, levels=[[8, 4, "linear"], [4, 2, "linear"]],
-                      coord_cell=8, threads=1)
+    cfg = TrainConfig(
+        data_dir=str(root),
+        train_scenes=["scene"],
+        width=16,
+        depth=2,
+        n_out=4,
+        crop=16,
+        batch=2,
+        inner_steps=2,
+        steps=2,
+        val_every=2,
+        levels=[[8, 4, "linear"], [4, 2, "linear"]],
+        coord_cell=8,
+        threads=1,
+    )
     train_model(cfg, mpath / "batch-test.hsmodel", alias="batch-test")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HSICODEC_DATA_DIR", str(root / "userdata"))
@@ -142,8 +154,7 @@ def test_decompress_batch(client, tmp_path, inputs):
     out = tmp_path / "out"
     bm.batch([str(inputs / "cube*.npy")], out, OPTS, client=client)
     back = tmp_path / "back"
-    rows = by_name(bm.batch([str(out / "*.hsim")], back, bm.BatchOptions(decompress=True, format="npy"),
-                            client=client))
+    rows = by_name(bm.batch([str(out / "*.hsim")], back, bm.BatchOptions(decompress=True, format="npy"), client=client))
     assert all(r["status"] == "done" and r["psnr"] is None and r["bpppb"] > 0 for r in rows.values())
     for i in range(N_GOOD):
         a = np.load(back / f"cube{i}.npy")
@@ -155,8 +166,24 @@ def test_decompress_batch(client, tmp_path, inputs):
 def test_cli_batch_on_worker_processes(model_env, tmp_path, inputs):
     """The CLI on a real LocalCluster (2 worker processes): JSON, exit code 1, one error line per failure."""
     out = tmp_path / "out"
-    r = CliRunner().invoke(cli, ["batch", str(inputs / "*.npy"), str(out), "--bpppb", "1", "--model", "batch-test",
-                                 "--effort", "fast", "--workers", "2", "--json"], catch_exceptions=False)
+    r = CliRunner().invoke(
+        cli,
+        [
+            "batch",
+            str(inputs / "*.npy"),
+            str(out),
+            "--bpppb",
+            "1",
+            "--model",
+            "batch-test",
+            "--effort",
+            "fast",
+            "--workers",
+            "2",
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 1, r.output
     doc = json.loads(r.stdout)
     assert doc["summary"] == {"done": N_GOOD, "skipped": 0, "failed": 1, "total": N_GOOD + 1}
@@ -169,8 +196,9 @@ def test_cli_batch_on_worker_processes(model_env, tmp_path, inputs):
     assert "Traceback" not in r.stderr
 
     # table output; everything up to date: no cluster needed, exit 0
-    r = CliRunner().invoke(cli, ["batch", str(inputs / "cube*.npy"), str(out), "--model", "batch-test"],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(
+        cli, ["batch", str(inputs / "cube*.npy"), str(out), "--model", "batch-test"], catch_exceptions=False
+    )
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["FILE", "STATUS", "BPPPB", "PSNR", "dB", "TIME", "s"]
@@ -178,8 +206,15 @@ def test_cli_batch_on_worker_processes(model_env, tmp_path, inputs):
     assert lines[-1] == f"{N_GOOD} file(s): 0 done, {N_GOOD} skipped (up to date), 0 failed"
 
 
-@pytest.mark.parametrize("args", [["--bpppb", "1", "--psnr", "30"], ["--decompress", "--bpppb", "1"],
-                                  ["--format", "npy"], ["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--bpppb", "1", "--psnr", "30"],
+        ["--decompress", "--bpppb", "1"],
+        ["--format", "npy"],
+        ["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"],
+    ],
+)
 def test_cli_usage_errors(model_env, tmp_path, inputs, args):
     r = CliRunner().invoke(cli, ["batch", str(inputs / "*.npy"), str(tmp_path / "o"), *args])
     assert r.exit_code == 2
@@ -192,5 +227,7 @@ def test_no_matching_files_and_missing_dask(model_env, tmp_path, inputs, monkeyp
     monkeypatch.setitem(sys.modules, "distributed", None)
     r = CliRunner().invoke(cli, ["batch", str(inputs / "cube0.npy"), str(tmp_path / "o"), "--model", "batch-test"])
     assert r.exit_code == 1
-    assert r.stderr.splitlines() == ["1 file(s): 1 to compress, 0 up to date",
-                                     "hsicodec: error: batch needs dask and distributed: pip install 'hsicodec[dask]'"]
+    assert r.stderr.splitlines() == [
+        "1 file(s): 1 to compress, 0 up to date",
+        "hsicodec: error: batch needs dask and distributed: pip install 'hsicodec[dask]'",
+    ]

@@ -29,9 +29,22 @@ def quick(tmp_path_factory):
         BASELINES = {}
     if "pca_dct" in BASELINES:
         extra = ["--baselines", "pca_dct", "--baseline-rates", "0.2"]
-    p = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_rd.py"), "--quick", "--out", str(out),
-                        "--atlas-json", str(out / "no-atlas.json"), *extra],
-                       capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "bench_rd.py"),
+            "--quick",
+            "--out",
+            str(out),
+            "--atlas-json",
+            str(out / "no-atlas.json"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     return out, json.loads((out / "rd_quick.json").read_text()), (out / "rd_quick.md").read_text()
 
@@ -54,17 +67,22 @@ def test_quick_suite_roles_rows_and_plots(quick):
     jr = next(sc for sc in res["scenes"] if sc["scene"] == "jasper_ridge")
     if res["baselines"]:  # paper baselines on validation scenes only
         assert any(r["codec"] == "pca_dct" and r["kind"] == "baseline" for r in jr["rows"])
-        assert not any(r["kind"] == "baseline" for sc in res["scenes"] if sc["role"] == "training"
-                       for r in sc["rows"])
+        assert not any(r["kind"] == "baseline" for sc in res["scenes"] if sc["role"] == "training" for r in sc["rows"])
     assert {p["psnr"] for p in jr["paper_reference"]} == {36.6, 41.6}
     assert res["wall_s"] > 0 and res["speed"] and res["atlas"]["reason"]
 
 
 def test_quick_markdown_sections(quick):
     _, res, md = quick
-    for needle in ("## PSNR gap to PCA + JPEG 2000 (validation scenes)", "## Speed", "## Learned peer: atlas-hsi",
-                   "reported by the paper (training scenes)", "| jasper_ridge | hsicodec-fast | 0.05 |",
-                   "### jasper_ridge (32x32x198 uint16, validation)", "## Per-scene results"):
+    for needle in (
+        "## PSNR gap to PCA + JPEG 2000 (validation scenes)",
+        "## Speed",
+        "## Learned peer: atlas-hsi",
+        "reported by the paper (training scenes)",
+        "| jasper_ridge | hsicodec-fast | 0.05 |",
+        "### jasper_ridge (32x32x198 uint16, validation)",
+        "## Per-scene results",
+    ):
         assert needle in md, needle
     assert "paper: meta-learning (10x60 net)" in md
 

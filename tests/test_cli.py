@@ -18,9 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
-import click
 from click.testing import CliRunner
 
 from hsicodec import __version__
@@ -61,8 +61,13 @@ def run_proc(*args: str, env_extra: dict | None = None, timeout: float = 120):
     e["PYTHONPATH"] = str(ROOT) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
     e.pop("HSICODEC_DEBUG", None)
     e.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "hsicodec.cli", *[str(a) for a in args]],
-                          capture_output=True, text=True, env=e, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "hsicodec.cli", *[str(a) for a in args]],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=timeout,
+    )
 
 
 def assert_one_error_line(stderr: str, prefix: str = "hsicodec: error: ") -> str:
@@ -99,9 +104,21 @@ def codec_model_file(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("codec_model")
     rng = np.random.default_rng(1)
     np.save(d / "scene.npy", (np.cumsum(rng.normal(size=(32, 32, 20)), axis=2) * 30 + 1000).astype(np.uint16))
-    cfg = TrainConfig(data_dir=str(d), train_scenes=["scene"], width=16, depth=2, n_out=4, crop=16, batch=2,
-                      inner_steps=2, steps=2, val_every=2, levels=[[8, 4, "linear"], [4, 2, "linear"]],
-                      coord_cell=8, threads=1)
+    cfg = TrainConfig(
+        data_dir=str(d),
+        train_scenes=["scene"],
+        width=16,
+        depth=2,
+        n_out=4,
+        crop=16,
+        batch=2,
+        inner_steps=2,
+        steps=2,
+        val_every=2,
+        levels=[[8, 4, "linear"], [4, 2, "linear"]],
+        coord_cell=8,
+        threads=1,
+    )
     out = d / "cli-test-model.hsmodel"
     train_model(cfg, out, alias="cli-test")
     return out
@@ -124,8 +141,21 @@ def test_version():
     assert r.stdout.strip() == f"hsicodec {__version__}"
 
 
-@pytest.mark.parametrize("cmd", [[], ["compress"], ["decompress"], ["info"], ["models"], ["models", "list"],
-                                 ["models", "show"], ["models", "verify"], ["models", "add"], ["train"]])
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        [],
+        ["compress"],
+        ["decompress"],
+        ["info"],
+        ["models"],
+        ["models", "list"],
+        ["models", "show"],
+        ["models", "verify"],
+        ["models", "add"],
+        ["train"],
+    ],
+)
 def test_help(cmd):
     r = run(*cmd, "--help")
     assert r.exit_code == 0, r.output
@@ -159,14 +189,16 @@ def test_bands_parse_ok(text, expected):
     assert BandsType().convert(text, None, None) == expected
 
 
-@pytest.mark.parametrize("text,expected", [("fast", "fast"), ("MAX", "max"), ("default", "default"),
-                                           ("0", 0), ("100", 100)])
+@pytest.mark.parametrize(
+    "text,expected", [("fast", "fast"), ("MAX", "max"), ("default", "default"), ("0", 0), ("100", 100)]
+)
 def test_effort_parse_ok(text, expected):
     assert EffortType().convert(text, None, None) == expected
 
 
-@pytest.mark.parametrize("window", ["1,2,3", "1,2,3,4,5", "a,b,c,d", "-1,0,2,2", "0,0,0,5", "0,0,5,0",
-                                    "1.5,0,2,2", "", "0;0;2;2"])
+@pytest.mark.parametrize(
+    "window", ["1,2,3", "1,2,3,4,5", "a,b,c,d", "-1,0,2,2", "0,0,0,5", "0,0,5,0", "1.5,0,2,2", "", "0;0;2;2"]
+)
 def test_bad_window(env, window):
     r = run("decompress", "x.hsim", "out.npy", "--window", window)
     assert r.exit_code == 2
@@ -288,13 +320,16 @@ def broken_info(monkeypatch):
     return box
 
 
-@pytest.mark.parametrize("exc,code,needle", [
-    (HsimError("bad section at byte 12"), 1, "bad section at byte 12"),
-    (RasterError("multi\nline\nmessage"), 1, "multi line message"),
-    (PermissionError(13, "Permission denied", "/x/y.hsim"), 1, "/x/y.hsim: Permission denied"),
-    (OSError(28, "No space left on device"), 1, "No space left on device"),
-    (KeyboardInterrupt(), 130, "interrupted"),
-])
+@pytest.mark.parametrize(
+    "exc,code,needle",
+    [
+        (HsimError("bad section at byte 12"), 1, "bad section at byte 12"),
+        (RasterError("multi\nline\nmessage"), 1, "multi line message"),
+        (PermissionError(13, "Permission denied", "/x/y.hsim"), 1, "/x/y.hsim: Permission denied"),
+        (OSError(28, "No space left on device"), 1, "No space left on device"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
+)
 def test_errors_become_one_line(env, broken_info, exc, code, needle):
     broken_info["exc"] = exc
     r = CliRunner().invoke(cli, ["info", "x.hsim"])
@@ -341,8 +376,12 @@ def test_models_list_only_bundled_in_empty_env(env):
 
 def test_models_add_list_show_verify(env):
     src = env["tmp"] / "mine.hsmodel"
-    sha = save_model(src, {"w": np.arange(12, dtype=np.float32).reshape(4, 3)}, {"arch": "test", "width": 3},
-                     {"alias": "mine", "description": "my test model"})
+    sha = save_model(
+        src,
+        {"w": np.arange(12, dtype=np.float32).reshape(4, 3)},
+        {"arch": "test", "width": 3},
+        {"alias": "mine", "description": "my test model"},
+    )
     r = run("models", "add", src)
     assert r.exit_code == 0, r.output
     assert sha in r.stdout and "mine" in r.stdout
@@ -456,12 +495,40 @@ def test_train_tiny(env, tmp_path):
     for name in ("a", "b", "held"):
         np.save(data / f"{name}.npy", rng.normal(size=(20, 20, 12)).astype(np.float32))
     cfg = tmp_path / "tiny.json"
-    cfg.write_text(json.dumps({"width": 8, "depth": 2, "n_out": 3, "crop": 16, "batch": 2, "inner_steps": 1,
-                               "steps": 50, "val_every": 2, "levels": [[8, 2, "linear"]], "coord_cell": 8,
-                               "threads": 1}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "width": 8,
+                "depth": 2,
+                "n_out": 3,
+                "crop": 16,
+                "batch": 2,
+                "inner_steps": 1,
+                "steps": 50,
+                "val_every": 2,
+                "levels": [[8, 2, "linear"]],
+                "coord_cell": 8,
+                "threads": 1,
+            }
+        )
+    )
     out = tmp_path / "sensor.hsmodel"
-    r = run("train", "--data", data, "--out", out, "--config", cfg, "--val", "held", "--steps", "2",
-            "--seed", "5", "--quiet")
+    r = run(
+        "train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--config",
+        cfg,
+        "--val",
+        "held",
+        "--steps",
+        "2",
+        "--seed",
+        "5",
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     sha = r.stdout.strip()
     assert sha == sha256_bytes(out.read_bytes())
@@ -524,8 +591,7 @@ def test_compress_json_and_force(codec_env, npy_cube):
     r = run("compress", npy_cube, out, "--model", "cli-test", "--effort", "fast", "--bpppb", "1")
     assert r.exit_code == 1
     assert out.read_bytes() == b"old"
-    r = run("compress", npy_cube, out, "--model", "cli-test", "--effort", "fast", "--bpppb", "1",
-            "--force", "--json")
+    r = run("compress", npy_cube, out, "--model", "cli-test", "--effort", "fast", "--bpppb", "1", "--force", "--json")
     assert r.exit_code == 0, r.output
     stats = json.loads(r.stdout)
     assert stats["bytes"] == out.stat().st_size
@@ -554,8 +620,12 @@ def test_unknown_model(codec_env, npy_cube):
 
 def test_decompress_model_not_installed(codec_env, npy_cube, monkeypatch):
     out = codec_env["tmp"] / "cube.hsim"
-    assert run("compress", npy_cube, out, "--model", "cli-test", "--effort", "fast", "--bpppb", "1",
-               "--layer", "network").exit_code == 0
+    assert (
+        run(
+            "compress", npy_cube, out, "--model", "cli-test", "--effort", "fast", "--bpppb", "1", "--layer", "network"
+        ).exit_code
+        == 0
+    )
     empty = codec_env["tmp"] / "empty"
     empty.mkdir()
     monkeypatch.setenv("HSICODEC_MODEL_PATH", str(empty))
@@ -588,9 +658,15 @@ def test_roundtrip_geotiff_keeps_geo(codec_env):
 
     rng = np.random.default_rng(2)
     cube = (np.cumsum(rng.normal(size=(24, 24, 30)), axis=2) * 40 + 2000).astype(np.uint16)
-    geo = GeoInfo(crs_wkt=CRS.from_epsg(32633).to_wkt(), transform=(30.0, 0.0, 500000.0, 0.0, -30.0, 4100000.0),
-                  nodata=0, wavelengths=[400.0 + 10 * i for i in range(30)], fwhm=[10.0] * 30,
-                  wavelength_units="nm", band_names=[f"b{i}" for i in range(30)])
+    geo = GeoInfo(
+        crs_wkt=CRS.from_epsg(32633).to_wkt(),
+        transform=(30.0, 0.0, 500000.0, 0.0, -30.0, 4100000.0),
+        nodata=0,
+        wavelengths=[400.0 + 10 * i for i in range(30)],
+        fwhm=[10.0] * 30,
+        wavelength_units="nm",
+        band_names=[f"b{i}" for i in range(30)],
+    )
     src = codec_env["tmp"] / "scene.tif"
     write_cube(src, cube, geo)
     out = codec_env["tmp"] / "scene.hsim"
@@ -652,15 +728,36 @@ def test_band_map_reaches_a_plain_model(env, tmp_path):
     from hsicodec.models.registry import reset_default_registry
     from hsicodec.train.meta import TrainConfig, train_model
 
-    cfg = TrainConfig(data_dir=str(tmp_path), train_scenes=["a"], steps=1, n_out=12, spectral="id", width=8,
-                      depth=1, levels=[[8, 2, "nearest"]], coord_cell=8, crop=8, batch=1)
+    cfg = TrainConfig(
+        data_dir=str(tmp_path),
+        train_scenes=["a"],
+        steps=1,
+        n_out=12,
+        spectral="id",
+        width=8,
+        depth=1,
+        levels=[[8, 2, "nearest"]],
+        coord_cell=8,
+        crop=8,
+        batch=1,
+    )
     np.save(tmp_path / "a.npy", np.random.default_rng(0).random((10, 10, 6)).astype(np.float32))
     train_model(cfg, env["path"] / "plain.hsmodel", alias="plain-tiny")
     reset_default_registry()
     src = tmp_path / "c.npy"
     np.save(src, (np.random.default_rng(1).random((9, 9, 4)) * 100).astype(np.uint16))
-    r = run("compress", src, tmp_path / "c.hsim", "--model", "plain-tiny", "--band-map", "3,5,7,9",
-            "--bpppb", "300", "--json")
+    r = run(
+        "compress",
+        src,
+        tmp_path / "c.hsim",
+        "--model",
+        "plain-tiny",
+        "--band-map",
+        "3,5,7,9",
+        "--bpppb",
+        "300",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     info = json.loads(run("info", tmp_path / "c.hsim", "--json").stdout)
     assert info["codec"]["sp"]["bm"] == [3, 5, 7, 9]
@@ -675,8 +772,21 @@ def test_eval_table_json_and_plot(env, npy_cube):
     """hsicodec and an anchor at the same rate; table, --json and --plot."""
     pytest.importorskip("imagecodecs")
     pytest.importorskip("matplotlib")
-    r = run("eval", npy_cube, "--rates", "0.5", "--anchors", "pca_jpeg2000,zfp", "--efforts", "fast",
-            "--repeat", "1", "--json", "--plot", "rd.png")
+    r = run(
+        "eval",
+        npy_cube,
+        "--rates",
+        "0.5",
+        "--anchors",
+        "pca_jpeg2000,zfp",
+        "--efforts",
+        "fast",
+        "--repeat",
+        "1",
+        "--json",
+        "--plot",
+        "rd.png",
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["shape"] == [24, 24, 30] and out["rates"] == [0.5]
@@ -691,8 +801,7 @@ def test_eval_table_json_and_plot(env, npy_cube):
     assert out["gaps"] and out["gaps"][0]["reference"] == "pca_jpeg2000"
     assert Path("rd.png").read_bytes()[:4] == b"\x89PNG"
 
-    r = run("eval", npy_cube, "-r", "0.5", "-r", "1e-5", "--anchors", "sperr_3d", "--efforts", "fast",
-            "--repeat", "1")
+    r = run("eval", npy_cube, "-r", "0.5", "-r", "1e-5", "--anchors", "sperr_3d", "--efforts", "fast", "--repeat", "1")
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
     assert "24x24x30" in lines[0]
@@ -701,15 +810,18 @@ def test_eval_table_json_and_plot(env, npy_cube):
     assert any(line.startswith("hsicodec-fast") and "0.5" in line for line in lines)
 
 
-@pytest.mark.parametrize("opts,code,needle", [
-    (["--anchors", "nope"], 2, "--anchors"),
-    (["--rates", "-1"], 2, "--rates"),
-    (["--rates", "abc"], 2, "--rates"),
-    (["--efforts", "slow"], 2, "--efforts"),
-    (["--efforts", "none", "--anchors", "none"], 2, "nothing to evaluate"),
-    (["--plot", "missing_dir/rd.png"], 1, "does not exist"),
-    (["--plot", "rd.txt2"], 1, "not supported"),
-])
+@pytest.mark.parametrize(
+    "opts,code,needle",
+    [
+        (["--anchors", "nope"], 2, "--anchors"),
+        (["--rates", "-1"], 2, "--rates"),
+        (["--rates", "abc"], 2, "--rates"),
+        (["--efforts", "slow"], 2, "--efforts"),
+        (["--efforts", "none", "--anchors", "none"], 2, "nothing to evaluate"),
+        (["--plot", "missing_dir/rd.png"], 1, "does not exist"),
+        (["--plot", "rd.txt2"], 1, "not supported"),
+    ],
+)
 def test_eval_bad_options(env, npy_cube, opts, code, needle):
     r = run("eval", npy_cube, *opts)
     assert r.exit_code == code, r.output

@@ -9,8 +9,8 @@ import pytest
 
 import hsicodec
 from hsicodec import metrics
-from hsicodec.data import sample_path
 from hsicodec.codec.encoder import LAYERS
+from hsicodec.data import sample_path
 from hsicodec.errors import HsimError, ModelNotFoundError, OptionError
 
 
@@ -114,8 +114,9 @@ def test_torch_and_native_fits_agree(small):
         assert np.abs(x - y).max() <= 1e-3 * max(1.0, float(np.abs(y).max()))
 
 
-@pytest.mark.parametrize("shape,dtype", [((5, 7, 1), np.uint8), ((1, 1, 12), np.int16), ((9, 11, 4), np.float32),
-                                         ((17, 3, 30), np.uint16)])
+@pytest.mark.parametrize(
+    "shape,dtype", [((5, 7, 1), np.uint8), ((1, 1, 12), np.int16), ((9, 11, 4), np.float32), ((17, 3, 30), np.uint16)]
+)
 def test_edge_shapes_and_dtypes_round_trip(shape, dtype):
     rng = np.random.default_rng(0)
     cube = (rng.random(shape) * 100).astype(dtype)
@@ -197,8 +198,14 @@ def test_map_layer_files_need_no_model(small, tmp_path):
     assert metrics.psnr(small, out) > 25
 
 
-@pytest.mark.parametrize("edit", [lambda c: c.__setitem__("k", 2), lambda c: c.__setitem__("q", 3),
-                                  lambda c: (c.pop("rl"), c.__setitem__("sp", {"m": "id", "off": 0.0}))])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda c: c.__setitem__("k", 2),
+        lambda c: c.__setitem__("q", 3),
+        lambda c: (c.pop("rl"), c.__setitem__("sp", {"m": "id", "off": 0.0})),
+    ],
+)
 def test_a_file_without_model_may_not_use_network_keys(small, edit):
     data = hsicodec.compress(small, bpppb=0.2, latent_codings=LAYERS["maps"])
     with pytest.raises(HsimError, match="'model' is missing"):
@@ -209,8 +216,8 @@ def test_compact_map_files_are_one_section_and_refuse_bad_splits_and_network_key
     """Grid v5: sp and rl as arrays, both streams in section "c"; a spectral length past the section, or
     network latents next to the compact form, are clear errors."""
     from hsicodec.codec.api import load_codec_model
-    from hsicodec.format.container import decode_hsim
     from hsicodec.codec.decoder import parse_codec
+    from hsicodec.format.container import decode_hsim
 
     data = hsicodec.compress(small, bpppb=0.2, latent_codings=LAYERS["maps"])
     h = decode_hsim(data)
@@ -224,12 +231,12 @@ def test_compact_map_files_are_one_section_and_refuse_bad_splits_and_network_key
 
 # prepended to subprocess code: any import of torch fails
 BLOCK_TORCH = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked in this test')\n"
-        "sys.meta_path.insert(0, Block())\n"
+    "import sys\n"
+    "class Block:\n"
+    "    def find_spec(self, name, path, target=None):\n"
+    "        if name == 'torch' or name.startswith('torch.'):\n"
+    "            raise ImportError('torch is blocked in this test')\n"
+    "sys.meta_path.insert(0, Block())\n"
 )
 
 
@@ -245,10 +252,12 @@ def test_decoding_works_without_torch(tmp_path, encoded):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert r.returncode == 0, r.stderr
     out = tmp_path / "y.npy"
-    code2 = code.replace(f"cube, geo = hsicodec.decompress({str(path)!r})\n",
-                         f"from hsicodec.cli.main import main\nsys.argv=['hsicodec','decompress',{str(path)!r},{str(out)!r},'-q']\n"
-                         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-                         "cube = None\n").replace("print(cube.shape)\n", "")
+    code2 = code.replace(
+        f"cube, geo = hsicodec.decompress({str(path)!r})\n",
+        f"from hsicodec.cli.main import main\nsys.argv=['hsicodec','decompress',{str(path)!r},{str(out)!r},'-q']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "cube = None\n",
+    ).replace("print(cube.shape)\n", "")
     r = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert np.load(out).shape == (24, 20, 198)
@@ -322,10 +331,9 @@ def _reheader(data: bytes, edit) -> bytes:
 
 
 def test_latents_are_coded_as_rotated_haar_coefficients(sample):
-    from hsicodec.format.container import decode_hsim
-
     from hsicodec.codec.api import load_codec_model
     from hsicodec.codec.encoder import encode
+    from hsicodec.format.container import decode_hsim
 
     cube = np.ascontiguousarray(sample[:48, :40])
     model = load_codec_model("hsi-grid-v1")
@@ -345,8 +353,9 @@ def test_unknown_codec_key_is_refused_not_guessed(encoded):
 
 @pytest.mark.parametrize("key,value", [("wt", -1), ("wt", 99), ("wt", "3"), ("ct", b"\x00"), ("ct", 5)])
 def test_bad_wavelet_or_rotation_keys_are_header_errors(sample, key, value):
-    data = hsicodec.compress(np.ascontiguousarray(sample[:32, :32]), bpppb=0.2, model="hsi-grid-v1",
-                             latent_codings=LAYERS["network"])
+    data = hsicodec.compress(
+        np.ascontiguousarray(sample[:32, :32]), bpppb=0.2, model="hsi-grid-v1", latent_codings=LAYERS["network"]
+    )
     with pytest.raises(HsimError, match=f"codec.{key}|codec.ls"):
         hsicodec.decompress(_reheader(data, lambda c: c.__setitem__(key, value)))
 
@@ -354,8 +363,8 @@ def test_bad_wavelet_or_rotation_keys_are_header_errors(sample, key, value):
 @pytest.mark.parametrize("names", [("plain",), ("haar",), ("haar+klt",)])
 def test_each_latent_coding_round_trips(sample, names):
     from hsicodec.codec.api import load_codec_model
-    from hsicodec.format.container import decode_hsim
     from hsicodec.codec.encoder import encode
+    from hsicodec.format.container import decode_hsim
 
     cube = np.ascontiguousarray(sample[:40, :36])
     cm = load_codec_model("hsi-grid-v1")
@@ -373,8 +382,13 @@ def test_unknown_latent_coding_refused(small):
 
     cm = load_codec_model("hsi-grid-v1")
     with pytest.raises(OptionError, match="latent codings"):
-        encode(small, cm, bpppb=0.1, base_header={"shape": list(small.shape), "dtype": small.dtype.name,
-                                                   "model": cm.sha256}, latent_codings=("jpeg",))
+        encode(
+            small,
+            cm,
+            bpppb=0.1,
+            base_header={"shape": list(small.shape), "dtype": small.dtype.name, "model": cm.sha256},
+            latent_codings=("jpeg",),
+        )
 
 
 def test_map_layer_files_decode_torch_free_and_by_window(sample):
@@ -384,7 +398,11 @@ def test_map_layer_files_decode_torch_free_and_by_window(sample):
     cube = np.ascontiguousarray(sample[:40, :36])
     data = hsicodec.compress(cube, bpppb=0.2, model="hsi-grid-v1")
     codec = decode_hsim(data).header["codec"]
-    assert codec.get("k", 0) == 0 and codec["rl"][0] >= 1 and "l" not in dict((n, 0) for n, *_ in decode_hsim(data).header["sections"])
+    assert (
+        codec.get("k", 0) == 0
+        and codec["rl"][0] >= 1
+        and "l" not in dict((n, 0) for n, *_ in decode_hsim(data).header["sections"])
+    )
     assert 0.9 * 0.2 <= 8 * len(data) / cube.size <= 0.2
     full, _ = hsicodec.decompress(data)
     win, _ = hsicodec.decompress(data, window=(5, 7, 20, 11), bands=(3, 40))

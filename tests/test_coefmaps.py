@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from hsicodec.layers.maps import coding as coefmaps
-from hsicodec.errors import HsimHeaderError
 from hsicodec.coding.wavelet import cdf97_forward, cdf97_inverse, subbands, wavelet_levels
+from hsicodec.errors import HsimHeaderError
+from hsicodec.layers.maps import coding as coefmaps
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (2, 2), (3, 17), (37, 23), (64, 64), (100, 101)])
@@ -23,7 +23,7 @@ def test_cdf97_compacts_a_smooth_map():
     smooth = np.sin(3 * r) + np.cos(2 * c) + r * c
     co = cdf97_forward(smooth, 4)
     ll = co[:4, :4]
-    assert np.sum(ll ** 2) > 0.97 * np.sum(co ** 2)
+    assert np.sum(ll**2) > 0.97 * np.sum(co**2)
     # linear ramps have (near) zero detail coefficients inside the image: the 9/7 has 4 vanishing moments
     ramp = cdf97_forward(np.add.outer(np.arange(32.0), np.arange(32.0)), 1)
     assert np.abs(ramp[2:14, 18:30]).max() < 1e-9
@@ -115,10 +115,23 @@ def _header(k=2, lv=3, **kw):
     return h
 
 
-@pytest.mark.parametrize("bad", [
-    {"k": 0}, {"k": 300}, {"q": 600}, {"wt": 9}, {"wt": 7}, {"ma": -1}, {"ro": 17},
-    {"ls": b"\x00"}, {"co": b"\x00" * 6}, {"zz": 1}, {"ro": 2.0}, {"ls": "ab"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"k": 0},
+        {"k": 300},
+        {"q": 600},
+        {"wt": 9},
+        {"wt": 7},
+        {"ma": -1},
+        {"ro": 17},
+        {"ls": b"\x00"},
+        {"co": b"\x00" * 6},
+        {"zz": 1},
+        {"ro": 2.0},
+        {"ls": "ab"},
+    ],
+)
 def test_parse_params_refuses_bad_headers(bad):
     hdr = _header()
     hdr.update(bad)
@@ -183,8 +196,9 @@ def test_checkerboard_beats_the_plain_scheme():
     maps = _maps(64, 64, 4, seed=11)
     lv = coefmaps.map_levels(64, 64)
     sym, _, _ = coefmaps.quantize(coefmaps.Transformed.of(maps, lv), -96, 4)
-    plain = coefmaps.fit_codes(sym, *coefmaps.all_classes(sym, lv, checker=False), 4 * (lv + 1),
-                               n_classes=coefmaps.PLAIN_CLASSES)[2]
+    plain = coefmaps.fit_codes(
+        sym, *coefmaps.all_classes(sym, lv, checker=False), 4 * (lv + 1), n_classes=coefmaps.PLAIN_CLASSES
+    )[2]
     assert coefmaps.code_bits(sym, lv) < plain
 
 
@@ -214,8 +228,9 @@ def _numpy_classes(sym, lv, monkeypatch):
         return coefmaps.all_classes(sym, lv)
 
 
-@pytest.mark.parametrize("k,h,w,levels", [(1, 1, 1, 0), (1, 1, 9, 3), (3, 7, 5, 2), (4, 33, 30, 5),
-                                          (2, 64, 48, 5), (5, 13, 64, 4)])
+@pytest.mark.parametrize(
+    "k,h,w,levels", [(1, 1, 1, 0), (1, 1, 9, 3), (3, 7, 5, 2), (4, 33, 30, 5), (2, 64, 48, 5), (5, 13, 64, 4)]
+)
 @pytest.mark.parametrize("scale", [0.3, 4.0, 1e6])
 def test_native_classes_equal_the_numpy_reference(k, h, w, levels, scale, monkeypatch):
     """csrc/context_classes.cpp (the encoder's pricing) and activity/checker_classes (the decoder) agree

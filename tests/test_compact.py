@@ -3,15 +3,27 @@
 import numpy as np
 import pytest
 
-from hsicodec.format import compact
 from hsicodec.errors import HsimHeaderError
+from hsicodec.format import compact
 
 
 def _tables(rng, k, wt):
-    rl = {"k": k, "q": int(rng.integers(-512, 513)), "wt": wt, "ma": int(rng.integers(0, 5000)), "ro": 3,
-          "ls": bytes(rng.integers(0, 256, k * (wt + 1)).tolist()), "co": bytes(rng.integers(0, 256, 26).tolist())}
-    sp = {"me": -5, "be": -40, "ma": 77, "sc": bytes(rng.integers(0, 256, k + 1).tolist()),
-          "bd": bytes(rng.integers(0, 256, k).tolist())}
+    rl = {
+        "k": k,
+        "q": int(rng.integers(-512, 513)),
+        "wt": wt,
+        "ma": int(rng.integers(0, 5000)),
+        "ro": 3,
+        "ls": bytes(rng.integers(0, 256, k * (wt + 1)).tolist()),
+        "co": bytes(rng.integers(0, 256, 26).tolist()),
+    }
+    sp = {
+        "me": -5,
+        "be": -40,
+        "ma": 77,
+        "sc": bytes(rng.integers(0, 256, k + 1).tolist()),
+        "bd": bytes(rng.integers(0, 256, k).tolist()),
+    }
     return sp, rl
 
 
@@ -45,27 +57,40 @@ def test_worked_example_of_the_bit_layout():
     assert compact.unpack_spectral(arr, 1) == (sp, 9)
 
 
-@pytest.mark.parametrize("t,match", [
-    (b"", "end early"),  # no bits at all
-    (bytes([0b10001000, 0b10000000, 0]), "trailing"),  # an extra byte
-    (bytes([0b10001000, 0b10000001]), "trailing"),  # nonzero padding
-    (bytes([0, 0, 0, 0]), "out of range"),  # a prefix of more than MAX_PREFIX zeros
-    (bytes([0b00000001, 0b11111111, 0b11111111]), "outside 0..255"),  # sc[0] = 128 + a big residual
-])
+@pytest.mark.parametrize(
+    "t,match",
+    [
+        (b"", "end early"),  # no bits at all
+        (bytes([0b10001000, 0b10000000, 0]), "trailing"),  # an extra byte
+        (bytes([0b10001000, 0b10000001]), "trailing"),  # nonzero padding
+        (bytes([0, 0, 0, 0]), "out of range"),  # a prefix of more than MAX_PREFIX zeros
+        (bytes([0b00000001, 0b11111111, 0b11111111]), "outside 0..255"),  # sc[0] = 128 + a big residual
+    ],
+)
 def test_bad_table_bits_are_refused(t, match):
     with pytest.raises(HsimHeaderError, match=match):
         compact.unpack_spectral([0, 0, 1, 9, t], 1)
 
 
-@pytest.mark.parametrize("arr", [None, [0, 0, 1, 9], [0, 0, 1, -1, b"\x88\x80"], [0, 0, 1, 9, "x"],
-                                 [0, 0, 1, True, b"\x88\x80"]])
+@pytest.mark.parametrize(
+    "arr", [None, [0, 0, 1, 9], [0, 0, 1, -1, b"\x88\x80"], [0, 0, 1, 9, "x"], [0, 0, 1, True, b"\x88\x80"]]
+)
 def test_malformed_spectral_arrays_are_refused(arr):
     with pytest.raises(HsimHeaderError, match="codec.sp"):
         compact.unpack_spectral(arr, 1)
 
 
-@pytest.mark.parametrize("arr", [[0, 0, 5, 1, 0, b""], [300, 0, 5, 1, 0, b""], [2, 0, 9, 1, 0, b""],
-                                 [2, 0, 5, 1, 0], [2, 0, 5, 1, 0, [1]], ["2", 0, 5, 1, 0, b""]])
+@pytest.mark.parametrize(
+    "arr",
+    [
+        [0, 0, 5, 1, 0, b""],
+        [300, 0, 5, 1, 0, b""],
+        [2, 0, 9, 1, 0, b""],
+        [2, 0, 5, 1, 0],
+        [2, 0, 5, 1, 0, [1]],
+        ["2", 0, 5, 1, 0, b""],
+    ],
+)
 def test_malformed_map_arrays_are_refused(arr):
     with pytest.raises(HsimHeaderError, match="codec.rl"):
         compact.unpack_maps(arr, 255, 8)

@@ -12,14 +12,32 @@ import crc32c
 import msgpack
 import pytest
 
+from hsicodec.errors import (
+    HsimChecksumError,
+    HsimError,
+    HsimHeaderError,
+    HsimLimitError,
+    HsimMagicError,
+    HsimTruncatedError,
+    HsimVersionError,
+    OutputExistsError,
+)
 from hsicodec.format import container as C
 from hsicodec.format.container import (
-    DEFAULT_LIMITS, MAGIC, PREAMBLE_SIZE, TRAILER_SIZE, VERSION, Hsim, HsimReader, HsimTrailingDataError,
-    Limits, decode_hsim, encode_hsim, read_hsim, validate_header, write_hsim,
-)
-from hsicodec.errors import (
-    HsimChecksumError, HsimError, HsimHeaderError, HsimLimitError, HsimMagicError, HsimTruncatedError,
-    HsimVersionError, OutputExistsError,
+    DEFAULT_LIMITS,
+    MAGIC,
+    PREAMBLE_SIZE,
+    TRAILER_SIZE,
+    VERSION,
+    Hsim,
+    HsimReader,
+    HsimTrailingDataError,
+    Limits,
+    decode_hsim,
+    encode_hsim,
+    read_hsim,
+    validate_header,
+    write_hsim,
 )
 
 MODEL = "0123456789abcdef" * 4
@@ -79,7 +97,7 @@ def fix_trailer(data: bytes) -> bytes:
 
 
 def patch(data: bytes, offset: int, new: bytes, fix=True) -> bytes:
-    out = data[:offset] + new + data[offset + len(new):]
+    out = data[:offset] + new + data[offset + len(new) :]
     return fix_trailer(out) if fix else out
 
 
@@ -101,10 +119,10 @@ def test_preamble_layout(small):
     assert magic == b"\x89HSIM\r\n\x1a" == MAGIC
     assert (major, minor) == VERSION == (1, 0)
     assert PREAMBLE_SIZE + hlen + 5 + 7 + 0 + TRAILER_SIZE == len(small)
-    assert hcrc == crc32c.crc32c(small[PREAMBLE_SIZE:PREAMBLE_SIZE + hlen])
+    assert hcrc == crc32c.crc32c(small[PREAMBLE_SIZE : PREAMBLE_SIZE + hlen])
     assert struct.unpack("<I", small[-4:])[0] == crc32c.crc32c(small[:-4])
     # the payload is the sections concatenated, no padding
-    assert small[PREAMBLE_SIZE + hlen:-4] == b"hello\x00\x01\x02\x03\x04\x05\x06"
+    assert small[PREAMBLE_SIZE + hlen : -4] == b"hello\x00\x01\x02\x03\x04\x05\x06"
 
 
 def test_limits_frozen_and_defaults():
@@ -224,7 +242,7 @@ def test_every_truncation_raises(small):
         with pytest.raises(HsimError):
             with HsimReader(small[:n]) as r:
                 r.verify()
-    assert isinstance(_err(small[:len(small) - 1]), HsimTruncatedError)
+    assert isinstance(_err(small[: len(small) - 1]), HsimTruncatedError)
     assert isinstance(_err(small[:10]), HsimTruncatedError)
 
 
@@ -330,6 +348,7 @@ def test_header_length_larger_than_file_refused_without_allocating(small):
                 decode_hsim(huge, limits)
             with pytest.raises(exc):
                 HsimReader(huge, limits)
+
         return f
 
     assert _peak_bytes(run(DEFAULT_LIMITS, HsimLimitError)) < 1 << 20
@@ -389,9 +408,19 @@ def test_duplicate_section_names():
         decode_hsim(raw_with_sections([["a", 1, c], ["a", 1, c]], b"11"))
 
 
-@pytest.mark.parametrize("model", [
-    MODEL.upper(), MODEL[:-1], MODEL + "0", "g" * 64, MODEL[:-1] + "\n", 12345, None, MODEL.encode(),
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        MODEL.upper(),
+        MODEL[:-1],
+        MODEL + "0",
+        "g" * 64,
+        MODEL[:-1] + "\n",
+        12345,
+        None,
+        MODEL.encode(),
+    ],
+)
 def test_bad_model_hash(model):
     with pytest.raises(HsimHeaderError, match="'model'"):
         encode_hsim(small_header(model=model), [])
@@ -424,25 +453,28 @@ def test_missing_sections_index_in_file():
         decode_hsim(build_raw(small_header(), b""))
 
 
-@pytest.mark.parametrize("changes, key", [
-    ({"shape": [0, 5, 5]}, "shape"),
-    ({"shape": [4, 5]}, "shape"),
-    ({"shape": [4, 5, 3, 1]}, "shape"),
-    ({"shape": [True, 5, 3]}, "shape"),
-    ({"shape": [4.0, 5, 3]}, "shape"),
-    ({"shape": [float("nan"), 5, 3]}, "shape"),
-    ({"shape": [-4, 5, 3]}, "shape"),
-    ({"shape": "4x5x3"}, "shape"),
-    ({"dtype": "float16"}, "dtype"),
-    ({"dtype": 5}, "dtype"),
-    ({"codec": [1, 2]}, "codec"),
-    ({"codec": None}, "codec"),
-    ({"geo": [1, 2]}, "geo"),
-    ({"geo": "EPSG:4326"}, "geo"),
-    ({"tags": {"a": 1}}, "tags"),
-    ({"tags": ["a"]}, "tags"),
-    ({"created_by": 3}, "created_by"),
-])
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        ({"shape": [0, 5, 5]}, "shape"),
+        ({"shape": [4, 5]}, "shape"),
+        ({"shape": [4, 5, 3, 1]}, "shape"),
+        ({"shape": [True, 5, 3]}, "shape"),
+        ({"shape": [4.0, 5, 3]}, "shape"),
+        ({"shape": [float("nan"), 5, 3]}, "shape"),
+        ({"shape": [-4, 5, 3]}, "shape"),
+        ({"shape": "4x5x3"}, "shape"),
+        ({"dtype": "float16"}, "dtype"),
+        ({"dtype": 5}, "dtype"),
+        ({"codec": [1, 2]}, "codec"),
+        ({"codec": None}, "codec"),
+        ({"geo": [1, 2]}, "geo"),
+        ({"geo": "EPSG:4326"}, "geo"),
+        ({"tags": {"a": 1}}, "tags"),
+        ({"tags": ["a"]}, "tags"),
+        ({"created_by": 3}, "created_by"),
+    ],
+)
 def test_bad_header_values(changes, key):
     h = small_header(**changes)
     with pytest.raises(HsimHeaderError, match=f"header key '{key}'"):
@@ -469,10 +501,21 @@ def test_bad_section_names(name):
         encode_hsim(small_header(), [(name, b"1")])
 
 
-@pytest.mark.parametrize("entry", [
-    ["a", -1, 0], ["a", 1.0, 0], ["a", True, 0], ["a", 0, -1], ["a", 0, 2**32], ["a", 0, 0.5],
-    ["a", 0], ["a", 0, 0, 0], "a", None,
-])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        ["a", -1, 0],
+        ["a", 1.0, 0],
+        ["a", True, 0],
+        ["a", 0, -1],
+        ["a", 0, 2**32],
+        ["a", 0, 0.5],
+        ["a", 0],
+        ["a", 0, 0, 0],
+        "a",
+        None,
+    ],
+)
 def test_bad_section_entries(entry):
     with pytest.raises(HsimHeaderError, match="'sections'"):
         decode_hsim(raw_with_sections([entry], b""))
@@ -581,7 +624,7 @@ def test_reader_reads_only_requested_section():
     assert r.section_names == ["big0", "small", "big1"]
     assert "small" in r and "nope" not in r
     off, length = r.section_spans["small"]
-    assert data[off:off + length] == b"tiny"
+    assert data[off : off + length] == b"tiny"
     r.close()
     assert not f.closed  # a caller's stream is not closed
 

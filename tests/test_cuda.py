@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from hsicodec.layers.network import siren
-from hsicodec.errors import BackendError, HsicodecError
-from hsicodec.layers.network.siren import SirenWeights, forward_numpy
 from siren_cases import make_inputs, make_weights
+
+from hsicodec.errors import BackendError, HsicodecError
+from hsicodec.layers.network import siren
+from hsicodec.layers.network.siren import SirenWeights, forward_numpy
 
 try:
     from hsicodec import _native_cuda as cuda  # type: ignore[attr-defined]
@@ -48,15 +48,15 @@ def wargs(w: SirenWeights):
 
 # (K, d, m, C, n_in, N)
 CASES = [
-    (3, 48, 28, 16, 2, 1000),   # the shipping shape, N not a multiple of the 64-pixel tile
-    (4, 64, 64, 205, 2, 130),   # hsi-plain-v1's shape
-    (3, 64, 32, 224, 2, 300),   # many output channels
-    (2, 13, 5, 205, 3, 257),    # odd width, odd C
-    (1, 13, 1, 1, 3, 1),        # K=1, m=1, C=1, N=1
+    (3, 48, 28, 16, 2, 1000),  # the shipping shape, N not a multiple of the 64-pixel tile
+    (4, 64, 64, 205, 2, 130),  # hsi-plain-v1's shape
+    (3, 64, 32, 224, 2, 300),  # many output channels
+    (2, 13, 5, 205, 3, 257),  # odd width, odd C
+    (1, 13, 1, 1, 3, 1),  # K=1, m=1, C=1, N=1
     (1, 8, 3, 7, 2, 97),
     (4, 20, 17, 3, 2, 193),
-    (2, 33, 40, 30, 2, 65),     # width 33 -> a 48-wide pass, C not a multiple of 4
-    (2, 100, 24, 256, 2, 70),   # d > 64: chunked hidden layers, C = 256
+    (2, 33, 40, 30, 2, 65),  # width 33 -> a 48-wide pass, C not a multiple of 4
+    (2, 100, 24, 256, 2, 70),  # d > 64: chunked hidden layers, C = 256
 ]
 SHIFTS = ["inside", "outside"]
 SKIPS = pytest.mark.parametrize("skip", [False, True], ids=["noskip", "skip"])
@@ -140,8 +140,8 @@ def test_loss_grad_with_cuda_backend_uses_the_cpu(monkeypatch):
 def network_file():
     """A small .hsim with network latents (the SIREN runs when it is decoded)."""
     import hsicodec
-    from hsicodec.data import sample_path
     from hsicodec.codec.encoder import LAYERS
+    from hsicodec.data import sample_path
 
     cube = np.ascontiguousarray(np.load(sample_path())[:24, :20])
     data = hsicodec.compress(cube, bpppb=0.2, effort="fast", latent_codings=LAYERS["network"])
@@ -190,8 +190,20 @@ def test_cuda_sources_compile_with_nvcc(tmp_path):
     sources = sorted((ROOT / "csrc" / "cuda").glob("*.cu"))
     assert sources
     for src in sources:
-        cmd = ["nvcc", "-c", str(src), "-o", str(tmp_path / (src.stem + ".o")), "-std=c++17", "-O3",
-               "-Xcompiler", "-fPIC", "-I", str(src.parent), *arch]
+        cmd = [
+            "nvcc",
+            "-c",
+            str(src),
+            "-o",
+            str(tmp_path / (src.stem + ".o")),
+            "-std=c++17",
+            "-O3",
+            "-Xcompiler",
+            "-fPIC",
+            "-I",
+            str(src.parent),
+            *arch,
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stderr[-4000:]
         assert (tmp_path / (src.stem + ".o")).stat().st_size > 0
@@ -239,8 +251,16 @@ def test_kernel_matches_numpy(runner, variant, case, shift, skip):
 def exact_sine_model(x: np.ndarray):
     """K=1 model whose sine arguments are exactly x * (1, 2, -1, 0.5): float32 rounding cannot differ."""
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
-    w = SirenWeights((f32([[1.0], [2.0], [-1.0], [0.5]]),), (f32(np.zeros(4)),), f32(np.eye(4)[:3]),
-                     f32(np.zeros(3)), f32(np.zeros((4, 1))), f32(np.zeros(4)), "inside", None)
+    w = SirenWeights(
+        (f32([[1.0], [2.0], [-1.0], [0.5]]),),
+        (f32(np.zeros(4)),),
+        f32(np.eye(4)[:3]),
+        f32(np.zeros(3)),
+        f32(np.zeros((4, 1))),
+        f32(np.zeros(4)),
+        "inside",
+        None,
+    )
     return w, f32(x.reshape(-1, 1)), f32(np.zeros((x.size, 1)))
 
 

@@ -17,8 +17,9 @@ def cube():
     return np.ascontiguousarray(np.load(sample_path())[:20, :18, :40])
 
 
-@pytest.mark.parametrize("model, target", [("hsi-grid-v1", {"psnr": 32}), ("hsi-plain-v1", {"bpppb": 1.0}),
-                                           ("hsi-grid-v1", {"bpppb": 0.5})])
+@pytest.mark.parametrize(
+    "model, target", [("hsi-grid-v1", {"psnr": 32}), ("hsi-plain-v1", {"bpppb": 1.0}), ("hsi-grid-v1", {"bpppb": 0.5})]
+)
 def test_encode_is_byte_identical_across_runs_and_threads(cube, model, target):
     files = {t: hsicodec.compress(cube, model=model, effort="fast", threads=t, **target) for t in THREADS}
     again = hsicodec.compress(cube, model=model, effort="fast", threads=THREADS[0], **target)

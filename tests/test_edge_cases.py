@@ -117,7 +117,7 @@ def test_constant_cube_at_the_top_of_the_range(dtype):
         err = np.abs(out.astype(np.float64) - cube.astype(np.float64)).max()
         tol = {1: 0, 2: 0, 4: 1}.get(dt.itemsize, 0) if dt.kind in "ui" else 1e-6 * abs(float(value))
         if dt.kind in "ui" and dt.itemsize == 8:
-            tol = 2.0 ** -52 * float(np.iinfo(dt).max) * 2
+            tol = 2.0**-52 * float(np.iinfo(dt).max) * 2
         assert err <= tol, (model, err)
 
 
@@ -156,8 +156,9 @@ def test_nan_inf_mask_is_exact(dtype):
     assert metrics.psnr(cube[~bad], out[~bad]) >= TARGET - 0.5
 
 
-@pytest.mark.parametrize("dtype, nodata", [("int16", -9999), ("uint16", 0), ("uint8", 255), ("float32", -9999.0),
-                                           ("int64", -1)])
+@pytest.mark.parametrize(
+    "dtype, nodata", [("int16", -9999), ("uint16", 0), ("uint8", 255), ("float32", -9999.0), ("int64", -1)]
+)
 def test_nodata_mask_is_exact(dtype, nodata):
     cube = smooth((10, 9, 4), dtype, seed=2)
     cube[2:4, :, :] = nodata

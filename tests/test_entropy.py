@@ -64,7 +64,8 @@ def test_best_scale_codes_beat_the_mean_estimate_on_sparse_groups():
         bits_naive = entropy.laplace_bits(part, np.full(part.size, n), ma)
         assert bits_best <= bits_naive + 1e-6
     assert entropy.laplace_bits(sparse, np.full(4000, best[0]), ma) < 0.7 * entropy.laplace_bits(
-        sparse, np.full(4000, naive[0]), ma)
+        sparse, np.full(4000, naive[0]), ma
+    )
     # the codes are real: the coder round-trips with them
     scales = np.array([best[i] for i in ids])
     data = entropy.laplace_encode(sym, scales, ma)

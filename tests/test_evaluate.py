@@ -12,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from hsicodec.evaluation import anchors
 from hsicodec import metrics
-from hsicodec.evaluation import evaluate as ev
 from hsicodec.errors import OptionError
+from hsicodec.evaluation import anchors
+from hsicodec.evaluation import evaluate as ev
 
 pytest.importorskip("imagecodecs")
 
@@ -27,9 +27,22 @@ def cube() -> np.ndarray:
 
 
 def _row(codec, target, bpppb, psnr, kind="anchor", reachable=True):
-    return {"codec": codec, "kind": kind, "target_bpppb": target, "bpppb": bpppb, "psnr": psnr,
-            "reachable": reachable, "sam": 1.0, "max_abs_error": 2.0, "encode_s": 0.1, "decode_s": 0.01,
-            "bytes": 10, "threads": 1, "params": {}, "note": ""}
+    return {
+        "codec": codec,
+        "kind": kind,
+        "target_bpppb": target,
+        "bpppb": bpppb,
+        "psnr": psnr,
+        "reachable": reachable,
+        "sam": 1.0,
+        "max_abs_error": 2.0,
+        "encode_s": 0.1,
+        "decode_s": 0.01,
+        "bytes": 10,
+        "threads": 1,
+        "params": {},
+        "note": "",
+    }
 
 
 # --------------------------------------------------------------------------- registry
@@ -150,8 +163,11 @@ def test_evaluate_cube_runs_everything_and_checks_first(cube):
 
 
 def test_psnr_at_interpolates_in_log_rate_and_falls_back():
-    rows = [_row("a", 0.01, 0.01, 30.0), _row("a", 0.1, 0.1, 40.0), _row("a", 1.0, float("nan"), float("nan"),
-                                                                        reachable=False)]
+    rows = [
+        _row("a", 0.01, 0.01, 30.0),
+        _row("a", 0.1, 0.1, 40.0),
+        _row("a", 1.0, float("nan"), float("nan"), reachable=False),
+    ]
     assert ev.psnr_at(rows, "a", math.sqrt(0.01 * 0.1)) == pytest.approx(35.0)
     assert ev.psnr_at(rows, "a", 0.01) == pytest.approx(30.0)
     assert ev.psnr_at(rows, "a", 0.5) is None  # outside, and no reachable point for that target
@@ -163,8 +179,12 @@ def test_psnr_at_interpolates_in_log_rate_and_falls_back():
 
 
 def test_psnr_gaps_sign():
-    rows = [_row("ours", 0.01, 0.01, 30.0, "hsicodec"), _row("ours", 0.1, 0.1, 40.0, "hsicodec"),
-            _row("pca_jpeg2000", 0.01, 0.01, 33.0), _row("pca_jpeg2000", 0.1, 0.1, 41.0)]
+    rows = [
+        _row("ours", 0.01, 0.01, 30.0, "hsicodec"),
+        _row("ours", 0.1, 0.1, 40.0, "hsicodec"),
+        _row("pca_jpeg2000", 0.01, 0.01, 33.0),
+        _row("pca_jpeg2000", 0.1, 0.1, 41.0),
+    ]
     g = ev.psnr_gaps(rows, ["ours"], [0.01, 0.1, 0.5])
     assert [x["gap_db"] for x in g[:2]] == [pytest.approx(-3.0), pytest.approx(-1.0)]
     assert g[2]["gap_db"] is None and g[0]["reference"] == "pca_jpeg2000"
@@ -174,14 +194,14 @@ def test_rate_at_and_bits_saved():
     """The reference reaches 35 dB at 10^-1.5 ≈ 0.032 bpppb (log-rate linear between 30 @ 0.01 and 40 @
     0.1); a codec with 35 dB at 0.01 saves 1 − 0.01 / 0.032 of its bits, one with less PSNR spends more."""
     ref = [_row("pca_jpeg2000", 0.01, 0.01, 30.0), _row("pca_jpeg2000", 0.1, 0.1, 40.0)]
-    assert ev.rate_at(ref, "pca_jpeg2000", 35.0) == pytest.approx(10 ** -1.5)
+    assert ev.rate_at(ref, "pca_jpeg2000", 35.0) == pytest.approx(10**-1.5)
     assert ev.rate_at(ref, "pca_jpeg2000", 45.0) is None and ev.rate_at(ref, "missing", 35.0) is None
     good = ref + [_row("ours", 0.01, 0.01, 35.0, "hsicodec"), _row("ours", 0.1, 0.1, 40.0, "hsicodec")]
     g = ev.psnr_gaps(good, ["ours"], [0.01, 0.1])
-    assert g[0]["rate_saving"] == pytest.approx(1 - 0.01 / 10 ** -1.5)
+    assert g[0]["rate_saving"] == pytest.approx(1 - 0.01 / 10**-1.5)
     assert g[1]["rate_saving"] == pytest.approx(0.0)
     worse = ref + [_row("ours", 0.1, 0.1, 35.0, "hsicodec")]
-    assert ev.psnr_gaps(worse, ["ours"], [0.1])[0]["rate_saving"] == pytest.approx(1 - 0.1 / 10 ** -1.5)
+    assert ev.psnr_gaps(worse, ["ours"], [0.1])[0]["rate_saving"] == pytest.approx(1 - 0.1 / 10**-1.5)
     flat = [_row("pca_jpeg2000", 0.01, 0.01, 30.0), _row("pca_jpeg2000", 0.1, 0.1, 30.0)]
     assert ev.rate_at(flat, "pca_jpeg2000", 30.0) is None  # not rising: no rate for a PSNR
 
@@ -190,8 +210,7 @@ def test_rate_at_and_bits_saved():
 
 
 def test_format_table_text_and_markdown():
-    rows = [_row("pca_jpeg2000", 0.05, 0.0498, 41.234), _row("zfp", 0.05, float("nan"), float("nan"),
-                                                             reachable=False)]
+    rows = [_row("pca_jpeg2000", 0.05, 0.0498, 41.234), _row("zfp", 0.05, float("nan"), float("nan"), reachable=False)]
     rows[1]["note"] = "cannot reach 0.05 bpppb: " + "x" * 200
     text = ev.format_table(rows)
     lines = text.splitlines()
@@ -214,12 +233,16 @@ def test_row_to_json_is_strict_json():
 
 def test_plot_rd_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
-    rows = [_row("hsicodec-default", 0.01, 0.0099, 30.0, "hsicodec"), _row("hsicodec-default", 0.1, 0.099, 38.0,
-                                                                           "hsicodec"),
-            _row("pca_jpeg2000", 0.01, 0.01, 33.0), _row("pca_jpeg2000", 0.1, 0.1, 41.0),
-            _row("zfp", 0.01, float("nan"), float("nan"), reachable=False)]
-    out = ev.plot_rd(rows, tmp_path / "rd.png", title="t",
-                     references=[{"label": "paper", "bpppb": 0.008, "psnr": 36.6}])
+    rows = [
+        _row("hsicodec-default", 0.01, 0.0099, 30.0, "hsicodec"),
+        _row("hsicodec-default", 0.1, 0.099, 38.0, "hsicodec"),
+        _row("pca_jpeg2000", 0.01, 0.01, 33.0),
+        _row("pca_jpeg2000", 0.1, 0.1, 41.0),
+        _row("zfp", 0.01, float("nan"), float("nan"), reachable=False),
+    ]
+    out = ev.plot_rd(
+        rows, tmp_path / "rd.png", title="t", references=[{"label": "paper", "bpppb": 0.008, "psnr": 36.6}]
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(OptionError, match="not supported"):
         ev.plot_rd(rows, tmp_path / "rd.xyz")

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import hsicodec
-from hsicodec.format.container import DEFAULT_LIMITS, HsimReader, Limits, decode_hsim
 from hsicodec.errors import HsicodecError, HsimChecksumError, HsimError, HsimLimitError, ModelFormatError
+from hsicodec.format.container import DEFAULT_LIMITS, HsimReader, Limits, decode_hsim
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fuzz"))
@@ -32,8 +32,22 @@ SHORT_RUN = {"container": 10, "decode": 12, "decode-struct": 12, "model": 6, "mo
 def test_fuzz_short_run(target, tmp_path):
     pytest.importorskip("atheris")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "fuzz.py"), target, "--seconds", str(SHORT_RUN[target]),
-                        "--work", str(tmp_path), "--quiet"], capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "fuzz.py"),
+            target,
+            "--seconds",
+            str(SHORT_RUN[target]),
+            "--work",
+            str(tmp_path),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     log = (tmp_path / "last.log").read_text()
     assert r.returncode == 0 and not summary["findings"], log[-4000:]
@@ -85,8 +99,11 @@ def _with_shape(shape) -> bytes:
         from hsicodec.codec.api import _model_by_hash
 
         cm = _model_by_hash(hdr["model"], None)
-        n = (decoder.n_scale_codes(cm, shape[0], shape[1], codec.get("wt", 0))
-             if hasattr(decoder, "n_scale_codes") else cm.layout.latent_dim)
+        n = (
+            decoder.n_scale_codes(cm, shape[0], shape[1], codec.get("wt", 0))
+            if hasattr(decoder, "n_scale_codes")
+            else cm.layout.latent_dim
+        )
         codec["ls"] = (codec["ls"] * n)[:n]
     if "rl" in codec:  # at most one map per band
         from hsicodec.format import compact
@@ -95,11 +112,16 @@ def _with_shape(shape) -> bytes:
         rl = dict(v4["rl"])
         rl["k"] = min(rl["k"], shape[2])
         rl["ls"] = bytes(rl["k"] * (rl["wt"] + 1))
-        sp = {**v4["sp"], "sc": v4["sp"]["sc"][:rl["k"] + 1], "bd": v4["sp"]["bd"][:rl["k"]]}
+        sp = {**v4["sp"], "sc": v4["sp"]["sc"][: rl["k"] + 1], "bd": v4["sp"]["bd"][: rl["k"]]}
         codec = compact.pack_codec({**v4, "rl": rl, "sp": sp}, n) if n is not None else {**v4, "rl": rl}
     hdr["codec"] = codec
-    raw = msgpack.packb({**{k: v for k, v in hdr.items() if k != "sections"},
-                         "sections": [[n, len(b), 0] for n, b in h.sections.items()]}, use_bin_type=True)
+    raw = msgpack.packb(
+        {
+            **{k: v for k, v in hdr.items() if k != "sections"},
+            "sections": [[n, len(b), 0] for n, b in h.sections.items()],
+        },
+        use_bin_type=True,
+    )
     import struct
 
     body = b"\x89HSIM\r\n\x1a" + struct.pack("<HHII", 1, 0, len(raw), 0) + raw + b"".join(h.sections.values())
@@ -119,14 +141,17 @@ def _peak(fn) -> tuple[BaseException, int]:
     return err, peak
 
 
-@pytest.mark.parametrize("shape, error", [
-    ((10**6, 10**6, 10**4), "values exceeds the limit"),       # container: H*W*C > max_values
-    ((2**21, 4, 4), "rows/columns"),                          # container: max_dim
-    ((4, 4, 2**17), "bands exceeds"),                         # container: max_bands
-    ((2**17, 2**17, 1), "max_decode_bytes"),                  # valid-looking: 2^34 values, ~2^36 latents
-    ((2**20, 2**14, 1), "max_decode_bytes"),
-    ((4096, 4096, 1024), "max_decode_bytes"),                 # exactly max_values: the decoded cube is 128 GiB
-])
+@pytest.mark.parametrize(
+    "shape, error",
+    [
+        ((10**6, 10**6, 10**4), "values exceeds the limit"),  # container: H*W*C > max_values
+        ((2**21, 4, 4), "rows/columns"),  # container: max_dim
+        ((4, 4, 2**17), "bands exceeds"),  # container: max_bands
+        ((2**17, 2**17, 1), "max_decode_bytes"),  # valid-looking: 2^34 values, ~2^36 latents
+        ((2**20, 2**14, 1), "max_decode_bytes"),
+        ((4096, 4096, 1024), "max_decode_bytes"),  # exactly max_values: the decoded cube is 128 GiB
+    ],
+)
 def test_absurd_and_huge_valid_looking_shapes_refused_before_allocation(shape, error):
     data = _with_shape(shape)
     err, peak = _peak(lambda: hsicodec.decompress(data))
@@ -190,8 +215,12 @@ def test_model_array_with_wrong_number_of_dimensions_is_a_clear_error():
     from hsicodec.models.modelfile import decode_model, encode_model
 
     mf = decode_model((ROOT / "tests/fuzz/seeds/model/tiny_pca.hsmodel").read_bytes())
-    for name, arr in (("hidden.0.weight", np.zeros(8, np.float32)), ("out.bias", np.zeros((3, 1), np.float32)),
-                      ("meta.weight", np.zeros((), np.float32)), ("inner.lr.0", np.zeros((2, 1), np.float32))):
+    for name, arr in (
+        ("hidden.0.weight", np.zeros(8, np.float32)),
+        ("out.bias", np.zeros((3, 1), np.float32)),
+        ("meta.weight", np.zeros((), np.float32)),
+        ("inner.lr.0", np.zeros((2, 1), np.float32)),
+    ):
         arrays = {**mf.arrays, name: arr}
         with pytest.raises(ModelFormatError, match=f"'{name}'.*dimension"):
             codec_model(decode_model(encode_model(arrays, mf.config, mf.card)))

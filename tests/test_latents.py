@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from hsicodec.layers.network.latents import (LatentLayout, axis_interp, local_coords, node_range, pixel_latents, upsample,
-                              upsample_transpose)
+from hsicodec.layers.network.latents import (
+    LatentLayout,
+    axis_interp,
+    local_coords,
+    node_range,
+    pixel_latents,
+    upsample,
+    upsample_transpose,
+)
 
 LAYOUT = LatentLayout.from_config({"levels": [[8, 3, "linear"], [4, 2, "nearest"]], "coord_cell": 8})
 
@@ -13,8 +20,13 @@ def test_linear_matches_torch_interpolate_when_divisible():
     rows = axis_interp(0, 16, 4, 4, "linear")
     cols = axis_interp(0, 20, 4, 5, "linear")
     ours = upsample(g, rows, cols)
-    ref = torch.nn.functional.interpolate(torch.from_numpy(g).permute(2, 0, 1)[None], scale_factor=4,
-                                          mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+    ref = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(g).permute(2, 0, 1)[None], scale_factor=4, mode="bilinear", align_corners=False
+        )[0]
+        .permute(1, 2, 0)
+        .numpy()
+    )
     assert np.abs(ours - ref).max() < 1e-5
 
 
@@ -31,8 +43,10 @@ def test_transpose_is_adjoint():
 def test_window_equals_crop_of_full():
     rng = np.random.default_rng(2)
     h, w = 21, 19
-    grids = [rng.normal(size=(*LAYOUT.grid_shape(i, h, w), lv.channels)).astype(np.float32)
-             for i, lv in enumerate(LAYOUT.levels)]
+    grids = [
+        rng.normal(size=(*LAYOUT.grid_shape(i, h, w), lv.channels)).astype(np.float32)
+        for i, lv in enumerate(LAYOUT.levels)
+    ]
     full = pixel_latents(LAYOUT, grids, h, w, 0, h, 0, w).reshape(h, w, -1)
     win = pixel_latents(LAYOUT, grids, h, w, 5, 12, 3, 17).reshape(7, 14, -1)
     assert np.array_equal(full[5:12, 3:17], win)

@@ -3,20 +3,21 @@
 import numpy as np
 import pytest
 
-from hsicodec.codec import encoder
 from hsicodec import metrics
+from hsicodec.codec import encoder
 from hsicodec.codec.api import load_codec_model
+from hsicodec.coding.spectral import basis_steps
 from hsicodec.data import sample_path
 from hsicodec.layers.maps.search import MapSearch
-from hsicodec.coding.spectral import basis_steps
 
 
 @pytest.fixture(scope="module")
 def scene():
     cube = np.ascontiguousarray(np.load(sample_path())[:32, :32, :60])
     an = encoder.analyse(cube, load_codec_model("hsi-grid-v1", None))
-    return cube, MapSearch(load_codec_model("hsi-grid-v1", None), an, {"shape": list(cube.shape),
-                                                                        "dtype": cube.dtype.name})
+    return cube, MapSearch(
+        load_codec_model("hsi-grid-v1", None), an, {"shape": list(cube.shape), "dtype": cube.dtype.name}
+    )
 
 
 def _sse(search, maps, mean, basis):
@@ -39,7 +40,6 @@ def test_refit_basis_fits_the_decoded_maps_better_than_the_principal_one(scene):
 def test_built_files_carry_the_refit_side_information(scene):
     """The file decodes to what the search measured (the refit basis travels in it)."""
     import hsicodec
-
     from hsicodec.codec.decoder import reconstruct
 
     cube, s = scene

@@ -13,7 +13,14 @@ import pytest
 import hsicodec.models.modelfile as mf
 from hsicodec.errors import ModelFormatError, ModelNotFoundError, OutputExistsError
 from hsicodec.models.modelfile import (
-    ALIGN, MAGIC, ModelLimits, decode_model, encode_model, load_model, save_model, sha256_bytes,
+    ALIGN,
+    MAGIC,
+    ModelLimits,
+    decode_model,
+    encode_model,
+    load_model,
+    save_model,
+    sha256_bytes,
 )
 
 
@@ -42,7 +49,7 @@ def _small():
 def _split(data: bytes):
     """(header dict, data_start) of a valid file."""
     (hlen,) = struct.unpack_from("<I", data, 12)
-    header = msgpack.unpackb(data[16:16 + hlen], raw=False)
+    header = msgpack.unpackb(data[16 : 16 + hlen], raw=False)
     return header, -(-(16 + hlen) // ALIGN) * ALIGN
 
 
@@ -55,7 +62,7 @@ def _rebuild(header: dict, payload: bytes, minor: int = 0) -> bytes:
 
 
 def _payload(data: bytes) -> bytes:
-    return data[_split(data)[1]:]
+    return data[_split(data)[1] :]
 
 
 # ------------------------------------------------------------------ round trip
@@ -94,8 +101,9 @@ def test_deterministic_and_stable_hash():
     a = _arrays()
     d1 = encode_model(a, CONFIG, CARD)
     # different insertion order of arrays and of config/card keys -> same bytes
-    d2 = encode_model(dict(reversed(list(a.items()))), dict(reversed(list(CONFIG.items()))),
-                      dict(reversed(list(CARD.items()))))
+    d2 = encode_model(
+        dict(reversed(list(a.items()))), dict(reversed(list(CONFIG.items()))), dict(reversed(list(CARD.items())))
+    )
     assert d1 == d2
     assert sha256_bytes(d1) == sha256_bytes(d2) == decode_model(d2).sha256
     # a big-endian or non-contiguous input encodes the same values
@@ -132,12 +140,15 @@ def test_load_model_names_file(tmp_path):
 # ------------------------------------------------------------------ encoder refusals
 
 
-@pytest.mark.parametrize("arr", [
-    np.array([object()], dtype=object),
-    np.array(["abcd"], dtype="<U4"),
-    np.array([1 + 2j], dtype=np.complex64),
-    np.array([True]),
-])
+@pytest.mark.parametrize(
+    "arr",
+    [
+        np.array([object()], dtype=object),
+        np.array(["abcd"], dtype="<U4"),
+        np.array([1 + 2j], dtype=np.complex64),
+        np.array([True]),
+    ],
+)
 def test_encode_rejects_dtype(arr):
     with pytest.raises(ModelFormatError, match="dtype"):
         encode_model({"x": arr}, {}, {})
@@ -229,6 +240,7 @@ def _mutate(fn):
 def test_overlapping_offsets():
     def f(h):
         h["arrays"]["b"]["offset"] = 0
+
     with pytest.raises(ModelFormatError, match="overlap"):
         decode_model(_mutate(f))
 
@@ -236,6 +248,7 @@ def test_overlapping_offsets():
 def test_misaligned_offset():
     def f(h):
         h["arrays"]["b"]["offset"] = 65
+
     with pytest.raises(ModelFormatError, match="multiple of 64"):
         decode_model(_mutate(f))
 
@@ -243,6 +256,7 @@ def test_misaligned_offset():
 def test_offset_out_of_range():
     def f(h):
         h["arrays"]["b"]["offset"] = 64 * 1000
+
     with pytest.raises(ModelFormatError, match="past the end"):
         decode_model(_mutate(f))
 
@@ -257,22 +271,26 @@ def test_gap_between_arrays():
         decode_model(_rebuild(header, payload))
 
 
-@pytest.mark.parametrize("change", [
-    {"nbytes": 12},
-    {"nbytes": -16},
-    {"shape": [2, 3]},
-    {"shape": [2, -2]},
-    {"shape": [2, 2.0]},
-    {"shape": [True, 4]},
-    {"shape": 4},
-    {"shape": [1] * 9},
-    {"shape": [1 << 40, 0]},
-    {"offset": -64},
-    {"offset": "64"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"nbytes": 12},
+        {"nbytes": -16},
+        {"shape": [2, 3]},
+        {"shape": [2, -2]},
+        {"shape": [2, 2.0]},
+        {"shape": [True, 4]},
+        {"shape": 4},
+        {"shape": [1] * 9},
+        {"shape": [1 << 40, 0]},
+        {"offset": -64},
+        {"offset": "64"},
+    ],
+)
 def test_nbytes_shape_mismatch(change):
     def f(h):
         h["arrays"]["b"].update(change)
+
     with pytest.raises(ModelFormatError, match="'b'"):
         decode_model(_mutate(f))
 
@@ -281,6 +299,7 @@ def test_nbytes_shape_mismatch(change):
 def test_dtype_not_allowed(dtype):
     def f(h):
         h["arrays"]["a"]["dtype"] = dtype
+
     with pytest.raises(ModelFormatError, match="dtype"):
         decode_model(_mutate(f))
 
@@ -288,33 +307,39 @@ def test_dtype_not_allowed(dtype):
 def test_entry_keys_checked():
     def extra(h):
         h["arrays"]["a"]["fortran_order"] = True
+
     with pytest.raises(ModelFormatError, match="unknown keys"):
         decode_model(_mutate(extra))
 
     def missing(h):
         del h["arrays"]["a"]["nbytes"]
+
     with pytest.raises(ModelFormatError, match="missing"):
         decode_model(_mutate(missing))
 
     def not_map(h):
         h["arrays"]["a"] = [1, 2]
+
     with pytest.raises(ModelFormatError, match="map"):
         decode_model(_mutate(not_map))
 
 
-@pytest.mark.parametrize("header", [
-    [1, 2, 3],
-    "arrays",
-    42,
-    None,
-    {"arrays": {}, "config": {}},
-    {"arrays": {}, "config": [], "card": {}},
-    {"arrays": [], "config": {}, "card": {}},
-    {"arrays": {}, "config": {}, "card": "x"},
-    {"arrays": {}, "config": {}, "card": {}, "extra": 1},
-    {"arrays": {}, "config": {}, "card": {"alias": 7}},
-    {"arrays": {}, "config": {}, "card": {"alias": "a/b"}},
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        [1, 2, 3],
+        "arrays",
+        42,
+        None,
+        {"arrays": {}, "config": {}},
+        {"arrays": {}, "config": [], "card": {}},
+        {"arrays": [], "config": {}, "card": {}},
+        {"arrays": {}, "config": {}, "card": "x"},
+        {"arrays": {}, "config": {}, "card": {}, "extra": 1},
+        {"arrays": {}, "config": {}, "card": {"alias": 7}},
+        {"arrays": {}, "config": {}, "card": {"alias": "a/b"}},
+    ],
+)
 def test_header_not_a_valid_map(header):
     with pytest.raises(ModelFormatError):
         decode_model(_rebuild(header, b""))
@@ -328,8 +353,13 @@ def test_minor_version_may_add_keys():
 def test_header_msgpack_garbage():
     good = {"arrays": {}, "config": {}, "card": {}}
     h = msgpack.packb(good)
-    for bad in (h + b"\xc0", b"\xc1" * 4, h[:-1], b"\x81\x01\x02",  # int map key -> strict_map_key
-                msgpack.packb(msgpack.ExtType(1, b"abc"))):
+    for bad in (
+        h + b"\xc0",
+        b"\xc1" * 4,
+        h[:-1],
+        b"\x81\x01\x02",  # int map key -> strict_map_key
+        msgpack.packb(msgpack.ExtType(1, b"abc")),
+    ):
         start = -(-(16 + len(bad)) // 64) * 64
         pre = MAGIC + struct.pack("<HHI", 1, 0, len(bad)) + bad
         with pytest.raises(ModelFormatError, match="offset 16"):
@@ -372,8 +402,11 @@ def test_pickle_payload_rejected(monkeypatch):
         decode_model(pre + b"\0" * (start - len(pre)))
     # 3) an "object" array whose data region is the pickle (numpy .npy-style)
     region = payload + b"\0" * (-len(payload) % 64)
-    hdr = {"arrays": {"w": {"dtype": "object", "shape": [1], "offset": 0, "nbytes": len(payload)}},
-           "config": {}, "card": {}}
+    hdr = {
+        "arrays": {"w": {"dtype": "object", "shape": [1], "offset": 0, "nbytes": len(payload)}},
+        "config": {},
+        "card": {},
+    }
     with pytest.raises(ModelFormatError, match="dtype"):
         decode_model(_rebuild(hdr, region))
     # 4) the pickle as bytes in the config is just opaque data, never executed
@@ -388,20 +421,25 @@ def test_pickle_payload_rejected(monkeypatch):
 def _tiny_grid_model():
     from pathlib import Path
 
-    return decode_model((Path(__file__).resolve().parent / "fuzz" / "seeds" / "model" / "tiny_pca.hsmodel").read_bytes())
+    return decode_model(
+        (Path(__file__).resolve().parent / "fuzz" / "seeds" / "model" / "tiny_pca.hsmodel").read_bytes()
+    )
 
 
-@pytest.mark.parametrize("name, arr, needle", [
-    ("hidden.1.weight", np.zeros((4, 3), np.float32), "hidden layer 1"),
-    ("hidden.0.weight", np.zeros((4, 2), np.float64), "float64, expected float32"),
-    ("out.bias", np.zeros(7, np.float32), "output layer"),
-    ("meta.weight", np.zeros((8, 5), np.float32), "skip|latent layout"),
-    ("meta.bias", np.zeros(3, np.float32), "meta network"),
-    ("skip.weight", np.zeros((3, 9), np.float32), "skip"),
-    ("inner.lr.1", np.zeros(4, np.float32), "inner-loop"),
-    ("hidden.0.weight", np.zeros(8, np.float32), "dimension"),
-    ("out.weight", np.zeros((3, 4), np.int32), "int32, expected float32"),
-])
+@pytest.mark.parametrize(
+    "name, arr, needle",
+    [
+        ("hidden.1.weight", np.zeros((4, 3), np.float32), "hidden layer 1"),
+        ("hidden.0.weight", np.zeros((4, 2), np.float64), "float64, expected float32"),
+        ("out.bias", np.zeros(7, np.float32), "output layer"),
+        ("meta.weight", np.zeros((8, 5), np.float32), "skip|latent layout"),
+        ("meta.bias", np.zeros(3, np.float32), "meta network"),
+        ("skip.weight", np.zeros((3, 9), np.float32), "skip"),
+        ("inner.lr.1", np.zeros(4, np.float32), "inner-loop"),
+        ("hidden.0.weight", np.zeros(8, np.float32), "dimension"),
+        ("out.weight", np.zeros((3, 4), np.int32), "int32, expected float32"),
+    ],
+)
 def test_wrong_shapes_and_dtypes_are_clear_model_errors(name, arr, needle):
     from hsicodec.layers.network.model import codec_model
 
@@ -422,9 +460,17 @@ def test_missing_array_is_a_clear_model_error(missing):
         codec_model(decode_model(encode_model(arrays, mf.config, mf.card)))
 
 
-@pytest.mark.parametrize("key, value", [("arch", "evil"), ("depth", 0), ("depth", "3; import os"),
-                                        ("latent", {"levels": [], "coord_cell": 0}), ("spectral", "lambda: 0"),
-                                        ("shift", "sideways")])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("arch", "evil"),
+        ("depth", 0),
+        ("depth", "3; import os"),
+        ("latent", {"levels": [], "coord_cell": 0}),
+        ("spectral", "lambda: 0"),
+        ("shift", "sideways"),
+    ],
+)
 def test_bad_config_is_a_clear_model_error_never_evaluated(key, value):
     from hsicodec.layers.network.model import codec_model
 

@@ -13,9 +13,10 @@ import pytest
 
 nat = pytest.importorskip("hsicodec._native")
 
+from siren_cases import make_inputs, make_weights  # noqa: E402
+
 from hsicodec.layers.network import siren  # noqa: E402
 from hsicodec.layers.network.siren import SirenWeights, forward_numpy, loss_grad_phi_numpy  # noqa: E402
-from siren_cases import make_inputs, make_weights  # noqa: E402
 
 LEVELS = list(nat.available_simd_levels())
 
@@ -29,25 +30,50 @@ def level(request):
 
 
 def native_forward(w: SirenWeights, x, phi, threads=1):
-    return nat.siren_forward(x, phi, list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b, w.meta_w, w.meta_b,
-                             w.shift == "inside", threads, w.skip_w)
+    return nat.siren_forward(
+        x,
+        phi,
+        list(w.hidden_w),
+        list(w.hidden_b),
+        w.out_w,
+        w.out_b,
+        w.meta_w,
+        w.meta_b,
+        w.shift == "inside",
+        threads,
+        w.skip_w,
+    )
 
 
 def native_loss_grad(w: SirenWeights, x, phi, target, cw, pw, threads=1):
-    return nat.siren_loss_grad_phi(x, phi, target, cw, pw, list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b,
-                                   w.meta_w, w.meta_b, w.shift == "inside", threads, w.skip_w)
+    return nat.siren_loss_grad_phi(
+        x,
+        phi,
+        target,
+        cw,
+        pw,
+        list(w.hidden_w),
+        list(w.hidden_b),
+        w.out_w,
+        w.out_b,
+        w.meta_w,
+        w.meta_b,
+        w.shift == "inside",
+        threads,
+        w.skip_w,
+    )
 
 
 # (K, d, m, C, n_in, N)
 CASES = [
-    (3, 64, 32, 16, 2, 1000),   # default model, N not a multiple of the tile
-    (3, 64, 32, 224, 2, 300),   # many output channels
-    (2, 13, 5, 205, 3, 257),    # odd width, odd C
-    (1, 13, 1, 1, 3, 1),        # K=1, m=1, C=1, N=1
+    (3, 64, 32, 16, 2, 1000),  # default model, N not a multiple of the tile
+    (3, 64, 32, 224, 2, 300),  # many output channels
+    (2, 13, 5, 205, 3, 257),  # odd width, odd C
+    (1, 13, 1, 1, 3, 1),  # K=1, m=1, C=1, N=1
     (1, 8, 3, 7, 2, 97),
     (4, 20, 17, 3, 2, 193),
     (2, 128, 64, 31, 2, 130),
-    (3, 16, 8, 16, 3, 96),      # exactly one tile on every instruction set
+    (3, 16, 8, 16, 3, 96),  # exactly one tile on every instruction set
 ]
 SHIFTS = ["inside", "outside"]
 SKIPS = pytest.mark.parametrize("skip", [False, True], ids=["noskip", "skip"])
@@ -117,7 +143,7 @@ def torch_loss_grad(w: SirenWeights, x, phi, target, cw, pw):
     h = t(x)
     for i, (wi, bi) in enumerate(zip(w.hidden_w, w.hidden_b)):
         z = h @ t(wi).T + t(bi)
-        b = beta[:, i * d:(i + 1) * d]
+        b = beta[:, i * d : (i + 1) * d]
         h = th.sin(z + b) if w.shift == "inside" else th.sin(z) + b
     y = h @ t(w.out_w).T + t(w.out_b)
     if w.skip_w is not None:
@@ -228,10 +254,10 @@ def test_simd_env_override():
 
     code = "from hsicodec import _native as n; print(n.simd_level())"
     root = os.path.dirname(os.path.dirname(os.path.abspath(hsicodec.__file__)))
-    env = dict(os.environ, HSICODEC_SIMD="generic",
-               PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
-                         cwd=root)
+    env = dict(
+        os.environ, HSICODEC_SIMD="generic", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "generic"
 
 
@@ -280,13 +306,12 @@ def test_empty_and_converted_inputs():
     w = make_weights(rng, 2, 16, 4, 5, 2)
     x, phi = make_inputs(rng, w, 0)
     assert native_forward(w, x, phi).shape == (0, 5)
-    loss, g = native_loss_grad(w, x, phi, np.zeros((0, 5), np.float32), np.ones(5, np.float32),
-                               np.ones(0, np.float32))
+    loss, g = native_loss_grad(w, x, phi, np.zeros((0, 5), np.float32), np.ones(5, np.float32), np.ones(0, np.float32))
     assert loss == 0.0 and g.shape == (0, 4)
     # float64 and non-contiguous inputs are converted (a copy), not rejected
     x, phi = make_inputs(rng, w, 40)
     xx = np.asfortranarray(x.astype(np.float64))
-    pp = np.concatenate([phi, phi], axis=1)[:, :w.latent_dim]
+    pp = np.concatenate([phi, phi], axis=1)[:, : w.latent_dim]
     assert not pp.flags.c_contiguous
     assert np.array_equal(native_forward(w, xx, pp), native_forward(w, x, phi))
 
@@ -306,19 +331,19 @@ def test_shape_errors_raise_value_error():
 
     call()  # sanity
     bad = [
-        dict(x=x[:, :1]),                      # n_in mismatch
-        dict(x=x[:5]),                         # N mismatch with phi
-        dict(x=x[:, 0].copy()),                # 1-D
-        dict(phi=phi[:, :3]),                  # m mismatch
-        dict(hw=[]),                           # K = 0
-        dict(hb=hb[:1]),                       # list lengths differ
-        dict(hw=[hw[0], hw[1][:, :7]]),        # hidden layer shape
+        dict(x=x[:, :1]),  # n_in mismatch
+        dict(x=x[:5]),  # N mismatch with phi
+        dict(x=x[:, 0].copy()),  # 1-D
+        dict(phi=phi[:, :3]),  # m mismatch
+        dict(hw=[]),  # K = 0
+        dict(hb=hb[:1]),  # list lengths differ
+        dict(hw=[hw[0], hw[1][:, :7]]),  # hidden layer shape
         dict(hb=[hb[0], hb[1][:7]]),
-        dict(ow=w.out_w[:, :7]),               # output width
+        dict(ow=w.out_w[:, :7]),  # output width
         dict(ob=w.out_b[:3]),
-        dict(mw=w.meta_w[:5]),                 # meta rows != K*d
+        dict(mw=w.meta_w[:5]),  # meta rows != K*d
         dict(mb=w.meta_b[:5]),
-        dict(ow=w.out_w[None]),                # 3-D
+        dict(ow=w.out_w[None]),  # 3-D
     ]
     for kw in bad:
         with pytest.raises(ValueError):
@@ -327,8 +352,13 @@ def test_shape_errors_raise_value_error():
     cw, pw = np.ones(5, np.float32), np.ones(10, np.float32)
     rest = (hw, hb, w.out_w, w.out_b, w.meta_w, w.meta_b, True, 1)
     nat.siren_loss_grad_phi(x, phi, target, cw, pw, *rest)
-    for t, c, p in [(target[:9], cw, pw), (target[:, :4], cw, pw), (target, cw[:4], pw), (target, cw, pw[:9]),
-                    (target, cw, pw[:, None])]:
+    for t, c, p in [
+        (target[:9], cw, pw),
+        (target[:, :4], cw, pw),
+        (target, cw[:4], pw),
+        (target, cw, pw[:9]),
+        (target, cw, pw[:, None]),
+    ]:
         with pytest.raises(ValueError):
             nat.siren_loss_grad_phi(x, phi, t, c, p, *rest)
 
@@ -363,8 +393,14 @@ def test_skip_shape_errors_raise_value_error():
     target = np.zeros((10, 5), np.float32)
     cw, pw = np.ones(5, np.float32), np.ones(10, np.float32)
     rest = (list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b, w.meta_w, w.meta_b, True, 1)
-    for bad in [np.zeros((5, 3), np.float32), np.zeros((4, 4), np.float32), np.zeros((4, 5), np.float32),
-                np.zeros(20, np.float32), np.zeros((1, 5, 4), np.float32), np.zeros((0, 4), np.float32)]:
+    for bad in [
+        np.zeros((5, 3), np.float32),
+        np.zeros((4, 4), np.float32),
+        np.zeros((4, 5), np.float32),
+        np.zeros(20, np.float32),
+        np.zeros((1, 5, 4), np.float32),
+        np.zeros((0, 4), np.float32),
+    ]:
         with pytest.raises(ValueError):
             nat.siren_forward(x, phi, *rest, bad)
         with pytest.raises(ValueError):

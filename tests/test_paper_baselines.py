@@ -48,8 +48,13 @@ UNREACHABLE = {"inr_fp32": 0.2, "inr_fp16": 0.1, "inr_sampling": 0.2, "jpeg_per_
 
 def test_registry_and_labels():
     assert set(P.BASELINES) == {"inr_fp32", "inr_fp16", "inr_sampling", "pca_dct", "jpeg_per_band"}
-    assert P.LABELS == {"inr_fp32": "INR", "inr_fp16": "INR (HP)", "inr_sampling": "INR + pixel sampling",
-                        "pca_dct": "PCA-DCT", "jpeg_per_band": "JPEG"}
+    assert P.LABELS == {
+        "inr_fp32": "INR",
+        "inr_fp16": "INR (HP)",
+        "inr_sampling": "INR + pixel sampling",
+        "pca_dct": "PCA-DCT",
+        "jpeg_per_band": "JPEG",
+    }
 
 
 def test_import_needs_no_torch():
@@ -108,8 +113,7 @@ def test_inr_net_is_largest_below_target(cube):
     w, d = res.params["width"], res.params["depth"]
     target_bytes = int(2.0 * cube.size / 8)
     assert res.n_bytes == inr.inr_file_size(cube.shape, cube.dtype, w, d, False) <= target_bytes
-    sizes = [inr.inr_file_size(cube.shape, cube.dtype, ww, dd, False)
-             for ww in inr.INR_WIDTHS for dd in inr.INR_DEPTHS]
+    sizes = [inr.inr_file_size(cube.shape, cube.dtype, ww, dd, False) for ww in inr.INR_WIDTHS for dd in inr.INR_DEPTHS]
     assert max(s for s in sizes if s <= target_bytes) == res.n_bytes
     assert res.params["steps"] == STEPS
 
@@ -138,7 +142,7 @@ def test_inr_decoder_rejects_trailing_bytes(cube):
 def test_float_cube_round_trip():
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[0:12, 0:14] / 14.0
-    cube = (np.sin(3 * xx + yy)[..., None] * np.linspace(0.5, 1.5, 10) + rng.normal(0, 0.01, (12, 14, 10)))
+    cube = np.sin(3 * xx + yy)[..., None] * np.linspace(0.5, 1.5, 10) + rng.normal(0, 0.01, (12, 14, 10))
     cube = cube.astype(np.float32)
     for name, target in (("pca_dct", 2.0), ("jpeg_per_band", 6.0)):
         res = _run(name, cube, target)

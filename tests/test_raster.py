@@ -17,7 +17,12 @@ from rasterio.crs import CRS  # noqa: E402
 
 from hsicodec.errors import HsimHeaderError, OptionError, OutputExistsError, RasterError  # noqa: E402
 from hsicodec.io.raster import (  # noqa: E402
-    GeoInfo, cast_to_dtype, raster_format, read_cube, read_info, write_cube,
+    GeoInfo,
+    cast_to_dtype,
+    raster_format,
+    read_cube,
+    read_info,
+    write_cube,
 )
 
 ROWS, COLS, BANDS = 7, 9, 5
@@ -244,8 +249,13 @@ def test_npy_2d_is_one_band_and_bad_arrays(tmp_path):
     np.save(tmp_path / "two.npy", np.arange(12, dtype=np.int16).reshape(3, 4))
     got, _ = read_cube(tmp_path / "two.npy")
     assert got.shape == (3, 4, 1)
-    for name, arr in [("c.npy", np.zeros((2, 3, 4), np.complex64)), ("b.npy", np.zeros((2, 3, 4), bool)),
-                      ("d1.npy", np.zeros(5)), ("d4.npy", np.zeros((2, 2, 2, 2))), ("z.npy", np.zeros((0, 3, 4)))]:
+    for name, arr in [
+        ("c.npy", np.zeros((2, 3, 4), np.complex64)),
+        ("b.npy", np.zeros((2, 3, 4), bool)),
+        ("d1.npy", np.zeros(5)),
+        ("d4.npy", np.zeros((2, 2, 2, 2))),
+        ("z.npy", np.zeros((0, 3, 4))),
+    ]:
         np.save(tmp_path / name, arr)
         with pytest.raises(RasterError, match=name):
             read_cube(tmp_path / name)
@@ -290,8 +300,9 @@ def write_v73(path, **arrays):
     with h5py.File(path, "w") as f:
         for name, arr in arrays.items():
             ds = f.create_dataset(name, data=np.asarray(arr).T)
-            ds.attrs["MATLAB_class"] = np.bytes_({"float64": "double", "float32": "single"}.get(
-                arr.dtype.name, arr.dtype.name))
+            ds.attrs["MATLAB_class"] = np.bytes_(
+                {"float64": "double", "float32": "single"}.get(arr.dtype.name, arr.dtype.name)
+            )
 
 
 def test_mat_v73(tmp_path):
@@ -399,8 +410,7 @@ def test_geoinfo_subset_transform():
     assert s.wavelengths == g.wavelengths[1:4] and s.fwhm == g.fwhm[1:4]
     assert s.crs_wkt == g.crs_wkt and s.nodata == g.nodata and s.units == g.units
     # rotated/sheared transform and strides
-    r = GeoInfo(transform=(2.0, 0.5, 10.0, 0.25, -3.0, 20.0)).subset(slice(4, None, 2), slice(1, None, 3),
-                                                                   slice(None))
+    r = GeoInfo(transform=(2.0, 0.5, 10.0, 0.25, -3.0, 20.0)).subset(slice(4, None, 2), slice(1, None, 3), slice(None))
     assert r.transform == pytest.approx((6.0, 1.0, 10.0 + 2.0 * 1 + 0.5 * 4, 0.75, -6.0, 20.0 + 0.25 * 1 - 3.0 * 4))
     assert GeoInfo().subset(slice(None), slice(None), slice(0, 2)).is_empty()
     with pytest.raises(OptionError):
@@ -410,8 +420,7 @@ def test_geoinfo_subset_transform():
 def test_geoinfo_header_round_trip():
     g = full_geo()
     h = g.to_header()
-    assert set(h) == {"crs", "transform", "nodata", "band_names", "wavelengths", "fwhm", "wavelength_units",
-                      "units"}
+    assert set(h) == {"crs", "transform", "nodata", "band_names", "wavelengths", "fwhm", "wavelength_units", "units"}
     assert GeoInfo.from_header(h) == g
     assert GeoInfo().to_header() == {} and GeoInfo.from_header(None).is_empty()
     assert GeoInfo.from_header({}).is_empty()
@@ -422,20 +431,23 @@ def test_geoinfo_header_round_trip():
     assert GeoInfo.from_header(msgpack.unpackb(msgpack.packb(h))) == g
 
 
-@pytest.mark.parametrize("key,value", [
-    ("crs", 32611),
-    ("transform", [1.0, 2.0, 3.0]),
-    ("transform", [1.0, 0.0, 0.0, 0.0, "x", 0.0]),
-    ("transform", [1.0, 0.0, float("nan"), 0.0, -1.0, 0.0]),
-    ("nodata", "0"),
-    ("nodata", True),
-    ("band_names", ["a", 2, "c", "d", "e"]),
-    ("band_names", "abcde"),
-    ("wavelengths", [1.0, 2.0]),
-    ("fwhm", [None] * BANDS),
-    ("wavelength_units", 5),
-    ("units", ["W"]),
-])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("crs", 32611),
+        ("transform", [1.0, 2.0, 3.0]),
+        ("transform", [1.0, 0.0, 0.0, 0.0, "x", 0.0]),
+        ("transform", [1.0, 0.0, float("nan"), 0.0, -1.0, 0.0]),
+        ("nodata", "0"),
+        ("nodata", True),
+        ("band_names", ["a", 2, "c", "d", "e"]),
+        ("band_names", "abcde"),
+        ("wavelengths", [1.0, 2.0]),
+        ("fwhm", [None] * BANDS),
+        ("wavelength_units", 5),
+        ("units", ["W"]),
+    ],
+)
 def test_geoinfo_from_header_rejects(key, value):
     h = full_geo().to_header()
     h[key] = value

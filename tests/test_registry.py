@@ -13,13 +13,19 @@ import numpy as np
 import pytest
 
 import hsicodec.models.registry as registry_module
-
 from hsicodec.errors import (
-    ModelFormatError, ModelHashMismatchError, ModelNotFoundError, OutputExistsError,
+    ModelFormatError,
+    ModelHashMismatchError,
+    ModelNotFoundError,
+    OutputExistsError,
 )
 from hsicodec.models.modelfile import encode_model, save_model, sha256_bytes
 from hsicodec.models.registry import (
-    ModelEntry, Registry, bundled_models_dir, default_registry, reset_default_registry, user_models_dir,
+    ModelEntry,
+    Registry,
+    default_registry,
+    reset_default_registry,
+    user_models_dir,
 )
 
 
@@ -45,8 +51,11 @@ def _model(seed: int, alias=None) -> bytes:
     card = {"description": f"model {seed}"}
     if alias:
         card["alias"] = alias
-    return encode_model({"w": np.full((4, 3), seed, np.float32), "b": np.arange(seed % 5, dtype=np.int32)},
-                        {"width": 3, "seed": seed}, card)
+    return encode_model(
+        {"w": np.full((4, 3), seed, np.float32), "b": np.arange(seed % 5, dtype=np.int32)},
+        {"width": 3, "seed": seed},
+        card,
+    )
 
 
 def _write(folder: Path, name: str, data: bytes) -> str:

@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
-from hsicodec.layers.network.rotation import (MAX_ROTATION_CHANNELS, codes_from_rotation, klt_codes, n_angles,
-                               rotation_from_codes)
+from hsicodec.layers.network.rotation import (
+    MAX_ROTATION_CHANNELS,
+    codes_from_rotation,
+    klt_codes,
+    n_angles,
+    rotation_from_codes,
+)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 8, 16])

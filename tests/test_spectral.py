@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from hsicodec.errors import HsimError
 from hsicodec.coding.spectral import decode_spectral, encode_spectral, fit_pca, lagrangian_exponents
+from hsicodec.errors import HsimError
 
 
 def _cube(seed=0):
@@ -25,7 +25,7 @@ def test_spectral_round_trip_within_quantization():
     m, b = decode_spectral(data, params, 40, 4)
     assert np.array_equal(m, m_hat) and np.array_equal(b, b_hat)
     assert np.abs(m - fit.mean).max() <= 0.25 + 1e-9
-    assert np.abs(b - fit.basis).max() <= 2 ** -11 + 1e-9
+    assert np.abs(b - fit.basis).max() <= 2**-11 + 1e-9
 
 
 def test_coarser_steps_cost_fewer_bytes():
@@ -52,7 +52,7 @@ def test_per_vector_steps_round_trip_and_follow_the_variances():
     """Lagrangian steps: finer for the mean and the high-variance vectors, one exponent offset per vector."""
     x = _cube(1)
     fit = fit_pca(x, 4)
-    me, be, bd = lagrangian_exponents(fit, 4, 2.0 ** -3, x.shape[0])
+    me, be, bd = lagrangian_exponents(fit, 4, 2.0**-3, x.shape[0])
     assert len(bd) == 4 and bd[0] == 0 and list(bd) == sorted(bd)  # comp_std falls, steps grow
     data, params, m_hat, b_hat = encode_spectral(fit.mean, fit.basis, me, be, bd)
     assert params["bd"] == bd
@@ -62,7 +62,7 @@ def test_per_vector_steps_round_trip_and_follow_the_variances():
         step = 2.0 ** ((be + bd[i]) / 4)
         assert np.abs(b[i] - fit.basis[i]).max() <= step / 2 + 1e-12
     # a coarser map step gives coarser spectral steps
-    me2, be2, _ = lagrangian_exponents(fit, 4, 2.0 ** 0, x.shape[0])
+    me2, be2, _ = lagrangian_exponents(fit, 4, 2.0**0, x.shape[0])
     assert me2 > me and be2 > be
 
 

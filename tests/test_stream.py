@@ -14,18 +14,21 @@ import numpy as np
 import pytest
 
 import hsicodec
-from hsicodec.codec import api as codec, tiled as stream
 from hsicodec import metrics
-from hsicodec.io import raster
-from hsicodec.format.container import HsimReader, encode_hsim
+from hsicodec.codec import api as codec
+from hsicodec.codec import tiled as stream
 from hsicodec.errors import HsimChecksumError, HsimError, HsimHeaderError, HsimLimitError, OptionError
+from hsicodec.format.container import HsimReader, encode_hsim
+from hsicodec.io import raster
 from hsicodec.io.raster import GeoInfo, open_cube_reader, open_cube_writer, read_cube, write_cube
 
 MODEL = "hsi-grid-v1"  # one model (not auto) keeps the tests fast
-WKT = ('PROJCS["WGS 84 / UTM zone 11N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
-       'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],'
-       'PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",-117],PARAMETER["scale_factor",0.9996],'
-       'PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1],AUTHORITY["EPSG","32611"]]')
+WKT = (
+    'PROJCS["WGS 84 / UTM zone 11N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
+    'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],'
+    'PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",-117],PARAMETER["scale_factor",0.9996],'
+    'PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1],AUTHORITY["EPSG","32611"]]'
+)
 
 
 def smooth_cube(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
@@ -33,8 +36,9 @@ def smooth_cube(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     rr, cc = np.mgrid[0:h, 0:w].astype(np.float64)
     maps = np.stack([np.sin(rr / (7 + 3 * k) + k) * np.cos(cc / (9 + 2 * k) - k) + 1.2 for k in range(3)], -1)
-    spectra = np.stack([np.linspace(0.2 + 0.2 * k, 1.0 - 0.1 * k, c) + 0.1 * np.sin(np.arange(c) / (2 + k))
-                        for k in range(3)])
+    spectra = np.stack(
+        [np.linspace(0.2 + 0.2 * k, 1.0 - 0.1 * k, c) + 0.1 * np.sin(np.arange(c) / (2 + k)) for k in range(3)]
+    )
     cube = maps @ spectra * 1500 + rng.normal(0, 5, (h, w, c)) + 200
     return np.clip(np.rint(cube), 0, 65535).astype(np.uint16)
 
@@ -46,9 +50,15 @@ def cube():
 
 @pytest.fixture(scope="module")
 def geo():
-    return GeoInfo(crs_wkt=WKT, transform=(30.0, 0.0, 500000.0, 0.0, -30.0, 4100000.0),
-                   wavelengths=[400.0 + 50 * i for i in range(12)], fwhm=[10.0] * 12,
-                   band_names=[f"B{i}" for i in range(12)], wavelength_units="Nanometers", units="DN")
+    return GeoInfo(
+        crs_wkt=WKT,
+        transform=(30.0, 0.0, 500000.0, 0.0, -30.0, 4100000.0),
+        wavelengths=[400.0 + 50 * i for i in range(12)],
+        fwhm=[10.0] * 12,
+        band_names=[f"B{i}" for i in range(12)],
+        wavelength_units="Nanometers",
+        units="DN",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +129,10 @@ def test_each_tile_decodes_as_its_own_compress(tiled, full, cube):
     for i in (0, 4, 8):  # interior and partial edge tiles
         rec = st["per_tile"][i]
         r0, c0, h, w = rec["window"]
-        alone = hsicodec.compress(cube[r0:r0 + h, c0:c0 + w], bpppb=rec["bpppb_target"], effort="fast", model=MODEL)
+        alone = hsicodec.compress(cube[r0 : r0 + h, c0 : c0 + w], bpppb=rec["bpppb_target"], effort="fast", model=MODEL)
         assert len(alone) == rec["bytes"]
         dec, _ = hsicodec.decompress(alone)
-        assert np.array_equal(out[r0:r0 + h, c0:c0 + w], dec)
+        assert np.array_equal(out[r0 : r0 + h, c0 : c0 + w], dec)
 
 
 def test_psnr_target_applies_per_tile(cube):
@@ -131,7 +141,7 @@ def test_psnr_target_applies_per_tile(cube):
     out, _ = hsicodec.decompress(data)
     for rec in st["per_tile"]:
         r0, c0, h, w = rec["window"]
-        assert metrics.psnr(cube[r0:r0 + h, c0:c0 + w], out[r0:r0 + h, c0:c0 + w]) >= 34.0
+        assert metrics.psnr(cube[r0 : r0 + h, c0 : c0 + w], out[r0 : r0 + h, c0 : c0 + w]) >= 34.0
 
 
 def test_whole_file_rate_lands_near_the_target():
@@ -237,18 +247,26 @@ def test_all_nodata_tile_is_stored_empty_and_decodes_to_nodata(cube):
 
 
 def _tiled_header(shape, size, grid, **extra):
-    return {"shape": list(shape), "dtype": "uint16", "model": "0" * 64, "codec": {"id": "tiled"},
-            "tiles": {"size": list(size), "grid": list(grid), **extra}}
+    return {
+        "shape": list(shape),
+        "dtype": "uint16",
+        "model": "0" * 64,
+        "codec": {"id": "tiled"},
+        "tiles": {"size": list(size), "grid": list(grid), **extra},
+    }
 
 
-@pytest.mark.parametrize("shape,size,grid,err,match", [
-    ((1 << 17, 1 << 17, 1), (1, 1), (1 << 17, 1 << 17), HsimLimitError, "tiles"),      # 2^34 tiles
-    ((1 << 14, 1 << 14, 64), (1 << 14, 1 << 14), (1, 1), HsimLimitError, "values"),     # 2^34-value tile
-    ((70, 90, 12), (32, 32), (3, 4), HsimHeaderError, "grid"),                          # grid mismatch
-    ((70, 90, 12), (80, 32), (1, 3), HsimHeaderError, "larger"),                        # tile > scene
-    ((70, 90, 12), (0, 32), (1, 3), HsimHeaderError, "size"),                           # zero tile
-    ((70, 90, 12), (32, 32), (3, 3), HsimHeaderError, "missing"),                       # no tile sections
-])
+@pytest.mark.parametrize(
+    "shape,size,grid,err,match",
+    [
+        ((1 << 17, 1 << 17, 1), (1, 1), (1 << 17, 1 << 17), HsimLimitError, "tiles"),  # 2^34 tiles
+        ((1 << 14, 1 << 14, 64), (1 << 14, 1 << 14), (1, 1), HsimLimitError, "values"),  # 2^34-value tile
+        ((70, 90, 12), (32, 32), (3, 4), HsimHeaderError, "grid"),  # grid mismatch
+        ((70, 90, 12), (80, 32), (1, 3), HsimHeaderError, "larger"),  # tile > scene
+        ((70, 90, 12), (0, 32), (1, 3), HsimHeaderError, "size"),  # zero tile
+        ((70, 90, 12), (32, 32), (3, 3), HsimHeaderError, "missing"),  # no tile sections
+    ],
+)
 def test_absurd_tile_headers_refused_before_allocation(shape, size, grid, err, match):
     data = _rebuild(_tiled_header(shape, size, grid), [])
     with pytest.raises(err, match=match):
@@ -320,7 +338,7 @@ def test_streamed_compress_reads_the_geotiff_by_windows(cube, geo, tmp_path, mon
     assert all(h <= 32 and w <= 32 for _, _, h, w in windows)
     seen = np.zeros(cube.shape[:2], int)
     for r, c, h, w in windows:
-        seen[r:r + h, c:c + w] += 1
+        seen[r : r + h, c : c + w] += 1
     assert (seen == 1).all()  # every pixel read exactly once
     monkeypatch.undo()
     out, g = hsicodec.decompress(tmp_path / "s.hsim")
@@ -349,7 +367,7 @@ def test_cube_reader_and_writer_windows(cube, geo, tmp_path):
         with open_cube_writer(tmp_path / name, cube.shape, cube.dtype, geo) as wr:
             for r0 in range(0, 70, 32):
                 for c0 in range(0, 90, 32):
-                    wr.write(r0, c0, cube[r0:r0 + 32, c0:c0 + 32])
+                    wr.write(r0, c0, cube[r0 : r0 + 32, c0 : c0 + 32])
         got, g = read_cube(tmp_path / name)
         assert np.array_equal(got, cube)
         if name != "w.npy":
@@ -368,15 +386,35 @@ def test_cli_tile_option_and_window(cube, tmp_path):
     src = tmp_path / "c.npy"
     np.save(src, cube)
     run = [sys.executable, "-m", "hsicodec.cli"]
-    r = subprocess.run(run + ["compress", str(src), str(tmp_path / "c.hsim"), "--tile", "32", "--bpppb", "2",
-                              "--effort", "fast", "--model", MODEL, "--json"], capture_output=True, text=True)
+    r = subprocess.run(
+        run
+        + [
+            "compress",
+            str(src),
+            str(tmp_path / "c.hsim"),
+            "--tile",
+            "32",
+            "--bpppb",
+            "2",
+            "--effort",
+            "fast",
+            "--model",
+            MODEL,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     st = json.loads(r.stdout)
     assert st["tiles"]["count"] == 9 and st["bpppb"] == pytest.approx(metrics.bpppb(st["bytes"], cube.shape))
     r = subprocess.run(run + ["info", str(tmp_path / "c.hsim")], capture_output=True, text=True)
     assert r.returncode == 0 and "format: hsim 1.1" in r.stdout and "grid: [3, 3]" in r.stdout
-    r = subprocess.run(run + ["decompress", str(tmp_path / "c.hsim"), str(tmp_path / "w.npy"),
-                              "--window", "10,20,40,40"], capture_output=True, text=True)
+    r = subprocess.run(
+        run + ["decompress", str(tmp_path / "c.hsim"), str(tmp_path / "w.npy"), "--window", "10,20,40,40"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     full, _ = hsicodec.decompress(tmp_path / "c.hsim")
     assert np.array_equal(np.load(tmp_path / "w.npy"), full[10:50, 20:60])

@@ -22,9 +22,23 @@ def data(tmp_path):
 
 
 def small_cfg(data, **kw):
-    base = dict(data_dir=str(data), train_scenes=["a"], val_scenes=["b"], steps=4, val_every=2, width=8, depth=2,
-                n_out=6, levels=[[8, 2, "linear"], [4, 1, "linear"]], coord_cell=8, crop=16, batch=2, val_crop=16,
-                skip=True, threads=1)
+    base = dict(
+        data_dir=str(data),
+        train_scenes=["a"],
+        val_scenes=["b"],
+        steps=4,
+        val_every=2,
+        width=8,
+        depth=2,
+        n_out=6,
+        levels=[[8, 2, "linear"], [4, 1, "linear"]],
+        coord_cell=8,
+        crop=16,
+        batch=2,
+        val_crop=16,
+        skip=True,
+        threads=1,
+    )
     base.update(kw)
     return TrainConfig(**base)
 

@@ -23,13 +23,25 @@ import pytest
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
 
-from hsicodec.train import meta as tr  # noqa: E402
-from hsicodec.models.modelfile import load_model, sha256_bytes  # noqa: E402
 from hsicodec.layers.network.torchnet import GridSampler, coords_tensor  # noqa: E402
+from hsicodec.models.modelfile import load_model, sha256_bytes  # noqa: E402
+from hsicodec.train import meta as tr  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(width=8, depth=2, n_out=6, levels=[[8, 2, "linear"], [4, 1, "linear"]], coord_cell=8, crop=16,
-            batch=2, val_crop=16, skip=True, threads=1, val_every=2, inner_steps=2)
+TINY = dict(
+    width=8,
+    depth=2,
+    n_out=6,
+    levels=[[8, 2, "linear"], [4, 1, "linear"]],
+    coord_cell=8,
+    crop=16,
+    batch=2,
+    val_crop=16,
+    skip=True,
+    threads=1,
+    val_every=2,
+    inner_steps=2,
+)
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch built without torch.distributed")
 
@@ -45,14 +57,17 @@ def data(tmp_path_factory):
     return d
 
 
-def cfg_for(data, **kw) -> "tr.TrainConfig":
-    return tr.TrainConfig(**{**TINY, "data_dir": str(data), "train_scenes": ["a", "c"], "val_scenes": ["b"],
-                             "steps": 4, **kw})
+def cfg_for(data, **kw) -> tr.TrainConfig:
+    return tr.TrainConfig(
+        **{**TINY, "data_dir": str(data), "train_scenes": ["a", "c"], "val_scenes": ["b"], "steps": 4, **kw}
+    )
 
 
 def flat_params(net, inner) -> dict:
-    state = {**{f"net.{k}": v for k, v in net.state_dict().items()},
-             **{f"inner.{k}": v for k, v in inner.state_dict().items()}}
+    state = {
+        **{f"net.{k}": v for k, v in net.state_dict().items()},
+        **{f"inner.{k}": v for k, v in inner.state_dict().items()},
+    }
     return {k: v.detach().clone() for k, v in state.items()}
 
 
@@ -80,7 +95,7 @@ def emulate(cfg, world: int, resume_at: int | None = None) -> dict:
         total /= world
         i = 0
         for p in params:
-            p.grad = total[i:i + p.numel()].view_as(p).clone()
+            p.grad = total[i : i + p.numel()].view_as(p).clone()
             i += p.numel()
         torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
         opt.step()
@@ -90,13 +105,33 @@ def emulate(cfg, world: int, resume_at: int | None = None) -> dict:
 def torchrun_train(nproc: int, data: Path, tmp: Path, dump: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.update({"OMP_NUM_THREADS": "1", tr.DUMP_ENV: str(dump), "HSICODEC_DATA_DIR": str(tmp / "userdata"),
-                "HSICODEC_MODEL_PATH": str(tmp / "nomodels")})
+    env.update(
+        {
+            "OMP_NUM_THREADS": "1",
+            tr.DUMP_ENV: str(dump),
+            "HSICODEC_DATA_DIR": str(tmp / "userdata"),
+            "HSICODEC_MODEL_PATH": str(tmp / "nomodels"),
+        }
+    )
     env.pop("HSICODEC_DEBUG", None)
     cfg_file = tmp / "tiny.json"
     cfg_file.write_text(json.dumps({**TINY, "train_scenes": ["a", "c"], "val_scenes": ["b"]}))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "hsicodec.cli", "train", "--data", str(data), "--config", str(cfg_file), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        "hsicodec.cli",
+        "train",
+        "--data",
+        str(data),
+        "--config",
+        str(cfg_file),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp)
 
 
@@ -108,10 +143,12 @@ def test_rank_streams():
     """Rank 0 draws the single-process stream; other ranks and resumed runs draw their own."""
     a = tr.data_rng(3, 0, 0).integers(1 << 30, size=8)
     assert np.array_equal(a, np.random.default_rng(3).integers(1 << 30, size=8))
-    assert np.array_equal(tr.data_rng(3, 5, 0).integers(1 << 30, size=8),
-                          np.random.default_rng([3, 5]).integers(1 << 30, size=8))
-    draws = {tuple(tr.data_rng(s, st, r).integers(1 << 30, size=4)) for s in (0, 1) for st in (0, 1, 2)
-             for r in (0, 1, 2)}
+    assert np.array_equal(
+        tr.data_rng(3, 5, 0).integers(1 << 30, size=8), np.random.default_rng([3, 5]).integers(1 << 30, size=8)
+    )
+    draws = {
+        tuple(tr.data_rng(s, st, r).integers(1 << 30, size=4)) for s in (0, 1) for st in (0, 1, 2) for r in (0, 1, 2)
+    }
     assert len(draws) == 18
 
 
@@ -125,8 +162,14 @@ def test_world_of_one_is_bit_identical_to_a_single_process(data, monkeypatch, tm
     cfg = cfg_for(data, steps=3)
     net, inner, hist = tr.meta_train(cfg)
     plain = flat_params(net, inner)
-    for k, v in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-                 "MASTER_PORT": str(_free_port()), tr.DUMP_ENV: str(tmp_path / "dump")}.items():
+    for k, v in {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+        tr.DUMP_ENV: str(tmp_path / "dump"),
+    }.items():
         monkeypatch.setenv(k, v)
     assert tr.torchrun_env() == (0, 1, 0)
     net1, inner1, hist1 = tr.meta_train(cfg)
@@ -142,8 +185,9 @@ def test_world_of_one_is_bit_identical_to_a_single_process(data, monkeypatch, tm
 def test_torchrun_two_processes_and_resume(data, tmp_path):
     out, ck = tmp_path / "ddp.hsmodel", tmp_path / "ddp.ckpt"
     # 1) two fresh steps, checkpoint at step 2
-    r = torchrun_train(2, data, tmp_path, tmp_path / "d1", "--out", str(out), "--steps", "2", "--resume", str(ck),
-                       "--quiet")
+    r = torchrun_train(
+        2, data, tmp_path, tmp_path / "d1", "--out", str(out), "--steps", "2", "--resume", str(ck), "--quiet"
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.split() == [sha256_bytes(out.read_bytes())]  # only rank 0 prints (and writes)
     i0, p0 = rank_dump(tmp_path / "d1", 0)
@@ -166,8 +210,9 @@ def test_torchrun_two_processes_and_resume(data, tmp_path):
     assert not all(torch.equal(single[k], p0[k]) for k in single)
 
     # 2) resume from the checkpoint to step 4
-    r = torchrun_train(2, data, tmp_path, tmp_path / "d2", "--out", str(out), "--steps", "4", "--resume", str(ck),
-                       "--quiet", "--force")
+    r = torchrun_train(
+        2, data, tmp_path, tmp_path / "d2", "--out", str(out), "--steps", "4", "--resume", str(ck), "--quiet", "--force"
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(r.stdout.split()) == 1
     i0, p0 = rank_dump(tmp_path / "d2", 0)

@@ -56,8 +56,12 @@ def test_vector_decodes_on_every_backend(name):
 def rebuilt() -> dict:
     """``tools/make_vectors.py --check`` in a fresh process (it pins OpenBLAS's kernels before numpy loads):
     name → "identical" or "DIFFERENT"."""
-    p = subprocess.run([sys.executable, str(ROOT / "tools" / "make_vectors.py"), "--check"], capture_output=True,
-                       text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "make_vectors.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert "Traceback" not in p.stderr, p.stderr
     return dict(line.split(": ", 1) for line in p.stdout.splitlines() if ": " in line)
 

@@ -17,8 +17,10 @@ from hsicodec.integrations.xarray_backend import HsimBackendEntrypoint  # noqa: 
 
 ROWS, COLS, BANDS = 48, 40, 20
 TRANSFORM = (30.0, 0.0, 500000.0, 0.0, -30.0, 4200000.0)
-WKT = ('GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],'
-       'UNIT["degree",0.0174532925199433]]')
+WKT = (
+    'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],'
+    'UNIT["degree",0.0174532925199433]]'
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +28,16 @@ def scene(tmp_path_factory):
     """A small georeferenced .hsim with nodata (0) pixels, and its full decode."""
     cube = np.load(sample_path())[:ROWS, :COLS, :BANDS].copy()
     cube[0, :5, :] = 0  # nodata pixels
-    geo = hsicodec.GeoInfo(crs_wkt=WKT, transform=TRANSFORM, nodata=0, units="DN",
-                           wavelengths=list(np.linspace(400.0, 900.0, BANDS)), wavelength_units="nm",
-                           fwhm=[10.0] * BANDS, band_names=[f"B{i}" for i in range(BANDS)])
+    geo = hsicodec.GeoInfo(
+        crs_wkt=WKT,
+        transform=TRANSFORM,
+        nodata=0,
+        units="DN",
+        wavelengths=list(np.linspace(400.0, 900.0, BANDS)),
+        wavelength_units="nm",
+        fwhm=[10.0] * BANDS,
+        band_names=[f"B{i}" for i in range(BANDS)],
+    )
     path = tmp_path_factory.mktemp("xr") / "scene.hsim"
     path.write_bytes(hsicodec.compress(cube, geo=geo, psnr=35, model="hsi-grid-v1", effort="fast"))
     full, _ = hsicodec.decompress(path)

@@ -23,7 +23,7 @@ SAMPLE = np.load(sample_path())
 
 
 def _cube(rows: int, cols: int, bands: int, dtype: str = "uint16") -> np.ndarray:
-    return SAMPLE[:rows, 10:10 + cols, :bands].astype(dtype)
+    return SAMPLE[:rows, 10 : 10 + cols, :bands].astype(dtype)
 
 
 # --------------------------------------------------------------------------- numcodecs API
@@ -38,8 +38,10 @@ def test_entry_point_and_get_codec():
 
 
 def test_core_package_imports_without_the_extras():
-    code = ("import sys, hsicodec; extras = {'numcodecs', 'zarr', 'xarray', 'dask'} & set(sys.modules); "
-            "assert not extras, extras; assert hsicodec.HsimCodec.codec_id == 'hsim'")
+    code = (
+        "import sys, hsicodec; extras = {'numcodecs', 'zarr', 'xarray', 'dask'} & set(sys.modules); "
+        "assert not extras, extras; assert hsicodec.HsimCodec.codec_id == 'hsim'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -52,10 +54,21 @@ def test_config_round_trip():
     assert HsimCodec.from_config({}) == HsimCodec()
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"bpppb": 0.1, "psnr": 30}, {"bpppb": -1}, {"psnr": float("nan")}, {"psnr": "40"}, {"effort": "slow"},
-    {"effort": 101}, {"effort": True}, {"model": 3}, {"nodata": "0"}, {"threads": -1},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"bpppb": 0.1, "psnr": 30},
+        {"bpppb": -1},
+        {"psnr": float("nan")},
+        {"psnr": "40"},
+        {"effort": "slow"},
+        {"effort": 101},
+        {"effort": True},
+        {"model": 3},
+        {"nodata": "0"},
+        {"threads": -1},
+    ],
+)
 def test_bad_options(kwargs):
     with pytest.raises(OptionError, match="HsimCodec"):
         HsimCodec(**kwargs)
@@ -68,10 +81,17 @@ def test_bad_config_keys():
         HsimCodec.from_config({"id": "zlib"})
 
 
-@pytest.mark.parametrize("buf, match", [
-    (b"\x00" * 64, "raw bytes"), (np.zeros((4, 4), bool), "dtype"), (np.zeros((2, 2, 2, 2)), "shape"),
-    (np.zeros(8), "shape"), (np.zeros((0, 4, 3)), "empty"), (np.zeros((2, 2, 2), complex), "dtype"),
-])
+@pytest.mark.parametrize(
+    "buf, match",
+    [
+        (b"\x00" * 64, "raw bytes"),
+        (np.zeros((4, 4), bool), "dtype"),
+        (np.zeros((2, 2, 2, 2)), "shape"),
+        (np.zeros(8), "shape"),
+        (np.zeros((0, 4, 3)), "empty"),
+        (np.zeros((2, 2, 2), complex), "dtype"),
+    ],
+)
 def test_encode_rejects(buf, match):
     with pytest.raises(OptionError, match=match):
         HsimCodec(**FAST).encode(buf)
@@ -108,10 +128,20 @@ def test_decode_into_out():
     assert np.array_equal(flat, out.ravel())
 
 
-@pytest.mark.parametrize("shape, dtype", [
-    ((1, 1, 1), "float32"), ((1, 1, 5), "uint16"), ((16, 16, 1), "int16"), ((5, 7, 3), "int32"),
-    ((12, 10), "uint8"), ((6, 6, 4), "float16"), ((6, 5, 4), ">u2"), ((9, 4, 3), "float64"), ((3, 3, 2), "int64"),
-])
+@pytest.mark.parametrize(
+    "shape, dtype",
+    [
+        ((1, 1, 1), "float32"),
+        ((1, 1, 5), "uint16"),
+        ((16, 16, 1), "int16"),
+        ((5, 7, 3), "int32"),
+        ((12, 10), "uint8"),
+        ((6, 6, 4), "float16"),
+        ((6, 5, 4), ">u2"),
+        ((9, 4, 3), "float64"),
+        ((3, 3, 2), "int64"),
+    ],
+)
 def test_chunk_edge_cases(shape, dtype):
     base = _cube(shape[0], shape[1], shape[2] if len(shape) == 3 else 1)
     arr = (base // 40 if dtype in ("uint8", "int8") else base).reshape(shape).astype(dtype)
@@ -127,12 +157,15 @@ def test_fortran_order_survives():
     assert hsicodec.psnr(cube, back) >= 35.0
 
 
-@pytest.mark.parametrize("arr, nodata", [
-    (np.zeros((8, 8, 4), np.uint16), None),        # all zeros: stored exactly
-    (np.full((1, 1, 1), 7, np.int32), None),       # one value below the smallest rate-controlled file
-    (np.full((4, 5, 3), np.nan, np.float32), None),  # nothing valid
-    (np.full((4, 5, 3), 9, np.uint16), 9),         # nothing but nodata
-])
+@pytest.mark.parametrize(
+    "arr, nodata",
+    [
+        (np.zeros((8, 8, 4), np.uint16), None),  # all zeros: stored exactly
+        (np.full((1, 1, 1), 7, np.int32), None),  # one value below the smallest rate-controlled file
+        (np.full((4, 5, 3), np.nan, np.float32), None),  # nothing valid
+        (np.full((4, 5, 3), 9, np.uint16), 9),  # nothing but nodata
+    ],
+)
 def test_uniform_chunks_are_exact(arr, nodata):
     codec = HsimCodec(bpppb=0.05, nodata=nodata, **FAST)
     data = codec.encode(arr)
@@ -167,6 +200,7 @@ def test_errors_are_hsicodec_errors():
 
 # --------------------------------------------------------------------------- zarr
 
+
 @pytest.fixture
 def zarr():
     """zarr (the tests above need only numcodecs), without its warning that numcodecs codecs are no zarr 3 standard."""
@@ -180,8 +214,14 @@ def test_zarr3_serializer(tmp_path, zarr):
     from hsicodec.integrations.zarr_codec import HsimZarr3Codec
 
     cube = _cube(64, 48, 24)
-    z = zarr.create_array(store=tmp_path / "a.zarr", shape=cube.shape, dtype=cube.dtype, chunks=(32, 24, 24),
-                          serializer=HsimZarr3Codec(psnr=35, **FAST), compressors=None)
+    z = zarr.create_array(
+        store=tmp_path / "a.zarr",
+        shape=cube.shape,
+        dtype=cube.dtype,
+        chunks=(32, 24, 24),
+        serializer=HsimZarr3Codec(psnr=35, **FAST),
+        compressors=None,
+    )
     z[:] = cube
     meta = json.loads((tmp_path / "a.zarr" / "zarr.json").read_text())
     (entry,) = meta["codecs"]
@@ -202,8 +242,15 @@ def test_zarr3_partial_edge_chunks(tmp_path, zarr):
     from hsicodec.integrations.zarr_codec import HsimZarr3Codec
 
     cube = _cube(40, 36, 12, "float32")
-    z = zarr.create_array(store=tmp_path / "e.zarr", shape=cube.shape, dtype=cube.dtype, chunks=(32, 32, 8),
-                          fill_value=np.nan, serializer=HsimZarr3Codec(psnr=35, **FAST), compressors=None)
+    z = zarr.create_array(
+        store=tmp_path / "e.zarr",
+        shape=cube.shape,
+        dtype=cube.dtype,
+        chunks=(32, 32, 8),
+        fill_value=np.nan,
+        serializer=HsimZarr3Codec(psnr=35, **FAST),
+        compressors=None,
+    )
     z[:] = cube
     back = zarr.open_array(tmp_path / "e.zarr")[:]
     assert back.shape == cube.shape and back.dtype == cube.dtype
@@ -220,8 +267,14 @@ def test_zarr3_two_dimensional(tmp_path, zarr):
     from hsicodec.integrations.zarr_codec import HsimZarr3Codec
 
     img = _cube(32, 32, 1)[:, :, 0]
-    z = zarr.create_array(store=tmp_path / "b.zarr", shape=img.shape, dtype=img.dtype, chunks=(16, 16),
-                          serializer=HsimZarr3Codec(psnr=35, **FAST), compressors=None)
+    z = zarr.create_array(
+        store=tmp_path / "b.zarr",
+        shape=img.shape,
+        dtype=img.dtype,
+        chunks=(16, 16),
+        serializer=HsimZarr3Codec(psnr=35, **FAST),
+        compressors=None,
+    )
     z[:] = img
     back = zarr.open_array(tmp_path / "b.zarr")[:]
     assert back.shape == img.shape and hsicodec.psnr(img, back) >= 35.0
@@ -231,16 +284,27 @@ def test_zarr3_rejects_bad_arrays(tmp_path, zarr):
     from hsicodec.integrations.zarr_codec import HsimZarr3Codec
 
     with pytest.raises(OptionError, match="dimensions"):
-        zarr.create_array(store=tmp_path / "c.zarr", shape=(4, 4, 4, 4), dtype="uint16",
-                          serializer=HsimZarr3Codec(psnr=35), compressors=None)
+        zarr.create_array(
+            store=tmp_path / "c.zarr",
+            shape=(4, 4, 4, 4),
+            dtype="uint16",
+            serializer=HsimZarr3Codec(psnr=35),
+            compressors=None,
+        )
     with pytest.raises(OptionError, match="both"):
         HsimZarr3Codec(psnr=35, bpppb=1)
 
 
 def test_zarr2_compressor(tmp_path, zarr):
     cube = _cube(32, 32, 10)
-    z = zarr.create_array(store=tmp_path / "v2.zarr", shape=cube.shape, dtype=cube.dtype, chunks=(16, 32, 10),
-                          zarr_format=2, compressors=HsimCodec(psnr=35, **FAST))
+    z = zarr.create_array(
+        store=tmp_path / "v2.zarr",
+        shape=cube.shape,
+        dtype=cube.dtype,
+        chunks=(16, 32, 10),
+        zarr_format=2,
+        compressors=HsimCodec(psnr=35, **FAST),
+    )
     z[:] = cube
     meta = json.loads((tmp_path / "v2.zarr" / ".zarray").read_text())
     assert meta["compressor"]["id"] == "hsim"

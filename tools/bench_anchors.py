@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hsicodec.evaluation import anchors as A  # noqa: E402
 from hsicodec.errors import HsicodecError  # noqa: E402
+from hsicodec.evaluation import anchors as A  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hsi"
 DEFAULT_SCENES = ["jasper_ridge", "pavia_centre"]
@@ -60,16 +60,19 @@ def _fmt(v, spec):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scene", nargs="+", default=DEFAULT_SCENES,
-                    help="scene names in --data-dir or paths to .npy cubes")
-    ap.add_argument("--rates", nargs="+", type=float, default=DEFAULT_RATES,
-                    help="target bpppb values")
-    ap.add_argument("--codecs", nargs="+", default=DEFAULT_CODECS,
-                    help=f"anchors to run (known: {', '.join(A.ANCHORS)}; 'all' for every one)")
+    ap.add_argument(
+        "--scene", nargs="+", default=DEFAULT_SCENES, help="scene names in --data-dir or paths to .npy cubes"
+    )
+    ap.add_argument("--rates", nargs="+", type=float, default=DEFAULT_RATES, help="target bpppb values")
+    ap.add_argument(
+        "--codecs",
+        nargs="+",
+        default=DEFAULT_CODECS,
+        help=f"anchors to run (known: {', '.join(A.ANCHORS)}; 'all' for every one)",
+    )
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "anchors.json")
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="timed runs of the final encode/decode (median reported)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs of the final encode/decode (median reported)")
     args = ap.parse_args(argv)
 
     codecs = list(A.ANCHORS) if args.codecs == ["all"] else args.codecs
@@ -79,8 +82,10 @@ def main(argv=None) -> int:
     A.TIMING_REPEATS = max(1, args.repeat)
 
     rows = []
-    header = (f"{'scene':14s} {'codec':18s} {'target':>7s} {'bpppb':>8s} {'PSNR':>7s} "
-              f"{'SAM':>6s} {'maxerr':>9s} {'enc s':>7s} {'dec s':>7s}  notes")
+    header = (
+        f"{'scene':14s} {'codec':18s} {'target':>7s} {'bpppb':>8s} {'PSNR':>7s} "
+        f"{'SAM':>6s} {'maxerr':>9s} {'enc s':>7s} {'dec s':>7s}  notes"
+    )
     print(header)
     print("-" * len(header))
     t_all = time.perf_counter()
@@ -92,8 +97,7 @@ def main(argv=None) -> int:
                     res = A.run_anchor(codec, cube, rate)
                 except HsicodecError as exc:
                     print(f"{name:14s} {codec:18s} {rate:7.4g}  error: {exc}", flush=True)
-                    rows.append({"scene": name, "codec": codec, "target_bpppb": rate,
-                                 "error": str(exc)})
+                    rows.append({"scene": name, "codec": codec, "target_bpppb": rate, "error": str(exc)})
                     continue
                 p = res.params
                 extra = ""
@@ -104,12 +108,16 @@ def main(argv=None) -> int:
                         extra = p["variant"]
                 else:
                     extra = "UNREACHABLE: " + res.note
-                print(f"{name:14s} {codec:18s} {rate:7.4g} {_fmt(res.bpppb, '8.5f')} "
-                      f"{_fmt(res.psnr, '7.2f')} {_fmt(res.sam, '6.3f')} "
-                      f"{_fmt(res.max_abs_error, '9.4g')} {_fmt(res.encode_s, '7.3f')} "
-                      f"{_fmt(res.decode_s, '7.3f')}  {extra}", flush=True)
-                rows.append({"scene": name, "path": path, "shape": list(cube.shape),
-                             "dtype": str(cube.dtype), **res.to_dict()})
+                print(
+                    f"{name:14s} {codec:18s} {rate:7.4g} {_fmt(res.bpppb, '8.5f')} "
+                    f"{_fmt(res.psnr, '7.2f')} {_fmt(res.sam, '6.3f')} "
+                    f"{_fmt(res.max_abs_error, '9.4g')} {_fmt(res.encode_s, '7.3f')} "
+                    f"{_fmt(res.decode_s, '7.3f')}  {extra}",
+                    flush=True,
+                )
+                rows.append(
+                    {"scene": name, "path": path, "shape": list(cube.shape), "dtype": str(cube.dtype), **res.to_dict()}
+                )
         print()
     meta = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -118,12 +126,13 @@ def main(argv=None) -> int:
         "cpu_count": os.cpu_count(),
         "codec_threads": 1,
         "timing": f"median of {A.TIMING_REPEATS} runs of the final encode / decode; "
-                  "rate search reported separately (params.search_s)",
+        "rate search reported separately (params.search_s)",
         "metrics": "hsicodec.metrics (METHOD.md section 4); bytes = whole self-contained file",
         "total_s": round(time.perf_counter() - t_all, 2),
     }
     try:
         import imagecodecs
+
         meta["imagecodecs"] = imagecodecs.__version__
     except ImportError:  # pragma: no cover
         pass

@@ -65,8 +65,12 @@ def pip_download_check(timeout: float = 300.0) -> dict:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return {"command": shown, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        out = {"command": shown, "returncode": p.returncode, "ok": p.returncode == 0,
-               "output_tail": _tail(p.stdout + "\n" + p.stderr)}
+        out = {
+            "command": shown,
+            "returncode": p.returncode,
+            "ok": p.returncode == 0,
+            "output_tail": _tail(p.stdout + "\n" + p.stderr),
+        }
         wheels = sorted(Path(d).glob("*.whl")) + sorted(Path(d).glob("*.tar.gz"))
         if wheels:
             w = wheels[0]
@@ -77,25 +81,37 @@ def pip_download_check(timeout: float = 300.0) -> dict:
                     meta = next((n for n in z.namelist() if n.endswith(".dist-info/METADATA")), None)
                     text = z.read(meta).decode("utf-8", "replace") if meta else ""
                     out["kernels"] = sorted(n for n in z.namelist() if n.endswith(".so") or n.endswith(".cu"))
-                out["requires"] = [ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                                   if ln.startswith("Requires-Dist:") and "extra ==" not in ln]
-                out["says"] = [ln.strip() for ln in text.splitlines()
-                               if "NVIDIA GPU" in ln or "needs an NVIDIA" in ln][:2]
+                out["requires"] = [
+                    ln.split(":", 1)[1].strip()
+                    for ln in text.splitlines()
+                    if ln.startswith("Requires-Dist:") and "extra ==" not in ln
+                ]
+                out["says"] = [ln.strip() for ln in text.splitlines() if "NVIDIA GPU" in ln or "needs an NVIDIA" in ln][
+                    :2
+                ]
         return out
 
 
 def cuda_check() -> dict:
     """Is there a CUDA device torch can use (and any sign of an NVIDIA driver)?"""
-    info: dict = {"nvidia_smi": shutil.which("nvidia-smi"), "dev_nvidia": sorted(glob.glob("/dev/nvidia*")),
-                  "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    info: dict = {
+        "nvidia_smi": shutil.which("nvidia-smi"),
+        "dev_nvidia": sorted(glob.glob("/dev/nvidia*")),
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
     try:
         import torch
     except ImportError:
         info.update({"torch": None, "cuda_available": False, "device_count": 0})
         return info
-    info.update({"torch": torch.__version__, "torch_cuda": torch.version.cuda,
-                 "cuda_available": bool(torch.cuda.is_available()),
-                 "device_count": int(torch.cuda.device_count())})
+    info.update(
+        {
+            "torch": torch.__version__,
+            "torch_cuda": torch.version.cuda,
+            "cuda_available": bool(torch.cuda.is_available()),
+            "device_count": int(torch.cuda.device_count()),
+        }
+    )
     if info["cuda_available"]:
         info["device"] = torch.cuda.get_device_name(0)
     return info
@@ -103,8 +119,11 @@ def cuda_check() -> dict:
 
 def probe(download: bool = True) -> dict:
     """Everything that decides whether ATLAS can run here, and the reason if not."""
-    res: dict = {"package": PACKAGE, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                 "machine": f"{platform.machine()} {os.cpu_count()} cores"}
+    res: dict = {
+        "package": PACKAGE,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+    }
     res["pip_download"] = pip_download_check() if download else {"skipped": True}
     res["cuda"] = cuda_check()
     res["atlas_importable"] = importlib.util.find_spec("atlas") is not None
@@ -115,20 +134,25 @@ def probe(download: bool = True) -> dict:
             f"no CUDA device: torch {cu.get('torch')} (CUDA build: {cu.get('torch_cuda')}) reports "
             f"torch.cuda.is_available() = False, device_count = {cu.get('device_count')}; "
             f"nvidia-smi {'at ' + cu['nvidia_smi'] if cu['nvidia_smi'] else 'not on PATH'}; "
-            f"/dev/nvidia* {'present' if cu['dev_nvidia'] else 'absent'}")
+            f"/dev/nvidia* {'present' if cu['dev_nvidia'] else 'absent'}"
+        )
     dl = res["pip_download"]
     if not dl.get("skipped"):
         if dl.get("ok"):
-            says = f" Its metadata says: \"{dl['says'][0]}\"" if dl.get("says") else ""
-            reasons.append(f"`{dl['command']}` succeeded ({dl.get('file')}, {dl.get('bytes')} bytes, "
-                           f"sha256 {str(dl.get('sha256'))[:16]}...), but the package's kernel is CUDA-only "
-                           f"(prebuilt {', '.join(Path(k).name for k in dl.get('kernels', []) if k.endswith('.so'))})"
-                           f".{says}")
+            says = f' Its metadata says: "{dl["says"][0]}"' if dl.get("says") else ""
+            reasons.append(
+                f"`{dl['command']}` succeeded ({dl.get('file')}, {dl.get('bytes')} bytes, "
+                f"sha256 {str(dl.get('sha256'))[:16]}...), but the package's kernel is CUDA-only "
+                f"(prebuilt {', '.join(Path(k).name for k in dl.get('kernels', []) if k.endswith('.so'))})"
+                f".{says}"
+            )
         else:
             reasons.append(f"`{dl['command']}` failed: {dl.get('error') or ' / '.join(dl.get('output_tail', []))}")
     if not res["atlas_importable"]:
-        reasons.append("atlas is not installed in this environment (not installed on purpose: it needs a "
-                       "CUDA build of torch>=2.10 and would replace the CPU torch of .venv)")
+        reasons.append(
+            "atlas is not installed in this environment (not installed on purpose: it needs a "
+            "CUDA build of torch>=2.10 and would replace the CPU torch of .venv)"
+        )
     res["can_run"] = bool(cu["cuda_available"] and res["atlas_importable"])
     res["reason"] = "; ".join(reasons) if not res["can_run"] else ""
     return res
@@ -161,11 +185,36 @@ def run_atlas(scene: Path, work: Path, iterations: int = 8000) -> list:
         n = max(50, int(round(per * h * w / 1e4)))
         out_dir = work / f"run_{n}"
         t0 = time.perf_counter()
-        _atlas_cli("train", "--input", str(src), "--rank", str(rank), "--init-dir", str(work / "init"),
-                   "--num_points", str(n // 2), "--max_num_points", str(n), "--grow_stop_iter", str(iterations // 3),
-                   "--iterations", str(iterations), "--qat_start", str(iterations // 2), "--prune_interval", "100",
-                   "--endmember_lr", "1e-4", "--sam_weight", "0.05", "--cholesky_bits", "8",
-                   "--output-dir", str(out_dir), cwd=work)
+        _atlas_cli(
+            "train",
+            "--input",
+            str(src),
+            "--rank",
+            str(rank),
+            "--init-dir",
+            str(work / "init"),
+            "--num_points",
+            str(n // 2),
+            "--max_num_points",
+            str(n),
+            "--grow_stop_iter",
+            str(iterations // 3),
+            "--iterations",
+            str(iterations),
+            "--qat_start",
+            str(iterations // 2),
+            "--prune_interval",
+            "100",
+            "--endmember_lr",
+            "1e-4",
+            "--sam_weight",
+            "0.05",
+            "--cholesky_bits",
+            "8",
+            "--output-dir",
+            str(out_dir),
+            cwd=work,
+        )
         enc_s = time.perf_counter() - t0
         bit = sorted(out_dir.rglob("compressed.atlas"))[-1]
         recon_path = work / f"recon_{n}.npy"
@@ -178,18 +227,32 @@ def run_atlas(scene: Path, work: Path, iterations: int = 8000) -> list:
             rec = np.clip(np.rint(rec), info.min, info.max)
         n_bytes = bit.stat().st_size + 4 * c
         q = metrics.quality_report(cube, rec, n_bytes)
-        rows.append({"codec": "atlas-hsi", "kind": "peer", "target_bpppb": None, "reachable": True,
-                     "bpppb": q["bpppb"], "bytes": n_bytes, "psnr": q["psnr"], "sam": q["sam"],
-                     "max_abs_error": q["max_abs_error"], "encode_s": enc_s, "decode_s": dec_s,
-                     "threads": None, "params": {"gaussians": n, "rank": rank, "iterations": iterations},
-                     "note": "GPU; whole-process times (training is the encoder)"})
+        rows.append(
+            {
+                "codec": "atlas-hsi",
+                "kind": "peer",
+                "target_bpppb": None,
+                "reachable": True,
+                "bpppb": q["bpppb"],
+                "bytes": n_bytes,
+                "psnr": q["psnr"],
+                "sam": q["sam"],
+                "max_abs_error": q["max_abs_error"],
+                "encode_s": enc_s,
+                "decode_s": dec_s,
+                "threads": None,
+                "params": {"gaussians": n, "rank": rank, "iterations": iterations},
+                "note": "GPU; whole-process times (training is the encoder)",
+            }
+        )
     return rows
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenes", nargs="*", help="scene names in ../shared/data/hsi or .npy paths "
-                                              "(default: every scene there)")
+    ap.add_argument(
+        "scenes", nargs="*", help="scene names in ../shared/data/hsi or .npy paths (default: every scene there)"
+    )
     ap.add_argument("--no-download", action="store_true", help="skip the pip download probe")
     ap.add_argument("--iterations", type=int, default=8000)
     ap.add_argument("--out", default=str(ROOT / "bench" / "atlas.json"))

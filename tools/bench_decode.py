@@ -86,8 +86,16 @@ def make_weights(rng, K, d, m, C, n_in, shift="inside", skip=False) -> SirenWeig
     hw += [f32(rng.uniform(-lim, lim, (d, d))) for _ in range(K - 1)]
     hb = [f32(rng.uniform(-0.5, 0.5, d)) for _ in range(K)]
     sw = f32(rng.normal(0, 0.5 / np.sqrt(m), (C, m))) if skip else None
-    return SirenWeights(tuple(hw), tuple(hb), f32(rng.uniform(-lim, lim, (C, d))), f32(rng.uniform(-0.1, 0.1, C)),
-                        f32(rng.normal(0, 0.05, (K * d, m))), f32(rng.normal(0, 0.05, K * d)), shift, sw)
+    return SirenWeights(
+        tuple(hw),
+        tuple(hb),
+        f32(rng.uniform(-lim, lim, (C, d))),
+        f32(rng.uniform(-0.1, 0.1, C)),
+        f32(rng.normal(0, 0.05, (K * d, m))),
+        f32(rng.normal(0, 0.05, K * d)),
+        shift,
+        sw,
+    )
 
 
 def timeit(fn, repeats: int) -> dict:
@@ -117,17 +125,28 @@ def timeit_interleaved(fns: dict, repeats: int) -> dict:
     out = {}
     for name in fns:
         med, cpu = statistics.median(ts[name]), statistics.median(cs[name])
-        out[name] = {"median_s": med, "min_s": min(ts[name]), "cpu_s": cpu,
-                     "cpu_util": cpu / med if med > 0 else 0.0, "runs": repeats}
+        out[name] = {
+            "median_s": med,
+            "min_s": min(ts[name]),
+            "cpu_s": cpu,
+            "cpu_util": cpu / med if med > 0 else 0.0,
+            "runs": repeats,
+        }
     return out
 
 
 def _find_blas_setter():
     """openblas_set_num_threads of the BLAS numpy is linked to (None if not found)."""
-    dirs = [os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs"),
-            os.path.join(os.path.dirname(np.__file__), ".libs")]
-    names = ["scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
-             "openblas_set_num_threads"]
+    dirs = [
+        os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs"),
+        os.path.join(os.path.dirname(np.__file__), ".libs"),
+    ]
+    names = [
+        "scipy_openblas_set_num_threads64_",
+        "scipy_openblas_set_num_threads",
+        "openblas_set_num_threads64_",
+        "openblas_set_num_threads",
+    ]
     for d in dirs:
         for lib in glob.glob(os.path.join(d, "*openblas*")):
             try:
@@ -162,9 +181,14 @@ def torch_weights(w: SirenWeights, dtype=None):
     dtype = dtype or torch.float32
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a)).to(dtype)  # noqa: E731
     return {
-        "hw_t": [t(a.T) for a in w.hidden_w], "hb": [t(b) for b in w.hidden_b],
-        "ow_t": t(w.out_w.T), "ob": t(w.out_b), "mw_t": t(w.meta_w.T), "mb": t(w.meta_b),
-        "d": w.width, "inside": w.shift == "inside",
+        "hw_t": [t(a.T) for a in w.hidden_w],
+        "hb": [t(b) for b in w.hidden_b],
+        "ow_t": t(w.out_w.T),
+        "ob": t(w.out_b),
+        "mw_t": t(w.meta_w.T),
+        "mb": t(w.meta_b),
+        "d": w.width,
+        "inside": w.shift == "inside",
         "sw_t": None if w.skip_w is None else t(w.skip_w.T),
     }
 
@@ -175,7 +199,7 @@ def torch_forward(tw, x, phi):
     h = x
     for i, (wt, b) in enumerate(zip(tw["hw_t"], tw["hb"])):
         z = torch.addmm(b, h, wt)
-        bi = beta[:, i * d:(i + 1) * d]
+        bi = beta[:, i * d : (i + 1) * d]
         h = torch.sin(z + bi) if tw["inside"] else torch.sin(z) + bi
     y = torch.addmm(tw["ob"], h, tw["ow_t"])
     if tw["sw_t"] is not None:
@@ -240,11 +264,16 @@ def bench_cuda(args) -> int:
     dev = torch.device("cuda")
     rng = np.random.default_rng(0)
     info = {
-        "pixels": n, "scene": "2048x2048" if n == 2048 * 2048 else None, "repeats": repeats,
+        "pixels": n,
+        "scene": "2048x2048" if n == 2048 * 2048 else None,
+        "repeats": repeats,
         "statistic": "median of CUDA-event times, inputs and outputs on the GPU",
-        "device": cu.device_name(torch.cuda.current_device()), "torch": torch.__version__,
-        "torch_cuda": torch.version.cuda, "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "shift": args.shift, "models": [],
+        "device": cu.device_name(torch.cuda.current_device()),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "shift": args.shift,
+        "models": [],
     }
     rows, ratios = [], []
     for name, shape in (("shipping", SHIPPING), ("plain", PLAIN)):
@@ -254,8 +283,9 @@ def bench_cuda(args) -> int:
         flops = 2.0 * w.macs_per_pixel() * n
         x = rng.uniform(-1, 1, (n, w.n_in)).astype(np.float32)
         phi = rng.normal(0, 1, (n, w.latent_dim)).astype(np.float32)
-        model = cu.SirenModel(list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b, w.meta_w, w.meta_b,
-                              w.shift == "inside", w.skip_w)
+        model = cu.SirenModel(
+            list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b, w.meta_w, w.meta_b, w.shift == "inside", w.skip_w
+        )
         kinfo = model.info()
         mdl["kernel"] = kinfo
         xt, pt = torch.from_numpy(x).to(dev), torch.from_numpy(phi).to(dev)
@@ -263,15 +293,29 @@ def bench_cuda(args) -> int:
         stream = torch.cuda.current_stream().cuda_stream
 
         def row(impl, t, **extra):
-            rows.append({"kind": "forward", "impl": impl, "model": name, "C_out": w.n_out, **t,
-                         "mpix_s": n / t["median_s"] / 1e6, "gflop_s": flops / t["median_s"] / 1e9, **extra})
+            rows.append(
+                {
+                    "kind": "forward",
+                    "impl": impl,
+                    "model": name,
+                    "C_out": w.n_out,
+                    **t,
+                    "mpix_s": n / t["median_s"] / 1e6,
+                    "gflop_s": flops / t["median_s"] / 1e9,
+                    **extra,
+                }
+            )
             return rows[-1]
 
-        cuda_row = row("CUDA kernel", _event_times(lambda: model.forward_ptr(xt.data_ptr(), pt.data_ptr(),
-                                                                             yt.data_ptr(), n, stream), repeats))
+        cuda_row = row(
+            "CUDA kernel",
+            _event_times(lambda: model.forward_ptr(xt.data_ptr(), pt.data_ptr(), yt.data_ptr(), n, stream), repeats),
+        )
         y_cuda = yt.clone()
-        tw = {k: ([a.to(dev) for a in v] if isinstance(v, list) else v.to(dev) if torch.is_tensor(v) else v)
-              for k, v in torch_weights(w).items()}
+        tw = {
+            k: ([a.to(dev) for a in v] if isinstance(v, list) else v.to(dev) if torch.is_tensor(v) else v)
+            for k, v in torch_weights(w).items()
+        }
         prec = torch.get_float32_matmul_precision()
         with torch.inference_mode():
             torch.set_float32_matmul_precision("highest")
@@ -295,28 +339,41 @@ def bench_cuda(args) -> int:
             t0 = time.perf_counter()
             model.forward(x, phi)
             ts.append(time.perf_counter() - t0)
-        row("CUDA kernel, host arrays (transfers included)",
-            {"median_s": statistics.median(ts), "min_s": min(ts), "runs": len(ts)})
-        ratios.append({"model": name, "cuda_over_torch_fp32": torch_row["median_s"] / cuda_row["median_s"],
-                       "target": 2.0 if name == "shipping" else None})
+        row(
+            "CUDA kernel, host arrays (transfers included)",
+            {"median_s": statistics.median(ts), "min_s": min(ts), "runs": len(ts)},
+        )
+        ratios.append(
+            {
+                "model": name,
+                "cuda_over_torch_fp32": torch_row["median_s"] / cuda_row["median_s"],
+                "target": 2.0 if name == "shipping" else None,
+            }
+        )
         del x, phi
 
-    print(f"# CUDA SIREN forward: N={n} pixels, shift={args.shift}; {info['device']}; torch {info['torch']} "
-          f"(CUDA {info['torch_cuda']}); median of {repeats} (CUDA events)")
+    print(
+        f"# CUDA SIREN forward: N={n} pixels, shift={args.shift}; {info['device']}; torch {info['torch']} "
+        f"(CUDA {info['torch_cuda']}); median of {repeats} (CUDA events)"
+    )
     for mdl in info["models"]:
         k = mdl["kernel"]
-        print(f"#   {mdl['name']}: K={mdl['K']} d={mdl['d']} m={mdl['m']} n_in={mdl['n_in']} C={mdl['C']} "
-              f"skip={'yes' if mdl['skip'] else 'no'}; kernel: hidden block {k['hidden_block']}, weights in "
-              f"shared memory {'group by group' if k['staged'] else '(all)'}, {k['warps_per_block']} warps x "
-              f"{k['blocks']} blocks, {k['shared_bytes']} B shared, {k['registers']} registers, "
-              f"{k['local_bytes']} B local")
+        print(
+            f"#   {mdl['name']}: K={mdl['K']} d={mdl['d']} m={mdl['m']} n_in={mdl['n_in']} C={mdl['C']} "
+            f"skip={'yes' if mdl['skip'] else 'no'}; kernel: hidden block {k['hidden_block']}, weights in "
+            f"shared memory {'group by group' if k['staged'] else '(all)'}, {k['warps_per_block']} warps x "
+            f"{k['blocks']} blocks, {k['shared_bytes']} B shared, {k['registers']} registers, "
+            f"{k['local_bytes']} B local"
+        )
     hdr = f"{'impl':<46} {'model':<10} {'C':>4} {'median ms':>10} {'min ms':>9} {'Mpix/s':>9} {'GFLOP/s':>9} {'max|d| np':>10}"
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         err = r.get("max_abs_vs_numpy_4096")
-        print(f"{r['impl']:<46} {r['model']:<10} {r['C_out']:>4} {r['median_s'] * 1e3:>10.3f} {r['min_s'] * 1e3:>9.3f} "
-              f"{r['mpix_s']:>9.1f} {r['gflop_s']:>9.1f} {'' if err is None else f'{err:.2e}':>10}")
+        print(
+            f"{r['impl']:<46} {r['model']:<10} {r['C_out']:>4} {r['median_s'] * 1e3:>10.3f} {r['min_s'] * 1e3:>9.3f} "
+            f"{r['mpix_s']:>9.1f} {r['gflop_s']:>9.1f} {'' if err is None else f'{err:.2e}':>10}"
+        )
     for r in ratios:
         tgt = f" (target >= {r['target']:.1f}x)" if r["target"] else ""
         print(f"speed-up CUDA kernel over torch CUDA fp32, {r['model']}: {r['cuda_over_torch_fp32']:.2f}x{tgt}")
@@ -328,13 +385,19 @@ def bench_cuda(args) -> int:
 
 # ---------------------------------------------------------------------------
 
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny run (small N, 3 repeats)")
     ap.add_argument("--pixels", type=int, default=None, help="N (default 145*145; 32*32 with --quick)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default 7; 3 quick)")
-    ap.add_argument("--models", nargs="+", choices=["shipping", "legacy", "shipping-noskip"],
-                    default=["shipping", "legacy"], help="models to time (see above)")
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        choices=["shipping", "legacy", "shipping-noskip"],
+        default=["shipping", "legacy"],
+        help="models to time (see above)",
+    )
     ap.add_argument("--channels", type=int, nargs="+", default=[16, 224], help="legacy model: C_out values")
     ap.add_argument("--depth", type=int, default=3, help="legacy model: K")
     ap.add_argument("--width", type=int, default=64, help="legacy model: d")
@@ -344,8 +407,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="'all' thread count (0: hardware threads)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "decode.json"), help="JSON output path")
     ap.add_argument("--no-numpy", action="store_true", help="skip the (slow) numpy reference timing")
-    ap.add_argument("--cuda", action="store_true",
-                    help="time the CUDA kernel vs torch CUDA instead (writes bench/decode_cuda.json; see above)")
+    ap.add_argument(
+        "--cuda",
+        action="store_true",
+        help="time the CUDA kernel vs torch CUDA instead (writes bench/decode_cuda.json; see above)",
+    )
     args = ap.parse_args(argv)
     if args.cuda:
         return bench_cuda(args)
@@ -364,16 +430,31 @@ def main(argv=None) -> int:
             models.append({"name": "shipping-noskip", **SHIPPING, "skip": False})
         else:
             for C in args.channels:
-                models.append({"name": f"legacy-C{C}", "K": args.depth, "d": args.width, "m": args.latent,
-                               "n_in": args.n_in, "C": C, "skip": False})
+                models.append(
+                    {
+                        "name": f"legacy-C{C}",
+                        "K": args.depth,
+                        "d": args.width,
+                        "m": args.latent,
+                        "n_in": args.n_in,
+                        "C": C,
+                        "skip": False,
+                    }
+                )
     for mdl in models:
         mdl["shift"] = args.shift
 
     info = {
-        "pixels": n, "repeats": repeats, "statistic": "median", "threads_all": all_threads,
-        "simd_level": nat.simd_level() if nat else None, "cpu": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(), "loadavg_before": os.getloadavg(),
-        "torch": torch.__version__ if torch else None, "numpy": np.__version__,
+        "pixels": n,
+        "repeats": repeats,
+        "statistic": "median",
+        "threads_all": all_threads,
+        "simd_level": nat.simd_level() if nat else None,
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "loadavg_before": os.getloadavg(),
+        "torch": torch.__version__ if torch else None,
+        "numpy": np.__version__,
         "blas_threads_controlled": _BLAS_SET is not None,
         "models": models,
     }
@@ -385,11 +466,21 @@ def main(argv=None) -> int:
     rows = []
 
     def add(kind, impl, threads, mdl, t, flops, d=None):
-        rows.append({"kind": kind, "impl": impl, "threads": threads,
-                     "model": mdl["name"] if mdl else None, "C_out": mdl["C"] if mdl else None,
-                     "skip": mdl["skip"] if mdl else None, "d": mdl["d"] if mdl else d, **t,
-                     "mpix_s": n / t["median_s"] / 1e6, "gflop_s": flops / t["median_s"] / 1e9,
-                     "gflop_per_cpu_s": flops / t["cpu_s"] / 1e9 if t["cpu_s"] > 0 else None})
+        rows.append(
+            {
+                "kind": kind,
+                "impl": impl,
+                "threads": threads,
+                "model": mdl["name"] if mdl else None,
+                "C_out": mdl["C"] if mdl else None,
+                "skip": mdl["skip"] if mdl else None,
+                "d": mdl["d"] if mdl else d,
+                **t,
+                "mpix_s": n / t["median_s"] / 1e6,
+                "gflop_s": flops / t["median_s"] / 1e9,
+                "gflop_per_cpu_s": flops / t["cpu_s"] / 1e9 if t["cpu_s"] > 0 else None,
+            }
+        )
 
     # --- GEMM ceiling (numpy matmul), for each hidden width ------------------
     big = 512 if args.quick else 2048
@@ -404,14 +495,14 @@ def main(argv=None) -> int:
             t = timeit(lambda: x_nd @ w_dd, max(repeats, 5))
             add("ceiling", f"numpy matmul ({n}x{d})@({d}x{d})", th, None, t, 2.0 * n * d * d, d=d)
         t = timeit(lambda: a_big @ a_big, max(3, repeats // 2))
-        add("ceiling", f"numpy matmul {big}^2", th, None, t, 2.0 * big ** 3)
+        add("ceiling", f"numpy matmul {big}^2", th, None, t, 2.0 * big**3)
     blas_threads(all_threads)
 
     for mdl in models:
         C = mdl["C"]
         w = make_weights(rng, mdl["K"], mdl["d"], mdl["m"], C, mdl["n_in"], mdl["shift"], mdl["skip"])
         macs = w.macs_per_pixel()
-        bwd_macs = C * w.width + (w.depth - 1) * w.width ** 2 + w.depth * w.width * w.latent_dim
+        bwd_macs = C * w.width + (w.depth - 1) * w.width**2 + w.depth * w.width * w.latent_dim
         if w.skip_w is not None:
             bwd_macs += C * w.latent_dim
         fwd_flops = 2.0 * macs * n
@@ -472,8 +563,13 @@ def main(argv=None) -> int:
     # --- ratios ---------------------------------------------------------------
     def find(kind, impl, th, model=None, d=None):
         for r in rows:
-            if (r["kind"] == kind and r["impl"].startswith(impl) and r["threads"] == th and r["model"] == model
-                    and (d is None or r["d"] == d)):
+            if (
+                r["kind"] == kind
+                and r["impl"].startswith(impl)
+                and r["threads"] == th
+                and r["model"] == model
+                and (d is None or r["d"] == d)
+            ):
                 return r
         return None
 
@@ -483,10 +579,12 @@ def main(argv=None) -> int:
         for th in thread_set:
             cpp = find("forward", "C++", th, name)
             tor = find("forward", "torch", th, name)
-            ceil_nd = (find("ceiling", "numpy matmul (", th, d=mdl["d"])
-                       or find("ceiling", "numpy matmul (", thread_set[-1], d=mdl["d"]))
-            ceil_sq = find("ceiling", f"numpy matmul {big}", th) or find("ceiling", f"numpy matmul {big}",
-                                                                        thread_set[-1])
+            ceil_nd = find("ceiling", "numpy matmul (", th, d=mdl["d"]) or find(
+                "ceiling", "numpy matmul (", thread_set[-1], d=mdl["d"]
+            )
+            ceil_sq = find("ceiling", f"numpy matmul {big}", th) or find(
+                "ceiling", f"numpy matmul {big}", thread_set[-1]
+            )
             g_cpp = find("loss_grad", "C++", th, name)
             g_tor = find("loss_grad", "torch", th, name)
             r = {"model": name, "C_out": mdl["C"], "skip": mdl["skip"], "threads": th}
@@ -504,25 +602,38 @@ def main(argv=None) -> int:
 
     info["loadavg_after"] = os.getloadavg()
     # --- print ----------------------------------------------------------------
-    print(f"# SIREN decode benchmark: N={n} pixels, shift={args.shift}; simd={info['simd_level']}; "
-          f"cpu={info['cpu']} x{info['cpus']}; load avg {info['loadavg_before'][0]:.2f}; median of {repeats}")
+    print(
+        f"# SIREN decode benchmark: N={n} pixels, shift={args.shift}; simd={info['simd_level']}; "
+        f"cpu={info['cpu']} x{info['cpus']}; load avg {info['loadavg_before'][0]:.2f}; median of {repeats}"
+    )
     for mdl in models:
-        print(f"#   {mdl['name']}: K={mdl['K']} d={mdl['d']} m={mdl['m']} n_in={mdl['n_in']} C={mdl['C']} "
-              f"skip={'yes' if mdl['skip'] else 'no'}")
-    hdr = (f"{'kind':<10} {'impl':<36} {'model':<16} {'thr':>3} {'C':>4} {'median ms':>10} {'min ms':>9} "
-           f"{'Mpix/s':>8} {'GFLOP/s':>8} {'cpu%':>5} {'GF/cpu-s':>8}")
+        print(
+            f"#   {mdl['name']}: K={mdl['K']} d={mdl['d']} m={mdl['m']} n_in={mdl['n_in']} C={mdl['C']} "
+            f"skip={'yes' if mdl['skip'] else 'no'}"
+        )
+    hdr = (
+        f"{'kind':<10} {'impl':<36} {'model':<16} {'thr':>3} {'C':>4} {'median ms':>10} {'min ms':>9} "
+        f"{'Mpix/s':>8} {'GFLOP/s':>8} {'cpu%':>5} {'GF/cpu-s':>8}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
-        print(f"{r['kind']:<10} {r['impl']:<36} {r['model'] or '':<16} {r['threads']:>3} "
-              f"{r['C_out'] if r['C_out'] else '':>4} {r['median_s'] * 1e3:>10.3f} {r['min_s'] * 1e3:>9.3f} {r['mpix_s']:>8.2f} {r['gflop_s']:>8.1f} "
-              f"{100 * r['cpu_util']:>5.0f} {r['gflop_per_cpu_s'] or 0:>8.1f}")
+        print(
+            f"{r['kind']:<10} {r['impl']:<36} {r['model'] or '':<16} {r['threads']:>3} "
+            f"{r['C_out'] if r['C_out'] else '':>4} {r['median_s'] * 1e3:>10.3f} {r['min_s'] * 1e3:>9.3f} {r['mpix_s']:>8.2f} {r['gflop_s']:>8.1f} "
+            f"{100 * r['cpu_util']:>5.0f} {r['gflop_per_cpu_s'] or 0:>8.1f}"
+        )
     print()
     print("ratios (speed-up = torch time / C++ time; efficiency = C++ GFLOP/s / numpy GEMM GFLOP/s; wall clock)")
     for r in ratios:
         parts = [f"{r['model']:<16} thr={r['threads']}"]
-        for k in ("fwd_cpp_over_torch", "fwd_cpp_over_ceiling_Nxd", "fwd_cpp_over_ceiling_square",
-                  "grad_cpp_over_torch", "grad_cpp_over_ceiling_square"):
+        for k in (
+            "fwd_cpp_over_torch",
+            "fwd_cpp_over_ceiling_Nxd",
+            "fwd_cpp_over_ceiling_square",
+            "grad_cpp_over_torch",
+            "grad_cpp_over_ceiling_square",
+        ):
             if k in r:
                 parts.append(f"{k}={r[k]:.2f}")
         print("  " + "  ".join(parts))

@@ -87,13 +87,20 @@ def main() -> int:
         q = metrics.quality_report(cube, rec, len(data))
         rows.append({"effort": eff, "compress_s": t_enc, "decompress_s": t_dec, "runs": rep, **q})
     steps = step_ratio(cube, args.repeat)
-    result = {"cube": "145x145x220 int16 (ABU beach-1 crop, resampled)", "threads": threads,
-              "native": native_available(), "rows": rows, "inner_step_s": steps,
-              "native_vs_torch_step": (steps["torch"] / steps["native"]) if "torch" in steps and "native" in steps else None}
+    result = {
+        "cube": "145x145x220 int16 (ABU beach-1 crop, resampled)",
+        "threads": threads,
+        "native": native_available(),
+        "rows": rows,
+        "inner_step_s": steps,
+        "native_vs_torch_step": (steps["torch"] / steps["native"]) if "torch" in steps and "native" in steps else None,
+    }
     print(f"145x145x220 cube, {threads} threads, native kernel: {native_available()}")
     print(f"{'effort':>8} {'compress s':>11} {'decompress s':>13} {'bpppb':>8} {'PSNR dB':>8}")
     for r in rows:
-        print(f"{r['effort']:>8} {r['compress_s']:>11.2f} {r['decompress_s']:>13.3f} {r['bpppb']:>8.4f} {r['psnr']:>8.2f}")
+        print(
+            f"{r['effort']:>8} {r['compress_s']:>11.2f} {r['decompress_s']:>13.3f} {r['bpppb']:>8.4f} {r['psnr']:>8.2f}"
+        )
     print("inner-loop step: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in steps.items()))
     if result["native_vs_torch_step"]:
         print(f"native step is {result['native_vs_torch_step']:.1f}x faster than a torch autograd step")

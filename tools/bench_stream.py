@@ -37,11 +37,13 @@ sys.path.insert(0, str(ROOT))
 
 from hsicodec.io.raster import GeoInfo, open_cube_reader, open_cube_writer  # noqa: E402
 
-WKT_UTM11N = 'PROJCS["WGS 84 / UTM zone 11N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,' \
-             '298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_' \
-             'Mercator"],PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",-117],PARAMETER["scale_' \
-             'factor",0.9996],PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1],' \
-             'AUTHORITY["EPSG","32611"]]'
+WKT_UTM11N = (
+    'PROJCS["WGS 84 / UTM zone 11N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,'
+    '298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_'
+    'Mercator"],PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",-117],PARAMETER["scale_'
+    'factor",0.9996],PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1],'
+    'AUTHORITY["EPSG","32611"]]'
+)
 GEN_BLOCK = 512
 
 
@@ -73,8 +75,9 @@ def fields(r0: int, c0: int, h: int, w: int, n: int, seed: int, scales=(600, 200
             for _ in range(3):
                 th, ph = rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi)
                 amp = (length / scales[0]) ** 0.6
-                out[k] += amp * np.sin((np.cos(th) * rr + np.sin(th) * cc) * np.float32(2 * np.pi / length)
-                                       + np.float32(ph))
+                out[k] += amp * np.sin(
+                    (np.cos(th) * rr + np.sin(th) * cc) * np.float32(2 * np.pi / length) + np.float32(ph)
+                )
     return out
 
 
@@ -98,9 +101,15 @@ def scene_window(r0: int, c0: int, h: int, w: int, n_bands: int, seed: int = 0) 
 
 def scene_geo(n_bands: int) -> GeoInfo:
     wl = np.linspace(400.0, 2500.0, n_bands)
-    return GeoInfo(crs_wkt=WKT_UTM11N, transform=(30.0, 0.0, 500000.0, 0.0, -30.0, 4100000.0), nodata=-9999,
-                   wavelengths=[float(v) for v in wl], fwhm=[float(wl[1] - wl[0])] * n_bands,
-                   wavelength_units="Nanometers", units="reflectance x 10000")
+    return GeoInfo(
+        crs_wkt=WKT_UTM11N,
+        transform=(30.0, 0.0, 500000.0, 0.0, -30.0, 4100000.0),
+        nodata=-9999,
+        wavelengths=[float(v) for v in wl],
+        fwhm=[float(wl[1] - wl[0])] * n_bands,
+        wavelength_units="Nanometers",
+        units="reflectance x 10000",
+    )
 
 
 def make_scene(path: Path, size: int, n_bands: int) -> float:
@@ -159,8 +168,12 @@ def run_measured(cmd: list[str], env: dict | None = None) -> dict:
         Path(hwm_file).unlink(missing_ok=True)
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err_text}")
-    return {"seconds": seconds, "peak_rss_mb": hwm_kb / 1024.0, "ru_maxrss_mb": ru.ru_maxrss / 1024.0,
-            "stdout": out.decode()}
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": hwm_kb / 1024.0,
+        "ru_maxrss_mb": ru.ru_maxrss / 1024.0,
+        "stdout": out.decode(),
+    }
 
 
 def psnr_by_windows(a: Path, b: Path, block: int = 512) -> dict:
@@ -184,8 +197,14 @@ def bench_size(size: int, args, work: Path) -> dict:
     n_bands = args.bands
     raw_bytes = size * size * n_bands * 2
     scene = work / f"scene_{size}x{size}x{n_bands}.tif"
-    res: dict = {"size": [size, size, n_bands], "dtype": "int16", "raw_bytes": raw_bytes, "tile": args.tile,
-                 "effort": args.effort, "bpppb_target": args.bpppb}
+    res: dict = {
+        "size": [size, size, n_bands],
+        "dtype": "int16",
+        "raw_bytes": raw_bytes,
+        "tile": args.tile,
+        "effort": args.effort,
+        "bpppb_target": args.bpppb,
+    }
     if not scene.exists() or args.regenerate:
         print(f"[{size}] generating {scene} ({raw_bytes / 1e9:.2f} GB)", file=sys.stderr, flush=True)
         res["generate_seconds"] = make_scene(scene, size, n_bands)
@@ -195,30 +214,66 @@ def bench_size(size: int, args, work: Path) -> dict:
     env = dict(os.environ)
 
     print(f"[{size}] compress", file=sys.stderr, flush=True)
-    r = run_measured(cli + ["compress", str(scene), str(hsim), "--tile", str(args.tile), "--effort", args.effort,
-                            "--bpppb", str(args.bpppb), "--force", "--quiet", "--json"], env)
+    r = run_measured(
+        cli
+        + [
+            "compress",
+            str(scene),
+            str(hsim),
+            "--tile",
+            str(args.tile),
+            "--effort",
+            args.effort,
+            "--bpppb",
+            str(args.bpppb),
+            "--force",
+            "--quiet",
+            "--json",
+        ],
+        env,
+    )
     st = json.loads(r["stdout"])
-    res["compress"] = {"seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"], "mpix_per_s": mpix / r["seconds"],
-                       "mb_per_s": raw_bytes / 1e6 / r["seconds"], "bytes": st["bytes"], "bpppb": st["bpppb"],
-                       "psnr_estimate": st.get("psnr"), "tiles": st.get("tiles"),
-                       "read_seconds": st.get("read_seconds"), "encode_seconds": st.get("encode_seconds"),
-                       "models": st.get("models")}
+    res["compress"] = {
+        "seconds": r["seconds"],
+        "peak_rss_mb": r["peak_rss_mb"],
+        "mpix_per_s": mpix / r["seconds"],
+        "mb_per_s": raw_bytes / 1e6 / r["seconds"],
+        "bytes": st["bytes"],
+        "bpppb": st["bpppb"],
+        "psnr_estimate": st.get("psnr"),
+        "tiles": st.get("tiles"),
+        "read_seconds": st.get("read_seconds"),
+        "encode_seconds": st.get("encode_seconds"),
+        "models": st.get("models"),
+    }
 
     print(f"[{size}] decompress", file=sys.stderr, flush=True)
     r = run_measured(cli + ["decompress", str(hsim), str(out_tif), "--force", "--quiet", "--json"], env)
     st = json.loads(r["stdout"])
-    res["decompress"] = {"seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"],
-                         "mpix_per_s": mpix / r["seconds"], "mb_per_s": raw_bytes / 1e6 / r["seconds"],
-                         "decode_seconds": st.get("decode_seconds"), "write_seconds": st.get("write_seconds")}
+    res["decompress"] = {
+        "seconds": r["seconds"],
+        "peak_rss_mb": r["peak_rss_mb"],
+        "mpix_per_s": mpix / r["seconds"],
+        "mb_per_s": raw_bytes / 1e6 / r["seconds"],
+        "decode_seconds": st.get("decode_seconds"),
+        "write_seconds": st.get("write_seconds"),
+    }
 
     win = (max(0, args.tile // 2), max(0, args.tile // 2), min(512, size), min(512, size))
     win = (min(win[0], size - win[2]), min(win[1], size - win[3]), win[2], win[3])
     print(f"[{size}] window decode {win}", file=sys.stderr, flush=True)
-    r = run_measured(cli + ["decompress", str(hsim), str(win_npy), "--window", ",".join(map(str, win)), "--force",
-                            "--quiet", "--json"], env)
+    r = run_measured(
+        cli
+        + ["decompress", str(hsim), str(win_npy), "--window", ",".join(map(str, win)), "--force", "--quiet", "--json"],
+        env,
+    )
     st = json.loads(r["stdout"])
-    res["window_decode"] = {"window": list(win), "seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"],
-                            "tiles_decoded": st.get("tiles_decoded")}
+    res["window_decode"] = {
+        "window": list(win),
+        "seconds": r["seconds"],
+        "peak_rss_mb": r["peak_rss_mb"],
+        "tiles_decoded": st.get("tiles_decoded"),
+    }
     if args.verify:
         print(f"[{size}] verify (PSNR by windows)", file=sys.stderr, flush=True)
         res["quality"] = psnr_by_windows(scene, out_tif)
@@ -231,8 +286,10 @@ def bench_size(size: int, args, work: Path) -> dict:
 
 
 def table_lines(runs: dict) -> list[str]:
-    head = (f"{'scene':>16} {'step':>13} {'time s':>8} {'peak RSS MB':>12} {'Mpix/s':>8} {'MB/s':>8} "
-            f"{'bpppb':>7} {'PSNR dB':>8}")
+    head = (
+        f"{'scene':>16} {'step':>13} {'time s':>8} {'peak RSS MB':>12} {'Mpix/s':>8} {'MB/s':>8} "
+        f"{'bpppb':>7} {'PSNR dB':>8}"
+    )
     lines = [head, "-" * len(head)]
     for key in sorted(runs, key=lambda k: int(k)):
         r = runs[key]
@@ -247,20 +304,29 @@ def table_lines(runs: dict) -> list[str]:
             rate = f"{s['bpppb']:.4f}" if "bpppb" in s else ""
             q = f"{psnr:.2f}" if step == "compress" and psnr is not None else ""
             label = step if step != "window_decode" else f"window {s.get('tiles_decoded', '?')} tl"
-            lines.append(f"{name:>16} {label:>13} {s['seconds']:>8.1f} {s['peak_rss_mb']:>12.0f} {mp:>8} {mb:>8} "
-                         f"{rate:>7} {q:>8}")
+            lines.append(
+                f"{name:>16} {label:>13} {s['seconds']:>8.1f} {s['peak_rss_mb']:>12.0f} {mp:>8} {mb:>8} "
+                f"{rate:>7} {q:>8}"
+            )
     return lines
 
 
 def write_markdown(path: Path, doc: dict) -> None:
     m = doc.get("machine", {})
-    text = ["# Streaming benchmark (tools/bench_stream.py)", "",
-            "Synthetic int16 scenes with 224 bands (low-rank spectral mixture, smooth abundances, parcel edges,",
-            "noise), compressed and decoded tile by tile (512 x 512 tiles, effort fast, 0.05 bpppb). Each step runs",
-            "in its own process; peak RSS is its VmHWM. Throughput is over the raw int16 scene bytes.",
-            f"Machine: {m.get('cpus')} CPUs ({m.get('platform')}), shared with other jobs (load average in",
-            "stream.json): absolute times are pessimistic, peak RSS is not affected.", "", "```",
-            *table_lines(doc.get("runs", {})), "```", ""]
+    text = [
+        "# Streaming benchmark (tools/bench_stream.py)",
+        "",
+        "Synthetic int16 scenes with 224 bands (low-rank spectral mixture, smooth abundances, parcel edges,",
+        "noise), compressed and decoded tile by tile (512 x 512 tiles, effort fast, 0.05 bpppb). Each step runs",
+        "in its own process; peak RSS is its VmHWM. Throughput is over the raw int16 scene bytes.",
+        f"Machine: {m.get('cpus')} CPUs ({m.get('platform')}), shared with other jobs (load average in",
+        "stream.json): absolute times are pessimistic, peak RSS is not affected.",
+        "",
+        "```",
+        *table_lines(doc.get("runs", {})),
+        "```",
+        "",
+    ]
     path.write_text("\n".join(text))
 
 
@@ -271,8 +337,12 @@ def main() -> int:
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--effort", default="fast")
     ap.add_argument("--bpppb", type=float, default=0.05)
-    ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "hsicodec-bench-stream",
-                    help="folder for the scenes and outputs (needs ~2.2x the raw scene size free)")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=Path(os.environ.get("TMPDIR", "/tmp")) / "hsicodec-bench-stream",
+        help="folder for the scenes and outputs (needs ~2.2x the raw scene size free)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "stream.json")
     ap.add_argument("--verify", action="store_true", help="also measure the PSNR of the decoded scene (by windows)")
     ap.add_argument("--keep", action="store_true", help="keep the .hsim and decoded outputs")
@@ -288,13 +358,20 @@ def main() -> int:
         res["when"] = time.strftime("%Y-%m-%d %H:%M:%S")
         res["loadavg_after"] = list(os.getloadavg())
         runs[str(size)] = res
-        doc.update({"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                "python": platform.python_version(),
-                                "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
-                    "note": "peak RSS = VmHWM of each step's own process (read at its exit); throughput over "
-                            "raw int16 bytes; PSNR: measured by windows with --verify, else the encoder's "
-                            "per-tile estimate",
-                    "runs": runs})
+        doc.update(
+            {
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                },
+                "note": "peak RSS = VmHWM of each step's own process (read at its exit); throughput over "
+                "raw int16 bytes; PSNR: measured by windows with --verify, else the encoder's "
+                "per-tile estimate",
+                "runs": runs,
+            }
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=2) + "\n")
         write_markdown(args.out.with_suffix(".md"), doc)

@@ -55,8 +55,9 @@ def main() -> int:
     for r in rows:
         print(f"{r['window']:>14} {r['pixels']:>8} {r['decode_s'] * 1000:>10.2f}")
     (ROOT / "bench").mkdir(exist_ok=True)
-    (ROOT / "bench" / "window.json").write_text(json.dumps({"scene": args.scene, "bytes": len(data), "rows": rows},
-                                                           indent=1))
+    (ROOT / "bench" / "window.json").write_text(
+        json.dumps({"scene": args.scene, "bytes": len(data), "rows": rows}, indent=1)
+    )
     return 0
 
 

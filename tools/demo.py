@@ -28,7 +28,9 @@ def main() -> None:
     src = sample_path()
     cube = np.load(src)
     print(f"sample: {src.name} {cube.shape[0]}x{cube.shape[1]}x{cube.shape[2]} {cube.dtype}")
-    print(f"{'target':>8} {'bytes':>7} {'bpppb':>8} {'PSNR dB':>8} {'SAM deg':>8} {'max err':>8} {'comp s':>7} {'decomp s':>8}")
+    print(
+        f"{'target':>8} {'bytes':>7} {'bpppb':>8} {'PSNR dB':>8} {'SAM deg':>8} {'max err':>8} {'comp s':>7} {'decomp s':>8}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for target in (0.02, 0.05, 0.1):
             hsim = Path(tmp) / f"sample_{target}.hsim"
@@ -37,8 +39,10 @@ def main() -> None:
             td = run(["decompress", str(hsim), str(out), "--quiet"])
             rec = np.load(out)
             q = metrics.quality_report(cube, rec, hsim.stat().st_size)
-            print(f"{target:>8} {q['bytes']:>7} {q['bpppb']:>8.4f} {q['psnr']:>8.2f} {q['sam']:>8.3f} "
-                  f"{q['max_abs_error']:>8.0f} {tc:>7.2f} {td:>8.2f}")
+            print(
+                f"{target:>8} {q['bytes']:>7} {q['bpppb']:>8.4f} {q['psnr']:>8.2f} {q['sam']:>8.3f} "
+                f"{q['max_abs_error']:>8.0f} {tc:>7.2f} {td:>8.2f}"
+            )
     print("times are whole CLI runs (process start and model load included); see tools/bench_rd.py for codec times")
 
 

@@ -70,13 +70,20 @@ def main(argv=None) -> int:
             (corpus / f"seed{i}").write_bytes(bytes([i, 1, 2, 3, i, 5, 6, 7]))
     else:
         dirs.append(str(FUZZ / "seeds" / seeds))
-    cmd = [sys.executable, str(FUZZ / script), *dirs, f"-max_total_time={args.seconds}",
-           f"-timeout={args.timeout}", f"-rss_limit_mb={args.rss_mb}", f"-max_len={args.max_len}",
-           f"-artifact_prefix={artifacts}/", "-print_final_stats=1"]
+    cmd = [
+        sys.executable,
+        str(FUZZ / script),
+        *dirs,
+        f"-max_total_time={args.seconds}",
+        f"-timeout={args.timeout}",
+        f"-rss_limit_mb={args.rss_mb}",
+        f"-max_len={args.max_len}",
+        f"-artifact_prefix={artifacts}/",
+        "-print_final_stats=1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **env_extra}
     t0 = time.time()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace")
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
     elapsed = time.time() - t0
     log = proc.stdout
     (work / "last.log").write_text(log)
@@ -85,9 +92,16 @@ def main(argv=None) -> int:
     runs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", log)
     cov = re.findall(r"cov: (\d+) ft: (\d+)", log)
     found = sorted(str(p) for p in set(artifacts.iterdir()) - before)
-    summary = {"target": args.target, "runs": int(runs[-1]) if runs else None, "seconds": round(elapsed, 1),
-               "cov": int(cov[-1][0]) if cov else None, "ft": int(cov[-1][1]) if cov else None,
-               "corpus_files": len(list(corpus.iterdir())), "exit_code": proc.returncode, "findings": found}
+    summary = {
+        "target": args.target,
+        "runs": int(runs[-1]) if runs else None,
+        "seconds": round(elapsed, 1),
+        "cov": int(cov[-1][0]) if cov else None,
+        "ft": int(cov[-1][1]) if cov else None,
+        "corpus_files": len(list(corpus.iterdir())),
+        "exit_code": proc.returncode,
+        "findings": found,
+    }
     print(json.dumps(summary))
     return 0 if proc.returncode == 0 and not found else 1
 

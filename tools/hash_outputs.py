@@ -65,7 +65,9 @@ def main(argv: list | None = None) -> int:
         missing = [k for k in hashes if k not in old]
         for k in diff:
             print(f"CHANGED {k}: {old[k][:16]} -> {hashes[k][:16]}")
-        print(f"{len(hashes) - len(diff) - len(missing)} identical, {len(diff)} changed, {len(missing)} not in {args.check}")
+        print(
+            f"{len(hashes) - len(diff) - len(missing)} identical, {len(diff)} changed, {len(missing)} not in {args.check}"
+        )
         return 1 if diff else 0
     return 0
 

@@ -25,25 +25,31 @@ if platform.machine().lower() in ("x86_64", "amd64"):  # before numpy loads Open
 import numpy as np  # noqa: E402
 
 from hsicodec.codec.api import compress, decompress
+from hsicodec.codec.tiled import compress_tiled
 from hsicodec.data import sample_path
 from hsicodec.io.raster import GeoInfo
-from hsicodec.codec.tiled import compress_tiled
 
 VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors"
-WKT_UTM11N = ('PROJCS["WGS 84 / UTM zone 11N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,'
-              '298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],'
-              'PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",-117],PARAMETER["scale_factor",0.9996],'
-              'PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1],AUTHORITY["EPSG","32611"]]')
+WKT_UTM11N = (
+    'PROJCS["WGS 84 / UTM zone 11N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,'
+    '298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],'
+    'PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",-117],PARAMETER["scale_factor",0.9996],'
+    'PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1],AUTHORITY["EPSG","32611"]]'
+)
 
 
 def vector_inputs() -> dict:
     """name → (cube, geo, bpppb) of every vector, built from bundled data only."""
     sample = np.load(sample_path())
     crop = np.ascontiguousarray(sample[:8, :8])
-    refl = (np.ascontiguousarray(sample[16:28, 16:32, ::4]).astype(np.float32) / 10000.0)
-    geo = GeoInfo(crs_wkt=WKT_UTM11N, transform=(17.0, 0.0, 575000.0, 0.0, -17.0, 4140000.0),
-                  wavelengths=[float(400 + 40 * i) for i in range(refl.shape[2])], wavelength_units="Nanometers",
-                  band_names=[f"B{i + 1}" for i in range(refl.shape[2])])
+    refl = np.ascontiguousarray(sample[16:28, 16:32, ::4]).astype(np.float32) / 10000.0
+    geo = GeoInfo(
+        crs_wkt=WKT_UTM11N,
+        transform=(17.0, 0.0, 575000.0, 0.0, -17.0, 4140000.0),
+        wavelengths=[float(400 + 40 * i) for i in range(refl.shape[2])],
+        wavelength_units="Nanometers",
+        band_names=[f"B{i + 1}" for i in range(refl.shape[2])],
+    )
     return {
         "constant_4x5x3_uint16": (np.full((4, 5, 3), 1234, np.uint16), None, 64.0),
         "jasper_8x8x198_uint16": (crop, None, 1.0),
@@ -63,8 +69,9 @@ def digest(a: np.ndarray) -> str:
 def build(name: str) -> bytes:
     cube, geo, rate = vector_inputs()[name]
     if name.startswith("tiled_"):
-        return compress_tiled(cube, tile=TILED_VECTOR_TILE, geo=geo, bpppb=rate, effort="fast", threads=1,
-                              backend="numpy")
+        return compress_tiled(
+            cube, tile=TILED_VECTOR_TILE, geo=geo, bpppb=rate, effort="fast", threads=1, backend="numpy"
+        )
     codings = ("haar+klt", "plain") if name.startswith("jasper_") else None  # keep one vector on the network path
     return compress(cube, geo=geo, bpppb=rate, effort="fast", threads=1, backend="numpy", latent_codings=codings)
 

@@ -34,8 +34,20 @@ from hsicodec.train.meta import TrainConfig, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hsi"
-TRAIN = ["samson", "moffett", "salton_sea", "muufl_gulfport", "abu_airport_1", "abu_airport_2", "abu_airport_3",
-         "abu_airport_4", "abu_beach_1", "abu_beach_3", "abu_urban_3", "abu_urban_4"]
+TRAIN = [
+    "samson",
+    "moffett",
+    "salton_sea",
+    "muufl_gulfport",
+    "abu_airport_1",
+    "abu_airport_2",
+    "abu_airport_3",
+    "abu_airport_4",
+    "abu_beach_1",
+    "abu_beach_3",
+    "abu_urban_3",
+    "abu_urban_4",
+]
 # scene → (depth K, width d) of the paper's Table 1, and its reported PSNR @ bpppb
 PAPER = {
     "jasper_ridge": {"K": 10, "d": 60, "reported": (36.6, 0.008)},
@@ -47,11 +59,27 @@ PAPER = {
 
 def paper_config(scene: str, include: bool, steps: int, n_out: int) -> TrainConfig:
     spec = PAPER[scene]
-    return TrainConfig(data_dir=str(DATA), train_scenes=TRAIN + ([scene] if include else []),
-                       val_scenes=[] if include else [scene], seed=0, width=spec["d"], depth=spec["K"],
-                       n_out=n_out, shift="outside", skip=False, spectral="id", levels=[[0, 128, "nearest"]],
-                       coord_cell=0, crop=32, batch=8, inner_steps=3, inner_lr=0.002, outer_lr=1e-4, steps=steps,
-                       val_every=max(steps // 4, 1))
+    return TrainConfig(
+        data_dir=str(DATA),
+        train_scenes=TRAIN + ([scene] if include else []),
+        val_scenes=[] if include else [scene],
+        seed=0,
+        width=spec["d"],
+        depth=spec["K"],
+        n_out=n_out,
+        shift="outside",
+        skip=False,
+        spectral="id",
+        levels=[[0, 128, "nearest"]],
+        coord_cell=0,
+        crop=32,
+        batch=8,
+        inner_steps=3,
+        inner_lr=0.002,
+        outer_lr=1e-4,
+        steps=steps,
+        val_every=max(steps // 4, 1),
+    )
 
 
 def main() -> int:
@@ -68,22 +96,31 @@ def main() -> int:
     for scene, spec in PAPER.items():
         path = DATA / f"{scene}.npy"
         if not path.exists():
-            rows.append({"scene": scene, "note": "not in ../shared/data/hsi: not measured",
-                         "reported": spec["reported"]})
+            rows.append(
+                {"scene": scene, "note": "not in ../shared/data/hsi: not measured", "reported": spec["reported"]}
+            )
             continue
         cube = np.load(path)
         n_out = max(205, cube.shape[2])
-        for include, label in ((True, "(a) as the paper did: meta-trained with the scene included"),
-                               (False, "(b) held out: the scene never seen in training")):
+        for include, label in (
+            (True, "(a) as the paper did: meta-trained with the scene included"),
+            (False, "(b) held out: the scene never seen in training"),
+        ):
             alias = f"paper-{scene}-{'incl' if include else 'heldout'}"
             out = mdir / f"{alias}.hsmodel"
             cfg = paper_config(scene, include, args.steps, n_out)
             t0 = time.time()
             if args.retrain or not out.exists():
-                train_model(cfg, out, alias=alias, force=True,
-                            description=f"paper mode {spec['K']}x{spec['d']}, {label}",
-                            progress=lambda s, r: print(f"  {alias} step {s} loss {r['loss']:.4f}", flush=True)
-                            if s % 100 == 0 else None)
+                train_model(
+                    cfg,
+                    out,
+                    alias=alias,
+                    force=True,
+                    description=f"paper mode {spec['K']}x{spec['d']}, {label}",
+                    progress=lambda s, r: (
+                        print(f"  {alias} step {s} loss {r['loss']:.4f}", flush=True) if s % 100 == 0 else None
+                    ),
+                )
             train_s = time.time() - t0
             reg = Registry([("path", out)])
             for rate in args.rates:
@@ -93,39 +130,70 @@ def main() -> int:
                     try:
                         data = compress(cube, bpppb=rate, effort=eff, model=alias, registry=reg, stats=st)
                     except OptionError as exc:
-                        rows.append({"scene": scene, "protocol": label, "net": f"{spec['K']}x{spec['d']}",
-                                     "target": rate, "effort": eff, "reported": spec["reported"],
-                                     "note": f"unreachable: {exc}"})
+                        rows.append(
+                            {
+                                "scene": scene,
+                                "protocol": label,
+                                "net": f"{spec['K']}x{spec['d']}",
+                                "target": rate,
+                                "effort": eff,
+                                "reported": spec["reported"],
+                                "note": f"unreachable: {exc}",
+                            }
+                        )
                         continue
                     enc = time.perf_counter() - t1
                     t1 = time.perf_counter()
                     rec, _ = decompress(data, registry=reg)
                     dec = time.perf_counter() - t1
                     q = metrics.quality_report(cube, rec, len(data))
-                    rows.append({"scene": scene, "protocol": label, "net": f"{spec['K']}x{spec['d']}",
-                                 "target": rate, "effort": eff, **q, "encode_s": enc, "decode_s": dec,
-                                 "train_s": round(train_s, 1), "reported": spec["reported"], "config": asdict(cfg)})
-                    print(f"{scene} {label[:3]} @{rate} {eff}: {q['bpppb']:.5f} bpppb {q['psnr']:.2f} dB "
-                          f"(enc {enc:.2f}s)", flush=True)
+                    rows.append(
+                        {
+                            "scene": scene,
+                            "protocol": label,
+                            "net": f"{spec['K']}x{spec['d']}",
+                            "target": rate,
+                            "effort": eff,
+                            **q,
+                            "encode_s": enc,
+                            "decode_s": dec,
+                            "train_s": round(train_s, 1),
+                            "reported": spec["reported"],
+                            "config": asdict(cfg),
+                        }
+                    )
+                    print(
+                        f"{scene} {label[:3]} @{rate} {eff}: {q['bpppb']:.5f} bpppb {q['psnr']:.2f} dB "
+                        f"(enc {enc:.2f}s)",
+                        flush=True,
+                    )
     (ROOT / "bench").mkdir(exist_ok=True)
     (ROOT / "bench" / "paper.json").write_text(json.dumps(rows, indent=1, default=float))
-    md = ["# The paper's setting, both protocols", "",
-          "Paper mode: one latent (128 values) per image, plain SIREN outputting the bands, K×d of the paper's "
-          "Table 1, 3 meta-learned SGD inner steps (`fast`), or plus Adam fine-tuning (`max`). "
-          f"Meta-training: {args.steps} outer steps on 2 CPU cores. Whole file counted.", "",
-          "| scene | protocol | net | target | effort | bpppb | PSNR dB | SAM ° | enc s | reported by the paper (training scenes) |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        "# The paper's setting, both protocols",
+        "",
+        "Paper mode: one latent (128 values) per image, plain SIREN outputting the bands, K×d of the paper's "
+        "Table 1, 3 meta-learned SGD inner steps (`fast`), or plus Adam fine-tuning (`max`). "
+        f"Meta-training: {args.steps} outer steps on 2 CPU cores. Whole file counted.",
+        "",
+        "| scene | protocol | net | target | effort | bpppb | PSNR dB | SAM ° | enc s | reported by the paper (training scenes) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         rep = f"{r['reported'][0]} dB @ {r['reported'][1]}"
         if "protocol" not in r:
             md.append(f"| {r['scene']} | — | — | — | — | — | — | — | — | {rep} ({r['note']}) |")
             continue
         if "psnr" not in r:
-            md.append(f"| {r['scene']} | {r['protocol']} | {r['net']} | {r['target']} | {r['effort']} | "
-                      f"{r['note']} | | | | {rep} |")
+            md.append(
+                f"| {r['scene']} | {r['protocol']} | {r['net']} | {r['target']} | {r['effort']} | "
+                f"{r['note']} | | | | {rep} |"
+            )
             continue
-        md.append(f"| {r['scene']} | {r['protocol']} | {r['net']} | {r['target']} | {r['effort']} | {r['bpppb']:.5f} | "
-                  f"{r['psnr']:.2f} | {r['sam']:.2f} | {r['encode_s']:.2f} | {rep} |")
+        md.append(
+            f"| {r['scene']} | {r['protocol']} | {r['net']} | {r['target']} | {r['effort']} | {r['bpppb']:.5f} | "
+            f"{r['psnr']:.2f} | {r['sam']:.2f} | {r['encode_s']:.2f} | {rep} |"
+        )
     (ROOT / "bench" / "paper.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0

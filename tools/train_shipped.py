@@ -1,6 +1,6 @@
 """Reproduce a shipped base model from its committed config (bit-for-bit from the seed).
 
-    python tools/train_shipped.py hsicodec/models/hsi-grid-v1.json OUT.hsmodel
+python tools/train_shipped.py hsicodec/models/hsi-grid-v1.json OUT.hsmodel
 """
 
 from __future__ import annotations
@@ -36,10 +36,17 @@ def main() -> int:
         print("validation RD on the held-out scenes ...", flush=True)
         return validation_rd(arrays, config, Path(cfg.data_dir), cfg.val_scenes)
 
-    sha = train_model(cfg, args.out, alias=alias, force=args.force, progress=progress, checkpoint=args.checkpoint,
-                      validate=validate if cfg.val_scenes else None,
-                      description="Meta-learned modulated SIREN over multi-resolution latent grids; "
-                                  "per-scene PCA spectral adaptation (any band count).")
+    sha = train_model(
+        cfg,
+        args.out,
+        alias=alias,
+        force=args.force,
+        progress=progress,
+        checkpoint=args.checkpoint,
+        validate=validate if cfg.val_scenes else None,
+        description="Meta-learned modulated SIREN over multi-resolution latent grids; "
+        "per-scene PCA spectral adaptation (any band count).",
+    )
     print(f"{args.out} sha256 {sha} ({time.time() - t0:.0f}s)")
     return 0
 

@@ -15,7 +15,6 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -30,11 +29,13 @@ def results_section(rd_text: str, rd_link: str = "bench/rd.md") -> str:
     body = re.sub(r"^(#{2,5}) ", lambda m: m.group(1) + "# ", body, flags=re.M)
     base = rd_link.rsplit("/", 1)[0] + "/" if "/" in rd_link else ""
     body = re.sub(r"\]\((?!https?://|/|#)([^)]+)\)", lambda m: f"]({base}{m.group(1)})", body)
-    return (f"{body}\n\nPer-scene tables (every codec and rate, with its parameters) and every plot: "
-            f"[{rd_link}]({rd_link}).")
+    return (
+        f"{body}\n\nPer-scene tables (every codec and rate, with its parameters) and every plot: "
+        f"[{rd_link}]({rd_link})."
+    )
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rd", default=str(ROOT / "bench" / "rd.md"))
     ap.add_argument("--readme", default=str(ROOT / "README.md"))

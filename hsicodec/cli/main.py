@@ -19,8 +19,9 @@ import re
 import sys
 import traceback
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable
 
 import click
 
@@ -93,8 +94,14 @@ class HsicodecGroup(click.Group):
         except KeyboardInterrupt:
             raise _Interrupted() from None
 
-    def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None,
-             complete_var: Optional[str] = None, standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         with warnings.catch_warnings():
@@ -162,8 +169,9 @@ class WindowType(click.ParamType):
             return value
         parts = str(value).split(",")
         if len(parts) != 4 or not all(re.fullmatch(r"\s*\d+\s*", p) for p in parts):
-            self.fail(f"{value!r} is not ROW,COL,HEIGHT,WIDTH (four non-negative integers, e.g. 0,0,256,256)",
-                      param, ctx)
+            self.fail(
+                f"{value!r} is not ROW,COL,HEIGHT,WIDTH (four non-negative integers, e.g. 0,0,256,256)", param, ctx
+            )
         row, col, h, w = (int(p) for p in parts)
         if h < 1 or w < 1:
             self.fail(f"{value!r}: height and width must be at least 1", param, ctx)
@@ -180,8 +188,9 @@ class BandsType(click.ParamType):
             return value
         m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(value))
         if not m:
-            self.fail(f"{value!r} is not A:B (first band, one past the last band, counted from 0; e.g. 0:50)",
-                      param, ctx)
+            self.fail(
+                f"{value!r} is not A:B (first band, one past the last band, counted from 0; e.g. 0:50)", param, ctx
+            )
         a, b = int(m.group(1)), int(m.group(2))
         if a >= b:
             self.fail(f"{value!r}: A must be less than B (the range is [A, B))", param, ctx)
@@ -193,6 +202,7 @@ def _positive_float() -> Callable:
         if value is not None and not (math.isfinite(value) and value > 0):
             raise click.BadParameter(f"{value} is not a positive number", ctx, param)
         return value
+
     return check
 
 
@@ -293,7 +303,7 @@ def _render(obj: Any, indent: int = 0) -> list[str]:
     return lines
 
 
-def _model_label(model: Any, alias: Optional[str] = None) -> str:
+def _model_label(model: Any, alias: str | None = None) -> str:
     """'alias (sha12)' for a model given as a sha256, a dict or an entry."""
     sha = None
     if isinstance(model, dict):
@@ -318,8 +328,7 @@ class _Progress:
     active = 0  # bars open now (warnings are then printed with tqdm.write)
     PERCENT_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
 
-    def __init__(self, enabled: bool, desc: str, total: float = 100.0, unit: str = "%",
-                 bar_format: Optional[str] = None):
+    def __init__(self, enabled: bool, desc: str, total: float = 100.0, unit: str = "%", bar_format: str | None = None):
         self.total = total
         self.bar = None
         if enabled:
@@ -327,8 +336,15 @@ class _Progress:
 
             if bar_format is None and unit == "%":
                 bar_format = self.PERCENT_FORMAT
-            self.bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
-                            dynamic_ncols=True, bar_format=bar_format)
+            self.bar = tqdm(
+                total=total,
+                desc=desc,
+                unit=unit,
+                file=sys.stderr,
+                leave=False,
+                dynamic_ncols=True,
+                bar_format=bar_format,
+            )
             _Progress.active += 1
 
     def fraction(self, frac: float) -> None:
@@ -357,7 +373,7 @@ class _Progress:
             self.bar = None
             _Progress.active -= 1
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -401,42 +417,98 @@ def cli() -> None:
 @cli.command(context_settings=_CONTEXT)
 @click.argument("src", metavar="IN", type=click.Path(dir_okay=True, path_type=Path))
 @click.argument("dst", metavar="OUT", type=click.Path(path_type=Path))
-@click.option("--bpppb", type=float, default=None, callback=_positive_float(), metavar="X",
-              help="Target rate in bits per pixel per band (the whole .hsim file counts). "
-                   "Default when neither --bpppb nor --psnr is given: 0.05.")
-@click.option("--psnr", type=float, default=None, callback=_positive_float(), metavar="DB",
-              help="Target quality: the smallest file reaching this PSNR in dB "
-                   "(peak = max - min of the input). Excludes --bpppb.")
-@click.option("--model", "-m", default=None, metavar="ID|ALIAS",
-              help="Base model: alias, full sha256 or a unique prefix of 8+ hex digits "
-                   "(see 'hsicodec models list'). Default: the codec's default model.")
-@click.option("--effort", "-e", type=EffortType(), default="default", show_default=True,
-              metavar="fast|default|max|N",
-              help="Encoder effort: fast, default, max, or 0-100 (more effort = better quality "
-                   "at the same rate, slower).")
-@click.option("--layer", type=click.Choice(["auto", "network", "maps"]), default="auto", show_default=True,
-              help="What codes the scene: the base network's latents, the coefficient-map layer (PCA maps, "
-                   "CDF 9/7, context-modelled; the file then needs no model), or whichever is better per file.")
-@click.option("--var", default=None, metavar="NAME",
-              help="Variable of a .mat file (or subdataset of an HDF/NetCDF file) to read.")
-@click.option("--band-first", is_flag=True,
-              help="The .npy/.mat array is (bands, rows, cols) instead of (rows, cols, bands).")
-@click.option("--band-map", default=None, metavar="I,J,...|FILE",
-              help="For plain (non-adaptive) models: the model output of every band, as a comma-separated "
-                   "list or a text file of integers. Stored in the file.")
-@click.option("--wavelengths", default=None, metavar="W1,W2,...|FILE",
-              help="Band centre wavelengths, to match bands to a plain model's outputs by the nearest "
-                   "model wavelength (default: the input's own wavelength metadata).")
-@click.option("--tile", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Cut the scene into independent N x N tiles, read, compressed (and later decoded) one at a "
-                   "time, so memory does not grow with the scene; --bpppb/--psnr apply per tile. 0 = never "
-                   "tile. Default: 512 x 512 tiles for inputs of more than 2**26 values, else one cube.")
+@click.option(
+    "--bpppb",
+    type=float,
+    default=None,
+    callback=_positive_float(),
+    metavar="X",
+    help="Target rate in bits per pixel per band (the whole .hsim file counts). "
+    "Default when neither --bpppb nor --psnr is given: 0.05.",
+)
+@click.option(
+    "--psnr",
+    type=float,
+    default=None,
+    callback=_positive_float(),
+    metavar="DB",
+    help="Target quality: the smallest file reaching this PSNR in dB "
+    "(peak = max - min of the input). Excludes --bpppb.",
+)
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    metavar="ID|ALIAS",
+    help="Base model: alias, full sha256 or a unique prefix of 8+ hex digits "
+    "(see 'hsicodec models list'). Default: the codec's default model.",
+)
+@click.option(
+    "--effort",
+    "-e",
+    type=EffortType(),
+    default="default",
+    show_default=True,
+    metavar="fast|default|max|N",
+    help="Encoder effort: fast, default, max, or 0-100 (more effort = better quality at the same rate, slower).",
+)
+@click.option(
+    "--layer",
+    type=click.Choice(["auto", "network", "maps"]),
+    default="auto",
+    show_default=True,
+    help="What codes the scene: the base network's latents, the coefficient-map layer (PCA maps, "
+    "CDF 9/7, context-modelled; the file then needs no model), or whichever is better per file.",
+)
+@click.option(
+    "--var", default=None, metavar="NAME", help="Variable of a .mat file (or subdataset of an HDF/NetCDF file) to read."
+)
+@click.option(
+    "--band-first", is_flag=True, help="The .npy/.mat array is (bands, rows, cols) instead of (rows, cols, bands)."
+)
+@click.option(
+    "--band-map",
+    default=None,
+    metavar="I,J,...|FILE",
+    help="For plain (non-adaptive) models: the model output of every band, as a comma-separated "
+    "list or a text file of integers. Stored in the file.",
+)
+@click.option(
+    "--wavelengths",
+    default=None,
+    metavar="W1,W2,...|FILE",
+    help="Band centre wavelengths, to match bands to a plain model's outputs by the nearest "
+    "model wavelength (default: the input's own wavelength metadata).",
+)
+@click.option(
+    "--tile",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Cut the scene into independent N x N tiles, read, compressed (and later decoded) one at a "
+    "time, so memory does not grow with the scene; --bpppb/--psnr apply per tile. 0 = never "
+    "tile. Default: 512 x 512 tiles for inputs of more than 2**26 values, else one cube.",
+)
 @click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
-def compress(src: Path, dst: Path, bpppb: Optional[float], psnr: Optional[float], model: Optional[str],
-             effort: Any, layer: str, var: Optional[str], band_first: bool, band_map: Optional[str],
-             wavelengths: Optional[str], tile: Optional[int], force: bool, quiet: bool, as_json: bool) -> None:
+def compress(
+    src: Path,
+    dst: Path,
+    bpppb: float | None,
+    psnr: float | None,
+    model: str | None,
+    effort: Any,
+    layer: str,
+    var: str | None,
+    band_first: bool,
+    band_map: str | None,
+    wavelengths: str | None,
+    tile: int | None,
+    force: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Compress the hyperspectral cube IN into the .hsim file OUT.
 
     IN is any raster hsicodec reads: GeoTIFF or anything else GDAL opens, ENVI (data
@@ -459,32 +531,45 @@ def compress(src: Path, dst: Path, bpppb: Optional[float], psnr: Optional[float]
     codec = _codec()
     show = not quiet and _stderr_is_tty()
     with _Progress(show, "compress") as bar:
-        stats = codec.compress_file(src, dst, force=force, var=var, band_first=band_first, model=model,
-                                    bpppb=bpppb, psnr=psnr, effort=effort, progress=bar.fraction,
-                                    band_map=_number_list(band_map, int, "--band-map"),
-                                    wavelengths=_number_list(wavelengths, float, "--wavelengths"),
-                                    tile=tile, tile_progress=_tile_postfix(bar),
-                                    latent_codings=_layer_codings(layer))
+        stats = codec.compress_file(
+            src,
+            dst,
+            force=force,
+            var=var,
+            band_first=band_first,
+            model=model,
+            bpppb=bpppb,
+            psnr=psnr,
+            effort=effort,
+            progress=bar.fraction,
+            band_map=_number_list(band_map, int, "--band-map"),
+            wavelengths=_number_list(wavelengths, float, "--wavelengths"),
+            tile=tile,
+            tile_progress=_tile_postfix(bar),
+            latent_codings=_layer_codings(layer),
+        )
     if as_json:
         _print_json(stats)
     elif not quiet:
         click.echo(_compress_summary(src, dst, stats))
 
 
-def _layer_codings(layer: str) -> Optional[tuple]:
+def _layer_codings(layer: str) -> tuple | None:
     from hsicodec.codec.encoder import LAYERS
 
     return LAYERS[layer]
 
 
-def _tile_postfix(bar: "_Progress") -> Callable[[int, int], None]:
+def _tile_postfix(bar: _Progress) -> Callable[[int, int], None]:
     """Progress callback of tiled files: 'tile i/n' beside the bar, which advances per tile."""
+
     def update(done: int, total: int) -> None:
         bar.set(done / max(total, 1) * bar.total, tile=f"{done}/{total}")
+
     return update
 
 
-def _number_list(text: Optional[str], kind: type, option: str) -> Optional[list]:
+def _number_list(text: str | None, kind: type, option: str) -> list | None:
     """A comma-separated list, or a file of numbers separated by commas or whitespace."""
     if text is None:
         return None
@@ -522,23 +607,59 @@ def _compress_summary(src: Path, dst: Path, stats: dict) -> str:
 @cli.command(context_settings=_CONTEXT)
 @click.argument("src", metavar="IN", type=click.Path(path_type=Path))
 @click.argument("dst", metavar="OUT", type=click.Path(path_type=Path))
-@click.option("--window", "-w", type=WindowType(), default=None,
-              help="Decode only this pixel window: ROW,COL,HEIGHT,WIDTH (0-based top-left corner and "
-                   "size in pixels), e.g. 100,200,256,256. Default: the whole image.")
-@click.option("--bands", "-b", type=BandsType(), default=None,
-              help="Decode only bands A to B-1 (0-based, B excluded), e.g. 0:50. Default: all bands.")
-@click.option("--format", "fmt", type=click.Choice(["gtiff", "envi", "npy"], case_sensitive=False), default=None,
-              help="Output format. Default: from OUT's extension (.tif, .hdr/.img, .npy).")
-@click.option("--threads", "-t", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Decoder threads; 0 = all available cores.")
-@click.option("--backend", type=click.Choice(["auto", "native", "numpy", "cuda"]), default="auto", show_default=True,
-              help="Network evaluation: auto (C++ kernel, else numpy), native, numpy, or cuda (the optional GPU "
-                   "kernel, built with HSICODEC_CUDA=1; never chosen by auto).")
+@click.option(
+    "--window",
+    "-w",
+    type=WindowType(),
+    default=None,
+    help="Decode only this pixel window: ROW,COL,HEIGHT,WIDTH (0-based top-left corner and "
+    "size in pixels), e.g. 100,200,256,256. Default: the whole image.",
+)
+@click.option(
+    "--bands",
+    "-b",
+    type=BandsType(),
+    default=None,
+    help="Decode only bands A to B-1 (0-based, B excluded), e.g. 0:50. Default: all bands.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["gtiff", "envi", "npy"], case_sensitive=False),
+    default=None,
+    help="Output format. Default: from OUT's extension (.tif, .hdr/.img, .npy).",
+)
+@click.option(
+    "--threads",
+    "-t",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Decoder threads; 0 = all available cores.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "native", "numpy", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Network evaluation: auto (C++ kernel, else numpy), native, numpy, or cuda (the optional GPU "
+    "kernel, built with HSICODEC_CUDA=1; never chosen by auto).",
+)
 @click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
-def decompress(src: Path, dst: Path, window, bands, fmt: Optional[str], threads: int, backend: str, force: bool,
-               quiet: bool, as_json: bool) -> None:
+def decompress(
+    src: Path,
+    dst: Path,
+    window,
+    bands,
+    fmt: str | None,
+    threads: int,
+    backend: str,
+    force: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Decode the .hsim file IN into the raster OUT (GeoTIFF, ENVI or .npy).
 
     The cube comes back in its original dtype, with its georeferencing and spectral
@@ -561,9 +682,18 @@ def decompress(src: Path, dst: Path, window, bands, fmt: Optional[str], threads:
         cuda_module()  # fail now, in one line, where the GPU kernel cannot run
     codec = _codec()
     with _Progress(not quiet and _stderr_is_tty(), "decompress") as bar:
-        stats = codec.decompress_file(src, dst, force=force, format=fmt.lower() if fmt else None,
-                                      window=window, bands=bands, threads=threads, backend=backend,
-                                      progress=bar.fraction, tile_progress=_tile_postfix(bar))
+        stats = codec.decompress_file(
+            src,
+            dst,
+            force=force,
+            format=fmt.lower() if fmt else None,
+            window=window,
+            bands=bands,
+            threads=threads,
+            backend=backend,
+            progress=bar.fraction,
+            tile_progress=_tile_postfix(bar),
+        )
     if as_json:
         _print_json(stats)
     elif not quiet:
@@ -641,9 +771,14 @@ def _info_lines(file: Path, summary: dict) -> list[str]:
         else:
             lines.extend(_render({key: v}))
     if sections:
-        items = list(sections.items()) if isinstance(sections, dict) else [
-            (s.get("name", "?"), s.get("size", s.get("bytes", "?"))) if isinstance(s, dict) else (str(s), "")
-            for s in sections]
+        items = (
+            list(sections.items())
+            if isinstance(sections, dict)
+            else [
+                (s.get("name", "?"), s.get("size", s.get("bytes", "?"))) if isinstance(s, dict) else (str(s), "")
+                for s in sections
+            ]
+        )
         lines.append(f"sections ({len(items)}):")
         width = max(len(str(n)) for n, _ in items)
         for name, size in items:
@@ -662,32 +797,88 @@ def _split_list(ctx, param, value: tuple) -> list:
 
 @cli.command("eval", context_settings=_CONTEXT)
 @click.argument("src", metavar="IN", required=False, type=click.Path(dir_okay=True, path_type=Path))
-@click.option("--rates", "-r", "rates", multiple=True, callback=_split_list, metavar="X[,Y...]",
-              help="Target rates in bpppb, comma-separated and/or repeated. "
-                   "Default: 0.01,0.02,0.05,0.1,0.2.")
-@click.option("--anchors", "-a", "anchor_names", multiple=True, callback=_split_list, metavar="NAME[,...]",
-              help="Codecs to compare with (see --list-codecs), 'all', or 'none'. "
-                   "Default: pca_jpeg2000,jpeg2000_per_band,sperr_3d.")
-@click.option("--efforts", "-e", "effort_names", multiple=True, callback=_split_list, metavar="E[,...]",
-              help="hsicodec efforts to run (fast, default, max or 0-100), or 'none'. Default: default.")
-@click.option("--model", "-m", default=None, metavar="ID|ALIAS",
-              help="Base model for hsicodec (default: the better bundled model per file, as compress does).")
-@click.option("--var", default=None, metavar="NAME",
-              help="Variable of a .mat file (or subdataset of an HDF/NetCDF file) to read.")
-@click.option("--band-first", is_flag=True,
-              help="The .npy/.mat array is (bands, rows, cols) instead of (rows, cols, bands).")
-@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Timed runs per point (the median is reported).")
-@click.option("--threads", "-t", type=click.IntRange(min=0), default=0, show_default=True,
-              help="hsicodec encoder/decoder threads; 0 = all available cores (anchors run single-threaded).")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              metavar="PNG", help="Also save PSNR vs bpppb (log x, every codec) to this image file.")
+@click.option(
+    "--rates",
+    "-r",
+    "rates",
+    multiple=True,
+    callback=_split_list,
+    metavar="X[,Y...]",
+    help="Target rates in bpppb, comma-separated and/or repeated. Default: 0.01,0.02,0.05,0.1,0.2.",
+)
+@click.option(
+    "--anchors",
+    "-a",
+    "anchor_names",
+    multiple=True,
+    callback=_split_list,
+    metavar="NAME[,...]",
+    help="Codecs to compare with (see --list-codecs), 'all', or 'none'. "
+    "Default: pca_jpeg2000,jpeg2000_per_band,sperr_3d.",
+)
+@click.option(
+    "--efforts",
+    "-e",
+    "effort_names",
+    multiple=True,
+    callback=_split_list,
+    metavar="E[,...]",
+    help="hsicodec efforts to run (fast, default, max or 0-100), or 'none'. Default: default.",
+)
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    metavar="ID|ALIAS",
+    help="Base model for hsicodec (default: the better bundled model per file, as compress does).",
+)
+@click.option(
+    "--var", default=None, metavar="NAME", help="Variable of a .mat file (or subdataset of an HDF/NetCDF file) to read."
+)
+@click.option(
+    "--band-first", is_flag=True, help="The .npy/.mat array is (bands, rows, cols) instead of (rows, cols, bands)."
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Timed runs per point (the median is reported).",
+)
+@click.option(
+    "--threads",
+    "-t",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="hsicodec encoder/decoder threads; 0 = all available cores (anchors run single-threaded).",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="PNG",
+    help="Also save PSNR vs bpppb (log x, every codec) to this image file.",
+)
 @click.option("--list-codecs", is_flag=True, help="List the codec names --anchors accepts and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print every row and the PSNR gaps as JSON on stdout.")
-def eval_cmd(src: Optional[Path], rates: list, anchor_names: list, effort_names: list, model: Optional[str],
-             var: Optional[str], band_first: bool, repeat: int, threads: int, plot_path: Optional[Path],
-             list_codecs: bool, quiet: bool, as_json: bool) -> None:
+def eval_cmd(
+    src: Path | None,
+    rates: list,
+    anchor_names: list,
+    effort_names: list,
+    model: str | None,
+    var: str | None,
+    band_first: bool,
+    repeat: int,
+    threads: int,
+    plot_path: Path | None,
+    list_codecs: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Rate-distortion of hsicodec and other codecs on the cube IN, at the same target rates.
 
     IN is any raster compress reads (GeoTIFF, ENVI, .npy, .mat). For every target rate,
@@ -725,8 +916,7 @@ def eval_cmd(src: Optional[Path], rates: list, anchor_names: list, effort_names:
     known = ev.codec_registry()
     bad = [n for n in names if n not in known]
     if bad:
-        raise click.BadParameter(f"unknown codec {', '.join(bad)}; known: {', '.join(known)}",
-                                 param_hint="'--anchors'")
+        raise click.BadParameter(f"unknown codec {', '.join(bad)}; known: {', '.join(known)}", param_hint="'--anchors'")
     if effort_names and [e.lower() for e in effort_names] == ["none"]:
         efforts: list = []
     else:
@@ -751,21 +941,43 @@ def eval_cmd(src: Optional[Path], rates: list, anchor_names: list, effort_names:
             done[0] += 1
             bar.set(done[0], codec=row["codec"])
 
-        rows = ev.evaluate_cube(cube, rate_list, efforts=efforts, anchors=names, model=model, repeat=repeat,
-                           threads=threads, geo=geo, on_row=on_row)
+        rows = ev.evaluate_cube(
+            cube,
+            rate_list,
+            efforts=efforts,
+            anchors=names,
+            model=model,
+            repeat=repeat,
+            threads=threads,
+            geo=geo,
+            on_row=on_row,
+        )
     ours = list(dict.fromkeys(r["codec"] for r in rows if r["kind"] == "hsicodec"))
     gaps = ev.psnr_gaps(rows, ours, rate_list) if ev.GAP_REFERENCE in names else []
     if plot_path is not None:
         ev.plot_rd(rows, plot_path, title=f"{src.name} ({_shape_text(list(cube.shape))})")
     if as_json:
-        _print_json({"input": str(src), "shape": list(cube.shape), "dtype": cube.dtype.name,
-                     "value_range": [float(np.nanmin(cube)), float(np.nanmax(cube))] if cube.size else None,
-                     "rates": rate_list, "efforts": efforts, "anchors": names, "model": model, "repeat": repeat,
-                     "rows": [ev.row_to_json(r) for r in rows], "gaps": gaps,
-                     "plot": str(plot_path) if plot_path is not None else None})
+        _print_json(
+            {
+                "input": str(src),
+                "shape": list(cube.shape),
+                "dtype": cube.dtype.name,
+                "value_range": [float(np.nanmin(cube)), float(np.nanmax(cube))] if cube.size else None,
+                "rates": rate_list,
+                "efforts": efforts,
+                "anchors": names,
+                "model": model,
+                "repeat": repeat,
+                "rows": [ev.row_to_json(r) for r in rows],
+                "gaps": gaps,
+                "plot": str(plot_path) if plot_path is not None else None,
+            }
+        )
         return
-    click.echo(f"{src}: {_shape_text(list(cube.shape))} {cube.dtype.name}; metrics as METHOD.md section 4 "
-               f"(times: median of {repeat})")
+    click.echo(
+        f"{src}: {_shape_text(list(cube.shape))} {cube.dtype.name}; metrics as METHOD.md section 4 "
+        f"(times: median of {repeat})"
+    )
     click.echo(ev.format_table(rows))
     for g in gaps:
         if g["gap_db"] is not None:
@@ -780,32 +992,93 @@ def eval_cmd(src: Optional[Path], rates: list, anchor_names: list, effort_names:
 @cli.command("batch", context_settings=_CONTEXT)
 @click.argument("patterns", metavar="GLOB...", nargs=-1, required=True)
 @click.argument("outdir", metavar="OUTDIR", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--decompress", "-d", "to_raster", is_flag=True,
-              help="Decompress .hsim files to rasters instead of compressing rasters.")
-@click.option("--bpppb", type=float, default=None, callback=_positive_float(), metavar="X",
-              help="Target rate of every file, bits per pixel per band (default 0.05 when neither "
-                   "--bpppb nor --psnr is given).")
-@click.option("--psnr", type=float, default=None, callback=_positive_float(), metavar="DB",
-              help="Target quality of every file in dB. Excludes --bpppb.")
-@click.option("--model", "-m", default=None, metavar="ID|ALIAS",
-              help="Base model (installed on every worker). Default: the codec's choice.")
-@click.option("--effort", "-e", type=EffortType(), default=None, metavar="fast|default|max|N",
-              help="Encoder effort (default: default).")
-@click.option("--format", "fmt", type=click.Choice(["gtiff", "envi", "npy"], case_sensitive=False), default=None,
-              help="With --decompress: output format (default gtiff: OUTDIR/<stem>.tif).")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Run on an existing Dask cluster (e.g. tcp://host:8786) instead of a local one; "
-                   "its workers must see the same files and have hsicodec and the models installed.")
-@click.option("--workers", "-j", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Worker processes of the local cluster (one thread each). Default: the CPU count.")
-@click.option("--threads", "-t", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Threads per file (encoder / decoder kernel).")
+@click.option(
+    "--decompress",
+    "-d",
+    "to_raster",
+    is_flag=True,
+    help="Decompress .hsim files to rasters instead of compressing rasters.",
+)
+@click.option(
+    "--bpppb",
+    type=float,
+    default=None,
+    callback=_positive_float(),
+    metavar="X",
+    help="Target rate of every file, bits per pixel per band (default 0.05 when neither --bpppb nor --psnr is given).",
+)
+@click.option(
+    "--psnr",
+    type=float,
+    default=None,
+    callback=_positive_float(),
+    metavar="DB",
+    help="Target quality of every file in dB. Excludes --bpppb.",
+)
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    metavar="ID|ALIAS",
+    help="Base model (installed on every worker). Default: the codec's choice.",
+)
+@click.option(
+    "--effort",
+    "-e",
+    type=EffortType(),
+    default=None,
+    metavar="fast|default|max|N",
+    help="Encoder effort (default: default).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["gtiff", "envi", "npy"], case_sensitive=False),
+    default=None,
+    help="With --decompress: output format (default gtiff: OUTDIR/<stem>.tif).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run on an existing Dask cluster (e.g. tcp://host:8786) instead of a local one; "
+    "its workers must see the same files and have hsicodec and the models installed.",
+)
+@click.option(
+    "--workers",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Worker processes of the local cluster (one thread each). Default: the CPU count.",
+)
+@click.option(
+    "--threads",
+    "-t",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Threads per file (encoder / decoder kernel).",
+)
 @click.option("--force", "-f", is_flag=True, help="Redo files whose output is already up to date.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table; errors only.")
 @click.option("--json", "as_json", is_flag=True, help="Print every file's result and the counts as JSON.")
-def batch(patterns: tuple, outdir: Path, to_raster: bool, bpppb: Optional[float], psnr: Optional[float],
-          model: Optional[str], effort: Any, fmt: Optional[str], scheduler: Optional[str], workers: Optional[int],
-          threads: int, force: bool, quiet: bool, as_json: bool) -> None:
+def batch(
+    patterns: tuple,
+    outdir: Path,
+    to_raster: bool,
+    bpppb: float | None,
+    psnr: float | None,
+    model: str | None,
+    effort: Any,
+    fmt: str | None,
+    scheduler: str | None,
+    workers: int | None,
+    threads: int,
+    force: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Compress (or with --decompress, decompress) every file matching GLOB into OUTDIR, in parallel.
 
     Files run on a local Dask cluster (--workers processes, one thread each) or on an
@@ -830,27 +1103,40 @@ def batch(patterns: tuple, outdir: Path, to_raster: bool, bpppb: Optional[float]
     if bpppb is not None and psnr is not None:
         raise click.UsageError("--bpppb and --psnr are mutually exclusive: give one rate target")
     if to_raster and (bpppb is not None or psnr is not None or model is not None or effort is not None):
-        raise click.UsageError("--bpppb, --psnr, --model and --effort are compress options; "
-                               "they do not go with --decompress")
+        raise click.UsageError(
+            "--bpppb, --psnr, --model and --effort are compress options; they do not go with --decompress"
+        )
     if fmt is not None and not to_raster:
         raise click.UsageError("--format is the output format of --decompress")
     if scheduler is not None and workers is not None:
         raise click.UsageError("--workers sizes the local cluster; it does not go with --scheduler")
-    options = batch_mod.BatchOptions(decompress=to_raster, bpppb=bpppb, psnr=psnr, model=model,
-                                     effort=effort if effort is not None else "default",
-                                     format=fmt.lower() if fmt else None, threads=threads)
+    options = batch_mod.BatchOptions(
+        decompress=to_raster,
+        bpppb=bpppb,
+        psnr=psnr,
+        model=model,
+        effort=effort if effort is not None else "default",
+        format=fmt.lower() if fmt else None,
+        threads=threads,
+    )
     jobs = batch_mod.plan(patterns, outdir, decompress=to_raster, format=options.format, force=force)
     todo = sum(not j.skip for j in jobs)
     if not quiet and not as_json:
-        click.echo(f"{len(jobs)} file(s): {todo} to {'decompress' if to_raster else 'compress'}, "
-                   f"{len(jobs) - todo} up to date", err=True)
+        click.echo(
+            f"{len(jobs)} file(s): {todo} to {'decompress' if to_raster else 'compress'}, "
+            f"{len(jobs) - todo} up to date",
+            err=True,
+        )
     if todo:
         outdir.mkdir(parents=True, exist_ok=True)
         if scheduler is None:
             workers = min(workers or os.cpu_count() or 1, todo)
         finished, failed = 0, 0
-        with batch_mod.open_client(scheduler, workers) as client, \
-                _Progress(not quiet and _stderr_is_tty(), "batch", total=todo, unit="file") as bar:
+        with (
+            batch_mod.open_client(scheduler, workers) as client,
+            _Progress(not quiet and _stderr_is_tty(), "batch", total=todo, unit="file") as bar,
+        ):
+
             def on_result(row: dict) -> None:  # a file completed
                 nonlocal finished, failed
                 finished += 1
@@ -878,13 +1164,20 @@ def _batch_table(rows: list) -> list[str]:
     """FILE, STATUS, BPPPB, PSNR, TIME columns, then the counts."""
     table = [("FILE", "STATUS", "BPPPB", "PSNR dB", "TIME s")]
     for r in rows:
-        table.append((str(r["input"]), r["status"],
-                      f"{r['bpppb']:.4f}" if isinstance(r.get("bpppb"), float) else "-",
-                      f"{r['psnr']:.2f}" if isinstance(r.get("psnr"), float) else "-",
-                      f"{r['seconds']:.2f}" if isinstance(r.get("seconds"), float) else "-"))
+        table.append(
+            (
+                str(r["input"]),
+                r["status"],
+                f"{r['bpppb']:.4f}" if isinstance(r.get("bpppb"), float) else "-",
+                f"{r['psnr']:.2f}" if isinstance(r.get("psnr"), float) else "-",
+                f"{r['seconds']:.2f}" if isinstance(r.get("seconds"), float) else "-",
+            )
+        )
     widths = [max(len(t[i]) for t in table) for i in range(5)]
-    lines = ["  ".join(c.ljust(w) if i == 0 or i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(t, widths)))
-             .rstrip() for t in table]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 or i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(t, widths))).rstrip()
+        for t in table
+    ]
     c = {"done": 0, "skipped": 0, "failed": 0}
     for r in rows:
         c[r["status"]] = c.get(r["status"], 0) + 1
@@ -921,8 +1214,14 @@ def _registry():
 
 
 def _entry_dict(e) -> dict:
-    return {"sha256": e.sha256, "alias": e.alias, "size": e.size, "source": e.source, "path": str(e.path),
-            "description": e.card.get("description") if isinstance(e.card, dict) else None}
+    return {
+        "sha256": e.sha256,
+        "alias": e.alias,
+        "size": e.size,
+        "source": e.source,
+        "path": str(e.path),
+        "description": e.card.get("description") if isinstance(e.card, dict) else None,
+    }
 
 
 @models.command("list", context_settings=_CONTEXT)
@@ -1014,8 +1313,9 @@ def models_verify() -> None:
 
 @models.command("add", context_settings=_CONTEXT)
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--force", "-f", is_flag=True,
-              help="Replace a different (e.g. corrupt) file that already has the destination name.")
+@click.option(
+    "--force", "-f", is_flag=True, help="Replace a different (e.g. corrupt) file that already has the destination name."
+)
 def models_add(file: Path, force: bool) -> None:
     """Validate the model file FILE and install a copy in the user models directory.
 
@@ -1050,32 +1350,80 @@ def _scene_name(name: str) -> str:
 
 
 @cli.command(context_settings=_CONTEXT)
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
-              help="Folder of training cubes, each a (rows, cols, bands) .npy file. "
-                   "Required unless --config gives data_dir.")
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True, metavar="MODEL.hsmodel",
-              help="Model file to write.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, metavar="CONFIG.json",
-              help="Training configuration (JSON with TrainConfig keys); the options below override it.")
-@click.option("--train", "train_names", multiple=True, metavar="NAME",
-              help="Training scene (file name in DIR, with or without .npy); repeat for several. "
-                   "Default: the config's list, else every *.npy in DIR not given with --val.")
-@click.option("--val", "val_names", multiple=True, metavar="NAME",
-              help="Held-out validation scene, never trained on; repeat for several.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Outer meta-training steps (default: config value, 2000).")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Folder of training cubes, each a (rows, cols, bands) .npy file. Required unless --config gives data_dir.",
+)
+@click.option(
+    "--out", "out", type=click.Path(path_type=Path), required=True, metavar="MODEL.hsmodel", help="Model file to write."
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="CONFIG.json",
+    help="Training configuration (JSON with TrainConfig keys); the options below override it.",
+)
+@click.option(
+    "--train",
+    "train_names",
+    multiple=True,
+    metavar="NAME",
+    help="Training scene (file name in DIR, with or without .npy); repeat for several. "
+    "Default: the config's list, else every *.npy in DIR not given with --val.",
+)
+@click.option(
+    "--val",
+    "val_names",
+    multiple=True,
+    metavar="NAME",
+    help="Held-out validation scene, never trained on; repeat for several.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Outer meta-training steps (default: config value, 2000).",
+)
 @click.option("--seed", type=int, default=None, metavar="N", help="Random seed (default: config value, 0).")
-@click.option("--alias", default=None, metavar="NAME",
-              help="Short model name stored in the model card (letters, digits, . _ -). Default: OUT's stem.")
+@click.option(
+    "--alias",
+    default=None,
+    metavar="NAME",
+    help="Short model name stored in the model card (letters, digits, . _ -). Default: OUT's stem.",
+)
 @click.option("--description", default="", metavar="TEXT", help="Free text for the model card.")
-@click.option("--resume", "checkpoint", type=click.Path(path_type=Path), default=None, metavar="CHECKPOINT",
-              help="Checkpoint file: training resumes from it if it exists, and it is rewritten "
-                   "every val_every steps (so an interrupted run can continue).")
+@click.option(
+    "--resume",
+    "checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="CHECKPOINT",
+    help="Checkpoint file: training resumes from it if it exists, and it is rewritten "
+    "every val_every steps (so an interrupted run can continue).",
+)
 @click.option("--force", "-f", is_flag=True, help="Overwrite the model file if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary; print only the sha256.")
-def train(data_dir: Optional[Path], out: Path, config_file: Optional[Path], train_names: tuple,
-          val_names: tuple, steps: Optional[int], seed: Optional[int], alias: Optional[str], description: str,
-          checkpoint: Optional[Path], force: bool, quiet: bool) -> None:
+def train(
+    data_dir: Path | None,
+    out: Path,
+    config_file: Path | None,
+    train_names: tuple,
+    val_names: tuple,
+    steps: int | None,
+    seed: int | None,
+    alias: str | None,
+    description: str,
+    checkpoint: Path | None,
+    force: bool,
+    quiet: bool,
+) -> None:
     """Meta-train a new base model on your own cubes (needs torch: pip install 'hsicodec[train]').
 
     Writes MODEL.hsmodel and prints its sha256 (the model id) on stdout. Install it with
@@ -1141,16 +1489,20 @@ def train(data_dir: Optional[Path], out: Path, config_file: Optional[Path], trai
         quiet = True
     show = not quiet and _stderr_is_tty()
     if not quiet:
-        click.echo(f"training {alias!r} on {len(train_list)} scene(s) from {folder} "
-                   f"({cfg.steps} steps, seed {cfg.seed}"
-                   + (f", validation: {', '.join(val)}" if val else "") + ")", err=True)
+        click.echo(
+            f"training {alias!r} on {len(train_list)} scene(s) from {folder} "
+            f"({cfg.steps} steps, seed {cfg.seed}" + (f", validation: {', '.join(val)}" if val else "") + ")",
+            err=True,
+        )
     with _Progress(show, "train", total=cfg.steps, unit="step") as bar:
+
         def progress(step: int, rec: dict) -> None:
             loss = rec.get("loss")
             bar.set(step, **({"loss": f"{loss:.4g}"} if isinstance(loss, float) else {}))
 
-        sha = tr.train_model(cfg, out, alias=alias, description=description, force=force,
-                             progress=progress, checkpoint=checkpoint)
+        sha = tr.train_model(
+            cfg, out, alias=alias, description=description, force=force, progress=progress, checkpoint=checkpoint
+        )
     if sha is None:  # a torchrun process other than rank 0: rank 0 wrote the model
         return
     if not quiet:
@@ -1158,7 +1510,7 @@ def train(data_dir: Optional[Path], out: Path, config_file: Optional[Path], trai
     click.echo(sha)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (``hsicodec``)."""
     cli.main(args=argv, prog_name=PROG)
 

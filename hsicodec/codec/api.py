@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Union
 
 import numpy as np
 
 from hsicodec._version import __version__
-from hsicodec.format.container import HsimReader, encode_hsim  # noqa: F401  (re-exported for users)
 from hsicodec.codec.decoder import decode_sections
-from hsicodec.errors import HsicodecError, HsimHeaderError, OptionError
-from hsicodec.io.atomic import check_writable, write_bytes_atomic
 from hsicodec.codec.mask import decode_mask, encode_mask, fill_invalid, fill_value, invalid_mask
-from hsicodec.metrics import bpppb as bpppb_of
-from hsicodec.layers.network.model import CodecModel, codec_model
+from hsicodec.errors import HsicodecError, HsimHeaderError, OptionError
+from hsicodec.format.container import HsimReader, encode_hsim  # noqa: F401  (re-exported for users)
+from hsicodec.io.atomic import check_writable, write_bytes_atomic
 from hsicodec.io.raster import GeoInfo, cast_to_dtype, read_cube, write_cube
+from hsicodec.layers.network.model import CodecModel, codec_model
+from hsicodec.metrics import bpppb as bpppb_of
 from hsicodec.models.registry import Registry, default_registry
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -31,23 +30,37 @@ DEFAULT_MODEL = "hsi-grid-v1"
 AUTO_MODELS = ("hsi-grid-v1", "hsi-plain-v1")
 
 
-def load_codec_model(ref: Optional[str] = None, registry: Optional[Registry] = None) -> CodecModel:
+def load_codec_model(ref: str | None = None, registry: Registry | None = None) -> CodecModel:
     """Resolve a model id, prefix or alias (default: the bundled default model)."""
     reg = registry or default_registry()
     return codec_model(reg.load(ref or DEFAULT_MODEL))
 
 
-def _model_by_hash(sha: str, registry: Optional[Registry]) -> CodecModel:
+def _model_by_hash(sha: str, registry: Registry | None) -> CodecModel:
     reg = registry or default_registry()
     return codec_model(reg.load_by_hash(sha))
 
 
-def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional[str] = None,
-             bpppb: Optional[float] = None, psnr: Optional[float] = None, effort: Union[str, int] = "default",
-             progress: Optional[Callable[[float], None]] = None, tags: Optional[dict] = None,
-             threads: int = 0, registry: Optional[Registry] = None, stats: Optional[dict] = None,
-             backend: str = "auto", created_by: bool = False, band_map=None, wavelengths=None,
-             nodata: Optional[float] = None, latent_codings: Optional[tuple] = None) -> bytes:
+def compress(
+    cube: np.ndarray,
+    *,
+    geo: GeoInfo | None = None,
+    model: str | None = None,
+    bpppb: float | None = None,
+    psnr: float | None = None,
+    effort: str | int = "default",
+    progress: Callable[[float], None] | None = None,
+    tags: dict | None = None,
+    threads: int = 0,
+    registry: Registry | None = None,
+    stats: dict | None = None,
+    backend: str = "auto",
+    created_by: bool = False,
+    band_map=None,
+    wavelengths=None,
+    nodata: float | None = None,
+    latent_codings: tuple | None = None,
+) -> bytes:
     """Compress a (rows, cols, bands) cube to `.hsim` bytes.
 
     ``bpppb`` lands at or under the target; ``psnr`` reaches at least the target
@@ -71,13 +84,28 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
     if cube.ndim != 3:
         raise OptionError(f"expected a (rows, cols, bands) cube, got {cube.ndim} dimensions")
     if cube.dtype.kind not in "uif" or cube.dtype == np.float16:
-        raise OptionError(f"unsupported cube dtype {cube.dtype}"
-                          + ("; convert it to float32" if cube.dtype == np.float16 else ""))
+        raise OptionError(
+            f"unsupported cube dtype {cube.dtype}" + ("; convert it to float32" if cube.dtype == np.float16 else "")
+        )
     if model in (None, "auto"):
-        return _compress_auto(cube, registry=registry, stats=stats, progress=progress, geo=geo, bpppb=bpppb,
-                              psnr=psnr, effort=effort, tags=tags, threads=threads, backend=backend,
-                              created_by=created_by, band_map=band_map, wavelengths=wavelengths, nodata=nodata,
-                              latent_codings=latent_codings)
+        return _compress_auto(
+            cube,
+            registry=registry,
+            stats=stats,
+            progress=progress,
+            geo=geo,
+            bpppb=bpppb,
+            psnr=psnr,
+            effort=effort,
+            tags=tags,
+            threads=threads,
+            backend=backend,
+            created_by=created_by,
+            band_map=band_map,
+            wavelengths=wavelengths,
+            nodata=nodata,
+            latent_codings=latent_codings,
+        )
     cm = load_codec_model(model, registry)
     header = {"shape": [int(v) for v in cube.shape], "dtype": cube.dtype.name, "model": cm.sha256}
     nodata = nodata if nodata is not None else (geo.nodata if geo is not None else None)
@@ -96,9 +124,22 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
         header["tags"] = {str(k): str(v) for k, v in tags.items()}
     if wavelengths is None and geo is not None and geo.wavelengths:
         wavelengths = geo.wavelengths
-    data, st = encode(cube, cm, bpppb=bpppb, psnr=psnr, effort=effort, base_header=header, threads=threads,
-                      progress=progress, backend=backend, band_map=band_map, wavelengths=wavelengths,
-                      extra_sections=extra, valid=None if mask is None else ~mask, latent_codings=latent_codings)
+    data, st = encode(
+        cube,
+        cm,
+        bpppb=bpppb,
+        psnr=psnr,
+        effort=effort,
+        base_header=header,
+        threads=threads,
+        progress=progress,
+        backend=backend,
+        band_map=band_map,
+        wavelengths=wavelengths,
+        extra_sections=extra,
+        valid=None if mask is None else ~mask,
+        latent_codings=latent_codings,
+    )
     if stats is not None:
         stats.update(st)
         uses_model = st.get("layer") != "maps"  # a map-layer-only file names no model
@@ -107,8 +148,15 @@ def compress(cube: np.ndarray, *, geo: Optional[GeoInfo] = None, model: Optional
     return data
 
 
-def _compress_auto(cube: np.ndarray, *, registry: Optional[Registry], stats: Optional[dict],
-                   progress: Optional[Callable[[float], None]], psnr: Optional[float], **kwargs) -> bytes:
+def _compress_auto(
+    cube: np.ndarray,
+    *,
+    registry: Registry | None,
+    stats: dict | None,
+    progress: Callable[[float], None] | None,
+    psnr: float | None,
+    **kwargs,
+) -> bytes:
     """Encode with every installed AUTO_MODELS model and keep the best file."""
     reg = registry or default_registry()
     models = []
@@ -142,10 +190,16 @@ def _compress_auto(cube: np.ndarray, *, registry: Optional[Registry], stats: Opt
     return best[0]
 
 
-def decompress(source: Union[bytes, PathLike, HsimReader], *, window: Optional[tuple] = None,
-               bands: Optional[tuple] = None, threads: int = 0, backend: str = "auto",
-               registry: Optional[Registry] = None,
-               progress: Optional[Callable[[float], None]] = None) -> tuple[np.ndarray, GeoInfo]:
+def decompress(
+    source: bytes | PathLike | HsimReader,
+    *,
+    window: tuple | None = None,
+    bands: tuple | None = None,
+    threads: int = 0,
+    backend: str = "auto",
+    registry: Registry | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[np.ndarray, GeoInfo]:
     """Decode a `.hsim` (bytes, path or open reader) to (cube in its original dtype, geo metadata).
 
     ``window`` = (row, col, height, width) and ``bands`` = (start, stop) decode
@@ -156,13 +210,21 @@ def decompress(source: Union[bytes, PathLike, HsimReader], *, window: Optional[t
         if _is_tiled(reader.header):  # format 1.1 tiled file: decoded tile by tile (hsicodec.codec.tiled)
             from hsicodec.codec.tiled import decompress_tiled
 
-            return decompress_tiled(reader, window=window, bands=bands, threads=threads, backend=backend,
-                                    registry=registry, progress=progress)
+            return decompress_tiled(
+                reader,
+                window=window,
+                bands=bands,
+                threads=threads,
+                backend=backend,
+                registry=registry,
+                progress=progress,
+            )
         reader.verify()  # whole-file CRC32C: any changed byte is an error, never wrong pixels
         header = reader.header
         cm = _model_by_hash(header["model"], registry) if "model" in header else None  # map-layer-only file
-        values = decode_sections(header, reader.section, cm, window=window, bands=bands, backend=backend,
-                                 threads=threads, progress=progress)
+        values = decode_sections(
+            header, reader.section, cm, window=window, bands=bands, backend=backend, threads=threads, progress=progress
+        )
         if "mask" in header:
             values = _apply_mask(values, header, reader.section("m"), window, bands)
     finally:
@@ -177,8 +239,7 @@ def decompress(source: Union[bytes, PathLike, HsimReader], *, window: Optional[t
     return cube, geo
 
 
-def _apply_mask(values: np.ndarray, header: dict, data: bytes, window: Optional[tuple],
-                bands: Optional[tuple]) -> np.ndarray:
+def _apply_mask(values: np.ndarray, header: dict, data: bytes, window: tuple | None, bands: tuple | None) -> np.ndarray:
     """Put the header's fill value back at every masked position of the decoded window."""
     m = header["mask"]
     if not isinstance(m, dict):
@@ -189,7 +250,7 @@ def _apply_mask(values: np.ndarray, header: dict, data: bytes, window: Optional[
     r0, c0, h, w = window if window is not None else (0, 0, shape[0], shape[1])
     a, b = bands if bands is not None else (0, shape[2])
     values = np.array(values, np.float64)
-    masked = mask[r0:r0 + h, c0:c0 + w, a:b]
+    masked = mask[r0 : r0 + h, c0 : c0 + w, a:b]
     _keep_off_fill(values, ~masked, fill, np.dtype(header["dtype"]))
     values[masked] = fill
     return values
@@ -211,13 +272,22 @@ def _keep_off_fill(values: np.ndarray, valid: np.ndarray, fill: float, dtype: np
     else:
         f = dtype.type(fill)
         hit = valid & (values.astype(dtype) == f)
-        values[hit] = np.where(values[hit] >= fill, np.nextafter(f, dtype.type(np.inf)),
-                               np.nextafter(f, dtype.type(-np.inf)))
+        values[hit] = np.where(
+            values[hit] >= fill, np.nextafter(f, dtype.type(np.inf)), np.nextafter(f, dtype.type(-np.inf))
+        )
 
 
-def compress_file(src: PathLike, dst: PathLike, *, force: bool = False, var: Optional[str] = None,
-                  band_first: bool = False, tile: Optional[int] = None,
-                  tile_progress: Optional[Callable[[int, int], None]] = None, **kwargs) -> dict:
+def compress_file(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    force: bool = False,
+    var: str | None = None,
+    band_first: bool = False,
+    tile: int | None = None,
+    tile_progress: Callable[[int, int], None] | None = None,
+    **kwargs,
+) -> dict:
     """Read a raster, compress it and write the `.hsim` atomically; returns statistics.
 
     ``tile`` N > 0 writes a tiled file (N x N tiles, read and compressed one at a time:
@@ -228,23 +298,41 @@ def compress_file(src: PathLike, dst: PathLike, *, force: bool = False, var: Opt
     from hsicodec.codec import tiled as stream
 
     if stream.should_tile(src, tile, var=var, band_first=band_first):
-        return stream.compress_file_tiled(src, dst, tile=tile, var=var, band_first=band_first, force=force,
-                                          tile_progress=tile_progress, **kwargs)
+        return stream.compress_file_tiled(
+            src, dst, tile=tile, var=var, band_first=band_first, force=force, tile_progress=tile_progress, **kwargs
+        )
     t0 = time.perf_counter()
     cube, geo = read_cube(src, var=var, band_first=band_first)
     stats: dict = {}
     data = compress(cube, geo=geo, stats=stats, **kwargs)
     write_bytes_atomic(dst, data, force=force)
-    stats.update({"input": str(src), "output": str(dst), "shape": list(cube.shape), "dtype": cube.dtype.name,
-                  "bytes": len(data), "bpppb": bpppb_of(len(data), cube.shape),
-                  "total_seconds": time.perf_counter() - t0})
+    stats.update(
+        {
+            "input": str(src),
+            "output": str(dst),
+            "shape": list(cube.shape),
+            "dtype": cube.dtype.name,
+            "bytes": len(data),
+            "bpppb": bpppb_of(len(data), cube.shape),
+            "total_seconds": time.perf_counter() - t0,
+        }
+    )
     return stats
 
 
-def decompress_file(src: PathLike, dst: PathLike, *, force: bool = False, format: Optional[str] = None,
-                    window: Optional[tuple] = None, bands: Optional[tuple] = None, threads: int = 0,
-                    progress: Optional[Callable[[float], None]] = None,
-                    tile_progress: Optional[Callable[[int, int], None]] = None, backend: str = "auto") -> dict:
+def decompress_file(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    force: bool = False,
+    format: str | None = None,
+    window: tuple | None = None,
+    bands: tuple | None = None,
+    threads: int = 0,
+    progress: Callable[[float], None] | None = None,
+    tile_progress: Callable[[int, int], None] | None = None,
+    backend: str = "auto",
+) -> dict:
     """Decode a `.hsim` file and write the raster atomically (GeoTIFF, ENVI or .npy).
 
     A tiled file is decoded and written tile by tile (only the tiles ``window`` touches).
@@ -254,20 +342,35 @@ def decompress_file(src: PathLike, dst: PathLike, *, force: bool = False, format
         if _is_tiled(reader.header):
             from hsicodec.codec.tiled import decompress_file_tiled
 
-            stats = decompress_file_tiled(reader, dst, force=force, format=format, window=window, bands=bands,
-                                          threads=threads, backend=backend, progress=progress,
-                                          tile_progress=tile_progress)
+            stats = decompress_file_tiled(
+                reader,
+                dst,
+                force=force,
+                format=format,
+                window=window,
+                bands=bands,
+                threads=threads,
+                backend=backend,
+                progress=progress,
+                tile_progress=tile_progress,
+            )
             stats["input"] = str(src)
             return stats
     t0 = time.perf_counter()
     cube, geo = decompress(src, window=window, bands=bands, threads=threads, backend=backend, progress=progress)
     t1 = time.perf_counter()
     write_cube(dst, cube, geo, format=format, force=force)
-    return {"input": str(src), "output": str(dst), "shape": list(cube.shape), "dtype": cube.dtype.name,
-            "decode_seconds": t1 - t0, "total_seconds": time.perf_counter() - t0}
+    return {
+        "input": str(src),
+        "output": str(dst),
+        "shape": list(cube.shape),
+        "dtype": cube.dtype.name,
+        "decode_seconds": t1 - t0,
+        "total_seconds": time.perf_counter() - t0,
+    }
 
 
-def file_info(path: PathLike, registry: Optional[Registry] = None) -> dict:
+def file_info(path: PathLike, registry: Registry | None = None) -> dict:
     """Summary of a `.hsim` file's header: shape, dtype, model, codec parameters, geo, sections, rate."""
     with HsimReader(path) as r:
         h = r.header
@@ -284,13 +387,23 @@ def file_info(path: PathLike, registry: Optional[Registry] = None) -> dict:
     except HsicodecError:  # the model may not be installed: info still works
         entry = None
     alias = entry.alias if entry is not None else None
-    return {"path": str(path), "format_version": f"{version[0]}.{version[1]}", "file_bytes": size,
-            "shape": list(shape), "dtype": h["dtype"], "bpppb": bpppb_of(size, shape),
-            "model": h.get("model"), "model_alias": alias, "model_installed": entry is not None,
-            "codec": h.get("codec"), "geo": h.get("geo"), "tags": h.get("tags"),
-            "sections": {name: length for name, (_, length) in spans.items()},
-            "created_by": h.get("created_by"),
-            **({"tiles": _tiles_info(h, spans)} if _is_tiled(h) else {})}
+    return {
+        "path": str(path),
+        "format_version": f"{version[0]}.{version[1]}",
+        "file_bytes": size,
+        "shape": list(shape),
+        "dtype": h["dtype"],
+        "bpppb": bpppb_of(size, shape),
+        "model": h.get("model"),
+        "model_alias": alias,
+        "model_installed": entry is not None,
+        "codec": h.get("codec"),
+        "geo": h.get("geo"),
+        "tags": h.get("tags"),
+        "sections": {name: length for name, (_, length) in spans.items()},
+        "created_by": h.get("created_by"),
+        **({"tiles": _tiles_info(h, spans)} if _is_tiled(h) else {}),
+    }
 
 
 def _is_tiled(header: dict) -> bool:

@@ -9,21 +9,21 @@ the k normalised coefficients back to bands: X = (Y σ) B + μ.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
-from hsicodec.layers.maps import coding as coefmaps
-from hsicodec.format import compact
 from hsicodec.coding import entropy
-from hsicodec.layers.network import siren
-from hsicodec.format.container import DEFAULT_LIMITS, HsimReader, Limits
-from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError, header_int
-from hsicodec.layers.network.latents import pixel_latents, local_coords
-from hsicodec.layers.network.model import CodecModel
 from hsicodec.coding.spectral import decode_spectral
-from hsicodec.layers.network.rotation import n_angles, rotation_from_codes
 from hsicodec.coding.wavelet import haar_inverse, subband_groups, wavelet_levels
+from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError, header_int
+from hsicodec.format import compact
+from hsicodec.format.container import DEFAULT_LIMITS, HsimReader, Limits
+from hsicodec.layers.maps import coding as coefmaps
+from hsicodec.layers.network import siren
+from hsicodec.layers.network.latents import local_coords, pixel_latents
+from hsicodec.layers.network.model import CodecModel
+from hsicodec.layers.network.rotation import n_angles, rotation_from_codes
 
 CODEC_NAME = "grid"
 CODEC_VERSION = 5
@@ -46,9 +46,9 @@ class CodecParams:
     scale_codes: bytes  # one per (level, channel, subband group)
     spectral: dict
     wavelet: int = 0  # Haar levels of the latent grids (0: the grids are quantized directly)
-    rotations: Optional[list] = None  # per level, the channel rotation Q (coded = grid @ Q); None: identity
-    maps: Optional[coefmaps.MapParams] = None  # the coefficient-map layer (section "r"), if any
-    split: Optional[int] = None  # compact form (v5): bytes of the spectral stream at the head of section "c"
+    rotations: list | None = None  # per level, the channel rotation Q (coded = grid @ Q); None: identity
+    maps: coefmaps.MapParams | None = None  # the coefficient-map layer (section "r"), if any
+    split: int | None = None  # compact form (v5): bytes of the spectral stream at the head of section "c"
 
     @property
     def components(self) -> int:
@@ -56,7 +56,7 @@ class CodecParams:
         return max(self.k, self.maps.k if self.maps is not None else 0)
 
 
-def parse_codec(header: dict, model: Optional[CodecModel]) -> CodecParams:
+def parse_codec(header: dict, model: CodecModel | None) -> CodecParams:
     """Validate the header's codec map against the model; HsimHeaderError names the bad key.
 
     ``model`` None: the header names no base model, so it may only use the
@@ -74,20 +74,25 @@ def parse_codec(header: dict, model: Optional[CodecModel]) -> CodecParams:
 
     unknown = sorted(str(key) for key in c if key not in CODEC_KEYS)
     if unknown:
-        raise HsimHeaderError(f"header key 'codec': unknown key(s) {', '.join(unknown)} "
-                              f"(a newer codec version? this decoder reads grid version {CODEC_VERSION})")
+        raise HsimHeaderError(
+            f"header key 'codec': unknown key(s) {', '.join(unknown)} "
+            f"(a newer codec version? this decoder reads grid version {CODEC_VERSION})"
+        )
     if model is None:
         extra = sorted(key for key in ("q", "qo", "ma", "ls", "ct") if key in c)
         if c.get("k", 0) != 0 or extra:
-            raise HsimHeaderError("header key 'model' is missing: only a file without network latents "
-                                  f"(codec.k = 0{', no ' + ', '.join(extra) if extra else ''}) decodes without one")
+            raise HsimHeaderError(
+                "header key 'model' is missing: only a file without network latents "
+                f"(codec.k = 0{', no ' + ', '.join(extra) if extra else ''}) decodes without one"
+            )
         if not isinstance(c.get("sp"), dict) or c["sp"].get("m", "pca") != "pca":
             raise HsimHeaderError("header key 'model' is missing: a file without one needs the PCA spectral stage")
     n_levels = len(model.layout.levels) if model is not None else 0
     k = integer("k", 0, model.n_out if model is not None else 0) if "k" in c else 0
     if split is not None and k:
-        raise HsimHeaderError("header key 'codec.rl': the compact form (an array) is for files without "
-                              "network latents (k = 0)")
+        raise HsimHeaderError(
+            "header key 'codec.rl': the compact form (an array) is for files without network latents (k = 0)"
+        )
     if k == 0:  # no network latents: their quantizer keys (and k itself) may be left out
         c = {"q": 0, "qo": [0] * n_levels, "ma": 0, "ls": b"", **c}
     q = integer("q", -512, 512)
@@ -133,15 +138,17 @@ def level_rotations(model: CodecModel, codes: bytes) -> list:
     out, pos = [], 0
     for lv in model.layout.levels:
         n = n_angles(lv.channels)
-        out.append(rotation_from_codes(codes[pos:pos + n], lv.channels) if n or lv.channels == 1 else None)
+        out.append(rotation_from_codes(codes[pos : pos + n], lv.channels) if n or lv.channels == 1 else None)
         pos += n
     return out
 
 
 def n_scale_codes(model: CodecModel, height: int, width: int, wavelet: int) -> int:
     """Number of latent scale codes: one per (level, channel, subband group)."""
-    return sum(lv.channels * (wavelet_levels(*model.layout.grid_shape(i, height, width), wavelet) + 1)
-               for i, lv in enumerate(model.layout.levels))
+    return sum(
+        lv.channels * (wavelet_levels(*model.layout.grid_shape(i, height, width), wavelet) + 1)
+        for i, lv in enumerate(model.layout.levels)
+    )
 
 
 def symbol_scales(model: CodecModel, codes: bytes, height: int, width: int, wavelet: int = 0) -> np.ndarray:
@@ -155,7 +162,7 @@ def symbol_scales(model: CodecModel, codes: bytes, height: int, width: int, wave
         gh, gw = model.layout.grid_shape(i, height, width)
         j = wavelet_levels(gh, gw, wavelet)
         n = lv.channels * (j + 1)
-        s = np.array([entropy.scale_from_code(b) for b in codes[pos:pos + n]], np.float64).reshape(lv.channels, j + 1)
+        s = np.array([entropy.scale_from_code(b) for b in codes[pos : pos + n]], np.float64).reshape(lv.channels, j + 1)
         out.append(s.T[subband_groups(gh, gw, j)].ravel())
         pos += n
     return np.concatenate(out) if out else np.zeros(0)
@@ -169,7 +176,7 @@ def decode_latents(data: bytes, model: CodecModel, p: CodecParams, height: int, 
     for i, lv in enumerate(model.layout.levels):
         gh, gw = model.layout.grid_shape(i, height, width)
         n = gh * gw * lv.channels
-        g = (sym[pos:pos + n].astype(np.float32) * np.float32(p.steps[i])).reshape(gh, gw, lv.channels)
+        g = (sym[pos : pos + n].astype(np.float32) * np.float32(p.steps[i])).reshape(gh, gw, lv.channels)
         if p.wavelet:
             g = haar_inverse(g, wavelet_levels(gh, gw, p.wavelet))
         if p.rotations is not None and p.rotations[i] is not None:
@@ -179,9 +186,18 @@ def decode_latents(data: bytes, model: CodecModel, p: CodecParams, height: int, 
     return grids
 
 
-def synthesize(model: CodecModel, grids: list, k: int, height: int, width: int, window: tuple,
-               *, backend: str = "auto", threads: int = 0,
-               progress: Optional[Callable[[float], None]] = None) -> np.ndarray:
+def synthesize(
+    model: CodecModel,
+    grids: list,
+    k: int,
+    height: int,
+    width: int,
+    window: tuple,
+    *,
+    backend: str = "auto",
+    threads: int = 0,
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
     """Normalised coefficients (h, w, k) of a window from dequantized grids."""
     r0, c0, h, w = window
     out = np.empty((h, w, k), np.float32)
@@ -192,14 +208,13 @@ def synthesize(model: CodecModel, grids: list, k: int, height: int, width: int, 
         b = min(a + ROW_BLOCK, r0 + h)
         phi = pixel_latents(model.layout, grids, height, width, a, b, c0, c0 + w)
         x = local_coords(model.layout, a, b, c0, c0 + w, height, width)
-        out[a - r0:b - r0] = siren.forward(weights, x, phi, backend=backend, threads=threads).reshape(b - a, w, k)
+        out[a - r0 : b - r0] = siren.forward(weights, x, phi, backend=backend, threads=threads).reshape(b - a, w, k)
         if progress is not None:
             progress((b - r0) / h)
     return out
 
 
-def reconstruct(coeffs: np.ndarray, norm: float, mean: np.ndarray, basis: np.ndarray,
-                bands: tuple) -> np.ndarray:
+def reconstruct(coeffs: np.ndarray, norm: float, mean: np.ndarray, basis: np.ndarray, bands: tuple) -> np.ndarray:
     """Band values (h, w, nb) float64 from normalised coefficients, for bands [a, b)."""
     a, b = bands
     h, w, k = coeffs.shape
@@ -208,8 +223,9 @@ def reconstruct(coeffs: np.ndarray, norm: float, mean: np.ndarray, basis: np.nda
     return vals.reshape(h, w, b - a)
 
 
-def reconstruct_bands(coeffs: np.ndarray, scale: float, offset: float, band_map: np.ndarray,
-                      bands: tuple) -> np.ndarray:
+def reconstruct_bands(
+    coeffs: np.ndarray, scale: float, offset: float, band_map: np.ndarray, bands: tuple
+) -> np.ndarray:
     """Band values (h, w, nb) float64 for the plain method: outputs picked by the band map, rescaled."""
     a, b = bands
     return coeffs[..., band_map[a:b]].astype(np.float64) * scale + offset
@@ -227,7 +243,7 @@ def parse_band_map(sp: dict, n_bands: int, n_out: int) -> np.ndarray:
     return np.asarray(bm, np.int64)
 
 
-def check_window(shape: tuple, window: Optional[tuple], bands: Optional[tuple]) -> tuple[tuple, tuple]:
+def check_window(shape: tuple, window: tuple | None, bands: tuple | None) -> tuple[tuple, tuple]:
     """Validate a (row, col, h, w) window and [a, b) band range against the cube shape."""
     hgt, wid, c = shape
     win = (0, 0, hgt, wid) if window is None else tuple(int(v) for v in window)
@@ -252,7 +268,7 @@ _BYTES_PER_COEFF = 16
 _BYTES_PER_VALUE = 32
 
 
-def decode_bytes_needed(header: dict, model: Optional[CodecModel], k: int, window: tuple, bands: tuple) -> int:
+def decode_bytes_needed(header: dict, model: CodecModel | None, k: int, window: tuple, bands: tuple) -> int:
     """Estimate of the peak memory :func:`decode_sections` (plus mask and cast) needs for a window."""
     hgt, wid, c = (int(v) for v in header["shape"])
     n_lat = model.layout.count(hgt, wid) if k and model is not None else 0
@@ -262,14 +278,21 @@ def decode_bytes_needed(header: dict, model: Optional[CodecModel], k: int, windo
     pixels = window[2] * window[3]
     values = pixels * (bands[1] - bands[0])
     mask = hgt * wid * c // 4 if "mask" in header else 0  # whole-cube bit mask inflated to bool + bytes
-    return (_BYTES_PER_LATENT * (n_lat + n_maps) + _BYTES_PER_COEFF * pixels * k + _BYTES_PER_VALUE * values
-            + mask)
+    return _BYTES_PER_LATENT * (n_lat + n_maps) + _BYTES_PER_COEFF * pixels * k + _BYTES_PER_VALUE * values + mask
 
 
-def decode_sections(header: dict, read_section: Callable[[str], bytes], model: Optional[CodecModel], *,
-                    window: Optional[tuple] = None, bands: Optional[tuple] = None, backend: str = "auto",
-                    threads: int = 0, progress: Optional[Callable[[float], None]] = None,
-                    limits: Optional[Limits] = None) -> np.ndarray:
+def decode_sections(
+    header: dict,
+    read_section: Callable[[str], bytes],
+    model: CodecModel | None,
+    *,
+    window: tuple | None = None,
+    bands: tuple | None = None,
+    backend: str = "auto",
+    threads: int = 0,
+    progress: Callable[[float], None] | None = None,
+    limits: Limits | None = None,
+) -> np.ndarray:
     """Decode a window of the cube as float64 in original units (before the dtype cast).
 
     The memory the decode needs is estimated first and refused (HsimLimitError)
@@ -310,7 +333,7 @@ def _decode(header, read_section, model, p, hgt, wid, c, win, bnd, backend, thre
         bm = parse_band_map(p.spectral, c, model.n_out)
         if p.k == 0:
             return np.full((win[2], win[3], bnd[1] - bnd[0]), float(off))
-        need = int(bm[bnd[0]:bnd[1]].max()) + 1
+        need = int(bm[bnd[0] : bnd[1]].max()) + 1
         if need > p.k:
             raise HsimHeaderError("header key 'codec.k': smaller than the band map needs")
         coeffs = synthesize(model, grids, need, hgt, wid, win, backend=backend, threads=threads, progress=progress)
@@ -319,17 +342,19 @@ def _decode(header, read_section, model, p, hgt, wid, c, win, bnd, backend, thre
     if p.split is not None:  # compact form: one section "c", the spectral stream first
         body = read_section("c")
         if p.split > len(body):
-            raise HsimHeaderError(f"header key 'codec.sp': spectral stream of {p.split} bytes does not fit "
-                                  f"section 'c' of {len(body)}")
-        sdata, rdata = body[:p.split], body[p.split:]
+            raise HsimHeaderError(
+                f"header key 'codec.sp': spectral stream of {p.split} bytes does not fit section 'c' of {len(body)}"
+            )
+        sdata, rdata = body[: p.split], body[p.split :]
     else:
         sdata, rdata = read_section("s"), (read_section("r") if p.maps is not None else b"")
     mean, basis = decode_spectral(sdata, p.spectral, c, kt)
     coeffs = np.zeros((win[2], win[3], kt), np.float64)
     if p.k:
-        coeffs[..., :p.k] = synthesize(model, grids, p.k, hgt, wid, win, backend=backend, threads=threads,
-                                       progress=progress)
+        coeffs[..., : p.k] = synthesize(
+            model, grids, p.k, hgt, wid, win, backend=backend, threads=threads, progress=progress
+        )
     if p.maps is not None:
         maps = coefmaps.decode_maps(rdata, p.maps, hgt, wid)
-        coeffs[..., :p.maps.k] += maps[win[0]:win[0] + win[2], win[1]:win[1] + win[3]]
+        coeffs[..., : p.maps.k] += maps[win[0] : win[0] + win[2], win[1] : win[1] + win[3]]
     return reconstruct(coeffs, p.norm, mean, basis, bnd)

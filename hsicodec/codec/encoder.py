@@ -16,20 +16,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Callable
 
 import numpy as np
 
+from hsicodec.codec.decoder import (
+    CODEC_NAME,
+    STEPS_PER_OCTAVE,
+    level_rotations,
+    reconstruct,
+    reconstruct_bands,
+    symbol_scales,
+    synthesize,
+)
 from hsicodec.coding import entropy
-from hsicodec.format.container import encode_hsim
-from hsicodec.codec.decoder import CODEC_NAME, STEPS_PER_OCTAVE, reconstruct, reconstruct_bands, symbol_scales, synthesize
-from hsicodec.errors import OptionError
-from hsicodec.metrics import psnr as psnr_metric
-from hsicodec.layers.network.model import CodecModel
-from hsicodec.codec.decoder import level_rotations
-from hsicodec.layers.network.rotation import klt_codes, n_angles
-from hsicodec.coding.wavelet import haar_forward, haar_inverse, subband_groups, wavelet_levels
 from hsicodec.coding.spectral import SpectralFit, encode_spectral, fit_pca, matched_exponents
+from hsicodec.coding.wavelet import haar_forward, haar_inverse, subband_groups, wavelet_levels
+from hsicodec.errors import OptionError
+from hsicodec.format.container import encode_hsim
+from hsicodec.layers.network.model import CodecModel
+from hsicodec.layers.network.rotation import klt_codes, n_angles
+from hsicodec.metrics import psnr as psnr_metric
 
 EFFORTS = {"fast": (None, 0), "default": (12, 0), "max": (12, 300)}
 K_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
@@ -49,13 +56,13 @@ class Analysis:
     """
 
     values: np.ndarray  # (H, W, C) float64
-    pca: Optional[SpectralFit]
+    pca: SpectralFit | None
     targets: np.ndarray  # (H, W, n_out) float32
     value_range: float
     mode: str = "pca"
     offset: float = 0.0
     scale: float = 1.0
-    band_map: Optional[np.ndarray] = None  # (C,) model output of every band ("id" mode)
+    band_map: np.ndarray | None = None  # (C,) model output of every band ("id" mode)
 
     @property
     def norm(self) -> float:
@@ -69,7 +76,7 @@ class Analysis:
         return self.value_range == 0.0
 
 
-def effort_steps(effort: Union[str, int], model: CodecModel) -> tuple[int, int]:
+def effort_steps(effort: str | int, model: CodecModel) -> tuple[int, int]:
     """(inner steps, Adam fine-tuning steps) for an effort name or number (0–100)."""
     if isinstance(effort, str) and effort.isdigit():
         effort = int(effort)
@@ -101,8 +108,10 @@ def resolve_band_map(model: CodecModel, n_bands: int, band_map=None, wavelengths
             raise OptionError("several bands match the same model wavelength; give an explicit band map")
         return bm
     if n_bands > model.n_out:
-        raise OptionError(f"the cube has {n_bands} bands but model {model.alias or model.sha256[:12]} "
-                          f"outputs only {model.n_out}; use a model with spectral adaptation")
+        raise OptionError(
+            f"the cube has {n_bands} bands but model {model.alias or model.sha256[:12]} "
+            f"outputs only {model.n_out}; use a model with spectral adaptation"
+        )
     return np.arange(n_bands)
 
 
@@ -119,9 +128,9 @@ def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None
         return Analysis(values, None, y.reshape(h, w, model.n_out), rng, "id", off, scl, bm)
     fit = fit_pca(values.reshape(-1, c), max(model.n_out, MAP_COMPONENTS))  # one PCA for both layers
     y = np.zeros((h * w, model.n_out), np.float32)
-    basis = fit.basis[:model.n_out]
+    basis = fit.basis[: model.n_out]
     if fit.total_std > 0:
-        y[:, :basis.shape[0]] = (values.reshape(-1, c) - fit.mean) @ basis.T / fit.total_std
+        y[:, : basis.shape[0]] = (values.reshape(-1, c) - fit.mean) @ basis.T / fit.total_std
     return Analysis(values, fit, y.reshape(h, w, model.n_out), rng)
 
 
@@ -138,10 +147,16 @@ def _level_gradient_scale(model: CodecModel, h: int, w: int) -> list[float]:
     return [(crop * crop) / float(h * w) if lv.cell == 0 else 1.0 for lv in model.layout.levels]
 
 
-def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int,
-                channel_weight: Optional[np.ndarray] = None, threads: int = 0,
-                progress: Optional[Callable[[float], None]] = None, backend: str = "auto",
-                start: Optional[list] = None) -> list[np.ndarray]:
+def fit_latents(
+    model: CodecModel,
+    targets: np.ndarray,
+    inner_steps: int,
+    channel_weight: np.ndarray | None = None,
+    threads: int = 0,
+    progress: Callable[[float], None] | None = None,
+    backend: str = "auto",
+    start: list | None = None,
+) -> list[np.ndarray]:
     """Fit the scene's latent grids: the meta-learned SGD steps from zero latents (or, with
     ``start``, more steps after those that gave ``start``).
 
@@ -162,10 +177,13 @@ def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int,
     op = GridOperator(layout, h, w)
     x = local_coords(layout, 0, h, 0, w, h, w)
     t = np.ascontiguousarray(targets.reshape(h * w, n_out))
-    cw = (np.ones(n_out, np.float32) if channel_weight is None else np.asarray(channel_weight, np.float32))
+    cw = np.ones(n_out, np.float32) if channel_weight is None else np.asarray(channel_weight, np.float32)
     cw = cw / TRAIN_CROP_PIXELS
-    grids = ([np.zeros(shape, np.float32) for shape in op.shapes] if start is None
-             else [np.array(g, np.float32) for g in start])
+    grids = (
+        [np.zeros(shape, np.float32) for shape in op.shapes]
+        if start is None
+        else [np.array(g, np.float32) for g in start]
+    )
     scales = _level_gradient_scale(model, h, w)
     for s in range(inner_steps):
         _, g_phi = siren.loss_grad_phi(model.weights, x, op(grids), t, cw, None, backend=backend, threads=threads)
@@ -175,9 +193,14 @@ def fit_latents(model: CodecModel, targets: np.ndarray, inner_steps: int,
     return [g.astype(np.float32) for g in grids]
 
 
-def fit_latents_torch(model: CodecModel, targets: np.ndarray, inner_steps: int,
-                      channel_weight: Optional[np.ndarray] = None, threads: int = 0,
-                      progress: Optional[Callable[[float], None]] = None) -> list[np.ndarray]:
+def fit_latents_torch(
+    model: CodecModel,
+    targets: np.ndarray,
+    inner_steps: int,
+    channel_weight: np.ndarray | None = None,
+    threads: int = 0,
+    progress: Callable[[float], None] | None = None,
+) -> list[np.ndarray]:
     """The torch twin of :func:`fit_latents` (same steps, autograd gradients)."""
     import torch
 
@@ -194,8 +217,13 @@ def fit_latents_torch(model: CodecModel, targets: np.ndarray, inner_steps: int,
     blocks = []
     for a in range(0, h, FIT_ROW_BLOCK):
         b = min(a + FIT_ROW_BLOCK, h)
-        blocks.append((GridSampler(layout, h, w, row0=a, rows=b - a, full_height=h, full_width=w),
-                       coords_tensor(layout, a, b - a, 0, w, h, w)[None], tgt[a:b][None]))
+        blocks.append(
+            (
+                GridSampler(layout, h, w, row0=a, rows=b - a, full_height=h, full_width=w),
+                coords_tensor(layout, a, b - a, 0, w, h, w)[None],
+                tgt[a:b][None],
+            )
+        )
     grids = [torch.zeros(1, *layout.grid_shape(i, h, w), lv.channels) for i, lv in enumerate(layout.levels)]
     lrs = [torch.from_numpy(np.array(lr)) * sc for lr, sc in zip(model.inner_lrs, _level_gradient_scale(model, h, w))]
     for s in range(inner_steps):
@@ -215,8 +243,17 @@ def _torch_net(model: CodecModel):
     from hsicodec.layers.network.torchnet import ModSiren
 
     wts = model.weights
-    net = ModSiren(wts.n_in, wts.width, wts.depth, wts.latent_dim, wts.n_out, w0=1.0, w_hidden=1.0, shift=wts.shift,
-                   skip=wts.skip_w is not None)
+    net = ModSiren(
+        wts.n_in,
+        wts.width,
+        wts.depth,
+        wts.latent_dim,
+        wts.n_out,
+        w0=1.0,
+        w_hidden=1.0,
+        shift=wts.shift,
+        skip=wts.skip_w is not None,
+    )
     with torch.no_grad():
         for lin, a, b in zip(net.hidden, wts.hidden_w, wts.hidden_b):
             lin.weight.copy_(torch.from_numpy(np.array(a)))
@@ -238,7 +275,7 @@ class LatentCoding:
     then ``wavelet`` Haar levels; both orthonormal. ``levels`` holds (J, subband groups, Q)."""
 
     wavelet: int
-    rotation_codes: Optional[bytes]
+    rotation_codes: bytes | None
     levels: list
 
     def params(self) -> dict:
@@ -262,15 +299,15 @@ class LatentCoding:
         return g @ rot.T if rot is not None else g
 
 
-def latent_coding(model: CodecModel, grids: Optional[list], h: int, w: int, wavelet: int = LATENT_WAVELET,
-                  rotate: bool = True) -> LatentCoding:
+def latent_coding(
+    model: CodecModel, grids: list | None, h: int, w: int, wavelet: int = LATENT_WAVELET, rotate: bool = True
+) -> LatentCoding:
     """The coding of a scene's latents: Haar levels per grid and, with ``rotate``, each
     level's KLT channel rotation fitted to ``grids`` (quantized to its angle bytes)."""
     rot_codes = None
     rotations: list = [None] * len(model.layout.levels)
     if rotate and grids:
-        rot_codes = b"".join(klt_codes(g.reshape(-1, g.shape[-1])) if n_angles(g.shape[-1]) else b""
-                             for g in grids)
+        rot_codes = b"".join(klt_codes(g.reshape(-1, g.shape[-1])) if n_angles(g.shape[-1]) else b"" for g in grids)
         rotations = level_rotations(model, rot_codes)
     levels = []
     for i in range(len(model.layout.levels)):
@@ -280,9 +317,15 @@ def latent_coding(model: CodecModel, grids: Optional[list], h: int, w: int, wave
     return LatentCoding(wavelet, rot_codes, levels)
 
 
-def quantize_latents(model: CodecModel, grids: list, q: int, h: int, w: int,
-                     offsets: Optional[list] = None,
-                     coding: Optional[LatentCoding] = None) -> tuple[bytes, dict, list]:
+def quantize_latents(
+    model: CodecModel,
+    grids: list,
+    q: int,
+    h: int,
+    w: int,
+    offsets: list | None = None,
+    coding: LatentCoding | None = None,
+) -> tuple[bytes, dict, list]:
     """Quantize level l's coefficients (see :class:`LatentCoding`) with step
     Δ_l = 2^((q + o_l)/8), choose the Laplace scale per (level, channel, subband group)
     that codes it in the fewest bits, entropy code.
@@ -296,9 +339,10 @@ def quantize_latents(model: CodecModel, grids: list, q: int, h: int, w: int,
     max_abs = int(max((np.abs(x).max() for x in qs if x.size), default=0))
     if max_abs > entropy.MAX_ABS_LIMIT:
         raise OptionError("quantization step too small for the latent range")
-    codes = b"".join(entropy.best_scale_codes(x, np.arange(x.shape[-1]) * (j + 1) + groups[..., None],
-                                              x.shape[-1] * (j + 1))
-                     for x, (j, groups, _) in zip(qs, coding.levels))
+    codes = b"".join(
+        entropy.best_scale_codes(x, np.arange(x.shape[-1]) * (j + 1) + groups[..., None], x.shape[-1] * (j + 1))
+        for x, (j, groups, _) in zip(qs, coding.levels)
+    )
     sym = np.concatenate([x.ravel() for x in qs])
     data = entropy.laplace_encode(sym, symbol_scales(model, codes, h, w, coding.wavelet), max_abs)
     deq = [coding.to_grid(i, x * st).astype(np.float32) for i, (x, st) in enumerate(zip(qs, steps))]
@@ -316,8 +360,9 @@ def _group_mean_abs(v: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndar
     return (sums / counts)[ids].reshape(v.shape)
 
 
-def level_step_offsets(model: CodecModel, grids: list, targets: np.ndarray, threads: int = 0,
-                       backend: str = "auto") -> list[int]:
+def level_step_offsets(
+    model: CodecModel, grids: list, targets: np.ndarray, threads: int = 0, backend: str = "auto"
+) -> list[int]:
     """Per-level step offsets (1/8 octaves) that equalise the distortion–rate slope across levels.
 
     For uniform quantization the distortion a level adds is n_l g_l Δ_l² / 12, with
@@ -353,10 +398,21 @@ def _laplace_bits_grad(v: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(av > 0.5, g_out, g_in)
 
 
-def rd_refine(model: CodecModel, grids: list, targets: np.ndarray, channel_weight: np.ndarray, q: int,
-              offsets: list, lam: float, steps: int, threads: int = 0, backend: str = "auto", seed: int = 0,
-              progress: Optional[Callable[[float], None]] = None,
-              coding: Optional[LatentCoding] = None) -> list[np.ndarray]:
+def rd_refine(
+    model: CodecModel,
+    grids: list,
+    targets: np.ndarray,
+    channel_weight: np.ndarray,
+    q: int,
+    offsets: list,
+    lam: float,
+    steps: int,
+    threads: int = 0,
+    backend: str = "auto",
+    seed: int = 0,
+    progress: Callable[[float], None] | None = None,
+    coding: LatentCoding | None = None,
+) -> list[np.ndarray]:
     """Rate–distortion optimisation of the latents: min D + λ·R at fixed steps Δ_l.
 
     Adam in quantization units v = W(g Q) / Δ_l (``coding``: Q the channel rotation,
@@ -423,9 +479,19 @@ class RateSearch:
     Only the chosen candidate is decoded and measured exactly.
     """
 
-    def __init__(self, model: CodecModel, an: Analysis, grids: list, base_header: dict, threads: int = 0,
-                 backend: str = "auto", offsets: Optional[list] = None, extra_sections: tuple = (),
-                 coding: Optional[LatentCoding] = None, valid: Optional[np.ndarray] = None):
+    def __init__(
+        self,
+        model: CodecModel,
+        an: Analysis,
+        grids: list,
+        base_header: dict,
+        threads: int = 0,
+        backend: str = "auto",
+        offsets: list | None = None,
+        extra_sections: tuple = (),
+        coding: LatentCoding | None = None,
+        valid: np.ndarray | None = None,
+    ):
         self.model, self.an, self.grids, self.base, self.threads = model, an, grids, base_header, threads
         self.extra_sections = list(extra_sections)
         self.backend = backend
@@ -435,8 +501,11 @@ class RateSearch:
         self._lat_cache: dict = {}
         self.valid = valid
         self.coding = coding if coding is not None else latent_coding(model, grids, self.h, self.w)
-        self.offsets = offsets if offsets is not None else (
-            level_step_offsets(model, grids, an.targets, threads, backend) if grids else None)
+        self.offsets = (
+            offsets
+            if offsets is not None
+            else (level_step_offsets(model, grids, an.targets, threads, backend) if grids else None)
+        )
 
     # -- side information and streams
     def spectral(self, k: int):
@@ -449,14 +518,15 @@ class RateSearch:
         if k not in self._spec_cache:
             fit = self.an.pca
             resid = fit.dropped_variance(k) / self.c
-            me, be = matched_exponents(fit, k, max(resid, (fit.total_std ** 2 / self.c) * 1e-5, 1e-12))
+            me, be = matched_exponents(fit, k, max(resid, (fit.total_std**2 / self.c) * 1e-5, 1e-12))
             self._spec_cache[k] = encode_spectral(fit.mean, fit.basis[:k], me, be)
         return self._spec_cache[k]
 
     def latents(self, step: int):
         if step not in self._lat_cache:
-            self._lat_cache[step] = quantize_latents(self.model, self.grids, step, self.h, self.w, self.offsets,
-                                                     self.coding)
+            self._lat_cache[step] = quantize_latents(
+                self.model, self.grids, step, self.h, self.w, self.offsets, self.coding
+            )
         return self._lat_cache[step]
 
     def build(self, k: int, step: int) -> tuple[bytes, list]:
@@ -483,8 +553,9 @@ class RateSearch:
             except OptionError:
                 return np.full(self.model.n_out, np.inf)
             n = self.model.n_out
-            pred = synthesize(self.model, deq, n, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads,
-                              backend=self.backend)
+            pred = synthesize(
+                self.model, deq, n, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads, backend=self.backend
+            )
             err = (pred.astype(np.float64) - self.an.targets) ** 2
             if self.valid is None:
                 self._coef_cache[step] = np.mean(err, axis=(0, 1))
@@ -497,10 +568,10 @@ class RateSearch:
         if self.an.mode == "id" and k == 0:  # constant cube: the offset is exact
             return float("inf")
         if self.an.mode == "id":
-            mse = self.an.scale ** 2 * float(np.mean(self.coef_sq_errors(step)[self.an.band_map]))
+            mse = self.an.scale**2 * float(np.mean(self.coef_sq_errors(step)[self.an.band_map]))
         else:
             fit = self.an.pca
-            mse = fit.total_std ** 2 * float(np.sum(self.coef_sq_errors(step)[:k])) if k else 0.0
+            mse = fit.total_std**2 * float(np.sum(self.coef_sq_errors(step)[:k])) if k else 0.0
             mse += fit.dropped_variance(k)
             mse /= self.c
         if mse <= 0:
@@ -510,8 +581,9 @@ class RateSearch:
     def measure(self, k: int, step: int) -> Candidate:
         data, deq = self.build(k, step)
         _, _, mean, basis = self.spectral(k)
-        coeffs = synthesize(self.model, deq, k, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads,
-                            backend=self.backend)
+        coeffs = synthesize(
+            self.model, deq, k, self.h, self.w, (0, 0, self.h, self.w), threads=self.threads, backend=self.backend
+        )
         if self.an.mode == "id" and k == 0:
             rec = np.full(self.an.values.shape, self.an.offset)
         elif self.an.mode == "id":
@@ -529,7 +601,7 @@ class RateSearch:
         except OptionError:  # step too fine for the latent range: treat as too large
             return float("inf")
 
-    def finest_step(self, k: int, budget: int) -> Optional[int]:
+    def finest_step(self, k: int, budget: int) -> int | None:
         """Finest grid step whose file fits the budget, refined by bisection on exact sizes."""
         if not k:
             return 0 if self.size(0, 0) <= budget else None
@@ -557,8 +629,10 @@ class RateSearch:
                 scored.append((self.predicted_psnr(k, step), k, step, self.size(k, step)))
         if not scored:
             smallest = min(self.size(k, STEP_GRID[0]) for k in self.k_candidates())
-            raise OptionError(f"--bpppb {target} is below the smallest file this cube allows "
-                              f"({8 * smallest / (self.h * self.w * self.c):.5f} bpppb)")
+            raise OptionError(
+                f"--bpppb {target} is below the smallest file this cube allows "
+                f"({8 * smallest / (self.h * self.w * self.c):.5f} bpppb)"
+            )
         close = [s for s in scored if s[3] >= 0.9 * budget]
         _, k, step, _ = max(close or scored)
         return self.measure(k, step)
@@ -584,8 +658,10 @@ class RateSearch:
                     lo_i = mid
             feasible.append((self.size(k, STEP_GRID[hi_i]), k, hi_i))
         if not feasible:
-            raise OptionError(f"--psnr {target} dB is above what this model reaches on this cube "
-                              f"(about {best_seen:.2f} dB); use a higher --effort or a --bpppb target")
+            raise OptionError(
+                f"--psnr {target} dB is above what this model reaches on this cube "
+                f"(about {best_seen:.2f} dB); use a higher --effort or a --bpppb target"
+            )
         reached = -np.inf
         for _, k, i in sorted(feasible):
             cand = self.measure(k, STEP_GRID[i])
@@ -598,8 +674,10 @@ class RateSearch:
                 return cand
             reached = max(reached, cand.psnr)
         # e.g. the side information's precision, or masked values, which the prediction leaves out
-        raise OptionError(f"--psnr {target} dB is above what this model reaches on this cube "
-                          f"(at best {reached:.2f} dB); use a --bpppb target")
+        raise OptionError(
+            f"--psnr {target} dB is above what this model reaches on this cube "
+            f"(at best {reached:.2f} dB); use a --bpppb target"
+        )
 
     def slope(self, k: int, q: int) -> float:
         """−dD/dR at (k, q) in fit units per bit (for the RD refinement's λ)."""
@@ -646,8 +724,17 @@ MAP_DEADZONES = (0.4, 0.5)  # map-layer rounding thresholds: the first at defaul
 # the threshold matters little: 0.35–0.5 were within 0.02 dB on Jasper Ridge and Pavia Centre)
 
 
-def _map_search(model: CodecModel, an: Analysis, header: dict, extra_sections: tuple, valid, bpppb, psnr,
-                thorough: bool, required: bool) -> Optional[Candidate]:
+def _map_search(
+    model: CodecModel,
+    an: Analysis,
+    header: dict,
+    extra_sections: tuple,
+    valid,
+    bpppb,
+    psnr,
+    thorough: bool,
+    required: bool,
+) -> Candidate | None:
     """Best coefficient-map-layer file for the target (None if it cannot meet it, unless ``required``)."""
     from hsicodec.layers.maps.search import SPECTRAL_BETAS, MapSearch  # noqa: PLC0415 - mapsearch builds on this module
 
@@ -667,9 +754,19 @@ def _map_search(model: CodecModel, an: Analysis, header: dict, extra_sections: t
     return best
 
 
-def _search(model: CodecModel, an: Analysis, grids: list, header: dict, threads: int, backend: str,
-            extra_sections: tuple, bpppb: Optional[float], psnr: Optional[float],
-            valid: Optional[np.ndarray] = None, names: Optional[tuple] = None) -> tuple[Candidate, RateSearch]:
+def _search(
+    model: CodecModel,
+    an: Analysis,
+    grids: list,
+    header: dict,
+    threads: int,
+    backend: str,
+    extra_sections: tuple,
+    bpppb: float | None,
+    psnr: float | None,
+    valid: np.ndarray | None = None,
+    names: tuple | None = None,
+) -> tuple[Candidate, RateSearch]:
     """Best file for the target over the latent codings (:data:`LATENT_CODINGS`): by default
     wavelet + rotation, and for small images also plain symbols (which win where the side
     information of the others outweighs their saving)."""
@@ -680,8 +777,18 @@ def _search(model: CodecModel, an: Analysis, grids: list, header: dict, threads:
     codings = [latent_coding(model, grids, h, w, *LATENT_CODINGS[n]) for n in names]
     offsets = None  # the per-level steps do not depend on the coding: measured once
     for coding in codings:
-        s = RateSearch(model, an, grids, header, threads, backend, offsets=offsets, extra_sections=extra_sections,
-                       coding=coding, valid=valid)
+        s = RateSearch(
+            model,
+            an,
+            grids,
+            header,
+            threads,
+            backend,
+            offsets=offsets,
+            extra_sections=extra_sections,
+            coding=coding,
+            valid=valid,
+        )
         offsets = s.offsets
         try:
             cand = s.for_bpppb(bpppb) if bpppb is not None else s.for_psnr(psnr)
@@ -694,11 +801,23 @@ def _search(model: CodecModel, an: Analysis, grids: list, header: dict, threads:
     return best
 
 
-def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None, psnr: Optional[float] = None,
-           effort: Union[str, int] = "default", base_header: Optional[dict] = None, threads: int = 0,
-           progress: Optional[Callable[[float], None]] = None, backend: str = "auto",
-           band_map=None, wavelengths=None, extra_sections: tuple = (),
-           valid: Optional[np.ndarray] = None, latent_codings: Optional[tuple] = None) -> tuple[bytes, dict]:
+def encode(
+    cube: np.ndarray,
+    model: CodecModel,
+    *,
+    bpppb: float | None = None,
+    psnr: float | None = None,
+    effort: str | int = "default",
+    base_header: dict | None = None,
+    threads: int = 0,
+    progress: Callable[[float], None] | None = None,
+    backend: str = "auto",
+    band_map=None,
+    wavelengths=None,
+    extra_sections: tuple = (),
+    valid: np.ndarray | None = None,
+    latent_codings: tuple | None = None,
+) -> tuple[bytes, dict]:
     """Encode a (H, W, C) cube; returns the `.hsim` bytes and encoding statistics.
 
     ``latent_codings`` (names of :data:`LATENT_CODINGS`) restricts how the latents may be
@@ -746,45 +865,92 @@ def encode(cube: np.ndarray, model: CodecModel, *, bpppb: Optional[float] = None
             use_maps = False
     skip_grids = grid_codings == ()
     t_fit0 = time.perf_counter()
-    grids = fit_latents(model, an.targets, inner_steps, cw, threads=threads,
-                        progress=(lambda f: progress(0.2 * f)) if progress else None, backend=backend) \
-        if not an.constant and not skip_grids else []
+    grids = (
+        fit_latents(
+            model,
+            an.targets,
+            inner_steps,
+            cw,
+            threads=threads,
+            progress=(lambda f: progress(0.2 * f)) if progress else None,
+            backend=backend,
+        )
+        if not an.constant and not skip_grids
+        else []
+    )
     t_fit = time.perf_counter() - t_fit0
     if grid_codings != ():
-        best, search = _search(model, an, grids, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr,
-                               valid, grid_codings)
+        best, search = _search(
+            model, an, grids, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr, valid, grid_codings
+        )
     if use_maps and layer != MAP_CODING:
-        cand = _map_search(model, an, base_header or {}, extra_sections, valid, bpppb, psnr, adam_steps > 0,
-                           required=best is None)
+        cand = _map_search(
+            model, an, base_header or {}, extra_sections, valid, bpppb, psnr, adam_steps > 0, required=best is None
+        )
         if cand is not None and (best is None or _better(cand, best, bpppb is not None)):
             best, search, adam_steps, layer = cand, None, 0, MAP_CODING
     if best is None:
-        raise OptionError("the coefficient-map layer needs a model with a PCA spectral stage and a "
-                          "non-constant cube" if grid_codings == () else "no coding could meet the target")
+        raise OptionError(
+            "the coefficient-map layer needs a model with a PCA spectral stage and a non-constant cube"
+            if grid_codings == ()
+            else "no coding could meet the target"
+        )
     if adam_steps and grids and best.k:
         # longer inner loops, then rate–distortion refinement of the best fit at its operating point
         g, done = grids, inner_steps
         for n in (n for n in MAX_INNER_STEPS if n > inner_steps):
             g, done = fit_latents(model, an.targets, n - done, cw, threads=threads, backend=sbackend, start=g), n
-            cand, s_n = _search(model, an, g, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr,
-                                valid, grid_codings)
+            cand, s_n = _search(
+                model, an, g, base_header or {}, threads, sbackend, extra_sections, bpppb, psnr, valid, grid_codings
+            )
             if cand.k and _better(cand, best, bpppb is not None):
                 best, grids, search, inner_steps = cand, g, s_n, n
         if progress:
             progress(0.3)
         lam = search.slope(best.k, best.step)
-        refined = rd_refine(model, grids, an.targets, search.channel_weight(best.k), best.step, search.offsets,
-                            lam, adam_steps, threads=threads, backend=sbackend,
-                            progress=(lambda f: progress(0.3 + 0.6 * f)) if progress else None, coding=search.coding)
-        search2 = RateSearch(model, an, refined, base_header or {}, threads, sbackend, search.offsets, extra_sections,
-                             search.coding, valid)
+        refined = rd_refine(
+            model,
+            grids,
+            an.targets,
+            search.channel_weight(best.k),
+            best.step,
+            search.offsets,
+            lam,
+            adam_steps,
+            threads=threads,
+            backend=sbackend,
+            progress=(lambda f: progress(0.3 + 0.6 * f)) if progress else None,
+            coding=search.coding,
+        )
+        search2 = RateSearch(
+            model,
+            an,
+            refined,
+            base_header or {},
+            threads,
+            sbackend,
+            search.offsets,
+            extra_sections,
+            search.coding,
+            valid,
+        )
         cand = search2.for_bpppb(bpppb) if bpppb is not None else search2.for_psnr(psnr)
         if _better(cand, best, bpppb is not None):
             best = cand
     if progress:
         progress(1.0)
-    stats = {"k": best.k, "step": entropy.step_from_exponent(best.step, STEPS_PER_OCTAVE), "q": best.step, "psnr": best.psnr, "bytes": len(best.data),
-             "bpppb": 8.0 * len(best.data) / cube.size, "fit_seconds": t_fit,
-             "seconds": time.perf_counter() - t0, "inner_steps": inner_steps, "adam_steps": adam_steps,
-             "layer": layer, "maps_first": maps_first}
+    stats = {
+        "k": best.k,
+        "step": entropy.step_from_exponent(best.step, STEPS_PER_OCTAVE),
+        "q": best.step,
+        "psnr": best.psnr,
+        "bytes": len(best.data),
+        "bpppb": 8.0 * len(best.data) / cube.size,
+        "fit_seconds": t_fit,
+        "seconds": time.perf_counter() - t0,
+        "inner_steps": inner_steps,
+        "adam_steps": adam_steps,
+        "layer": layer,
+        "maps_first": maps_first,
+    }
     return best.data, stats

@@ -10,14 +10,13 @@ valid values before fitting.
 from __future__ import annotations
 
 import zlib
-from typing import Optional
 
 import numpy as np
 
 from hsicodec.errors import HsimError, OptionError
 
 
-def invalid_mask(cube: np.ndarray, nodata: Optional[float] = None) -> Optional[np.ndarray]:
+def invalid_mask(cube: np.ndarray, nodata: float | None = None) -> np.ndarray | None:
     """Boolean mask of NaN, ±Inf and nodata values, or None when every value is valid."""
     mask = np.zeros(cube.shape, bool)
     if cube.dtype.kind == "f":

@@ -26,30 +26,47 @@ import os
 import struct
 import tempfile
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Union
 
 import crc32c as _crc32c
 import numpy as np
 
 from hsicodec.codec import api as _codec
-from hsicodec.format.container import (
-    DEFAULT_LIMITS, TRAILER_SIZE, HsimReader, Limits, pack_head, validate_header,
-)
 from hsicodec.codec.decoder import check_window
-from hsicodec.errors import HsimError, HsimHeaderError, HsimLimitError, OptionError
-from hsicodec.io.atomic import atomic_path, check_writable
 from hsicodec.codec.mask import invalid_mask
-from hsicodec.metrics import bpppb as bpppb_of
+from hsicodec.errors import HsimError, HsimHeaderError, HsimLimitError, OptionError
+from hsicodec.format.container import (
+    DEFAULT_LIMITS,
+    TRAILER_SIZE,
+    HsimReader,
+    Limits,
+    pack_head,
+    validate_header,
+)
+from hsicodec.io.atomic import atomic_path, check_writable
 from hsicodec.io.raster import CubeReader, GeoInfo, cast_to_dtype, open_cube_reader, open_cube_writer
+from hsicodec.metrics import bpppb as bpppb_of
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = [
-    "CODEC_ID", "FORMAT_VERSION", "DEFAULT_TILE", "AUTO_TILE_VALUES", "MAX_TILE_VALUES", "TileGrid",
-    "is_tiled", "should_tile", "write_tiled", "compress_tiled", "compress_file_tiled", "decompress_tiled",
-    "decompress_file_tiled", "tiles_info",
+    "CODEC_ID",
+    "FORMAT_VERSION",
+    "DEFAULT_TILE",
+    "AUTO_TILE_VALUES",
+    "MAX_TILE_VALUES",
+    "TileGrid",
+    "is_tiled",
+    "should_tile",
+    "write_tiled",
+    "compress_tiled",
+    "compress_file_tiled",
+    "decompress_tiled",
+    "decompress_file_tiled",
+    "tiles_info",
 ]
 
 CODEC_ID = "tiled"
@@ -73,6 +90,7 @@ _DEFAULT_BPPPB = 0.05  # the encoder's default target (hsicodec.codec.encoder.DE
 def _default_bpppb() -> float:
     try:
         from hsicodec.codec.encoder import DEFAULT_BPPPB
+
         return float(DEFAULT_BPPPB)
     except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover
         return _DEFAULT_BPPPB
@@ -141,7 +159,7 @@ class TileGrid:
         return self.rows * self.cols
 
     @classmethod
-    def for_shape(cls, shape: Iterable[int], tile: Union[int, tuple]) -> "TileGrid":
+    def for_shape(cls, shape: Iterable[int], tile: int | tuple) -> TileGrid:
         """The grid of tiles of side ``tile`` (or ``(tile_h, tile_w)``), clamped to the scene."""
         h, w, c = (int(v) for v in shape)
         th, tw = (tile, tile) if isinstance(tile, (int, np.integer)) else tuple(tile)
@@ -162,7 +180,7 @@ class TileGrid:
         ca, cb = c0 // self.tile_w, (c0 + w - 1) // self.tile_w
         return [r * self.cols + c for r in range(ra, rb + 1) for c in range(ca, cb + 1)]
 
-    def to_header(self, fill: Optional[float] = None) -> dict:
+    def to_header(self, fill: float | None = None) -> dict:
         d: dict = {"size": [self.tile_h, self.tile_w], "grid": [self.rows, self.cols]}
         if fill is not None:
             d["fill"] = fill
@@ -171,16 +189,21 @@ class TileGrid:
     def check(self, limits: Limits = DEFAULT_LIMITS, max_tile_values: int = MAX_TILE_VALUES) -> None:
         """Refuse a tile count or tile size over the limits (raises HsimLimitError)."""
         if self.count > limits.max_sections:
-            raise HsimLimitError(f"header key 'tiles': {self.rows}x{self.cols} = {self.count} tiles exceeds the "
-                                 f"limit of {limits.max_sections} (one section per tile)")
+            raise HsimLimitError(
+                f"header key 'tiles': {self.rows}x{self.cols} = {self.count} tiles exceeds the "
+                f"limit of {limits.max_sections} (one section per tile)"
+            )
         values = self.tile_h * self.tile_w * self.bands
         if values > max_tile_values:
-            raise HsimLimitError(f"header key 'tiles': a {self.tile_h}x{self.tile_w}x{self.bands} tile holds "
-                                 f"{values} values, exceeds the limit of {max_tile_values}")
+            raise HsimLimitError(
+                f"header key 'tiles': a {self.tile_h}x{self.tile_w}x{self.bands} tile holds "
+                f"{values} values, exceeds the limit of {max_tile_values}"
+            )
 
     @classmethod
-    def from_header(cls, header: Mapping, limits: Limits = DEFAULT_LIMITS,
-                    max_tile_values: int = MAX_TILE_VALUES) -> "TileGrid":
+    def from_header(
+        cls, header: Mapping, limits: Limits = DEFAULT_LIMITS, max_tile_values: int = MAX_TILE_VALUES
+    ) -> TileGrid:
         """Validate a tiled header's ``tiles`` map against its ``shape`` and the limits.
 
         Every check is arithmetic on header values: nothing is allocated per tile before
@@ -200,8 +223,9 @@ class TileGrid:
             raise HsimHeaderError(f"header key 'tiles.size': {th}x{tw} is larger than the {h}x{w} scene")
         g = cls(h, w, c, th, tw)
         if [g.rows, g.cols] != grid:
-            raise HsimHeaderError(f"header key 'tiles.grid': {grid} does not match {g.rows}x{g.cols} tiles of "
-                                  f"{th}x{tw} over {h}x{w}")
+            raise HsimHeaderError(
+                f"header key 'tiles.grid': {grid} does not match {g.rows}x{g.cols} tiles of {th}x{tw} over {h}x{w}"
+            )
         g.check(limits, max_tile_values)
         fill = t.get("fill")
         if fill is not None and (isinstance(fill, bool) or not isinstance(fill, (int, float))):
@@ -209,7 +233,7 @@ class TileGrid:
         return g
 
 
-def _fill_of(header: Mapping) -> Optional[float]:
+def _fill_of(header: Mapping) -> float | None:
     fill = header["tiles"].get("fill")
     return None if fill is None else float(fill)
 
@@ -231,7 +255,7 @@ def _check_tile_sections(reader: HsimReader, grid: TileGrid) -> dict:
 # --------------------------------------------------------------------------- dispatch helpers
 
 
-def should_tile(src: PathLike, tile: Optional[int], *, var: Optional[str] = None, band_first: bool = False) -> bool:
+def should_tile(src: PathLike, tile: int | None, *, var: str | None = None, band_first: bool = False) -> bool:
     """Whether compress_file writes a tiled file: ``tile`` > 0 yes, 0 no, None when the input
     holds more than :data:`AUTO_TILE_VALUES` values (its header is read, not its pixels)."""
     if tile is not None:
@@ -260,12 +284,12 @@ def tiles_info(header: Mapping, spans: Mapping[str, tuple]) -> dict:
 class _ArraySource:
     """An in-memory cube seen through the CubeReader interface."""
 
-    def __init__(self, cube: np.ndarray, geo: Optional[GeoInfo]) -> None:
+    def __init__(self, cube: np.ndarray, geo: GeoInfo | None) -> None:
         self.cube, self.shape, self.dtype = cube, tuple(cube.shape), cube.dtype
         self.geo = geo if geo is not None else GeoInfo()
 
     def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
-        return np.ascontiguousarray(self.cube[row:row + height, col:col + width])
+        return np.ascontiguousarray(self.cube[row : row + height, col : col + width])
 
 
 def _pack_head(header: dict, index: list, limits: Limits, validate: bool = True) -> bytes:
@@ -277,10 +301,22 @@ def _pack_head(header: dict, index: list, limits: Limits, validate: bool = True)
     return pack_head(hdr, limits, FORMAT_VERSION, hint="too many tiles: use larger tiles")
 
 
-def _outer_header(shape, dtype: np.dtype, model_sha: Optional[str], grid: TileGrid, fill: Optional[float],
-                  geo: Optional[GeoInfo], tags: Optional[dict], created_by: bool) -> dict:
-    header: dict = {"shape": [int(v) for v in shape], "dtype": np.dtype(dtype).name,
-                    "codec": {"id": CODEC_ID}, "tiles": grid.to_header(fill)}
+def _outer_header(
+    shape,
+    dtype: np.dtype,
+    model_sha: str | None,
+    grid: TileGrid,
+    fill: float | None,
+    geo: GeoInfo | None,
+    tags: dict | None,
+    created_by: bool,
+) -> dict:
+    header: dict = {
+        "shape": [int(v) for v in shape],
+        "dtype": np.dtype(dtype).name,
+        "codec": {"id": CODEC_ID},
+        "tiles": grid.to_header(fill),
+    }
     if model_sha is not None:  # the first tile's model, if any tile uses one
         header["model"] = model_sha
     if created_by:
@@ -300,21 +336,37 @@ def _overhead_bytes(shape, dtype, grid: TileGrid, geo, tags, created_by: bool, l
     return len(_pack_head(header, index, limits, validate=False)) + TRAILER_SIZE
 
 
-def _valid_range(block: np.ndarray, mask: Optional[np.ndarray]) -> tuple[float, float, int]:
+def _valid_range(block: np.ndarray, mask: np.ndarray | None) -> tuple[float, float, int]:
     vals = block if mask is None else block[~mask]
     if vals.size == 0:
         return math.inf, -math.inf, 0
     return float(vals.min()), float(vals.max()), int(vals.size)
 
 
-def write_tiled(source: Union[np.ndarray, CubeReader], dst: PathLike, *, tile: Union[int, tuple] = DEFAULT_TILE,
-                geo: Optional[GeoInfo] = None, force: bool = False, model: Optional[str] = None,
-                bpppb: Optional[float] = None, psnr: Optional[float] = None, effort: Union[str, int] = "default",
-                progress: Optional[Callable[[float], None]] = None,
-                tile_progress: Optional[Callable[[int, int], None]] = None, tags: Optional[dict] = None,
-                threads: int = 0, registry=None, backend: str = "auto", created_by: bool = False,
-                band_map=None, wavelengths=None, nodata: Optional[float] = None,
-                limits: Limits = DEFAULT_LIMITS, latent_codings: Optional[tuple] = None) -> dict:
+def write_tiled(
+    source: np.ndarray | CubeReader,
+    dst: PathLike,
+    *,
+    tile: int | tuple = DEFAULT_TILE,
+    geo: GeoInfo | None = None,
+    force: bool = False,
+    model: str | None = None,
+    bpppb: float | None = None,
+    psnr: float | None = None,
+    effort: str | int = "default",
+    progress: Callable[[float], None] | None = None,
+    tile_progress: Callable[[int, int], None] | None = None,
+    tags: dict | None = None,
+    threads: int = 0,
+    registry=None,
+    backend: str = "auto",
+    created_by: bool = False,
+    band_map=None,
+    wavelengths=None,
+    nodata: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    latent_codings: tuple | None = None,
+) -> dict:
     """Compress ``source`` (a cube or an open :class:`~hsicodec.io.raster.CubeReader`) into the
     tiled `.hsim` file ``dst``, one tile at a time; returns statistics.
 
@@ -356,8 +408,10 @@ def write_tiled(source: Union[np.ndarray, CubeReader], dst: PathLike, *, tile: U
         if not (math.isfinite(target) and target > 0):
             raise OptionError(f"--bpppb must be a positive number, not {bpppb}")
         if target - 8.0 * overhead / n_values <= 0.5 * target:
-            raise OptionError(f"bpppb target {target:g} is too low for {grid.count} tiles: the tiled file's own "
-                              f"header takes {8.0 * overhead / n_values:.3g} bpppb; use larger tiles")
+            raise OptionError(
+                f"bpppb target {target:g} is too low for {grid.count} tiles: the tiled file's own "
+                f"header takes {8.0 * overhead / n_values:.3g} bpppb; use larger tiles"
+            )
     check_writable(dst, force)
     dst = Path(dst)
     t0 = time.perf_counter()
@@ -389,11 +443,27 @@ def write_tiled(source: Union[np.ndarray, CubeReader], dst: PathLike, *, tile: U
                         data, st = b"", {"psnr": None, "bytes": 0, "empty": True}
                     else:
                         sub = (lambda f, i=i: progress((i + f) / grid.count)) if progress else None
-                        data, st, rate = _compress_tile(block, rate, dict(
-                            geo=None, model=model, psnr=psnr, effort=effort, progress=sub, tags=None,
-                            threads=threads, registry=registry, backend=backend, created_by=False,
-                            band_map=band_map, wavelengths=wl, nodata=nd, latent_codings=latent_codings),
-                            f"tile {i} (rows {r0}..{r0 + h}, cols {c0}..{c0 + w})")
+                        data, st, rate = _compress_tile(
+                            block,
+                            rate,
+                            dict(
+                                geo=None,
+                                model=model,
+                                psnr=psnr,
+                                effort=effort,
+                                progress=sub,
+                                tags=None,
+                                threads=threads,
+                                registry=registry,
+                                backend=backend,
+                                created_by=False,
+                                band_map=band_map,
+                                wavelengths=wl,
+                                nodata=nd,
+                                latent_codings=latent_codings,
+                            ),
+                            f"tile {i} (rows {r0}..{r0 + h}, cols {c0}..{c0 + w})",
+                        )
                         sha = HsimReader(data).header.get("model")  # None: a map-layer-only tile
                         models[sha] = models.get(sha, 0) + 1
                         lo, hi, n_valid = min(lo, tmin), max(hi, tmax), n_valid + nv
@@ -407,8 +477,16 @@ def write_tiled(source: Union[np.ndarray, CubeReader], dst: PathLike, *, tile: U
                     t_enc += time.perf_counter() - tb
                     spool.write(data)
                     index.append([section_name(i), len(data), _crc32c.crc32c(data)])
-                    tile_stats.append({"tile": i, "window": [r0, c0, h, w], "bytes": len(data),
-                                       "bpppb_target": rate, "psnr": st.get("psnr"), "k": st.get("k")})
+                    tile_stats.append(
+                        {
+                            "tile": i,
+                            "window": [r0, c0, h, w],
+                            "bytes": len(data),
+                            "bpppb_target": rate,
+                            "psnr": st.get("psnr"),
+                            "k": st.get("k"),
+                        }
+                    )
                     if budget_bits is not None:
                         budget_bits -= 8.0 * len(data)
                         left_values = max(left_values - h * w * shape[2], 1)
@@ -452,17 +530,33 @@ def write_tiled(source: Union[np.ndarray, CubeReader], dst: PathLike, *, tile: U
         psnr_est = 10.0 * math.log10(rng * rng / (sse / n_valid))
     elif n_valid:
         psnr_est = math.inf
-    return {"output": str(dst), "shape": list(shape), "dtype": dtype.name, "bytes": total,
-            "bpppb": bpppb_of(total, shape), "psnr": psnr_est, "tiled": True,
-            "tiles": {"size": [grid.tile_h, grid.tile_w], "grid": [grid.rows, grid.cols], "count": grid.count,
-                      "empty": empty},
-            "bpppb_target": target, "header_bytes": len(head), "model": first_model,
-            "models": models, "per_tile": tile_stats, "read_seconds": t_read, "encode_seconds": t_enc,
-            "write_seconds": t_write, "total_seconds": time.perf_counter() - t0}
+    return {
+        "output": str(dst),
+        "shape": list(shape),
+        "dtype": dtype.name,
+        "bytes": total,
+        "bpppb": bpppb_of(total, shape),
+        "psnr": psnr_est,
+        "tiled": True,
+        "tiles": {
+            "size": [grid.tile_h, grid.tile_w],
+            "grid": [grid.rows, grid.cols],
+            "count": grid.count,
+            "empty": empty,
+        },
+        "bpppb_target": target,
+        "header_bytes": len(head),
+        "model": first_model,
+        "models": models,
+        "per_tile": tile_stats,
+        "read_seconds": t_read,
+        "encode_seconds": t_enc,
+        "write_seconds": t_write,
+        "total_seconds": time.perf_counter() - t0,
+    }
 
 
-def _compress_tile(block: np.ndarray, rate: Optional[float], kwargs: dict, where: str
-                   ) -> tuple[bytes, dict, Optional[float]]:
+def _compress_tile(block: np.ndarray, rate: float | None, kwargs: dict, where: str) -> tuple[bytes, dict, float | None]:
     """One tile through codec.compress; a rate below the smallest file the tile allows (a thin edge
     tile: the nested header alone is a few hundred bytes) is doubled, up to 16x, and the budget of
     the following tiles pays for it."""
@@ -478,8 +572,7 @@ def _compress_tile(block: np.ndarray, rate: Optional[float], kwargs: dict, where
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def compress_tiled(cube: np.ndarray, *, tile: Union[int, tuple] = DEFAULT_TILE, stats: Optional[dict] = None,
-                   **kwargs) -> bytes:
+def compress_tiled(cube: np.ndarray, *, tile: int | tuple = DEFAULT_TILE, stats: dict | None = None, **kwargs) -> bytes:
     """Compress an in-memory cube into tiled `.hsim` bytes (see :func:`write_tiled` for the options)."""
     with tempfile.TemporaryDirectory(prefix="hsicodec-tiled-") as d:
         out = Path(d) / "cube.hsim"
@@ -489,9 +582,16 @@ def compress_tiled(cube: np.ndarray, *, tile: Union[int, tuple] = DEFAULT_TILE, 
         return out.read_bytes()
 
 
-def compress_file_tiled(src: PathLike, dst: PathLike, *, tile: Optional[Union[int, tuple]] = None,
-                        var: Optional[str] = None, band_first: bool = False, force: bool = False,
-                        **kwargs) -> dict:
+def compress_file_tiled(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    tile: int | tuple | None = None,
+    var: str | None = None,
+    band_first: bool = False,
+    force: bool = False,
+    **kwargs,
+) -> dict:
     """Read the raster ``src`` by tile windows and write the tiled `.hsim` ``dst``; returns statistics."""
     check_writable(dst, force)
     t0 = time.perf_counter()
@@ -510,9 +610,22 @@ def _open(source, limits: Limits) -> tuple[HsimReader, bool]:
     return HsimReader(source, limits), True
 
 
-def _decode_tile(reader: HsimReader, grid: TileGrid, i: int, local: tuple, bands: tuple, dtype: np.dtype,
-                 fill: Optional[float], nodata, *, limits: Limits, threads: int, backend: str, registry,
-                 progress: Optional[Callable[[float], None]] = None) -> np.ndarray:
+def _decode_tile(
+    reader: HsimReader,
+    grid: TileGrid,
+    i: int,
+    local: tuple,
+    bands: tuple,
+    dtype: np.dtype,
+    fill: float | None,
+    nodata,
+    *,
+    limits: Limits,
+    threads: int,
+    backend: str,
+    registry,
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
     """Decode the ``local`` (row, col, h, w) window of tile ``i`` (coordinates inside the tile)."""
     name = section_name(i)
     data = reader.section(name)  # checks the section's CRC32C
@@ -538,15 +651,21 @@ def _decode_tile(reader: HsimReader, grid: TileGrid, i: int, local: tuple, bands
             for a in range(0, h, step):
                 b = min(a + step, h)
                 part = (lambda f, a=a, b=b: progress((a + f * (b - a)) / h)) if progress else None
-                cube[a:b], _ = _codec.decompress(sub, window=(lr + a, lc, b - a, w), bands=bands, threads=threads,
-                                                 backend=backend, registry=registry, progress=part)
+                cube[a:b], _ = _codec.decompress(
+                    sub,
+                    window=(lr + a, lc, b - a, w),
+                    bands=bands,
+                    threads=threads,
+                    backend=backend,
+                    registry=registry,
+                    progress=part,
+                )
     except HsimError as exc:
         raise type(exc)(f"tile {i} (section {name!r}): {exc}") from None
     return cube
 
 
-def _iter_tiles(reader: HsimReader, window, bands, *, limits: Limits, max_tile_values: int,
-                verify: Optional[bool]):
+def _iter_tiles(reader: HsimReader, window, bands, *, limits: Limits, max_tile_values: int, verify: bool | None):
     """Validate a tiled file and plan a decode: grid, window, bands, [(tile, its part, output offset)]."""
     header = reader.header
     if not is_tiled(header):
@@ -578,11 +697,20 @@ def _out_geo(header: Mapping, n_bands: int, window, bands, win, bnd) -> GeoInfo:
     return geo
 
 
-def decompress_tiled(source, *, window: Optional[tuple] = None, bands: Optional[tuple] = None, threads: int = 0,
-                     backend: str = "auto", registry=None, progress: Optional[Callable[[float], None]] = None,
-                     tile_progress: Optional[Callable[[int, int], None]] = None, limits: Limits = DEFAULT_LIMITS,
-                     max_tile_values: int = MAX_TILE_VALUES, verify: Optional[bool] = None
-                     ) -> tuple[np.ndarray, GeoInfo]:
+def decompress_tiled(
+    source,
+    *,
+    window: tuple | None = None,
+    bands: tuple | None = None,
+    threads: int = 0,
+    backend: str = "auto",
+    registry=None,
+    progress: Callable[[float], None] | None = None,
+    tile_progress: Callable[[int, int], None] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    max_tile_values: int = MAX_TILE_VALUES,
+    verify: bool | None = None,
+) -> tuple[np.ndarray, GeoInfo]:
     """Decode (a window of) a tiled `.hsim` into memory: (cube, geo), like :func:`hsicodec.codec.api.decompress`.
 
     Only the tiles the window touches are read and decoded. A whole-scene decode also checks
@@ -591,8 +719,9 @@ def decompress_tiled(source, *, window: Optional[tuple] = None, bands: Optional[
     """
     reader, own = _open(source, limits)
     try:
-        grid, win, bnd, plan = _iter_tiles(reader, window, bands, limits=limits, max_tile_values=max_tile_values,
-                                           verify=verify)
+        grid, win, bnd, plan = _iter_tiles(
+            reader, window, bands, limits=limits, max_tile_values=max_tile_values, verify=verify
+        )
         header = reader.header
         dtype = np.dtype(header["dtype"])
         geo_full = GeoInfo.from_header(header.get("geo"), n_bands=grid.bands)
@@ -600,9 +729,22 @@ def decompress_tiled(source, *, window: Optional[tuple] = None, bands: Optional[
         out = np.empty((win[2], win[3], bnd[1] - bnd[0]), dtype)
         for j, (i, local, (orow, ocol)) in enumerate(plan):
             sub = (lambda f, j=j: progress((j + f) / len(plan))) if progress else None
-            block = _decode_tile(reader, grid, i, local, bnd, dtype, fill, geo_full.nodata, limits=limits,
-                                 threads=threads, backend=backend, registry=registry, progress=sub)
-            out[orow:orow + local[2], ocol:ocol + local[3]] = block
+            block = _decode_tile(
+                reader,
+                grid,
+                i,
+                local,
+                bnd,
+                dtype,
+                fill,
+                geo_full.nodata,
+                limits=limits,
+                threads=threads,
+                backend=backend,
+                registry=registry,
+                progress=sub,
+            )
+            out[orow : orow + local[2], ocol : ocol + local[3]] = block
             if tile_progress:
                 tile_progress(j + 1, len(plan))
     finally:
@@ -611,11 +753,22 @@ def decompress_tiled(source, *, window: Optional[tuple] = None, bands: Optional[
     return out, _out_geo(header, grid.bands, window, bands, win, bnd)
 
 
-def decompress_file_tiled(src, dst: PathLike, *, force: bool = False, format: Optional[str] = None,
-                          window: Optional[tuple] = None, bands: Optional[tuple] = None, threads: int = 0,
-                          backend: str = "auto", registry=None, progress: Optional[Callable[[float], None]] = None,
-                          tile_progress: Optional[Callable[[int, int], None]] = None,
-                          limits: Limits = DEFAULT_LIMITS, max_tile_values: int = MAX_TILE_VALUES) -> dict:
+def decompress_file_tiled(
+    src,
+    dst: PathLike,
+    *,
+    force: bool = False,
+    format: str | None = None,
+    window: tuple | None = None,
+    bands: tuple | None = None,
+    threads: int = 0,
+    backend: str = "auto",
+    registry=None,
+    progress: Callable[[float], None] | None = None,
+    tile_progress: Callable[[int, int], None] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    max_tile_values: int = MAX_TILE_VALUES,
+) -> dict:
     """Decode a tiled `.hsim` (or a window of it) into a raster, one tile at a time.
 
     Each decoded tile is written by a window into the output (GeoTIFF tiled 256x256 with the
@@ -627,8 +780,9 @@ def decompress_file_tiled(src, dst: PathLike, *, force: bool = False, format: Op
     reader, own = _open(src, limits)
     t_dec = t_write = 0.0
     try:
-        grid, win, bnd, plan = _iter_tiles(reader, window, bands, limits=limits, max_tile_values=max_tile_values,
-                                           verify=None)
+        grid, win, bnd, plan = _iter_tiles(
+            reader, window, bands, limits=limits, max_tile_values=max_tile_values, verify=None
+        )
         header = reader.header
         dtype = np.dtype(header["dtype"])
         geo_full = GeoInfo.from_header(header.get("geo"), n_bands=grid.bands)
@@ -639,8 +793,21 @@ def decompress_file_tiled(src, dst: PathLike, *, force: bool = False, format: Op
             for j, (i, local, (orow, ocol)) in enumerate(plan):
                 sub = (lambda f, j=j: progress((j + f) / len(plan))) if progress else None
                 ta = time.perf_counter()
-                block = _decode_tile(reader, grid, i, local, bnd, dtype, fill, geo_full.nodata, limits=limits,
-                                     threads=threads, backend=backend, registry=registry, progress=sub)
+                block = _decode_tile(
+                    reader,
+                    grid,
+                    i,
+                    local,
+                    bnd,
+                    dtype,
+                    fill,
+                    geo_full.nodata,
+                    limits=limits,
+                    threads=threads,
+                    backend=backend,
+                    registry=registry,
+                    progress=sub,
+                )
                 tb = time.perf_counter()
                 writer.write(orow, ocol, block)
                 del block
@@ -652,6 +819,14 @@ def decompress_file_tiled(src, dst: PathLike, *, force: bool = False, format: Op
     finally:
         if own:
             reader.close()
-    return {"input": str(src) if not isinstance(src, HsimReader) else None, "output": str(dst),
-            "shape": list(out_shape), "dtype": dtype.name, "tiled": True, "tiles_decoded": len(plan),
-            "decode_seconds": t_dec, "write_seconds": t_write, "total_seconds": time.perf_counter() - t0}
+    return {
+        "input": str(src) if not isinstance(src, HsimReader) else None,
+        "output": str(dst),
+        "shape": list(out_shape),
+        "dtype": dtype.name,
+        "tiled": True,
+        "tiles_decoded": len(plan),
+        "decode_seconds": t_dec,
+        "write_seconds": t_write,
+        "total_seconds": time.perf_counter() - t0,
+    }

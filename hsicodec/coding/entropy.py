@@ -65,8 +65,10 @@ def laplace_decode(data: bytes, scales: np.ndarray, max_abs: int) -> np.ndarray:
     except BaseException as exc:  # constriction raises (or panics) on invalid streams
         raise HsimError(f"latent stream cannot be decoded: {exc}") from exc
     if left:  # a valid stream ends exactly after its last symbol
-        raise HsimError(f"entropy stream of {len(data)} bytes does not end after its {sc.size} symbols "
-                        f"({left} word(s) left): corrupt or does not match the header")
+        raise HsimError(
+            f"entropy stream of {len(data)} bytes does not end after its {sc.size} symbols "
+            f"({left} word(s) left): corrupt or does not match the header"
+        )
     return np.asarray(out, np.int32)
 
 
@@ -108,8 +110,11 @@ def best_scale_codes(symbols: np.ndarray, group_ids: np.ndarray, n_groups: int) 
     total = np.bincount(gid, a, n_groups)
     codes = np.arange(lo, min(scale_code(float(a.max()) + 1.0) + SCALE_CODE_STEPS, 255) + 1)
     b = np.maximum(2.0 ** ((codes - 128) / SCALE_CODE_STEPS), MIN_SCALE)[:, None]
-    bits = (-n0[None, :] * np.log2(-np.expm1(-0.5 / b)) - (n - n0)[None, :] * np.log2(np.sinh(0.5 / b))
-            + total[None, :] / (b * np.log(2)))
+    bits = (
+        -n0[None, :] * np.log2(-np.expm1(-0.5 / b))
+        - (n - n0)[None, :] * np.log2(np.sinh(0.5 / b))
+        + total[None, :] / (b * np.log(2))
+    )
     return bytes(int(c) for c in codes[np.argmin(bits, axis=0)])
 
 

@@ -28,9 +28,9 @@ class SpectralFit:
 
     def dropped_variance(self, k: int) -> float:
         """Variance (summed over bands) the components after the first k hold, including those past k_max."""
-        if self.total_std ** 2 <= 1e-30:  # a constant scene (fit_pca floors the total there)
+        if self.total_std**2 <= 1e-30:  # a constant scene (fit_pca floors the total there)
             return 0.0
-        return max(self.total_std ** 2 - float(np.sum(self.comp_std[:k] ** 2)), 0.0)
+        return max(self.total_std**2 - float(np.sum(self.comp_std[:k] ** 2)), 0.0)
 
 
 def fit_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
@@ -67,25 +67,26 @@ def matched_exponents(fit: SpectralFit, k: int, target_mse: float) -> tuple[int,
     the basis step scaled by the variance of the k components it multiplies."""
     var_k = float(np.sum(fit.comp_std[:k] ** 2)) if k else 0.0
     basis_step = min(np.sqrt(1.2 * target_mse / max(var_k, 1e-30)), 0.25) if k else 0.25
-    mean_step = max(np.sqrt(1.2 * target_mse), (float(np.abs(fit.mean).max()) + 1e-30) / 2 ** 18)
+    mean_step = max(np.sqrt(1.2 * target_mse), (float(np.abs(fit.mean).max()) + 1e-30) / 2**18)
     be = int(np.clip(np.floor(BASIS_STEPS_PER_OCTAVE * np.log2(basis_step)), -256, 256))
     me = int(np.clip(np.floor(MEAN_STEPS_PER_OCTAVE * np.log2(mean_step)), -256, 256))
     return me, be
 
 
-def lagrangian_exponents(fit: SpectralFit, k: int, map_step: float, n_pixels: int,
-                         beta: float = 1.0) -> tuple[int, int, bytes]:
+def lagrangian_exponents(
+    fit: SpectralFit, k: int, map_step: float, n_pixels: int, beta: float = 1.0
+) -> tuple[int, int, bytes]:
     """(mean exponent, basis exponent, per-vector exponent offsets) at the distortion–rate slope of maps
     coded with step ``map_step`` (normalised units, coefficient-domain): an error δ in a mean entry costs
     N δ² of squared error, in entry j of basis vector i N σ_i² δ², in a map coefficient σ² Δ²/12 per
     coefficient at step Δ (σ = total std) — equal slopes give the mean step σΔ/√N and the basis steps
     σΔ/(√N σ_i), one per vector."""
     root = beta * fit.total_std * map_step / np.sqrt(max(n_pixels, 1))
-    mean_step = max(root, (float(np.abs(fit.mean).max()) + 1e-30) / 2 ** 18)
+    mean_step = max(root, (float(np.abs(fit.mean).max()) + 1e-30) / 2**18)
     me = int(np.clip(np.floor(MEAN_STEPS_PER_OCTAVE * np.log2(mean_step)), -256, 256))
     if not k:
         return me, 0, b""
-    steps = np.clip(root / np.maximum(fit.comp_std[:k], 1e-300), 2.0 ** -18, 0.25)
+    steps = np.clip(root / np.maximum(fit.comp_std[:k], 1e-300), 2.0**-18, 0.25)
     ex = np.clip(np.floor(BASIS_STEPS_PER_OCTAVE * np.log2(steps)).astype(np.int64), -256, 256)
     be = int(ex.min())
     return me, be, bytes(int(v) for v in np.minimum(ex - be, 255))
@@ -96,11 +97,12 @@ def spectral_mse(fit: SpectralFit, k: int, mean_exp: int, basis_exp: int, offset
     (uniform errors of step²/12; a basis entry's error is multiplied by its component's std)."""
     mean_step = entropy.step_from_exponent(mean_exp, MEAN_STEPS_PER_OCTAVE)
     steps = basis_steps(basis_exp, offsets, k).ravel()
-    return float(mean_step ** 2 + np.sum((fit.comp_std[:k] * steps) ** 2)) / 12.0
+    return float(mean_step**2 + np.sum((fit.comp_std[:k] * steps) ** 2)) / 12.0
 
 
-def encode_spectral(mean: np.ndarray, basis: np.ndarray, mean_exp: int, basis_exp: int,
-                    offsets: bytes = b"") -> tuple[bytes, dict, np.ndarray, np.ndarray]:
+def encode_spectral(
+    mean: np.ndarray, basis: np.ndarray, mean_exp: int, basis_exp: int, offsets: bytes = b""
+) -> tuple[bytes, dict, np.ndarray, np.ndarray]:
     """Quantize and entropy code the mean (C,) and basis (k, C).
 
     Steps are 2^(mean_exp/4) and 2^(basis_exp/4) — for basis vector i

@@ -34,10 +34,10 @@ def wavelet_levels(height: int, width: int, max_levels: int) -> int:
 def _split(a: np.ndarray, axis: int) -> np.ndarray:
     n = a.shape[axis]
     a = np.moveaxis(a, axis, 0)
-    even, odd = a[0:n - 1:2], a[1::2]
+    even, odd = a[0 : n - 1 : 2], a[1::2]
     lo, hi = (even + odd) * _R2, (even - odd) * _R2
     if n % 2:
-        lo = np.concatenate([lo, a[n - 1:n]], axis=0)
+        lo = np.concatenate([lo, a[n - 1 : n]], axis=0)
     return np.moveaxis(np.concatenate([lo, hi], axis=0), 0, axis)
 
 
@@ -47,8 +47,8 @@ def _merge(c: np.ndarray, axis: int) -> np.ndarray:
     n_lo, n_pairs = (n + 1) // 2, n // 2
     lo, hi = c[:n_pairs], c[n_lo:]
     out = np.empty_like(c)
-    out[0:2 * n_pairs:2] = (lo + hi) * _R2
-    out[1:2 * n_pairs:2] = (lo - hi) * _R2
+    out[0 : 2 * n_pairs : 2] = (lo + hi) * _R2
+    out[1 : 2 * n_pairs : 2] = (lo - hi) * _R2
     if n % 2:
         out[n - 1] = c[n_pairs]
     return np.moveaxis(out, 0, axis)
@@ -106,12 +106,12 @@ CDF97_GAIN = (1.9659073145753025, 0.520217981897461)
 
 def _next_even(s: np.ndarray, nd: int) -> np.ndarray:
     """s[i + 1] for i < nd, whole-sample symmetric at the right end."""
-    return s[1:nd + 1] if s.shape[0] > nd else np.concatenate([s[1:], s[-1:]], 0)
+    return s[1 : nd + 1] if s.shape[0] > nd else np.concatenate([s[1:], s[-1:]], 0)
 
 
 def _odd_pair(d: np.ndarray, ns: int) -> np.ndarray:
     """d[i − 1] + d[i] for i < ns, whole-sample symmetric at both ends."""
-    prev = np.concatenate([d[:1], d[:ns - 1]], 0)
+    prev = np.concatenate([d[:1], d[: ns - 1]], 0)
     cur = d if ns == d.shape[0] else np.concatenate([d, d[-1:]], 0)
     return prev + cur
 
@@ -179,8 +179,11 @@ def subbands(height: int, width: int, levels: int) -> list:
         h, w = regions[i]
         lh, lw = (h + 1) // 2, (w + 1) // 2
         grp = levels - i
-        out += [(grp, 1, slice(0, lh), slice(lw, w)), (grp, 2, slice(lh, h), slice(0, lw)),
-                (grp, 3, slice(lh, h), slice(lw, w))]
+        out += [
+            (grp, 1, slice(0, lh), slice(lw, w)),
+            (grp, 2, slice(lh, h), slice(0, lw)),
+            (grp, 3, slice(lh, h), slice(lw, w)),
+        ]
     return out
 
 

@@ -60,7 +60,7 @@ import math
 import struct
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
@@ -101,7 +101,7 @@ class AnchorResult:
     reachable: bool = True
     note: str = ""
     #: the encoded file itself (None when unreachable); not part of to_dict()
-    blob: Optional[bytes] = field(default=None, repr=False, compare=False)
+    blob: bytes | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -123,15 +123,13 @@ def _imagecodecs():
         import imagecodecs  # noqa: PLC0415 - optional dependency, imported lazily
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise OptionError(
-            "the classical-codec anchors need the optional 'imagecodecs' package "
-            "(pip install 'hsicodec[bench]')"
+            "the classical-codec anchors need the optional 'imagecodecs' package (pip install 'hsicodec[bench]')"
         ) from exc
     return imagecodecs
 
 
 _DTYPES = [
-    np.dtype(t)
-    for t in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64", "float16")
+    np.dtype(t) for t in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64", "float16")
 ]
 _DTYPE_CODE = {dt: i for i, dt in enumerate(_DTYPES)}
 
@@ -386,10 +384,19 @@ TIMING_REPEATS = 1
 _COUNTER = [0]  # encodes run by _search (diagnostics: params["n_encodes"])
 
 
-def _search(encode: Callable[[float], bytes], lo: float, hi: float, target_bytes: int,
-            quality_increases_with_knob: bool, iters: int = 16, rel_tol: float = 0.004,
-            log: bool = True, start: Optional[float] = None, knob_tol: float = 2e-4,
-            walk: float = 0.7):
+def _search(
+    encode: Callable[[float], bytes],
+    lo: float,
+    hi: float,
+    target_bytes: int,
+    quality_increases_with_knob: bool,
+    iters: int = 16,
+    rel_tol: float = 0.004,
+    log: bool = True,
+    start: float | None = None,
+    knob_tol: float = 2e-4,
+    walk: float = 0.7,
+):
     """Find the largest stream <= target_bytes on a monotone quality knob in [lo, hi].
 
     Safeguarded regula falsi: the next knob interpolates log(size) against
@@ -482,24 +489,41 @@ def _search(encode: Callable[[float], bytes], lo: float, hi: float, target_bytes
     return best
 
 
-def _finish(codec: str, cube: np.ndarray, target: float, blob: Optional[bytes],
-            encode_final: Optional[Callable[[], bytes]], decode: Callable[[bytes], np.ndarray],
-            params: dict, search_s: float, note: str = "",
-            smallest: Optional[bytes] = None, count0: Optional[int] = None) -> AnchorResult:
+def _finish(
+    codec: str,
+    cube: np.ndarray,
+    target: float,
+    blob: bytes | None,
+    encode_final: Callable[[], bytes] | None,
+    decode: Callable[[bytes], np.ndarray],
+    params: dict,
+    search_s: float,
+    note: str = "",
+    smallest: bytes | None = None,
+    count0: int | None = None,
+) -> AnchorResult:
     """Time one final encode and one decode, measure, build the AnchorResult."""
     if count0 is not None:
         params = {**params, "n_encodes": _COUNTER[0] - count0}
     if blob is None:
         n = len(smallest) if smallest is not None else 0
         return AnchorResult(
-            codec=codec, target_bpppb=target,
-            bpppb=_bpppb(n, cube.shape) if n else float("nan"), n_bytes=n,
-            psnr=float("nan"), sam=float("nan"), max_abs_error=float("nan"),
-            encode_s=float("nan"), decode_s=float("nan"),
-            params={**params, "search_s": round(search_s, 3)}, reachable=False,
-            note=note or (
+            codec=codec,
+            target_bpppb=target,
+            bpppb=_bpppb(n, cube.shape) if n else float("nan"),
+            n_bytes=n,
+            psnr=float("nan"),
+            sam=float("nan"),
+            max_abs_error=float("nan"),
+            encode_s=float("nan"),
+            decode_s=float("nan"),
+            params={**params, "search_s": round(search_s, 3)},
+            reachable=False,
+            note=note
+            or (
                 f"cannot reach {target:g} bpppb: the lowest-rate setting of the knob "
-                f"still needs {_bpppb(n, cube.shape):.4g} bpppb ({n} bytes)"),
+                f"still needs {_bpppb(n, cube.shape):.4g} bpppb ({n} bytes)"
+            ),
         )
     reps = max(1, int(TIMING_REPEATS))
     enc_times, dec_times = [], []
@@ -518,14 +542,23 @@ def _finish(codec: str, cube: np.ndarray, target: float, blob: Optional[bytes],
     if got < 0.9 * target:
         note = (note + "; " if note else "") + (
             f"lands {100 * (1 - got / target):.0f} % below the target: the codec's next "
-            f"setting up already exceeds it (coarse rate steps)")
+            f"setting up already exceeds it (coarse rate steps)"
+        )
     if dec.shape != cube.shape or dec.dtype != cube.dtype:
         raise RuntimeError(f"{codec}: decoder returned {dec.shape} {dec.dtype}")
     return AnchorResult(
-        codec=codec, target_bpppb=target, bpppb=_bpppb(len(blob), cube.shape),
-        n_bytes=len(blob), psnr=psnr(cube, dec), sam=sam_degrees(cube, dec),
-        max_abs_error=max_abs_error(cube, dec), encode_s=enc_s, decode_s=dec_s,
-        params={**params, "search_s": round(search_s, 3)}, note=note, blob=blob,
+        codec=codec,
+        target_bpppb=target,
+        bpppb=_bpppb(len(blob), cube.shape),
+        n_bytes=len(blob),
+        psnr=psnr(cube, dec),
+        sam=sam_degrees(cube, dec),
+        max_abs_error=max_abs_error(cube, dec),
+        encode_s=enc_s,
+        decode_s=dec_s,
+        params={**params, "search_s": round(search_s, 3)},
+        note=note,
+        blob=blob,
     )
 
 
@@ -584,8 +617,9 @@ def _pca_encode(model: _PCAModel, k: int, d_target: float, beta: float, ic) -> b
     steps = [math.sqrt(12.0 * beta * d_map / (n * li)) for li in lam]
     mu_step = math.sqrt(12.0 * beta * d_map / n)
     writer = _BitWriter()
-    deq = _encode_vectors([model.mu] + [vk[:, i] for i in range(k)],
-                          [mu_step] + steps, [model.peak] + [1.0] * k, writer)
+    deq = _encode_vectors(
+        [model.mu] + [vk[:, i] for i in range(k)], [mu_step] + steps, [model.peak] + [1.0] * k, writer
+    )
     side = writer.getvalue()
     mu_q = deq[0]
     v_q = np.stack(deq[1:], axis=1)  # C x k
@@ -600,8 +634,15 @@ def _pca_encode(model: _PCAModel, k: int, d_target: float, beta: float, ic) -> b
     s = _f32_floor(s)  # the decoder sees the stored float32
     yq = np.clip(np.rint(y * s), -_J2K_PEAK, _J2K_PEAK).astype(np.int16)
     img = np.ascontiguousarray(yq.reshape(h, w, k)) if k > 1 else np.ascontiguousarray(yq.reshape(h, w))
-    cs = ic.jpeg2k_encode(img, level=level, codecformat="J2K", reversible=False, mct=False,
-                          planar=False if k > 1 else None, resolutions=_j2k_resolutions(h, w))
+    cs = ic.jpeg2k_encode(
+        img,
+        level=level,
+        codecformat="J2K",
+        reversible=False,
+        mct=False,
+        planar=False if k > 1 else None,
+        resolutions=_j2k_resolutions(h, w),
+    )
     cs = _strip_j2k_comments(cs)
     head = _pack_header(model.shape, model.dtype)
     head += struct.pack("<Bff", k, model.peak, s)
@@ -629,12 +670,20 @@ def _pca_sizes(blob: bytes) -> dict:
     _, _, pos = _unpack_header(blob)
     pos += struct.calcsize("<Bff")
     n_side, pos2 = _read_varint(blob, pos)
-    return {"header_bytes": pos2, "basis_mean_bytes": n_side,
-            "j2k_bytes": len(blob) - pos2 - n_side}
+    return {"header_bytes": pos2, "basis_mean_bytes": n_side, "j2k_bytes": len(blob) - pos2 - n_side}
 
 
-def _choose_components(ks: list, kmax: int, encode: Callable, decode: Callable, cube: np.ndarray,
-                       target_bytes: int, knob_lo: float, knob_hi: float, rel_tol: float) -> tuple:
+def _choose_components(
+    ks: list,
+    kmax: int,
+    encode: Callable,
+    decode: Callable,
+    cube: np.ndarray,
+    target_bytes: int,
+    knob_lo: float,
+    knob_hi: float,
+    rel_tol: float,
+) -> tuple:
     """The number of spectral components k for a PCA + 2-D coder at a byte budget.
 
     For one k, :func:`_search` drives ``encode(k, knob)`` (quality falls as the knob
@@ -653,8 +702,16 @@ def _choose_components(ks: list, kmax: int, encode: Callable, decode: Callable, 
             return results[k]
         done = [kk for kk in results if results[kk] is not None]
         start = results[min(done, key=lambda kk: abs(kk - k))][1] if done else None
-        found = _search(lambda knob: encode(k, knob), knob_lo, knob_hi, target_bytes,
-                        quality_increases_with_knob=False, iters=18, start=start, rel_tol=rel_tol)
+        found = _search(
+            lambda knob: encode(k, knob),
+            knob_lo,
+            knob_hi,
+            target_bytes,
+            quality_increases_with_knob=False,
+            iters=18,
+            start=start,
+            rel_tol=rel_tol,
+        )
         if found[0] is None:
             if smallest[0] is None or len(found[1]) < len(smallest[0]):
                 smallest[0] = found[1]
@@ -682,8 +739,10 @@ def _choose_components(ks: list, kmax: int, encode: Callable, decode: Callable, 
         i = coarse.index(best_k)
         lo_k = coarse[i - 1] if i > 0 else 0
         hi_k = coarse[i + 1] if i + 1 < len(coarse) else kmax + 1
-        for side in (sorted(k for k in ks if best_k < k < hi_k),
-                     sorted((k for k in ks if lo_k < k < best_k), reverse=True)):
+        for side in (
+            sorted(k for k in ks if best_k < k < hi_k),
+            sorted((k for k in ks if lo_k < k < best_k), reverse=True),
+        ):
             for k in side:
                 before = score(best_k)
                 try_k(k)
@@ -758,16 +817,32 @@ def pca_jpeg2000(cube, target_bpppb, *, ks=None, beta: float = 1.0) -> AnchorRes
     d_hi = max(model.total_var, 1e-12) * 4.0
     d_lo = d_hi * 1e-9
     best_k, results, smallest = _choose_components(
-        ks, kmax, lambda k, d: _pca_encode(model, k, d, beta, ic), _pca_decode, cube, target_bytes, d_lo, d_hi,
-        rel_tol=0.015)
+        ks,
+        kmax,
+        lambda k, d: _pca_encode(model, k, d, beta, ic),
+        _pca_decode,
+        cube,
+        target_bytes,
+        d_lo,
+        d_hi,
+        rel_tol=0.015,
+    )
     k_psnr = {k: round(r[0], 3) for k, r in sorted(results.items()) if r is not None}
     best = None
     if best_k is not None:
         p, d, blob = results[best_k]
         # final refinement of the chosen k to within 0.3 % of the target
-        d2, blob2 = _search(lambda dd: _pca_encode(model, best_k, dd, beta, ic), d_lo, d_hi,
-                            target_bytes, quality_increases_with_knob=False, iters=12, start=d,
-                            rel_tol=0.003, walk=0.02)
+        d2, blob2 = _search(
+            lambda dd: _pca_encode(model, best_k, dd, beta, ic),
+            d_lo,
+            d_hi,
+            target_bytes,
+            quality_increases_with_knob=False,
+            iters=12,
+            start=d,
+            rel_tol=0.003,
+            walk=0.02,
+        )
         if d2 is not None and len(blob2) > len(blob):
             p2 = psnr(cube, _pca_decode(blob2))
             if p2 >= p:
@@ -775,8 +850,18 @@ def pca_jpeg2000(cube, target_bpppb, *, ks=None, beta: float = 1.0) -> AnchorRes
         best = (p, best_k, d, blob)
     search_s = time.perf_counter() - t_search
     if best is None:
-        return _finish("pca_jpeg2000", cube, target, None, None, _pca_decode,
-                       {"ks": ks}, search_s, smallest=smallest, count0=count0)
+        return _finish(
+            "pca_jpeg2000",
+            cube,
+            target,
+            None,
+            None,
+            _pca_decode,
+            {"ks": ks},
+            search_s,
+            smallest=smallest,
+            count0=count0,
+        )
     _, k, d, blob = best
 
     def again():
@@ -784,10 +869,17 @@ def pca_jpeg2000(cube, target_bpppb, *, ks=None, beta: float = 1.0) -> AnchorRes
 
     sizes = _pca_sizes(blob)
     sizes["basis_bits_per_entry"] = round(8.0 * sizes["basis_mean_bytes"] / ((k + 1) * c), 3)
-    return _finish("pca_jpeg2000", cube, target, blob, again, _pca_decode,
-                   {"k": k, "d_target": d, "beta": beta, "layout": "multicomponent",
-                    **sizes, "psnr_by_k": k_psnr},
-                   search_s, count0=count0)
+    return _finish(
+        "pca_jpeg2000",
+        cube,
+        target,
+        blob,
+        again,
+        _pca_decode,
+        {"k": k, "d_target": d, "beta": beta, "layout": "multicomponent", **sizes, "psnr_by_k": k_psnr},
+        search_s,
+        count0=count0,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -812,7 +904,7 @@ def _to_u16(cube: np.ndarray, lo: float, g: float) -> np.ndarray:
 def _level_and_gain(d_target: float, g_max: float):
     """OpenJPEG integer PSNR level L and gain g <= g_max such that its target MSE
     65535**2 / 10**(L/10) (uint16 units) is d_target * g**2 (d_target in original units)."""
-    peak2 = _U16_PEAK ** 2
+    peak2 = _U16_PEAK**2
     l_real = 10.0 * math.log10(peak2 / (d_target * g_max * g_max))
     level = min(max(int(math.ceil(l_real)), 1), 99)
     g = math.sqrt(peak2 / (d_target * 10.0 ** (level / 10.0)))
@@ -825,8 +917,15 @@ def _j2k_mc_encode(cube: np.ndarray, d_target: float, ic) -> bytes:
     level, g = _level_and_gain(d_target, g_max)
     u = _to_u16(cube, lo, g)
     img = np.ascontiguousarray(u) if c > 1 else np.ascontiguousarray(u[:, :, 0])
-    cs = ic.jpeg2k_encode(img, level=level, codecformat="J2K", reversible=False, mct=False,
-                          planar=False if c > 1 else None, resolutions=_j2k_resolutions(h, w))
+    cs = ic.jpeg2k_encode(
+        img,
+        level=level,
+        codecformat="J2K",
+        reversible=False,
+        mct=False,
+        planar=False if c > 1 else None,
+        resolutions=_j2k_resolutions(h, w),
+    )
     return _pack_header(cube.shape, cube.dtype) + struct.pack("<df", lo, g) + _strip_j2k_comments(cs)
 
 
@@ -847,9 +946,11 @@ def _j2k_sep_encode(cube: np.ndarray, d_target: float, ic) -> bytes:
     out = [_pack_header(cube.shape, cube.dtype), struct.pack("<df", lo, g)]
     res = _j2k_resolutions(h, w)
     for b in range(c):
-        cs = _strip_j2k_comments(ic.jpeg2k_encode(np.ascontiguousarray(u[:, :, b]), level=level,
-                                                  codecformat="J2K", reversible=False,
-                                                  resolutions=res))
+        cs = _strip_j2k_comments(
+            ic.jpeg2k_encode(
+                np.ascontiguousarray(u[:, :, b]), level=level, codecformat="J2K", reversible=False, resolutions=res
+            )
+        )
         out.append(_varint(len(cs)) if b < c - 1 else b"")  # last length is implied
         out.append(cs)
     return b"".join(out)
@@ -892,8 +993,9 @@ def jpeg2000_per_band(cube, target_bpppb) -> AnchorResult:
     turns OpenJPEG's integer-dB PSNR knob into a continuous MSE target; search
     = bisection / regula falsi on that target.
     """
-    return _j2k_band_anchor("jpeg2000_per_band", cube, target_bpppb, _j2k_mc_encode, _j2k_mc_decode,
-                            "multicomponent", iters=20)
+    return _j2k_band_anchor(
+        "jpeg2000_per_band", cube, target_bpppb, _j2k_mc_encode, _j2k_mc_decode, "multicomponent", iters=20
+    )
 
 
 def jpeg2000_separate(cube, target_bpppb) -> AnchorResult:
@@ -903,12 +1005,14 @@ def jpeg2000_separate(cube, target_bpppb) -> AnchorResult:
     concatenated with varint lengths.  Each band pays its own ~100-byte
     J2K header, which dominates at low rates.
     """
-    return _j2k_band_anchor("jpeg2000_separate", cube, target_bpppb, _j2k_sep_encode, _j2k_sep_decode,
-                            "one codestream per band", iters=14)
+    return _j2k_band_anchor(
+        "jpeg2000_separate", cube, target_bpppb, _j2k_sep_encode, _j2k_sep_decode, "one codestream per band", iters=14
+    )
 
 
-def _j2k_band_anchor(name: str, cube, target_bpppb, encode: Callable, decode: Callable, layout: str,
-                     iters: int) -> AnchorResult:
+def _j2k_band_anchor(
+    name: str, cube, target_bpppb, encode: Callable, decode: Callable, layout: str, iters: int
+) -> AnchorResult:
     """Band-wise JPEG 2000 driven to the target by bisection on the MSE target (both layouts)."""
     ic = _imagecodecs()
     cube, target, target_bytes = _inputs(cube, target_bpppb)
@@ -916,14 +1020,25 @@ def _j2k_band_anchor(name: str, cube, target_bpppb, encode: Callable, decode: Ca
     t0 = time.perf_counter()
     count0 = _COUNTER[0]
     lo, hi = _d_range(cube)
-    knob, blob = _search(lambda d: encode(cube, d, ic), lo, hi, target_bytes,
-                         quality_increases_with_knob=False, iters=iters)
+    knob, blob = _search(
+        lambda d: encode(cube, d, ic), lo, hi, target_bytes, quality_increases_with_knob=False, iters=iters
+    )
     search_s = time.perf_counter() - t0
     if knob is None:
-        return _finish(name, cube, target, None, None, decode, {"layout": layout}, search_s, smallest=blob,
-                       count0=count0)
-    return _finish(name, cube, target, blob, lambda: encode(cube, knob, ic), decode,
-                   {"layout": layout, "d_target": knob}, search_s, count0=count0)
+        return _finish(
+            name, cube, target, None, None, decode, {"layout": layout}, search_s, smallest=blob, count0=count0
+        )
+    return _finish(
+        name,
+        cube,
+        target,
+        blob,
+        lambda: encode(cube, knob, ic),
+        decode,
+        {"layout": layout, "d_target": knob},
+        search_s,
+        count0=count0,
+    )
 
 
 def _htj2k_encode(cube: np.ndarray, delta: float, ic) -> bytes:
@@ -939,8 +1054,9 @@ def _htj2k_encode(cube: np.ndarray, delta: float, ic) -> bytes:
     g = _f32_floor(g)
     u = _to_u16(cube, lo, g)
     img = np.ascontiguousarray(u.transpose(2, 0, 1)) if c > 1 else np.ascontiguousarray(u[:, :, 0])
-    cs = ic.htj2k_encode(img, level=q, planar=True if c > 1 else None, reversible=False,
-                         resolutions=_j2k_resolutions(h, w) - 1)
+    cs = ic.htj2k_encode(
+        img, level=q, planar=True if c > 1 else None, reversible=False, resolutions=_j2k_resolutions(h, w) - 1
+    )
     return _pack_header(cube.shape, cube.dtype) + struct.pack("<df", lo, g) + _strip_j2k_comments(cs)
 
 
@@ -968,24 +1084,62 @@ def htj2k_per_band(cube, target_bpppb) -> AnchorResult:
     target = _check_target(target_bpppb)
     h, w, c = cube.shape
     if not hasattr(ic, "htj2k_encode") or not getattr(getattr(ic, "HTJ2K", None), "available", False):
-        return AnchorResult("htj2k_per_band", target, float("nan"), 0, float("nan"), float("nan"),
-                            float("nan"), float("nan"), float("nan"), {}, reachable=False,
-                            note="this imagecodecs build has no HTJ2K encoder")
+        return AnchorResult(
+            "htj2k_per_band",
+            target,
+            float("nan"),
+            0,
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            {},
+            reachable=False,
+            note="this imagecodecs build has no HTJ2K encoder",
+        )
     t0 = time.perf_counter()
     count0 = _COUNTER[0]
     target_bytes = int(math.floor(target * h * w * c / 8.0))
     r = _value_range(cube)
-    knob, blob = _search(lambda q: _htj2k_encode(cube, q, ic), r * 1e-7, r * 1e3, target_bytes,
-                         quality_increases_with_knob=False, iters=20)
+    knob, blob = _search(
+        lambda q: _htj2k_encode(cube, q, ic),
+        r * 1e-7,
+        r * 1e3,
+        target_bytes,
+        quality_increases_with_knob=False,
+        iters=20,
+    )
     search_s = time.perf_counter() - t0
     if knob is None:
-        return _finish("htj2k_per_band", cube, target, None, None, _htj2k_decode,
-                       {"layout": "multicomponent"}, search_s, smallest=blob,
-                       note=(f"cannot reach {target:g} bpppb: even a quantisation step of 1000x "
-                             f"the value range still needs {_bpppb(len(blob), cube.shape):.4g} "
-                             f"bpppb (codestream overhead of {c} components)"), count0=count0)
-    return _finish("htj2k_per_band", cube, target, blob, lambda: _htj2k_encode(cube, knob, ic),
-                   _htj2k_decode, {"layout": "multicomponent", "step": knob}, search_s, count0=count0)
+        return _finish(
+            "htj2k_per_band",
+            cube,
+            target,
+            None,
+            None,
+            _htj2k_decode,
+            {"layout": "multicomponent"},
+            search_s,
+            smallest=blob,
+            note=(
+                f"cannot reach {target:g} bpppb: even a quantisation step of 1000x "
+                f"the value range still needs {_bpppb(len(blob), cube.shape):.4g} "
+                f"bpppb (codestream overhead of {c} components)"
+            ),
+            count0=count0,
+        )
+    return _finish(
+        "htj2k_per_band",
+        cube,
+        target,
+        blob,
+        lambda: _htj2k_encode(cube, knob, ic),
+        _htj2k_decode,
+        {"layout": "multicomponent", "step": knob},
+        search_s,
+        count0=count0,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -998,8 +1152,14 @@ _LAYOUT_NAMES = {0: "HWC", 1: "CHW", 2: "WHC"}
 
 def _float_dtype(dtype: np.dtype) -> np.dtype:
     """float32 holds every value of these dtypes exactly; otherwise float64."""
-    if dtype in (np.dtype("uint8"), np.dtype("int8"), np.dtype("uint16"), np.dtype("int16"),
-                 np.dtype("float16"), np.dtype("float32")):
+    if dtype in (
+        np.dtype("uint8"),
+        np.dtype("int8"),
+        np.dtype("uint16"),
+        np.dtype("int16"),
+        np.dtype("float16"),
+        np.dtype("float32"),
+    ):
         return np.dtype("float32")
     return np.dtype("float64")
 
@@ -1031,8 +1191,7 @@ def _float_anchor(name, cube, target, encoders: list, decode) -> AnchorResult:
     smallest = None
     tried = []
     for label, enc, lo, hi, increasing in encoders:
-        knob, blob = _search(enc, lo, hi, target_bytes, quality_increases_with_knob=increasing,
-                             iters=20)
+        knob, blob = _search(enc, lo, hi, target_bytes, quality_increases_with_knob=increasing, iters=20)
         if knob is None:
             tried.append(f"{label}: unreachable")
             if smallest is None or len(blob) < len(smallest):
@@ -1044,11 +1203,21 @@ def _float_anchor(name, cube, target, encoders: list, decode) -> AnchorResult:
             best = (p, label, knob, enc, blob)
     search_s = time.perf_counter() - t0
     if best is None:
-        return _finish(name, cube, target, None, None, decode, {"variants": tried}, search_s,
-                       smallest=smallest, count0=count0)
+        return _finish(
+            name, cube, target, None, None, decode, {"variants": tried}, search_s, smallest=smallest, count0=count0
+        )
     _, label, knob, enc, blob = best
-    return _finish(name, cube, target, blob, lambda: enc(knob), decode,
-                   {"variant": label, "knob": knob, "variants": tried}, search_s, count0=count0)
+    return _finish(
+        name,
+        cube,
+        target,
+        blob,
+        lambda: enc(knob),
+        decode,
+        {"variant": label, "knob": knob, "variants": tried},
+        search_s,
+        count0=count0,
+    )
 
 
 def _sperr_decode(blob: bytes) -> np.ndarray:
@@ -1076,9 +1245,20 @@ def sperr_3d(cube, target_bpppb) -> AnchorResult:
     # axis of a 3-D volume has length 1, so never put a singleton axis first
     layout = 1 if c > 1 else (0 if h > 1 else 2)
     if cube.shape[_LAYOUTS[layout][0]] < 2:
-        return AnchorResult("sperr_3d", target, float("nan"), 0, float("nan"), float("nan"),
-                            float("nan"), float("nan"), float("nan"), {}, reachable=False,
-                            note="SPERR cannot code a 1x1xC-like volume (every axis but one is 1)")
+        return AnchorResult(
+            "sperr_3d",
+            target,
+            float("nan"),
+            0,
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            {},
+            reachable=False,
+            note="SPERR cannot code a 1x1xC-like volume (every axis but one is 1)",
+        )
     arr = np.ascontiguousarray(cube.transpose(_LAYOUTS[layout]).astype(fdt))
 
     def enc(bpp):
@@ -1087,9 +1267,9 @@ def sperr_3d(cube, target_bpppb) -> AnchorResult:
     # below a few dozen bits in total SPERR silently falls back to a ~lossless
     # stream, so the knob's low end is kept at 256 bits for the whole cube
     bpp_lo = max(1e-4, 256.0 / cube.size)
-    return _float_anchor("sperr_3d", cube, target,
-                         [(f"bpp mode, {_LAYOUT_NAMES[layout]}", enc, bpp_lo, 64.0, True)],
-                         _sperr_decode)
+    return _float_anchor(
+        "sperr_3d", cube, target, [(f"bpp mode, {_LAYOUT_NAMES[layout]}", enc, bpp_lo, 64.0, True)], _sperr_decode
+    )
 
 
 def _sz3_decode(blob: bytes) -> np.ndarray:
@@ -1150,10 +1330,13 @@ def zfp(cube, target_bpppb) -> AnchorResult:
     def enc_r(rate):
         return _float_blob(cube, layout, 1, ic.zfp_encode(arr, level=rate, mode="r"))
 
-    return _float_anchor("zfp", cube, target,
-                         [("fixed accuracy", enc_a, r * 1e-7, r * 64.0, False),
-                          ("fixed rate", enc_r, 1.0 / 64.0, 32.0, True)],
-                         _zfp_decode)
+    return _float_anchor(
+        "zfp",
+        cube,
+        target,
+        [("fixed accuracy", enc_a, r * 1e-7, r * 64.0, False), ("fixed rate", enc_r, 1.0 / 64.0, 32.0, True)],
+        _zfp_decode,
+    )
 
 
 # ---------------------------------------------------------------------------

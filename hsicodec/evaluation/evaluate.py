@@ -31,9 +31,10 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Callable
 
 import numpy as np
 
@@ -41,9 +42,23 @@ from hsicodec import metrics
 from hsicodec.errors import HsicodecError, OptionError
 
 __all__ = [
-    "DEFAULT_RATES", "DEFAULT_ANCHORS", "DEFAULT_EFFORTS", "GAP_REFERENCE",
-    "codec_registry", "baseline_names", "run_hsicodec", "run_codec", "evaluate_cube",
-    "psnr_at", "psnr_gaps", "rate_at", "format_table", "plot_rd", "check_plot_path", "row_to_json", "hsicodec_label",
+    "DEFAULT_RATES",
+    "DEFAULT_ANCHORS",
+    "DEFAULT_EFFORTS",
+    "GAP_REFERENCE",
+    "codec_registry",
+    "baseline_names",
+    "run_hsicodec",
+    "run_codec",
+    "evaluate_cube",
+    "psnr_at",
+    "psnr_gaps",
+    "rate_at",
+    "format_table",
+    "plot_rd",
+    "check_plot_path",
+    "row_to_json",
+    "hsicodec_label",
 ]
 
 #: target rates of ``hsicodec eval`` when none are given (bpppb)
@@ -116,22 +131,45 @@ def _check_cube(cube) -> np.ndarray:
 # --------------------------------------------------------------------------- one codec, one rate
 
 
-def _unreachable(codec: str, kind: str, rate: float, note: str, threads: Optional[int] = None,
-                 params: Optional[dict] = None) -> Row:
+def _unreachable(
+    codec: str, kind: str, rate: float, note: str, threads: int | None = None, params: dict | None = None
+) -> Row:
     nan = float("nan")
-    return {"codec": codec, "kind": kind, "target_bpppb": rate, "reachable": False, "bpppb": nan, "bytes": 0,
-            "psnr": nan, "sam": nan, "max_abs_error": nan, "encode_s": nan, "decode_s": nan,
-            "threads": threads, "params": params or {}, "note": " ".join(str(note).split())}
+    return {
+        "codec": codec,
+        "kind": kind,
+        "target_bpppb": rate,
+        "reachable": False,
+        "bpppb": nan,
+        "bytes": 0,
+        "psnr": nan,
+        "sam": nan,
+        "max_abs_error": nan,
+        "encode_s": nan,
+        "decode_s": nan,
+        "threads": threads,
+        "params": params or {},
+        "note": " ".join(str(note).split()),
+    }
 
 
-def hsicodec_label(effort: Union[str, int]) -> str:
+def hsicodec_label(effort: str | int) -> str:
     """Row name of hsicodec at one effort: ``hsicodec-default``, ``hsicodec-max``, ``hsicodec-40``..."""
     return f"hsicodec-{effort}"
 
 
-def run_hsicodec(cube: np.ndarray, rate: float, *, effort: Union[str, int] = "default",
-                 model: Optional[str] = None, repeat: int = 3, encode_repeat: Optional[int] = None,
-                 threads: int = 0, geo=None, label: Optional[str] = None) -> Row:
+def run_hsicodec(
+    cube: np.ndarray,
+    rate: float,
+    *,
+    effort: str | int = "default",
+    model: str | None = None,
+    repeat: int = 3,
+    encode_repeat: int | None = None,
+    threads: int = 0,
+    geo=None,
+    label: str | None = None,
+) -> Row:
     """Compress ``cube`` to ``rate`` bpppb with hsicodec, decode the bytes, measure (one row).
 
     ``model=None`` is what ``hsicodec compress`` does without ``--model`` (the
@@ -166,14 +204,30 @@ def run_hsicodec(cube: np.ndarray, rate: float, *, effort: Union[str, int] = "de
     if rec.shape != cube.shape:
         raise HsicodecError(f"decoded shape {rec.shape} differs from the input's {cube.shape}")
     q = metrics.quality_report(cube, rec, len(data))
-    params = {"effort": effort, "model": stats.get("model_alias"), "k": stats.get("k"),
-              "step": stats.get("step"), "inner_steps": stats.get("inner_steps"),
-              "adam_steps": stats.get("adam_steps")}
-    return {"codec": label, "kind": "hsicodec", "target_bpppb": rate, "reachable": True,
-            "bpppb": q["bpppb"], "bytes": int(len(data)), "psnr": q["psnr"], "sam": q["sam"],
-            "max_abs_error": q["max_abs_error"], "encode_s": statistics.median(enc_times),
-            "decode_s": statistics.median(dec_times), "threads": n_threads,
-            "params": {k: v for k, v in params.items() if v is not None}, "note": note}
+    params = {
+        "effort": effort,
+        "model": stats.get("model_alias"),
+        "k": stats.get("k"),
+        "step": stats.get("step"),
+        "inner_steps": stats.get("inner_steps"),
+        "adam_steps": stats.get("adam_steps"),
+    }
+    return {
+        "codec": label,
+        "kind": "hsicodec",
+        "target_bpppb": rate,
+        "reachable": True,
+        "bpppb": q["bpppb"],
+        "bytes": int(len(data)),
+        "psnr": q["psnr"],
+        "sam": q["sam"],
+        "max_abs_error": q["max_abs_error"],
+        "encode_s": statistics.median(enc_times),
+        "decode_s": statistics.median(dec_times),
+        "threads": n_threads,
+        "params": {k: v for k, v in params.items() if v is not None},
+        "note": note,
+    }
 
 
 @contextmanager
@@ -210,18 +264,37 @@ def run_codec(name: str, cube: np.ndarray, rate: float, *, repeat: int = 3) -> R
     params = {k: v for k, v in (r.params or {}).items() if np.isscalar(v)}
     if threads is None and isinstance(params.get("threads"), (int, np.integer)):
         threads = int(params["threads"])
-    return {"codec": name, "kind": kind, "target_bpppb": rate, "reachable": bool(r.reachable),
-            "bpppb": float(r.bpppb), "bytes": int(r.n_bytes), "psnr": float(r.psnr), "sam": float(r.sam),
-            "max_abs_error": float(r.max_abs_error), "encode_s": float(r.encode_s),
-            "decode_s": float(r.decode_s), "threads": threads, "params": params,
-            "note": " ".join(str(r.note or "").split())}
+    return {
+        "codec": name,
+        "kind": kind,
+        "target_bpppb": rate,
+        "reachable": bool(r.reachable),
+        "bpppb": float(r.bpppb),
+        "bytes": int(r.n_bytes),
+        "psnr": float(r.psnr),
+        "sam": float(r.sam),
+        "max_abs_error": float(r.max_abs_error),
+        "encode_s": float(r.encode_s),
+        "decode_s": float(r.decode_s),
+        "threads": threads,
+        "params": params,
+        "note": " ".join(str(r.note or "").split()),
+    }
 
 
-def evaluate_cube(cube: np.ndarray, rates: Sequence[float] = DEFAULT_RATES, *,
-             efforts: Sequence[Union[str, int]] = DEFAULT_EFFORTS,
-             anchors: Sequence[str] = DEFAULT_ANCHORS, model: Optional[str] = None, repeat: int = 3,
-             encode_repeat: Optional[int] = None, threads: int = 0, geo=None,
-             on_row: Optional[Callable[[Row], None]] = None) -> list:
+def evaluate_cube(
+    cube: np.ndarray,
+    rates: Sequence[float] = DEFAULT_RATES,
+    *,
+    efforts: Sequence[str | int] = DEFAULT_EFFORTS,
+    anchors: Sequence[str] = DEFAULT_ANCHORS,
+    model: str | None = None,
+    repeat: int = 3,
+    encode_repeat: int | None = None,
+    threads: int = 0,
+    geo=None,
+    on_row: Callable[[Row], None] | None = None,
+) -> list:
     """hsicodec at every effort and every codec of ``anchors`` at every rate: a list of rows.
 
     Names are checked (and the model resolved) before any encoding, so a typo
@@ -247,8 +320,18 @@ def evaluate_cube(cube: np.ndarray, rates: Sequence[float] = DEFAULT_RATES, *,
     rows = []
     for rate in rates:
         for eff in efforts:
-            rows.append(run_hsicodec(cube, rate, effort=eff, model=model, repeat=repeat,
-                                     encode_repeat=encode_repeat, threads=threads, geo=geo))
+            rows.append(
+                run_hsicodec(
+                    cube,
+                    rate,
+                    effort=eff,
+                    model=model,
+                    repeat=repeat,
+                    encode_repeat=encode_repeat,
+                    threads=threads,
+                    geo=geo,
+                )
+            )
             if on_row:
                 on_row(rows[-1])
         for name in anchors:
@@ -262,13 +345,20 @@ def evaluate_cube(cube: np.ndarray, rates: Sequence[float] = DEFAULT_RATES, *,
 
 
 def _points(rows: Sequence[Row], codec: str) -> list:
-    return sorted((float(r["bpppb"]), float(r["psnr"])) for r in rows
-                  if r.get("codec") == codec and r.get("reachable", True) and r.get("bpppb") is not None
-                  and r.get("psnr") is not None and math.isfinite(float(r["psnr"]))
-                  and math.isfinite(float(r["bpppb"])) and float(r["bpppb"]) > 0)
+    return sorted(
+        (float(r["bpppb"]), float(r["psnr"]))
+        for r in rows
+        if r.get("codec") == codec
+        and r.get("reachable", True)
+        and r.get("bpppb") is not None
+        and r.get("psnr") is not None
+        and math.isfinite(float(r["psnr"]))
+        and math.isfinite(float(r["bpppb"]))
+        and float(r["bpppb"]) > 0
+    )
 
 
-def psnr_at(rows: Sequence[Row], codec: str, rate: float) -> Optional[float]:
+def psnr_at(rows: Sequence[Row], codec: str, rate: float) -> float | None:
     """PSNR of ``codec`` at ``rate`` bpppb: linear in log-rate between its measured points.
 
     Outside the measured range: the PSNR of the codec's own point for target
@@ -281,14 +371,19 @@ def psnr_at(rows: Sequence[Row], codec: str, rate: float) -> Optional[float]:
         if xs[0] <= math.log(rate) <= xs[-1]:
             return float(np.interp(math.log(rate), xs, [p[1] for p in pts]))
     for r in rows:
-        if (r.get("codec") == codec and r.get("reachable", True) and r.get("target_bpppb") is not None
-                and math.isclose(float(r["target_bpppb"]), rate, rel_tol=1e-9)
-                and r.get("psnr") is not None and math.isfinite(float(r["psnr"]))):
+        if (
+            r.get("codec") == codec
+            and r.get("reachable", True)
+            and r.get("target_bpppb") is not None
+            and math.isclose(float(r["target_bpppb"]), rate, rel_tol=1e-9)
+            and r.get("psnr") is not None
+            and math.isfinite(float(r["psnr"]))
+        ):
             return float(r["psnr"])
     return None
 
 
-def rate_at(rows: Sequence[Row], codec: str, quality: float) -> Optional[float]:
+def rate_at(rows: Sequence[Row], codec: str, quality: float) -> float | None:
     """bpppb at which ``codec`` reaches PSNR ``quality``: log-rate linear in PSNR between its measured
     points (PSNR rising with rate); None outside the measured range."""
     pts = _points(rows, codec)
@@ -298,8 +393,9 @@ def rate_at(rows: Sequence[Row], codec: str, quality: float) -> Optional[float]:
     return float(np.exp(np.interp(quality, ps, np.log([p[0] for p in pts]))))
 
 
-def psnr_gaps(rows: Sequence[Row], codecs: Sequence[str], rates: Sequence[float],
-              reference: str = GAP_REFERENCE) -> list:
+def psnr_gaps(
+    rows: Sequence[Row], codecs: Sequence[str], rates: Sequence[float], reference: str = GAP_REFERENCE
+) -> list:
     """PSNR of each codec minus the reference codec's at each rate (positive = codec better), and the
     share of the reference's bits the codec saves for its PSNR there (``rate_saving``; negative = more
     bits; None where the reference's curve does not reach that PSNR)."""
@@ -308,9 +404,17 @@ def psnr_gaps(rows: Sequence[Row], codecs: Sequence[str], rates: Sequence[float]
         for rate in rates:
             ours, ref = psnr_at(rows, codec, rate), psnr_at(rows, reference, rate)
             ref_rate = rate_at(rows, reference, ours) if ours is not None else None
-            out.append({"codec": codec, "reference": reference, "rate": float(rate), "psnr": ours,
-                        "reference_psnr": ref, "gap_db": None if ours is None or ref is None else ours - ref,
-                        "rate_saving": None if ref_rate is None else 1.0 - rate / ref_rate})
+            out.append(
+                {
+                    "codec": codec,
+                    "reference": reference,
+                    "rate": float(rate),
+                    "psnr": ours,
+                    "reference_psnr": ref,
+                    "gap_db": None if ours is None or ref is None else ours - ref,
+                    "rate_saving": None if ref_rate is None else 1.0 - rate / ref_rate,
+                }
+            )
     return out
 
 
@@ -323,6 +427,7 @@ def _finite(v) -> bool:
 
 def row_to_json(row: Row) -> dict:
     """A row with numpy scalars made plain and NaN as null (inf PSNR, a lossless file, as "inf")."""
+
     def clean(v):
         if isinstance(v, dict):
             return {str(k): clean(x) for k, x in v.items()}
@@ -333,12 +438,14 @@ def row_to_json(row: Row) -> dict:
         if isinstance(v, float) and not math.isfinite(v):
             return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
         return v
+
     return clean(dict(row))
 
 
 def _fmt_params(params: dict) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in (params or {}).items() if v is not None)
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (params or {}).items() if v is not None
+    )
 
 
 def _cells(row: Row, with_params: bool) -> list:
@@ -349,18 +456,27 @@ def _cells(row: Row, with_params: bool) -> list:
     def f(key, spec):
         v = row.get(key)
         return format(float(v), spec) if _finite(v) else ("inf" if v in ("inf", float("inf")) else "-")
+
     extra = _fmt_params(row.get("params") or {}) if with_params else ""
     if row.get("note"):
         extra = f"{extra}; {row['note']}" if extra else row["note"]
-    return [row["codec"], f"{row['target_bpppb']:g}", f("bpppb", ".4f"), f("psnr", ".2f"), f("sam", ".3f"),
-            f("max_abs_error", ".4g"), f("encode_s", ".2f"), f("decode_s", ".3f"), extra]
+    return [
+        row["codec"],
+        f"{row['target_bpppb']:g}",
+        f("bpppb", ".4f"),
+        f("psnr", ".2f"),
+        f("sam", ".3f"),
+        f("max_abs_error", ".4g"),
+        f("encode_s", ".2f"),
+        f("decode_s", ".3f"),
+        extra,
+    ]
 
 
 _HEADER = ["codec", "target", "bpppb", "PSNR dB", "SAM °", "max err", "enc s", "dec s"]
 
 
-def format_table(rows: Sequence[Row], style: str = "text", params: Optional[bool] = None,
-                 note_width: int = 70) -> str:
+def format_table(rows: Sequence[Row], style: str = "text", params: bool | None = None, note_width: int = 70) -> str:
     """Rows as a table: ``style="text"`` (aligned columns, notes cut to ``note_width``)
     or ``"markdown"`` (with the codec parameters)."""
     if style not in ("text", "markdown"):
@@ -403,7 +519,7 @@ def _matplotlib():
     return Figure, FigureCanvasAgg
 
 
-def check_plot_path(path: Union[str, "os.PathLike[str]"]) -> Path:
+def check_plot_path(path: str | os.PathLike[str]) -> Path:
     """Refuse a plot path that cannot be written (missing folder, a folder, unknown image type)."""
     p = Path(path)
     if p.is_dir():
@@ -412,16 +528,18 @@ def check_plot_path(path: Union[str, "os.PathLike[str]"]) -> Path:
     kinds = canvas.get_supported_filetypes()
     ext = p.suffix.lower().lstrip(".")
     if ext not in kinds:
-        raise OptionError(f"{p}: plot file type {ext or '(none)'!r} not supported; use one of "
-                          f"{', '.join(sorted(kinds))}")
+        raise OptionError(
+            f"{p}: plot file type {ext or '(none)'!r} not supported; use one of {', '.join(sorted(kinds))}"
+        )
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise OptionError(f"{p}: folder {folder} does not exist")
     return p
 
 
-def plot_rd(rows: Sequence[Row], path: Union[str, "os.PathLike[str]"], *, title: Optional[str] = None,
-            references: Sequence[dict] = ()) -> Path:
+def plot_rd(
+    rows: Sequence[Row], path: str | os.PathLike[str], *, title: str | None = None, references: Sequence[dict] = ()
+) -> Path:
     """Save PSNR vs bpppb (log x) of every codec in ``rows`` on one set of axes as an image.
 
     ``references`` are extra points drawn with a distinct marker (a star) and
@@ -449,8 +567,16 @@ def plot_rd(rows: Sequence[Row], path: Union[str, "os.PathLike[str]"], *, title:
         drawn += 1
     for ref in references:
         if _finite(ref.get("bpppb")) and _finite(ref.get("psnr")) and float(ref["bpppb"]) > 0:
-            ax.plot([float(ref["bpppb"])], [float(ref["psnr"])], linestyle="none", marker="*", markersize=15,
-                    markeredgecolor="black", zorder=5, label=str(ref.get("label", "reference")))
+            ax.plot(
+                [float(ref["bpppb"])],
+                [float(ref["psnr"])],
+                linestyle="none",
+                marker="*",
+                markersize=15,
+                markeredgecolor="black",
+                zorder=5,
+                label=str(ref.get("label", "reference")),
+            )
             drawn += 1
     if drawn:
         ax.set_xscale("log")

@@ -38,8 +38,8 @@ import math
 import os
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -66,8 +66,32 @@ __all__ = [
 
 #: hidden-layer counts and widths of the ladder the rate picks a net from
 INR_DEPTHS: Sequence[int] = (2, 3, 4)
-INR_WIDTHS: Sequence[int] = (2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112,
-                             128, 160, 192, 224, 256)
+INR_WIDTHS: Sequence[int] = (
+    2,
+    3,
+    4,
+    6,
+    8,
+    10,
+    12,
+    16,
+    20,
+    24,
+    28,
+    32,
+    40,
+    48,
+    56,
+    64,
+    80,
+    96,
+    112,
+    128,
+    160,
+    192,
+    224,
+    256,
+)
 #: most / fewest Adam steps of one fit, and the work budget in between (see module doc)
 INR_MAX_STEPS: int = 1500
 INR_MIN_STEPS: int = 100
@@ -92,8 +116,9 @@ def inr_file_size(shape: tuple, dtype, width: int, depth: int, half: bool) -> in
     return head + _n_params(shape[2], width, depth) * (2 if half else 4)
 
 
-def choose_net(shape: tuple, dtype, target_bytes: int, half: bool,
-               depths: Sequence[int] = None, widths: Sequence[int] = None):
+def choose_net(
+    shape: tuple, dtype, target_bytes: int, half: bool, depths: Sequence[int] = None, widths: Sequence[int] = None
+):
     """(width, depth, n_bytes) of the ladder net whose file is the largest <= target_bytes
     (ties: the deeper net), or None with the smallest file size when none fits."""
     depths = INR_DEPTHS if depths is None else depths
@@ -114,8 +139,7 @@ def macs_per_pixel(c: int, width: int, depth: int) -> int:
     return 2 * width + (depth - 1) * width * width + width * c
 
 
-def plan_steps(n_pixels_per_step: int, c: int, width: int, depth: int,
-               steps: Optional[int] = None) -> int:
+def plan_steps(n_pixels_per_step: int, c: int, width: int, depth: int, steps: int | None = None) -> int:
     """Adam steps for one fit: explicit ``steps``, else $HSICODEC_INR_STEPS, else the budget rule."""
     if steps is not None:
         return max(1, int(steps))
@@ -153,8 +177,16 @@ class InrFit:
     sample_fraction: float
 
 
-def fit_inr(cube: np.ndarray, width: int, depth: int, *, steps: Optional[int] = None,
-            sample_fraction: float = 1.0, lr: Optional[float] = None, seed: Optional[int] = None) -> InrFit:
+def fit_inr(
+    cube: np.ndarray,
+    width: int,
+    depth: int,
+    *,
+    steps: int | None = None,
+    sample_fraction: float = 1.0,
+    lr: float | None = None,
+    seed: int | None = None,
+) -> InrFit:
     """Fit a SIREN (2 → width × depth sine layers → C) to one scene with torch.
 
     Adam on the MSE of the [0, 1]-scaled values, full batch (``sample_fraction``
@@ -194,7 +226,8 @@ def fit_inr(cube: np.ndarray, width: int, depth: int, *, steps: Optional[int] = 
         params += [wt.requires_grad_(), bt.requires_grad_()]
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(s, n_steps) / n_steps)))
+        opt, lambda s: 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(s, n_steps) / n_steps))
+    )
 
     def forward(xb):
         hcur = xb
@@ -219,8 +252,12 @@ def fit_inr(cube: np.ndarray, width: int, depth: int, *, steps: Optional[int] = 
     with torch.no_grad():
         for i in range(depth + 1):
             om = INR_W0 if i < depth else 1.0
-            layers.append((np.ascontiguousarray((params[2 * i] * om).numpy(), np.float32),
-                           np.ascontiguousarray((params[2 * i + 1] * om).numpy(), np.float32)))
+            layers.append(
+                (
+                    np.ascontiguousarray((params[2 * i] * om).numpy(), np.float32),
+                    np.ascontiguousarray((params[2 * i + 1] * om).numpy(), np.float32),
+                )
+            )
     fit_s = time.perf_counter() - t0
     return InrFit(layers, width, depth, n_steps, fit_s, loss_v, float(min(1.0, sample_fraction)))
 
@@ -262,9 +299,9 @@ def decode_inr(blob: bytes) -> np.ndarray:
     out = np.empty((h * w, c), np.float64)
     chunk = 8192
     for s in range(0, h * w, chunk):
-        hcur = x[s:s + chunk]
+        hcur = x[s : s + chunk]
         for wmat, bias in layers[:-1]:
             hcur = np.sin(hcur @ wmat.T + bias)
         wmat, bias = layers[-1]
-        out[s:s + chunk] = hcur @ wmat.T + bias
+        out[s : s + chunk] = hcur @ wmat.T + bias
     return _to_dtype((out * rng + lo).reshape(h, w, c), dtype)

@@ -45,10 +45,12 @@ import math
 import struct
 import time
 from collections import OrderedDict
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
+from hsicodec.coding.entropy import MIN_SCALE, laplace_bits, laplace_decode, laplace_encode, scale_code, scale_from_code
+from hsicodec.errors import OptionError
 from hsicodec.evaluation import inr as _inr
 from hsicodec.evaluation.anchors import (
     _COUNTER,
@@ -61,17 +63,15 @@ from hsicodec.evaluation.anchors import (
     _finish,
     _imagecodecs,
     _inputs,
-    _PCAModel,
     _pack_header,
+    _PCAModel,
     _read_varint,
     _to_dtype,
     _unpack_header,
+    _unzigzag,
     _varint,
     _zigzag,
-    _unzigzag,
 )
-from hsicodec.coding.entropy import MIN_SCALE, laplace_bits, laplace_decode, laplace_encode, scale_code, scale_from_code
-from hsicodec.errors import OptionError
 from hsicodec.metrics import bpppb as _bpppb
 from hsicodec.metrics import psnr
 
@@ -91,11 +91,23 @@ __all__ = [
 SAMPLE_FRACTION: float = 0.25
 
 
-def _nan_result(name: str, target: float, note: str, params: Optional[dict] = None, n: int = 0,
-                shape=None) -> AnchorResult:
-    return AnchorResult(name, target, _bpppb(n, shape) if n and shape else float("nan"), n,
-                        float("nan"), float("nan"), float("nan"), float("nan"), float("nan"),
-                        params or {}, reachable=False, note=note)
+def _nan_result(
+    name: str, target: float, note: str, params: dict | None = None, n: int = 0, shape=None
+) -> AnchorResult:
+    return AnchorResult(
+        name,
+        target,
+        _bpppb(n, shape) if n and shape else float("nan"),
+        n,
+        float("nan"),
+        float("nan"),
+        float("nan"),
+        float("nan"),
+        float("nan"),
+        params or {},
+        reachable=False,
+        note=note,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -104,18 +116,18 @@ def _nan_result(name: str, target: float, note: str, params: Optional[dict] = No
 
 # full-batch fits run in this process: key -> (fit_s, psnr); lets inr_sampling
 # report its speed-up and PSNR change against the full fit of the same net
-_FULL_FITS: "OrderedDict[tuple, tuple]" = OrderedDict()
+_FULL_FITS: OrderedDict[tuple, tuple] = OrderedDict()
 _FULL_FITS_MAX = 256
 
 
 def _fit_key(cube: np.ndarray, width: int, depth: int, steps: int, threads: int) -> tuple:
     digest = hashlib.sha1(np.ascontiguousarray(cube).tobytes()).hexdigest()
-    return (digest, cube.shape, str(cube.dtype), width, depth, steps, _inr.INR_LR, _inr.INR_W0,
-            _inr.INR_SEED, threads)
+    return (digest, cube.shape, str(cube.dtype), width, depth, steps, _inr.INR_LR, _inr.INR_W0, _inr.INR_SEED, threads)
 
 
-def _inr_baseline(name: str, cube, target_bpppb, *, half: bool, sample_fraction: float,
-                  steps: Optional[int]) -> AnchorResult:
+def _inr_baseline(
+    name: str, cube, target_bpppb, *, half: bool, sample_fraction: float, steps: int | None
+) -> AnchorResult:
     try:
         import torch  # noqa: PLC0415 - only the INR encoders need torch
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -126,11 +138,18 @@ def _inr_baseline(name: str, cube, target_bpppb, *, half: bool, sample_fraction:
     choice, smallest = _inr.choose_net(cube.shape, cube.dtype, target_bytes, half)
     prec = "fp16" if half else "fp32"
     if choice is None:
-        return _nan_result(name, target, (
-            f"cannot reach {target:g} bpppb: even the smallest net of the ladder "
-            f"({min(_inr.INR_WIDTHS)} wide, {min(_inr.INR_DEPTHS)} deep, {prec}) needs "
-            f"{_bpppb(smallest, cube.shape):.4g} bpppb ({smallest} bytes)"),
-            {"precision": prec}, smallest, cube.shape)
+        return _nan_result(
+            name,
+            target,
+            (
+                f"cannot reach {target:g} bpppb: even the smallest net of the ladder "
+                f"({min(_inr.INR_WIDTHS)} wide, {min(_inr.INR_DEPTHS)} deep, {prec}) needs "
+                f"{_bpppb(smallest, cube.shape):.4g} bpppb ({smallest} bytes)"
+            ),
+            {"precision": prec},
+            smallest,
+            cube.shape,
+        )
     width, depth, _ = choice
     n_steps = _inr.plan_steps(h * w, c, width, depth, steps)  # same steps with or without sampling
     threads = int(torch.get_num_threads())
@@ -138,11 +157,19 @@ def _inr_baseline(name: str, cube, target_bpppb, *, half: bool, sample_fraction:
     fit = _inr.fit_inr(cube, width, depth, steps=n_steps, sample_fraction=sample_fraction)
     blob = _inr.pack_inr(cube, fit, half)
     encode_s = time.perf_counter() - t0
-    params = {"width": width, "depth": depth, "precision": prec,
-              "n_params": _inr._n_params(c, width, depth),
-              "steps": fit.steps, "lr": _inr.INR_LR, "w0": _inr.INR_W0,
-              "sample_fraction": fit.sample_fraction, "final_loss": fit.final_loss,
-              "fit_s": round(fit.fit_s, 3), "threads": threads}
+    params = {
+        "width": width,
+        "depth": depth,
+        "precision": prec,
+        "n_params": _inr._n_params(c, width, depth),
+        "steps": fit.steps,
+        "lr": _inr.INR_LR,
+        "w0": _inr.INR_W0,
+        "sample_fraction": fit.sample_fraction,
+        "final_loss": fit.final_loss,
+        "fit_s": round(fit.fit_s, 3),
+        "threads": threads,
+    }
     res = _finish(name, cube, target, blob, None, _inr.decode_inr, params, 0.0)
     res.encode_s = encode_s  # the fit is the encode
     key = _fit_key(cube, width, depth, fit.steps, threads)
@@ -162,28 +189,27 @@ def _inr_baseline(name: str, cube, target_bpppb, *, half: bool, sample_fraction:
             res.params["speedup_vs_full"] = None
             res.note = (res.note + "; " if res.note else "") + (
                 "no full-batch fit of this net on this cube in this process to compare with "
-                "(run inr_fp32 at the same rate first)")
+                "(run inr_fp32 at the same rate first)"
+            )
     return res
 
 
-def inr_fp32(cube, target_bpppb, *, steps: Optional[int] = None) -> AnchorResult:
+def inr_fp32(cube, target_bpppb, *, steps: int | None = None) -> AnchorResult:
     """Per-scene SIREN, fp32 weights, full-batch Adam (the paper's "INR")."""
     return _inr_baseline("inr_fp32", cube, target_bpppb, half=False, sample_fraction=1.0, steps=steps)
 
 
-def inr_fp16(cube, target_bpppb, *, steps: Optional[int] = None) -> AnchorResult:
+def inr_fp16(cube, target_bpppb, *, steps: int | None = None) -> AnchorResult:
     """Per-scene SIREN, weights stored in half precision (the paper's "INR (HP)")."""
     return _inr_baseline("inr_fp16", cube, target_bpppb, half=True, sample_fraction=1.0, steps=steps)
 
 
-def inr_sampling(cube, target_bpppb, *, steps: Optional[int] = None,
-                 sample_fraction: Optional[float] = None) -> AnchorResult:
+def inr_sampling(cube, target_bpppb, *, steps: int | None = None, sample_fraction: float | None = None) -> AnchorResult:
     """Per-scene SIREN (fp32) fitted on a random ``SAMPLE_FRACTION`` of the pixels each step."""
     frac = SAMPLE_FRACTION if sample_fraction is None else float(sample_fraction)
     if not 0.0 < frac <= 1.0:
         raise OptionError(f"sample_fraction must be in (0, 1], got {frac}")
-    return _inr_baseline("inr_sampling", cube, target_bpppb, half=False, sample_fraction=frac,
-                         steps=steps)
+    return _inr_baseline("inr_sampling", cube, target_bpppb, half=False, sample_fraction=frac, steps=steps)
 
 
 # ---------------------------------------------------------------------------
@@ -232,8 +258,9 @@ def _pca_dct_encode(model: _PCAModel, k: int, step: float, bands: list) -> bytes
     b_steps = [math.sqrt(_BASIS_BETA) * step / math.sqrt(n * li) for li in lam]
     mu_step = math.sqrt(_BASIS_BETA) * step / math.sqrt(n)
     writer = _BitWriter()
-    deq = _encode_vectors([model.mu] + [model.evecs[:, i] for i in range(k)],
-                          [mu_step] + b_steps, [model.peak] + [1.0] * k, writer)
+    deq = _encode_vectors(
+        [model.mu] + [model.evecs[:, i] for i in range(k)], [mu_step] + b_steps, [model.peak] + [1.0] * k, writer
+    )
     side = writer.getvalue()
     v_q = np.stack(deq[1:], axis=1)
     y = (model.x - deq[0]) @ np.linalg.pinv(v_q.T)  # (n, k) on the quantised basis
@@ -273,7 +300,7 @@ def _pca_dct_decode(blob: bytes) -> np.ndarray:
     step, peak = struct.unpack_from("<ff", blob, pos)
     pos += 8
     n_side, pos = _read_varint(blob, pos)
-    vecs = _decode_vectors(_BitReader(blob[pos:pos + n_side]), k + 1, c, [peak] + [1.0] * k)
+    vecs = _decode_vectors(_BitReader(blob[pos : pos + n_side]), k + 1, c, [peak] + [1.0] * k)
     pos += n_side
     max_abs, pos = _read_varint(blob, pos)
     bands = _band_index(h, w)
@@ -294,7 +321,7 @@ def _pca_dct_decode(blob: bytes) -> np.ndarray:
         at = 0
         for j, b, _ in plan:
             m = len(bands[b])
-            q[bands[b], j] = syms[at:at + m]
+            q[bands[b], j] = syms[at : at + m]
             at += m
     maps = idctn((q * step).reshape(h, w, k), axes=(0, 1), norm="ortho").reshape(n, k)
     v = np.stack(vecs[1:], axis=1)
@@ -332,23 +359,40 @@ def pca_dct(cube, target_bpppb, *, ks=None) -> AnchorResult:
     amp = math.sqrt(max(float(model.evals[0]), 1e-30) * h * w)
     # every coefficient is <= amp (Parseval), so the finest step keeps |q| <= 2**16
     # (constriction's Laplace support limit) and the coarsest zeroes everything
-    s_hi, s_lo = 4.0 * amp, 2.0 * amp / 2.0 ** 16
+    s_hi, s_lo = 4.0 * amp, 2.0 * amp / 2.0**16
     best_k, results, smallest = _choose_components(
-        ks, kmax, lambda k, step: _pca_dct_encode(model, k, step, bands), _pca_dct_decode, cube, target_bytes,
-        s_lo, s_hi, rel_tol=0.01)
+        ks,
+        kmax,
+        lambda k, step: _pca_dct_encode(model, k, step, bands),
+        _pca_dct_decode,
+        cube,
+        target_bytes,
+        s_lo,
+        s_hi,
+        rel_tol=0.01,
+    )
     search_s = time.perf_counter() - t_search
     k_psnr = {k: round(float(r[0]), 3) for k, r in sorted(results.items()) if r is not None}
     if best_k is None:
-        return _finish("pca_dct", cube, target, None, None, _pca_dct_decode, {"ks": ks}, search_s,
-                       smallest=smallest, count0=count0)
+        return _finish(
+            "pca_dct", cube, target, None, None, _pca_dct_decode, {"ks": ks}, search_s, smallest=smallest, count0=count0
+        )
     _, step, blob = results[best_k]
 
     def again():
         return _pca_dct_encode(_PCAModel(cube), best_k, step, _band_index(h, w))
 
-    return _finish("pca_dct", cube, target, blob, again, _pca_dct_decode,
-                   {"k": best_k, "step": step, "deadzone": DCT_DEADZONE, "psnr_by_k": k_psnr},
-                   search_s, count0=count0)
+    return _finish(
+        "pca_dct",
+        cube,
+        target,
+        blob,
+        again,
+        _pca_dct_decode,
+        {"k": best_k, "step": step, "deadzone": DCT_DEADZONE, "psnr_by_k": k_psnr},
+        search_s,
+        count0=count0,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -366,12 +410,12 @@ def _jpeg_segments(cs: bytes) -> list:
         raise ValueError("not a JPEG stream")
     pos, out = 2, []
     while pos < len(cs):
-        m = cs[pos:pos + 2]
+        m = cs[pos : pos + 2]
         if m == _SOS:
             out.append(cs[pos:])
             break
-        n = int.from_bytes(cs[pos + 2:pos + 4], "big")
-        out.append(cs[pos:pos + 2 + n])
+        n = int.from_bytes(cs[pos + 2 : pos + 4], "big")
+        out.append(cs[pos : pos + 2 + n])
         pos += 2 + n
     return out
 
@@ -423,15 +467,22 @@ class _JpegBands:
 
 def _jpeg_encode(bands: _JpegBands, quality: int, bits: int, optimize: bool, ic) -> tuple:
     """File bytes, plus the summed size of the bands as complete standalone JPEG files."""
-    streams = [ic.jpeg8_encode(m, level=int(quality), optimize=optimize,
-                               bitspersample=12 if bits == 12 else None) for m in bands.maps[bits]]
+    streams = [
+        ic.jpeg8_encode(m, level=int(quality), optimize=optimize, bitspersample=12 if bits == 12 else None)
+        for m in bands.maps[bits]
+    ]
     standalone = sum(len(s) for s in streams)
     segs = [[s for s in _jpeg_segments(bytes(cs)) if s[:2] != _APP0] for cs in streams]
     # table segments (DQT/DHT) byte-identical in every band are stored once
     shared = [s for s in segs[0][:-1] if s[:2] in _TABLE_MARKERS and all(s in band for band in segs[1:])]
     tables = _SOI + b"".join(shared) + _EOI
-    out = [_pack_header(bands.shape, bands.dtype), bytes([(bits == 12) | (optimize << 1)]), bands.limits,
-           _varint(len(tables)), tables]
+    out = [
+        _pack_header(bands.shape, bands.dtype),
+        bytes([(bits == 12) | (optimize << 1)]),
+        bands.limits,
+        _varint(len(tables)),
+        tables,
+    ]
     c = bands.shape[2]
     for b, band in enumerate(segs):
         body = _SOI + b"".join(s for s in band if s not in shared)
@@ -449,7 +500,7 @@ def _jpeg_decode(blob: bytes) -> np.ndarray:
     pos += 1
     lo, hi, pos = _read_limits(blob, pos, c, dtype)
     n, pos = _read_varint(blob, pos)
-    tables = blob[pos:pos + n] if n > 4 else None  # SOI + EOI alone: nothing shared
+    tables = blob[pos : pos + n] if n > 4 else None  # SOI + EOI alone: nothing shared
     pos += n
     peak = float((1 << bits) - 1)
     out = np.empty(shape, np.float64)
@@ -458,7 +509,7 @@ def _jpeg_decode(blob: bytes) -> np.ndarray:
             n, pos = _read_varint(blob, pos)
         else:
             n = len(blob) - pos
-        u = ic.jpeg8_decode(blob[pos:pos + n], tables=tables).astype(np.float64)
+        u = ic.jpeg8_decode(blob[pos : pos + n], tables=tables).astype(np.float64)
         pos += n
         out[:, :, b] = lo[b] + u.reshape(h, w) * ((hi[b] - lo[b]) / peak)
     return _to_dtype(out, dtype)
@@ -517,24 +568,49 @@ def jpeg_per_band(cube, target_bpppb) -> AnchorResult:
             best = (p, label, bits, opt, lo, blob, standalone)
     search_s = time.perf_counter() - t0
     if best is None:
-        return _finish("jpeg_per_band", cube, target, None, None, _jpeg_decode, {"variants": tried},
-                       search_s, smallest=smallest, count0=count0,
-                       note=(f"cannot reach {target:g} bpppb: quality 1 already needs "
-                             f"{_bpppb(len(smallest), cube.shape):.4g} bpppb ({len(smallest)} bytes; "
-                             f"JPEG headers and DC terms of {c} bands)"))
+        return _finish(
+            "jpeg_per_band",
+            cube,
+            target,
+            None,
+            None,
+            _jpeg_decode,
+            {"variants": tried},
+            search_s,
+            smallest=smallest,
+            count0=count0,
+            note=(
+                f"cannot reach {target:g} bpppb: quality 1 already needs "
+                f"{_bpppb(len(smallest), cube.shape):.4g} bpppb ({len(smallest)} bytes; "
+                f"JPEG headers and DC terms of {c} bands)"
+            ),
+        )
     _, label, bits, opt, q, blob, standalone = best
-    return _finish("jpeg_per_band", cube, target, blob,
-                   lambda: _jpeg_encode(_JpegBands(cube), q, bits, opt, ic)[0], _jpeg_decode,
-                   {"variant": label, "bits": bits, "quality": q, "standalone_bytes": standalone,
-                    "standalone_bpppb": round(_bpppb(standalone, cube.shape), 5), "variants": tried},
-                   search_s, count0=count0)
+    return _finish(
+        "jpeg_per_band",
+        cube,
+        target,
+        blob,
+        lambda: _jpeg_encode(_JpegBands(cube), q, bits, opt, ic)[0],
+        _jpeg_decode,
+        {
+            "variant": label,
+            "bits": bits,
+            "quality": q,
+            "standalone_bytes": standalone,
+            "standalone_bpppb": round(_bpppb(standalone, cube.shape), 5),
+            "variants": tried,
+        },
+        search_s,
+        count0=count0,
+    )
 
 
 # ---------------------------------------------------------------------------
 # registry
 # ---------------------------------------------------------------------------
 
-BASELINES: "dict[str, Callable[[np.ndarray, float], AnchorResult]]" = {
+BASELINES: dict[str, Callable[[np.ndarray, float], AnchorResult]] = {
     "inr_fp32": inr_fp32,
     "inr_fp16": inr_fp16,
     "inr_sampling": inr_sampling,
@@ -542,7 +618,7 @@ BASELINES: "dict[str, Callable[[np.ndarray, float], AnchorResult]]" = {
     "jpeg_per_band": jpeg_per_band,
 }
 
-LABELS: "dict[str, str]" = {
+LABELS: dict[str, str] = {
     "inr_fp32": "INR",
     "inr_fp16": "INR (HP)",
     "inr_sampling": "INR + pixel sampling",

@@ -28,8 +28,6 @@ reads one form.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from hsicodec.errors import HsimHeaderError
@@ -40,6 +38,7 @@ MAX_PREFIX = 12  # an Exp-Golomb prefix longer than this cannot code a byte tabl
 
 
 # -- signed Exp-Golomb -------------------------------------------------------------------------
+
 
 def _zigzag(v: int) -> int:
     return 2 * v if v >= 0 else -2 * v - 1
@@ -60,7 +59,7 @@ class _BitWriter:
 
     def tobytes(self) -> bytes:
         bits = self.bits + [0] * (-len(self.bits) % 8)
-        return bytes(int("".join(map(str, bits[i:i + 8])), 2) for i in range(0, len(bits), 8))
+        return bytes(int("".join(map(str, bits[i : i + 8])), 2) for i in range(0, len(bits), 8))
 
 
 class _BitReader:
@@ -99,6 +98,7 @@ def _byte(v: int, key: str) -> int:
 
 # -- predictors (shared by writer and reader: entries are produced in order) --------------------
 
+
 def _chain(values: list, first: int) -> list:
     """Prediction of each entry by the previous one (the first by ``first``)."""
     return [first] + list(values[:-1])
@@ -123,6 +123,7 @@ def _co_prediction(co, p: int, j: int) -> int:
 
 
 # -- the layers --------------------------------------------------------------------------------
+
 
 def pack_spectral(sp: dict, k: int, stream_len: int) -> list:
     """grid v4 ``codec.sp`` (me, be, ma, sc, bd) → v5 array, with the spectral stream's length."""
@@ -197,8 +198,15 @@ def unpack_maps(arr, max_maps: int, max_levels: int) -> dict:
         for j in range(CO_PASS):
             co[p, j] = _byte(_co_prediction(co, p, j) + r.signed(CO_ORDER), key + ".t")
     r.finish()
-    return {"k": k, "q": q, "wt": lv, "ma": ma, "ro": ro,
-            "ls": bytes(int(v) for v in ls.ravel()), "co": bytes(int(v) for v in co.ravel())}
+    return {
+        "k": k,
+        "q": q,
+        "wt": lv,
+        "ma": ma,
+        "ro": ro,
+        "ls": bytes(int(v) for v in ls.ravel()),
+        "co": bytes(int(v) for v in co.ravel()),
+    }
 
 
 def is_compact(codec) -> bool:
@@ -214,7 +222,7 @@ def pack_codec(codec: dict, stream_len: int) -> dict:
     return out
 
 
-def unpack_codec(codec: dict, max_maps: int, max_levels: int) -> tuple[dict, Optional[int]]:
+def unpack_codec(codec: dict, max_maps: int, max_levels: int) -> tuple[dict, int | None]:
     """A v5 codec map → (its v4 form, spectral stream length); a v4 map passes through with None."""
     if not is_compact(codec):
         return codec, None

@@ -24,13 +24,13 @@ import io
 import os
 import re
 import struct
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence, Union
+from typing import Any, BinaryIO, Callable
 
 import crc32c as _crc32c
 import msgpack
 
-from hsicodec.format.boundedpack import unpackb_bounded
 from hsicodec.errors import (
     HsimChecksumError,
     HsimError,
@@ -40,12 +40,25 @@ from hsicodec.errors import (
     HsimTruncatedError,
     HsimVersionError,
 )
+from hsicodec.format.boundedpack import unpackb_bounded
 from hsicodec.io.atomic import write_bytes_atomic
 
 __all__ = [
-    "MAGIC", "VERSION", "PREAMBLE_SIZE", "TRAILER_SIZE", "DTYPES",
-    "Limits", "DEFAULT_LIMITS", "Hsim", "HsimTrailingDataError",
-    "encode_hsim", "decode_hsim", "validate_header", "write_hsim", "read_hsim", "HsimReader",
+    "MAGIC",
+    "VERSION",
+    "PREAMBLE_SIZE",
+    "TRAILER_SIZE",
+    "DTYPES",
+    "Limits",
+    "DEFAULT_LIMITS",
+    "Hsim",
+    "HsimTrailingDataError",
+    "encode_hsim",
+    "decode_hsim",
+    "validate_header",
+    "write_hsim",
+    "read_hsim",
+    "HsimReader",
 ]
 
 MAGIC: bytes = b"\x89HSIM\r\n\x1a"
@@ -75,15 +88,15 @@ class HsimTrailingDataError(HsimError):
 class Limits:
     """Hard limits a reader enforces before allocating anything (caller-adjustable)."""
 
-    max_header_bytes: int = 1 << 20        #: header length L
-    max_sections: int = 65536              #: entries in the section index
-    max_section_bytes: int = 1 << 30       #: length of one section
-    max_file_bytes: int = 1 << 32          #: whole file (and sum of section lengths)
-    max_values: int = 2**34                #: H * W * C
-    max_dim: int = 2**20                   #: H and W each
-    max_bands: int = 2**16                 #: C
-    max_depth: int = 32                    #: nesting depth of the header (top-level map = 1)
-    max_decode_bytes: int = 1 << 34        #: memory one decode (latent grids + decoded window) may need
+    max_header_bytes: int = 1 << 20  #: header length L
+    max_sections: int = 65536  #: entries in the section index
+    max_section_bytes: int = 1 << 30  #: length of one section
+    max_file_bytes: int = 1 << 32  #: whole file (and sum of section lengths)
+    max_values: int = 2**34  #: H * W * C
+    max_dim: int = 2**20  #: H and W each
+    max_bands: int = 2**16  #: C
+    max_depth: int = 32  #: nesting depth of the header (top-level map = 1)
+    max_decode_bytes: int = 1 << 34  #: memory one decode (latent grids + decoded window) may need
 
 
 DEFAULT_LIMITS = Limits()
@@ -93,9 +106,9 @@ DEFAULT_LIMITS = Limits()
 class Hsim:
     """A decoded container."""
 
-    header: dict                 #: the full header, "sections" index included
-    sections: dict[str, bytes]   #: section name -> bytes, in index order
-    version: tuple[int, int]     #: (major, minor) read from the file
+    header: dict  #: the full header, "sections" index included
+    sections: dict[str, bytes]  #: section name -> bytes, in index order
+    version: tuple[int, int]  #: (major, minor) read from the file
 
 
 # --------------------------------------------------------------------------- helpers
@@ -160,17 +173,14 @@ def _unpack_header(buf: Any, limits: Limits) -> dict:
             f"header (bytes {PREAMBLE_SIZE}..{PREAMBLE_SIZE + n}): extra bytes after the msgpack map"
         ) from None
     except msgpack.OutOfData:
-        raise HsimHeaderError(
-            f"header (bytes {PREAMBLE_SIZE}..{PREAMBLE_SIZE + n}): msgpack data ends early"
-        ) from None
+        raise HsimHeaderError(f"header (bytes {PREAMBLE_SIZE}..{PREAMBLE_SIZE + n}): msgpack data ends early") from None
     except Exception as exc:  # FormatError, StackError, ValueError, UnicodeDecodeError, ...
         if isinstance(exc, ValueError) and "incomplete input" in str(exc):
             raise HsimHeaderError(
                 f"header (bytes {PREAMBLE_SIZE}..{PREAMBLE_SIZE + n}): msgpack data ends early"
             ) from None
         raise HsimHeaderError(
-            f"header (bytes {PREAMBLE_SIZE}..{PREAMBLE_SIZE + n}) is not valid msgpack: "
-            f"{type(exc).__name__}: {exc}"
+            f"header (bytes {PREAMBLE_SIZE}..{PREAMBLE_SIZE + n}) is not valid msgpack: {type(exc).__name__}: {exc}"
         ) from None
     if not isinstance(obj, dict):
         raise HsimHeaderError(f"header is a msgpack {type(obj).__name__}, expected a map")
@@ -227,11 +237,7 @@ def validate_header(header: Mapping, limits: Limits = DEFAULT_LIMITS) -> None:
             raise HsimHeaderError(f"header key {key!r} is missing (required)")
 
     shape = header["shape"]
-    if (
-        not isinstance(shape, (list, tuple))
-        or len(shape) != 3
-        or not all(_is_int(v) and v > 0 for v in shape)
-    ):
+    if not isinstance(shape, (list, tuple)) or len(shape) != 3 or not all(_is_int(v) and v > 0 for v in shape):
         raise HsimHeaderError(f"header key 'shape': expected 3 positive ints, got {_short(shape)}")
     h, w, c = shape
     if h > limits.max_dim or w > limits.max_dim:
@@ -247,15 +253,11 @@ def validate_header(header: Mapping, limits: Limits = DEFAULT_LIMITS) -> None:
 
     dtype = header["dtype"]
     if type(dtype) is not str or dtype not in DTYPES:
-        raise HsimHeaderError(
-            f"header key 'dtype': expected one of {', '.join(sorted(DTYPES))}, got {_short(dtype)}"
-        )
+        raise HsimHeaderError(f"header key 'dtype': expected one of {', '.join(sorted(DTYPES))}, got {_short(dtype)}")
 
     model = header.get("model")  # absent: the codec needs no base model
     if "model" in header and (type(model) is not str or not _MODEL_RE.fullmatch(model)):
-        raise HsimHeaderError(
-            f"header key 'model': expected 64 lowercase hex characters (sha256), got {_short(model)}"
-        )
+        raise HsimHeaderError(f"header key 'model': expected 64 lowercase hex characters (sha256), got {_short(model)}")
 
     if not isinstance(header["codec"], Mapping):
         raise HsimHeaderError(f"header key 'codec': expected a map, got {_short(header['codec'])}")
@@ -283,9 +285,7 @@ def _validate_index(index: Any, limits: Limits) -> None:
     if not isinstance(index, (list, tuple)):
         raise HsimHeaderError(f"header key 'sections': expected an array, got {_short(index)}")
     if len(index) > limits.max_sections:
-        raise HsimLimitError(
-            f"header key 'sections': {len(index)} sections exceeds the limit of {limits.max_sections}"
-        )
+        raise HsimLimitError(f"header key 'sections': {len(index)} sections exceeds the limit of {limits.max_sections}")
     seen: set[str] = set()
     total = 0
     for i, entry in enumerate(index):
@@ -293,14 +293,8 @@ def _validate_index(index: Any, limits: Limits) -> None:
         if not isinstance(entry, (list, tuple)) or len(entry) != 3:
             raise HsimHeaderError(f"{where}: expected [name, length, crc32c], got {_short(entry)}")
         name, length, crc = entry
-        if (
-            type(name) is not str
-            or not 1 <= len(name) <= 64
-            or not all(0x20 <= ord(ch) <= 0x7E for ch in name)
-        ):
-            raise HsimHeaderError(
-                f"{where}: name must be 1..64 printable ASCII characters, got {_short(name)}"
-            )
+        if type(name) is not str or not 1 <= len(name) <= 64 or not all(0x20 <= ord(ch) <= 0x7E for ch in name):
+            raise HsimHeaderError(f"{where}: name must be 1..64 printable ASCII characters, got {_short(name)}")
         if name in seen:
             raise HsimHeaderError(f"{where}: duplicate section name {name!r}")
         seen.add(name)
@@ -336,8 +330,7 @@ def _section_pairs(sections: Sequence[tuple[str, bytes]] | Mapping[str, bytes]) 
     return out
 
 
-def pack_head(header: Mapping, limits: Limits = DEFAULT_LIMITS, version: tuple = VERSION,
-              hint: str = "") -> bytes:
+def pack_head(header: Mapping, limits: Limits = DEFAULT_LIMITS, version: tuple = VERSION, hint: str = "") -> bytes:
     """Preamble + msgpack header of a file whose header (section index included) is final;
     the header is refused over ``limits.max_header_bytes`` (``hint`` says what to do then)."""
     try:
@@ -345,8 +338,10 @@ def pack_head(header: Mapping, limits: Limits = DEFAULT_LIMITS, version: tuple =
     except (OverflowError, ValueError, TypeError) as exc:
         raise HsimHeaderError(f"header cannot be encoded as msgpack: {exc}") from None
     if len(hbytes) > limits.max_header_bytes:
-        raise HsimLimitError(f"header is {len(hbytes)} bytes, exceeds the limit of {limits.max_header_bytes}"
-                             + (f" ({hint})" if hint else ""))
+        raise HsimLimitError(
+            f"header is {len(hbytes)} bytes, exceeds the limit of {limits.max_header_bytes}"
+            + (f" ({hint})" if hint else "")
+        )
     return _PREAMBLE.pack(MAGIC, version[0], version[1], len(hbytes), _crc32c.crc32c(hbytes)) + hbytes
 
 
@@ -392,7 +387,7 @@ class _Layout:
     header: dict
     header_len: int
     spans: dict[str, tuple[int, int, int]]  # name -> (offset, length, crc32c), offsets absolute
-    payload_end: int                        # offset of the trailer
+    payload_end: int  # offset of the trailer
 
 
 def _parse(read_at: Callable[[int, int], Any], size: int, limits: Limits) -> _Layout:
@@ -406,13 +401,9 @@ def _parse(read_at: Callable[[int, int], Any], size: int, limits: Limits) -> _La
     head = bytes(read_at(0, min(size, PREAMBLE_SIZE)))
     n_magic = min(len(head), len(MAGIC))
     if head[:n_magic] != MAGIC[:n_magic]:
-        raise HsimMagicError(
-            f"not a .hsim file: bytes 0..{n_magic} are {head[:n_magic]!r}, expected magic {MAGIC!r}"
-        )
+        raise HsimMagicError(f"not a .hsim file: bytes 0..{n_magic} are {head[:n_magic]!r}, expected magic {MAGIC!r}")
     if size < PREAMBLE_SIZE:
-        raise HsimTruncatedError(
-            f"truncated at byte {size}: the preamble needs {PREAMBLE_SIZE} bytes"
-        )
+        raise HsimTruncatedError(f"truncated at byte {size}: the preamble needs {PREAMBLE_SIZE} bytes")
     _, major, minor, hlen, hcrc = _PREAMBLE.unpack(head)
     if major != VERSION[0]:
         raise HsimVersionError(
@@ -425,9 +416,7 @@ def _parse(read_at: Callable[[int, int], Any], size: int, limits: Limits) -> _La
         )
     remain = size - PREAMBLE_SIZE
     if hlen > remain:
-        raise HsimTruncatedError(
-            f"truncated at byte {size}: the header declares {hlen} bytes, {remain} remain"
-        )
+        raise HsimTruncatedError(f"truncated at byte {size}: the header declares {hlen} bytes, {remain} remain")
     hbuf = read_at(PREAMBLE_SIZE, hlen)
     got = _crc32c.crc32c(hbuf)
     if got != hcrc:
@@ -452,8 +441,7 @@ def _parse(read_at: Callable[[int, int], Any], size: int, limits: Limits) -> _La
     remain = size - offset
     if remain < TRAILER_SIZE:
         raise HsimTruncatedError(
-            f"truncated at byte {size}: the trailer (at byte {offset}) needs {TRAILER_SIZE} bytes, "
-            f"{remain} remain"
+            f"truncated at byte {size}: the trailer (at byte {offset}) needs {TRAILER_SIZE} bytes, {remain} remain"
         )
     if remain > TRAILER_SIZE:
         raise HsimTrailingDataError(
@@ -504,7 +492,7 @@ def decode_hsim(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Hsim:
 
 
 def write_hsim(
-    path: Union[str, "os.PathLike[str]"],
+    path: str | os.PathLike[str],
     header: Mapping,
     sections: Sequence[tuple[str, bytes]] | Mapping[str, bytes],
     force: bool = False,
@@ -515,7 +503,7 @@ def write_hsim(
     return len(data)
 
 
-def read_hsim(path: Union[str, "os.PathLike[str]"], limits: Limits = DEFAULT_LIMITS) -> Hsim:
+def read_hsim(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Hsim:
     """Read and fully decode a ``.hsim`` file (its size is checked before it is read)."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -538,7 +526,7 @@ class HsimReader:
 
     def __init__(
         self,
-        source: Union[str, "os.PathLike[str]", BinaryIO, bytes, bytearray, memoryview],
+        source: str | os.PathLike[str] | BinaryIO | bytes | bytearray | memoryview,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._own = False
@@ -640,7 +628,7 @@ class HsimReader:
         self._f = None if self._own else self._f
         self._own = False
 
-    def __enter__(self) -> "HsimReader":
+    def __enter__(self) -> HsimReader:
         return self
 
     def __exit__(self, *exc: object) -> None:

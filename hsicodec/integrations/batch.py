@@ -21,9 +21,10 @@ import contextlib
 import glob
 import os
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable
 
 from hsicodec.errors import HsicodecError, OptionError
 
@@ -48,11 +49,11 @@ class BatchOptions:
     """What every file gets: the direction, and the options of compress or decompress."""
 
     decompress: bool = False
-    bpppb: Optional[float] = None
-    psnr: Optional[float] = None
-    model: Optional[str] = None
+    bpppb: float | None = None
+    psnr: float | None = None
+    model: str | None = None
     effort: Any = "default"
-    format: Optional[str] = None  # decompress output format: gtiff (default), envi, npy
+    format: str | None = None  # decompress output format: gtiff (default), envi, npy
     threads: int = 1  # per file; workers already run files in parallel
     measure_psnr: bool = True  # compress: decode the written file and compare with the source
     extra: dict = field(default_factory=dict)  # more keyword arguments for compress_file
@@ -79,7 +80,7 @@ def expand_inputs(patterns: Sequence[str]) -> list[Path]:
     return sorted(seen.values(), key=lambda p: str(p))
 
 
-def output_path(src: Path, outdir: Path, decompress: bool = False, format: Optional[str] = None) -> Path:
+def output_path(src: Path, outdir: Path, decompress: bool = False, format: str | None = None) -> Path:
     """OUTDIR/<stem>.hsim when compressing; OUTDIR/<stem>.tif (.hdr for ENVI, .npy) when decompressing."""
     ext = DECOMPRESS_EXTENSIONS[(format or "gtiff").lower()] if decompress else ".hsim"
     return Path(outdir) / (Path(src).stem + ext)
@@ -106,8 +107,9 @@ def is_up_to_date(src: Path, dst: Path, decompress: bool = False) -> bool:
         return False
 
 
-def plan(patterns: Sequence[str], outdir: Path, *, decompress: bool = False, format: Optional[str] = None,
-         force: bool = False) -> list[Job]:
+def plan(
+    patterns: Sequence[str], outdir: Path, *, decompress: bool = False, format: str | None = None, force: bool = False
+) -> list[Job]:
     """The jobs of a batch: every matching input, its output and whether it can be skipped."""
     outdir = Path(outdir)
     if format is not None and format.lower() not in DECOMPRESS_EXTENSIONS:
@@ -118,8 +120,9 @@ def plan(patterns: Sequence[str], outdir: Path, *, decompress: bool = False, for
         dst = output_path(src, outdir, decompress, format)
         key = os.path.normcase(os.path.abspath(dst))
         if key in owner:
-            raise BatchError(f"{owner[key]} and {src} would both be written to {dst}; "
-                             "rename one or run them in separate batches")
+            raise BatchError(
+                f"{owner[key]} and {src} would both be written to {dst}; rename one or run them in separate batches"
+            )
         if os.path.abspath(dst) == os.path.abspath(src):
             raise BatchError(f"{src} would be overwritten by its own output; choose another OUTDIR")
         owner[key] = src
@@ -145,8 +148,15 @@ def error_message(exc: BaseException) -> str:
 
 
 def _result(job: Job, status: str, **kw: Any) -> dict:
-    base = {"input": job.src, "output": job.dst, "status": status, "bpppb": None, "psnr": None,
-            "seconds": None, "error": None}
+    base = {
+        "input": job.src,
+        "output": job.dst,
+        "status": status,
+        "bpppb": None,
+        "psnr": None,
+        "seconds": None,
+        "error": None,
+    }
     base.update(kw)
     return base
 
@@ -166,25 +176,49 @@ def process_file(job: Job, options: BatchOptions) -> dict:
     try:
         Path(job.dst).parent.mkdir(parents=True, exist_ok=True)
         if options.decompress:
-            stats = codec.decompress_file(job.src, job.dst, force=True, format=options.format,
-                                          threads=options.threads)
+            stats = codec.decompress_file(job.src, job.dst, force=True, format=options.format, threads=options.threads)
             info = codec.file_info(job.src)
-            return _result(job, "done", bpppb=info["bpppb"], seconds=time.perf_counter() - t0, worker=worker,
-                           shape=stats.get("shape"), bytes=info["file_bytes"])
-        stats = codec.compress_file(job.src, job.dst, force=True, bpppb=options.bpppb, psnr=options.psnr,
-                                    model=options.model, effort=options.effort, threads=options.threads,
-                                    **options.extra)
+            return _result(
+                job,
+                "done",
+                bpppb=info["bpppb"],
+                seconds=time.perf_counter() - t0,
+                worker=worker,
+                shape=stats.get("shape"),
+                bytes=info["file_bytes"],
+            )
+        stats = codec.compress_file(
+            job.src,
+            job.dst,
+            force=True,
+            bpppb=options.bpppb,
+            psnr=options.psnr,
+            model=options.model,
+            effort=options.effort,
+            threads=options.threads,
+            **options.extra,
+        )
         quality, measured = stats.get("psnr"), False
         if options.measure_psnr and not stats.get("tiled"):
             from hsicodec.io.raster import read_cube
 
-            cube, _ = read_cube(job.src, var=options.extra.get("var"),
-                                band_first=bool(options.extra.get("band_first", False)))
+            cube, _ = read_cube(
+                job.src, var=options.extra.get("var"), band_first=bool(options.extra.get("band_first", False))
+            )
             back, _ = codec.decompress(job.dst, threads=options.threads)
             quality, measured = psnr(cube, back), True
-        return _result(job, "done", bpppb=stats.get("bpppb"), psnr=None if quality is None else float(quality),
-                       psnr_measured=measured, seconds=time.perf_counter() - t0, worker=worker,
-                       shape=stats.get("shape"), bytes=stats.get("bytes"), model=stats.get("model"))
+        return _result(
+            job,
+            "done",
+            bpppb=stats.get("bpppb"),
+            psnr=None if quality is None else float(quality),
+            psnr_measured=measured,
+            seconds=time.perf_counter() - t0,
+            worker=worker,
+            shape=stats.get("shape"),
+            bytes=stats.get("bytes"),
+            model=stats.get("model"),
+        )
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
         return _result(job, "failed", seconds=time.perf_counter() - t0, error=error_message(exc), worker=worker)
 
@@ -215,8 +249,7 @@ def _import_distributed():
 
 
 @contextlib.contextmanager
-def open_client(scheduler: Optional[str] = None, workers: Optional[int] = None,
-                processes: bool = True) -> Iterator[Any]:
+def open_client(scheduler: str | None = None, workers: int | None = None, processes: bool = True) -> Iterator[Any]:
     """A ``distributed.Client``: to ``scheduler`` if given, else to a new local cluster.
 
     The local cluster has ``workers`` worker processes (default: the CPU count) with
@@ -237,9 +270,14 @@ def open_client(scheduler: Optional[str] = None, workers: Optional[int] = None,
     import logging
 
     # no dashboard; the scheduler's small HTTP server (health, metrics) on a free port, not 8787
-    cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
-                                       dashboard_address=":0", scheduler_kwargs={"dashboard": False},
-                                       silence_logs=logging.ERROR)
+    cluster = distributed.LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=processes,
+        dashboard_address=":0",
+        scheduler_kwargs={"dashboard": False},
+        silence_logs=logging.ERROR,
+    )
     try:
         client = distributed.Client(cluster)
         try:
@@ -250,15 +288,16 @@ def open_client(scheduler: Optional[str] = None, workers: Optional[int] = None,
         cluster.close()
 
 
-def run_batch(client: Any, jobs: Sequence[Job], options: BatchOptions,
-              on_result: Optional[Callable[[dict], None]] = None) -> list[dict]:
+def run_batch(
+    client: Any, jobs: Sequence[Job], options: BatchOptions, on_result: Callable[[dict], None] | None = None
+) -> list[dict]:
     """Run every job not marked ``skip`` on ``client``; rows in the order of ``jobs``.
 
     ``on_result(row)`` is called as each file completes (in completion order). A
     task that dies with its worker is reported as failed like any other error.
     """
     distributed = _import_distributed()
-    rows: list[Optional[dict]] = [None] * len(jobs)
+    rows: list[dict | None] = [None] * len(jobs)
     futures = {}
     for i, job in enumerate(jobs):
         if job.skip:
@@ -287,10 +326,18 @@ def summarize(rows: Sequence[dict]) -> dict:
     return counts
 
 
-def batch(patterns: Sequence[str], outdir: Path, options: Optional[BatchOptions] = None, *, force: bool = False,
-          scheduler: Optional[str] = None, workers: Optional[int] = None, client: Any = None,
-          on_plan: Optional[Callable[[list], None]] = None,
-          on_result: Optional[Callable[[dict], None]] = None) -> list[dict]:
+def batch(
+    patterns: Sequence[str],
+    outdir: Path,
+    options: BatchOptions | None = None,
+    *,
+    force: bool = False,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    client: Any = None,
+    on_plan: Callable[[list], None] | None = None,
+    on_result: Callable[[dict], None] | None = None,
+) -> list[dict]:
     """Plan and run a whole batch (Python entry point of ``hsicodec batch``); returns the rows.
 
     Uses ``client`` if given, else :func:`open_client` (``scheduler`` / ``workers``).
@@ -301,8 +348,11 @@ def batch(patterns: Sequence[str], outdir: Path, options: Optional[BatchOptions]
     if on_plan is not None:
         on_plan(jobs)
     if client is not None or all(j.skip for j in jobs):
-        return run_batch(client, jobs, options, on_result) if client is not None else \
-            [skipped_result(j, options.decompress) for j in jobs]
+        return (
+            run_batch(client, jobs, options, on_result)
+            if client is not None
+            else [skipped_result(j, options.decompress) for j in jobs]
+        )
     Path(outdir).mkdir(parents=True, exist_ok=True)
     if scheduler is None:  # no more local workers than files to do
         workers = min(workers or os.cpu_count() or 1, sum(not j.skip for j in jobs))

@@ -21,7 +21,8 @@ from __future__ import annotations
 import io
 import math
 import os
-from typing import Any, Iterable, Optional, Union
+from collections.abc import Iterable
+from typing import Any, Union
 
 import numpy as np
 import xarray as xr
@@ -29,8 +30,8 @@ from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from hsicodec.codec import api as _codec
-from hsicodec.format.container import MAGIC, HsimReader
 from hsicodec.errors import HsimHeaderError, OptionError
+from hsicodec.format.container import MAGIC, HsimReader
 from hsicodec.io.raster import GeoInfo
 
 __all__ = ["HsimBackendArray", "HsimBackendEntrypoint", "hsim_coords"]
@@ -71,8 +72,7 @@ class HsimBackendArray(BackendArray):
         if any(lo == hi for lo, hi in spans):
             return np.empty(tuple(out_shape), self.dtype)
         (r0, r1), (c0, c1), bands = spans
-        cube, _ = _codec.decompress(self.source, window=(r0, c0, r1 - r0, c1 - c0), bands=bands,
-                                    threads=self.threads)
+        cube, _ = _codec.decompress(self.source, window=(r0, c0, r1 - r0, c1 - c0), bands=bands, threads=self.threads)
         return cube[tuple(post)]
 
 
@@ -97,15 +97,16 @@ def hsim_coords(shape: tuple[int, int, int], geo: GeoInfo) -> dict[str, Any]:
     return coords
 
 
-def _fill_value(header: dict, geo: GeoInfo, dtype: np.dtype) -> Optional[float]:
+def _fill_value(header: dict, geo: GeoInfo, dtype: np.dtype) -> float | None:
     """The value masked pixels decode to (nodata, else the mask's fill), if the dtype can hold it."""
     fill = geo.nodata
     if fill is None and isinstance(header.get("mask"), dict):
         fill = header["mask"].get("fill")
     if fill is None or isinstance(fill, bool) or not isinstance(fill, (int, float)):
         return None
-    if dtype.kind in "iu" and not (math.isfinite(fill) and float(fill).is_integer()
-                                   and np.iinfo(dtype).min <= fill <= np.iinfo(dtype).max):
+    if dtype.kind in "iu" and not (
+        math.isfinite(fill) and float(fill).is_integer() and np.iinfo(dtype).min <= fill <= np.iinfo(dtype).max
+    ):
         return None  # masked values of an integer cube then decode to 0 (see cast_to_dtype)
     return fill
 
@@ -118,12 +119,19 @@ def _source(filename_or_obj: Any) -> Source:
         return bytes(filename_or_obj)
     if hasattr(filename_or_obj, "read"):
         return filename_or_obj.read()
-    raise OptionError(f"engine='hsim' opens a path, bytes or a binary file object, "
-                      f"not {type(filename_or_obj).__name__}")
+    raise OptionError(
+        f"engine='hsim' opens a path, bytes or a binary file object, not {type(filename_or_obj).__name__}"
+    )
 
 
-def open_hsim_dataset(filename_or_obj: Any, *, name: str = "data", mask_and_scale: bool = True,
-                      drop_variables: Union[str, Iterable[str], None] = None, threads: int = 0) -> xr.Dataset:
+def open_hsim_dataset(
+    filename_or_obj: Any,
+    *,
+    name: str = "data",
+    mask_and_scale: bool = True,
+    drop_variables: str | Iterable[str] | None = None,
+    threads: int = 0,
+) -> xr.Dataset:
     """The lazy Dataset of a `.hsim` file (see the module docstring)."""
     src = _source(filename_or_obj)
     with HsimReader(src) as reader:
@@ -154,8 +162,14 @@ def open_hsim_dataset(filename_or_obj: Any, *, name: str = "data", mask_and_scal
     ds = xr.Dataset({name: variable}, coords=hsim_coords(shape, geo), attrs=ds_attrs)
     drop = [drop_variables] if isinstance(drop_variables, str) else list(drop_variables or ())
     ds = ds.drop_vars([v for v in drop if v in ds.variables])
-    return xr.decode_cf(ds, mask_and_scale=mask_and_scale, decode_times=False, decode_coords=False,
-                        concat_characters=False, decode_timedelta=False)
+    return xr.decode_cf(
+        ds,
+        mask_and_scale=mask_and_scale,
+        decode_times=False,
+        decode_coords=False,
+        concat_characters=False,
+        decode_timedelta=False,
+    )
 
 
 class HsimBackendEntrypoint(BackendEntrypoint):
@@ -164,10 +178,18 @@ class HsimBackendEntrypoint(BackendEntrypoint):
     description = "Open hyperspectral .hsim files (hsicodec) with lazy, windowed decoding"
     open_dataset_parameters = ("filename_or_obj", "drop_variables", "mask_and_scale", "name", "threads")
 
-    def open_dataset(self, filename_or_obj: Any, *, drop_variables: Union[str, Iterable[str], None] = None,
-                     mask_and_scale: bool = True, name: str = "data", threads: int = 0) -> xr.Dataset:
-        return open_hsim_dataset(filename_or_obj, name=name, mask_and_scale=mask_and_scale,
-                                 drop_variables=drop_variables, threads=threads)
+    def open_dataset(
+        self,
+        filename_or_obj: Any,
+        *,
+        drop_variables: str | Iterable[str] | None = None,
+        mask_and_scale: bool = True,
+        name: str = "data",
+        threads: int = 0,
+    ) -> xr.Dataset:
+        return open_hsim_dataset(
+            filename_or_obj, name=name, mask_and_scale=mask_and_scale, drop_variables=drop_variables, threads=threads
+        )
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
         """True for a ``.hsim`` path, or a file / buffer that starts with the `.hsim` magic bytes."""
@@ -181,7 +203,7 @@ class HsimBackendEntrypoint(BackendEntrypoint):
                 with open(path, "rb") as f:
                     return f.read(len(MAGIC)) == MAGIC
             if isinstance(filename_or_obj, (bytes, bytearray, memoryview)):
-                return bytes(filename_or_obj[:len(MAGIC)]) == MAGIC
+                return bytes(filename_or_obj[: len(MAGIC)]) == MAGIC
             if isinstance(filename_or_obj, io.IOBase) or hasattr(filename_or_obj, "seek"):
                 pos = filename_or_obj.tell()
                 try:

@@ -20,16 +20,16 @@ fully masked `.hsim` file, whatever the target.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
 
 from hsicodec.codec.api import compress, decompress
-from hsicodec.format.container import HsimReader, decode_hsim, encode_hsim
-from hsicodec.errors import HsimHeaderError, OptionError
 from hsicodec.codec.mask import encode_mask, invalid_mask
+from hsicodec.errors import HsimHeaderError, OptionError
+from hsicodec.format.container import HsimReader, decode_hsim, encode_hsim
 
 __all__ = ["HsimCodec"]
 
@@ -38,10 +38,11 @@ _EFFORTS = ("fast", "default", "max")
 _TAG_SHAPE, _TAG_DTYPE, _TAG_ORDER = "hsim_codec.shape", "hsim_codec.dtype", "hsim_codec.order"
 _TAG_CROP = "hsim_codec.crop"  # "row0,col0,rows,cols,fill": only the valid values' bounding box is coded
 _STORED_DTYPES = frozenset(
-    ["uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64"])
+    ["uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64"]
+)
 
 
-def _number(name: str, value: Any) -> Optional[float]:
+def _number(name: str, value: Any) -> float | None:
     """A positive finite float option (or None)."""
     if value is None:
         return None
@@ -64,8 +65,15 @@ class HsimCodec(Codec):
 
     codec_id = "hsim"
 
-    def __init__(self, bpppb: Optional[float] = None, psnr: Optional[float] = None, model: Optional[str] = None,
-                 effort: Union[str, int] = "default", nodata: Optional[float] = None, threads: int = 0) -> None:
+    def __init__(
+        self,
+        bpppb: float | None = None,
+        psnr: float | None = None,
+        model: str | None = None,
+        effort: str | int = "default",
+        nodata: float | None = None,
+        threads: int = 0,
+    ) -> None:
         self.bpppb = _number("bpppb", bpppb)
         self.psnr = _number("psnr", psnr)
         if self.bpppb is not None and self.psnr is not None:
@@ -87,11 +95,18 @@ class HsimCodec(Codec):
 
     def get_config(self) -> dict:
         """JSON-able configuration; ``from_config`` / ``numcodecs.get_codec`` rebuild the codec."""
-        return {"id": self.codec_id, "bpppb": self.bpppb, "psnr": self.psnr, "model": self.model,
-                "effort": self.effort, "nodata": self.nodata, "threads": self.threads}
+        return {
+            "id": self.codec_id,
+            "bpppb": self.bpppb,
+            "psnr": self.psnr,
+            "model": self.model,
+            "effort": self.effort,
+            "nodata": self.nodata,
+            "threads": self.threads,
+        }
 
     @classmethod
-    def from_config(cls, config: dict) -> "HsimCodec":
+    def from_config(cls, config: dict) -> HsimCodec:
         """Inverse of :meth:`get_config` (the ``id`` key is optional)."""
         config = dict(config)
         codec_id = config.pop("id", cls.codec_id)
@@ -130,27 +145,50 @@ class HsimCodec(Codec):
                 tags[_TAG_CROP] = f"{r0},{c0},{cube.shape[0]},{cube.shape[1]},{fill!r}"
                 cube = np.ascontiguousarray(cube[r0:r1, c0:c1])
         try:
-            return compress(cube, model=self.model, bpppb=self.bpppb, psnr=self.psnr, effort=self.effort,
-                            threads=self.threads, nodata=self.nodata, tags=tags or None)
+            return compress(
+                cube,
+                model=self.model,
+                bpppb=self.bpppb,
+                psnr=self.psnr,
+                effort=self.effort,
+                threads=self.threads,
+                nodata=self.nodata,
+                tags=tags or None,
+            )
         except OptionError:
             if self.psnr is None or (self.model in (None, "auto") and self.effort == "max"):
                 raise
             # a quality target the chosen model misses on this chunk (e.g. a mostly padded edge
             # chunk): every bundled model at the highest effort before giving up
-            return compress(cube, model=None, psnr=self.psnr, effort="max", threads=self.threads,
-                            nodata=self.nodata, tags=tags or None)
+            return compress(
+                cube,
+                model=None,
+                psnr=self.psnr,
+                effort="max",
+                threads=self.threads,
+                nodata=self.nodata,
+                tags=tags or None,
+            )
 
     def _encode_uniform(self, cube: np.ndarray, value: float, tags: dict) -> bytes:
         """An exact file for a chunk of one value: any base file of the shape, fully masked."""
-        base = decode_hsim(compress(np.ones(cube.shape, cube.dtype), model=self.model, psnr=20.0,
-                                    effort="fast", threads=self.threads, tags=tags or None))
+        base = decode_hsim(
+            compress(
+                np.ones(cube.shape, cube.dtype),
+                model=self.model,
+                psnr=20.0,
+                effort="fast",
+                threads=self.threads,
+                tags=tags or None,
+            )
+        )
         header = {k: v for k, v in base.header.items() if k != "sections"}
         header["mask"] = {"fill": value}
         sections = list(base.sections.items()) + [("m", encode_mask(np.ones(cube.shape, bool)))]
         return encode_hsim(header, sections)
 
     # -- decode
-    def decode(self, buf: Any, out: Optional[np.ndarray] = None) -> np.ndarray:
+    def decode(self, buf: Any, out: np.ndarray | None = None) -> np.ndarray:
         """`.hsim` bytes → the array ``encode`` was given (same shape, dtype and order); fills ``out`` if given."""
         data = ensure_contiguous_ndarray(buf).view(np.uint8).tobytes()
         with HsimReader(data) as reader:
@@ -165,8 +203,10 @@ class HsimCodec(Codec):
 def _chunk_array(buf: Any) -> np.ndarray:
     """The chunk as a numeric ndarray of 2 or 3 dimensions, else a clear OptionError."""
     if isinstance(buf, (bytes, bytearray)):
-        raise OptionError("HsimCodec.encode needs the chunk as an array with its shape, got raw bytes "
-                          "(a lossy codec cannot be a bytes → bytes compressor after other codecs)")
+        raise OptionError(
+            "HsimCodec.encode needs the chunk as an array with its shape, got raw bytes "
+            "(a lossy codec cannot be a bytes → bytes compressor after other codecs)"
+        )
     arr = np.asarray(buf)
     if arr.dtype.kind not in "uif":
         raise OptionError(f"HsimCodec: unsupported dtype {arr.dtype} (integer or float data only)")
@@ -177,7 +217,7 @@ def _chunk_array(buf: Any) -> np.ndarray:
     return arr
 
 
-def _uniform_value(cube: np.ndarray, nodata: Optional[float]) -> Optional[float]:
+def _uniform_value(cube: np.ndarray, nodata: float | None) -> float | None:
     """The fill of a chunk holding one value only (NaN / nodata when every value is invalid), else None."""
     mask = invalid_mask(cube, nodata)
     if mask is not None and mask.all():
@@ -201,13 +241,18 @@ def _uncrop(cube: np.ndarray, tags: Any) -> np.ndarray:
         fill_value = float(fill)
     except ValueError as exc:
         raise HsimHeaderError(f"header key 'tags.{_TAG_CROP}': {exc}") from None
-    if not (0 <= r0 and 0 <= c0 and r0 + cube.shape[0] <= rows and c0 + cube.shape[1] <= cols
-            and rows * cols * cube.shape[2] <= 1 << 31):
+    if not (
+        0 <= r0
+        and 0 <= c0
+        and r0 + cube.shape[0] <= rows
+        and c0 + cube.shape[1] <= cols
+        and rows * cols * cube.shape[2] <= 1 << 31
+    ):
         raise HsimHeaderError(f"header key 'tags.{_TAG_CROP}': box does not fit the decoded chunk")
     if cube.dtype.kind != "f" and not np.isfinite(fill_value):
         fill_value = 0.0
     out = np.full((rows, cols, cube.shape[2]), fill_value, dtype=cube.dtype)
-    out[r0:r0 + cube.shape[0], c0:c0 + cube.shape[1]] = cube
+    out[r0 : r0 + cube.shape[0], c0 : c0 + cube.shape[1]] = cube
     return out
 
 
@@ -254,7 +299,7 @@ if _NumcodecsArrayBytesCodec is not None:
             HsimCodec.from_config(codec_config)  # validate the options now, not at the first chunk
             super().__init__(**codec_config)
 
-        def evolve_from_array_spec(self, array_spec: Any) -> "HsimZarr3Codec":
+        def evolve_from_array_spec(self, array_spec: Any) -> HsimZarr3Codec:
             if self.codec_config.get("nodata") is not None:
                 return self
             fill = array_spec.fill_value
@@ -268,8 +313,9 @@ if _NumcodecsArrayBytesCodec is not None:
             if native.kind not in "uif":
                 raise OptionError(f"HsimZarr3Codec: unsupported dtype {native} (integer or float data only)")
             if len(shape) not in (2, 3):
-                raise OptionError(f"HsimZarr3Codec: expected a (y, x, band) or (y, x) array, got {len(shape)} "
-                                  "dimensions")
+                raise OptionError(
+                    f"HsimZarr3Codec: expected a (y, x, band) or (y, x) array, got {len(shape)} dimensions"
+                )
 
     _register_zarr_codec("numcodecs.hsim", HsimZarr3Codec, qualname="hsicodec.integrations.zarr_codec.HsimZarr3Codec")
     __all__ += ["HsimZarr3Codec"]

@@ -31,9 +31,10 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -62,20 +63,49 @@ SUPPORTED_DTYPES: tuple[np.dtype, ...] = tuple(
 WRITE_FORMATS = ("gtiff", "envi", "npy")
 
 _FORMAT_ALIASES = {
-    "gtiff": "gtiff", "geotiff": "gtiff", "tif": "gtiff", "tiff": "gtiff", "cog": "gtiff",
-    "envi": "envi", "hdr": "envi",
-    "npy": "npy", "numpy": "npy",
-    "mat": "mat", "matlab": "mat",
+    "gtiff": "gtiff",
+    "geotiff": "gtiff",
+    "tif": "gtiff",
+    "tiff": "gtiff",
+    "cog": "gtiff",
+    "envi": "envi",
+    "hdr": "envi",
+    "npy": "npy",
+    "numpy": "npy",
+    "mat": "mat",
+    "matlab": "mat",
 }
 _EXT_FORMAT = {
-    ".tif": "gtiff", ".tiff": "gtiff",
-    ".hdr": "envi", ".img": "envi", ".bsq": "envi", ".bil": "envi", ".bip": "envi", ".dat": "envi",
+    ".tif": "gtiff",
+    ".tiff": "gtiff",
+    ".hdr": "envi",
+    ".img": "envi",
+    ".bsq": "envi",
+    ".bil": "envi",
+    ".bip": "envi",
+    ".dat": "envi",
     ".npy": "npy",
     ".mat": "mat",
 }
 # Data-file names tried, in order, next to an ENVI header "x.hdr" (the first is "x").
-_ENVI_DATA_EXTS = ("", ".img", ".dat", ".bsq", ".bil", ".bip", ".raw", ".bin", ".envi",
-                   ".IMG", ".DAT", ".BSQ", ".BIL", ".BIP", ".RAW", ".BIN")
+_ENVI_DATA_EXTS = (
+    "",
+    ".img",
+    ".dat",
+    ".bsq",
+    ".bil",
+    ".bip",
+    ".raw",
+    ".bin",
+    ".envi",
+    ".IMG",
+    ".DAT",
+    ".BSQ",
+    ".BIL",
+    ".BIP",
+    ".RAW",
+    ".BIN",
+)
 _CHUNK_BYTES = 64 << 20  # pixel data moved per rasterio read/write call
 _TILE = 256
 _HEADER_KEYS = ("crs", "transform", "nodata", "band_names", "wavelengths", "fwhm", "wavelength_units", "units")
@@ -144,7 +174,7 @@ class GeoInfo:
         return out
 
     @classmethod
-    def from_header(cls, d: Mapping | None, *, n_bands: int | None = None) -> "GeoInfo":
+    def from_header(cls, d: Mapping | None, *, n_bands: int | None = None) -> GeoInfo:
         """Build a GeoInfo from a :meth:`to_header` map (``None`` → empty GeoInfo).
 
         Types and lengths are checked (per-band lists must agree with each other and,
@@ -199,16 +229,18 @@ class GeoInfo:
             names = list(names)
         wavelengths = numbers("wavelengths")
         fwhm = numbers("fwhm")
-        lengths = {k: len(v) for k, v in (("band_names", names), ("wavelengths", wavelengths), ("fwhm", fwhm))
-                   if v is not None}
+        lengths = {
+            k: len(v) for k, v in (("band_names", names), ("wavelengths", wavelengths), ("fwhm", fwhm)) if v is not None
+        }
         if n_bands is not None:
             for k, n in lengths.items():
                 if n != n_bands:
                     raise bad(k, f"has {n} entries for {n_bands} bands")
         elif len(set(lengths.values())) > 1:
             k = sorted(lengths)[-1]
-            raise bad(k, "per-band lists differ in length: "
-                      + ", ".join(f"{name}={n}" for name, n in sorted(lengths.items())))
+            raise bad(
+                k, "per-band lists differ in length: " + ", ".join(f"{name}={n}" for name, n in sorted(lengths.items()))
+            )
         return cls(
             crs_wkt=crs,
             transform=tuple(transform) if transform is not None else None,  # type: ignore[arg-type]
@@ -220,7 +252,7 @@ class GeoInfo:
             units=text("units"),
         )
 
-    def subset(self, rows: slice, cols: slice, bands: slice) -> "GeoInfo":
+    def subset(self, rows: slice, cols: slice, bands: slice) -> GeoInfo:
         """The GeoInfo of ``cube[rows, cols, bands]`` (window decoding).
 
         The transform origin moves to the window's first pixel (a positive step scales
@@ -391,8 +423,10 @@ def _envi_data_for_header(hdr: Path) -> Path:
         cand = Path(str(base) + ext)
         if cand != hdr and cand.is_file():
             return cand
-    raise RasterError(f"{hdr}: ENVI header without a data file beside it "
-                      f"(looked for {base.name} with extensions {', '.join(e for e in _ENVI_DATA_EXTS[1:9])})")
+    raise RasterError(
+        f"{hdr}: ENVI header without a data file beside it "
+        f"(looked for {base.name} with extensions {', '.join(e for e in _ENVI_DATA_EXTS[1:9])})"
+    )
 
 
 def _parse_envi_list(text: str | None) -> list[str] | None:
@@ -481,16 +515,21 @@ def _geo_from_dataset(ds) -> GeoInfo:
     fw = _floats(_parse_envi_list(envi.get("fwhm")), n)
     wl_units = envi.get("wavelength_units")
     if wl is None:
-        wl = _floats([bt.get("wavelength") for bt in band_tags] if all("wavelength" in bt for bt in band_tags)
-                     else None, n)
+        wl = _floats(
+            [bt.get("wavelength") for bt in band_tags] if all("wavelength" in bt for bt in band_tags) else None, n
+        )
     if fw is None:
         fw = _floats([bt.get("fwhm") for bt in band_tags] if all("fwhm" in bt for bt in band_tags) else None, n)
     if wl_units is None:
         wl_units = tags.get("wavelength_units")
     if wl is None:
         imagery = [ds.tags(i + 1, ns="IMAGERY") for i in range(n)]
-        wl_um = _floats([t.get("CENTRAL_WAVELENGTH_UM") for t in imagery]
-                        if all("CENTRAL_WAVELENGTH_UM" in t for t in imagery) else None, n)
+        wl_um = _floats(
+            [t.get("CENTRAL_WAVELENGTH_UM") for t in imagery]
+            if all("CENTRAL_WAVELENGTH_UM" in t for t in imagery)
+            else None,
+            n,
+        )
         if wl_um is not None:
             wl, wl_units = wl_um, "Micrometers"
             if fw is None:
@@ -541,7 +580,7 @@ def _read_rio(p: Path, var: str | None) -> tuple[np.ndarray, GeoInfo]:
             for r0 in range(0, rows, step):
                 h = min(step, rows - r0)
                 block = ds.read(window=Window(0, r0, cols, h))
-                out[r0:r0 + h] = block.transpose(1, 2, 0)
+                out[r0 : r0 + h] = block.transpose(1, 2, 0)
             geo = _geo_from_dataset(ds)
     return out, geo
 
@@ -592,9 +631,16 @@ def _info_npy(p: Path, band_first: bool) -> tuple[tuple[int, int, int], np.dtype
 # ---------------------------------------------------------------------------
 
 _MAT_CLASS_DTYPE = {
-    "double": "float64", "single": "float32",
-    "int8": "int8", "uint8": "uint8", "int16": "int16", "uint16": "uint16",
-    "int32": "int32", "uint32": "uint32", "int64": "int64", "uint64": "uint64",
+    "double": "float64",
+    "single": "float32",
+    "int8": "int8",
+    "uint8": "uint8",
+    "int16": "int16",
+    "uint16": "uint16",
+    "int32": "int32",
+    "uint32": "uint32",
+    "int64": "int64",
+    "uint64": "uint64",
 }
 
 
@@ -643,7 +689,8 @@ def _pick_mat_var(p: Path, entries, var: str | None) -> tuple[str, tuple[int, ..
                     raise RasterError(
                         f"{p}: variable {var!r} is {len(e[1])}-D ({'x'.join(map(str, e[1]))}); a 3-D "
                         "rows x cols x bands array is needed (2-D bands x pixels arrays are not reshaped "
-                        "automatically: reshape it and save it as .npy)")
+                        "automatically: reshape it and save it as .npy)"
+                    )
                 return e
         have = ", ".join(desc(e) for e in entries) or "no variables"
         raise RasterError(f"{p}: no variable named {var!r} (have: {have})")
@@ -654,7 +701,8 @@ def _pick_mat_var(p: Path, entries, var: str | None) -> tuple[str, tuple[int, ..
         have = ", ".join(desc(e) for e in entries) or "no variables"
         raise RasterError(
             f"{p}: no 3-D numeric array (have: {have}); a rows x cols x bands array is needed "
-            "(2-D bands x pixels arrays are not reshaped automatically); pick a 3-D variable with --var NAME")
+            "(2-D bands x pixels arrays are not reshaped automatically); pick a 3-D variable with --var NAME"
+        )
     raise RasterError(f"{p}: several 3-D arrays ({', '.join(desc(e) for e in cands)}); pick one with --var NAME")
 
 
@@ -719,8 +767,9 @@ def read_cube(path: PathLike, var: str | None = None, band_first: bool = False) 
     return _read_rio(p, var)
 
 
-def read_info(path: PathLike, var: str | None = None, band_first: bool = False
-              ) -> tuple[tuple[int, int, int], np.dtype, GeoInfo]:
+def read_info(
+    path: PathLike, var: str | None = None, band_first: bool = False
+) -> tuple[tuple[int, int, int], np.dtype, GeoInfo]:
     """``((rows, cols, bands), dtype, GeoInfo)`` of a raster without reading its pixels.
 
     ``.npy`` reads only the array header, ``.mat`` only the variable list (v5) or
@@ -775,12 +824,20 @@ def cast_to_dtype(values: np.ndarray, dtype, nodata: float | int | None = None) 
         nan = np.isnan(work)
         if nan.any():
             fill = 0
-            if (nodata is not None and _is_real(nodata) and math.isfinite(float(nodata))
-                    and float(nodata).is_integer() and info.min <= int(nodata) <= info.max):
+            if (
+                nodata is not None
+                and _is_real(nodata)
+                and math.isfinite(float(nodata))
+                and float(nodata).is_integer()
+                and info.min <= int(nodata) <= info.max
+            ):
                 fill = int(nodata)
             else:
-                warnings.warn(f"{int(nan.sum())} NaN values cast to {dtype} became 0 (no integer nodata value)",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"{int(nan.sum())} NaN values cast to {dtype} became 0 (no integer nodata value)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             work[nan] = fill
         return work.astype(dtype)
     if dtype.kind == "f":
@@ -819,8 +876,12 @@ def _profile(cube: np.ndarray, geo: GeoInfo, driver: str) -> dict:
     if geo.nodata is not None:
         nd = geo.nodata
         if cube.dtype.kind in "iu":
-            ok = _is_real(nd) and math.isfinite(float(nd)) and float(nd).is_integer() and \
-                np.iinfo(cube.dtype).min <= int(nd) <= np.iinfo(cube.dtype).max
+            ok = (
+                _is_real(nd)
+                and math.isfinite(float(nd))
+                and float(nd).is_integer()
+                and np.iinfo(cube.dtype).min <= int(nd) <= np.iinfo(cube.dtype).max
+            )
             if not ok:
                 raise RasterError(f"nodata {nd!r} does not fit the {cube.dtype} data type")
         elif not _is_real(nd) or (math.isfinite(float(nd)) and abs(float(nd)) > float(np.finfo(cube.dtype).max)):
@@ -851,7 +912,7 @@ def _write_bands(ds, cube: np.ndarray, row_align: int = 1) -> None:
         step = max(row_align, step // row_align * row_align)
     for r0 in range(0, rows, step):
         h = min(step, rows - r0)
-        ds.write(np.ascontiguousarray(cube[r0:r0 + h].transpose(2, 0, 1)), window=Window(0, r0, cols, h))
+        ds.write(np.ascontiguousarray(cube[r0 : r0 + h].transpose(2, 0, 1)), window=Window(0, r0, cols, h))
 
 
 @contextlib.contextmanager
@@ -922,8 +983,9 @@ def _fix_envi_description(hdr: Path, data_name: str) -> None:
     if "{" in data_name or "}" in data_name:
         return
     text = hdr.read_text(encoding="latin-1")
-    new = re.sub(r"^description = \{[^}]*\}", lambda m: "description = {\n" + data_name + "}", text,
-                 count=1, flags=re.M)
+    new = re.sub(
+        r"^description = \{[^}]*\}", lambda m: "description = {\n" + data_name + "}", text, count=1, flags=re.M
+    )
     if new != text:
         hdr.write_text(new, encoding="latin-1")
 
@@ -945,8 +1007,15 @@ def _envi_tags(ds, geo: GeoInfo) -> None:
 
 
 @contextlib.contextmanager
-def _envi_dataset(data_target: Path, hdr_target: Path, shape: tuple, dtype: np.dtype, geo: GeoInfo,
-                  force: bool, env: Mapping | None = None) -> Iterator[Any]:
+def _envi_dataset(
+    data_target: Path,
+    hdr_target: Path,
+    shape: tuple,
+    dtype: np.dtype,
+    geo: GeoInfo,
+    force: bool,
+    env: Mapping | None = None,
+) -> Iterator[Any]:
     """An open rasterio ENVI dataset on temporary names; data file and header renamed into place on success."""
     from types import SimpleNamespace
 
@@ -984,8 +1053,15 @@ def _write_envi(data_target: Path, hdr_target: Path, cube: np.ndarray, geo: GeoI
         _write_bands(ds, cube)
 
 
-def write_cube(path: PathLike, cube: np.ndarray, geo: GeoInfo | None = None, *, format: str | None = None,
-               force: bool = False, compress: str | None = None) -> None:
+def write_cube(
+    path: PathLike,
+    cube: np.ndarray,
+    geo: GeoInfo | None = None,
+    *,
+    format: str | None = None,
+    force: bool = False,
+    compress: str | None = None,
+) -> None:
     """Write a ``(rows, cols, bands)`` cube (2-D → one band) atomically, in the cube's dtype.
 
     ``format`` (``gtiff``, ``envi``, ``npy``) defaults to the one the extension implies.
@@ -1024,8 +1100,10 @@ def write_cube(path: PathLike, cube: np.ndarray, geo: GeoInfo | None = None, *, 
         return
 
     if arr.dtype not in SUPPORTED_DTYPES:
-        raise RasterError(f"cannot write {p}: {fmt} does not support {arr.dtype} pixels "
-                          f"(supported: {', '.join(d.name for d in SUPPORTED_DTYPES)})")
+        raise RasterError(
+            f"cannot write {p}: {fmt} does not support {arr.dtype} pixels "
+            f"(supported: {', '.join(d.name for d in SUPPORTED_DTYPES)})"
+        )
     _check_geo_for(geo, arr.shape[2], p)
     if fmt == "gtiff":
         check_writable(p, force)
@@ -1062,8 +1140,16 @@ class CubeReader:
     (MATLAB v5 ``.mat``): the whole array is then loaded once, on the first read.
     """
 
-    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, geo: GeoInfo,
-                 read_window, close=None, windowed: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, int, int],
+        dtype: np.dtype,
+        geo: GeoInfo,
+        read_window,
+        close=None,
+        windowed: bool = True,
+    ) -> None:
         self.path = path
         self.shape = tuple(int(v) for v in shape)
         self.dtype = np.dtype(dtype)
@@ -1075,10 +1161,10 @@ class CubeReader:
     def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
         """Pixels ``[row:row+height, col:col+width, :]``."""
         rows, cols, _ = self.shape
-        if not (0 <= row and 0 <= col and height >= 1 and width >= 1 and row + height <= rows
-                and col + width <= cols):
-            raise OptionError(f"window ({row}, {col}, {height}, {width}) does not fit the {rows}x{cols} raster "
-                              f"{os.fspath(self.path)}")
+        if not (0 <= row and 0 <= col and height >= 1 and width >= 1 and row + height <= rows and col + width <= cols):
+            raise OptionError(
+                f"window ({row}, {col}, {height}, {width}) does not fit the {rows}x{cols} raster {os.fspath(self.path)}"
+            )
         if self._read is None:
             raise RasterError(f"{os.fspath(self.path)}: reader is closed")
         with _wrap("read", self.path):
@@ -1090,7 +1176,7 @@ class CubeReader:
             self._close()
         self._close = self._read = None
 
-    def __enter__(self) -> "CubeReader":
+    def __enter__(self) -> CubeReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1107,10 +1193,10 @@ def _npy_window_reader(p: Path, band_first: bool):
         m = np.load(p, mmap_mode="r", allow_pickle=False)
         try:
             if m.ndim == 2:
-                return np.array(m[r0:r0 + h, c0:c0 + w])[:, :, np.newaxis]
+                return np.array(m[r0 : r0 + h, c0 : c0 + w])[:, :, np.newaxis]
             if band_first:
-                return np.array(m[:, r0:r0 + h, c0:c0 + w]).transpose(1, 2, 0)
-            return np.array(m[r0:r0 + h, c0:c0 + w, :])
+                return np.array(m[:, r0 : r0 + h, c0 : c0 + w]).transpose(1, 2, 0)
+            return np.array(m[r0 : r0 + h, c0 : c0 + w, :])
         finally:
             mm = getattr(m, "_mmap", None)
             del m
@@ -1148,10 +1234,10 @@ def open_cube_reader(path: PathLike, var: str | None = None, band_first: bool = 
             def read_h5(r0: int, c0: int, h: int, w: int) -> np.ndarray:
                 # h5py sees MATLAB's column-major array transposed: (C, W, H), or (W, H, C) band-first
                 if band_first:
-                    return np.asarray(ds[c0:c0 + w, r0:r0 + h, :]).T.transpose(1, 2, 0)
+                    return np.asarray(ds[c0 : c0 + w, r0 : r0 + h, :]).T.transpose(1, 2, 0)
                 if ds.ndim == 2:
-                    return np.asarray(ds[c0:c0 + w, r0:r0 + h]).T[:, :, np.newaxis]
-                return np.asarray(ds[:, c0:c0 + w, r0:r0 + h]).T
+                    return np.asarray(ds[c0 : c0 + w, r0 : r0 + h]).T[:, :, np.newaxis]
+                return np.asarray(ds[:, c0 : c0 + w, r0 : r0 + h]).T
 
             return CubeReader(p, shape, dtype, GeoInfo(), read_h5, f.close)
         whole: dict = {}
@@ -1159,7 +1245,7 @@ def open_cube_reader(path: PathLike, var: str | None = None, band_first: bool = 
         def read_v5(r0: int, c0: int, h: int, w: int) -> np.ndarray:
             if "cube" not in whole:
                 whole["cube"] = _read_mat(p, var, band_first)
-            return whole["cube"][r0:r0 + h, c0:c0 + w]
+            return whole["cube"][r0 : r0 + h, c0 : c0 + w]
 
         return CubeReader(p, shape, dtype, GeoInfo(), read_v5, whole.clear, windowed=False)
 
@@ -1203,8 +1289,10 @@ class CubeWriter:
         rows, cols, n = self.shape
         h, w = block.shape[:2]
         if block.ndim != 3 or block.shape[2] != n or row < 0 or col < 0 or row + h > rows or col + w > cols:
-            raise OptionError(f"block {block.shape} at ({row}, {col}) does not fit the {rows}x{cols}x{n} output "
-                              f"{os.fspath(self.path)}")
+            raise OptionError(
+                f"block {block.shape} at ({row}, {col}) does not fit the {rows}x{cols}x{n} output "
+                f"{os.fspath(self.path)}"
+            )
         if block.dtype != self.dtype:
             raise OptionError(f"block dtype {block.dtype} differs from the output's {self.dtype}")
         with _wrap("write", self.path):
@@ -1220,9 +1308,16 @@ def _check_out_shape(p: Path, shape: Sequence[int], dtype: np.dtype) -> tuple[in
 
 
 @contextlib.contextmanager
-def open_cube_writer(path: PathLike, shape: Sequence[int], dtype, geo: GeoInfo | None = None, *,
-                     format: str | None = None, force: bool = False,
-                     compress: str | None = None) -> Iterator[CubeWriter]:
+def open_cube_writer(
+    path: PathLike,
+    shape: Sequence[int],
+    dtype,
+    geo: GeoInfo | None = None,
+    *,
+    format: str | None = None,
+    force: bool = False,
+    compress: str | None = None,
+) -> Iterator[CubeWriter]:
     """Create a ``(rows, cols, bands)`` raster and write it window by window, atomically.
 
     Yields a :class:`CubeWriter`; the file appears under ``path`` only when the ``with``
@@ -1249,7 +1344,8 @@ def open_cube_writer(path: PathLike, shape: Sequence[int], dtype, geo: GeoInfo |
             try:
                 with _wrap("write", p):
                     np.lib.format.write_array_header_1_0(
-                        f, {"descr": np.lib.format.dtype_to_descr(le), "fortran_order": False, "shape": shape})
+                        f, {"descr": np.lib.format.dtype_to_descr(le), "fortran_order": False, "shape": shape}
+                    )
                     f.flush()
                     base = f.tell()
                     f.truncate(base + rows * cols * n * dtype.itemsize)
@@ -1273,8 +1369,10 @@ def open_cube_writer(path: PathLike, shape: Sequence[int], dtype, geo: GeoInfo |
         return
 
     if dtype not in SUPPORTED_DTYPES:
-        raise RasterError(f"cannot write {p}: {fmt} does not support {dtype} pixels "
-                          f"(supported: {', '.join(d.name for d in SUPPORTED_DTYPES)})")
+        raise RasterError(
+            f"cannot write {p}: {fmt} does not support {dtype} pixels "
+            f"(supported: {', '.join(d.name for d in SUPPORTED_DTYPES)})"
+        )
     _check_geo_for(geo, n, p)
 
     def write_rio(ds):
@@ -1283,6 +1381,7 @@ def open_cube_writer(path: PathLike, shape: Sequence[int], dtype, geo: GeoInfo |
         def write(r0: int, c0: int, block: np.ndarray) -> None:
             h, w = block.shape[:2]
             ds.write(np.ascontiguousarray(block.transpose(2, 0, 1)), window=Window(c0, r0, w, h))
+
         return write
 
     if fmt == "gtiff":

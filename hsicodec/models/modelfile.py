@@ -37,21 +37,35 @@ import hashlib
 import os
 import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any
 
 import msgpack
 import numpy as np
 
-from hsicodec.format.boundedpack import unpackb_bounded
 from hsicodec.errors import ModelError, ModelFormatError, ModelNotFoundError
+from hsicodec.format.boundedpack import unpackb_bounded
 from hsicodec.io.atomic import PathLike, check_writable, write_bytes_atomic
 
 __all__ = [
-    "MAGIC", "FORMAT_MAJOR", "FORMAT_MINOR", "EXTENSION", "ALIGN", "ALLOWED_DTYPES",
-    "ModelLimits", "DEFAULT_LIMITS", "ModelFile", "encode_model", "decode_model",
-    "save_model", "load_model", "read_model_bytes", "sha256_bytes", "check_alias",
+    "MAGIC",
+    "FORMAT_MAJOR",
+    "FORMAT_MINOR",
+    "EXTENSION",
+    "ALIGN",
+    "ALLOWED_DTYPES",
+    "ModelLimits",
+    "DEFAULT_LIMITS",
+    "ModelFile",
+    "encode_model",
+    "decode_model",
+    "save_model",
+    "load_model",
+    "read_model_bytes",
+    "sha256_bytes",
+    "check_alias",
 ]
 
 MAGIC = b"\x89HSMODL\n"
@@ -63,12 +77,20 @@ _PREAMBLE = struct.Struct("<8sHHI")  # magic, major, minor, header length
 PREAMBLE_SIZE = _PREAMBLE.size  # 16
 
 #: dtype name in the header -> little-endian numpy dtype
-ALLOWED_DTYPES: Dict[str, np.dtype] = {
+ALLOWED_DTYPES: dict[str, np.dtype] = {
     name: np.dtype(name).newbyteorder("<")
     for name in (
-        "float16", "float32", "float64",
-        "int8", "int16", "int32", "int64",
-        "uint8", "uint16", "uint32", "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
     )
 }
 _DTYPE_NAME_BY_KIND = {(dt.kind, dt.itemsize): name for name, dt in ALLOWED_DTYPES.items()}
@@ -93,11 +115,7 @@ class ModelLimits:
     @property
     def max_file_bytes(self) -> int:
         """Largest possible valid file under these limits (preamble, header, padding, data)."""
-        return (
-            _align(PREAMBLE_SIZE + self.max_header_bytes)
-            + self.max_total_bytes
-            + ALIGN * (self.max_arrays + 1)
-        )
+        return _align(PREAMBLE_SIZE + self.max_header_bytes) + self.max_total_bytes + ALIGN * (self.max_arrays + 1)
 
 
 DEFAULT_LIMITS = ModelLimits()
@@ -135,19 +153,16 @@ class ModelFile:
 
     config: dict
     card: dict
-    arrays: Dict[str, np.ndarray]
+    arrays: dict[str, np.ndarray]
     sha256: str
 
     @property
-    def alias(self) -> Optional[str]:
+    def alias(self) -> str | None:
         a = self.card.get("alias")
         return a if isinstance(a, str) and a else None
 
     def __repr__(self) -> str:  # arrays can be big: keep the repr short
-        return (
-            f"ModelFile(sha256={self.sha256[:12]}..., alias={self.alias!r}, "
-            f"arrays={sorted(self.arrays)})"
-        )
+        return f"ModelFile(sha256={self.sha256[:12]}..., alias={self.alias!r}, arrays={sorted(self.arrays)})"
 
 
 # --------------------------------------------------------------------- encode
@@ -212,7 +227,7 @@ def encode_model(
     for name in arrays:
         _check_name(name, limits, "arrays")
 
-    entries: Dict[str, dict] = {}
+    entries: dict[str, dict] = {}
     blobs = []
     pos = 0
     total = 0
@@ -252,15 +267,14 @@ def encode_model(
         raise ModelFormatError(f"cannot encode the model header: {e}") from None
     if len(header) > limits.max_header_bytes:
         raise ModelFormatError(
-            f"model header is {len(header)} bytes, over the limit of {limits.max_header_bytes}"
-            " (config/card too large?)"
+            f"model header is {len(header)} bytes, over the limit of {limits.max_header_bytes} (config/card too large?)"
         )
     data_start = _align(PREAMBLE_SIZE + len(header))
     out = bytearray(data_start + _align(pos))
     _PREAMBLE.pack_into(out, 0, MAGIC, FORMAT_MAJOR, FORMAT_MINOR, len(header))
-    out[PREAMBLE_SIZE:PREAMBLE_SIZE + len(header)] = header
+    out[PREAMBLE_SIZE : PREAMBLE_SIZE + len(header)] = header
     for offset, raw in blobs:
-        out[data_start + offset:data_start + offset + len(raw)] = raw
+        out[data_start + offset : data_start + offset + len(raw)] = raw
     return bytes(out)
 
 
@@ -288,9 +302,7 @@ def _parse_array_entry(name: Any, spec: Any, limits: ModelLimits, hdr_off: int):
         raise ModelFormatError(f"{where}: missing keys {missing}, unknown keys {extra}")
     dname = spec["dtype"]
     if not isinstance(dname, str) or dname not in ALLOWED_DTYPES:
-        raise ModelFormatError(
-            f"{where}: dtype {dname!r} is not allowed (allowed: {', '.join(ALLOWED_DTYPES)})"
-        )
+        raise ModelFormatError(f"{where}: dtype {dname!r} is not allowed (allowed: {', '.join(ALLOWED_DTYPES)})")
     dtype = ALLOWED_DTYPES[dname]
     shape = spec["shape"]
     if not isinstance(shape, list):
@@ -311,8 +323,7 @@ def _parse_array_entry(name: Any, spec: Any, limits: ModelLimits, hdr_off: int):
         raise ModelFormatError(f"{where}: nbytes {nbytes!r} must be a non-negative integer")
     if nbytes != count * dtype.itemsize:
         raise ModelFormatError(
-            f"{where}: nbytes {nbytes} != prod(shape {shape}) * itemsize {dtype.itemsize}"
-            f" = {count * dtype.itemsize}"
+            f"{where}: nbytes {nbytes} != prod(shape {shape}) * itemsize {dtype.itemsize} = {count * dtype.itemsize}"
         )
     if offset % ALIGN:
         raise ModelFormatError(f"{where}: offset {offset} is not a multiple of {ALIGN}")
@@ -348,9 +359,7 @@ def decode_model(data: bytes, limits: ModelLimits = DEFAULT_LIMITS) -> ModelFile
     if hend > n:
         raise ModelFormatError(f"truncated model file: header ends at offset {hend}, file has {n} bytes")
     if data_start > n:
-        raise ModelFormatError(
-            f"truncated model file: header padding ends at offset {data_start}, file has {n} bytes"
-        )
+        raise ModelFormatError(f"truncated model file: header padding ends at offset {data_start}, file has {n} bytes")
     try:
         header = unpackb_bounded(data[PREAMBLE_SIZE:hend])
     except Exception as e:  # msgpack raises several types (ExtraData, ValueError, ...)
@@ -416,12 +425,10 @@ def decode_model(data: bytes, limits: ModelLimits = DEFAULT_LIMITS) -> ModelFile
             f" file has {n} bytes"
         )
     if region > end:
-        raise ModelFormatError(
-            f"trailing bytes after the last array: offset {data_start + end}..{n} is not referenced"
-        )
+        raise ModelFormatError(f"trailing bytes after the last array: offset {data_start + end}..{n} is not referenced")
     _check_zero(data, data_start + pos, n, "final padding")
 
-    arrays: Dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray] = {}
     for name, (dtype, shape, count, offset, nbytes) in sorted(parsed.items()):
         if count == 0:
             arr = np.zeros(shape, dtype=dtype.newbyteorder("="))
@@ -447,9 +454,7 @@ def read_model_bytes(path: PathLike, limits: ModelLimits = DEFAULT_LIMITS) -> by
         with open(p, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size > limits.max_file_bytes:
-                raise ModelFormatError(
-                    f"{p}: {size} bytes, over the model-file limit of {limits.max_file_bytes}"
-                )
+                raise ModelFormatError(f"{p}: {size} bytes, over the model-file limit of {limits.max_file_bytes}")
             data = f.read(limits.max_file_bytes + 1)
     except FileNotFoundError:
         raise ModelNotFoundError(f"model file {p} not found") from None

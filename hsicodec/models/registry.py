@@ -29,25 +29,41 @@ sha256 (a small LRU; cached models were verified against their id when loaded).
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from hsicodec.errors import (
-    ModelError, ModelFormatError, ModelHashMismatchError, ModelNotFoundError, OutputExistsError,
+    ModelError,
+    ModelFormatError,
+    ModelHashMismatchError,
+    ModelNotFoundError,
+    OutputExistsError,
 )
 from hsicodec.io.atomic import PathLike, write_bytes_atomic
 from hsicodec.models.modelfile import (
-    EXTENSION, ModelFile, decode_model, read_model_bytes, sha256_bytes,
+    EXTENSION,
+    ModelFile,
+    decode_model,
+    read_model_bytes,
+    sha256_bytes,
 )
 
 __all__ = [
-    "ENV_DATA_DIR", "ENV_MODEL_PATH", "ModelEntry", "Registry", "bundled_models_dir",
-    "user_data_dir", "user_models_dir", "default_registry", "reset_default_registry",
+    "ENV_DATA_DIR",
+    "ENV_MODEL_PATH",
+    "ModelEntry",
+    "Registry",
+    "bundled_models_dir",
+    "user_data_dir",
+    "user_models_dir",
+    "default_registry",
+    "reset_default_registry",
     "clear_model_cache",
 ]
 
@@ -62,7 +78,7 @@ _NAME_CLAIM_RE = re.compile(r"(?:.*-)?([0-9a-f]{12})\Z")
 _SAFE_RE = re.compile(r"[^A-Za-z0-9._-]+")
 
 _MODEL_CACHE_MAX = 8
-_MODEL_CACHE: "OrderedDict[str, ModelFile]" = OrderedDict()
+_MODEL_CACHE: OrderedDict[str, ModelFile] = OrderedDict()
 _MODEL_CACHE_LOCK = threading.Lock()
 
 
@@ -92,7 +108,7 @@ def clear_model_cache() -> None:
         _MODEL_CACHE.clear()
 
 
-def _cache_get(sha: str) -> Optional[ModelFile]:
+def _cache_get(sha: str) -> ModelFile | None:
     with _MODEL_CACHE_LOCK:
         m = _MODEL_CACHE.get(sha)
         if m is not None:
@@ -108,7 +124,7 @@ def _cache_put(model: ModelFile) -> None:
             _MODEL_CACHE.popitem(last=False)
 
 
-def _claimed_id(path: Path) -> Optional[str]:
+def _claimed_id(path: Path) -> str | None:
     """The id (full, or 12-hex prefix) a file's name claims, if it follows a naming rule."""
     if path.suffix != EXTENSION:
         return None
@@ -131,7 +147,7 @@ class ModelEntry:
     path: Path
     source: str  # "bundled" | "user" | "path" (or a caller-defined label)
     size: int
-    alias: Optional[str]
+    alias: str | None
     card: dict = field(compare=False, hash=False, repr=False)
 
     def describe(self) -> str:
@@ -141,20 +157,20 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class _Probe:
-    sha256: Optional[str]
+    sha256: str | None
     size: int
-    alias: Optional[str]
-    card: Optional[dict]
-    error: Optional[str]
+    alias: str | None
+    card: dict | None
+    error: str | None
 
 
 class Registry:
     """Finds, verifies and loads base models by sha256 id, id prefix or alias."""
 
-    def __init__(self, locations: Optional[Sequence[Tuple[str, PathLike]]] = None):
-        self._model_path_env: Optional[str]
+    def __init__(self, locations: Sequence[tuple[str, PathLike]] | None = None):
+        self._model_path_env: str | None
         if locations is None:
-            locs: List[Tuple[str, Path]] = [
+            locs: list[tuple[str, Path]] = [
                 ("bundled", bundled_models_dir()),
                 ("user", user_models_dir()),
             ]
@@ -170,16 +186,16 @@ class Registry:
             self._model_path_env = None
             self._default = False
         self._locations = locs
-        self._probes: Dict[Tuple[str, int, int, int], _Probe] = {}
+        self._probes: dict[tuple[str, int, int, int], _Probe] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ locations
 
-    def locations(self) -> List[Tuple[str, Path]]:
+    def locations(self) -> builtins.list[tuple[str, Path]]:
         """The (source, path) pairs searched, in order."""
         return list(self._locations)
 
-    def _user_dir(self) -> Optional[Path]:
+    def _user_dir(self) -> Path | None:
         for source, p in self._locations:
             if source == "user":
                 return p
@@ -198,16 +214,15 @@ class Registry:
                 parts.append(f"{ENV_MODEL_PATH} (empty)")
         return ", ".join(parts) if parts else "(no locations)"
 
-    def _candidate_files(self) -> List[Tuple[str, Path]]:
+    def _candidate_files(self) -> builtins.list[tuple[str, Path]]:
         """Every file that may be a model, in search order, each real path once."""
-        out: List[Tuple[str, Path]] = []
+        out: list[tuple[str, Path]] = []
         seen = set()
         for source, loc in self._locations:
             try:
                 if loc.is_dir():
                     files = sorted(
-                        p for p in loc.iterdir()
-                        if p.suffix == EXTENSION and not p.name.startswith(".") and p.is_file()
+                        p for p in loc.iterdir() if p.suffix == EXTENSION and not p.name.startswith(".") and p.is_file()
                     )
                 elif loc.is_file():
                     files = [loc]
@@ -262,7 +277,7 @@ class Registry:
 
     # ------------------------------------------------------------ queries
 
-    def list(self) -> List[ModelEntry]:
+    def list(self) -> builtins.list[ModelEntry]:
         """Every valid model file found, in search order (invalid files are skipped)."""
         out = []
         for source, p in self._candidate_files():
@@ -303,7 +318,7 @@ class Registry:
                     f"no model with alias {ref!r}; as an id prefix it is too short"
                     f" (give at least {MIN_PREFIX} hex digits)"
                 )
-            first: Dict[str, ModelEntry] = {}
+            first: dict[str, ModelEntry] = {}
             for e in entries:
                 if e.sha256.startswith(low):
                     first.setdefault(e.sha256, e)
@@ -423,14 +438,14 @@ class Registry:
         self._forget(dest)
         return ModelEntry(sha, dest, "user", len(data), model.alias, model.card)
 
-    def verify(self) -> List[Tuple[Union[ModelEntry, Path], Optional[str]]]:
+    def verify(self) -> builtins.list[tuple[ModelEntry | Path, str | None]]:
         """Re-read, re-hash and re-validate every candidate file.
 
         Returns ``(entry, None)`` for a good model, ``(entry, text)`` for a valid
         model whose file name claims another id, and ``(path, text)`` for a file
         that cannot be read or is not a valid model.
         """
-        out: List[Tuple[Union[ModelEntry, Path], Optional[str]]] = []
+        out: list[tuple[ModelEntry | Path, str | None]] = []
         for source, p in self._candidate_files():
             pr = self._probe(p, fresh=True)
             if pr.error is not None:
@@ -445,7 +460,7 @@ class Registry:
         return out
 
 
-_DEFAULT: Optional[Registry] = None
+_DEFAULT: Registry | None = None
 _DEFAULT_LOCK = threading.Lock()
 
 

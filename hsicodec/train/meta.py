@@ -17,14 +17,14 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import torch
 
+from hsicodec.coding.spectral import fit_pca
 from hsicodec.errors import TrainingError
 from hsicodec.layers.network.latents import LatentLayout
-from hsicodec.coding.spectral import fit_pca
 from hsicodec.layers.network.torchnet import GridSampler, ModSiren, coords_tensor
 
 DEFAULT_LEVELS = [[16, 8, "linear"], [8, 4, "linear"], [4, 2, "linear"], [2, 1, "linear"]]
@@ -93,7 +93,7 @@ def scene_targets(cube: np.ndarray, n_out: int, spectral: str = "pca") -> tuple[
     fit = fit_pca(cube.reshape(-1, c), n_out)
     y = (cube.reshape(-1, c) - fit.mean) @ fit.basis.T / fit.total_std
     out = np.zeros((h * w, n_out), np.float32)
-    out[:, :y.shape[1]] = y
+    out[:, : y.shape[1]] = y
     return out.reshape(h, w, n_out), fit.total_std
 
 
@@ -105,19 +105,30 @@ class InnerLoop(torch.nn.Module):
         # a node's gradient sums over the pixels it covers: scale the first step size down accordingly
         self.log_lr = torch.nn.ParameterList(
             torch.nn.Parameter(torch.full((lv.channels,), math.log(init_lr * (lv.cell or crop) ** 2 / 64.0)))
-            for lv in layout.levels)
+            for lv in layout.levels
+        )
 
     def lrs(self) -> list[np.ndarray]:
         return [p.detach().exp().numpy().astype(np.float32) for p in self.log_lr]
 
 
 def zero_grids(layout: LatentLayout, batch: int, h: int, w: int, requires_grad: bool = True) -> list:
-    return [torch.zeros(batch, *layout.grid_shape(i, h, w), lv.channels, requires_grad=requires_grad)
-            for i, lv in enumerate(layout.levels)]
+    return [
+        torch.zeros(batch, *layout.grid_shape(i, h, w), lv.channels, requires_grad=requires_grad)
+        for i, lv in enumerate(layout.levels)
+    ]
 
 
-def inner_fit(net: ModSiren, inner: InnerLoop, sampler: GridSampler, coords: torch.Tensor, target: torch.Tensor,
-              weight: torch.Tensor, steps: int, create_graph: bool) -> list:
+def inner_fit(
+    net: ModSiren,
+    inner: InnerLoop,
+    sampler: GridSampler,
+    coords: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    steps: int,
+    create_graph: bool,
+) -> list:
     """Run the meta-learned inner loop from zero latents; returns the adapted grids."""
     b = target.shape[0]
     grids = zero_grids(sampler.layout, b, sampler.h, sampler.w)
@@ -160,8 +171,9 @@ def _load_scenes(cfg: TrainConfig) -> list:
         cube = load_scene(p)
         if min(cube.shape[:2]) < cfg.crop:
             raise TrainingError(f"{p}: smaller than the {cfg.crop}-pixel training crop")
-        scenes.append((scene_targets(cube, cfg.n_out, cfg.spectral)[0],
-                       channel_mask(cube.shape[2], cfg.n_out, cfg.spectral)))
+        scenes.append(
+            (scene_targets(cube, cfg.n_out, cfg.spectral)[0], channel_mask(cube.shape[2], cfg.n_out, cfg.spectral))
+        )
     return scenes
 
 
@@ -184,15 +196,22 @@ def sample_batch(rng: np.random.Generator, scenes: list, cfg: TrainConfig) -> tu
         s, mask = scenes[int(rng.integers(len(scenes)))]
         r = int(rng.integers(s.shape[0] - cfg.crop + 1))
         c = int(rng.integers(s.shape[1] - cfg.crop + 1))
-        batch.append(_augment(rng, s[r:r + cfg.crop, c:c + cfg.crop], cfg.spectral == "pca"))
+        batch.append(_augment(rng, s[r : r + cfg.crop, c : c + cfg.crop], cfg.spectral == "pca"))
         masks.append(mask)
     target = torch.from_numpy(np.stack(batch))
     weight = torch.from_numpy(np.stack(masks))[:, None, None, :] / (cfg.crop * cfg.crop)
     return target, weight
 
 
-def outer_loss(net: ModSiren, inner: InnerLoop, sampler: GridSampler, coords: torch.Tensor, target: torch.Tensor,
-               weight: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+def outer_loss(
+    net: ModSiren,
+    inner: InnerLoop,
+    sampler: GridSampler,
+    coords: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    cfg: TrainConfig,
+) -> torch.Tensor:
     """Meta-loss of a batch: the error after the inner loop, differentiable through it."""
     grids = inner_fit(net, inner, sampler, coords, target, weight, cfg.inner_steps, create_graph=True)
     pred = net(coords.expand(cfg.batch, -1, -1, -1), sampler(grids))
@@ -214,7 +233,7 @@ DUMP_ENV = "HSICODEC_TRAIN_DUMP"
 ``rank<R>.pt`` (the parameters) at the end of :func:`meta_train`."""
 
 
-def torchrun_env() -> Optional[tuple[int, int, int]]:
+def torchrun_env() -> tuple[int, int, int] | None:
     """(rank, world size, local rank) when started by ``torchrun``, else None."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ or "MASTER_ADDR" not in os.environ:
         return None
@@ -270,8 +289,10 @@ class _DataParallel:
         t = torch.tensor([value, -value], dtype=torch.int64)
         self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
         if int(t[0]) != -int(t[1]):
-            raise TrainingError(f"{what} differs between the processes ({-int(t[1])} to {int(t[0])}); "
-                                "is the checkpoint on a file system every process sees?")
+            raise TrainingError(
+                f"{what} differs between the processes ({-int(t[1])} to {int(t[0])}); "
+                "is the checkpoint on a file system every process sees?"
+            )
 
     def average(self, params: list, loss: torch.Tensor) -> torch.Tensor:
         """Average the gradients of ``params`` (in place) and the loss over all processes."""
@@ -282,7 +303,7 @@ class _DataParallel:
         i = 0
         for p in params:
             n = p.numel()
-            p.grad = flat[i:i + n].view_as(p).clone()
+            p.grad = flat[i : i + n].view_as(p).clone()
             i += n
         return flat[i]
 
@@ -297,16 +318,19 @@ def _dump_parameters(net: ModSiren, inner: InnerLoop, rank: int, world: int, ste
         return
     import hashlib
 
-    state = {**{f"net.{k}": v for k, v in net.state_dict().items()},
-             **{f"inner.{k}": v for k, v in inner.state_dict().items()}}
+    state = {
+        **{f"net.{k}": v for k, v in net.state_dict().items()},
+        **{f"inner.{k}": v for k, v in inner.state_dict().items()},
+    }
     h = hashlib.sha256()
     for k, v in state.items():
         h.update(k.encode())
         h.update(v.detach().contiguous().numpy().tobytes())
     Path(folder).mkdir(parents=True, exist_ok=True)
     torch.save(state, Path(folder) / f"rank{rank}.pt")
-    (Path(folder) / f"rank{rank}.json").write_text(json.dumps(
-        {"rank": rank, "world_size": world, "step": step, "sha256": h.hexdigest()}))
+    (Path(folder) / f"rank{rank}.json").write_text(
+        json.dumps({"rank": rank, "world_size": world, "step": step, "sha256": h.hexdigest()})
+    )
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -321,8 +345,9 @@ def _save_checkpoint(path: Path, state: dict) -> None:
             tmp.unlink()
 
 
-def meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]] = None,
-               checkpoint: Optional[Path] = None) -> tuple[ModSiren, InnerLoop, list]:
+def meta_train(
+    cfg: TrainConfig, progress: Callable[[int, dict], None] | None = None, checkpoint: Path | None = None
+) -> tuple[ModSiren, InnerLoop, list]:
     """Meta-train a base network; returns (network, inner-loop step sizes, history).
 
     Under ``torchrun`` (RANK / WORLD_SIZE / MASTER_ADDR set) it trains data-parallel:
@@ -340,8 +365,9 @@ def meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]]
             ddp.close()
 
 
-def _meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]], checkpoint: Optional[Path],
-                ddp: Optional[_DataParallel]) -> tuple[ModSiren, InnerLoop, list]:
+def _meta_train(
+    cfg: TrainConfig, progress: Callable[[int, dict], None] | None, checkpoint: Path | None, ddp: _DataParallel | None
+) -> tuple[ModSiren, InnerLoop, list]:
     rank = ddp.rank if ddp is not None else 0
     torch.set_num_threads(cfg.threads)
     layout = cfg.layout()
@@ -389,9 +415,16 @@ def _meta_train(cfg: TrainConfig, progress: Optional[Callable[[int, dict], None]
             progress(step + 1, rec)
         if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps:
             if checkpoint is not None:
-                _save_checkpoint(checkpoint, {"net": net.state_dict(), "inner": inner.state_dict(),
-                                              "opt": opt.state_dict(), "step": step + 1,
-                                              "world_size": ddp.world if ddp is not None else 1})
+                _save_checkpoint(
+                    checkpoint,
+                    {
+                        "net": net.state_dict(),
+                        "inner": inner.state_dict(),
+                        "opt": opt.state_dict(),
+                        "step": step + 1,
+                        "world_size": ddp.world if ddp is not None else 1,
+                    },
+                )
     _dump_parameters(net, inner, rank, ddp.world if ddp is not None else 1, cfg.steps)
     return net, inner, history
 
@@ -404,15 +437,15 @@ def _validation_crop(data_dir: Path, name: str, cfg: TrainConfig) -> tuple:
     cube = load_scene(p)
     s = min(cfg.val_crop, cube.shape[0], cube.shape[1])
     r, c = (cube.shape[0] - s) // 2, (cube.shape[1] - s) // 2
-    crop = cube[r:r + s, c:c + s]
+    crop = cube[r : r + s, c : c + s]
     y, sig = scene_targets(crop, cfg.n_out, cfg.spectral)
     mask = channel_mask(crop.shape[2], cfg.n_out, cfg.spectral)
     trunc = 0.0
     if cfg.spectral == "pca":
-        recon = y.reshape(-1, cfg.n_out)[:, :min(cfg.n_out, crop.shape[2])]
+        recon = y.reshape(-1, cfg.n_out)[:, : min(cfg.n_out, crop.shape[2])]
         fit = fit_pca(crop.reshape(-1, crop.shape[2]), cfg.n_out)
         resid = crop.reshape(-1, crop.shape[2]) - fit.mean - (recon * sig) @ fit.basis
-        trunc = float(np.mean(resid ** 2))
+        trunc = float(np.mean(resid**2))
     return torch.from_numpy(y)[None], sig, float(crop.max() - crop.min()), crop.shape[2], trunc, torch.from_numpy(mask)
 
 
@@ -426,8 +459,8 @@ def validate_crop(net: ModSiren, inner: InnerLoop, layout: LatentLayout, crop: t
     grids = inner_fit(net, inner, sampler, coords, target, weight, cfg.inner_steps, create_graph=False)
     with torch.no_grad():
         pred = net(coords, sampler(grids))
-    mse = float((((pred - target) ** 2) * mask).sum(-1).mean()) * sig ** 2 / bands + trunc
-    return float(10 * np.log10(rng ** 2 / max(mse, 1e-30)))
+    mse = float((((pred - target) ** 2) * mask).sum(-1).mean()) * sig**2 / bands + trunc
+    return float(10 * np.log10(rng**2 / max(mse, 1e-30)))
 
 
 def config_from_json(path: Path) -> TrainConfig:
@@ -462,14 +495,31 @@ def model_arrays(net: ModSiren, inner: InnerLoop) -> dict:
 
 def model_config(cfg: TrainConfig) -> dict:
     """The architecture part of a model file's config."""
-    return {"arch": MODEL_ARCH, "n_in": 2, "width": cfg.width, "depth": cfg.depth, "n_out": cfg.n_out,
-            "shift": cfg.shift, "latent": cfg.layout().to_config(), "inner_steps": cfg.inner_steps,
-            "spectral": cfg.spectral, "train_crop": cfg.crop}
+    return {
+        "arch": MODEL_ARCH,
+        "n_in": 2,
+        "width": cfg.width,
+        "depth": cfg.depth,
+        "n_out": cfg.n_out,
+        "shift": cfg.shift,
+        "latent": cfg.layout().to_config(),
+        "inner_steps": cfg.inner_steps,
+        "spectral": cfg.spectral,
+        "train_crop": cfg.crop,
+    }
 
 
-def train_model(cfg: TrainConfig, out: Path, *, alias: str, description: str = "", force: bool = False,
-                progress: Optional[Callable[[int, dict], None]] = None, checkpoint: Optional[Path] = None,
-                validate: Optional[Callable] = None) -> Optional[str]:
+def train_model(
+    cfg: TrainConfig,
+    out: Path,
+    *,
+    alias: str,
+    description: str = "",
+    force: bool = False,
+    progress: Callable[[int, dict], None] | None = None,
+    checkpoint: Path | None = None,
+    validate: Callable | None = None,
+) -> str | None:
     """Meta-train and write a base-model file; returns its sha256.
 
     Under ``torchrun`` only rank 0 writes the file (and returns its sha256); the
@@ -483,11 +533,17 @@ def train_model(cfg: TrainConfig, out: Path, *, alias: str, description: str = "
     net, inner, history = meta_train(cfg, progress, checkpoint)
     if rank != 0:
         return None
-    card = {"alias": alias, "description": description, "train_scenes": list(cfg.train_scenes),
-            "val_scenes": list(cfg.val_scenes), "train_config": asdict(cfg), "train_seconds": round(time.time() - t0, 1),
-            "final_loss": history[-1]["loss"] if history else None,
-            "bands": "any (per-scene PCA adaptation)" if cfg.spectral == "pca" else f"up to {cfg.n_out} (plain)",
-            "history": history}
+    card = {
+        "alias": alias,
+        "description": description,
+        "train_scenes": list(cfg.train_scenes),
+        "val_scenes": list(cfg.val_scenes),
+        "train_config": asdict(cfg),
+        "train_seconds": round(time.time() - t0, 1),
+        "final_loss": history[-1]["loss"] if history else None,
+        "bands": "any (per-scene PCA adaptation)" if cfg.spectral == "pca" else f"up to {cfg.n_out} (plain)",
+        "history": history,
+    }
     if env is not None:  # the result depends on the number of processes (effective batch, data streams)
         card["data_parallel"] = {"processes": env[1], "effective_batch": env[1] * cfg.batch}
     arrays = model_arrays(net, inner)
@@ -497,18 +553,19 @@ def train_model(cfg: TrainConfig, out: Path, *, alias: str, description: str = "
     return save_model(out, arrays, config, card, force=force)
 
 
-def validation_rd(arrays: dict, config: dict, data_dir: Path, scenes: list,
-                  rates: tuple = (0.01, 0.05, 0.1), effort: str = "default") -> list:
+def validation_rd(
+    arrays: dict, config: dict, data_dir: Path, scenes: list, rates: tuple = (0.01, 0.05, 0.1), effort: str = "default"
+) -> list:
     """Rate–distortion of a freshly trained model on held-out scenes, for its model card.
 
     Each scene is compressed with the codec exactly as a user would (whole file
     counted) at each target rate.
     """
-    from hsicodec.codec.encoder import encode
     from hsicodec.codec.decoder import decode_sections
+    from hsicodec.codec.encoder import encode
     from hsicodec.format.container import decode_hsim
-    from hsicodec.metrics import quality_report
     from hsicodec.layers.network.model import codec_model
+    from hsicodec.metrics import quality_report
     from hsicodec.models.modelfile import decode_model, encode_model
 
     cm = codec_model(decode_model(encode_model(arrays, config, {})))
@@ -521,6 +578,14 @@ def validation_rd(arrays: dict, config: dict, data_dir: Path, scenes: list,
             f = decode_hsim(data)
             rec = decode_sections(f.header, f.sections.__getitem__, cm)
             q = quality_report(cube, rec, len(data))
-            out.append({"scene": name, "target_bpppb": rate, "bpppb": round(q["bpppb"], 5),
-                        "psnr": round(float(q["psnr"]), 2), "sam": round(float(q["sam"]), 3), "effort": effort})
+            out.append(
+                {
+                    "scene": name,
+                    "target_bpppb": rate,
+                    "bpppb": round(q["bpppb"], 5),
+                    "psnr": round(float(q["psnr"]), 2),
+                    "sam": round(float(q["sam"]), 3),
+                    "effort": effort,
+                }
+            )
     return out

@@ -20,8 +20,8 @@ from pathlib import Path
 import crc32c
 import msgpack
 
-from hsicodec.format.container import MAGIC, PREAMBLE_SIZE, Limits
 from hsicodec.errors import HsicodecError
+from hsicodec.format.container import MAGIC, PREAMBLE_SIZE, Limits
 
 HERE = Path(__file__).resolve().parent
 SEEDS = HERE / "seeds"
@@ -37,8 +37,16 @@ def accepted(exc: BaseException) -> bool:
 
 def _lenient_header(buf: bytes):
     try:
-        return msgpack.unpackb(buf, raw=False, strict_map_key=False, max_str_len=len(buf), max_bin_len=len(buf),
-                               max_array_len=len(buf), max_map_len=len(buf), max_ext_len=len(buf))
+        return msgpack.unpackb(
+            buf,
+            raw=False,
+            strict_map_key=False,
+            max_str_len=len(buf),
+            max_bin_len=len(buf),
+            max_array_len=len(buf),
+            max_map_len=len(buf),
+            max_ext_len=len(buf),
+        )
     except Exception:
         return None
 
@@ -57,8 +65,8 @@ def reseal(data: bytes) -> bytes:
     (hlen,) = struct.unpack_from("<I", data, 12)
     if PREAMBLE_SIZE + hlen > len(data) - 4:  # the header runs into the trailer: fix the trailer only
         return _trailer_only(bytearray(data))
-    head = data[PREAMBLE_SIZE:PREAMBLE_SIZE + hlen]
-    rest = data[PREAMBLE_SIZE + hlen:-4]
+    head = data[PREAMBLE_SIZE : PREAMBLE_SIZE + hlen]
+    rest = data[PREAMBLE_SIZE + hlen : -4]
     hdr = _lenient_header(head)
     if isinstance(hdr, dict) and isinstance(hdr.get("sections"), list):
         index = hdr["sections"]
@@ -67,7 +75,7 @@ def reseal(data: bytes) -> bytes:
             if not (isinstance(entry, list) and len(entry) == 3 and type(entry[1]) is int and entry[1] >= 0):
                 ok = False
                 break
-            chunk = rest[pos:pos + entry[1]]
+            chunk = rest[pos : pos + entry[1]]
             if len(chunk) == entry[1]:
                 crc = crc32c.crc32c(chunk)
                 if entry[2] != crc:

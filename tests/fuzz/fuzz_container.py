@@ -24,8 +24,16 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))
 from common import reseal, set_memory_limit  # noqa: E402
 
 # small limits too, so the limit checks themselves are on the fuzzed paths
-TIGHT = ct.Limits(max_header_bytes=256, max_sections=3, max_section_bytes=200, max_file_bytes=600,
-                  max_values=500, max_dim=30, max_bands=250, max_depth=4)
+TIGHT = ct.Limits(
+    max_header_bytes=256,
+    max_sections=3,
+    max_section_bytes=200,
+    max_file_bytes=600,
+    max_values=500,
+    max_dim=30,
+    max_bands=250,
+    max_depth=4,
+)
 
 
 def check(data: bytes, limits: ct.Limits) -> None:

@@ -30,8 +30,8 @@ with atheris.instrument_imports(include=["hsicodec"]):
     import numpy as np
 
     import hsicodec
-    from hsicodec.format.container import HsimReader, decode_hsim, encode_hsim
     from hsicodec.errors import HsicodecError, HsimError
+    from hsicodec.format.container import HsimReader, decode_hsim, encode_hsim
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import FUZZ_LIMITS, reseal, seed_files, set_memory_limit  # noqa: E402
@@ -55,7 +55,7 @@ def decode(data: bytes) -> None:
     hh, ww, cc = cube.shape
     win = (hh // 2, ww // 3, max(hh - hh // 2, 1), 1)
     part, _ = hsicodec.decompress(HsimReader(data, FUZZ_LIMITS), window=win, bands=(cc - 1, cc))
-    full = cube[win[0]:win[0] + win[2], win[1]:win[1] + win[3], cc - 1:cc]
+    full = cube[win[0] : win[0] + win[2], win[1] : win[1] + win[3], cc - 1 : cc]
     if cube.dtype.kind == "f":
         ok = np.allclose(part, full, rtol=1e-5, atol=1e-6 * (1 + np.nanmax(np.abs(full), initial=0)), equal_nan=True)
     else:
@@ -64,9 +64,35 @@ def decode(data: bytes) -> None:
         raise AssertionError(f"window {win} differs from the crop of the full decode")
 
 
-INTS = [0, 1, -1, 2, 3, 7, 8, 16, 63, 64, 127, 128, 255, 256, 511, 512, 513, 1 << 16, 1 << 20, (1 << 20) + 1,
-        1 << 31, (1 << 32) - 1, 1 << 32, 1 << 62, -(1 << 63), (1 << 64) - 1]
-FLOATS = [0.0, -0.0, 1.0, -1.0, 0.5, 1e-300, 1e300, math.inf, -math.inf, math.nan, 2.0 ** 60]
+INTS = [
+    0,
+    1,
+    -1,
+    2,
+    3,
+    7,
+    8,
+    16,
+    63,
+    64,
+    127,
+    128,
+    255,
+    256,
+    511,
+    512,
+    513,
+    1 << 16,
+    1 << 20,
+    (1 << 20) + 1,
+    1 << 31,
+    (1 << 32) - 1,
+    1 << 32,
+    1 << 62,
+    -(1 << 63),
+    (1 << 64) - 1,
+]
+FLOATS = [0.0, -0.0, 1.0, -1.0, 0.5, 1e-300, 1e300, math.inf, -math.inf, math.nan, 2.0**60]
 
 
 def value(fdp: atheris.FuzzedDataProvider, depth: int = 0):
@@ -86,8 +112,10 @@ def value(fdp: atheris.FuzzedDataProvider, depth: int = 0):
     if kind == 6 and depth < 3:
         return [value(fdp, depth + 1) for _ in range(fdp.ConsumeIntInRange(0, 6))]
     if kind == 7 and depth < 3:
-        return {fdp.PickValueInList(["m", "off", "bm", "me", "be", "ma", "sc", "fill", "x"]): value(fdp, depth + 1)
-                for _ in range(fdp.ConsumeIntInRange(0, 4))}
+        return {
+            fdp.PickValueInList(["m", "off", "bm", "me", "be", "ma", "sc", "fill", "x"]): value(fdp, depth + 1)
+            for _ in range(fdp.ConsumeIntInRange(0, 4))
+        }
     if kind == 8:
         return fdp.ConsumeFloat()
     return fdp.ConsumeInt(fdp.ConsumeIntInRange(1, 9))
@@ -112,7 +140,7 @@ def edit_header(fdp: atheris.FuzzedDataProvider, node) -> None:
         elif op == 2 and isinstance(child, bytes) and child:
             b = bytearray(child)
             b[fdp.ConsumeIntInRange(0, len(b) - 1)] = fdp.ConsumeIntInRange(0, 255)
-            node[k] = bytes(b[:fdp.ConsumeIntInRange(0, len(b) + 1)])
+            node[k] = bytes(b[: fdp.ConsumeIntInRange(0, len(b) + 1)])
         elif op == 3 and isinstance(child, list) and child:
             del child[fdp.ConsumeIntInRange(0, len(child) - 1)]
         else:
@@ -136,7 +164,7 @@ def struct_input(data: bytes):
             if op == 0 and b:
                 b[fdp.ConsumeIntInRange(0, len(b) - 1)] ^= 1 << fdp.ConsumeIntInRange(0, 7)
             elif op == 1:
-                del b[fdp.ConsumeIntInRange(0, len(b)):]
+                del b[fdp.ConsumeIntInRange(0, len(b)) :]
             elif op == 2:
                 b += fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 16))
             else:

@@ -35,8 +35,29 @@ SHAPE = [5, 3, 2]
 MODE = os.environ.get("HSIM_FUZZ_MODE", "raw")
 SEEDS = [decode_model(p.read_bytes()) for p in seed_files("model") if "tiny" in p.name]
 DTYPES = ["float32", "float64", "float16", "int32", "uint8", "int64"]
-CONFIG_VALUES = [0, 1, 2, 3, -1, 64, 65, 1001, 2.5, None, "x", "id", "pca", "outside", [], {}, [[0, 1, "nearest"]],
-                 [[2, 0, "linear"]], [[-1, 2, "linear"]], [[0, 2, "linear"]], {"levels": [], "coord_cell": 0}]
+CONFIG_VALUES = [
+    0,
+    1,
+    2,
+    3,
+    -1,
+    64,
+    65,
+    1001,
+    2.5,
+    None,
+    "x",
+    "id",
+    "pca",
+    "outside",
+    [],
+    {},
+    [[0, 1, "nearest"]],
+    [[2, 0, "linear"]],
+    [[-1, 2, "linear"]],
+    [[0, 2, "linear"]],
+    {"levels": [], "coord_cell": 0},
+]
 
 
 def struct_model(data: bytes):
@@ -85,8 +106,15 @@ def TestOneInput(data: bytes) -> None:
     except ModelError:
         return
     k = min(cm.n_out, 2)
-    codec = {"id": "grid", "k": k, "norm": 1.0, "q": 0, "qo": [0] * len(cm.layout.levels), "ma": 0,
-             "ls": bytes(cm.layout.latent_dim if k else 0)}
+    codec = {
+        "id": "grid",
+        "k": k,
+        "norm": 1.0,
+        "q": 0,
+        "qo": [0] * len(cm.layout.levels),
+        "ma": 0,
+        "ls": bytes(cm.layout.latent_dim if k else 0),
+    }
     if cm.spectral == "pca":
         codec["sp"] = {"me": 0, "be": 0, "ma": 0, "sc": bytes(k + 1)}
     else:

@@ -26,8 +26,8 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 import hsicodec  # noqa: E402
 from hsicodec.data import sample_path  # noqa: E402
-from hsicodec.models.modelfile import encode_model  # noqa: E402
 from hsicodec.io.raster import GeoInfo  # noqa: E402
+from hsicodec.models.modelfile import encode_model  # noqa: E402
 from hsicodec.models.registry import bundled_models_dir  # noqa: E402
 
 
@@ -46,10 +46,15 @@ def hsim_seeds() -> dict[str, bytes]:
     out["grid_6x6x5_i16_nodata"] = hsicodec.compress(n, model="hsi-grid-v1", psnr=30, effort="fast", nodata=-1)
     out["grid_const_4x5x3_u8"] = hsicodec.compress(np.full((4, 5, 3), 7, np.uint8), model="hsi-grid-v1", psnr=30)
     out["grid_1x1x4_f64"] = hsicodec.compress(np.arange(4.0).reshape(1, 1, 4), model="hsi-grid-v1", psnr=30)
-    geo = GeoInfo(crs_wkt="LOCAL_CS[\"fuzz\"]", transform=(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0),
-                  wavelengths=[400.0 + 10 * i for i in range(6)], band_names=[f"b{i}" for i in range(6)])
-    out["grid_7x5x6_geo"] = hsicodec.compress(c(s[:7, :5, :6]), model="hsi-grid-v1", psnr=30, effort="fast",
-                                              geo=geo, tags={"k": "v"})
+    geo = GeoInfo(
+        crs_wkt='LOCAL_CS["fuzz"]',
+        transform=(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0),
+        wavelengths=[400.0 + 10 * i for i in range(6)],
+        band_names=[f"b{i}" for i in range(6)],
+    )
+    out["grid_7x5x6_geo"] = hsicodec.compress(
+        c(s[:7, :5, :6]), model="hsi-grid-v1", psnr=30, effort="fast", geo=geo, tags={"k": "v"}
+    )
     out["plain_8x8x198_u16"] = hsicodec.compress(c(s[:8, :8]), model="hsi-plain-v1", bpppb=2.0, effort="fast")
     m = c(s[:4, :4, :3]).astype(np.float32)
     m[2, 1, 1] = np.nan
@@ -68,19 +73,39 @@ def tiny_model(spectral: str = "pca") -> bytes:
     d, n_out, levels = 4, (3 if spectral == "pca" else 5), [[2, 2, "linear"], [0, 1, "nearest"]]
     m = sum(lv[1] for lv in levels)
     f = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
-    arrays = {"hidden.0.weight": f(d, 2), "hidden.0.bias": f(d), "hidden.1.weight": f(d, d), "hidden.1.bias": f(d),
-              "out.weight": f(n_out, d), "out.bias": f(n_out), "meta.weight": f(2 * d, m), "meta.bias": f(2 * d),
-              "inner.lr.0": f(2), "inner.lr.1": f(1)}
+    arrays = {
+        "hidden.0.weight": f(d, 2),
+        "hidden.0.bias": f(d),
+        "hidden.1.weight": f(d, d),
+        "hidden.1.bias": f(d),
+        "out.weight": f(n_out, d),
+        "out.bias": f(n_out),
+        "meta.weight": f(2 * d, m),
+        "meta.bias": f(2 * d),
+        "inner.lr.0": f(2),
+        "inner.lr.1": f(1),
+    }
     if spectral == "pca":
         arrays["skip.weight"] = f(n_out, m)
-    config = {"arch": "modsiren-grid", "depth": 2, "width": d, "n_out": n_out, "shift": "inside",
-              "latent": {"levels": levels, "coord_cell": 4}, "inner_steps": 1, "spectral": spectral}
+    config = {
+        "arch": "modsiren-grid",
+        "depth": 2,
+        "width": d,
+        "n_out": n_out,
+        "shift": "inside",
+        "latent": {"levels": levels, "coord_cell": 4},
+        "inner_steps": 1,
+        "spectral": spectral,
+    }
     return encode_model(arrays, config, {"alias": f"tiny-{spectral}", "description": "fuzz seed"})
 
 
 def model_seeds() -> dict[str, bytes]:
-    return {"tiny_pca.hsmodel": tiny_model("pca"), "tiny_id.hsmodel": tiny_model("id"),
-            "hsi-grid-v1.hsmodel": (bundled_models_dir() / "hsi-grid-v1.hsmodel").read_bytes()}
+    return {
+        "tiny_pca.hsmodel": tiny_model("pca"),
+        "tiny_id.hsmodel": tiny_model("id"),
+        "hsi-grid-v1.hsmodel": (bundled_models_dir() / "hsi-grid-v1.hsmodel").read_bytes(),
+    }
 
 
 def main() -> None:

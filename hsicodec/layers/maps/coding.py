@@ -40,8 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hsicodec.coding import entropy
-from hsicodec.errors import HsimHeaderError, OptionError, header_int
 from hsicodec.coding.wavelet import cdf97_forward, cdf97_inverse, cdf97_subband_gain, subbands, wavelet_levels
+from hsicodec.errors import HsimHeaderError, OptionError, header_int
 
 PLAIN_EDGES = np.array([1, 2, 4, 8, 16, 32], np.int64)  # scheme "plain": t ≥ edge_i → class > i
 FINE_EDGES = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64], np.int64)  # scheme "checkerboard", per pass
@@ -73,8 +73,15 @@ class MapParams:
         return len(self.class_offsets) == CHECKER_CLASSES
 
     def to_header(self) -> dict:
-        return {"k": self.k, "q": self.q, "wt": self.levels, "ma": self.max_abs, "ls": self.base_codes,
-                "co": bytes(int(o) + 128 for o in self.class_offsets), "ro": self.recon}
+        return {
+            "k": self.k,
+            "q": self.q,
+            "wt": self.levels,
+            "ma": self.max_abs,
+            "ls": self.base_codes,
+            "co": bytes(int(o) + 128 for o in self.class_offsets),
+            "ro": self.recon,
+        }
 
     @property
     def step(self) -> float:
@@ -106,8 +113,9 @@ def parse_params(m, height: int, width: int, max_maps: int) -> MapParams:
     if not isinstance(ls, bytes) or len(ls) != k * (lv + 1):
         raise HsimHeaderError(f"header key 'codec.rl.ls': expected {k * (lv + 1)} scale codes")
     if not isinstance(co, bytes) or len(co) not in (PLAIN_CLASSES, CHECKER_CLASSES):
-        raise HsimHeaderError(f"header key 'codec.rl.co': expected {CHECKER_CLASSES} (or {PLAIN_CLASSES}) "
-                              f"class offsets")
+        raise HsimHeaderError(
+            f"header key 'codec.rl.co': expected {CHECKER_CLASSES} (or {PLAIN_CLASSES}) class offsets"
+        )
     return MapParams(k, q, lv, ma, ls, np.frombuffer(co, np.uint8).astype(np.int64) - 128, ro)
 
 
@@ -117,6 +125,7 @@ def map_levels(height: int, width: int) -> int:
 
 
 # -- contexts ----------------------------------------------------------------------------------
+
 
 def _parent_slices(bands: list) -> dict:
     """For every detail subband index, the index of its parent subband (same orientation, one level coarser)."""
@@ -147,8 +156,8 @@ def activity(absq: np.ndarray, comps: slice, bands: list, parents: dict, b: int,
     t = np.zeros((stop - start, rows, cols), np.int64)
     if stop > max(start, 1):  # previous map, same coefficient
         first = max(start, 1)
-        prev = absq[first - 1:stop - 1, rs, cs]
-        t[first - start:] += 2 * prev + (neighbours(prev) // 4 if checker else 0)
+        prev = absq[first - 1 : stop - 1, rs, cs]
+        t[first - start :] += 2 * prev + (neighbours(prev) // 4 if checker else 0)
     if b in parents:
         _, _, prs, pcs = bands[parents[b]]
         par = absq[comps, prs, pcs]
@@ -205,6 +214,7 @@ _SCALE_TABLE = np.maximum(2.0 ** ((np.arange(256) - 128) / entropy.SCALE_CODE_ST
 
 # -- quantization -------------------------------------------------------------------------------
 
+
 def _step_map(height: int, width: int, levels: int, step: float) -> np.ndarray:
     """Per-coefficient quantizer step Δ/√g."""
     out = np.empty((height, width), np.float64)
@@ -221,7 +231,7 @@ class Transformed:
     levels: int
 
     @classmethod
-    def of(cls, maps: np.ndarray, levels: int) -> "Transformed":
+    def of(cls, maps: np.ndarray, levels: int) -> Transformed:
         m = np.asarray(maps, np.float64)  # (H, W, k): all maps in one pass, each element as on its own
         return cls(np.ascontiguousarray(np.moveaxis(cdf97_forward(m, levels), 2, 0)), levels)
 
@@ -267,8 +277,9 @@ def price(tr: Transformed, q: int, k: int, deadzone: float = 0.5) -> Price:
     nat = _native_function("checker_price")
     if nat is not None and k > 0:
         try:
-            n, n0, tot, sums, max_abs = nat(tr.coeffs[:k], steps, float(deadzone), *_native_layout(h, w, tr.levels),
-                                            tr.levels + 1)
+            n, n0, tot, sums, max_abs = nat(
+                tr.coeffs[:k], steps, float(deadzone), *_native_layout(h, w, tr.levels), tr.levels + 1
+            )
         except OverflowError:  # |q| past the context arithmetic's int32: the numpy path
             pass
         else:
@@ -279,8 +290,14 @@ def price(tr: Transformed, q: int, k: int, deadzone: float = 0.5) -> Price:
     mag = np.abs(sym)
     nz = mag > 0
     e = mag[nz] - a[nz]
-    return _price_from(*cell_stats(sym, tr.levels), float(np.count_nonzero(nz)), float(np.sum(e)),
-                       float(np.sum(e * e)), float(np.sum(a[~nz] ** 2)), int(mag.max(initial=0)))
+    return _price_from(
+        *cell_stats(sym, tr.levels),
+        float(np.count_nonzero(nz)),
+        float(np.sum(e)),
+        float(np.sum(e * e)),
+        float(np.sum(a[~nz] ** 2)),
+        int(mag.max(initial=0)),
+    )
 
 
 def _price_from(n, n0, tot, nnz: float, e1: float, e2: float, z2: float, max_abs: int) -> Price:
@@ -289,8 +306,9 @@ def _price_from(n, n0, tot, nnz: float, e1: float, e2: float, z2: float, max_abs
     return Price(n, n0, tot, rho, e2 - 2.0 * r * e1 + nnz * r * r + z2, int(max_abs))
 
 
-def rdoq(sym: np.ndarray, a: np.ndarray, rho: int, levels: int, weight: float, lam: float,
-         iterations: int = 2) -> np.ndarray:
+def rdoq(
+    sym: np.ndarray, a: np.ndarray, rho: int, levels: int, weight: float, lam: float, iterations: int = 2
+) -> np.ndarray:
     """Rate–distortion optimised quantization (encoder only; the stream format is unchanged).
 
     Lowers |symbol| by one wherever the bits it saves under the context model the
@@ -328,14 +346,21 @@ def dequantize(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.nda
 
 # -- scale codes ------------------------------------------------------------------------------
 
+
 def _code_lengths(b: np.ndarray) -> tuple:
     """Bits of a symbol under a quantized Laplace of scale b: (for 0, for |q| ≥ 1 before its magnitude,
     per unit of |q|), i.e. |q| = m ≥ 1 costs l1 + m·lt (sign included)."""
     return -np.log2(-np.expm1(-0.5 / b)), -np.log2(np.sinh(0.5 / b)), 1.0 / (b * np.log(2))
 
 
-def fit_codes(sym: np.ndarray, classes: np.ndarray, groups: np.ndarray, n_groups: int,
-              iterations: int = 3, n_classes: int = N_CLASSES) -> tuple[bytes, np.ndarray, float]:
+def fit_codes(
+    sym: np.ndarray,
+    classes: np.ndarray,
+    groups: np.ndarray,
+    n_groups: int,
+    iterations: int = 3,
+    n_classes: int = N_CLASSES,
+) -> tuple[bytes, np.ndarray, float]:
     """Base code per group and offset per class that code the symbols in the fewest bits
     (coordinate descent on exact ideal code lengths). Returns (base codes, offsets, bits)."""
     a = np.abs(sym).ravel()
@@ -356,15 +381,16 @@ def cell_stats(sym: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray, np
     k, h, w = sym.shape
     absq = np.abs(sym)
     nat = _native_stats()
-    if nat is None or not absq.size or int(absq.max()) >= 2 ** 31:
+    if nat is None or not absq.size or int(absq.max()) >= 2**31:
         cls, grp = all_classes(sym, levels)
         return _cell_counts((grp * N_CLASSES + cls).ravel(), absq.ravel(), k * (levels + 1), N_CLASSES)
     n, n0, tot = nat(absq.astype(np.int32), *_native_layout(h, w, levels), levels + 1)
     return n.reshape(-1, N_CLASSES), n0.reshape(-1, N_CLASSES), tot.reshape(-1, N_CLASSES)
 
 
-def fit_codes_from_stats(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, max_abs: float,
-                         iterations: int = 3) -> tuple[bytes, np.ndarray, float]:
+def fit_codes_from_stats(
+    n: np.ndarray, n0: np.ndarray, tot: np.ndarray, max_abs: float, iterations: int = 3
+) -> tuple[bytes, np.ndarray, float]:
     """:func:`fit_codes` from the cells' statistics: counts ``n``, zero counts ``n0`` and sums of |q| ``tot``,
     each (groups, classes); ``max_abs`` the largest |q|. The C++ twin (``fit_scale_codes``) does the same
     arithmetic in the same order, so both give the same codes and bits."""
@@ -395,8 +421,9 @@ def _code_window(n: np.ndarray, tot: np.ndarray, max_abs: float) -> np.ndarray:
     return np.arange(lo, hi + 1)
 
 
-def _fit_window(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, l0: np.ndarray, l1: np.ndarray, lt: np.ndarray,
-                iterations: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _fit_window(
+    n: np.ndarray, n0: np.ndarray, tot: np.ndarray, l0: np.ndarray, l1: np.ndarray, lt: np.ndarray, iterations: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Coordinate descent over base code indices per group and class offsets (the numpy reference of
     ``fit_scale_codes``) → (base index per group, offset per class, each group's bits)."""
     n_groups, n_classes = n.shape
@@ -410,7 +437,7 @@ def _fit_window(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, l0: np.ndarray, 
     used = n.sum(axis=0) > 0
 
     def base_costs(off):  # (G, m): every group's cost at each base index, offsets fixed
-        return sum(table[:, c, pad + off[c]:pad + off[c] + m] for c in range(n_classes))
+        return sum(table[:, c, pad + off[c] : pad + off[c] + m] for c in range(n_classes))
 
     for _ in range(iterations):
         base = np.argmin(base_costs(off), axis=1)
@@ -423,6 +450,7 @@ def _fit_window(n: np.ndarray, n0: np.ndarray, tot: np.ndarray, l0: np.ndarray, 
 
 
 # -- coding -----------------------------------------------------------------------------------
+
 
 def _stream_layout(height: int, width: int, levels: int):
     bands = subbands(height, width, levels)
@@ -440,7 +468,7 @@ def all_classes(sym: np.ndarray, levels: int, checker: bool = True) -> tuple[np.
         gmap[rs, cs] = g
     grp = (np.arange(k) * (levels + 1))[:, None, None] + gmap
     nat = _native_classes()
-    if checker and nat is not None and absq.size and int(absq.max()) < 2 ** 31:
+    if checker and nat is not None and absq.size and int(absq.max()) < 2**31:
         return nat(absq.astype(np.int32), *_native_layout(h, w, levels)).astype(np.int64), grp
     cls = np.zeros(sym.shape, np.int64)
     for b, (g, _, rs, cs) in enumerate(bands):
@@ -455,8 +483,10 @@ def _native_layout(height: int, width: int, levels: int) -> tuple[list, list]:
     """The subbands as (group, orientation, row0, row1, col0, col1) and each one's parent index (−1: none),
     as the C++ context functions take them."""
     bands, parents = _stream_layout(height, width, levels)
-    return ([(g, o, rs.start, rs.stop, cs.start, cs.stop) for g, o, rs, cs in bands],
-            [parents.get(b, -1) for b in range(len(bands))])
+    return (
+        [(g, o, rs.start, rs.stop, cs.start, cs.stop) for g, o, rs, cs in bands],
+        [parents.get(b, -1) for b in range(len(bands))],
+    )
 
 
 def _native_function(name: str):
@@ -545,7 +575,9 @@ def decode_symbols(data: bytes, p: MapParams, height: int, width: int) -> np.nda
             for b, (g, _, rs, cs) in enumerate(bands):
                 t = activity(absq, one, bands, parents, b, p.checker)[0]
                 sub = absq[comp, rs, cs]  # a view: decoded magnitudes land here pass by pass
-                scale_of_class = _SCALE_TABLE[_symbol_codes(p, comp * (p.levels + 1) + g, np.arange(len(p.class_offsets)))]
+                scale_of_class = _SCALE_TABLE[
+                    _symbol_codes(p, comp * (p.levels + 1) + g, np.arange(len(p.class_offsets)))
+                ]
                 for i, m in enumerate(_passes(*t.shape, p.checker)):
                     if not p.checker:
                         cls = np.searchsorted(PLAIN_EDGES, t[m], side="right")
@@ -563,8 +595,10 @@ def decode_symbols(data: bytes, p: MapParams, height: int, width: int) -> np.nda
     except BaseException as exc:  # constriction raises (or panics) on invalid streams
         raise HsimHeaderError(f"coefficient-map stream cannot be decoded: {exc}") from exc
     if left:
-        raise HsimHeaderError(f"coefficient-map stream of {len(data)} bytes does not end after its symbols "
-                              f"({left} word(s) left): corrupt or does not match the header")
+        raise HsimHeaderError(
+            f"coefficient-map stream of {len(data)} bytes does not end after its symbols "
+            f"({left} word(s) left): corrupt or does not match the header"
+        )
     return sym
 
 

@@ -13,19 +13,25 @@ log size; only the few best points are built and decoded for real.
 from __future__ import annotations
 
 import copy
-from typing import Optional
 
 import numpy as np
 
-from hsicodec.layers.maps import coding as coefmaps
-from hsicodec.format import compact
-from hsicodec.coding import entropy
-from hsicodec.format.container import encode_hsim
 from hsicodec.codec.decoder import CODEC_NAME
 from hsicodec.codec.encoder import MAP_COMPONENTS, Analysis, Candidate
+from hsicodec.coding import entropy
+from hsicodec.coding.spectral import (
+    SpectralFit,
+    basis_steps,
+    encode_spectral,
+    fit_pca,
+    lagrangian_exponents,
+    spectral_mse,
+)
 from hsicodec.errors import OptionError
+from hsicodec.format import compact
+from hsicodec.format.container import encode_hsim
+from hsicodec.layers.maps import coding as coefmaps
 from hsicodec.layers.network.model import CodecModel
-from hsicodec.coding.spectral import SpectralFit, basis_steps, encode_spectral, fit_pca, lagrangian_exponents, spectral_mse
 
 MAP_K_MAX = MAP_COMPONENTS
 MAP_K_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
@@ -65,8 +71,16 @@ class MapSearch:
     ``betas``: the spectral precisions to search (e.g. :data:`SPECTRAL_BETAS`, thorough); empty (the
     default): one β per k from the maps' distortion–rate slope (:meth:`best_beta`)."""
 
-    def __init__(self, model: CodecModel, an: Analysis, base_header: dict, extra_sections: tuple = (),
-                 valid: Optional[np.ndarray] = None, deadzone: float = DEADZONE, betas: tuple = ()):
+    def __init__(
+        self,
+        model: CodecModel,
+        an: Analysis,
+        base_header: dict,
+        extra_sections: tuple = (),
+        valid: np.ndarray | None = None,
+        deadzone: float = DEADZONE,
+        betas: tuple = (),
+    ):
         if an.mode != "pca":
             raise OptionError("the coefficient-map layer needs a model with a PCA spectral stage")
         self.model, self.an, self.base = model, an, base_header
@@ -76,12 +90,13 @@ class MapSearch:
         self.betas = tuple(betas)
         self.h, self.w, self.c = an.values.shape
         have = an.pca.basis.shape[0] if an.pca is not None else 0
-        self.fit: SpectralFit = an.pca if have >= min(MAP_K_MAX, self.c) else fit_pca(an.values.reshape(-1, self.c),
-                                                                                      MAP_K_MAX)
+        self.fit: SpectralFit = (
+            an.pca if have >= min(MAP_K_MAX, self.c) else fit_pca(an.values.reshape(-1, self.c), MAP_K_MAX)
+        )
         self.kmax = min(MAP_K_MAX, self.fit.basis.shape[0], coefmaps.MAX_MAPS)
         # a whole number where that is as good (3 header bytes instead of 9; the normalisation is arbitrary)
         self.norm = float(round(self.fit.total_std)) if self.fit.total_std >= 256 else float(self.fit.total_std)
-        maps = ((an.values.reshape(-1, self.c) - self.fit.mean) @ self.fit.basis[:self.kmax].T / max(self.norm, 1e-300))
+        maps = (an.values.reshape(-1, self.c) - self.fit.mean) @ self.fit.basis[: self.kmax].T / max(self.norm, 1e-300)
         self.maps = maps.reshape(self.h, self.w, self.kmax)
         self.levels = coefmaps.map_levels(self.h, self.w)
         self.tr = coefmaps.Transformed.of(self.maps, self.levels)
@@ -93,10 +108,10 @@ class MapSearch:
         self._beta_hint = 1.0  # spectral precision to start each k's search from: the last k's choice
         self._build_cache: dict = {}
         self._spec_cache: dict = {}
-        self._range: Optional[float] = None  # of the original's valid values, for psnr_of
-        self._moments: Optional[tuple] = None  # Σ ‖x − c‖² and Σ (x − c), c the PCA mean (psnr_of)
+        self._range: float | None = None  # of the original's valid values, for psnr_of
+        self._moments: tuple | None = None  # Σ ‖x − c‖² and Σ (x − c), c the PCA mean (psnr_of)
 
-    def with_deadzone(self, deadzone: float) -> "MapSearch":
+    def with_deadzone(self, deadzone: float) -> MapSearch:
         """The same scene (PCA, transform, spectral side information) with another rounding threshold."""
         other = copy.copy(self)
         other.deadzone = deadzone
@@ -111,7 +126,7 @@ class MapSearch:
             pr = coefmaps.price(self.tr, q, k, self.deadzone)  # map j's symbols need only maps ≤ j
             step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
             # normalised units, each coefficient weighted by its synthesis energy: Σ g (Δ/√g)² e² = Δ² Σ e²
-            err = (step ** 2) * pr.sq_error / (self.h * self.w)
+            err = (step**2) * pr.sq_error / (self.h * self.w)
             base, off, bits = coefmaps.fit_codes_from_stats(pr.n, pr.n0, pr.tot, pr.max_abs)
             tables = coefmaps.MapParams(k, q, self.levels, pr.max_abs, base, off, pr.rho).to_header()
             self._price_cache[key] = (bits / 8.0 + 4.0, err, tables)
@@ -125,8 +140,9 @@ class MapSearch:
     def exponents(self, k: int, q: int, beta: float) -> tuple[int, int, bytes]:
         """Step exponents of the mean and k basis vectors: β × those at the distortion–rate slope of the maps
         coded at q (:func:`hsicodec.coding.spectral.lagrangian_exponents`)."""
-        return lagrangian_exponents(self.fit, k, entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE),
-                                    self.h * self.w, beta)
+        return lagrangian_exponents(
+            self.fit, k, entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE), self.h * self.w, beta
+        )
 
     def spectral(self, k: int, q: int, beta: float):
         """The principal mean and k basis vectors at :meth:`exponents` (what the estimates price)
@@ -140,7 +156,7 @@ class MapSearch:
 
     def _coding_mse(self, k: int, q: int) -> float:
         """Squared error per cube value that coding the k maps at q adds (original units)."""
-        return self.norm ** 2 * self._priced(q, k)[1] / self.c
+        return self.norm**2 * self._priced(q, k)[1] / self.c
 
     def estimate(self, k: int, q: int, beta: float) -> tuple[float, float]:
         """(predicted bytes of the whole file, predicted PSNR) of (k, q, β)."""
@@ -153,8 +169,18 @@ class MapSearch:
         return over + map_bytes, quality
 
     # -- files
-    def _file(self, k: int, q: int, sparams: dict, rdata: bytes, *, sdata: bytes = b"", sdata_len: int = 0,
-              placeholder: bool = False, rparams: Optional[dict] = None) -> bytes:
+    def _file(
+        self,
+        k: int,
+        q: int,
+        sparams: dict,
+        rdata: bytes,
+        *,
+        sdata: bytes = b"",
+        sdata_len: int = 0,
+        placeholder: bool = False,
+        rparams: dict | None = None,
+    ) -> bytes:
         if rparams is None:  # header size estimate: the tables pricing fitted
             rparams = self._priced_tables(q, k)
         norm = int(self.norm) if self.norm.is_integer() else self.norm
@@ -227,8 +253,8 @@ class MapSearch:
             ok = self.valid.reshape(-1, self.c)
             sse, count = 0.0, 0
             for r in range(0, len(x), PSNR_BLOCK):
-                d = x[r:r + PSNR_BLOCK] - (y[r:r + PSNR_BLOCK] @ basis + mean)
-                d = d[ok[r:r + PSNR_BLOCK]]
+                d = x[r : r + PSNR_BLOCK] - (y[r : r + PSNR_BLOCK] @ basis + mean)
+                d = d[ok[r : r + PSNR_BLOCK]]
                 d = d[np.isfinite(d)]
                 sse += float(np.dot(d, d))
                 count += d.size
@@ -248,25 +274,31 @@ class MapSearch:
         any PSNR this codec reaches."""
         c = self.fit.mean
         if self._moments is None:
-            sq = sum(float(np.sum((x[r:r + PSNR_BLOCK] - c) ** 2)) for r in range(0, len(x), PSNR_BLOCK))
+            sq = sum(float(np.sum((x[r : r + PSNR_BLOCK] - c) ** 2)) for r in range(0, len(x), PSNR_BLOCK))
             self._moments = (sq, x.sum(axis=0) - len(x) * c)
         sq, sx = self._moments  # Σ ‖x − c‖², Σ (x − c)
         sy = y.sum(axis=0)
         ytx = y.T @ x - np.outer(sy, c)  # Yᵀ (X − c)
         mu = mean - c
-        sse = (sq - 2.0 * float(np.sum(ytx * basis)) - 2.0 * float(mu @ sx)
-               + float(np.sum((y.T @ y) * (basis @ basis.T))) + 2.0 * float((sy @ basis) @ mu)
-               + len(x) * float(mu @ mu))
+        sse = (
+            sq
+            - 2.0 * float(np.sum(ytx * basis))
+            - 2.0 * float(mu @ sx)
+            + float(np.sum((y.T @ y) * (basis @ basis.T)))
+            + 2.0 * float((sy @ basis) @ mu)
+            + len(x) * float(mu @ mu)
+        )
         return max(sse, 0.0)
 
     def k_candidates(self) -> list:
         return [k for k in MAP_K_CANDIDATES if k <= self.kmax] or [self.kmax]
 
     # -- targets
-    def _finest_fitting(self, k: int, budget: float, beta: float, start: Optional[int] = None) -> Optional[int]:
+    def _finest_fitting(self, k: int, budget: float, beta: float, start: int | None = None) -> int | None:
         """Finest step exponent whose predicted file fits the budget. Sizes fall about exponentially as q
         grows, so secant steps on log size from ``start`` (the answer for a neighbouring k or β) land
         within a step or two in ~3 pricings; unit steps then settle the exact boundary."""
+
         def size(q):
             return self.estimate(k, q, beta)[0]
 
@@ -310,7 +342,7 @@ class MapSearch:
             below, above = (q, above) if below is None else (below, q)
         below, above = q - 4 if below is None else below, q + 4 if above is None else above
         (b1, e1), (b2, e2) = self._priced(below, k), self._priced(above, k)
-        return max((e2 - e1) * self.h * self.w * self.norm ** 2 / max(8.0 * (b1 - b2), 1e-9), 0.0)
+        return max((e2 - e1) * self.h * self.w * self.norm**2 / max(8.0 * (b1 - b2), 1e-9), 0.0)
 
     def best_beta(self, k: int, q: int) -> float:
         """The β of :data:`SPECTRAL_BETAS` that minimises the spectral side information's squared error
@@ -321,9 +353,10 @@ class MapSearch:
         def cost(beta):
             data, _, _, _, smse = self.spectral(k, q, beta)
             return n * smse + lam * 8.0 * len(data)
+
         return min(SPECTRAL_BETAS, key=cost)
 
-    def _betas(self, k: int, budget: float, start: Optional[int]) -> list:
+    def _betas(self, k: int, budget: float, start: int | None) -> list:
         """(β, finest q fitting the budget) to score for k: every β of the search, or only the best one
         at the slope of the answer for the β the previous k chose."""
         if self.betas:
@@ -361,7 +394,7 @@ class MapSearch:
             else:
                 break
         misses = 0
-        for k in coarse[first + 1:] if best_k == coarse[first] else ():
+        for k in coarse[first + 1 :] if best_k == coarse[first] else ():
             if best_of(k) > best_of(best_k):
                 best_k, misses = k, 0
             else:
@@ -371,15 +404,17 @@ class MapSearch:
         i = coarse.index(best_k)
         lo_k = coarse[i - 1] if i > 0 else 0
         hi_k = coarse[i + 1] if i + 1 < len(coarse) else self.kmax + 1
-        for side in (sorted(k for k in ks if best_k < k < hi_k),
-                     sorted((k for k in ks if lo_k < k < best_k), reverse=True)):
+        for side in (
+            sorted(k for k in ks if best_k < k < hi_k),
+            sorted((k for k in ks if lo_k < k < best_k), reverse=True),
+        ):
             for k in side:
                 if best_of(k) <= best_of(best_k):
                     break
                 best_k = k
         return [p for pts in found.values() for p in pts]
 
-    def _finest_built(self, k: int, q: int, beta: float, budget: int) -> Optional[int]:
+    def _finest_built(self, k: int, q: int, beta: float, budget: int) -> int | None:
         """From the estimate's q, the step whose real file fits the budget: coarser until it fits; when
         thorough also finer while it fits (the estimate was pessimistic, or quantization is RD-optimised and
         saves bytes it does not price), in growing strides, then bisection."""
@@ -422,7 +457,7 @@ class MapSearch:
             return best
         raise OptionError(f"--bpppb {target} is below the smallest coefficient-map file of this cube")
 
-    def _coarsest_reaching(self, k: int, beta: float, target: float) -> Optional[int]:
+    def _coarsest_reaching(self, k: int, beta: float, target: float) -> int | None:
         """Coarsest step exponent whose predicted PSNR reaches the target (bisection), None if none does."""
         if self.estimate(k, Q_FINE, beta)[1] < target:
             return None

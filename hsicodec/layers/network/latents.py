@@ -17,8 +17,8 @@ torch encoder and trainer use the same indices (see :func:`axis_interp`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -53,17 +53,21 @@ class LatentLayout:
 
     def count(self, height: int, width: int) -> int:
         """Total number of latent values for an image of this size."""
-        return sum(int(np.prod(self.grid_shape(i, height, width))) * lv.channels
-                   for i, lv in enumerate(self.levels))
+        return sum(int(np.prod(self.grid_shape(i, height, width))) * lv.channels for i, lv in enumerate(self.levels))
 
     def to_config(self) -> dict:
         return {"levels": [[lv.cell, lv.channels, lv.interp] for lv in self.levels], "coord_cell": self.coord_cell}
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "LatentLayout":
+    def from_config(cls, cfg: dict) -> LatentLayout:
         levels = tuple(LatentLevel(int(c), int(ch), str(mode)) for c, ch, mode in cfg["levels"])
         for lv in levels:
-            if lv.cell < 0 or lv.channels < 1 or lv.interp not in INTERP_MODES or (lv.cell == 0 and lv.interp != "nearest"):
+            if (
+                lv.cell < 0
+                or lv.channels < 1
+                or lv.interp not in INTERP_MODES
+                or (lv.cell == 0 and lv.interp != "nearest")
+            ):
                 raise ValueError(f"invalid latent level {lv}")
         if not levels or int(cfg["coord_cell"]) < 0:
             raise ValueError("a latent layout needs at least one level and coord_cell >= 0")
@@ -121,8 +125,9 @@ def upsample_transpose(grad: np.ndarray, rows: tuple, cols: tuple, grid_shape: t
     return out.astype(np.float32)
 
 
-def local_coords(layout: LatentLayout, row0: int, row1: int, col0: int, col1: int,
-                 height: int, width: int) -> np.ndarray:
+def local_coords(
+    layout: LatentLayout, row0: int, row1: int, col0: int, col1: int, height: int, width: int
+) -> np.ndarray:
     """(h·w, 2) SIREN inputs for a pixel window of a height × width image.
 
     The position inside the pixel's coord_cell block in [-1, 1] (coord_cell 0:
@@ -139,8 +144,16 @@ def local_coords(layout: LatentLayout, row0: int, row1: int, col0: int, col1: in
     return np.stack([yy.ravel(), xx.ravel()], axis=1).astype(np.float32)
 
 
-def pixel_latents(layout: LatentLayout, grids: Sequence[np.ndarray], height: int, width: int,
-                  row0: int, row1: int, col0: int, col1: int) -> np.ndarray:
+def pixel_latents(
+    layout: LatentLayout,
+    grids: Sequence[np.ndarray],
+    height: int,
+    width: int,
+    row0: int,
+    row1: int,
+    col0: int,
+    col1: int,
+) -> np.ndarray:
     """(h·w, m) latent of every pixel of a window, from full-image grids."""
     feats = []
     for lv, g in zip(layout.levels, grids):
@@ -171,8 +184,16 @@ class GridOperator:
     torch-free encoder (gradients flow back through :meth:`adjoint`).
     """
 
-    def __init__(self, layout: LatentLayout, height: int, width: int, row0: int = 0, row1: int | None = None,
-                 col0: int = 0, col1: int | None = None):
+    def __init__(
+        self,
+        layout: LatentLayout,
+        height: int,
+        width: int,
+        row0: int = 0,
+        row1: int | None = None,
+        col0: int = 0,
+        col1: int | None = None,
+    ):
         row1 = height if row1 is None else row1
         col1 = width if col1 is None else col1
         self.layout, self.h, self.w = layout, row1 - row0, col1 - col0
@@ -192,7 +213,7 @@ class GridOperator:
             a = uh @ g.reshape(gh, gw * ch)  # (h, gw*ch)
             a = a.reshape(self.h, gw, ch).transpose(1, 0, 2).reshape(gw, self.h * ch)
             b = (uw @ a).reshape(self.w, self.h, ch).transpose(1, 0, 2)
-            out[:, :, pos:pos + ch] = b
+            out[:, :, pos : pos + ch] = b
             pos += ch
         return out.reshape(self.h * self.w, -1)
 
@@ -201,7 +222,7 @@ class GridOperator:
         g3 = grad.reshape(self.h, self.w, -1)
         out, pos = [], 0
         for (gh, gw, ch), (_, _, uht, uwt) in zip(self.shapes, self.mats):
-            part = np.ascontiguousarray(g3[:, :, pos:pos + ch]).transpose(1, 0, 2).reshape(self.w, self.h * ch)
+            part = np.ascontiguousarray(g3[:, :, pos : pos + ch]).transpose(1, 0, 2).reshape(self.w, self.h * ch)
             a = (uwt @ part).reshape(gw, self.h, ch).transpose(1, 0, 2).reshape(self.h, gw * ch)
             out.append(np.asarray(uht @ a, np.float32).reshape(gh, gw, ch))
             pos += ch

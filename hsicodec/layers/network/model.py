@@ -12,8 +12,8 @@ import numpy as np
 
 from hsicodec.errors import ModelFormatError
 from hsicodec.layers.network.latents import LatentLayout
-from hsicodec.models.modelfile import ModelFile
 from hsicodec.layers.network.siren import SirenWeights
+from hsicodec.models.modelfile import ModelFile
 
 SUPPORTED_ARCHS = ("modsiren-grid",)
 
@@ -40,8 +40,16 @@ class CodecModel:
         """Weights computing only the first k outputs (the components a file uses)."""
         w = self.weights
         skip = None if w.skip_w is None else np.ascontiguousarray(w.skip_w[:k])
-        return SirenWeights(w.hidden_w, w.hidden_b, np.ascontiguousarray(w.out_w[:k]), np.ascontiguousarray(w.out_b[:k]),
-                            w.meta_w, w.meta_b, w.shift, skip)
+        return SirenWeights(
+            w.hidden_w,
+            w.hidden_b,
+            np.ascontiguousarray(w.out_w[:k]),
+            np.ascontiguousarray(w.out_b[:k]),
+            w.meta_w,
+            w.meta_b,
+            w.shift,
+            skip,
+        )
 
 
 def _get(arrays: dict, name: str) -> np.ndarray:
@@ -78,8 +86,13 @@ def codec_model(mf: ModelFile) -> CodecModel:
     w = SirenWeights(
         tuple(_get(a, f"hidden.{i}.weight") for i in range(depth)),
         tuple(_get(a, f"hidden.{i}.bias") for i in range(depth)),
-        _get(a, "out.weight"), _get(a, "out.bias"), _get(a, "meta.weight"), _get(a, "meta.bias"), shift,
-        _get(a, "skip.weight") if "skip.weight" in a else None)
+        _get(a, "out.weight"),
+        _get(a, "out.bias"),
+        _get(a, "meta.weight"),
+        _get(a, "meta.bias"),
+        shift,
+        _get(a, "skip.weight") if "skip.weight" in a else None,
+    )
     try:
         w.validate()
     except ValueError as exc:

@@ -25,7 +25,6 @@ and :func:`loss_grad_phi` returns L and ∂L/∂φ (the network frozen).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -43,7 +42,7 @@ class SirenWeights:
     meta_w: np.ndarray  # (K*d, m)
     meta_b: np.ndarray  # (K*d,)
     shift: str = "inside"
-    skip_w: Optional[np.ndarray] = None  # (C_out, m) linear path from φ to the outputs, or None
+    skip_w: np.ndarray | None = None  # (C_out, m) linear path from φ to the outputs, or None
 
     @property
     def depth(self) -> int:
@@ -101,7 +100,7 @@ def forward_numpy(weights: SirenWeights, x: np.ndarray, phi: np.ndarray) -> np.n
     h = x
     for i, (w, b) in enumerate(zip(weights.hidden_w, weights.hidden_b)):
         z = h @ w.T + b
-        bi = beta[:, i * d:(i + 1) * d]
+        bi = beta[:, i * d : (i + 1) * d]
         h = np.sin(z + bi) if weights.shift == "inside" else np.sin(z) + bi
     y = h @ weights.out_w.T + weights.out_b
     if weights.skip_w is not None:
@@ -114,8 +113,8 @@ def loss_grad_phi_numpy(
     x: np.ndarray,
     phi: np.ndarray,
     target: np.ndarray,
-    channel_weight: Optional[np.ndarray] = None,
-    pixel_weight: Optional[np.ndarray] = None,
+    channel_weight: np.ndarray | None = None,
+    pixel_weight: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     """Reference masked squared error and its gradient with respect to φ."""
     n = x.shape[0]
@@ -127,7 +126,7 @@ def loss_grad_phi_numpy(
     pre = []  # arguments of the sines
     for i, (w, b) in enumerate(zip(weights.hidden_w, weights.hidden_b)):
         z = h @ w.T + b
-        bi = beta[:, i * d:(i + 1) * d]
+        bi = beta[:, i * d : (i + 1) * d]
         a = z + bi if weights.shift == "inside" else z
         pre.append(a)
         h = np.sin(a) if weights.shift == "inside" else np.sin(a) + bi
@@ -141,7 +140,7 @@ def loss_grad_phi_numpy(
     g_beta = np.empty_like(beta)
     for i in range(weights.depth - 1, -1, -1):
         g_a = g_h * np.cos(pre[i])
-        g_beta[:, i * d:(i + 1) * d] = g_a if weights.shift == "inside" else g_h
+        g_beta[:, i * d : (i + 1) * d] = g_a if weights.shift == "inside" else g_h
         if i > 0:
             g_h = g_a @ weights.hidden_w[i]
     g_phi = g_beta @ weights.meta_w
@@ -157,8 +156,12 @@ def _native():
     except ImportError:
         import warnings
 
-        warnings.warn("the native extension hsicodec._native is not built: using the numpy path (slower); "
-                      "install a C++ compiler and reinstall to build it", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            "the native extension hsicodec._native is not built: using the numpy path (slower); "
+            "install a C++ compiler and reinstall to build it",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None
     return _native
 
@@ -191,15 +194,18 @@ def cuda_module():
 
     mod = _native_cuda()
     if mod is None:
-        raise BackendError("backend 'cuda': the CUDA extension hsicodec._native_cuda is not built "
-                           "(reinstall with HSICODEC_CUDA=1 and nvcc on the PATH, e.g. 'make cuda')")
+        raise BackendError(
+            "backend 'cuda': the CUDA extension hsicodec._native_cuda is not built "
+            "(reinstall with HSICODEC_CUDA=1 and nvcc on the PATH, e.g. 'make cuda')"
+        )
     if mod.device_count() < 1:
         raise BackendError("backend 'cuda': no CUDA device is available (no GPU or no driver)")
     return mod
 
 
-def forward(weights: SirenWeights, x: np.ndarray, phi: np.ndarray, *, backend: str = "auto",
-            threads: int = 0) -> np.ndarray:
+def forward(
+    weights: SirenWeights, x: np.ndarray, phi: np.ndarray, *, backend: str = "auto", threads: int = 0
+) -> np.ndarray:
     """Forward pass on the fastest available backend ("auto", "native" or "numpy"), or on "cuda".
 
     "auto" never picks the GPU: "cuda" runs the fused CUDA kernel (hsicodec._native_cuda)
@@ -208,22 +214,50 @@ def forward(weights: SirenWeights, x: np.ndarray, phi: np.ndarray, *, backend: s
     x = np.ascontiguousarray(x, np.float32)
     phi = np.ascontiguousarray(phi, np.float32)
     if backend == "cuda":
-        return cuda_module().siren_forward(x, phi, list(weights.hidden_w), list(weights.hidden_b), weights.out_w,
-                                           weights.out_b, weights.meta_w, weights.meta_b,
-                                           weights.shift == "inside", 0, weights.skip_w)
+        return cuda_module().siren_forward(
+            x,
+            phi,
+            list(weights.hidden_w),
+            list(weights.hidden_b),
+            weights.out_w,
+            weights.out_b,
+            weights.meta_w,
+            weights.meta_b,
+            weights.shift == "inside",
+            0,
+            weights.skip_w,
+        )
     nat = _native() if backend in ("auto", "native") else None
     if backend == "native" and nat is None:
         raise RuntimeError("the native extension hsicodec._native is not built")
     if nat is not None:
-        return nat.siren_forward(x, phi, list(weights.hidden_w), list(weights.hidden_b), weights.out_w,
-                                 weights.out_b, weights.meta_w, weights.meta_b,
-                                 weights.shift == "inside", int(threads), weights.skip_w)
+        return nat.siren_forward(
+            x,
+            phi,
+            list(weights.hidden_w),
+            list(weights.hidden_b),
+            weights.out_w,
+            weights.out_b,
+            weights.meta_w,
+            weights.meta_b,
+            weights.shift == "inside",
+            int(threads),
+            weights.skip_w,
+        )
     return forward_numpy(weights, x, phi)
 
 
-def loss_grad_phi(weights: SirenWeights, x: np.ndarray, phi: np.ndarray, target: np.ndarray,
-                  channel_weight: Optional[np.ndarray] = None, pixel_weight: Optional[np.ndarray] = None,
-                  *, backend: str = "auto", threads: int = 0) -> tuple[float, np.ndarray]:
+def loss_grad_phi(
+    weights: SirenWeights,
+    x: np.ndarray,
+    phi: np.ndarray,
+    target: np.ndarray,
+    channel_weight: np.ndarray | None = None,
+    pixel_weight: np.ndarray | None = None,
+    *,
+    backend: str = "auto",
+    threads: int = 0,
+) -> tuple[float, np.ndarray]:
     """Masked squared error and ∂/∂φ on the fastest available backend ("cuda": as "auto", no GPU gradient)."""
     if backend == "cuda":
         backend = "auto"
@@ -236,7 +270,20 @@ def loss_grad_phi(weights: SirenWeights, x: np.ndarray, phi: np.ndarray, target:
     if backend == "native" and nat is None:
         raise RuntimeError("the native extension hsicodec._native is not built")
     if nat is not None:
-        return nat.siren_loss_grad_phi(x, phi, target, cw, pw, list(weights.hidden_w), list(weights.hidden_b),
-                                       weights.out_w, weights.out_b, weights.meta_w, weights.meta_b,
-                                       weights.shift == "inside", int(threads), weights.skip_w)
+        return nat.siren_loss_grad_phi(
+            x,
+            phi,
+            target,
+            cw,
+            pw,
+            list(weights.hidden_w),
+            list(weights.hidden_b),
+            weights.out_w,
+            weights.out_b,
+            weights.meta_w,
+            weights.meta_b,
+            weights.shift == "inside",
+            int(threads),
+            weights.skip_w,
+        )
     return loss_grad_phi_numpy(weights, x, phi, target, cw, pw)

@@ -9,7 +9,7 @@ native backends evaluate, so all backends compute the same function.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,8 +22,18 @@ from hsicodec.layers.network.siren import SirenWeights
 class ModSiren(nn.Module):
     """SIREN with shift modulations β = W_M φ + b_M (paper eq. 1 / COIN++)."""
 
-    def __init__(self, n_in: int, width: int, depth: int, latent_dim: int, n_out: int,
-                 w0: float = 30.0, w_hidden: float = 30.0, shift: str = "inside", skip: bool = False):
+    def __init__(
+        self,
+        n_in: int,
+        width: int,
+        depth: int,
+        latent_dim: int,
+        n_out: int,
+        w0: float = 30.0,
+        w_hidden: float = 30.0,
+        shift: str = "inside",
+        skip: bool = False,
+    ):
         super().__init__()
         self.width, self.depth, self.shift = width, depth, shift
         self.w0, self.w_hidden = float(w0), float(w_hidden)
@@ -46,7 +56,7 @@ class ModSiren(nn.Module):
         beta = self.meta(phi)
         h = x
         for i, (lin, om) in enumerate(zip(self.hidden, self.omegas())):
-            b = beta[..., i * self.width:(i + 1) * self.width]
+            b = beta[..., i * self.width : (i + 1) * self.width]
             z = lin(h)
             h = torch.sin(om * (z + b)) if self.shift == "inside" else torch.sin(om * z) + b
         y = self.out(h)
@@ -68,9 +78,18 @@ class ModSiren(nn.Module):
 class GridSampler:
     """Precomputed gather indices turning per-level grids into per-pixel latents for one window."""
 
-    def __init__(self, layout: LatentLayout, height: int, width: int, row0: int = 0, col0: int = 0,
-                 rows: int | None = None, cols: int | None = None, full_height: int | None = None,
-                 full_width: int | None = None):
+    def __init__(
+        self,
+        layout: LatentLayout,
+        height: int,
+        width: int,
+        row0: int = 0,
+        col0: int = 0,
+        rows: int | None = None,
+        cols: int | None = None,
+        full_height: int | None = None,
+        full_width: int | None = None,
+    ):
         rows = height if rows is None else rows
         cols = width if cols is None else cols
         fh = height if full_height is None else full_height
@@ -94,9 +113,12 @@ class GridSampler:
         return torch.cat(feats, dim=-1)
 
 
-def coords_tensor(layout: LatentLayout, row0: int, rows: int, col0: int, cols: int, height: int,
-                  width: int) -> torch.Tensor:
+def coords_tensor(
+    layout: LatentLayout, row0: int, rows: int, col0: int, cols: int, height: int, width: int
+) -> torch.Tensor:
     """(rows, cols, 2) SIREN input coordinates for a window of a height × width image."""
     from hsicodec.layers.network.latents import local_coords
 
-    return torch.from_numpy(local_coords(layout, row0, row0 + rows, col0, col0 + cols, height, width)).reshape(rows, cols, 2)
+    return torch.from_numpy(local_coords(layout, row0, row0 + rows, col0, col0 + cols, height, width)).reshape(
+        rows, cols, 2
+    )
