@@ -8,7 +8,7 @@ Public API::
     hsicodec.decompress_file("out.hsim", "back.tif")
 """
 
-from hsicodec._version import __version__
+from hsicodec._version import __version__ as __version__
 from hsicodec.codec.api import (
     DEFAULT_MODEL,
     compress,
@@ -46,7 +46,8 @@ from hsicodec.evaluation.evaluate import (  # noqa: E402,F401
     run_codec,
     run_hsicodec,
 )
-from hsicodec.format.container import Hsim, HsimReader, Limits, decode_hsim, encode_hsim, read_hsim, write_hsim  # noqa: E402
+from hsicodec.format.container import Hsim, HsimReader, Limits, decode_hsim, encode_hsim, read_hsim
+from hsicodec.io.hsimfile import write_hsim  # noqa: E402
 from hsicodec.io.raster import GeoInfo, read_cube, write_cube  # noqa: E402
 from hsicodec.metrics import bpppb, max_abs_error, psnr, quality_report, sam_degrees  # noqa: E402
 from hsicodec.models.registry import Registry, default_registry  # noqa: E402

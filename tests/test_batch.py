@@ -113,7 +113,7 @@ def test_corrupt_file_fails_alone_and_resume_skips_done_files(client, tmp_path, 
     assert bad["status"] == "failed" and bad["error"] and "\n" not in bad["error"]
     assert "corrupt.npy" in bad["error"]
     assert not (out / "corrupt.hsim").exists()
-    for name, r in rows.items():
+    for _name, r in rows.items():
         assert r["status"] == "done", r
         assert 0 < r["bpppb"] <= 1.0 and np.isfinite(r["psnr"]) and r["psnr_measured"]
         assert r["seconds"] > 0 and Path(r["output"]).is_file()

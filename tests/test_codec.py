@@ -9,7 +9,6 @@ import pytest
 
 import hsicodec
 from hsicodec import metrics
-from hsicodec.codec.encoder import LAYERS
 from hsicodec.data import sample_path
 from hsicodec.errors import HsimError, ModelNotFoundError, OptionError
 
@@ -103,8 +102,9 @@ def test_encode_is_deterministic(small):
 
 def test_torch_and_native_fits_agree(small):
     pytest.importorskip("torch")
+    from hsicodec.codec.analysis import analyse
     from hsicodec.codec.api import load_codec_model
-    from hsicodec.codec.encoder import analyse, fit_latents
+    from hsicodec.layers.network.fit import fit_latents
 
     cm = load_codec_model()
     an = analyse(small, cm)
@@ -179,7 +179,7 @@ def test_corrupted_file_is_an_error_not_wrong_pixels(encoded):
 def test_missing_model_names_the_hash(small, tmp_path, monkeypatch):
     from hsicodec.models.registry import Registry, clear_model_cache
 
-    encoded = hsicodec.compress(small, bpppb=0.2, effort="fast", latent_codings=LAYERS["network"])
+    encoded = hsicodec.compress(small, bpppb=0.2, effort="fast", layer="network")
     clear_model_cache()  # loaded models are cached by their (verified) hash
     empty = Registry([("path", tmp_path)])
     with pytest.raises(ModelNotFoundError) as err:
@@ -191,7 +191,7 @@ def test_map_layer_files_need_no_model(small, tmp_path):
     """A file without network latents names no model and decodes with an empty registry."""
     from hsicodec.models.registry import Registry, clear_model_cache
 
-    data = hsicodec.compress(small, bpppb=0.2, latent_codings=LAYERS["maps"])
+    data = hsicodec.compress(small, bpppb=0.2, layer="maps")
     assert "model" not in hsicodec.HsimReader(data).header
     clear_model_cache()
     out, _ = hsicodec.decompress(data, registry=Registry([("path", tmp_path)]))
@@ -207,7 +207,7 @@ def test_map_layer_files_need_no_model(small, tmp_path):
     ],
 )
 def test_a_file_without_model_may_not_use_network_keys(small, edit):
-    data = hsicodec.compress(small, bpppb=0.2, latent_codings=LAYERS["maps"])
+    data = hsicodec.compress(small, bpppb=0.2, layer="maps")
     with pytest.raises(HsimError, match="'model' is missing"):
         hsicodec.decompress(_reheader(data, edit))
 
@@ -216,10 +216,10 @@ def test_compact_map_files_are_one_section_and_refuse_bad_splits_and_network_key
     """Grid v5: sp and rl as arrays, both streams in section "c"; a spectral length past the section, or
     network latents next to the compact form, are clear errors."""
     from hsicodec.codec.api import load_codec_model
-    from hsicodec.codec.decoder import parse_codec
+    from hsicodec.codec.decode import parse_codec
     from hsicodec.format.container import decode_hsim
 
-    data = hsicodec.compress(small, bpppb=0.2, latent_codings=LAYERS["maps"])
+    data = hsicodec.compress(small, bpppb=0.2, layer="maps")
     h = decode_hsim(data)
     assert [n for n, *_ in h.header["sections"]] == ["c"] and isinstance(h.header["codec"]["rl"], list)
     with pytest.raises(HsimError, match="does not fit section 'c'"):
@@ -285,7 +285,7 @@ def test_every_single_byte_change_of_a_small_file_is_detected():
 
 
 def test_rate_gradient_matches_finite_differences():
-    from hsicodec.codec.encoder import _laplace_bits_grad
+    from hsicodec.layers.network.fit import _laplace_bits_grad
 
     def bits(v, b):
         cdf = lambda x: np.where(x < 0, 0.5 * np.exp(x / b), 1 - 0.5 * np.exp(-x / b))  # noqa: E731
@@ -332,7 +332,7 @@ def _reheader(data: bytes, edit) -> bytes:
 
 def test_latents_are_coded_as_rotated_haar_coefficients(sample):
     from hsicodec.codec.api import load_codec_model
-    from hsicodec.codec.encoder import encode
+    from hsicodec.codec.encode import encode
     from hsicodec.format.container import decode_hsim
 
     cube = np.ascontiguousarray(sample[:48, :40])
@@ -353,9 +353,7 @@ def test_unknown_codec_key_is_refused_not_guessed(encoded):
 
 @pytest.mark.parametrize("key,value", [("wt", -1), ("wt", 99), ("wt", "3"), ("ct", b"\x00"), ("ct", 5)])
 def test_bad_wavelet_or_rotation_keys_are_header_errors(sample, key, value):
-    data = hsicodec.compress(
-        np.ascontiguousarray(sample[:32, :32]), bpppb=0.2, model="hsi-grid-v1", latent_codings=LAYERS["network"]
-    )
+    data = hsicodec.compress(np.ascontiguousarray(sample[:32, :32]), bpppb=0.2, model="hsi-grid-v1", layer="network")
     with pytest.raises(HsimError, match=f"codec.{key}|codec.ls"):
         hsicodec.decompress(_reheader(data, lambda c: c.__setitem__(key, value)))
 
@@ -363,7 +361,7 @@ def test_bad_wavelet_or_rotation_keys_are_header_errors(sample, key, value):
 @pytest.mark.parametrize("names", [("plain",), ("haar",), ("haar+klt",)])
 def test_each_latent_coding_round_trips(sample, names):
     from hsicodec.codec.api import load_codec_model
-    from hsicodec.codec.encoder import encode
+    from hsicodec.codec.encode import encode
     from hsicodec.format.container import decode_hsim
 
     cube = np.ascontiguousarray(sample[:40, :36])
@@ -378,7 +376,7 @@ def test_each_latent_coding_round_trips(sample, names):
 
 def test_unknown_latent_coding_refused(small):
     from hsicodec.codec.api import load_codec_model
-    from hsicodec.codec.encoder import encode
+    from hsicodec.codec.encode import encode
 
     cm = load_codec_model("hsi-grid-v1")
     with pytest.raises(OptionError, match="latent codings"):
@@ -420,7 +418,7 @@ def test_map_layer_reaches_a_psnr_target(sample):
 def test_encoder_keeps_the_better_layer(sample):
     """Restricting the encoder to the network's latents never gives a better file than letting it choose."""
     from hsicodec.codec.api import load_codec_model
-    from hsicodec.codec.encoder import encode
+    from hsicodec.codec.encode import encode
 
     cube = np.ascontiguousarray(sample[:48, :48])
     model = load_codec_model("hsi-grid-v1")
@@ -429,4 +427,4 @@ def test_encoder_keeps_the_better_layer(sample):
     _, maps = encode(cube, model, bpppb=0.05, base_header=header, latent_codings=("maps",))
     _, both = encode(cube, model, bpppb=0.05, base_header=header)
     assert both["psnr"] == max(grid["psnr"], maps["psnr"])
-    assert grid["layer"] == "grid" and maps["layer"] == "maps"
+    assert grid["layer"] == "network" and maps["layer"] == "maps"

@@ -296,13 +296,13 @@ def test_native_fit_refuses_bad_tables():
     if fit is None:
         pytest.skip("native extension not built")
     n = np.ones((2, 3))
-    l = np.ones(4)
+    lens = np.ones(4)  # the code-length tables l0, l1, lt
     with pytest.raises(ValueError, match="alike"):
-        fit(n, np.ones((2, 2)), n, l, l, l, 4, 1)
+        fit(n, np.ones((2, 2)), n, lens, lens, lens, 4, 1)
     with pytest.raises(ValueError, match="window"):
-        fit(n, n, n, l, np.ones(3), l, 4, 1)
+        fit(n, n, n, lens, np.ones(3), lens, 4, 1)
     with pytest.raises(ValueError, match="pad"):
-        fit(n, n, n, l, l, l, -1, 1)
+        fit(n, n, n, lens, lens, lens, -1, 1)
 
 
 def test_native_classes_refuse_a_bad_layout():

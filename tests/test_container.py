@@ -37,8 +37,8 @@ from hsicodec.format.container import (
     encode_hsim,
     read_hsim,
     validate_header,
-    write_hsim,
 )
+from hsicodec.io.hsimfile import write_hsim
 
 MODEL = "0123456789abcdef" * 4
 

@@ -140,11 +140,10 @@ def test_loss_grad_with_cuda_backend_uses_the_cpu(monkeypatch):
 def network_file():
     """A small .hsim with network latents (the SIREN runs when it is decoded)."""
     import hsicodec
-    from hsicodec.codec.encoder import LAYERS
     from hsicodec.data import sample_path
 
     cube = np.ascontiguousarray(np.load(sample_path())[:24, :20])
-    data = hsicodec.compress(cube, bpppb=0.2, effort="fast", latent_codings=LAYERS["network"])
+    data = hsicodec.compress(cube, bpppb=0.2, effort="fast", layer="network")
     assert "model" in hsicodec.HsimReader(data).header
     return data
 

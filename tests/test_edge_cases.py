@@ -314,7 +314,7 @@ def test_failed_decompress_leaves_nothing(tmp_path, monkeypatch, fmt, exc):
 
 
 def test_decode_error_midway_leaves_nothing(tmp_path, monkeypatch):
-    from hsicodec.codec import decoder
+    from hsicodec.codec import decode
 
     data = hsicodec.compress(smooth((6, 6, 3), "uint16"), model="hsi-grid-v1", psnr=TARGET, effort="fast")
     (tmp_path / "in.hsim").write_bytes(data)
@@ -322,7 +322,7 @@ def test_decode_error_midway_leaves_nothing(tmp_path, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(decoder, "_decode", interrupted)
+    monkeypatch.setattr(decode, "_decode", interrupted)
     with pytest.raises(KeyboardInterrupt):
         hsicodec.decompress_file(tmp_path / "in.hsim", tmp_path / "out.npy")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.hsim"]

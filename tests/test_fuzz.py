@@ -95,25 +95,27 @@ def _with_shape(shape) -> bytes:
     hdr["shape"] = list(shape)
     codec = dict(hdr["codec"])
     if codec.get("k"):  # the number of latent scale codes may depend on the grid size (wavelet subbands)
-        from hsicodec.codec import decoder
         from hsicodec.codec.api import _model_by_hash
+        from hsicodec.layers.network import layout
 
         cm = _model_by_hash(hdr["model"], None)
         n = (
-            decoder.n_scale_codes(cm, shape[0], shape[1], codec.get("wt", 0))
-            if hasattr(decoder, "n_scale_codes")
+            layout.n_scale_codes(cm, shape[0], shape[1], codec.get("wt", 0))
+            if hasattr(layout, "n_scale_codes")
             else cm.layout.latent_dim
         )
         codec["ls"] = (codec["ls"] * n)[:n]
     if "rl" in codec:  # at most one map per band
         from hsicodec.format import compact
 
-        v4, n = compact.unpack_codec(codec, 255, 8)
+        v4, stream_len = compact.unpack_codec(codec, 255, 8)
         rl = dict(v4["rl"])
         rl["k"] = min(rl["k"], shape[2])
         rl["ls"] = bytes(rl["k"] * (rl["wt"] + 1))
         sp = {**v4["sp"], "sc": v4["sp"]["sc"][: rl["k"] + 1], "bd": v4["sp"]["bd"][: rl["k"]]}
-        codec = compact.pack_codec({**v4, "rl": rl, "sp": sp}, n) if n is not None else {**v4, "rl": rl}
+        codec = (
+            compact.pack_codec({**v4, "rl": rl, "sp": sp}, stream_len) if stream_len is not None else {**v4, "rl": rl}
+        )
     hdr["codec"] = codec
     raw = msgpack.packb(
         {
@@ -128,7 +130,8 @@ def _with_shape(shape) -> bytes:
     return reseal(body + b"\0\0\0\0")
 
 
-def _peak(fn) -> tuple[BaseException, int]:
+def _peak(fn) -> tuple[BaseException | None, int]:
+    err: BaseException | None
     tracemalloc.start()
     try:
         fn()
@@ -182,12 +185,12 @@ def test_absurd_section_length_refused_before_allocation():
 
 
 def test_memory_error_while_decoding_is_an_hsim_error(monkeypatch):
-    from hsicodec.codec import decoder
+    from hsicodec.codec import decode
 
     def boom(*a, **k):
         raise MemoryError("simulated")
 
-    monkeypatch.setattr(decoder, "_decode", boom)
+    monkeypatch.setattr(decode, "_decode", boom)
     with pytest.raises(HsimLimitError, match="not enough memory"):
         hsicodec.decompress(seed_files("hsim")[0].read_bytes())
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hsicodec import metrics
-from hsicodec.codec import encoder
+from hsicodec.codec import analysis
 from hsicodec.codec.api import load_codec_model
 from hsicodec.coding.spectral import basis_steps
 from hsicodec.data import sample_path
@@ -14,7 +14,7 @@ from hsicodec.layers.maps.search import MapSearch
 @pytest.fixture(scope="module")
 def scene():
     cube = np.ascontiguousarray(np.load(sample_path())[:32, :32, :60])
-    an = encoder.analyse(cube, load_codec_model("hsi-grid-v1", None))
+    an = analysis.analyse(cube, load_codec_model("hsi-grid-v1", None))
     return cube, MapSearch(
         load_codec_model("hsi-grid-v1", None), an, {"shape": list(cube.shape), "dtype": cube.dtype.name}
     )
@@ -40,7 +40,7 @@ def test_refit_basis_fits_the_decoded_maps_better_than_the_principal_one(scene):
 def test_built_files_carry_the_refit_side_information(scene):
     """The file decodes to what the search measured (the refit basis travels in it)."""
     import hsicodec
-    from hsicodec.codec.decoder import reconstruct
+    from hsicodec.coding.spectral import reconstruct
 
     cube, s = scene
     data, maps, mean, basis = s.build(4, 0, 1.0)
@@ -63,7 +63,7 @@ def test_refit_keeps_the_principal_rows_of_maps_decoded_as_zero(scene):
 def test_psnr_of_equals_the_metric_on_the_reconstruction(scene, masked):
     """psnr_of (second moments without a mask, blocks of pixels with one) is metrics.psnr of the
     reconstruction, over the valid values, to float rounding."""
-    from hsicodec.codec.decoder import reconstruct
+    from hsicodec.coding.spectral import reconstruct
 
     cube, s = scene
     if masked:

@@ -130,9 +130,9 @@ def test_gtiff_float_nan_nodata_and_compress(tmp_path):
 
 
 def test_gtiff_tiled_chunked(tmp_path, monkeypatch):
-    import hsicodec.io.raster as raster
+    import hsicodec.io.rio as rio
 
-    monkeypatch.setattr(raster, "_CHUNK_BYTES", 40_000)  # many row chunks on write and read
+    monkeypatch.setattr(rio, "_CHUNK_BYTES", 40_000)  # many row chunks on write and read
     cube = np.random.default_rng(5).integers(0, 255, (520, 530, 2), dtype=np.uint8)
     out = tmp_path / "big.tif"
     write_cube(out, cube, GeoInfo(transform=(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)))

@@ -16,6 +16,7 @@ import pytest
 import hsicodec
 from hsicodec import metrics
 from hsicodec.codec import api as codec
+from hsicodec.codec import cube as cube_codec
 from hsicodec.codec import tiled as stream
 from hsicodec.errors import HsimChecksumError, HsimError, HsimHeaderError, HsimLimitError, OptionError
 from hsicodec.format.container import HsimReader, encode_hsim
@@ -274,7 +275,7 @@ def test_absurd_tile_headers_refused_before_allocation(shape, size, grid, err, m
 
 
 def test_writer_refuses_too_many_tiles_before_encoding(monkeypatch):
-    monkeypatch.setattr(codec, "compress", lambda *a, **k: pytest.fail("no tile may be encoded"))
+    monkeypatch.setattr(cube_codec, "compress", lambda *a, **k: pytest.fail("no tile may be encoded"))
     with pytest.raises(OptionError, match="tiles"):
         stream.compress_tiled(np.zeros((300, 300, 1), np.uint8), tile=1)
 

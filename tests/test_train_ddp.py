@@ -71,6 +71,13 @@ def flat_params(net, inner) -> dict:
     return {k: v.detach().clone() for k, v in state.items()}
 
 
+def _grad(p):
+    """The gradient the backward pass just left on parameter ``p``."""
+    if p.grad is None:
+        raise RuntimeError(f"a parameter of shape {tuple(p.shape)} got no gradient")
+    return p.grad
+
+
 def emulate(cfg, world: int, resume_at: int | None = None) -> dict:
     """What ``world`` data-parallel processes compute, in one process: per-rank batches, averaged gradients."""
     torch.set_num_threads(cfg.threads)
@@ -90,8 +97,10 @@ def emulate(cfg, world: int, resume_at: int | None = None) -> dict:
             target, weight = tr.sample_batch(rngs[r], scenes, cfg)
             opt.zero_grad()
             tr.outer_loss(net, inner, sampler, coords, target, weight, cfg).backward()
-            g = torch.cat([p.grad.reshape(-1) for p in params])
+            g = torch.cat([_grad(p).reshape(-1) for p in params])
             total = g if total is None else total + g
+        if total is None:
+            raise ValueError(f"world must be at least 1, not {world}")
         total /= world
         i = 0
         for p in params:

@@ -31,12 +31,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hsicodec import metrics
 from hsicodec.codec.api import decompress, load_codec_model
-from hsicodec.codec.encoder import encode
+from hsicodec.codec.encode import encode
 from hsicodec.errors import OptionError
 from hsicodec.layers.maps.coding import map_levels
 
@@ -77,7 +78,7 @@ def map_decode_macs_per_pixel(k: int, bands: int, levels: int) -> int:
     return int(round(k * per_sample)) + k * bands
 
 
-def run(cube: np.ndarray, rate: float, alias: str, codings: tuple, effort: str) -> dict:
+def run(cube: np.ndarray, rate: float, alias: str, codings: tuple[str, ...] | None, effort: str) -> dict:
     cm = load_codec_model(alias)
     header = {"shape": [int(v) for v in cube.shape], "dtype": cube.dtype.name, "model": cm.sha256}
     t0 = time.perf_counter()
@@ -161,7 +162,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
     args = ap.parse_args()
     scenes = args.scenes or list(load_codec_model("hsi-grid-v1").card.get("val_scenes", []))
-    result = {
+    result: dict[str, Any] = {
         "command": "python tools/bench_ablation.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{__import__('platform').machine()} {__import__('os').cpu_count()} cores",

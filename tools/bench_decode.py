@@ -44,12 +44,15 @@ import argparse
 import ctypes
 import glob
 import json
+import operator
 import os
 import platform
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 # Idle OpenMP workers (torch) must sleep, not spin: a spinning pool steals the cores the
 # next measurement (the C++ kernel's own threads) runs on.
@@ -70,7 +73,7 @@ except ImportError:  # pragma: no cover
 try:
     import torch
 except ImportError:  # pragma: no cover
-    torch = None
+    torch = None  # type: ignore[assignment]  # optional: the torch timings are skipped without it
 
 
 # ---------------------------------------------------------------------------
@@ -113,8 +116,8 @@ def timeit_interleaved(fns: dict, repeats: int) -> dict:
     a slow spell of a shared machine slows all of them alike and their ratios stay fair."""
     for fn in fns.values():
         fn()
-    ts = {name: [] for name in fns}
-    cs = {name: [] for name in fns}
+    ts: dict[str, list[float]] = {name: [] for name in fns}
+    cs: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             c0 = time.process_time()
@@ -216,6 +219,19 @@ def torch_loss_grad(tw, x, phi, target, cw, pw):
     return float(loss.detach()), g
 
 
+def torch_fwd(th: int, tw, x, phi) -> None:
+    """torch_forward on `th` CPU threads, in inference mode (the timed torch forward)."""
+    torch.set_num_threads(th)
+    with torch.inference_mode():
+        torch_forward(tw, x, phi)
+
+
+def torch_grad(th: int, tw, x, phi, target, cw, pw) -> None:
+    """torch_loss_grad on `th` CPU threads (the timed torch autograd step)."""
+    torch.set_num_threads(th)
+    torch_loss_grad(tw, x, phi, target, cw, pw)
+
+
 # ---------------------------------------------------------------------------
 # --cuda
 
@@ -251,6 +267,28 @@ def _event_times(fn, repeats: int, warmup: int = 3) -> dict:
     return {"median_s": statistics.median(ts), "min_s": min(ts), "runs": len(ts)}
 
 
+def _forward_ptr(model, xt, pt, yt, n: int, stream) -> None:
+    """The CUDA kernel's forward on device tensors (pointers taken at each call, as the timed code did)."""
+    model.forward_ptr(xt.data_ptr(), pt.data_ptr(), yt.data_ptr(), n, stream)
+
+
+def _cuda_row(rows: list, model: str, n_out: int, n: int, flops: float, impl: str, t: dict, **extra) -> dict:
+    """Append a forward row of the --cuda table (model `model`, `n` pixels, `flops` per run) and return it."""
+    rows.append(
+        {
+            "kind": "forward",
+            "impl": impl,
+            "model": model,
+            "C_out": n_out,
+            **t,
+            "mpix_s": n / t["median_s"] / 1e6,
+            "gflop_s": flops / t["median_s"] / 1e9,
+            **extra,
+        }
+    )
+    return rows[-1]
+
+
 def bench_cuda(args) -> int:
     why = _cuda_unavailable()
     if why:
@@ -263,7 +301,7 @@ def bench_cuda(args) -> int:
     out = Path(args.out) if args.out != str(ROOT / "bench" / "decode.json") else ROOT / "bench" / "decode_cuda.json"
     dev = torch.device("cuda")
     rng = np.random.default_rng(0)
-    info = {
+    info: dict[str, Any] = {
         "pixels": n,
         "scene": "2048x2048" if n == 2048 * 2048 else None,
         "repeats": repeats,
@@ -275,7 +313,8 @@ def bench_cuda(args) -> int:
         "shift": args.shift,
         "models": [],
     }
-    rows, ratios = [], []
+    rows: list[dict[str, Any]] = []
+    ratios: list[dict[str, Any]] = []
     for name, shape in (("shipping", SHIPPING), ("plain", PLAIN)):
         mdl = {"name": name, **shape, "shift": args.shift}
         info["models"].append(mdl)
@@ -291,25 +330,13 @@ def bench_cuda(args) -> int:
         xt, pt = torch.from_numpy(x).to(dev), torch.from_numpy(phi).to(dev)
         yt = torch.empty((n, w.n_out), dtype=torch.float32, device=dev)
         stream = torch.cuda.current_stream().cuda_stream
-
-        def row(impl, t, **extra):
-            rows.append(
-                {
-                    "kind": "forward",
-                    "impl": impl,
-                    "model": name,
-                    "C_out": w.n_out,
-                    **t,
-                    "mpix_s": n / t["median_s"] / 1e6,
-                    "gflop_s": flops / t["median_s"] / 1e9,
-                    **extra,
-                }
-            )
-            return rows[-1]
+        # the rows of this model; the functions timed get their arguments bound now (functools.partial), not
+        # looked up later in this loop's variables (deleted at the end of each iteration to free the GPU memory)
+        row = partial(_cuda_row, rows, name, w.n_out, n, flops)
 
         cuda_row = row(
             "CUDA kernel",
-            _event_times(lambda: model.forward_ptr(xt.data_ptr(), pt.data_ptr(), yt.data_ptr(), n, stream), repeats),
+            _event_times(partial(_forward_ptr, model, xt, pt, yt, n, stream), repeats),
         )
         y_cuda = yt.clone()
         tw = {
@@ -319,10 +346,10 @@ def bench_cuda(args) -> int:
         prec = torch.get_float32_matmul_precision()
         with torch.inference_mode():
             torch.set_float32_matmul_precision("highest")
-            torch_row = row("torch CUDA fp32", _event_times(lambda: torch_forward(tw, xt, pt), repeats))
+            torch_row = row("torch CUDA fp32", _event_times(partial(torch_forward, tw, xt, pt), repeats))
             y_torch = torch_forward(tw, xt, pt)
             torch.set_float32_matmul_precision("high")
-            row("torch CUDA tf32 (reference only)", _event_times(lambda: torch_forward(tw, xt, pt), repeats))
+            row("torch CUDA tf32 (reference only)", _event_times(partial(torch_forward, tw, xt, pt), repeats))
             y_tf32 = torch_forward(tw, xt, pt)
             torch.set_float32_matmul_precision(prec)
         sub = rng.integers(0, n, 4096)
@@ -365,7 +392,10 @@ def bench_cuda(args) -> int:
             f"{k['blocks']} blocks, {k['shared_bytes']} B shared, {k['registers']} registers, "
             f"{k['local_bytes']} B local"
         )
-    hdr = f"{'impl':<46} {'model':<10} {'C':>4} {'median ms':>10} {'min ms':>9} {'Mpix/s':>9} {'GFLOP/s':>9} {'max|d| np':>10}"
+    hdr = (
+        f"{'impl':<46} {'model':<10} {'C':>4} {'median ms':>10} {'min ms':>9} {'Mpix/s':>9} {'GFLOP/s':>9} "
+        f"{'max|d| np':>10}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
@@ -422,7 +452,7 @@ def main(argv=None) -> int:
     thread_set = sorted({1, all_threads})
     rng = np.random.default_rng(0)
 
-    models = []
+    models: list[dict[str, Any]] = []
     for name in dict.fromkeys(args.models):  # order kept, duplicates dropped
         if name == "shipping":
             models.append({"name": "shipping", **SHIPPING})
@@ -444,7 +474,7 @@ def main(argv=None) -> int:
     for mdl in models:
         mdl["shift"] = args.shift
 
-    info = {
+    info: dict[str, Any] = {
         "pixels": n,
         "repeats": repeats,
         "statistic": "median",
@@ -492,7 +522,7 @@ def main(argv=None) -> int:
         for d in widths:
             x_nd = rng.random((n, d), dtype=np.float32)
             w_dd = rng.random((d, d), dtype=np.float32)
-            t = timeit(lambda: x_nd @ w_dd, max(repeats, 5))
+            t = timeit(partial(operator.matmul, x_nd, w_dd), max(repeats, 5))
             add("ceiling", f"numpy matmul ({n}x{d})@({d}x{d})", th, None, t, 2.0 * n * d * d, d=d)
         t = timeit(lambda: a_big @ a_big, max(3, repeats // 2))
         add("ceiling", f"numpy matmul {big}^2", th, None, t, 2.0 * big**3)
@@ -513,42 +543,34 @@ def main(argv=None) -> int:
         cw = np.ones(C, np.float32)
         pw = np.ones(n, np.float32)
         wargs = (list(w.hidden_w), list(w.hidden_b), w.out_w, w.out_b, w.meta_w, w.meta_b, w.shift == "inside")
-        tw = torch_weights(w) if torch is not None else None
         if torch is not None:
+            tw = torch_weights(w)
             xt, pt = torch.from_numpy(x), torch.from_numpy(phi)
             tt, cwt, pwt = torch.from_numpy(target), torch.from_numpy(cw), torch.from_numpy(pw)
 
-        def torch_fwd(th):
-            torch.set_num_threads(th)
-            with torch.inference_mode():
-                torch_forward(tw, xt, pt)
-
-        def torch_grad(th):
-            torch.set_num_threads(th)
-            torch_loss_grad(tw, xt, pt, tt, cwt, pwt)
-
-        # C++ and torch in turn within each repeat (the ratios are the targets); numpy on its own
+        # C++ and torch in turn within each repeat (the ratios are the targets); numpy on its own.
+        # The functions timed get their arguments bound now (functools.partial), not looked up later.
         fwd, grad = {}, {}
         quiet_blas()
         for th in thread_set:
             fns = {}
             if nat is not None:
-                fns["C++"] = lambda th=th: nat.siren_forward(x, phi, *wargs, th, w.skip_w)
+                fns["C++"] = partial(nat.siren_forward, x, phi, *wargs, th, w.skip_w)
             if torch is not None:
-                fns["torch"] = lambda th=th: torch_fwd(th)
+                fns["torch"] = partial(torch_fwd, th, tw, xt, pt)
             fwd[th] = timeit_interleaved(fns, repeats)
             fns = {}
             if nat is not None:
-                fns["C++"] = lambda th=th: nat.siren_loss_grad_phi(x, phi, target, cw, pw, *wargs, th, w.skip_w)
+                fns["C++"] = partial(nat.siren_loss_grad_phi, x, phi, target, cw, pw, *wargs, th, w.skip_w)
             if torch is not None:
-                fns["torch autograd"] = lambda th=th: torch_grad(th)
+                fns["torch autograd"] = partial(torch_grad, th, tw, xt, pt, tt, cwt, pwt)
             grad[th] = timeit_interleaved(fns, repeats)
         blas_threads(all_threads)
         for th in thread_set:
             if "C++" in fwd[th]:
                 add("forward", "C++", th, mdl, fwd[th]["C++"], fwd_flops)
         if not args.no_numpy:
-            t = timeit(lambda: forward_numpy(w, x, phi), repeats)
+            t = timeit(partial(forward_numpy, w, x, phi), repeats)
             add("forward", "numpy", all_threads, mdl, t, fwd_flops)
         for th in thread_set:
             if "torch" in fwd[th]:
@@ -620,7 +642,8 @@ def main(argv=None) -> int:
     for r in rows:
         print(
             f"{r['kind']:<10} {r['impl']:<36} {r['model'] or '':<16} {r['threads']:>3} "
-            f"{r['C_out'] if r['C_out'] else '':>4} {r['median_s'] * 1e3:>10.3f} {r['min_s'] * 1e3:>9.3f} {r['mpix_s']:>8.2f} {r['gflop_s']:>8.1f} "
+            f"{r['C_out'] if r['C_out'] else '':>4} {r['median_s'] * 1e3:>10.3f} {r['min_s'] * 1e3:>9.3f} "
+            f"{r['mpix_s']:>8.2f} {r['gflop_s']:>8.1f} "
             f"{100 * r['cpu_util']:>5.0f} {r['gflop_per_cpu_s'] or 0:>8.1f}"
         )
     print()

@@ -17,7 +17,9 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -27,6 +29,8 @@ from hsicodec.layers.network.siren import native_available
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hsi"
+
+T = TypeVar("T")
 
 
 def test_cube() -> np.ndarray:
@@ -40,8 +44,9 @@ def test_cube() -> np.ndarray:
     return np.clip(np.round(out), -32768, 32767).astype(np.int16).reshape(145, 145, 220)
 
 
-def median_time(fn, repeat: int) -> tuple[float, object]:
-    times, res = [], None
+def median_time(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
+    """Median wall-clock time of `repeat` (>= 1) calls of fn, and the last call's result."""
+    times: list[float] = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         res = fn()
@@ -51,7 +56,8 @@ def median_time(fn, repeat: int) -> tuple[float, object]:
 
 def step_ratio(cube: np.ndarray, repeat: int) -> dict:
     """One inner-loop gradient step on the whole cube: native kernel vs torch autograd."""
-    from hsicodec.codec.encoder import analyse, fit_latents
+    from hsicodec.codec.analysis import analyse
+    from hsicodec.layers.network.fit import fit_latents
 
     cm = load_codec_model()
     an = analyse(cube, cm)
@@ -65,7 +71,7 @@ def step_ratio(cube: np.ndarray, repeat: int) -> dict:
             except ImportError:
                 continue
         fit_latents(cm, an.targets, 1, backend=backend)  # warm-up
-        t, _ = median_time(lambda: fit_latents(cm, an.targets, 3, backend=backend), repeat)
+        t, _ = median_time(partial(fit_latents, cm, an.targets, 3, backend=backend), repeat)
         out[backend] = t / 3
     return out
 
@@ -82,8 +88,8 @@ def main() -> int:
     threads = os.cpu_count()
     for eff in args.efforts:
         rep = 1 if eff == "max" else args.repeat
-        t_enc, data = median_time(lambda: compress(cube, bpppb=args.bpppb, effort=eff), rep)
-        t_dec, (rec, _) = median_time(lambda: decompress(data), args.repeat)
+        t_enc, data = median_time(partial(compress, cube, bpppb=args.bpppb, effort=eff), rep)
+        t_dec, (rec, _) = median_time(partial(decompress, data), args.repeat)
         q = metrics.quality_report(cube, rec, len(data))
         rows.append({"effort": eff, "compress_s": t_enc, "decompress_s": t_dec, "runs": rep, **q})
     steps = step_ratio(cube, args.repeat)

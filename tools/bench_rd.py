@@ -440,8 +440,8 @@ def markdown(result: dict) -> str:
         "R = max − min of the original, in original units after decoding; SAM in degrees; max abs error. "
         "Every codec lands at or below the target; a target it cannot reach is listed as *unreachable*. "
         f"Decode times: median of {result['repeat']} runs, model loaded once; hsicodec encode = a whole "
-        "`compress` call (its rate search included), median of the number of runs the plan below gives; anchor encode = one "
-        "encode at the final parameters (median of "
+        "`compress` call (its rate search included), median of the number of runs the plan below gives; "
+        "anchor encode = one encode at the final parameters (median of "
         f"{result['repeat']}), its rate search apart. hsicodec uses all cores "
         f"({os.cpu_count()}), the anchors one. `hsicodec-*` rows use no `--model`: the codec keeps the "
         "better of its bundled models per file (k = band count means the plain model won).",

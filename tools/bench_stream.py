@@ -154,6 +154,7 @@ def run_measured(cmd: list[str], env: dict | None = None) -> dict:
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env)
+        assert proc.stdout is not None  # stdout=PIPE
         out = proc.stdout.read()  # small (--json); stderr goes to a file, so neither pipe can stall
         _, status, ru = os.wait4(proc.pid, 0)  # the child's own rusage: ru_maxrss is its peak RSS
         proc.returncode = os.waitstatus_to_exitcode(status)

@@ -29,7 +29,8 @@ def main() -> None:
     cube = np.load(src)
     print(f"sample: {src.name} {cube.shape[0]}x{cube.shape[1]}x{cube.shape[2]} {cube.dtype}")
     print(
-        f"{'target':>8} {'bytes':>7} {'bpppb':>8} {'PSNR dB':>8} {'SAM deg':>8} {'max err':>8} {'comp s':>7} {'decomp s':>8}"
+        f"{'target':>8} {'bytes':>7} {'bpppb':>8} {'PSNR dB':>8} {'SAM deg':>8} {'max err':>8} {'comp s':>7} "
+        f"{'decomp s':>8}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for target in (0.02, 0.05, 0.1):

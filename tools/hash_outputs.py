@@ -17,6 +17,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,9 +29,9 @@ RATES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 MAX_RATES = (0.01, 0.02, 0.05, 0.1)
 
 
-def cases(quick: bool) -> list:
+def cases(quick: bool) -> list[tuple[str, dict[str, Any]]]:
     """(label, compress keyword arguments) of every file to hash on one scene."""
-    out = [(f"default@{r}", {"bpppb": r}) for r in RATES]
+    out: list[tuple[str, dict[str, Any]]] = [(f"default@{r}", {"bpppb": r}) for r in RATES]
     out += [("psnr40", {"psnr": 40.0}), ("fast@0.05", {"bpppb": 0.05, "effort": "fast"})]
     out += [("network@0.02", {"bpppb": 0.02, "latent_codings": ("haar+klt", "plain")})]
     if not quick:
@@ -66,7 +67,8 @@ def main(argv: list | None = None) -> int:
         for k in diff:
             print(f"CHANGED {k}: {old[k][:16]} -> {hashes[k][:16]}")
         print(
-            f"{len(hashes) - len(diff) - len(missing)} identical, {len(diff)} changed, {len(missing)} not in {args.check}"
+            f"{len(hashes) - len(diff) - len(missing)} identical, {len(diff)} changed, "
+            f"{len(missing)} not in {args.check}"
         )
         return 1 if diff else 0
     return 0

@@ -162,3 +162,50 @@ def decode_spectral(data: bytes, params: dict, n_bands: int, k: int) -> tuple[np
     q = np.cumsum(sym, axis=1)
     mean_step = entropy.step_from_exponent(me, MEAN_STEPS_PER_OCTAVE)
     return q[0] * mean_step, q[1:] * basis_steps(be, offsets, k)
+
+
+@dataclass
+class Analysis:
+    """A cube prepared for fitting: float64 values, spectral stage, normalised targets.
+
+    ``mode`` "pca": targets are the scene's normalised principal-component maps.
+    ``mode`` "id" (the paper's plain method): targets are the bands themselves,
+    scaled to [0, 1] and placed on the model outputs given by ``band_map``.
+    """
+
+    values: np.ndarray  # (H, W, C) float64
+    pca: SpectralFit | None
+    targets: np.ndarray  # (H, W, n_out) float32
+    value_range: float
+    mode: str = "pca"
+    offset: float = 0.0
+    scale: float = 1.0
+    band_map: np.ndarray | None = None  # (C,) model output of every band ("id" mode)
+
+    @property
+    def norm(self) -> float:
+        return float(self.pca.total_std) if self.mode == "pca" else self.scale
+
+    @property
+    def constant(self) -> bool:
+        """No variation worth a latent: the mean spectrum (or the offset) says it all."""
+        if self.mode == "pca":
+            return self.value_range == 0.0 or self.norm <= 1e-9 * (float(np.abs(self.pca.mean).max()) + 1e-30)
+        return self.value_range == 0.0
+
+
+def reconstruct(coeffs: np.ndarray, norm: float, mean: np.ndarray, basis: np.ndarray, bands: tuple) -> np.ndarray:
+    """Band values (h, w, nb) float64 from normalised coefficients, for bands [a, b)."""
+    a, b = bands
+    h, w, k = coeffs.shape
+    flat = coeffs.reshape(h * w, k).astype(np.float64) * norm
+    vals = flat @ basis[:, a:b] + mean[a:b] if k else np.broadcast_to(mean[a:b], (h * w, b - a)).copy()
+    return vals.reshape(h, w, b - a)
+
+
+def reconstruct_bands(
+    coeffs: np.ndarray, scale: float, offset: float, band_map: np.ndarray, bands: tuple
+) -> np.ndarray:
+    """Band values (h, w, nb) float64 for the plain method: outputs picked by the band map, rescaled."""
+    a, b = bands
+    return coeffs[..., band_map[a:b]].astype(np.float64) * scale + offset

@@ -196,11 +196,13 @@ def run_hsicodec(
             data, stats = again, st
         elif again != data and "not bit-identical" not in note:
             note = "re-encode was not bit-identical"
+    assert data is not None  # the loop above ran at least once
     dec_times, rec = [], None
     for _ in range(max(1, int(repeat))):
         t0 = time.perf_counter()
         rec, _ = decompress(data, threads=threads)
         dec_times.append(time.perf_counter() - t0)
+    assert rec is not None  # the loop above ran at least once
     if rec.shape != cube.shape:
         raise HsicodecError(f"decoded shape {rec.shape} differs from the input's {cube.shape}")
     q = metrics.quality_report(cube, rec, len(data))
@@ -262,8 +264,9 @@ def run_codec(name: str, cube: np.ndarray, rate: float, *, repeat: int = 3) -> R
     except Exception as exc:  # noqa: BLE001 - a codec failing must not hide the others
         return _unreachable(name, kind, rate, f"failed: {type(exc).__name__}: {exc}", threads)
     params = {k: v for k, v in (r.params or {}).items() if np.isscalar(v)}
-    if threads is None and isinstance(params.get("threads"), (int, np.integer)):
-        threads = int(params["threads"])
+    codec_threads = params.get("threads")
+    if threads is None and isinstance(codec_threads, (int, np.integer)):
+        threads = int(codec_threads)
     return {
         "codec": name,
         "kind": kind,
@@ -307,8 +310,8 @@ def evaluate_cube(
     if unknown:
         raise OptionError(f"unknown codec(s) {', '.join(map(repr, unknown))}; known: {', '.join(registry)}")
     if efforts:
+        from hsicodec.codec.analysis import effort_steps
         from hsicodec.codec.api import load_codec_model
-        from hsicodec.codec.encoder import effort_steps
 
         if model not in (None, "auto"):
             cm = load_codec_model(model)  # ModelNotFoundError now, not after minutes

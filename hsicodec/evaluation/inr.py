@@ -101,7 +101,7 @@ INR_LR: float = 2e-3
 INR_W0: float = 30.0
 INR_SEED: int = 0
 
-_PREC = {0: np.dtype("<f4"), 1: np.dtype("<f2")}
+_PREC: dict[int, np.dtype] = {0: np.dtype("<f4"), 1: np.dtype("<f2")}
 _HEAD_FMT = "<ff"
 
 
@@ -117,7 +117,12 @@ def inr_file_size(shape: tuple, dtype, width: int, depth: int, half: bool) -> in
 
 
 def choose_net(
-    shape: tuple, dtype, target_bytes: int, half: bool, depths: Sequence[int] = None, widths: Sequence[int] = None
+    shape: tuple,
+    dtype,
+    target_bytes: int,
+    half: bool,
+    depths: Sequence[int] | None = None,
+    widths: Sequence[int] | None = None,
 ):
     """(width, depth, n_bytes) of the ladder net whose file is the largest <= target_bytes
     (ties: the deeper net), or None with the smallest file size when none fits."""

@@ -237,12 +237,13 @@ def _band_index(h: int, w: int) -> list:
 def _best_scale_code(sym: np.ndarray, max_abs: int) -> int:
     """1-byte Laplace scale code (entropy.scale_code) minimising the ideal code length."""
     c0 = scale_code(max(float(np.mean(np.abs(sym))), MIN_SCALE))
-    best = None
+    best: tuple[float, int] | None = None  # (bits, code)
     for cc in range(max(1, c0 - 4), min(255, c0 + 4) + 1):
         with np.errstate(over="ignore"):
             bits = laplace_bits(sym, np.full(sym.size, scale_from_code(cc)), max_abs)
         if best is None or bits < best[0]:
             best = (bits, cc)
+    assert best is not None  # c0 - 4 .. c0 + 4 meets 1 .. 255
     return best[1]
 
 
@@ -435,15 +436,15 @@ def _band_limits(cube: np.ndarray):
 
 def _read_limits(blob: bytes, pos: int, c: int, dtype: np.dtype):
     if dtype.kind in "ui":
-        lo, rng = [], []
+        lo_int, rng_int = [], []
         for _ in range(c):
             u, pos = _read_varint(blob, pos)
-            lo.append(_unzigzag(u))
+            lo_int.append(_unzigzag(u))
         for _ in range(c):
             r, pos = _read_varint(blob, pos)
-            rng.append(r)
-        lo = np.asarray(lo, np.float64)
-        return lo, lo + np.asarray(rng, np.float64), pos
+            rng_int.append(r)
+        lo = np.asarray(lo_int, np.float64)
+        return lo, lo + np.asarray(rng_int, np.float64), pos
     lo = np.frombuffer(blob, "<f4", c, pos).astype(np.float64)
     hi = np.frombuffer(blob, "<f4", c, pos + 4 * c).astype(np.float64)
     return lo, hi, pos + 8 * c
@@ -515,6 +516,34 @@ def _jpeg_decode(blob: bytes) -> np.ndarray:
     return _to_dtype(out, dtype)
 
 
+def _jpeg_quality(
+    bands: _JpegBands, bits: int, optimize: bool, ic, target_bytes: int
+) -> tuple[int | None, dict[int, tuple]]:
+    """The largest quality (1..100) whose file fits ``target_bytes``, by bisection (None
+    when quality 1 does not fit), and every file encoded on the way (quality ->
+    :func:`_jpeg_encode`'s result)."""
+    files: dict[int, tuple] = {}
+
+    def size(q: int) -> int:
+        if q not in files:
+            files[q] = _jpeg_encode(bands, q, bits, optimize, ic)
+            _COUNTER[0] += 1
+        return len(files[q][0])
+
+    if size(1) > target_bytes:
+        return None, files
+    lo, hi = 1, 100
+    if size(hi) <= target_bytes:
+        lo = hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if size(mid) <= target_bytes:
+            lo = mid
+        else:
+            hi = mid
+    return lo, files
+
+
 def jpeg_per_band(cube, target_bpppb) -> AnchorResult:
     """Baseline JPEG (libjpeg-turbo) of every band, quality by bisection, at <= ``target_bpppb``.
 
@@ -539,35 +568,21 @@ def jpeg_per_band(cube, target_bpppb) -> AnchorResult:
     best, smallest, tried = None, None, {}
     for bits, opt in _JPEG_VARIANTS:
         label = f"{bits}-bit, {'optimised' if opt else 'standard'} Huffman"
-        cache = {}
-
-        def size(q):
-            if q not in cache:
-                cache[q] = _jpeg_encode(bands, q, bits, opt, ic)
-                _COUNTER[0] += 1
-            return len(cache[q][0])
-
-        if size(1) > target_bytes:
-            tried[label] = f"unreachable ({_bpppb(size(1), cube.shape):.4g} bpppb at quality 1)"
-            if smallest is None or size(1) < len(smallest):
-                smallest = cache[1][0]
+        quality, files = _jpeg_quality(bands, bits, opt, ic, target_bytes)
+        if quality is None:
+            n1 = len(files[1][0])
+            tried[label] = f"unreachable ({_bpppb(n1, cube.shape):.4g} bpppb at quality 1)"
+            if smallest is None or n1 < len(smallest):
+                smallest = files[1][0]
             continue
-        lo, hi = 1, 100
-        if size(hi) <= target_bytes:
-            lo = hi
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if size(mid) <= target_bytes:
-                lo = mid
-            else:
-                hi = mid
-        blob, standalone = cache[lo]
+        blob, standalone = files[quality]
         p = psnr(cube, _jpeg_decode(blob))
-        tried[label] = f"quality {lo}: {p:.2f} dB"
+        tried[label] = f"quality {quality}: {p:.2f} dB"
         if best is None or p > best[0]:
-            best = (p, label, bits, opt, lo, blob, standalone)
+            best = (p, label, bits, opt, quality, blob, standalone)
     search_s = time.perf_counter() - t0
     if best is None:
+        assert smallest is not None  # every variant was unreachable: it kept its quality-1 file
         return _finish(
             "jpeg_per_band",
             cube,

@@ -162,10 +162,10 @@ def pack_maps(rl: dict) -> list:
     """grid v4 ``codec.rl`` (checkerboard scheme) → v5 array."""
     k, lv = rl["k"], rl["wt"]
     ls = np.frombuffer(rl["ls"], np.uint8).astype(np.int64).reshape(k, lv + 1).tolist()
-    co = np.frombuffer(rl["co"], np.uint8).astype(np.int64)
-    if co.size != 2 * CO_PASS:
+    co_codes = np.frombuffer(rl["co"], np.uint8).astype(np.int64)
+    if co_codes.size != 2 * CO_PASS:
         raise ValueError("the compact header codes the checkerboard scheme only")
-    co = co.reshape(2, CO_PASS).tolist()
+    co = co_codes.reshape(2, CO_PASS).tolist()
     w = _BitWriter()
     for i in range(k):
         for j in range(lv + 1):

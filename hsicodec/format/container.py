@@ -41,7 +41,6 @@ from hsicodec.errors import (
     HsimVersionError,
 )
 from hsicodec.format.boundedpack import unpackb_bounded
-from hsicodec.io.atomic import write_bytes_atomic
 
 __all__ = [
     "MAGIC",
@@ -56,7 +55,6 @@ __all__ = [
     "encode_hsim",
     "decode_hsim",
     "validate_header",
-    "write_hsim",
     "read_hsim",
     "HsimReader",
 ]
@@ -489,18 +487,6 @@ def decode_hsim(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Hsim:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def write_hsim(
-    path: str | os.PathLike[str],
-    header: Mapping,
-    sections: Sequence[tuple[str, bytes]] | Mapping[str, bytes],
-    force: bool = False,
-) -> int:
-    """Encode and write atomically (refuses an existing file unless ``force``); return bytes written."""
-    data = encode_hsim(header, sections)
-    write_bytes_atomic(path, data, force=force)
-    return len(data)
 
 
 def read_hsim(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Hsim:

@@ -115,7 +115,8 @@ def plan(
     if format is not None and format.lower() not in DECOMPRESS_EXTENSIONS:
         raise OptionError(f"unknown output format {format!r} (use gtiff, envi or npy)")
     inputs = expand_inputs(patterns)
-    jobs, owner = [], {}
+    jobs: list[Job] = []
+    owner: dict[str, Path] = {}
     for src in inputs:
         dst = output_path(src, outdir, decompress, format)
         key = os.path.normcase(os.path.abspath(dst))

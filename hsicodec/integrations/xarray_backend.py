@@ -54,7 +54,9 @@ class HsimBackendArray(BackendArray):
 
     def _getitem(self, key: tuple) -> np.ndarray:
         """Decode the smallest window and band range covering ``key`` (ints and slices), then index it."""
-        spans, post, out_shape = [], [], []
+        spans: list[tuple[int, int]] = []
+        post: list[int | slice] = []
+        out_shape: list[int] = []
         for k, n in zip(key, self.shape):
             if isinstance(k, (int, np.integer)):
                 i = int(k) + n if k < 0 else int(k)
@@ -137,7 +139,8 @@ def open_hsim_dataset(
     with HsimReader(src) as reader:
         header = reader.header
     try:
-        shape = tuple(int(v) for v in header["shape"])
+        rows, cols, n_bands = (int(v) for v in header["shape"])  # 3 ints: HsimReader checked the header
+        shape = (rows, cols, n_bands)
         dtype = np.dtype(header["dtype"])
     except (KeyError, TypeError, ValueError) as exc:
         raise HsimHeaderError(f"header key 'shape'/'dtype': {exc}") from exc

@@ -284,7 +284,7 @@ try:  # zarr >= 3.1.3: numcodecs compatibility layer (numcodecs.zarr3 is depreca
     from zarr.codecs.numcodecs import _NumcodecsArrayBytesCodec
     from zarr.registry import register_codec as _register_zarr_codec
 except ImportError:  # no zarr, or zarr 2: HsimCodec still works as a numcodecs / zarr 2 compressor
-    _NumcodecsArrayBytesCodec = None
+    _NumcodecsArrayBytesCodec = None  # type: ignore[misc,assignment]  # optional zarr 3 base class
 
 if _NumcodecsArrayBytesCodec is not None:
 

@@ -429,7 +429,7 @@ def decode_model(data: bytes, limits: ModelLimits = DEFAULT_LIMITS) -> ModelFile
     _check_zero(data, data_start + pos, n, "final padding")
 
     arrays: dict[str, np.ndarray] = {}
-    for name, (dtype, shape, count, offset, nbytes) in sorted(parsed.items()):
+    for name, (dtype, shape, count, offset, _nbytes) in sorted(parsed.items()):
         if count == 0:
             arr = np.zeros(shape, dtype=dtype.newbyteorder("="))
         else:

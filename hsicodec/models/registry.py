@@ -283,6 +283,7 @@ class Registry:
         for source, p in self._candidate_files():
             pr = self._probe(p)
             if pr.error is None:
+                assert pr.sha256 is not None  # a probe without an error has its hash
                 out.append(ModelEntry(pr.sha256, p, source, pr.size, pr.alias, pr.card or {}))
         return out
 
@@ -451,6 +452,7 @@ class Registry:
             if pr.error is not None:
                 out.append((p, pr.error))
                 continue
+            assert pr.sha256 is not None  # a probe without an error has its hash
             entry = ModelEntry(pr.sha256, p, source, pr.size, pr.alias, pr.card or {})
             claim = _claimed_id(p)
             if claim and not pr.sha256.startswith(claim):

@@ -561,8 +561,8 @@ def validation_rd(
     Each scene is compressed with the codec exactly as a user would (whole file
     counted) at each target rate.
     """
-    from hsicodec.codec.decoder import decode_sections
-    from hsicodec.codec.encoder import encode
+    from hsicodec.codec.decode import decode_sections
+    from hsicodec.codec.encode import encode
     from hsicodec.format.container import decode_hsim
     from hsicodec.layers.network.model import codec_model
     from hsicodec.metrics import quality_report

@@ -46,13 +46,16 @@ def check(data: bytes, limits: ct.Limits) -> None:
             secs = {name: r.section(name) for name in r.section_names}
             r.verify()
             hdr = r.header
-    except HsimError:
+    except HsimError as exc:
         if got is not None:
-            raise AssertionError("decode_hsim accepted a file HsimReader refuses")
+            raise AssertionError("decode_hsim accepted a file HsimReader refuses") from exc
         return
     if got is None:
         raise AssertionError("HsimReader accepted a file decode_hsim refuses")
-    same = lambda a, b: msgpack.packb(a, use_bin_type=True) == msgpack.packb(b, use_bin_type=True)  # NaN-safe
+
+    def same(a, b) -> bool:  # NaN-safe
+        return msgpack.packb(a, use_bin_type=True) == msgpack.packb(b, use_bin_type=True)
+
     assert secs == got.sections and same(hdr, got.header)
     again = ct.decode_hsim(ct.encode_hsim(got.header, list(got.sections.items()), limits), limits)
     assert same(again.header, got.header) and again.sections == got.sections

@@ -59,7 +59,7 @@ def decode(data: bytes) -> None:
     if cube.dtype.kind == "f":
         ok = np.allclose(part, full, rtol=1e-5, atol=1e-6 * (1 + np.nanmax(np.abs(full), initial=0)), equal_nan=True)
     else:
-        ok = np.all(np.abs(part.astype(np.float64) - full.astype(np.float64)) <= 1)
+        ok = bool(np.all(np.abs(part.astype(np.float64) - full.astype(np.float64)) <= 1))
     if not ok and np.all(np.isfinite(full.astype(np.float64))) and np.max(np.abs(full), initial=0) < 1e30:
         raise AssertionError(f"window {win} differs from the crop of the full decode")
 

@@ -23,7 +23,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["hsicodec"]):
-    from hsicodec.codec.decoder import decode_sections
+    from hsicodec.codec.decode import decode_sections
     from hsicodec.errors import HsimError, ModelError
     from hsicodec.layers.network.model import codec_model
     from hsicodec.models.modelfile import decode_model, encode_model
@@ -135,7 +135,7 @@ def main() -> None:
     def _no(*a, **k):
         raise AssertionError("the model reader called pickle")
 
-    pickle.loads = pickle.load = pickle.Unpickler = _no  # type: ignore[assignment]
+    pickle.loads = pickle.load = pickle.Unpickler = _no  # type: ignore[assignment,misc]
     atheris.Setup(sys.argv, TestOneInput)
     atheris.Fuzz()
 

@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,9 +71,13 @@ def hsim_seeds() -> dict[str, bytes]:
 def tiny_model(spectral: str = "pca") -> bytes:
     """A minimal valid modsiren-grid model (width 4, depth 2, 2 latent levels)."""
     rng = np.random.default_rng(1)
-    d, n_out, levels = 4, (3 if spectral == "pca" else 5), [[2, 2, "linear"], [0, 1, "nearest"]]
+    d, n_out = 4, (3 if spectral == "pca" else 5)
+    levels: list[list[Any]] = [[2, 2, "linear"], [0, 1, "nearest"]]
     m = sum(lv[1] for lv in levels)
-    f = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+
+    def f(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
     arrays = {
         "hidden.0.weight": f(d, 2),
         "hidden.0.bias": f(d),

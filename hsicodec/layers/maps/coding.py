@@ -471,7 +471,7 @@ def all_classes(sym: np.ndarray, levels: int, checker: bool = True) -> tuple[np.
     if checker and nat is not None and absq.size and int(absq.max()) < 2**31:
         return nat(absq.astype(np.int32), *_native_layout(h, w, levels)).astype(np.int64), grp
     cls = np.zeros(sym.shape, np.int64)
-    for b, (g, _, rs, cs) in enumerate(bands):
+    for b, (_g, _, rs, cs) in enumerate(bands):
         if checker:
             cls[:, rs, cs] = checker_classes(activity(absq, slice(0, k), bands, parents, b), absq[:, rs, cs])
         else:

@@ -16,10 +16,9 @@ import copy
 
 import numpy as np
 
-from hsicodec.codec.decoder import CODEC_NAME
-from hsicodec.codec.encoder import MAP_COMPONENTS, Analysis, Candidate
 from hsicodec.coding import entropy
 from hsicodec.coding.spectral import (
+    Analysis,
     SpectralFit,
     basis_steps,
     encode_spectral,
@@ -30,10 +29,12 @@ from hsicodec.coding.spectral import (
 from hsicodec.errors import OptionError
 from hsicodec.format import compact
 from hsicodec.format.container import encode_hsim
+from hsicodec.format.grid import CODEC_NAME
+from hsicodec.layers.base import Encoded
 from hsicodec.layers.maps import coding as coefmaps
 from hsicodec.layers.network.model import CodecModel
 
-MAP_K_MAX = MAP_COMPONENTS
+MAP_K_MAX = 32  # principal components the layer may code (the scene analysis fits this many)
 MAP_K_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
 MAP_K_COARSE = (1, 2, 4, 8, 16, 24, 32)  # scanned first; the candidates between the best one's neighbours next
 MAP_K_START = 8  # the coarse scan starts here and walks down (k = 2–3 at 0.005 bpppb) or up (16–32 at 0.1)
@@ -237,9 +238,9 @@ class MapSearch:
         mean = x.mean(axis=0) - ym @ (np.round(basis / step) * step)
         return mean, basis
 
-    def measure(self, k: int, q: int, beta: float) -> Candidate:
+    def measure(self, k: int, q: int, beta: float) -> Encoded:
         data, maps, mean, basis = self.build(k, q, beta)
-        return Candidate(data, k, q, self.psnr_of(maps, mean, basis))
+        return Encoded(data, k, q, self.psnr_of(maps, mean, basis))
 
     def psnr_of(self, maps: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> float:
         """:func:`hsicodec.metrics.psnr` (over the valid values) of the cube :func:`reconstruct` rebuilds from
@@ -427,7 +428,7 @@ class MapSearch:
             return q  # a step is ~2 % of the size: close enough below effort max
         return _finest_from(q, fits)
 
-    def for_bpppb(self, target: float) -> Candidate:
+    def for_bpppb(self, target: float) -> Encoded:
         budget = int(np.floor(target * self.h * self.w * self.c / 8.0))
         start = [None]
 
@@ -472,7 +473,7 @@ class MapSearch:
                 hi = mid
         return lo
 
-    def for_psnr(self, target: float) -> Candidate:
+    def for_psnr(self, target: float) -> Encoded:
         def score(k):  # (−predicted bytes, ...) of each β reaching the target
             here = []
             for beta in self.betas or (1.0,):

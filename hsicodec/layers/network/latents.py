@@ -11,8 +11,9 @@ latent φ is the concatenation over levels of its level feature:
 
 ``cell = 0`` means one node for the whole image (the paper's setting).
 The SIREN's pixel input is the pixel's position inside its ``coord_cell`` block,
-mapped to [-1, 1]²; ``coord_cell = 0`` means the position in the whole image. Everything here is index arithmetic on numpy arrays; the
-torch encoder and trainer use the same indices (see :func:`axis_interp`).
+mapped to [-1, 1]²; ``coord_cell = 0`` means the position in the whole image.
+Everything here is index arithmetic on numpy arrays; the torch encoder and
+trainer use the same indices (see :func:`axis_interp`).
 """
 
 from __future__ import annotations
@@ -117,8 +118,9 @@ def upsample_transpose(grad: np.ndarray, rows: tuple, cols: tuple, grid_shape: t
     gh, gw = grid_shape
     ch = grad.shape[2]
     tmp = np.zeros((grad.shape[0], gw, ch), np.float64)
-    np.add.at(tmp, (slice(None), c0), grad * (1 - ct)[None, :, None])
-    np.add.at(tmp, (slice(None), c1), grad * ct[None, :, None])
+    # numpy's stubs type at()'s indices as an int array only; at runtime it takes any index expression
+    np.add.at(tmp, (slice(None), c0), grad * (1 - ct)[None, :, None])  # type: ignore[arg-type]
+    np.add.at(tmp, (slice(None), c1), grad * ct[None, :, None])  # type: ignore[arg-type]
     out = np.zeros((gh, gw, ch), np.float64)
     np.add.at(out, r0, tmp * (1 - rt)[:, None, None])
     np.add.at(out, r1, tmp * rt[:, None, None])

@@ -31,7 +31,7 @@ def _pairs(n: int) -> list:
 def rotation_from_codes(codes: bytes, n: int) -> np.ndarray:
     """The n × n orthonormal matrix of ``n_angles(n)`` angle bytes (identity for n ≤ 1)."""
     q = np.eye(n)
-    for (i, j), b in reversed(list(zip(_pairs(n), codes))):
+    for (i, _j), b in reversed(list(zip(_pairs(n), codes))):
         th = (int(b) - 128) * 2.0 * np.pi / ANGLE_STEPS
         c, s = np.cos(th), np.sin(th)
         qi, qk = q[i - 1].copy(), q[i].copy()

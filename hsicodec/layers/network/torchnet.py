@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -37,17 +38,22 @@ class ModSiren(nn.Module):
         super().__init__()
         self.width, self.depth, self.shift = width, depth, shift
         self.w0, self.w_hidden = float(w0), float(w_hidden)
-        self.hidden = nn.ModuleList(nn.Linear(n_in if i == 0 else width, width) for i in range(depth))
+        hidden = [nn.Linear(n_in if i == 0 else width, width) for i in range(depth)]
+        self.hidden = nn.ModuleList(hidden)
         self.out = nn.Linear(width, n_out)
         self.meta = nn.Linear(latent_dim, depth * width)
         self.skip = nn.Linear(latent_dim, n_out, bias=False) if skip else None
         with torch.no_grad():
-            for i, lin in enumerate(self.hidden):
+            for i, lin in enumerate(hidden):
                 bound = 1.0 / lin.in_features if i == 0 else math.sqrt(6.0 / lin.in_features) / self.w_hidden
                 lin.weight.uniform_(-bound, bound)
                 lin.bias.uniform_(-bound, bound)
             nn.init.normal_(self.meta.weight, std=0.1 / math.sqrt(max(latent_dim, 1)))
             self.meta.bias.zero_()
+
+    def _hidden_linears(self) -> list[nn.Linear]:
+        """The hidden layers as nn.Linear (iterating a ModuleList gives plain Modules to a type checker)."""
+        return [cast(nn.Linear, lin) for lin in self.hidden]
 
     def omegas(self) -> list[float]:
         return [self.w0] + [self.w_hidden] * (self.depth - 1)
@@ -66,8 +72,8 @@ class ModSiren(nn.Module):
         """Float32 weights with frequencies folded in (see hsicodec.layers.network.siren)."""
         oms = self.omegas()
         f = lambda t: np.ascontiguousarray(t.detach().cpu().numpy().astype(np.float32))  # noqa: E731
-        hw = tuple(f(lin.weight * om) for lin, om in zip(self.hidden, oms))
-        hb = tuple(f(lin.bias * om) for lin, om in zip(self.hidden, oms))
+        hw = tuple(f(lin.weight * om) for lin, om in zip(self._hidden_linears(), oms))
+        hb = tuple(f(lin.bias * om) for lin, om in zip(self._hidden_linears(), oms))
         scale = torch.tensor([om if self.shift == "inside" else 1.0 for om in oms for _ in range(self.width)])
         mw = f(self.meta.weight * scale[:, None])
         mb = f(self.meta.bias * scale)

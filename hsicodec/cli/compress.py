@@ -1,0 +1,374 @@
+"""``hsicodec compress``, ``hsicodec decompress`` and ``hsicodec info``: the .hsim file commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from hsicodec.cli.common import (
+    _CONTEXT,
+    _codec,
+    _human_bytes,
+    _model_label,
+    _num,
+    _print_json,
+    _Progress,
+    _render,
+    _shape_text,
+    _short_value,
+    _stderr_is_tty,
+)
+from hsicodec.cli.options import BandsType, EffortType, WindowType, _number_list, _positive_float
+
+
+@click.command(context_settings=_CONTEXT)
+@click.argument("src", metavar="IN", type=click.Path(dir_okay=True, path_type=Path))
+@click.argument("dst", metavar="OUT", type=click.Path(path_type=Path))
+@click.option(
+    "--bpppb",
+    type=float,
+    default=None,
+    callback=_positive_float(),
+    metavar="X",
+    help="Target rate in bits per pixel per band (the whole .hsim file counts). "
+    "Default when neither --bpppb nor --psnr is given: 0.05.",
+)
+@click.option(
+    "--psnr",
+    type=float,
+    default=None,
+    callback=_positive_float(),
+    metavar="DB",
+    help="Target quality: the smallest file reaching this PSNR in dB "
+    "(peak = max - min of the input). Excludes --bpppb.",
+)
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    metavar="ID|ALIAS",
+    help="Base model: alias, full sha256 or a unique prefix of 8+ hex digits "
+    "(see 'hsicodec models list'). Default: the codec's default model.",
+)
+@click.option(
+    "--effort",
+    "-e",
+    type=EffortType(),
+    default="default",
+    show_default=True,
+    metavar="fast|default|max|N",
+    help="Encoder effort: fast, default, max, or 0-100 (more effort = better quality at the same rate, slower).",
+)
+@click.option(
+    "--layer",
+    default="auto",
+    show_default=True,
+    metavar="auto|maps|network",
+    help="What codes the scene: the coefficient-map layer (PCA maps, CDF 9/7, context-modelled; the file "
+    "then needs no model), the base network's latents, any other registered layer, or (auto) the better "
+    "per file.",
+)
+@click.option(
+    "--var", default=None, metavar="NAME", help="Variable of a .mat file (or subdataset of an HDF/NetCDF file) to read."
+)
+@click.option(
+    "--band-first", is_flag=True, help="The .npy/.mat array is (bands, rows, cols) instead of (rows, cols, bands)."
+)
+@click.option(
+    "--band-map",
+    default=None,
+    metavar="I,J,...|FILE",
+    help="For plain (non-adaptive) models: the model output of every band, as a comma-separated "
+    "list or a text file of integers. Stored in the file.",
+)
+@click.option(
+    "--wavelengths",
+    default=None,
+    metavar="W1,W2,...|FILE",
+    help="Band centre wavelengths, to match bands to a plain model's outputs by the nearest "
+    "model wavelength (default: the input's own wavelength metadata).",
+)
+@click.option(
+    "--tile",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Cut the scene into independent N x N tiles, read, compressed (and later decoded) one at a "
+    "time, so memory does not grow with the scene; --bpppb/--psnr apply per tile. 0 = never "
+    "tile. Default: 512 x 512 tiles for inputs of more than 2**26 values, else one cube.",
+)
+@click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
+def compress(
+    src: Path,
+    dst: Path,
+    bpppb: float | None,
+    psnr: float | None,
+    model: str | None,
+    effort: Any,
+    layer: str,
+    var: str | None,
+    band_first: bool,
+    band_map: str | None,
+    wavelengths: str | None,
+    tile: int | None,
+    force: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Compress the hyperspectral cube IN into the .hsim file OUT.
+
+    IN is any raster hsicodec reads: GeoTIFF or anything else GDAL opens, ENVI (data
+    file or .hdr), .npy (rows, cols, bands) or .mat. Georeferencing and spectral
+    metadata (CRS, transform, nodata, wavelengths, FWHM, band names) are kept in OUT.
+
+    Prints one line: shape, file size, bpppb, time and model (unless --quiet).
+
+    \b
+    Examples:
+      hsicodec compress scene.tif scene.hsim --bpppb 0.05
+      hsicodec compress cube.npy cube.hsim --psnr 35 --effort max --model aviris
+      hsicodec compress data.mat data.hsim --var indian_pines --json
+    """
+    if bpppb is not None and psnr is not None:
+        raise click.UsageError("--bpppb and --psnr are mutually exclusive: give one rate target")
+    from hsicodec.io.atomic import check_writable
+
+    check_writable(dst, force)  # fail before the (slow) encode; the codec checks again
+    codec = _codec()
+    show = not quiet and _stderr_is_tty()
+    with _Progress(show, "compress") as bar:
+        stats = codec.compress_file(
+            src,
+            dst,
+            force=force,
+            var=var,
+            band_first=band_first,
+            model=model,
+            bpppb=bpppb,
+            psnr=psnr,
+            effort=effort,
+            progress=bar.fraction,
+            band_map=_number_list(band_map, int, "--band-map"),
+            wavelengths=_number_list(wavelengths, float, "--wavelengths"),
+            tile=tile,
+            tile_progress=_tile_postfix(bar),
+            layer=layer,
+        )
+    if as_json:
+        _print_json(stats)
+    elif not quiet:
+        click.echo(_compress_summary(src, dst, stats))
+
+
+def _tile_postfix(bar: _Progress) -> Callable[[int, int], None]:
+    """Progress callback of tiled files: 'tile i/n' beside the bar, which advances per tile."""
+
+    def update(done: int, total: int) -> None:
+        bar.set(done / max(total, 1) * bar.total, tile=f"{done}/{total}")
+
+    return update
+
+
+def _compress_summary(src: Path, dst: Path, stats: dict) -> str:
+    parts = []
+    if "shape" in stats:
+        parts.append(f"{_shape_text(stats['shape'])} {stats.get('dtype', '')}".strip())
+    if "bytes" in stats:
+        parts.append(f"{stats['bytes']:,} bytes" if isinstance(stats["bytes"], int) else f"{stats['bytes']} bytes")
+    if "bpppb" in stats:
+        parts.append(f"{_num(stats['bpppb'])} bpppb")
+    if stats.get("psnr") is not None:
+        parts.append(f"PSNR {_num(stats['psnr'], 4)} dB")
+    seconds = stats.get("total_seconds", stats.get("seconds"))
+    if isinstance(seconds, (int, float)):
+        parts.append(f"{seconds:.2f} s")
+    if stats.get("model") is not None:
+        parts.append("model " + _model_label(stats["model"], stats.get("model_alias") or stats.get("alias")))
+    return f"{src} -> {dst}: " + ", ".join(parts)
+
+
+@click.command(context_settings=_CONTEXT)
+@click.argument("src", metavar="IN", type=click.Path(path_type=Path))
+@click.argument("dst", metavar="OUT", type=click.Path(path_type=Path))
+@click.option(
+    "--window",
+    "-w",
+    type=WindowType(),
+    default=None,
+    help="Decode only this pixel window: ROW,COL,HEIGHT,WIDTH (0-based top-left corner and "
+    "size in pixels), e.g. 100,200,256,256. Default: the whole image.",
+)
+@click.option(
+    "--bands",
+    "-b",
+    type=BandsType(),
+    default=None,
+    help="Decode only bands A to B-1 (0-based, B excluded), e.g. 0:50. Default: all bands.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["gtiff", "envi", "npy"], case_sensitive=False),
+    default=None,
+    help="Output format. Default: from OUT's extension (.tif, .hdr/.img, .npy).",
+)
+@click.option(
+    "--threads",
+    "-t",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Decoder threads; 0 = all available cores.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "native", "numpy", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Network evaluation: auto (C++ kernel, else numpy), native, numpy, or cuda (the optional GPU "
+    "kernel, built with HSICODEC_CUDA=1; never chosen by auto).",
+)
+@click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
+def decompress(
+    src: Path,
+    dst: Path,
+    window,
+    bands,
+    fmt: str | None,
+    threads: int,
+    backend: str,
+    force: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Decode the .hsim file IN into the raster OUT (GeoTIFF, ENVI or .npy).
+
+    The cube comes back in its original dtype, with its georeferencing and spectral
+    metadata (a window or band subset keeps the matching part of them). The base model
+    named in IN must be installed (see 'hsicodec models').
+
+    \b
+    Examples:
+      hsicodec decompress scene.hsim scene.tif
+      hsicodec decompress scene.hsim tile.npy --window 0,0,256,256 --bands 10:60
+      hsicodec decompress scene.hsim scene.img --format envi --threads 2
+      hsicodec decompress scene.hsim scene.tif --backend cuda
+    """
+    from hsicodec.io.atomic import check_writable
+
+    check_writable(dst, force)
+    if backend == "cuda":
+        from hsicodec.layers.network.siren import cuda_module
+
+        cuda_module()  # fail now, in one line, where the GPU kernel cannot run
+    codec = _codec()
+    with _Progress(not quiet and _stderr_is_tty(), "decompress") as bar:
+        stats = codec.decompress_file(
+            src,
+            dst,
+            force=force,
+            format=fmt.lower() if fmt else None,
+            window=window,
+            bands=bands,
+            threads=threads,
+            backend=backend,
+            progress=bar.fraction,
+            tile_progress=_tile_postfix(bar),
+        )
+    if as_json:
+        _print_json(stats)
+    elif not quiet:
+        parts = []
+        stats = stats or {}
+        if "shape" in stats:
+            parts.append(f"{_shape_text(stats['shape'])} {stats.get('dtype', '')}".strip())
+        if stats.get("format"):
+            parts.append(str(stats["format"]))
+        seconds = stats.get("total_seconds", stats.get("seconds"))
+        if isinstance(seconds, (int, float)):
+            parts.append(f"{seconds:.2f} s")
+        click.echo(f"{src} -> {dst}" + (": " + ", ".join(parts) if parts else ""))
+
+
+@click.command(context_settings=_CONTEXT)
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the full header summary as JSON.")
+def info(file: Path, as_json: bool) -> None:
+    """Describe the .hsim file FILE without decoding it.
+
+    Shows the format version, cube shape and dtype, file size and rate (bpppb), the
+    base model (sha256 and alias if installed), codec parameters, georeferencing,
+    tags and the payload sections with their sizes.
+
+    \b
+    Examples:
+      hsicodec info scene.hsim
+      hsicodec info scene.hsim --json | jq .geo
+    """
+    summary = _codec().file_info(file)
+    if as_json:
+        _print_json(summary)
+        return
+    for line in _info_lines(file, summary):
+        click.echo(line)
+
+
+def _info_lines(file: Path, summary: dict) -> list[str]:
+    """Human-readable lines for :func:`hsicodec.codec.api.file_info`'s dict (unknown keys printed generically)."""
+    d = {k: v for k, v in summary.items() if k not in ("path", "file")}
+    lines = [f"file: {file}"]
+    version = d.pop("format_version", d.pop("version", None))
+    if version is not None:
+        v = ".".join(str(x) for x in version) if isinstance(version, (list, tuple)) else str(version)
+        lines.append(f"format: hsim {v}")
+    if "shape" in d:
+        shape = d.pop("shape")
+        lines.append(f"cube: {_shape_text(shape)} (rows x cols x bands), {d.pop('dtype', '?')}")
+    for key in ("file_bytes", "file_size", "size", "bytes"):
+        if isinstance(d.get(key), int):
+            n = d.pop(key)
+            lines.append(f"size: {n:,} bytes ({_human_bytes(n)})")
+            break
+    if "bpppb" in d:
+        lines.append(f"rate: {_num(d.pop('bpppb'), 5)} bpppb")
+    if "model" in d:
+        sha = d.pop("model")
+        alias = d.pop("model_alias", None)
+        installed = d.pop("model_installed", None)
+        note = f" ({alias})" if alias else ""
+        if sha is None:
+            lines.append("model: none (no network latents: decodes without a base model)")
+        else:
+            if installed is False:
+                note += " -- NOT INSTALLED here: decoding needs it (see 'hsicodec models add')"
+            lines.append(f"model: {sha}{note}")
+    sections = d.pop("sections", None)
+    for key, v in d.items():
+        if v is None or v == {} or v == []:
+            lines.append(f"{key}: (none)")
+        elif isinstance(v, dict):
+            lines.append(f"{key}:")
+            lines.extend(_render(v, 1))
+        else:
+            lines.extend(_render({key: v}))
+    if sections:
+        items = (
+            list(sections.items())
+            if isinstance(sections, dict)
+            else [
+                (s.get("name", "?"), s.get("size", s.get("bytes", "?"))) if isinstance(s, dict) else (str(s), "")
+                for s in sections
+            ]
+        )
+        lines.append(f"sections ({len(items)}):")
+        width = max(len(str(n)) for n, _ in items)
+        for name, size in items:
+            size_text = f"{size:,} bytes" if isinstance(size, int) else _short_value(size)
+            lines.append(f"  {str(name):<{width}}  {size_text}")
+    return lines

@@ -1,0 +1,72 @@
+"""The scene analysis every layer starts from: values, spectral stage, normalised targets, effort."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hsicodec.coding.spectral import Analysis, fit_pca
+from hsicodec.errors import OptionError
+from hsicodec.layers.maps.search import MAP_K_MAX as MAP_COMPONENTS
+from hsicodec.layers.network.model import CodecModel
+
+EFFORTS = {"fast": (None, 0), "default": (12, 0), "max": (12, 300)}
+DEFAULT_BPPPB = 0.05
+MAX_ABS_VALUE = 1e150
+
+
+def effort_steps(effort: str | int, model: CodecModel) -> tuple[int, int]:
+    """(inner steps, Adam fine-tuning steps) for an effort name or number (0–100)."""
+    if isinstance(effort, str) and effort.isdigit():
+        effort = int(effort)
+    if isinstance(effort, int) and not isinstance(effort, bool):
+        if not 0 <= effort <= 100:
+            raise OptionError(f"effort {effort} out of range 0..100")
+        return max(model.inner_steps, 12 if effort >= 25 else model.inner_steps), int(effort * 6)
+    if effort not in EFFORTS:
+        raise OptionError(f"effort must be fast, default, max or 0..100, not {effort!r}")
+    inner, adam = EFFORTS[effort]
+    return (model.inner_steps if inner is None else max(inner, model.inner_steps)), adam
+
+
+def resolve_band_map(model: CodecModel, n_bands: int, band_map=None, wavelengths=None) -> np.ndarray:
+    """Model output channel of every band: explicit map, else nearest model wavelength, else identity."""
+    if band_map is not None:
+        bm = np.asarray(band_map, np.int64).ravel()
+        if bm.shape != (n_bands,) or bm.min() < 0 or bm.max() >= model.n_out or len(set(bm.tolist())) != n_bands:
+            raise OptionError(f"band map must give {n_bands} distinct outputs in 0..{model.n_out - 1}")
+        return bm
+    model_wl = model.config.get("wavelengths")
+    if wavelengths is not None and model_wl:
+        wl = np.asarray(wavelengths, np.float64)
+        mw = np.asarray(model_wl, np.float64)
+        if wl.shape != (n_bands,):
+            raise OptionError(f"{len(wl)} wavelengths given for {n_bands} bands")
+        bm = np.abs(wl[:, None] - mw[None, :]).argmin(axis=1)
+        if len(set(bm.tolist())) != n_bands:
+            raise OptionError("several bands match the same model wavelength; give an explicit band map")
+        return bm
+    if n_bands > model.n_out:
+        raise OptionError(
+            f"the cube has {n_bands} bands but model {model.alias or model.sha256[:12]} "
+            f"outputs only {model.n_out}; use a model with spectral adaptation"
+        )
+    return np.arange(n_bands)
+
+
+def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None) -> Analysis:
+    """Spectral stage and normalised targets of a cube."""
+    values = np.asarray(cube, np.float64)
+    h, w, c = values.shape
+    rng = float(values.max() - values.min())
+    if model.spectral == "id":
+        bm = resolve_band_map(model, c, band_map, wavelengths)
+        off, scl = float(values.min()), (rng if rng > 0 else 1.0)
+        y = np.zeros((h * w, model.n_out), np.float32)
+        y[:, bm] = (values.reshape(-1, c) - off) / scl
+        return Analysis(values, None, y.reshape(h, w, model.n_out), rng, "id", off, scl, bm)
+    fit = fit_pca(values.reshape(-1, c), max(model.n_out, MAP_COMPONENTS))  # one PCA for both layers
+    y = np.zeros((h * w, model.n_out), np.float32)
+    basis = fit.basis[: model.n_out]
+    if fit.total_std > 0:
+        y[:, : basis.shape[0]] = (values.reshape(-1, c) - fit.mean) @ basis.T / fit.total_std
+    return Analysis(values, fit, y.reshape(h, w, model.n_out), rng)

@@ -1,0 +1,235 @@
+"""`.hsim` sections + base model → cube (whole or a window). Never imports torch or encoder code.
+
+The codec's part of decoding: validate the header's ``grid`` codec map, ask every layer the file
+uses (:mod:`hsicodec.layers.registry`) for its coefficients on the window, add them, and map the
+coefficients back to bands through the spectral stage: X = (Y σ) B + μ (or, for the paper's plain
+models, pick and rescale the model outputs of the bands).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from hsicodec.coding.spectral import decode_spectral, reconstruct, reconstruct_bands
+from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError
+from hsicodec.format import compact
+from hsicodec.format.container import DEFAULT_LIMITS, HsimReader, Limits
+from hsicodec.format.grid import BASE_KEYS, CODEC_NAME, CODEC_VERSION, COMPACT_SECTION, SPECTRAL_SECTION
+from hsicodec.layers.base import DecodeContext
+from hsicodec.layers.maps.coding import MAX_LEVELS, MAX_MAPS
+from hsicodec.layers.network.model import CodecModel
+from hsicodec.layers.registry import LAYERS, layer_keys
+
+
+@dataclass
+class GridParams:
+    """The validated ``codec`` map of a header (spec/hsim.md, codec ``grid``): the codec's own keys and, per
+    layer the file uses (in registry order), that layer's parsed parameters."""
+
+    codec: dict  # the codec map, compact form unpacked
+    norm: float
+    spectral: dict
+    layers: dict = field(default_factory=dict)  # layer name → its parameters
+    split: int | None = None  # compact form (v5): bytes of the spectral stream at the head of section "c"
+
+    @property
+    def components(self) -> int:
+        """Principal components the file reconstructs: the most any of its layers uses."""
+        return max((LAYERS[name].components(p) for name, p in self.layers.items()), default=0)
+
+    def params(self, name: str) -> Any:
+        """A layer's parameters, None when the file does not use it."""
+        return self.layers.get(name)
+
+
+def parse_codec(header: dict, model: CodecModel | None) -> GridParams:
+    """Validate the header's codec map against the model; HsimHeaderError names the bad key.
+
+    ``model`` None: the header names no base model, so it may only use layers that need none and
+    the PCA spectral stage."""
+    c = header.get("codec")
+    if not isinstance(c, dict):
+        raise HsimHeaderError("header key 'codec': expected a map")
+    if c.get("id") != CODEC_NAME:
+        raise HsimHeaderError(f"header key 'codec.id': unsupported codec {c.get('id')!r}")
+    c, split = compact.unpack_codec(c, MAX_MAPS, MAX_LEVELS)
+    unknown = sorted(str(key) for key in c if key not in BASE_KEYS | layer_keys())
+    if unknown:
+        raise HsimHeaderError(
+            f"header key 'codec': unknown key(s) {', '.join(unknown)} "
+            f"(a newer codec version? this decoder reads grid version {CODEC_VERSION})"
+        )
+    norm = c.get("norm")
+    if type(norm) not in (int, float) or not np.isfinite(norm) or norm < 0:
+        raise HsimHeaderError(f"header key 'codec.norm': expected a non-negative number, got {norm!r}")
+    shape = header.get("shape")
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(type(v) is int and v > 0 for v in shape)):
+        raise HsimHeaderError("header key 'shape': expected three positive ints")
+    spectral = c.get("sp")
+    if not isinstance(spectral, dict):
+        raise HsimHeaderError("header key 'codec.sp': expected a map")
+    if model is None:  # a layer that needs a model names the keys a model-less file may not use
+        for lay in LAYERS.values():
+            if lay.needs_model:
+                lay.parse(c, header, None)
+    if split is not None and any(lay.needs_model and not lay.keys.isdisjoint(c) for lay in LAYERS.values()):
+        raise HsimHeaderError(
+            "header key 'codec.rl': the compact form (an array) is for files without network latents (k = 0)"
+        )
+    layers = {}
+    for name, layer in LAYERS.items():
+        p = layer.parse(c, header, model)
+        if p is not None:
+            layers[name] = p
+    if model is None and spectral.get("m", "pca") != "pca":
+        raise HsimHeaderError("header key 'model' is missing: a file without one needs the PCA spectral stage")
+    return GridParams(c, float(norm), spectral, layers, split)
+
+
+def parse_band_map(sp: dict, n_bands: int, n_out: int) -> np.ndarray:
+    """The band map of an "id"-mode header (identity when absent), validated."""
+    bm = sp.get("bm")
+    if bm is None:
+        if n_bands > n_out:
+            raise HsimHeaderError(f"header key 'codec.sp': {n_bands} bands but the model has {n_out} outputs")
+        return np.arange(n_bands)
+    if not isinstance(bm, list) or len(bm) != n_bands or any(type(v) is not int or not 0 <= v < n_out for v in bm):
+        raise HsimHeaderError(f"header key 'codec.sp.bm': expected {n_bands} ints in 0..{n_out - 1}")
+    return np.asarray(bm, np.int64)
+
+
+def check_window(shape: tuple, window: tuple | None, bands: tuple | None) -> tuple[tuple, tuple]:
+    """Validate a (row, col, h, w) window and [a, b) band range against the cube shape."""
+    hgt, wid, c = shape
+    win = (0, 0, hgt, wid) if window is None else tuple(int(v) for v in window)
+    if len(win) != 4:
+        raise OptionError(f"window {win}: expected 4 values (row, col, height, width)")
+    r0, c0, h, w = win
+    if r0 < 0 or c0 < 0 or h < 1 or w < 1 or r0 + h > hgt or c0 + w > wid:
+        raise OptionError(f"window {win} (row, col, height, width) does not fit the {hgt}x{wid} image")
+    bnd = (0, c) if bands is None else tuple(int(v) for v in bands)
+    if len(bnd) != 2:
+        raise OptionError(f"bands {bnd}: expected 2 values (start, stop)")
+    if not 0 <= bnd[0] < bnd[1] <= c:
+        raise OptionError(f"bands {bnd[0]}:{bnd[1]} do not fit the {c} bands of the cube")
+    return win, bnd
+
+
+# bytes the decoder allocates per window pixel and output (float32 coefficients, float64 rescale) and per
+# window value (float64 values, masked copy, dtype cast): a deliberate over-estimate of the peak, checked
+# before decoding (each layer adds its own, Layer.decode_bytes)
+_BYTES_PER_COEFF = 16
+_BYTES_PER_VALUE = 32
+
+
+def decode_bytes_needed(ctx: DecodeContext, p: GridParams, window: tuple, bands: tuple) -> int:
+    """Estimate of the peak memory :func:`decode_sections` (plus mask and cast) needs for a window."""
+    hgt, wid, c = ctx.shape
+    pixels = window[2] * window[3]
+    values = pixels * (bands[1] - bands[0])
+    mask = hgt * wid * c // 4 if "mask" in ctx.header else 0  # whole-cube bit mask inflated to bool + bytes
+    layers = sum(LAYERS[name].decode_bytes(lp, ctx) for name, lp in p.layers.items())
+    return layers + _BYTES_PER_COEFF * pixels * p.components + _BYTES_PER_VALUE * values + mask
+
+
+def _section_reader(read_section: Callable[[str], bytes], p: GridParams) -> Callable[[str], bytes]:
+    """The file's sections as the layers see them: in the compact form, section "c" holds the spectral
+    stream (the first ``split`` bytes) and the coefficient-map stream "r" (the rest)."""
+    if p.split is None:
+        return read_section
+    body = read_section(COMPACT_SECTION)
+    split = p.split
+    if split > len(body):
+        raise HsimHeaderError(
+            f"header key 'codec.sp': spectral stream of {split} bytes does not fit section 'c' of {len(body)}"
+        )
+    parts = {SPECTRAL_SECTION: body[:split], "r": body[split:]}
+
+    def read(name: str) -> bytes:
+        return parts[name] if name in parts else read_section(name)
+
+    return read
+
+
+def decode_sections(
+    header: dict,
+    read_section: Callable[[str], bytes],
+    model: CodecModel | None,
+    *,
+    window: tuple | None = None,
+    bands: tuple | None = None,
+    backend: str = "auto",
+    threads: int = 0,
+    progress: Callable[[float], None] | None = None,
+    limits: Limits | None = None,
+) -> np.ndarray:
+    """Decode a window of the cube as float64 in original units (before the dtype cast).
+
+    The memory the decode needs is estimated first and refused (HsimLimitError)
+    beyond ``limits.max_decode_bytes``; ``limits`` defaults to those of the
+    :class:`HsimReader` whose ``section`` method is ``read_section``, else the defaults.
+    """
+    hgt, wid, c = (int(v) for v in header["shape"])
+    win, bnd = check_window((hgt, wid, c), window, bands)
+    p = parse_codec(header, model)
+    if limits is None:
+        owner = getattr(read_section, "__self__", None)
+        limits = owner.limits if isinstance(owner, HsimReader) else DEFAULT_LIMITS
+    ctx = DecodeContext(header, p.codec, (hgt, wid, c), read_section, model, p.components, bnd, backend, threads,
+                        progress)  # fmt: skip
+    need = decode_bytes_needed(ctx, p, win, bnd)
+    if need > limits.max_decode_bytes:
+        raise HsimLimitError(
+            f"decoding a {win[2]}x{win[3]}x{bnd[1] - bnd[0]} window of this {hgt}x{wid}x{c} cube needs about "
+            f"{need / 2**30:.3g} GiB, over the limit of {limits.max_decode_bytes / 2**30:.3g} GiB "
+            f"(Limits.max_decode_bytes; decode a smaller window or raise the limit)"
+        )
+    try:
+        return _decode(ctx, p, win, bnd)
+    except MemoryError as exc:
+        raise HsimLimitError(
+            f"not enough memory to decode a {win[2]}x{win[3]}x{bnd[1] - bnd[0]} window of this {hgt}x{wid}x{c} "
+            f"cube ({exc}); decode a smaller window"
+        ) from None
+
+
+def _decode(ctx: DecodeContext, p: GridParams, win: tuple, bnd: tuple) -> np.ndarray:
+    model = ctx.model
+    mode = p.spectral.get("m", "pca")
+    if mode != (model.spectral if model is not None else "pca"):
+        raise HsimHeaderError(f"header key 'codec.sp.m': {mode!r} does not match the model's spectral stage")
+    ctx.read_section = _section_reader(ctx.read_section, p)
+    if mode == "id":  # the paper's plain models: the network's outputs are the bands
+        assert model is not None
+        off = p.spectral.get("off")
+        if type(off) not in (int, float) or not np.isfinite(off):
+            raise HsimHeaderError("header key 'codec.sp.off': expected a finite number")
+        bm = parse_band_map(p.spectral, ctx.shape[2], model.n_out)
+        if p.components == 0:
+            return np.full((win[2], win[3], bnd[1] - bnd[0]), float(off))
+        ctx.components = int(bm[bnd[0] : bnd[1]].max()) + 1
+        if ctx.components > p.components:
+            raise HsimHeaderError("header key 'codec.k': smaller than the band map needs")
+        coeffs, residual = _layer_parts(ctx, p, win, ctx.components)
+        values = reconstruct_bands(coeffs, p.norm, float(off), bm, bnd)
+    else:
+        mean, basis = decode_spectral(ctx.read_section(SPECTRAL_SECTION), p.spectral, ctx.shape[2], p.components)
+        coeffs, residual = _layer_parts(ctx, p, win, p.components)
+        values = reconstruct(coeffs, p.norm, mean, basis, bnd)
+    return values + residual if residual is not None else values
+
+
+def _layer_parts(ctx: DecodeContext, p: GridParams, win: tuple, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The sum of the layers' coefficients (h, w, k) on the window, and of their band values (None: none)."""
+    coeffs = np.zeros((win[2], win[3], k), np.float64)
+    residual = None
+    for name, lp in p.layers.items():
+        part = LAYERS[name].decode(lp, ctx, win)
+        if part.coeffs is not None:
+            coeffs[..., : part.coeffs.shape[2]] += part.coeffs
+        if part.values is not None:
+            residual = part.values if residual is None else residual + part.values
+    return coeffs, residual

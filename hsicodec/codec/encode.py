@@ -1,0 +1,156 @@
+"""Cube → `.hsim`: prepare the scene, ask the coding layers for files, keep the best.
+
+The codec knows no layer's internals: it validates the cube and the target, runs the scene
+analysis (:mod:`hsicodec.codec.analysis`), and asks the layers of :mod:`hsicodec.layers.registry`
+(or those the caller chose) for a file through the layer protocol (:mod:`hsicodec.layers.base`).
+Below effort max the cheapest layer goes first and the first file that meets the target wins
+(the coefficient-map layer, then the network's latents as its fallback); at effort max every
+layer encodes, the best file is kept and its layer may refine it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from hsicodec.codec.analysis import DEFAULT_BPPPB, MAX_ABS_VALUE, analyse, effort_steps
+from hsicodec.errors import OptionError
+from hsicodec.layers.base import Encoded, Layer, Scene, Target
+from hsicodec.layers.network.model import CodecModel
+from hsicodec.layers.network.search import LATENT_CODINGS
+from hsicodec.layers.registry import LAYERS, get_layer
+
+MAP_CODING = "maps"  # in ``latent_codings``: the coefficient-map layer
+#: names ``latent_codings`` takes (ablations): the network layer's latent codings and the map layer
+CODINGS = (*LATENT_CODINGS, MAP_CODING)
+
+
+def select_layers(layer: str | None, latent_codings: tuple | None) -> tuple[list, dict, bool]:
+    """(layers to use in registry order, options per layer name, whether the caller chose them).
+
+    ``layer``: "auto" / None (every registered layer) or one layer's name, forced alone.
+    ``latent_codings``: for ablations, names of :data:`CODINGS` (the network's latent codings
+    and/or ``"maps"``)."""
+    if latent_codings is not None:
+        if not latent_codings or not set(latent_codings) <= set(CODINGS):
+            raise OptionError(f"latent codings must be among {', '.join(CODINGS)}")
+        if layer not in (None, "auto"):
+            raise OptionError("give a layer or latent codings, not both")
+        net = tuple(n for n in latent_codings if n != MAP_CODING)
+        chosen = ([LAYERS["network"]] if net else []) + ([LAYERS[MAP_CODING]] if MAP_CODING in latent_codings else [])
+        return chosen, ({"network": net} if net else {}), True
+    if layer in (None, "auto"):
+        return list(LAYERS.values()), {}, False
+    one = get_layer(layer)
+    return [one], ({one.name: one.alone_options} if one.alone_options is not None else {}), True
+
+
+def best_of(scene: Scene, layers: list, target: Target, chosen: bool) -> Encoded:
+    """The best file the layers give for the target, through the layer protocol.
+
+    Below effort max, unless the caller chose the layers: cheapest layer first, and the first
+    file that meets the target wins. Otherwise every layer encodes (registry order; ties keep the
+    earlier), the best file is kept, and at effort max its layer may refine it (``improve``)."""
+    usable = [lay for lay in layers if lay.applicable(scene)]
+    if not usable:
+        raise OptionError(
+            "; ".join(f"the {lay.name} layer needs {lay.requires}" for lay in layers)
+            if layers
+            else "no coding layer is registered"
+        )
+    first_wins = not scene.thorough and not chosen
+    order = sorted(usable, key=lambda lay: lay.cost) if first_wins else usable
+    best: Encoded | None = None
+    winner: tuple[Layer, object] | None = None
+    error: OptionError | None = None
+    for lay in order:
+        enc = lay.encoder(scene)
+        try:
+            cand = enc.encode(target)
+        except OptionError as exc:  # this layer cannot meet the target: the next may (else its error is raised)
+            error = exc
+            continue
+        if best is None or target.better(cand, best):
+            best, winner = cand, (lay, enc)
+        if first_wins:
+            break
+    if best is None or winner is None:
+        assert error is not None
+        raise error
+    if scene.thorough:
+        better = winner[1].improve(target, best)  # type: ignore[attr-defined]
+        if better is not None and target.better(better, best):
+            best = better
+    return best
+
+
+def encode(
+    cube: np.ndarray,
+    model: CodecModel,
+    *,
+    bpppb: float | None = None,
+    psnr: float | None = None,
+    effort: str | int = "default",
+    base_header: dict | None = None,
+    threads: int = 0,
+    progress: Callable[[float], None] | None = None,
+    backend: str = "auto",
+    band_map=None,
+    wavelengths=None,
+    extra_sections: tuple = (),
+    valid: np.ndarray | None = None,
+    layer: str | None = None,
+    latent_codings: tuple | None = None,
+) -> tuple[bytes, dict]:
+    """Encode a (H, W, C) cube; returns the `.hsim` bytes and encoding statistics.
+
+    ``layer``: a registered layer's name to code with it alone (None or "auto": the codec
+    chooses per file). ``latent_codings`` (names of :data:`CODINGS`) restricts the layers and
+    how the network's latents may be coded, for ablations.
+
+    ``valid`` (bool, the cube's shape): the values the quality is measured on, when
+    some were masked and filled in before encoding (the file's mask restores them).
+    """
+    if bpppb is not None and psnr is not None:
+        raise OptionError("give either a bpppb or a psnr target, not both")
+    if bpppb is not None and not (np.isfinite(bpppb) and bpppb > 0):
+        raise OptionError(f"--bpppb must be a positive number, not {bpppb}")
+    if psnr is not None and not (np.isfinite(psnr) and psnr > 0):
+        raise OptionError(f"--psnr must be a positive number of dB, not {psnr}")
+    if bpppb is None and psnr is None:
+        bpppb = DEFAULT_BPPPB
+    target = Target(bpppb, psnr)
+    cube = np.asarray(cube)
+    if cube.ndim != 3 or min(cube.shape) < 1:
+        raise OptionError(f"expected a (rows, cols, bands) cube, got shape {cube.shape}")
+    if cube.dtype.kind == "f" and not np.all(np.isfinite(cube)):
+        raise OptionError("the cube holds NaN or infinite values; mask them (nodata) before compressing")
+    if cube.size and float(np.max(np.abs(cube.astype(np.float64)))) > MAX_ABS_VALUE:
+        raise OptionError(f"values beyond ±{MAX_ABS_VALUE:g} cannot be coded (their squared errors overflow)")
+    t0 = time.perf_counter()
+    inner_steps, adam_steps = effort_steps(effort, model)
+    an = analyse(cube, model, band_map, wavelengths)
+    layers, options, chosen = select_layers(layer, latent_codings)
+    scene = Scene(an, model, dict(base_header or {}), tuple(extra_sections), valid, inner_steps, adam_steps, threads,
+                  backend, progress, options)  # fmt: skip
+    best = best_of(scene, layers, target, chosen)
+    if progress:
+        progress(1.0)
+    stats = {
+        "k": best.k,
+        "q": best.step,
+        "psnr": best.psnr,
+        "bytes": len(best.data),
+        "bpppb": 8.0 * len(best.data) / cube.size,
+        "fit_seconds": 0.0,
+        "inner_steps": inner_steps,
+        "adam_steps": adam_steps if best.layer == "network" else 0,
+        "layer": best.layer,
+        "needs_model": LAYERS[best.layer].needs_model,
+        "first_wins": not scene.thorough and not chosen,  # the cheapest layer that met the target decided
+        **best.stats,
+        "seconds": time.perf_counter() - t0,
+    }
+    return best.data, stats

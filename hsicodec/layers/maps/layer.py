@@ -1,0 +1,51 @@
+"""The coefficient-map layer behind the layer protocol (:mod:`hsicodec.layers.base`)."""
+
+from __future__ import annotations
+
+from hsicodec.errors import HsimHeaderError
+from hsicodec.layers.base import DecodeContext, Decoded, LayerEncoder, Scene
+from hsicodec.layers.maps.coding import MAX_MAPS, MapParams, decode_maps, parse_params
+
+NAME = "maps"
+KEYS = frozenset({"rl"})  # the layer's parameters and code tables (a map, or an array in the compact form)
+SECTION = "r"  # its stream (in the compact form: the tail of section "c")
+BYTES_PER_COEFFICIENT = 32  # the decoder's symbols, classes, dequantized coefficients and temporaries
+
+
+class MapLayer:
+    """The scene's principal-component maps coded directly: CDF 9/7 wavelet, one step for all maps and
+    subbands, context-classed Laplace scales (:mod:`hsicodec.layers.maps.coding`). Needs no base model."""
+
+    name = NAME
+    keys = KEYS
+    needs_model = False
+    cost = 1.0
+    requires = "a model with a PCA spectral stage and a non-constant cube"
+    alone_options = None
+
+    def applicable(self, scene: Scene) -> bool:
+        return scene.analysis.mode == "pca" and not scene.analysis.constant
+
+    def encoder(self, scene: Scene) -> LayerEncoder:
+        from hsicodec.layers.maps.encode import MapEncoder
+
+        return MapEncoder(scene)
+
+    def parse(self, codec: dict, header: dict, model: object) -> MapParams | None:
+        if "rl" not in codec:
+            return None
+        if codec["sp"].get("m", "pca") != "pca":
+            raise HsimHeaderError("header key 'codec.rl': a coefficient-map layer needs the PCA spectral stage")
+        h, w, c = header["shape"]
+        return parse_params(codec["rl"], h, w, min(c, MAX_MAPS))
+
+    def components(self, params: MapParams) -> int:
+        return params.k
+
+    def decode_bytes(self, params: MapParams, ctx: DecodeContext) -> int:
+        return BYTES_PER_COEFFICIENT * ctx.shape[0] * ctx.shape[1] * params.k
+
+    def decode(self, params: MapParams, ctx: DecodeContext, window: tuple) -> Decoded:
+        r0, c0, h, w = window
+        maps = decode_maps(ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1])
+        return Decoded(coeffs=maps[r0 : r0 + h, c0 : c0 + w])
