@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test install native cuda bench bench-rd bench-decode readme-results vectors clean
+.PHONY: demo test lint format install native cuda bench bench-rd bench-decode readme-results vectors clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/*.inl)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,17 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# ruff (pyflakes, pycodestyle, bugbear, pyupgrade, isort; and the formatter) and mypy, as configured in pyproject.toml
+lint: $(STAMP)
+	$(BIN)/ruff check hsicodec tools tests
+	$(BIN)/ruff format --check hsicodec tools tests
+	$(BIN)/mypy
+
+# apply ruff's fixes and formatting
+format: $(STAMP)
+	$(BIN)/ruff check --fix hsicodec tools tests
+	$(BIN)/ruff format hsicodec tools tests
 
 # The whole RD suite (every scene of ../shared/data/hsi; 33 min wall / 17 min CPU when measured on 2
 # cores shared with other jobs, before effort max was timed once instead of 3x): the atlas-hsi

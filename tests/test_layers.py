@@ -25,8 +25,8 @@ class TinyEncoder:
     def __init__(self, scene: Scene):
         self.scene = scene
         an = scene.analysis
-        self.k = min(self.K, an.pca.basis.shape[0])
-        fit = an.pca
+        fit = an.fit
+        self.k = min(self.K, fit.basis.shape[0])
         me, be = matched_exponents(fit, self.k, max(fit.dropped_variance(self.k) / scene.shape[2], 1e-12))
         self.sdata, self.sparams, self.mean, self.basis = encode_spectral(fit.mean, fit.basis[: self.k], me, be)
         self.maps = an.targets[..., : self.k].astype(np.float64)

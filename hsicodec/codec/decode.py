@@ -9,7 +9,7 @@ models, pick and rescale the model outputs of the bands).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from hsicodec.layers.base import DecodeContext
 from hsicodec.layers.maps.coding import MAX_LEVELS, MAX_MAPS
 from hsicodec.layers.network.model import CodecModel
 from hsicodec.layers.registry import LAYERS, layer_keys
+
+if TYPE_CHECKING:
+    from typing import TypeGuard  # Python >= 3.10: annotations only
 
 
 @dataclass
@@ -45,6 +48,11 @@ class GridParams:
         return self.layers.get(name)
 
 
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """Whether a header value is a number: an int or a float as msgpack decodes them (not a bool)."""
+    return type(value) in (int, float)
+
+
 def parse_codec(header: dict, model: CodecModel | None) -> GridParams:
     """Validate the header's codec map against the model; HsimHeaderError names the bad key.
 
@@ -63,7 +71,7 @@ def parse_codec(header: dict, model: CodecModel | None) -> GridParams:
             f"(a newer codec version? this decoder reads grid version {CODEC_VERSION})"
         )
     norm = c.get("norm")
-    if type(norm) not in (int, float) or not np.isfinite(norm) or norm < 0:
+    if not _is_number(norm) or not np.isfinite(norm) or norm < 0:
         raise HsimHeaderError(f"header key 'codec.norm': expected a non-negative number, got {norm!r}")
     shape = header.get("shape")
     if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(type(v) is int and v > 0 for v in shape)):
@@ -205,7 +213,7 @@ def _decode(ctx: DecodeContext, p: GridParams, win: tuple, bnd: tuple) -> np.nda
     if mode == "id":  # the paper's plain models: the network's outputs are the bands
         assert model is not None
         off = p.spectral.get("off")
-        if type(off) not in (int, float) or not np.isfinite(off):
+        if not _is_number(off) or not np.isfinite(off):
             raise HsimHeaderError("header key 'codec.sp.off': expected a finite number")
         bm = parse_band_map(p.spectral, ctx.shape[2], model.n_out)
         if p.components == 0:

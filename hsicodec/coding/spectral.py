@@ -51,8 +51,9 @@ def fit_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
     return SpectralFit(mean, basis, np.sqrt(ev[:k]), total)
 
 
-def _delta_code(values: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
-    """Quantize rows with ``step`` and take first differences along the last axis."""
+def _delta_code(values: np.ndarray, step: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Quantize rows with ``step`` (one step, or one per row as a column) and take first differences along the
+    last axis."""
     q = np.round(values / step).astype(np.int64)
     d = np.diff(q, axis=-1, prepend=0)
     return q, d
@@ -183,14 +184,28 @@ class Analysis:
     band_map: np.ndarray | None = None  # (C,) model output of every band ("id" mode)
 
     @property
+    def fit(self) -> SpectralFit:
+        """The PCA fit, which the "pca" mode always has."""
+        if self.pca is None:
+            raise ValueError(f"an analysis in mode {self.mode!r} has no PCA fit")
+        return self.pca
+
+    @property
+    def bands(self) -> np.ndarray:
+        """The band map (the model output of every band), which the "id" mode always has."""
+        if self.band_map is None:
+            raise ValueError(f"an analysis in mode {self.mode!r} has no band map")
+        return self.band_map
+
+    @property
     def norm(self) -> float:
-        return float(self.pca.total_std) if self.mode == "pca" else self.scale
+        return float(self.fit.total_std) if self.mode == "pca" else self.scale
 
     @property
     def constant(self) -> bool:
         """No variation worth a latent: the mean spectrum (or the offset) says it all."""
         if self.mode == "pca":
-            return self.value_range == 0.0 or self.norm <= 1e-9 * (float(np.abs(self.pca.mean).max()) + 1e-30)
+            return self.value_range == 0.0 or self.norm <= 1e-9 * (float(np.abs(self.fit.mean).max()) + 1e-30)
         return self.value_range == 0.0
 
 

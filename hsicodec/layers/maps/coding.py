@@ -368,7 +368,9 @@ def fit_codes(
     return fit_codes_from_stats(*stats, float(a.max(initial=0)), iterations)
 
 
-def _cell_counts(cell: np.ndarray, a: np.ndarray, n_groups: int, n_classes: int) -> tuple:
+def _cell_counts(
+    cell: np.ndarray, a: np.ndarray, n_groups: int, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(count, zero count, sum of |q|) per cell, each (n_groups, n_classes), from flat cell indices and |q|."""
     size = n_groups * n_classes
     nz = np.bincount(2 * cell + (a > 0), minlength=2 * size).reshape(n_groups, n_classes, 2).astype(np.float64)
@@ -515,7 +517,8 @@ def coding_order(height: int, width: int, levels: int) -> tuple[np.ndarray, np.n
     perm, groups = [], []
     for g, _, rs, cs in subbands(height, width, levels):
         sub = idx[rs, cs]
-        for m in _passes(*sub.shape, True):
+        rows, cols = sub.shape
+        for m in _passes(rows, cols, True):
             perm.append(sub[m])
             groups.append(np.full(perm[-1].size, g, np.int64))
     perm_a, groups_a = np.concatenate(perm), np.concatenate(groups)
@@ -578,7 +581,8 @@ def decode_symbols(data: bytes, p: MapParams, height: int, width: int) -> np.nda
                 scale_of_class = _SCALE_TABLE[
                     _symbol_codes(p, comp * (p.levels + 1) + g, np.arange(len(p.class_offsets)))
                 ]
-                for i, m in enumerate(_passes(*t.shape, p.checker)):
+                rows, cols = t.shape
+                for i, m in enumerate(_passes(rows, cols, p.checker)):
                     if not p.checker:
                         cls = np.searchsorted(PLAIN_EDGES, t[m], side="right")
                     elif i == 0:  # first pass: t alone

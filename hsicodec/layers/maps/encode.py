@@ -31,7 +31,11 @@ class MapEncoder:
         for dz in deadzones:
             one = search.with_deadzone(dz)
             try:
-                cand = one.for_bpppb(target.bpppb) if target.bpppb is not None else one.for_psnr(target.psnr)
+                if target.bpppb is not None:
+                    cand = one.for_bpppb(target.bpppb)
+                else:
+                    assert target.psnr is not None  # a Target sets exactly one of them
+                    cand = one.for_psnr(target.psnr)
             except OptionError:
                 if best is None and dz == deadzones[-1]:
                     raise

@@ -74,7 +74,7 @@ class MapSearch:
 
     def __init__(
         self,
-        model: CodecModel,
+        model: CodecModel | None,  # the layer needs no base model
         an: Analysis,
         base_header: dict,
         extra_sections: tuple = (),
@@ -90,9 +90,9 @@ class MapSearch:
         self.deadzone = deadzone
         self.betas = tuple(betas)
         self.h, self.w, self.c = an.values.shape
-        have = an.pca.basis.shape[0] if an.pca is not None else 0
+        have = an.fit.basis.shape[0]
         self.fit: SpectralFit = (
-            an.pca if have >= min(MAP_K_MAX, self.c) else fit_pca(an.values.reshape(-1, self.c), MAP_K_MAX)
+            an.fit if have >= min(MAP_K_MAX, self.c) else fit_pca(an.values.reshape(-1, self.c), MAP_K_MAX)
         )
         self.kmax = min(MAP_K_MAX, self.fit.basis.shape[0], coefmaps.MAX_MAPS)
         # a whole number where that is as good (3 header bytes instead of 9; the normalisation is arbitrary)

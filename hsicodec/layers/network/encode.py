@@ -28,7 +28,7 @@ class NetworkEncoder:
         self.cw = None  # plain models: only the outputs that carry a band count in the loss
         if self.an.mode == "id":
             self.cw = np.zeros(self.model.n_out, np.float32)
-            self.cw[self.an.band_map] = 1.0
+            self.cw[self.an.bands] = 1.0
         self.sbackend = "numpy" if scene.backend == "torch" else scene.backend  # the search runs without torch
         self.grids: list | None = None
         self.search: RateSearch | None = None
@@ -93,13 +93,15 @@ class NetworkEncoder:
         progress = s.progress
         if progress:
             progress(0.3)
+        offsets = search.offsets
+        assert offsets is not None  # a search over latents (grids) measures the per-level steps
         refined = rd_refine(
             self.model,
             grids,
             self.an.targets,
             search.channel_weight(best.k),
             best.step,
-            search.offsets,
+            offsets,
             search.slope(best.k, best.step),
             s.adam_steps,
             threads=s.threads,
@@ -108,8 +110,12 @@ class NetworkEncoder:
             coding=search.coding,
         )
         search2 = RateSearch(
-            self.model, self.an, refined, s.base_header, s.threads, self.sbackend, search.offsets, s.extra_sections,
+            self.model, self.an, refined, s.base_header, s.threads, self.sbackend, offsets, s.extra_sections,
             search.coding, s.valid,
         )  # fmt: skip
-        cand = search2.for_bpppb(target.bpppb) if target.bpppb is not None else search2.for_psnr(target.psnr)
+        if target.bpppb is not None:
+            cand = search2.for_bpppb(target.bpppb)
+        else:
+            assert target.psnr is not None  # a Target sets exactly one of them
+            cand = search2.for_psnr(target.psnr)
         return self._encoded(cand) if target.better(cand, best) else best

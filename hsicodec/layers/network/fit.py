@@ -53,7 +53,7 @@ def fit_latents(
     op = GridOperator(layout, h, w)
     x = local_coords(layout, 0, h, 0, w, h, w)
     t = np.ascontiguousarray(targets.reshape(h * w, n_out))
-    cw = np.ones(n_out, np.float32) if channel_weight is None else np.asarray(channel_weight, np.float32)
+    cw: np.ndarray = np.ones(n_out, np.float32) if channel_weight is None else np.asarray(channel_weight, np.float32)
     cw = cw / TRAIN_CROP_PIXELS
     grids = (
         [np.zeros(shape, np.float32) for shape in op.shapes]
@@ -106,7 +106,10 @@ def fit_latents_torch(
         gs = [g.detach().requires_grad_(True) for g in grids]
         for sampler, co, t in blocks:
             (((net(co, sampler(gs)) - t) ** 2) * weight).sum().backward()
-        grids = [g.detach() - lr * g.grad for g, lr in zip(gs, lrs)]
+        grids = []
+        for g, lr in zip(gs, lrs):
+            assert g.grad is not None  # backward() reached every grid
+            grids.append(g.detach() - lr * g.grad)
         if progress:
             progress((s + 1) / inner_steps)
     return [g[0].numpy().astype(np.float32) for g in grids]
@@ -131,7 +134,7 @@ def _torch_net(model: CodecModel):
         skip=wts.skip_w is not None,
     )
     with torch.no_grad():
-        for lin, a, b in zip(net.hidden, wts.hidden_w, wts.hidden_b):
+        for lin, a, b in zip(net._hidden_linears(), wts.hidden_w, wts.hidden_b):
             lin.weight.copy_(torch.from_numpy(np.array(a)))
             lin.bias.copy_(torch.from_numpy(np.array(b)))
         net.out.weight.copy_(torch.from_numpy(np.array(wts.out_w)))
@@ -139,6 +142,7 @@ def _torch_net(model: CodecModel):
         net.meta.weight.copy_(torch.from_numpy(np.array(wts.meta_w)))
         net.meta.bias.copy_(torch.from_numpy(np.array(wts.meta_b)))
         if wts.skip_w is not None:
+            assert net.skip is not None  # built with skip=True above
             net.skip.weight.copy_(torch.from_numpy(np.array(wts.skip_w)))
     for p in net.parameters():
         p.requires_grad_(False)

@@ -72,11 +72,11 @@ class RateSearch:
         """Spectral side information for k components, precision matched to the PCA residual."""
         if self.an.mode == "id":
             sp = {"m": "id", "off": self.an.offset}
-            if not np.array_equal(self.an.band_map, np.arange(self.c)):
-                sp["bm"] = [int(v) for v in self.an.band_map]
+            if not np.array_equal(self.an.bands, np.arange(self.c)):
+                sp["bm"] = [int(v) for v in self.an.bands]
             return b"", sp, None, None
         if k not in self._spec_cache:
-            fit = self.an.pca
+            fit = self.an.fit
             resid = fit.dropped_variance(k) / self.c
             me, be = matched_exponents(fit, k, max(resid, (fit.total_std**2 / self.c) * 1e-5, 1e-12))
             self._spec_cache[k] = encode_spectral(fit.mean, fit.basis[:k], me, be)
@@ -128,9 +128,9 @@ class RateSearch:
         if self.an.mode == "id" and k == 0:  # constant cube: the offset is exact
             return float("inf")
         if self.an.mode == "id":
-            mse = self.an.scale**2 * float(np.mean(self.coef_sq_errors(step)[self.an.band_map]))
+            mse = self.an.scale**2 * float(np.mean(self.coef_sq_errors(step)[self.an.bands]))
         else:
-            fit = self.an.pca
+            fit = self.an.fit
             mse = fit.total_std**2 * float(np.sum(self.coef_sq_errors(step)[:k])) if k else 0.0
             mse += fit.dropped_variance(k)
             mse /= self.c
@@ -147,9 +147,9 @@ class RateSearch:
         if self.an.mode == "id" and k == 0:
             rec = np.full(self.an.values.shape, self.an.offset)
         elif self.an.mode == "id":
-            rec = reconstruct_bands(coeffs, self.an.scale, self.an.offset, self.an.band_map, (0, self.c))
+            rec = reconstruct_bands(coeffs, self.an.scale, self.an.offset, self.an.bands, (0, self.c))
         else:
-            rec = reconstruct(coeffs, self.an.pca.total_std, mean, basis, (0, self.c))
+            rec = reconstruct(coeffs, self.an.fit.total_std, mean, basis, (0, self.c))
         if self.valid is not None:  # quality of the values the file keeps, not of the filled-in ones
             return Encoded(data, k, step, psnr_of(self.an.values, rec, self.valid))
         return Encoded(data, k, step, psnr_of(self.an.values, rec, None))
@@ -255,7 +255,7 @@ class RateSearch:
     def channel_weight(self, k: int) -> np.ndarray:
         cw = np.zeros(self.model.n_out)
         if self.an.mode == "id":
-            cw[self.an.band_map] = 1.0
+            cw[self.an.bands] = 1.0
         else:
             cw[:k] = 1.0
         return cw
@@ -264,8 +264,8 @@ class RateSearch:
         if self.an.constant:
             return [0]
         if self.an.mode == "id":
-            return [int(self.an.band_map.max()) + 1]
-        kmax = min(self.model.n_out, self.c, len(self.an.pca.comp_std))
+            return [int(self.an.bands.max()) + 1]
+        kmax = min(self.model.n_out, self.c, len(self.an.fit.comp_std))
         return [k for k in K_CANDIDATES if k <= kmax] or [kmax]
 
 
@@ -306,11 +306,16 @@ def search_codings(
         )
         offsets = s.offsets
         try:
-            cand = s.for_bpppb(bpppb) if bpppb is not None else s.for_psnr(psnr)
+            if bpppb is not None:
+                cand = s.for_bpppb(bpppb)
+            else:
+                assert psnr is not None, "give either a bpppb or a psnr target"
+                cand = s.for_psnr(psnr)
         except OptionError:
             if best is None and coding is codings[-1]:
                 raise
             continue
         if best is None or Target(bpppb, psnr).better(cand, best[0]):
             best = (cand, s)
+    assert best is not None  # the last coding's OptionError is raised when no coding gave a file
     return best
