@@ -1,4 +1,4 @@
-"""Quality and rate metrics exactly as defined in METHOD.md section 4."""
+"""Quality and rate metrics exactly as defined in docs/metrics.md."""
 
 from __future__ import annotations
 
@@ -11,10 +11,23 @@ def bpppb(n_bytes: int, shape: tuple) -> float:
     return 8.0 * n_bytes / float(h * w * c)
 
 
-def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
-    """10 log10(R² / MSE), R = max − min of the original, MSE over all values, original units."""
+def psnr(original: np.ndarray, decoded: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """10 log10(R² / MSE), R = max − min of the original and MSE over the valid values, original units.
+
+    The valid values are those where ``valid`` (a boolean array of the cube's shape) is True
+    and the original is finite; with ``valid=None``, every finite value of the original.
+    ``hsicodec compress`` (the encoder, :func:`hsicodec.layers.base.psnr_of`) and ``batch``
+    leave out NaN, ±Inf and the raster's nodata value (:func:`hsicodec.codec.mask.invalid_mask`).
+    An exact reconstruction is ``inf`` dB; R = 0 (a constant original) is taken as R = 1.
+    """
     a = np.asarray(original, np.float64)
     b = np.asarray(decoded, np.float64)
+    if valid is not None:
+        keep = np.asarray(valid, bool)
+        if keep.shape != a.shape:
+            raise ValueError(f"valid mask of shape {keep.shape} for a cube of shape {a.shape}")
+        if not keep.all():
+            a, b = a[keep], b[keep]
     finite = np.isfinite(a)
     if finite.all():  # the usual case: no masked copies
         rng = float(a.max() - a.min()) if a.size else 0.0

@@ -7,8 +7,10 @@ LocalCluster of 2 worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -231,3 +233,106 @@ def test_no_matching_files_and_missing_dask(model_env, tmp_path, inputs, monkeyp
         "1 file(s): 1 to compress, 0 up to date",
         "hsicodec: error: batch needs dask and distributed: pip install 'hsicodec[dask]'",
     ]
+
+
+# --------------------------------------------------------------------------- progress off a terminal, nodata PSNR
+
+#: a log line of batch: "hsicodec: batch: [i/n] IN -> OUT: done, BPPPB bpppb[, PSNR dB], SECONDS s"
+#: or "hsicodec: batch: [i/n] IN -> OUT: failed: ERROR"
+BATCH_LINE = re.compile(
+    r"^hsicodec: batch: \[(\d+)/(\d+)\] (\S+) -> (\S+): "
+    r"(?:done, (\d[0-9.e-]*) bpppb(?:, (\d+\.\d\d|inf) dB)?, (\d+\.\d\d) s|failed: (.+))$"
+)
+
+
+@pytest.fixture
+def cli_on_client(client, monkeypatch):
+    """``hsicodec batch`` on the module's in-process cluster instead of a new LocalCluster."""
+
+    @contextlib.contextmanager
+    def reuse(scheduler=None, workers=None, processes=True):
+        yield client
+
+    monkeypatch.setattr(bm, "open_client", reuse)
+    return lambda *args: CliRunner().invoke(cli, ["batch", *map(str, args)], catch_exceptions=False)
+
+
+def test_cli_batch_logs_one_line_per_file_off_a_terminal(cli_on_client, tmp_path, inputs):
+    out = tmp_path / "out"
+    args = [inputs / "*.npy", out, "--bpppb", "1", "--model", "batch-test", "--effort", "fast"]
+    r = cli_on_client(*args)
+    assert r.exit_code == 1, r.output
+    err = r.stderr.splitlines()
+    assert err[0] == f"{N_GOOD + 1} file(s): {N_GOOD + 1} to compress, 0 up to date"
+    found = [BATCH_LINE.match(line) for line in err[1 : N_GOOD + 2]]
+    assert all(found), r.stderr
+    assert [(m.group(1), m.group(2)) for m in found] == [(str(i), str(N_GOOD + 1)) for i in range(1, N_GOOD + 2)]
+    by_input = {Path(m.group(3)).name: m for m in found}
+    assert set(by_input) == {"corrupt.npy"} | {f"cube{i}.npy" for i in range(N_GOOD)}  # completion order
+    bad = by_input.pop("corrupt.npy")
+    assert bad.group(8) and "corrupt.npy" in bad.group(8) and Path(bad.group(4)) == out / "corrupt.hsim"
+    rows = {Path(line.split()[0]).name: line.split() for line in r.stdout.splitlines()[1:-1]}
+    for name, m in by_input.items():
+        assert Path(m.group(4)) == out / name.replace(".npy", ".hsim") and m.group(8) is None
+        assert 0 < float(m.group(5)) <= 1.0 and m.group(6) is not None
+        assert rows[name][1] == "done" and rows[name][3] == m.group(6)  # the table's PSNR
+    # then the errors, as before
+    assert len(err) == N_GOOD + 4, r.stderr
+    assert err[-2].startswith("hsicodec: error: ") and "corrupt.npy" in err[-2]
+    assert err[-1] == f"hsicodec: error: 1 of {N_GOOD + 1} file(s) failed"
+
+    # decompressing: a line per file too, without a PSNR
+    r = cli_on_client(out / "*.hsim", tmp_path / "back", "--decompress", "--format", "npy")
+    assert r.exit_code == 0, r.output
+    found = [BATCH_LINE.match(line) for line in r.stderr.splitlines()[1:]]
+    assert len(found) == N_GOOD and all(m and m.group(5) and m.group(6) is None for m in found), r.stderr
+
+    # -q: errors only
+    r = cli_on_client(*args, "--force", "-q")
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr.splitlines() == err[-2:]
+
+
+def test_batch_psnr_with_nodata_is_compress_psnr(client, tmp_path):
+    """A GeoTIFF with a nodata value: batch's PSNR is measured over the valid values, as compress reports it."""
+    rasterio = pytest.importorskip("rasterio")
+    from hsicodec.codec.api import compress_file, decompress
+    from hsicodec.metrics import psnr
+
+    rng = np.random.default_rng(3)
+    cube = (np.cumsum(rng.normal(size=(20, 20, 6)), axis=2) * 300 + 20000).astype(np.uint16)
+    cube[:5, :7, :] = 65535  # a nodata corner
+    cube[12, 3:9, 2] = 65535  # and a few nodata values in one band
+    src = tmp_path / "in" / "nodata.tif"
+    src.parent.mkdir()
+    profile = {"driver": "GTiff", "width": 20, "height": 20, "count": 6, "dtype": "uint16", "nodata": 65535}
+    with rasterio.open(src, "w", transform=rasterio.Affine(1.0, 0.0, 0.0, 0.0, -1.0, 20.0), **profile) as f:
+        f.write(np.moveaxis(cube, 2, 0))
+    opts = bm.BatchOptions(bpppb=2.0, model="batch-test", effort="fast")
+    stats = compress_file(src, tmp_path / "compress.hsim", bpppb=2.0, model="batch-test", effort="fast")
+    (row,) = bm.batch([str(src)], tmp_path / "out", opts, client=client)
+    assert row["status"] == "done" and row["psnr_measured"], row
+    assert (tmp_path / "out" / "nodata.hsim").read_bytes() == (tmp_path / "compress.hsim").read_bytes()
+    assert row["psnr"] == pytest.approx(stats["psnr"], abs=0.01)
+    # the nodata value neither widens the peak nor counts in the MSE; over all values it would
+    back, _ = decompress(tmp_path / "out" / "nodata.hsim")
+    valid = cube != 65535
+    assert np.array_equal(back[~valid], cube[~valid])  # nodata decodes exactly
+    assert row["psnr"] == pytest.approx(psnr(cube[valid], back[valid]))
+    assert psnr(cube, back) > stats["psnr"] + 5
+
+
+def test_a_folder_input_stands_for_its_rasters(tmp_path):
+    """`hsicodec batch in/ out/` used to fail with "no files match 'in'"."""
+    from hsicodec.integrations.batch import BatchError, expand_inputs, plan
+
+    (tmp_path / "in").mkdir()
+    for name in ("a.npy", "b.tif", "notes.txt", "c.hsim"):
+        (tmp_path / "in" / name).write_bytes(b"x")
+    got = [p.name for p in expand_inputs([str(tmp_path / "in")], (".npy", ".tif"))]
+    assert got == ["a.npy", "b.tif"]
+    assert [Path(j.src).name for j in plan([str(tmp_path / "in")], tmp_path / "out")] == ["a.npy", "b.tif"]
+    assert [Path(j.src).name for j in plan([str(tmp_path / "in")], tmp_path / "out", decompress=True)] == ["c.hsim"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BatchError, match="holds no"):
+        expand_inputs([str(tmp_path / "empty")], (".npy",))

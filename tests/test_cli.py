@@ -847,3 +847,105 @@ def test_proc_eval_bad_raster_one_line(env, tmp_path):
     p = run_proc("eval", bad)
     assert p.returncode == 1
     assert_one_error_line(p.stderr)
+
+
+# --------------------------------------------------------------------------- output files: modes, names, folders
+
+
+def _umask(mask: int):
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+        old = os.umask(mask)
+        try:
+            yield
+        finally:
+            os.umask(old)
+
+    return ctx()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027], ids=oct)
+def test_output_files_follow_the_umask(env, npy_cube, mask):
+    """Like cp and GDAL: every file compress and decompress create gets 0o666 & ~umask, not 0600."""
+    pytest.importorskip("hsicodec.codec.api")
+    out = env["tmp"] / "m"
+    out.mkdir()
+    with _umask(mask):
+        r = run("compress", npy_cube, out / "c.hsim", "-m", "hsi-grid-v1", "--psnr", "30", "-e", "fast", "-q")
+        assert r.exit_code == 0, r.output
+        for name in ("d.tif", "d.npy", "d.img"):
+            r = run("decompress", out / "c.hsim", out / name, "-q")
+            assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["c.hsim", "d.hdr", "d.img", "d.npy", "d.tif"]
+    modes = {n: oct((out / n).stat().st_mode & 0o777) for n in names}
+    assert modes == {n: oct(0o666 & ~mask) for n in names}
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_proc_missing_output_directory(env, npy_cube, command):
+    src = npy_cube if command == "compress" else "whatever.hsim"
+    dst = env["tmp"] / "nodir" / ("x.hsim" if command == "compress" else "x.tif")
+    p = run_proc(command, src, dst)
+    assert p.returncode == 1
+    line = assert_one_error_line(p.stderr)
+    assert "does not exist" in line and str(env["tmp"] / "nodir") in line
+    assert ".part" not in line
+    assert not (env["tmp"] / "nodir").exists()
+
+
+@pytest.mark.parametrize("ext", [".tif", ".TIFF", ".npy", ".img", ".hdr", ".mat", ".png", ".jpg", ".jpeg"])
+def test_compress_refuses_a_raster_output_name(env, npy_cube, ext):
+    from hsicodec.errors import OptionError
+
+    dst = env["tmp"] / f"out{ext}"
+    r = run("compress", npy_cube, dst, "-m", "hsi-grid-v1", "--psnr", "30")
+    assert r.exit_code == 1
+    assert "compress writes a .hsim file" in assert_one_error_line(r.stderr) and "*.hsim" in r.stderr
+    assert not dst.exists()
+    codec = pytest.importorskip("hsicodec.codec.api")
+    with pytest.raises(OptionError, match=r"name the output \*\.hsim"):
+        codec.compress_file(npy_cube, dst, model="hsi-grid-v1", psnr=30)
+    assert not dst.exists()
+    assert sorted(p.name for p in env["tmp"].iterdir() if p.name.endswith(".part")) == []
+
+
+def test_force_wording_cli_and_api(env, npy_cube):
+    """The CLI says --force, the API force=True; never both in one message."""
+    from hsicodec.cli.common import _cli_message
+    from hsicodec.errors import OutputExistsError
+    from hsicodec.io.atomic import check_writable
+
+    out = env["tmp"] / "out.hsim"
+    out.write_bytes(b"precious")
+    for args in (("compress", npy_cube, out), ("decompress", "whatever.hsim", npy_cube)):
+        r = run(*args)
+        assert r.exit_code == 1
+        line = assert_one_error_line(r.stderr)
+        assert "pass --force to overwrite it" in line and "force=True" not in line, line
+    with pytest.raises(OutputExistsError) as e:
+        check_writable(out)
+    assert "pass force=True to overwrite it" in str(e.value) and "--force" not in str(e.value)
+    # a message that names both (the model registry's) reads as the CLI's
+    both = OutputExistsError("x exists but does not hold model y; pass --force (force=True) to replace it")
+    assert _cli_message(both) == "x exists but does not hold model y; pass --force to replace it"
+    assert out.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("name", ["out.png", "out"])
+def test_decompress_unknown_output_lists_only_writable_formats(env, npy_cube, name):
+    """The refusal names only what decompress writes (no .mat), and comes before any decoding."""
+    pytest.importorskip("hsicodec.codec.api")
+    r = run("compress", npy_cube, "c.hsim", "-m", "hsi-grid-v1", "--psnr", "30", "-e", "fast", "-q")
+    assert r.exit_code == 0, r.output
+    if name == "out.png":
+        (env["tmp"] / "out.hdr").write_text("ENVI\n")  # a header beside out.png does not make it ENVI data
+    r = run("decompress", "c.hsim", name)
+    assert r.exit_code == 1
+    line = assert_one_error_line(r.stderr)
+    assert ".tif" in line and ".npy" in line and ".hdr/.img" in line and ".mat" not in line, line
+    assert not (env["tmp"] / name).exists()
+    if name == "out.png":
+        assert (env["tmp"] / "out.hdr").read_text() == "ENVI\n"

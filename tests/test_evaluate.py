@@ -67,6 +67,25 @@ def test_registry_without_paper_baselines(monkeypatch):
     assert ev.baseline_names() == frozenset()
 
 
+# --------------------------------------------------------------------------- metrics
+
+
+def test_psnr_over_valid_values_leaves_nodata_out():
+    """docs/metrics.md: R = max - min of the original over the valid values, MSE over every valid value."""
+    orig = np.array([[[10.0, 20.0], [30.0, 65535.0]]])
+    dec = np.array([[[11.0, 20.0], [29.0, 65535.0]]])
+    valid = orig != 65535.0
+    expect = 10 * math.log10(20.0**2 / (2.0 / 3.0))  # R = 30 - 10, MSE = (1 + 0 + 1) / 3
+    assert metrics.psnr(orig, dec, valid=valid) == pytest.approx(expect)
+    assert metrics.psnr(orig, dec, valid=valid) == pytest.approx(metrics.psnr(orig[valid], dec[valid]))
+    assert metrics.psnr(orig, dec) == pytest.approx(10 * math.log10(65525.0**2 / 0.5))  # every value counts
+    assert metrics.psnr(orig, dec, valid=np.ones(orig.shape, bool)) == metrics.psnr(orig, dec)
+    nan = np.where(valid, orig, np.nan)  # non-finite values of the original never count
+    assert metrics.psnr(nan, dec) == pytest.approx(expect)
+    with pytest.raises(ValueError, match="valid mask"):
+        metrics.psnr(orig, dec, valid=np.ones(3, bool))
+
+
 # --------------------------------------------------------------------------- one codec, one rate
 
 

@@ -70,6 +70,9 @@ class TinyLayer:
     def components(self, params) -> int:
         return params[1]
 
+    def describe(self, params) -> dict:
+        return {"step_exponent": params[0], "components": params[1]}
+
     def decode_bytes(self, params, ctx: DecodeContext) -> int:
         return 8 * ctx.shape[0] * ctx.shape[1] * params[1]
 

@@ -374,6 +374,30 @@ def test_raster_format():
         raster_format("a.tif", "jpeg2000")
 
 
+def test_unwritable_output_names_list_only_writable_formats(tmp_path):
+    """An output name that tells no writable format is refused naming .tif, .hdr/.img and .npy only (no .mat)."""
+    from hsicodec.io.raster import open_cube_writer, write_format
+
+    cube = make_cube("uint16")
+    (tmp_path / "b.hdr").write_text("ENVI\n")  # beside b.png: still not an ENVI data file to write
+    for name in ("a.png", "b.png", "c.jpg", "noext", "d.mat"):
+        for write in (
+            lambda p: write_cube(p, cube),
+            lambda p: open_cube_writer(p, cube.shape, cube.dtype).__enter__(),
+            write_format,
+        ):
+            with pytest.raises(RasterError) as e:
+                write(tmp_path / name)
+            msg = str(e.value)
+            assert ".tif" in msg and ".hdr/.img" in msg and ".npy" in msg, msg
+            assert ".mat" not in msg.replace(name, ""), msg
+    assert sorted(os.listdir(tmp_path)) == ["b.hdr"]
+    assert write_format("a.TIF") == "gtiff" and write_format("a.bil") == "envi" and write_format("a.npy") == "npy"
+    assert write_format("a.png", "npy") == "npy"
+    (tmp_path / "e.hdr").write_text("ENVI\n")
+    assert write_format(tmp_path / "e") == "envi"  # an ENVI data file without extension, header beside it
+
+
 # --- cast_to_dtype -------------------------------------------------------------------
 
 

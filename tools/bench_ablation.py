@@ -1,6 +1,6 @@
 """Ablation of the codec on the validation scenes: the plain method, each extension, all together.
 
-Rows per scene and target rate (whole file counted, decoded and measured as METHOD.md §4):
+Rows per scene and target rate (whole file counted, decoded and measured as docs/metrics.md defines):
 
 * ``plain method`` — the paper's method: model hsi-plain-v1 (one 64-dim latent per 16×16
   patch, the network outputs the bands), latents coded as independent symbols;

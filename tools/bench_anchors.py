@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Classical-codec anchors on hyperspectral cubes at fixed rates (METHOD.md section 4).
+"""Classical-codec anchors on hyperspectral cubes at fixed rates (metrics: docs/metrics.md).
 
 Runs every requested anchor of :mod:`hsicodec.evaluation.anchors` on every scene at every
 target bpppb, prints one table and writes the results as JSON.
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         "codec_threads": 1,
         "timing": f"median of {A.TIMING_REPEATS} runs of the final encode / decode; "
         "rate search reported separately (params.search_s)",
-        "metrics": "hsicodec.metrics (METHOD.md section 4); bytes = whole self-contained file",
+        "metrics": "hsicodec.metrics (docs/metrics.md); bytes = whole self-contained file",
         "total_s": round(time.perf_counter() - t_all, 2),
     }
     try:

@@ -7,7 +7,7 @@ representation per cube on an NVIDIA GPU; its kernel is CUDA-only.  This tool
   exist and what does it require), a CUDA device for torch, ``nvidia-smi``,
   ``/dev/nvidia*``, and whether ``atlas`` is importable;
 * when a CUDA device *and* an installed ``atlas`` are there, runs it on each
-  scene at a few operating points and measures as METHOD.md section 4 (see
+  scene at a few operating points and measures as docs/metrics.md defines (see
   :func:`run_atlas`); otherwise it writes only the reason.
 
 It never installs anything.  Output: bench/atlas.json, read by

@@ -2,7 +2,7 @@
 
 Every ``*.npy`` cube of the data folder, plus any raster given on the command
 line, is compressed by hsicodec and by the comparison codecs at the same target
-rates, decoded from the bytes and measured exactly as METHOD.md section 4 (see
+rates, decoded from the bytes and measured exactly as docs/metrics.md defines (see
 :mod:`hsicodec.evaluation.evaluate`, which does the work).  Each scene is marked
 *training* or *validation* from the cards of the bundled models (a cube given
 on the command line is *unseen*: validation plan).
@@ -94,7 +94,7 @@ QUICK_PLAN = {
     "encode_repeat": {"fast": 1},
 }
 
-#: the paper's own figures (METHOD.md section 4, from its Table 1/2; measured on
+#: the paper's own figures (from its Table 1/2, quoted apart: docs/metrics.md; measured on
 #: its meta-training scenes, GPU).  ``scene`` is the file stem it would have in
 #: ../shared/data/hsi; only scenes present there get a row and a plot marker.
 PAPER_TABLE1 = [
@@ -435,7 +435,7 @@ def markdown(result: dict) -> str:
         + ", ".join(f"`{a}` ({c['sha256'][:12]})" for a, c in result["models"].items())
         + ".",
         "",
-        "Metrics exactly as METHOD.md §4: bpppb = 8 × (bytes of the whole output) / (H·W·C) — the `.hsim` "
+        "Metrics exactly as `docs/metrics.md`: bpppb = 8 × (bytes of the whole output) / (H·W·C) — the `.hsim` "
         "file, or the anchor's self-contained byte string with all its side information; PSNR with "
         "R = max − min of the original, in original units after decoding; SAM in degrees; max abs error. "
         "Every codec lands at or below the target; a target it cannot reach is listed as *unreachable*. "
@@ -509,7 +509,7 @@ def markdown(result: dict) -> str:
     out += [
         "## The paper's figures (for reference)",
         "",
-        f"Rows marked *{PAPER_NOTE}* are the paper's Table 1/2 numbers as quoted in METHOD.md §4, not "
+        f"Rows marked *{PAPER_NOTE}* are the paper's Table 1/2 numbers (quoted apart, see `docs/metrics.md`), not "
         "measured here: the paper appears to meta-learn on the scenes it reports, and its cubes differ "
         "from ours in band count (e.g. Jasper Ridge 224 bands there, 198 here), so its bpppb are not "
         "directly comparable. They appear in the scene's table and as a star on its plot.",

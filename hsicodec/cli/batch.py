@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from hsicodec.cli.common import _CONTEXT, EXIT_ERROR, PROG, _one_line, _print_json, _Progress, _stderr_is_tty
+from hsicodec.cli.common import _CONTEXT, EXIT_ERROR, PROG, _ItemProgress, _one_line, _print_json
 from hsicodec.cli.options import EffortType, _positive_float
 
 
@@ -85,8 +85,18 @@ from hsicodec.cli.options import EffortType, _positive_float
     help="Threads per file (encoder / decoder kernel).",
 )
 @click.option("--force", "-f", is_flag=True, help="Redo files whose output is already up to date.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table; errors only.")
-@click.option("--json", "as_json", is_flag=True, help="Print every file's result and the counts as JSON.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No progress (bar or per-file lines) and no table; errors only.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print every file's result and the counts as JSON (and no per-file lines on stderr).",
+)
 def batch(
     patterns: tuple,
     outdir: Path,
@@ -108,13 +118,16 @@ def batch(
     Files run on a local Dask cluster (--workers processes, one thread each) or on an
     existing one (--scheduler); needs the dask extra: pip install 'hsicodec[dask]'.
     Compressing writes OUTDIR/<stem>.hsim; decompressing OUTDIR/<stem>.tif (.hdr, .npy).
-    Quote GLOB so the shell does not expand it ('**' matches folders recursively).
+    Quote GLOB so the shell does not expand it ('**' matches folders recursively); a folder
+    stands for the rasters in it (.tif, .tiff, .npy, .mat, .hdr), or with --decompress its .hsim files.
 
     An output at least as new as its input (a .hsim must also pass its checksums) is
     skipped, so rerunning an interrupted batch continues it; --force redoes everything.
     Outputs are written atomically: a file at an output path is always complete.
     A file that fails is reported and the others go on; the exit code is 1 if any failed.
-    The table gives each file's rate (bpppb), PSNR against the source (compress) and time.
+    The table gives each file's rate (bpppb), PSNR against the source (compress; over the
+    valid values, as compress reports it) and time. Progress goes to stderr: a bar on a
+    terminal, else one line per finished file (-q: none).
 
     \b
     Examples:
@@ -155,17 +168,16 @@ def batch(
         outdir.mkdir(parents=True, exist_ok=True)
         if scheduler is None:
             workers = min(workers or os.cpu_count() or 1, todo)
-        finished, failed = 0, 0
+        failed = 0
         with (
             batch_mod.open_client(scheduler, workers) as client,
-            _Progress(not quiet and _stderr_is_tty(), "batch", total=todo, unit="file") as bar,
+            _ItemProgress(not quiet, "batch", total=todo, unit="file", lines=not as_json) as progress,
         ):
 
             def on_result(row: dict) -> None:  # a file completed
-                nonlocal finished, failed
-                finished += 1
+                nonlocal failed
                 failed += row["status"] == "failed"
-                bar.set(finished, failed=failed)
+                progress.item(_result_line(row), failed=failed)
 
             rows = batch_mod.run_batch(client, jobs, options, on_result)
     else:
@@ -182,6 +194,22 @@ def batch(
     if counts["failed"]:
         click.echo(f"{PROG}: error: {counts['failed']} of {counts['total']} file(s) failed", err=True)
         sys.exit(EXIT_ERROR)
+
+
+def _result_line(row: dict) -> str:
+    """The log line of one finished file: 'IN -> OUT: done, BPPPB bpppb, PSNR dB, SECONDS s' (no PSNR when
+    decompressing) or 'IN -> OUT: failed: ERROR'."""
+    head = f"{row['input']} -> {row['output']}: {row['status']}"
+    if row["status"] == "failed":
+        return f"{head}: {_one_line(row.get('error') or 'unknown error')}"
+    parts = [head]
+    if isinstance(row.get("bpppb"), float):
+        parts.append(f"{row['bpppb']:.4g} bpppb")
+    if isinstance(row.get("psnr"), float):
+        parts.append(f"{row['psnr']:.2f} dB")
+    if isinstance(row.get("seconds"), float):
+        parts.append(f"{row['seconds']:.2f} s")
+    return ", ".join(parts)
 
 
 def _batch_table(rows: list) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from hsicodec.errors import HsicodecError
+from hsicodec.errors import HsicodecError, OutputExistsError
 
 PROG = "hsicodec"
 DEBUG_ENV = "HSICODEC_DEBUG"
@@ -27,6 +27,20 @@ _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
+
+
+#: API words in error messages and what the command line says instead (the API's ``force=True``
+#: is the commands' ``--force``; an older message names both).
+_API_TO_CLI_WORDS = (("--force (force=True)", "--force"), ("force=True", "--force"))
+
+
+def _cli_message(e: HsicodecError) -> str:
+    """The message of an hsicodec error as the command line says it (``--force``, not ``force=True``)."""
+    text = str(e) or type(e).__name__
+    if isinstance(e, OutputExistsError):
+        for api, cli in _API_TO_CLI_WORDS:
+            text = text.replace(api, cli)
+    return text
 
 
 # --------------------------------------------------------------------------- printing helpers
@@ -208,6 +222,42 @@ def _stderr_is_tty() -> bool:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+class _ItemProgress:
+    """Progress of a run over ``total`` items (files, codec runs), for commands that may run for minutes.
+
+    On a terminal: a :class:`_Progress` bar on stderr, as the other commands have. Off a terminal
+    (a log file, a pipe, CI): one line per finished item on stderr, ``hsicodec: DESC: [i/total] TEXT``,
+    failed items included, so a long run is never silent. ``enabled=False`` (``-q``): nothing;
+    ``lines=False``: the bar only. ``tty`` overrides the terminal test (default :func:`_stderr_is_tty`).
+    """
+
+    def __init__(
+        self, enabled: bool, desc: str, total: int, unit: str = "item", *, lines: bool = True, tty: bool | None = None
+    ):
+        on_tty = _stderr_is_tty() if tty is None else tty
+        self.desc = desc
+        self.total = int(total)
+        self.done = 0
+        self.bar = _Progress(enabled and on_tty, desc, total=total, unit=unit)
+        self.lines = enabled and lines and not on_tty
+
+    def item(self, text: str, **postfix: Any) -> None:
+        """One more item finished: advance the bar (with ``postfix``), or log ``text`` as one line."""
+        self.done += 1
+        self.bar.set(self.done, **postfix)
+        if self.lines:
+            click.echo(f"{PROG}: {self.desc}: [{self.done}/{self.total}] {_one_line(text)}", err=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> _ItemProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def _codec():

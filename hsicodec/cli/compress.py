@@ -59,7 +59,8 @@ from hsicodec.cli.options import BandsType, EffortType, WindowType, _number_list
     default="default",
     show_default=True,
     metavar="fast|default|max|N",
-    help="Encoder effort: fast, default, max, or 0-100 (more effort = better quality at the same rate, slower).",
+    help="Encoder effort: fast, default, max, or 0-100 (0-33 fast, 34-66 default, 67-100 max); more effort "
+    "= better quality at the same rate, slower.",
 )
 @click.option(
     "--layer",
@@ -99,6 +100,24 @@ from hsicodec.cli.options import BandsType, EffortType, WindowType, _number_list
     "time, so memory does not grow with the scene; --bpppb/--psnr apply per tile. 0 = never "
     "tile. Default: 512 x 512 tiles for inputs of more than 2**26 values, else one cube.",
 )
+@click.option(
+    "--nodata",
+    type=float,
+    default=None,
+    metavar="V",
+    help="Value that marks missing data (default: the input's own nodata); kept exactly, with NaN and ±Inf.",
+)
+@click.option(
+    "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Free-form tag stored in the file (repeatable)."
+)
+@click.option("--threads", type=click.IntRange(min=0), default=0, metavar="N", help="Threads; 0 = all cores.")
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "native", "numpy", "torch"], case_sensitive=False),
+    default="auto",
+    show_default=True,
+    help="Network evaluation of the latent fit: the C++ kernel (auto, native), numpy, or torch.",
+)
 @click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
@@ -115,6 +134,10 @@ def compress(
     band_map: str | None,
     wavelengths: str | None,
     tile: int | None,
+    nodata: float | None,
+    tags: tuple[str, ...],
+    threads: int,
+    backend: str,
     force: bool,
     quiet: bool,
     as_json: bool,
@@ -130,13 +153,15 @@ def compress(
     \b
     Examples:
       hsicodec compress scene.tif scene.hsim --bpppb 0.05
-      hsicodec compress cube.npy cube.hsim --psnr 35 --effort max --model aviris
+      hsicodec compress cube.npy cube.hsim --psnr 35 --effort max --model hsi-grid-v1
       hsicodec compress data.mat data.hsim --var indian_pines --json
     """
     if bpppb is not None and psnr is not None:
         raise click.UsageError("--bpppb and --psnr are mutually exclusive: give one rate target")
     from hsicodec.io.atomic import check_writable
+    from hsicodec.io.hsimfile import check_hsim_output
 
+    check_hsim_output(dst)  # out.tif would hold a .hsim file: refused
     check_writable(dst, force)  # fail before the (slow) encode; the codec checks again
     codec = _codec()
     show = not quiet and _stderr_is_tty()
@@ -157,11 +182,26 @@ def compress(
             tile=tile,
             tile_progress=_tile_postfix(bar),
             layer=layer,
+            nodata=nodata,
+            tags=_tags(tags),
+            threads=threads,
+            backend=backend.lower(),
         )
     if as_json:
         _print_json(stats)
     elif not quiet:
         click.echo(_compress_summary(src, dst, stats))
+
+
+def _tags(items: tuple[str, ...]) -> dict | None:
+    """``--tag KEY=VALUE`` options as a dict (None without any)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--tag")
+        out[key] = value
+    return out or None
 
 
 def _tile_postfix(bar: _Progress) -> Callable[[int, int], None]:
@@ -186,9 +226,22 @@ def _compress_summary(src: Path, dst: Path, stats: dict) -> str:
     seconds = stats.get("total_seconds", stats.get("seconds"))
     if isinstance(seconds, (int, float)):
         parts.append(f"{seconds:.2f} s")
+    if stats.get("layer"):
+        parts.append(f"layer {stats['layer']}")
     if stats.get("model") is not None:
         parts.append("model " + _model_label(stats["model"], stats.get("model_alias") or stats.get("alias")))
-    return f"{src} -> {dst}: " + ", ".join(parts)
+    line = f"{src} -> {dst}: " + ", ".join(parts)
+    target = stats.get("target_bpppb")
+    if (
+        isinstance(target, (int, float))
+        and isinstance(stats.get("bpppb"), (int, float))
+        and stats["bpppb"] < 0.9 * target
+    ):
+        line += (
+            f" (below the --bpppb {_num(target)} target: the {stats.get('layer', 'chosen')} layer's files of this "
+            "cube stop growing here)"
+        )
+    return line
 
 
 @click.command(context_settings=_CONTEXT)
@@ -261,8 +314,10 @@ def decompress(
       hsicodec decompress scene.hsim scene.tif --backend cuda
     """
     from hsicodec.io.atomic import check_writable
+    from hsicodec.io.formats import write_format
 
     check_writable(dst, force)
+    write_format(dst, fmt)  # an output name that tells no writable format: refused before decoding
     if backend == "cuda":
         from hsicodec.layers.network.siren import cuda_module
 
@@ -303,8 +358,9 @@ def info(file: Path, as_json: bool) -> None:
     """Describe the .hsim file FILE without decoding it.
 
     Shows the format version, cube shape and dtype, file size and rate (bpppb), the
-    base model (sha256 and alias if installed), codec parameters, georeferencing,
-    tags and the payload sections with their sizes.
+    spectral stage and the coding layers with their parameters, the base model (sha256
+    and alias if installed; none for files that need none), georeferencing, tags and the
+    payload sections with their sizes. --json adds the raw header fields.
 
     \b
     Examples:
@@ -337,13 +393,25 @@ def _info_lines(file: Path, summary: dict) -> list[str]:
             break
     if "bpppb" in d:
         lines.append(f"rate: {_num(d.pop('bpppb'), 5)} bpppb")
+    d.pop("model_needed", None)
+    coding = d.pop("coding", None)
+    raw_codec = d.pop("codec", None)
+    if isinstance(coding, dict) and "layers" in coding:
+        sp = coding["spectral"]
+        lines.append(f"spectral stage: {sp['mode']}, {sp['components']} component(s)")
+        for name, params in coding["layers"].items():
+            lines.append(f"layer {name}: " + ", ".join(f"{k} {_short_value(v)}" for k, v in params.items()))
+    elif isinstance(coding, dict):
+        lines.append(f"coding: {coding.get('error')}")
+    elif isinstance(raw_codec, dict):
+        lines.append(f"codec: {raw_codec.get('id')} (see --json for its fields)")
     if "model" in d:
         sha = d.pop("model")
         alias = d.pop("model_alias", None)
         installed = d.pop("model_installed", None)
         note = f" ({alias})" if alias else ""
         if sha is None:
-            lines.append("model: none (no network latents: decodes without a base model)")
+            lines.append("model: none needed (no layer of this file uses a base model)")
         else:
             if installed is False:
                 note += " -- NOT INSTALLED here: decoding needs it (see 'hsicodec models add')"

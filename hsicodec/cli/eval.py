@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import click
 
-from hsicodec.cli.common import _CONTEXT, _print_json, _Progress, _shape_text, _stderr_is_tty
+from hsicodec.cli.common import _CONTEXT, _ItemProgress, _print_json, _shape_text
 from hsicodec.cli.options import EffortType
 
 
 def _split_list(ctx, param, value: tuple) -> list:
     """A repeatable option whose values may also be comma-separated: '-r 0.01,0.05 -r 0.1'."""
     return [t.strip() for v in value for t in str(v).split(",") if t.strip()]
+
+
+def _row_line(scene: str, row: dict, seconds: float) -> str:
+    """The log line of one finished run: 'SCENE CODEC RATE bpppb: PSNR dB (SECONDS s)', or why it is unreachable."""
+    head = f"{scene} {row['codec']} {float(row['target_bpppb']):g} bpppb"
+    if not row.get("reachable", True):
+        note = " ".join(str(row.get("note") or "").split())
+        if len(note) > 100:
+            note = note[:97] + "..."
+        return f"{head}: unreachable{': ' + note if note else ''} ({seconds:.2f} s)"
+    return f"{head}: {float(row['psnr']):.2f} dB ({seconds:.2f} s)"
 
 
 @click.command("eval", context_settings=_CONTEXT)
@@ -83,7 +95,12 @@ def _split_list(ctx, param, value: tuple) -> list:
     help="Also save PSNR vs bpppb (log x, every codec) to this image file.",
 )
 @click.option("--list-codecs", is_flag=True, help="List the codec names --anchors accepts and exit.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No progress: neither the bar (on a terminal) nor the line per finished run on stderr (otherwise).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print every row and the PSNR gaps as JSON on stdout.")
 def eval_cmd(
     src: Path | None,
@@ -106,7 +123,9 @@ def eval_cmd(
     hsicodec (at each effort) and each anchor compress IN to at most that rate; the output
     is decoded from its bytes and measured: bpppb of the whole output, PSNR (peak = max -
     min of IN), SAM (degrees), max abs error, compress and decompress time (median of
-    --repeat runs). A rate a codec cannot reach is shown as unreachable.
+    --repeat runs). A rate a codec cannot reach is shown as unreachable. The metrics are
+    defined in docs/metrics.md. Progress goes to stderr: a bar on a terminal, else one
+    line per finished run (-q: none).
 
     \b
     Examples:
@@ -155,12 +174,14 @@ def eval_cmd(
 
     cube, geo = read_cube(src, var=var, band_first=band_first)
     n_runs = len(rate_list) * (len(efforts) + len(names))
-    with _Progress(not quiet and not as_json and _stderr_is_tty(), "eval", total=n_runs, unit="run") as bar:
-        done = [0]
+    scene = src.stem or src.name
+    with _ItemProgress(not quiet and not as_json, "eval", total=n_runs, unit="run") as progress:
+        started = [time.perf_counter()]
 
         def on_row(row: dict) -> None:
-            done[0] += 1
-            bar.set(done[0], codec=row["codec"])
+            now = time.perf_counter()
+            seconds, started[0] = now - started[0], now
+            progress.item(_row_line(scene, row, seconds), codec=row["codec"])
 
         rows = ev.evaluate_cube(
             cube,
@@ -196,7 +217,7 @@ def eval_cmd(
         )
         return
     click.echo(
-        f"{src}: {_shape_text(list(cube.shape))} {cube.dtype.name}; metrics as METHOD.md section 4 "
+        f"{src}: {_shape_text(list(cube.shape))} {cube.dtype.name}; metrics as docs/metrics.md "
         f"(times: median of {repeat})"
     )
     click.echo(ev.format_table(rows))

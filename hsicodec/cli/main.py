@@ -16,9 +16,10 @@ live in one module per command group, registered below:
 
 Error policy (see :meth:`HsicodecGroup.main`): a :class:`~hsicodec.errors.HsicodecError`
 or an ``OSError`` becomes one line ``hsicodec: error: <message>`` on stderr and exit
-code 1; a usage error (bad option) one line and exit code 2; Ctrl-C exit code 130; any
-other exception one line ``hsicodec: internal error: ...`` and exit code 3, with the
-traceback only when the environment variable ``HSICODEC_DEBUG=1``.
+code 1 (in the command line's words: ``--force`` where the API says ``force=True``, see
+:func:`~hsicodec.cli.common._cli_message`); a usage error (bad option) one line and exit
+code 2; Ctrl-C exit code 130; any other exception one line ``hsicodec: internal error: ...``
+and exit code 3, with the traceback only when the environment variable ``HSICODEC_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from hsicodec.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     PROG,
+    _cli_message,
     _one_line,
     _Progress,
 )
@@ -150,7 +152,7 @@ class HsicodecGroup(click.Group):
             except (click.Abort, _Interrupted, KeyboardInterrupt):
                 _fail("interrupted", EXIT_INTERRUPTED)
             except HsicodecError as e:
-                _fail(str(e) or type(e).__name__, EXIT_ERROR)
+                _fail(_cli_message(e), EXIT_ERROR)
             except OSError as e:
                 _fail(_os_message(e), EXIT_ERROR)
             except MemoryError:
@@ -169,7 +171,8 @@ class HsicodecGroup(click.Group):
 @click.group(PROG, cls=HsicodecGroup, context_settings=_CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name=PROG, message="%(prog)s %(version)s")
 def cli() -> None:
-    """Hyperspectral image codec: meta-learned neural representations in .hsim files.
+    """Hyperspectral image codec: .hsim files coded by the layer that measures best (coefficient maps or
+    a meta-learned network's latents).
 
     \b
     Typical use:

@@ -14,17 +14,23 @@ DEFAULT_BPPPB = 0.05
 MAX_ABS_VALUE = 1e150
 
 
-def effort_steps(effort: str | int, model: CodecModel) -> tuple[int, int]:
-    """(inner steps, Adam fine-tuning steps) for an effort name or number (0–100)."""
+def effort_name(effort: str | int) -> str:
+    """The named level of an effort: fast, default or max; a number 0–100 names the level of its third
+    (0–33 fast, 34–66 default, 67–100 max), so numeric efforts are monotone in time and quality."""
     if isinstance(effort, str) and effort.isdigit():
         effort = int(effort)
     if isinstance(effort, int) and not isinstance(effort, bool):
         if not 0 <= effort <= 100:
             raise OptionError(f"effort {effort} out of range 0..100")
-        return max(model.inner_steps, 12 if effort >= 25 else model.inner_steps), int(effort * 6)
+        return "fast" if effort <= 33 else "default" if effort <= 66 else "max"
     if effort not in EFFORTS:
         raise OptionError(f"effort must be fast, default, max or 0..100, not {effort!r}")
-    inner, adam = EFFORTS[effort]
+    return str(effort)
+
+
+def effort_steps(effort: str | int, model: CodecModel) -> tuple[int, int]:
+    """(inner steps, Adam fine-tuning steps) for an effort name or number (0–100, see :func:`effort_name`)."""
+    inner, adam = EFFORTS[effort_name(effort)]
     return (model.inner_steps if inner is None else max(inner, model.inner_steps)), adam
 
 

@@ -80,6 +80,9 @@ def compress_file(
     memory does not grow with the scene, see :mod:`hsicodec.codec.tiled`); 0 never tiles;
     None (default) tiles inputs over :data:`hsicodec.codec.tiled.AUTO_TILE_VALUES` values.
     """
+    from hsicodec.io.hsimfile import check_hsim_output
+
+    check_hsim_output(dst)  # a raster extension (out.tif): refused, the file would be a .hsim
     check_writable(dst, force)
     from hsicodec.codec import tiled as stream
 
@@ -173,6 +176,7 @@ def file_info(path: PathLike, registry: Registry | None = None) -> dict:
     except HsicodecError:  # the model may not be installed: info still works
         entry = None
     alias = entry.alias if entry is not None else None
+    needed = "model" in h
     return {
         "path": str(path),
         "format_version": f"{version[0]}.{version[1]}",
@@ -182,7 +186,9 @@ def file_info(path: PathLike, registry: Registry | None = None) -> dict:
         "bpppb": bpppb_of(size, shape),
         "model": h.get("model"),
         "model_alias": alias,
-        "model_installed": entry is not None,
+        "model_needed": needed,
+        "model_installed": (entry is not None) if needed else None,
+        "coding": _coding_info(h, entry, registry) if not _is_tiled(h) else None,
         "codec": h.get("codec"),
         "geo": h.get("geo"),
         "tags": h.get("tags"),
@@ -190,6 +196,17 @@ def file_info(path: PathLike, registry: Registry | None = None) -> dict:
         "created_by": h.get("created_by"),
         **({"tiles": _tiles_info(h, spans)} if _is_tiled(h) else {}),
     }
+
+
+def _coding_info(header: dict, entry, registry: Registry | None) -> dict:
+    """The spectral stage and layers of an untiled file (an error text where they cannot be read)."""
+    from hsicodec.codec.decode import describe
+
+    try:
+        model = _model_by_hash(header["model"], registry) if entry is not None else None
+        return describe(header, model)
+    except HsicodecError as exc:
+        return {"error": str(exc)}
 
 
 def _is_tiled(header: dict) -> bool:

@@ -70,11 +70,12 @@ def compress(
     "auto") encodes with each of :data:`AUTO_MODELS` and keeps the file with the
     higher PSNR (rate target) or the smaller size (quality target).
     ``layer`` ("auto", "maps", "network" or any registered layer, :mod:`hsicodec.layers.registry`)
-    codes with that layer alone; "auto" (default) chooses per file. ``latent_codings`` (names of
+    codes with that layer alone; "auto" (default) chooses per file: the cheapest layer that meets the
+    target below effort max, the best of all at max, and the best of all whenever ``model`` names a
+    model (so that model's network competes for the file); "all" always tries every layer. ``latent_codings`` (names of
     :data:`hsicodec.codec.encode.CODINGS`) restricts the layers and codings the encoder may
     choose from, for ablations, e.g. ``("haar+klt",)`` for the network's latents with one coding.
     """
-    from hsicodec.codec.encode import encode
 
     cube = np.asarray(cube)
     if cube.ndim == 2:
@@ -105,6 +106,39 @@ def compress(
             layer=layer,
             latent_codings=latent_codings,
         )
+    if layer in (None, "auto") and latent_codings is None:
+        layer = "all"  # a model named by the caller: its network layer competes for every file
+    return _compress_model(
+        cube, model, geo=geo, bpppb=bpppb, psnr=psnr, effort=effort, progress=progress, tags=tags,
+        threads=threads, registry=registry, stats=stats, backend=backend, created_by=created_by,
+        band_map=band_map, wavelengths=wavelengths, nodata=nodata, layer=layer, latent_codings=latent_codings,
+    )  # fmt: skip
+
+
+def _compress_model(
+    cube: np.ndarray,
+    model: str,
+    *,
+    geo: GeoInfo | None,
+    bpppb: float | None,
+    psnr: float | None,
+    effort: str | int,
+    progress: Callable[[float], None] | None,
+    tags: dict | None,
+    threads: int,
+    registry: Registry | None,
+    stats: dict | None,
+    backend: str,
+    created_by: bool,
+    band_map,
+    wavelengths,
+    nodata: float | None,
+    layer: str | None,
+    latent_codings: tuple | None,
+) -> bytes:
+    """:func:`compress` with one model (a validated cube)."""
+    from hsicodec.codec.encode import encode
+
     cm = load_codec_model(model, registry)
     header: dict[str, Any] = {"shape": [int(v) for v in cube.shape], "dtype": cube.dtype.name, "model": cm.sha256}
     nodata = nodata if nodata is not None else (geo.nodata if geo is not None else None)
@@ -174,7 +208,7 @@ def _compress_auto(
         part = (lambda f, i=i: progress((i + f) / len(models))) if progress else None
         st: dict = {}
         try:
-            data = compress(cube, model=alias, registry=registry, stats=st, progress=part, psnr=psnr, **kwargs)
+            data = _compress_model(cube, alias, registry=registry, stats=st, progress=part, psnr=psnr, **kwargs)
         except OptionError as exc:  # this model cannot serve the cube or the target
             first_error = first_error or exc
             continue

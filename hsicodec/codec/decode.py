@@ -97,6 +97,15 @@ def parse_codec(header: dict, model: CodecModel | None) -> GridParams:
     return GridParams(c, float(norm), spectral, layers, split)
 
 
+def describe(header: dict, model: CodecModel | None) -> dict:
+    """The file's spectral stage and layers in words and plain numbers (``hsicodec info``)."""
+    p = parse_codec(header, model)
+    return {
+        "spectral": {"mode": p.spectral.get("m", "pca"), "components": p.components},
+        "layers": {name: LAYERS[name].describe(lp) for name, lp in p.layers.items()},
+    }
+
+
 def parse_band_map(sp: dict, n_bands: int, n_out: int) -> np.ndarray:
     """The band map of an "id"-mode header (identity when absent), validated."""
     bm = sp.get("bm")

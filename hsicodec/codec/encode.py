@@ -30,7 +30,8 @@ CODINGS = (*LATENT_CODINGS, MAP_CODING)
 def select_layers(layer: str | None, latent_codings: tuple | None) -> tuple[list, dict, bool]:
     """(layers to use in registry order, options per layer name, whether the caller chose them).
 
-    ``layer``: "auto" / None (every registered layer) or one layer's name, forced alone.
+    ``layer``: "auto" / None (every registered layer, the cheapest that meets the target below effort
+    max), "all" (every registered layer, the best file kept) or one layer's name, forced alone.
     ``latent_codings``: for ablations, names of :data:`CODINGS` (the network's latent codings
     and/or ``"maps"``)."""
     if latent_codings is not None:
@@ -41,18 +42,19 @@ def select_layers(layer: str | None, latent_codings: tuple | None) -> tuple[list
         net = tuple(n for n in latent_codings if n != MAP_CODING)
         chosen = ([LAYERS["network"]] if net else []) + ([LAYERS[MAP_CODING]] if MAP_CODING in latent_codings else [])
         return chosen, ({"network": net} if net else {}), True
-    if layer in (None, "auto"):
-        return list(LAYERS.values()), {}, False
+    if layer in (None, "auto", "all"):
+        return list(LAYERS.values()), {}, layer == "all"
     one = get_layer(layer)
     return [one], ({one.name: one.alone_options} if one.alone_options is not None else {}), True
 
 
-def best_of(scene: Scene, layers: list, target: Target, chosen: bool) -> Encoded:
+def best_of(scene: Scene, layers: list, target: Target, chosen: bool, tried: dict | None = None) -> Encoded:
     """The best file the layers give for the target, through the layer protocol.
 
     Below effort max, unless the caller chose the layers: cheapest layer first, and the first
     file that meets the target wins. Otherwise every layer encodes (registry order; ties keep the
-    earlier), the best file is kept, and at effort max its layer may refine it (``improve``)."""
+    earlier), the best file is kept, and at effort max its layer may refine it (``improve``).
+    ``tried``, if given, receives each layer's outcome: its file's bpppb and PSNR, or its error."""
     usable = [lay for lay in layers if lay.applicable(scene)]
     if not usable:
         raise OptionError(
@@ -64,21 +66,28 @@ def best_of(scene: Scene, layers: list, target: Target, chosen: bool) -> Encoded
     order = sorted(usable, key=lambda lay: lay.cost) if first_wins else usable
     best: Encoded | None = None
     winner: tuple[Layer, object] | None = None
-    error: OptionError | None = None
+    errors: dict[str, OptionError] = {}
     for lay in order:
         enc = lay.encoder(scene)
         try:
             cand = enc.encode(target)
-        except OptionError as exc:  # this layer cannot meet the target: the next may (else its error is raised)
-            error = exc
+        except OptionError as exc:  # this layer cannot meet the target: the next may
+            errors[lay.name] = exc
+            if tried is not None:
+                tried[lay.name] = {"error": str(exc)}
             continue
+        if tried is not None:
+            tried[lay.name] = {"bpppb": 8.0 * len(cand.data) / scene.n_values, "psnr": cand.psnr}
         if best is None or target.better(cand, best):
             best, winner = cand, (lay, enc)
         if first_wins:
             break
     if best is None or winner is None:
-        assert error is not None
-        raise error
+        if len(errors) == 1:
+            raise next(iter(errors.values()))
+        raise OptionError(
+            "no coding layer meets the target: " + "; ".join(f"{n} layer: {e}" for n, e in errors.items())
+        )
     if scene.thorough:
         better = winner[1].improve(target, best)  # type: ignore[attr-defined]
         if better is not None and target.better(better, best):
@@ -135,7 +144,8 @@ def encode(
     layers, options, chosen = select_layers(layer, latent_codings)
     scene = Scene(an, model, dict(base_header or {}), tuple(extra_sections), valid, inner_steps, adam_steps, threads,
                   backend, progress, options)  # fmt: skip
-    best = best_of(scene, layers, target, chosen)
+    tried: dict = {}
+    best = best_of(scene, layers, target, chosen, tried)
     if progress:
         progress(1.0)
     stats = {
@@ -149,7 +159,10 @@ def encode(
         "adam_steps": adam_steps if best.layer == "network" else 0,
         "layer": best.layer,
         "needs_model": LAYERS[best.layer].needs_model,
-        "first_wins": not scene.thorough and not chosen,  # the cheapest layer that met the target decided
+        "first_wins": not scene.thorough and not chosen,
+        "layers_tried": tried,
+        "target_bpppb": bpppb,
+        "target_psnr": psnr,  # the cheapest layer that met the target decided
         **best.stats,
         "seconds": time.perf_counter() - t0,
     }

@@ -1,4 +1,4 @@
-"""Rate–distortion evaluation: hsicodec against other codecs on one cube (METHOD.md section 4).
+"""Rate–distortion evaluation: hsicodec against other codecs on one cube (metrics: docs/metrics.md).
 
 Pure functions, shared by ``hsicodec eval`` and ``tools/bench_rd.py``:
 
@@ -67,7 +67,7 @@ DEFAULT_RATES: tuple = (0.01, 0.02, 0.05, 0.1, 0.2)
 DEFAULT_ANCHORS: tuple = ("pca_jpeg2000", "jpeg2000_per_band", "sperr_3d")
 #: hsicodec efforts of ``hsicodec eval`` when none are given
 DEFAULT_EFFORTS: tuple = ("default",)
-#: the codec PSNR gaps are measured against (METHOD.md: "the bar to beat")
+#: the codec PSNR gaps are measured against (docs/metrics.md: "the bar to beat")
 GAP_REFERENCE = "pca_jpeg2000"
 
 Row = dict

@@ -62,16 +62,29 @@ class BatchOptions:
 # --------------------------------------------------------------------------- planning (pure)
 
 
-def expand_inputs(patterns: Sequence[str]) -> list[Path]:
+#: the files a folder given as an input stands for: rasters to compress, .hsim files to decompress
+FOLDER_SUFFIXES = {False: (".tif", ".tiff", ".npy", ".mat", ".hdr"), True: (".hsim",)}
+
+
+def expand_inputs(patterns: Sequence[str], folder_suffixes: Sequence[str] = ()) -> list[Path]:
     """Files matching any of the glob ``patterns`` (``**`` recursive), sorted, without duplicates.
 
     A pattern that is the name of an existing file matches it even when it contains
-    glob characters. Folders are ignored; a pattern that matches nothing is an error.
+    glob characters; one that names a folder stands for the files directly in it whose
+    suffix is one of ``folder_suffixes`` (case-insensitive). Folders matched by a glob are
+    ignored; a pattern that matches nothing is an error.
     """
     seen: dict[str, Path] = {}
     for pattern in patterns:
         pattern = os.path.expanduser(str(pattern))
-        names = [pattern] if os.path.isfile(pattern) else sorted(glob.glob(pattern, recursive=True))
+        if os.path.isdir(pattern):
+            names = sorted(
+                str(p) for p in Path(pattern).iterdir() if p.is_file() and p.suffix.lower() in folder_suffixes
+            )
+            if not names:
+                raise BatchError(f"folder {pattern!r} holds no {', '.join(folder_suffixes)} file")
+        else:
+            names = [pattern] if os.path.isfile(pattern) else sorted(glob.glob(pattern, recursive=True))
         files = [Path(n) for n in names if os.path.isfile(n)]
         if not files:
             raise BatchError(f"no files match {pattern!r}")
@@ -114,7 +127,7 @@ def plan(
     outdir = Path(outdir)
     if format is not None and format.lower() not in DECOMPRESS_EXTENSIONS:
         raise OptionError(f"unknown output format {format!r} (use gtiff, envi or npy)")
-    inputs = expand_inputs(patterns)
+    inputs = expand_inputs(patterns, FOLDER_SUFFIXES[decompress])
     jobs: list[Job] = []
     owner: dict[str, Path] = {}
     for src in inputs:
@@ -166,11 +179,11 @@ def process_file(job: Job, options: BatchOptions) -> dict:
     """Compress (or decompress) one file; returns its result row and never raises.
 
     Row keys: input, output, status ("done" or "failed"), bpppb (of the .hsim), psnr
-    (dB against the source when compressing; None when decompressing), seconds,
+    (dB against the source over its valid values when compressing, :func:`measured_psnr`;
+    None when decompressing), seconds,
     error (one line, failed rows only), worker, plus shape / bytes when known.
     """
     from hsicodec.codec import api as codec
-    from hsicodec.metrics import psnr
 
     t0 = time.perf_counter()
     worker = f"{os.uname().nodename if hasattr(os, 'uname') else ''}:{os.getpid()}"
@@ -201,13 +214,7 @@ def process_file(job: Job, options: BatchOptions) -> dict:
         )
         quality, measured = stats.get("psnr"), False
         if options.measure_psnr and not stats.get("tiled"):
-            from hsicodec.io.raster import read_cube
-
-            cube, _ = read_cube(
-                job.src, var=options.extra.get("var"), band_first=bool(options.extra.get("band_first", False))
-            )
-            back, _ = codec.decompress(job.dst, threads=options.threads)
-            quality, measured = psnr(cube, back), True
+            quality, measured = measured_psnr(job, options), True
         return _result(
             job,
             "done",
@@ -222,6 +229,29 @@ def process_file(job: Job, options: BatchOptions) -> dict:
         )
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
         return _result(job, "failed", seconds=time.perf_counter() - t0, error=error_message(exc), worker=worker)
+
+
+def measured_psnr(job: Job, options: BatchOptions) -> float:
+    """PSNR of the written ``.hsim`` decoded, against its source, measured as ``compress`` measures it.
+
+    Over the valid values only: NaN, ±Inf and the nodata value (``options.extra["nodata"]``, else
+    the raster's) are left out, as the encoder leaves them out (they travel as an exact mask), so
+    that value does not widen the peak R nor count in the MSE (docs/metrics.md).
+    """
+    from hsicodec.codec import api as codec
+    from hsicodec.codec.mask import invalid_mask
+    from hsicodec.io.raster import read_cube
+    from hsicodec.metrics import psnr
+
+    cube, geo = read_cube(
+        job.src, var=options.extra.get("var"), band_first=bool(options.extra.get("band_first", False))
+    )
+    nodata = options.extra.get("nodata")
+    if nodata is None and geo is not None:
+        nodata = geo.nodata
+    back, _ = codec.decompress(job.dst, threads=options.threads)
+    invalid = invalid_mask(cube, nodata)
+    return float(psnr(cube, back, valid=None if invalid is None else ~invalid))
 
 
 def skipped_result(job: Job, decompress: bool = False) -> dict:

@@ -8,7 +8,7 @@ import numpy as np
 
 from hsicodec.errors import OptionError, RasterError
 from hsicodec.io.checks import PathLike
-from hsicodec.io.envi import _envi_header_for
+from hsicodec.io.envi import _ENVI_DATA_EXTS, _envi_header_for
 
 #: dtypes a cube may have to be written to GeoTIFF (ENVI: all but int8; .npy: any real dtype).
 SUPPORTED_DTYPES: tuple[np.dtype, ...] = tuple(
@@ -19,6 +19,9 @@ SUPPORTED_DTYPES: tuple[np.dtype, ...] = tuple(
 
 #: formats :func:`write_cube` can produce.
 WRITE_FORMATS = ("gtiff", "envi", "npy")
+
+#: the output names of :data:`WRITE_FORMATS`, for messages.
+_WRITE_HINT = ".tif, .hdr/.img or .npy"
 
 
 _FORMAT_ALIASES = {
@@ -72,3 +75,30 @@ def raster_format(path: PathLike, format: str | None = None) -> str:
         f"{p}: cannot tell the raster format from the extension {ext or '(none)'!r}; "
         "use .tif, .hdr/.img, .npy or .mat, or pass the format explicitly"
     )
+
+
+def write_format(path: PathLike, format: str | None = None) -> str:
+    """The format :func:`write_cube` writes ``path`` in: one of :data:`WRITE_FORMATS`.
+
+    As :func:`raster_format`, but an output name that tells no writable format is refused
+    naming only the formats that can be written.  An ENVI header beside the path makes it
+    an ENVI data file only when its extension is one of ENVI's (none, ``.raw``, ``.bin``...):
+    ``x.png`` is never written as ENVI data.
+    """
+    p = Path(path)
+    ext = p.suffix.lower()
+    if format is None and ext not in _EXT_FORMAT and ext not in _ENVI_DATA_EXTS:
+        raise RasterError(
+            f"cannot write {p}: cannot tell the raster format from the extension {ext!r}; "
+            f"name it {_WRITE_HINT}, or pass the format explicitly (gtiff, envi or npy)"
+        )
+    try:
+        fmt = raster_format(p, format)
+    except RasterError:
+        raise RasterError(
+            f"cannot write {p}: no extension to tell the raster format; "
+            f"name it {_WRITE_HINT}, or pass the format explicitly (gtiff, envi or npy)"
+        ) from None
+    if fmt not in WRITE_FORMATS:
+        raise RasterError(f"cannot write {p}: writing {fmt} files is not supported (use {_WRITE_HINT})")
+    return fmt

@@ -16,7 +16,7 @@ This module is the public entry point (:func:`read_cube`, :func:`read_info`,
 :func:`write_cube`, and re-exports); the work is done in:
 
 * :mod:`hsicodec.io.geo`: :class:`GeoInfo` and its `.hsim` header form;
-* :mod:`hsicodec.io.formats`: format detection (:func:`raster_format`), writable dtypes;
+* :mod:`hsicodec.io.formats`: format detection (:func:`raster_format`, :func:`write_format`), writable dtypes;
 * :mod:`hsicodec.io.rio`: rasterio/GDAL plumbing shared by the GDAL formats;
 * :mod:`hsicodec.io.rio_read`: reading GDAL rasters and their metadata;
 * :mod:`hsicodec.io.geotiff`, :mod:`hsicodec.io.envi`: writing GeoTIFF and ENVI (the
@@ -39,7 +39,7 @@ from hsicodec.io.atomic import atomic_path, check_writable
 from hsicodec.io.cast import cast_to_dtype
 from hsicodec.io.checks import PathLike, _check_dtype, _native, _require_file, _wrap
 from hsicodec.io.envi import _envi_paths_for_write, _write_envi
-from hsicodec.io.formats import SUPPORTED_DTYPES, WRITE_FORMATS, raster_format
+from hsicodec.io.formats import SUPPORTED_DTYPES, WRITE_FORMATS, raster_format, write_format
 from hsicodec.io.geo import GeoInfo
 from hsicodec.io.geotiff import _write_gtiff
 from hsicodec.io.matlab import _info_mat, _read_mat
@@ -54,6 +54,7 @@ __all__ = [
     "read_info",
     "write_cube",
     "raster_format",
+    "write_format",
     "cast_to_dtype",
     "SUPPORTED_DTYPES",
     "WRITE_FORMATS",
@@ -124,9 +125,7 @@ def write_cube(
     :class:`~hsicodec.errors.OutputExistsError`; other failures raise RasterError.
     """
     p = Path(path)
-    fmt = raster_format(p, format)
-    if fmt not in WRITE_FORMATS:
-        raise RasterError(f"cannot write {p}: writing {fmt} files is not supported (use .tif, .hdr/.img or .npy)")
+    fmt = write_format(p, format)
     arr = np.asarray(cube)
     _check_dtype(arr.dtype, p)
     if arr.ndim == 2:

@@ -18,7 +18,7 @@ from hsicodec.errors import OptionError, RasterError
 from hsicodec.io.atomic import atomic_path, check_writable
 from hsicodec.io.checks import PathLike, _check_dtype, _native, _require_file, _wrap
 from hsicodec.io.envi import _envi_dataset, _envi_paths_for_write
-from hsicodec.io.formats import SUPPORTED_DTYPES, WRITE_FORMATS, raster_format
+from hsicodec.io.formats import SUPPORTED_DTYPES, write_format
 from hsicodec.io.geo import GeoInfo
 from hsicodec.io.geotiff import _gtiff_profile, _gtiff_tags
 from hsicodec.io.matlab import _info_mat, _mat_entries, _pick_mat_var, _read_mat
@@ -236,9 +236,7 @@ def open_cube_writer(
     cache of :data:`STREAM_CACHE_MB`; ``.npy`` writes each window row with one ``pwrite``.
     """
     p = Path(path)
-    fmt = raster_format(p, format)
-    if fmt not in WRITE_FORMATS:
-        raise RasterError(f"cannot write {p}: writing {fmt} files is not supported (use .tif, .hdr/.img or .npy)")
+    fmt = write_format(p, format)
     dtype = np.dtype(dtype)
     shape = _check_out_shape(p, shape, dtype)
     rows, cols, n = shape

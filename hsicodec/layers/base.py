@@ -201,6 +201,10 @@ class Layer(Protocol):
         refuses a decode whose estimate passes ``Limits.max_decode_bytes``)."""
         ...
 
+    def describe(self, params: Any) -> dict:
+        """The layer's parameters in words and plain numbers (for ``hsicodec info``)."""
+        ...
+
     def decode(self, params: Any, ctx: DecodeContext, window: tuple) -> Decoded:
         """The layer's part of the window (row, col, height, width) and band range ``ctx.bands``."""
         ...

@@ -31,7 +31,7 @@ def get_layer(name: str) -> Layer:
     try:
         return LAYERS[name]
     except KeyError:
-        raise OptionError(f"unknown layer {name!r}: choose auto, {', '.join(LAYERS)}") from None
+        raise OptionError(f"unknown layer {name!r}: choose auto, all, {', '.join(LAYERS)}") from None
 
 
 def layer_keys() -> frozenset:

@@ -1,4 +1,4 @@
-"""Classical-codec anchors for rate–distortion comparisons (METHOD.md section 4).
+"""Classical-codec anchors for rate–distortion comparisons (metrics: docs/metrics.md).
 
 Every anchor here really encodes the cube to one self-contained byte string and
 decodes it back from those bytes alone, so the quality and the rate reported are
@@ -121,7 +121,7 @@ __all__ = [
 
 
 #: encode_s / decode_s are the median of this many timed runs of the final
-#: encode and of the decode (the bench sets 3, METHOD.md section 4); set it here, on the
+#: encode and of the decode (the bench sets 3, docs/metrics.md); set it here, on the
 #: package: :func:`~hsicodec.evaluation.anchors.result._finish` reads it at call time
 TIMING_REPEATS = 1
 

@@ -42,6 +42,14 @@ class MapLayer:
     def components(self, params: MapParams) -> int:
         return params.k
 
+    def describe(self, params: MapParams) -> dict:
+        return {
+            "maps": params.k,
+            "wavelet_levels": params.levels,
+            "step": float(f"{params.step:.6g}"),
+            "contexts": "checkerboard" if params.checker else "plain",
+        }
+
     def decode_bytes(self, params: MapParams, ctx: DecodeContext) -> int:
         return BYTES_PER_COEFFICIENT * ctx.shape[0] * ctx.shape[1] * params.k
 

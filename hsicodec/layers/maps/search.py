@@ -376,8 +376,9 @@ class MapSearch:
     def _scan_k(self, score) -> list:
         """Every point ``score(k)`` returns (a list of (quality, ...) tuples) over the ks worth trying:
         :data:`MAP_K_COARSE` from :data:`MAP_K_START` downwards while quality rises (or the start has no
-        point), else upwards until quality fell twice or by over 0.1 dB, then the ks between the best
-        one's neighbours, walking away from it on each side while quality rises."""
+        point), else upwards until quality fell twice or by over 0.1 dB; when no k at or below the start has
+        a point, upwards from the first k that has one; then the ks between the best one's neighbours,
+        walking away from it on each side while quality rises."""
         ks = self.k_candidates()
         found: dict = {}
 
@@ -394,8 +395,13 @@ class MapSearch:
                 best_k = k
             else:
                 break
+        up = coarse[first + 1 :] if best_k == coarse[first] else []
+        if best_of(best_k) == -np.inf:  # nothing at or below the start (a quality target may need more maps)
+            found_k = next((j for j, k in enumerate(coarse[first + 1 :]) if best_of(k) > -np.inf), None)
+            if found_k is not None:
+                best_k, up = coarse[first + 1 + found_k], coarse[first + 2 + found_k :]
         misses = 0
-        for k in coarse[first + 1 :] if best_k == coarse[first] else ():
+        for k in up:
             if best_of(k) > best_of(best_k):
                 best_k, misses = k, 0
             else:
@@ -487,11 +493,17 @@ class MapSearch:
 
         feasible = sorted(self._scan_k(score), reverse=True)
         if not feasible:
-            raise OptionError(f"--psnr {target} dB is above what the coefficient-map layer reaches on this cube")
+            raise OptionError(
+                f"--psnr {target} dB is above what the coefficient-map layer reaches on this cube "
+                f"(about {self.estimate(self.kmax, Q_FINE, 1.0)[1]:.2f} dB)"
+            )
         for _, k, q, beta in feasible[:3]:
             for _ in range(8):
                 cand = self.measure(k, q, beta)
                 if cand.psnr >= target:
                     return cand
                 q -= 1
-        raise OptionError(f"--psnr {target} dB is above what the coefficient-map layer reaches on this cube")
+        raise OptionError(
+            f"--psnr {target} dB is above what the coefficient-map layer reaches on this cube "
+            f"(about {self.estimate(self.kmax, Q_FINE, 1.0)[1]:.2f} dB)"
+        )

@@ -39,6 +39,14 @@ class NetworkLayer:
     def components(self, params: NetworkParams) -> int:
         return params.k
 
+    def describe(self, params: NetworkParams) -> dict:
+        return {
+            "components": params.k,
+            "latent_steps": [float(f"{s:.6g}") for s in params.steps],
+            "haar_levels": params.wavelet,
+            "channel_rotation": params.rotations is not None,
+        }
+
     def decode_bytes(self, params: NetworkParams, ctx: DecodeContext) -> int:
         assert ctx.model is not None
         return BYTES_PER_LATENT * ctx.model.layout.count(ctx.shape[0], ctx.shape[1])

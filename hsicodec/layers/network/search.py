@@ -219,8 +219,7 @@ class RateSearch:
             feasible.append((self.size(k, STEP_GRID[hi_i]), k, hi_i))
         if not feasible:
             raise OptionError(
-                f"--psnr {target} dB is above what this model reaches on this cube "
-                f"(about {best_seen:.2f} dB); use a higher --effort or a --bpppb target"
+                f"--psnr {target} dB is above what this model's latents reach on this cube (about {best_seen:.2f} dB)"
             )
         reached = -np.inf
         for _, k, i in sorted(feasible):
@@ -235,8 +234,7 @@ class RateSearch:
             reached = max(reached, cand.psnr)
         # e.g. the side information's precision, or masked values, which the prediction leaves out
         raise OptionError(
-            f"--psnr {target} dB is above what this model reaches on this cube "
-            f"(at best {reached:.2f} dB); use a --bpppb target"
+            f"--psnr {target} dB is above what this model's latents reach on this cube (at best {reached:.2f} dB)"
         )
 
     def slope(self, k: int, q: int) -> float:
