@@ -752,6 +752,8 @@ def test_band_map_reaches_a_plain_model(env, tmp_path):
         tmp_path / "c.hsim",
         "--model",
         "plain-tiny",
+        "--layer",
+        "network",
         "--band-map",
         "3,5,7,9",
         "--bpppb",

@@ -24,6 +24,7 @@ ENCODER_MODULES = (
     "hsicodec.layers.network.torchnet",
     "hsicodec.layers.maps.encode",
     "hsicodec.layers.maps.search",
+    "hsicodec.layers.predictive.encode",
     "hsicodec.train",
 )
 

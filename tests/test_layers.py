@@ -45,6 +45,9 @@ class TinyEncoder:
     def improve(self, target: Target, best: Encoded):
         return None
 
+    def estimate(self, target: Target):
+        return None
+
 
 class TinyLayer:
     name = "tiny"
@@ -53,6 +56,8 @@ class TinyLayer:
     cost = 0.5  # cheaper than the map layer: below effort max it goes first
     requires = "a PCA spectral stage"
     alone_options = None
+    output = "coefficients"
+    bounds_error = False
 
     def applicable(self, scene: Scene) -> bool:
         return scene.analysis.mode == "pca" and not scene.analysis.constant

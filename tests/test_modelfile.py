@@ -486,7 +486,7 @@ def test_tampered_model_is_refused_by_decompress(tmp_path, monkeypatch):
     from hsicodec.models.registry import Registry, bundled_models_dir, clear_model_cache
 
     src = (bundled_models_dir() / "hsi-plain-v1.hsmodel").read_bytes()
-    data = hsicodec.compress(np.full((3, 3, 2), 9, np.uint16), model="hsi-plain-v1", psnr=30)
+    data = hsicodec.compress(np.full((3, 3, 2), 9, np.uint16), model="hsi-plain-v1", psnr=30, layer="network")
     tampered = bytearray(src)
     tampered[-5] ^= 0x01  # one weight bit
     (tmp_path / "hsi-plain-v1.hsmodel").write_bytes(bytes(tampered))

@@ -56,7 +56,17 @@ def vector_inputs() -> dict:
         "geo_12x16x50_float32": (refl, geo, 2.0),
         "tiled_40x36x50_uint16": (np.ascontiguousarray(sample[10:50, 20:56, ::4]), None, 1.0),
         "maps_33x30x66_uint16": (np.ascontiguousarray(sample[5:38, 20:50, ::3]), None, 0.25),
+        # the predictive layer (rate = None: a max error, below): bit-exact and within 3 units
+        "lossless_37x20x25_uint16": (np.ascontiguousarray(sample[2:39, 30:50, ::8]), None, None),
+        "nearlossless_37x20x25_int16": (
+            np.ascontiguousarray(sample[20:57, 5:25, 3::8].astype(np.int16) - 2000),
+            None,
+            None,
+        ),
     }
+
+
+MAX_ERRORS = {"lossless_37x20x25_uint16": 0, "nearlossless_37x20x25_int16": 3}
 
 
 TILED_VECTOR_TILE = 24  # the tiled vector: 2 × 2 tiles, the right and bottom ones partial
@@ -72,6 +82,8 @@ def build(name: str) -> bytes:
         return compress_tiled(
             cube, tile=TILED_VECTOR_TILE, geo=geo, bpppb=rate, effort="fast", threads=1, backend="numpy"
         )
+    if name in MAX_ERRORS:
+        return compress(cube, geo=geo, max_error=MAX_ERRORS[name], threads=1)
     codings = ("haar+klt", "plain") if name.startswith("jasper_") else None  # keep one vector on the network path
     return compress(cube, geo=geo, bpppb=rate, effort="fast", threads=1, backend="numpy", latent_codings=codings)
 

@@ -40,6 +40,14 @@ from hsicodec.cli.options import EffortType, _positive_float
     help="Target quality of every file in dB. Excludes --bpppb.",
 )
 @click.option(
+    "--max-error",
+    type=float,
+    default=None,
+    metavar="E",
+    help="Keep every value of every file within E of the original (checked by a real decode).",
+)
+@click.option("--lossless", is_flag=True, help="Bit-exact files (--max-error 0; integer cubes).")
+@click.option(
     "--model",
     "-m",
     default=None,
@@ -103,6 +111,8 @@ def batch(
     to_raster: bool,
     bpppb: float | None,
     psnr: float | None,
+    max_error: float | None,
+    lossless: bool,
     model: str | None,
     effort: Any,
     fmt: str | None,
@@ -137,11 +147,13 @@ def batch(
     """
     from hsicodec.integrations import batch as batch_mod
 
-    if bpppb is not None and psnr is not None:
-        raise click.UsageError("--bpppb and --psnr are mutually exclusive: give one rate target")
-    if to_raster and (bpppb is not None or psnr is not None or model is not None or effort is not None):
+    if sum(v is not None for v in (bpppb, psnr, max_error)) + lossless > 1:
+        raise click.UsageError("--bpppb, --psnr, --max-error and --lossless are mutually exclusive: give one target")
+    compress_only = (bpppb, psnr, max_error, model, effort)
+    if to_raster and (any(v is not None for v in compress_only) or lossless):
         raise click.UsageError(
-            "--bpppb, --psnr, --model and --effort are compress options; they do not go with --decompress"
+            "--bpppb, --psnr, --max-error, --lossless, --model and --effort are compress options; they do not go "
+            "with --decompress"
         )
     if fmt is not None and not to_raster:
         raise click.UsageError("--format is the output format of --decompress")
@@ -151,6 +163,7 @@ def batch(
         decompress=to_raster,
         bpppb=bpppb,
         psnr=psnr,
+        max_error=0.0 if lossless else max_error,
         model=model,
         effort=effort if effort is not None else "default",
         format=fmt.lower() if fmt else None,

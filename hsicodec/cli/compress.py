@@ -45,6 +45,15 @@ from hsicodec.cli.options import BandsType, EffortType, WindowType, _number_list
     "(peak = max - min of the input). Excludes --bpppb.",
 )
 @click.option(
+    "--max-error",
+    type=float,
+    default=None,
+    metavar="E",
+    help="Keep every value within E of the original, in the cube's units (checked by a real decode before "
+    "the file is written; NaN, ±Inf and nodata are kept exactly). Excludes --bpppb and --psnr.",
+)
+@click.option("--lossless", is_flag=True, help="Bit-exact (--max-error 0; integer cubes). Excludes --bpppb and --psnr.")
+@click.option(
     "--model",
     "-m",
     default=None,
@@ -126,6 +135,8 @@ def compress(
     dst: Path,
     bpppb: float | None,
     psnr: float | None,
+    max_error: float | None,
+    lossless: bool,
     model: str | None,
     effort: Any,
     layer: str,
@@ -156,8 +167,8 @@ def compress(
       hsicodec compress cube.npy cube.hsim --psnr 35 --effort max --model hsi-grid-v1
       hsicodec compress data.mat data.hsim --var indian_pines --json
     """
-    if bpppb is not None and psnr is not None:
-        raise click.UsageError("--bpppb and --psnr are mutually exclusive: give one rate target")
+    if sum(v is not None for v in (bpppb, psnr, max_error)) + lossless > 1:
+        raise click.UsageError("--bpppb, --psnr, --max-error and --lossless are mutually exclusive: give one target")
     from hsicodec.io.atomic import check_writable
     from hsicodec.io.hsimfile import check_hsim_output
 
@@ -175,6 +186,8 @@ def compress(
             model=model,
             bpppb=bpppb,
             psnr=psnr,
+            max_error=max_error,
+            lossless=lossless,
             effort=effort,
             progress=bar.fraction,
             band_map=_number_list(band_map, int, "--band-map"),
@@ -223,6 +236,9 @@ def _compress_summary(src: Path, dst: Path, stats: dict) -> str:
         parts.append(f"{_num(stats['bpppb'])} bpppb")
     if stats.get("psnr") is not None:
         parts.append(f"PSNR {_num(stats['psnr'], 4)} dB")
+    if stats.get("target_max_error") is not None:
+        bound = stats["target_max_error"]
+        parts.append("lossless" if bound == 0 else f"max error {_num(bound)}")
     seconds = stats.get("total_seconds", stats.get("seconds"))
     if isinstance(seconds, (int, float)):
         parts.append(f"{seconds:.2f} s")
@@ -308,10 +324,10 @@ def decompress(
 
     \b
     Examples:
-      hsicodec decompress scene.hsim scene.tif
+      hsicodec decompress scene.hsim scene_out.tif
       hsicodec decompress scene.hsim tile.npy --window 0,0,256,256 --bands 10:60
       hsicodec decompress scene.hsim scene.img --format envi --threads 2
-      hsicodec decompress scene.hsim scene.tif --backend cuda
+      hsicodec decompress scene.hsim scene_out.tif --backend cuda
     """
     from hsicodec.io.atomic import check_writable
     from hsicodec.io.formats import write_format

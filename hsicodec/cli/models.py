@@ -23,7 +23,7 @@ def models() -> None:
     \b
     Examples:
       hsicodec models list
-      hsicodec models show aviris
+      hsicodec models show hsi-grid-v1
       hsicodec models add my-sensor.hsmodel
       hsicodec models verify
     """
@@ -80,7 +80,7 @@ def models_show(ref: str, as_json: bool) -> None:
 
     \b
     Example:
-      hsicodec models show aviris
+      hsicodec models show hsi-grid-v1
     """
     reg = _registry()
     entry = reg.resolve(ref)

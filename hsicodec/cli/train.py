@@ -107,10 +107,10 @@ def train(
 
     \b
     Examples:
-      hsicodec train --data cubes/ --out sensor.hsmodel --val scene7 --steps 3000
-      hsicodec train --config hsicodec/models/base.json --data cubes/ --out base.hsmodel
-      hsicodec train --data cubes/ --out m.hsmodel --resume m.ckpt   # rerun to continue
-      torchrun --standalone --nproc_per_node 4 -m hsicodec.cli train --data cubes/ --out m.hsmodel
+      hsicodec train --data cubes/ --out sensor.hsmodel --val scene7 --steps 20   # a trial run
+      hsicodec train --config config.json --data cubes/ --out base.hsmodel   # TrainConfig keys as JSON
+      hsicodec train --data cubes/ --out m.hsmodel --steps 20 --resume m.ckpt   # rerun to continue
+      torchrun --standalone --nproc_per_node 2 -m hsicodec.cli train --config config.json --data cubes/ --out m.hsmodel
 
     Under torchrun, training is data-parallel (gloo): every process samples its own crops,
     the outer gradients are averaged each step (effective batch = processes x batch), and

@@ -59,11 +59,14 @@ def resolve_band_map(model: CodecModel, n_bands: int, band_map=None, wavelengths
     return np.arange(n_bands)
 
 
-def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None) -> Analysis:
-    """Spectral stage and normalised targets of a cube."""
+def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None, spectral: bool = True) -> Analysis:
+    """Spectral stage and normalised targets of a cube. ``spectral`` False: the values alone (mode "values",
+    for layers that code band values; no PCA is fitted)."""
     values = np.asarray(cube, np.float64)
     h, w, c = values.shape
     rng = float(values.max() - values.min())
+    if not spectral:
+        return Analysis(values, None, np.zeros((h, w, 0), np.float32), rng, "values")
     if model.spectral == "id":
         bm = resolve_band_map(model, c, band_map, wavelengths)
         off, scl = float(values.min()), (rng if rng > 0 else 1.0)

@@ -16,6 +16,7 @@ from hsicodec.codec.mask import decode_mask, encode_mask, fill_invalid, fill_val
 from hsicodec.errors import HsicodecError, HsimHeaderError, OptionError
 from hsicodec.format.container import HsimReader, encode_hsim  # noqa: F401  (re-exported for users)
 from hsicodec.io.raster import GeoInfo, cast_to_dtype
+from hsicodec.layers.base import one_target
 from hsicodec.layers.network.model import CodecModel, codec_model
 from hsicodec.models.registry import Registry, default_registry
 
@@ -44,6 +45,8 @@ def compress(
     model: str | None = None,
     bpppb: float | None = None,
     psnr: float | None = None,
+    max_error: float | None = None,
+    lossless: bool = False,
     effort: str | int = "default",
     progress: Callable[[float], None] | None = None,
     tags: dict | None = None,
@@ -61,7 +64,9 @@ def compress(
     """Compress a (rows, cols, bands) cube to `.hsim` bytes.
 
     ``bpppb`` lands at or under the target; ``psnr`` reaches at least the target
-    where the model can (else OptionError); neither: 0.05 bpppb. ``stats``, if
+    where some layer can (else OptionError); ``max_error`` E keeps every value within E of the
+    original (checked by a real decode before the bytes are returned), ``lossless`` is E = 0
+    (bit-exact; integer cubes); none of them: 0.05 bpppb. ``stats``, if
     given, is filled with the encoder's figures (k, step, psnr, times).
     ``band_map`` / ``wavelengths`` match bands to the outputs of a plain
     (non-adaptive) model; PCA-adaptive models ignore them. NaN, ±Inf and
@@ -86,6 +91,7 @@ def compress(
         raise OptionError(
             f"unsupported cube dtype {cube.dtype}" + ("; convert it to float32" if cube.dtype == np.float16 else "")
         )
+    bpppb, psnr, max_error = one_target(bpppb, psnr, max_error, lossless)
     if model in (None, "auto"):
         return _compress_auto(
             cube,
@@ -95,6 +101,7 @@ def compress(
             geo=geo,
             bpppb=bpppb,
             psnr=psnr,
+            max_error=max_error,
             effort=effort,
             tags=tags,
             threads=threads,
@@ -109,7 +116,7 @@ def compress(
     if layer in (None, "auto") and latent_codings is None:
         layer = "all"  # a model named by the caller: its network layer competes for every file
     return _compress_model(
-        cube, model, geo=geo, bpppb=bpppb, psnr=psnr, effort=effort, progress=progress, tags=tags,
+        cube, model, geo=geo, bpppb=bpppb, psnr=psnr, max_error=max_error, effort=effort, progress=progress, tags=tags,
         threads=threads, registry=registry, stats=stats, backend=backend, created_by=created_by,
         band_map=band_map, wavelengths=wavelengths, nodata=nodata, layer=layer, latent_codings=latent_codings,
     )  # fmt: skip
@@ -122,6 +129,7 @@ def _compress_model(
     geo: GeoInfo | None,
     bpppb: float | None,
     psnr: float | None,
+    max_error: float | None,
     effort: str | int,
     progress: Callable[[float], None] | None,
     tags: dict | None,
@@ -142,6 +150,7 @@ def _compress_model(
     cm = load_codec_model(model, registry)
     header: dict[str, Any] = {"shape": [int(v) for v in cube.shape], "dtype": cube.dtype.name, "model": cm.sha256}
     nodata = nodata if nodata is not None else (geo.nodata if geo is not None else None)
+    original = cube
     mask = invalid_mask(cube, nodata)
     extra: tuple = ()
     if mask is not None:
@@ -162,6 +171,7 @@ def _compress_model(
         cm,
         bpppb=bpppb,
         psnr=psnr,
+        max_error=max_error,
         effort=effort,
         base_header=header,
         threads=threads,
@@ -174,12 +184,26 @@ def _compress_model(
         layer=layer,
         latent_codings=latent_codings,
     )
+    if max_error is not None:
+        _check_bound(data, original, mask, max_error, registry)
     if stats is not None:
         stats.update(st)
         uses_model = bool(st.get("needs_model"))  # a file of a layer that needs no model names none
         stats["model"] = cm.sha256 if uses_model else None
         stats["model_alias"] = cm.alias if uses_model else None
     return data
+
+
+def _check_bound(data: bytes, original: np.ndarray, mask: np.ndarray | None, max_error: float, registry) -> None:
+    """Decode the file for real and check every valid value against the bound (masked ones are restored
+    exactly by the mask); an error here is a bug, never a file that breaks its promise."""
+    with HsimReader(data) as reader:
+        back, _ = decompress_untiled(reader, registry=registry)
+    diff = np.abs(back.astype(np.float64) - original.astype(np.float64))
+    worst = float(diff[~mask].max() if mask is not None and (~mask).any() else diff.max()) if diff.size else 0.0
+    if not worst <= max_error:
+        raise HsicodecError(f"internal error: the decoded file is {worst:g} off the original, over --max-error "
+                            f"{max_error:g}; please report it")  # fmt: skip
 
 
 def _compress_auto(
@@ -189,6 +213,7 @@ def _compress_auto(
     stats: dict | None,
     progress: Callable[[float], None] | None,
     psnr: float | None,
+    max_error: float | None,
     **kwargs,
 ) -> bytes:
     """Encode with every installed AUTO_MODELS model and keep the best file."""
@@ -208,11 +233,14 @@ def _compress_auto(
         part = (lambda f, i=i: progress((i + f) / len(models))) if progress else None
         st: dict = {}
         try:
-            data = _compress_model(cube, alias, registry=registry, stats=st, progress=part, psnr=psnr, **kwargs)
+            data = _compress_model(
+                cube, alias, registry=registry, stats=st, progress=part, psnr=psnr, max_error=max_error, **kwargs
+            )
         except OptionError as exc:  # this model cannot serve the cube or the target
             first_error = first_error or exc
             continue
-        better = best is None or (len(data) < len(best[0]) if psnr is not None else st["psnr"] > best[1]["psnr"])
+        by_size = psnr is not None or max_error is not None  # quality targets and bounds: the smaller file
+        better = best is None or (len(data) < len(best[0]) if by_size else st["psnr"] > best[1]["psnr"])
         if better:
             best = (data, st)
         if st.get("first_wins") and not st.get("needs_model"):

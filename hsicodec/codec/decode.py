@@ -34,7 +34,7 @@ class GridParams:
 
     codec: dict  # the codec map, compact form unpacked
     norm: float
-    spectral: dict
+    spectral: dict | None  # None: the file's layers give band values, no spectral stage
     layers: dict = field(default_factory=dict)  # layer name → its parameters
     split: int | None = None  # compact form (v5): bytes of the spectral stream at the head of section "c"
 
@@ -70,14 +70,15 @@ def parse_codec(header: dict, model: CodecModel | None) -> GridParams:
             f"header key 'codec': unknown key(s) {', '.join(unknown)} "
             f"(a newer codec version? this decoder reads grid version {CODEC_VERSION})"
         )
-    norm = c.get("norm")
+    has_spectral = "sp" in c or "norm" in c  # files of layers that give band values need no spectral stage
+    norm = c.get("norm", 0.0)
     if not _is_number(norm) or not np.isfinite(norm) or norm < 0:
         raise HsimHeaderError(f"header key 'codec.norm': expected a non-negative number, got {norm!r}")
     shape = header.get("shape")
     if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(type(v) is int and v > 0 for v in shape)):
         raise HsimHeaderError("header key 'shape': expected three positive ints")
     spectral = c.get("sp")
-    if not isinstance(spectral, dict):
+    if has_spectral and not isinstance(spectral, dict):
         raise HsimHeaderError("header key 'codec.sp': expected a map")
     if model is None:  # a layer that needs a model names the keys a model-less file may not use
         for lay in LAYERS.values():
@@ -92,7 +93,9 @@ def parse_codec(header: dict, model: CodecModel | None) -> GridParams:
         p = layer.parse(c, header, model)
         if p is not None:
             layers[name] = p
-    if model is None and spectral.get("m", "pca") != "pca":
+    if not has_spectral and (not layers or any(LAYERS[n].output == "coefficients" for n in layers)):
+        raise HsimHeaderError("header key 'codec.sp': expected a map")
+    if model is None and spectral is not None and spectral.get("m", "pca") != "pca":
         raise HsimHeaderError("header key 'model' is missing: a file without one needs the PCA spectral stage")
     return GridParams(c, float(norm), spectral, layers, split)
 
@@ -101,7 +104,7 @@ def describe(header: dict, model: CodecModel | None) -> dict:
     """The file's spectral stage and layers in words and plain numbers (``hsicodec info``)."""
     p = parse_codec(header, model)
     return {
-        "spectral": {"mode": p.spectral.get("m", "pca"), "components": p.components},
+        "spectral": {"mode": p.spectral.get("m", "pca"), "components": p.components} if p.spectral else None,
         "layers": {name: LAYERS[name].describe(lp) for name, lp in p.layers.items()},
     }
 
@@ -215,6 +218,10 @@ def decode_sections(
 
 def _decode(ctx: DecodeContext, p: GridParams, win: tuple, bnd: tuple) -> np.ndarray:
     model = ctx.model
+    if p.spectral is None:  # layers that give the band values themselves
+        _, residual = _layer_parts(ctx, p, win, 0)
+        assert residual is not None
+        return residual
     mode = p.spectral.get("m", "pca")
     if mode != (model.spectral if model is not None else "pca"):
         raise HsimHeaderError(f"header key 'codec.sp.m': {mode!r} does not match the model's spectral stage")

@@ -17,7 +17,7 @@ import numpy as np
 
 from hsicodec.codec.analysis import DEFAULT_BPPPB, MAX_ABS_VALUE, analyse, effort_steps
 from hsicodec.errors import OptionError
-from hsicodec.layers.base import Encoded, Layer, Scene, Target
+from hsicodec.layers.base import Encoded, Layer, Scene, Target, one_target
 from hsicodec.layers.network.model import CodecModel
 from hsicodec.layers.network.search import LATENT_CODINGS
 from hsicodec.layers.registry import LAYERS, get_layer
@@ -51,11 +51,18 @@ def select_layers(layer: str | None, latent_codings: tuple | None) -> tuple[list
 def best_of(scene: Scene, layers: list, target: Target, chosen: bool, tried: dict | None = None) -> Encoded:
     """The best file the layers give for the target, through the layer protocol.
 
-    Below effort max, unless the caller chose the layers: cheapest layer first, and the first
-    file that meets the target wins. Otherwise every layer encodes (registry order; ties keep the
-    earlier), the best file is kept, and at effort max its layer may refine it (``improve``).
+    Below effort max, unless the caller chose the layers: cheapest layer first; after the first file
+    that meets the target, a later layer codes only when its cheap ``estimate`` beats that file.
+    Otherwise every layer encodes (registry order; ties keep the earlier), the best file is kept, and
+    at effort max its layer may refine it (``improve``). A max-error target only goes to layers that
+    bound the error.
     ``tried``, if given, receives each layer's outcome: its file's bpppb and PSNR, or its error."""
-    usable = [lay for lay in layers if lay.applicable(scene)]
+    if target.max_error is not None and not any(lay.bounds_error for lay in layers):
+        raise OptionError(
+            f"--max-error needs a layer that bounds every value's error ({', '.join(lay.name for lay in layers)} "
+            "cannot)"
+        )
+    usable = [lay for lay in layers if lay.applicable(scene) and (target.max_error is None or lay.bounds_error)]
     if not usable:
         raise OptionError(
             "; ".join(f"the {lay.name} layer needs {lay.requires}" for lay in layers)
@@ -69,6 +76,10 @@ def best_of(scene: Scene, layers: list, target: Target, chosen: bool, tried: dic
     errors: dict[str, OptionError] = {}
     for lay in order:
         enc = lay.encoder(scene)
+        if first_wins and best is not None:  # after the first file that met the target: only predicted winners
+            guess = enc.estimate(target)
+            if guess is None or not (guess > best.psnr if target.for_rate else guess < len(best.data)):
+                continue
         try:
             cand = enc.encode(target)
         except OptionError as exc:  # this layer cannot meet the target: the next may
@@ -80,8 +91,6 @@ def best_of(scene: Scene, layers: list, target: Target, chosen: bool, tried: dic
             tried[lay.name] = {"bpppb": 8.0 * len(cand.data) / scene.n_values, "psnr": cand.psnr}
         if best is None or target.better(cand, best):
             best, winner = cand, (lay, enc)
-        if first_wins:
-            break
     if best is None or winner is None:
         if len(errors) == 1:
             raise next(iter(errors.values()))
@@ -101,6 +110,7 @@ def encode(
     *,
     bpppb: float | None = None,
     psnr: float | None = None,
+    max_error: float | None = None,
     effort: str | int = "default",
     base_header: dict | None = None,
     threads: int = 0,
@@ -122,15 +132,16 @@ def encode(
     ``valid`` (bool, the cube's shape): the values the quality is measured on, when
     some were masked and filled in before encoding (the file's mask restores them).
     """
-    if bpppb is not None and psnr is not None:
-        raise OptionError("give either a bpppb or a psnr target, not both")
+    bpppb, psnr, max_error = one_target(bpppb, psnr, max_error)
+    if max_error is not None and not (np.isfinite(max_error) and max_error >= 0):
+        raise OptionError(f"--max-error must be a number >= 0, not {max_error}")
     if bpppb is not None and not (np.isfinite(bpppb) and bpppb > 0):
         raise OptionError(f"--bpppb must be a positive number, not {bpppb}")
     if psnr is not None and not (np.isfinite(psnr) and psnr > 0):
         raise OptionError(f"--psnr must be a positive number of dB, not {psnr}")
-    if bpppb is None and psnr is None:
+    if bpppb is None and psnr is None and max_error is None:
         bpppb = DEFAULT_BPPPB
-    target = Target(bpppb, psnr)
+    target = Target(bpppb, psnr, max_error)
     cube = np.asarray(cube)
     if cube.ndim != 3 or min(cube.shape) < 1:
         raise OptionError(f"expected a (rows, cols, bands) cube, got shape {cube.shape}")
@@ -140,7 +151,7 @@ def encode(
         raise OptionError(f"values beyond ±{MAX_ABS_VALUE:g} cannot be coded (their squared errors overflow)")
     t0 = time.perf_counter()
     inner_steps, adam_steps = effort_steps(effort, model)
-    an = analyse(cube, model, band_map, wavelengths)
+    an = analyse(cube, model, band_map, wavelengths, spectral=max_error is None)  # bounds: value layers only
     layers, options, chosen = select_layers(layer, latent_codings)
     scene = Scene(an, model, dict(base_header or {}), tuple(extra_sections), valid, inner_steps, adam_steps, threads,
                   backend, progress, options)  # fmt: skip
@@ -162,7 +173,8 @@ def encode(
         "first_wins": not scene.thorough and not chosen,
         "layers_tried": tried,
         "target_bpppb": bpppb,
-        "target_psnr": psnr,  # the cheapest layer that met the target decided
+        "target_psnr": psnr,
+        "target_max_error": max_error,  # the cheapest layer that met the target decided
         **best.stats,
         "seconds": time.perf_counter() - t0,
     }

@@ -59,6 +59,7 @@ from hsicodec.format.container import (
 )
 from hsicodec.io.atomic import atomic_path, check_writable
 from hsicodec.io.raster import CubeReader, GeoInfo, cast_to_dtype, open_cube_reader, open_cube_writer
+from hsicodec.layers.base import one_target
 from hsicodec.metrics import bpppb as bpppb_of
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -220,6 +221,8 @@ def write_tiled(
     model: str | None = None,
     bpppb: float | None = None,
     psnr: float | None = None,
+    max_error: float | None = None,
+    lossless: bool = False,
     effort: str | int = "default",
     progress: Callable[[float], None] | None = None,
     tile_progress: Callable[[int, int], None] | None = None,
@@ -243,12 +246,12 @@ def write_tiled(
     less the outer file's own bytes) per remaining value, so the whole file lands at or near
     the target (thin edge tiles whose nested header alone exceeds their share are given
     more; see spec/hsim.md 11.6); ``psnr`` applies per tile (each tile's peak is its own
-    max - min). A tile whose every value is invalid (NaN/±Inf/nodata) is stored empty.
+    max - min); ``max_error`` (``lossless``: 0) bounds every value of every tile. A tile whose every value
+    is invalid (NaN/±Inf/nodata) is stored empty.
     The compressed tiles are spooled to a temporary file beside ``dst``; the output appears
     atomically at the end.
     """
-    if bpppb is not None and psnr is not None:
-        raise OptionError("give either a bpppb or a psnr target, not both")
+    bpppb, psnr, max_error = one_target(bpppb, psnr, max_error, lossless)
     reader: CubeReader | _ArraySource
     if isinstance(source, np.ndarray) or not hasattr(source, "read"):
         cube = np.asarray(source)
@@ -274,7 +277,7 @@ def write_tiled(
     n_values = shape[0] * shape[1] * shape[2]
     overhead = _overhead_bytes(shape, dtype, grid, geo, tags, created_by, limits)
     target = None
-    if psnr is None:
+    if psnr is None and max_error is None:
         target = _default_bpppb() if bpppb is None else float(bpppb)
         if not (math.isfinite(target) and target > 0):
             raise OptionError(f"--bpppb must be a positive number, not {bpppb}")
@@ -321,6 +324,7 @@ def write_tiled(
                                 geo=None,
                                 model=model,
                                 psnr=psnr,
+                                max_error=max_error,
                                 effort=effort,
                                 progress=sub,
                                 tags=None,

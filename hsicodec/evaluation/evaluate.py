@@ -23,6 +23,11 @@ Row keys: ``codec``, ``kind`` (``hsicodec`` / ``anchor`` / ``baseline``),
 ``max_abs_error``, ``encode_s``, ``decode_s``, ``threads``, ``params``, ``note``.
 A target a codec cannot reach is a row with ``reachable=False`` and a note,
 never a missing row.
+
+Error-bounded mode (``hsicodec eval --max-errors``): :func:`evaluate_bounds` runs the
+error-bounded anchors and ``hsicodec.compress(cube, max_error=E)`` at each max abs error E
+(0 = lossless), every output decoded and checked against E; rows have ``max_error`` (the bound)
+instead of ``target_bpppb``, ``bound_ok``, ``encode_mbps`` / ``decode_mbps`` (10**6 raw bytes/s).
 """
 
 from __future__ import annotations
@@ -59,6 +64,13 @@ __all__ = [
     "check_plot_path",
     "row_to_json",
     "hsicodec_label",
+    "DEFAULT_MAX_ERRORS",
+    "check_max_errors",
+    "hsicodec_has_max_error",
+    "run_bounded",
+    "run_hsicodec_bounded",
+    "evaluate_bounds",
+    "format_bound_table",
 ]
 
 #: target rates of ``hsicodec eval`` when none are given (bpppb)
@@ -67,6 +79,8 @@ DEFAULT_RATES: tuple = (0.01, 0.02, 0.05, 0.1, 0.2)
 DEFAULT_ANCHORS: tuple = ("pca_jpeg2000", "jpeg2000_per_band", "sperr_3d")
 #: hsicodec efforts of ``hsicodec eval`` when none are given
 DEFAULT_EFFORTS: tuple = ("default",)
+#: max abs error bounds of ``hsicodec eval --max-errors`` (and tools/bench_lossless.py) by default
+DEFAULT_MAX_ERRORS: tuple = (0, 1, 2, 4, 8, 16, 32)
 #: the codec PSNR gaps are measured against (docs/metrics.md: "the bar to beat")
 GAP_REFERENCE = "pca_jpeg2000"
 
@@ -344,6 +358,163 @@ def evaluate_cube(
     return rows
 
 
+# --------------------------------------------------------------------------- error-bounded mode
+
+HSICODEC_NO_MAX_ERROR = "hsicodec rows skipped: hsicodec.compress does not accept max_error yet"
+
+
+def check_max_errors(values: Iterable) -> list:
+    """Max abs error bounds as floats (finite, >= 0; duplicates dropped, order kept), else OptionError."""
+    from hsicodec.evaluation.anchors import lossless
+
+    return lossless.check_max_errors(values)
+
+
+def hsicodec_has_max_error() -> bool:
+    """Whether ``hsicodec.compress`` takes ``max_error`` (its lossless / near-lossless mode)."""
+    import inspect
+
+    from hsicodec.codec.api import compress
+
+    params = inspect.signature(compress).parameters
+    return "max_error" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _bounded_row(codec: str, kind: str, bound: float, cube: np.ndarray, **kw) -> Row:
+    """A row of the error-bounded mode; ``kw``: n_bytes, decoded, encode_s, decode_s, threads, params, note."""
+    nan, dec, note = float("nan"), kw.get("decoded"), kw.get("note", "")
+    err = metrics.max_abs_error(cube, dec) if dec is not None else nan
+    ok = dec is not None and (bool(np.array_equal(dec, cube)) if bound == 0 else err <= bound)
+    if dec is not None and not ok:
+        note = f"BOUND VIOLATED: max error {err:g} > {bound:g}" + (f"; {note}" if note else "")
+    enc_s, dec_s, mb = kw.get("encode_s", nan), kw.get("decode_s", nan), cube.nbytes / 1e6
+    return {
+        "codec": codec,
+        "kind": kind,
+        "max_error": bound,
+        "reachable": dec is not None,
+        "bpppb": metrics.bpppb(kw["n_bytes"], cube.shape) if dec is not None else nan,
+        "bytes": int(kw.get("n_bytes", 0)),
+        "psnr": metrics.psnr(cube, dec) if dec is not None else nan,
+        "max_abs_error": err,
+        "bound_ok": ok,
+        "encode_s": enc_s,
+        "decode_s": dec_s,
+        "encode_mbps": mb / enc_s if enc_s > 0 else nan,
+        "decode_mbps": mb / dec_s if dec_s > 0 else nan,
+        "threads": kw.get("threads"),
+        "params": kw.get("params") or {},
+        "note": " ".join(str(note).split()),
+    }
+
+
+def run_bounded(name: str, cube: np.ndarray, max_error: float, *, repeat: int = 3) -> Row | None:
+    """Run error-bounded anchor ``name`` at bound ``max_error`` (one row; None where the anchor does
+    not code that bound or dtype).  A failure, a bound not met included, is a row with a note."""
+    from hsicodec.evaluation.anchors import BOUNDED_ANCHORS, bounded_support
+
+    if name not in BOUNDED_ANCHORS:
+        raise OptionError(f"unknown error-bounded anchor {name!r}; known: {', '.join(BOUNDED_ANCHORS)}")
+    cube = _check_cube(cube)
+    (bound,) = check_max_errors([max_error])
+    if bounded_support(name, cube.dtype, bound):
+        return None
+    try:
+        with _timing_repeats(repeat):
+            r = BOUNDED_ANCHORS[name](cube, bound)
+    except Exception as exc:  # noqa: BLE001 - one codec failing must not hide the others
+        return _bounded_row(name, "anchor", bound, cube, threads=1, note=f"failed: {type(exc).__name__}: {exc}")
+    kw = {k: getattr(r, k) for k in ("n_bytes", "decoded", "encode_s", "decode_s", "note")}
+    return _bounded_row(name, "anchor", bound, cube, threads=1, params=r.params, **kw)
+
+
+def run_hsicodec_bounded(
+    cube: np.ndarray,
+    max_error: float,
+    *,
+    effort: str | int = "default",
+    model: str | None = None,
+    repeat: int = 3,
+    threads: int = 0,
+) -> Row | None:
+    """hsicodec's own mode, ``compress(cube, max_error=E)``, decoded and checked (one row);
+    None while ``compress`` does not accept ``max_error``."""
+    from hsicodec.codec.api import compress, decompress
+
+    cube = _check_cube(cube)
+    (bound,) = check_max_errors([max_error])
+    label = hsicodec_label(effort)
+    n_threads = int(threads) if threads and threads > 0 else (os.cpu_count() or 1)
+    enc_times, dec_times, data, rec = [], [], b"", None
+    try:
+        for _ in range(max(1, int(repeat))):
+            t0 = time.perf_counter()
+            data = compress(cube, max_error=bound, effort=effort, model=model, threads=threads)  # type: ignore[call-arg]
+            enc_times.append(time.perf_counter() - t0)
+        for _ in range(max(1, int(repeat))):
+            t0 = time.perf_counter()
+            rec, _ = decompress(data, threads=threads)
+            dec_times.append(time.perf_counter() - t0)
+        if rec is None or rec.shape != cube.shape:
+            raise HsicodecError(f"decoded shape {getattr(rec, 'shape', None)} differs from the input's {cube.shape}")
+    except Exception as exc:  # noqa: BLE001 - a mode still being built must not hide the anchors
+        if isinstance(exc, TypeError) and "max_error" in str(exc) and not enc_times:
+            return None  # the mode is not there yet
+        note = str(exc) if isinstance(exc, OptionError) else f"failed: {type(exc).__name__}: {exc}"
+        return _bounded_row(label, "hsicodec", bound, cube, threads=n_threads, note=note)
+    kw = {"encode_s": statistics.median(enc_times), "decode_s": statistics.median(dec_times), "threads": n_threads}
+    return _bounded_row(label, "hsicodec", bound, cube, n_bytes=len(data), decoded=rec, params={"effort": effort}, **kw)
+
+
+def evaluate_bounds(
+    cube: np.ndarray,
+    max_errors: Sequence[float] = DEFAULT_MAX_ERRORS,
+    *,
+    anchors: Sequence[str] | None = None,
+    efforts: Sequence[str | int] = DEFAULT_EFFORTS,
+    model: str | None = None,
+    repeat: int = 3,
+    threads: int = 0,
+    on_row: Callable[[Row], None] | None = None,
+    notes: list | None = None,
+) -> list:
+    """hsicodec's max-error mode (at each effort) and every error-bounded anchor of ``anchors`` (default:
+    all) at every bound: a list of rows.  A bound or dtype an anchor does not code gets no row; why goes
+    to ``notes`` once, as does :data:`HSICODEC_NO_MAX_ERROR` while hsicodec has no such mode."""
+    from hsicodec.evaluation.anchors import BOUNDED_ANCHORS, bounded_support
+
+    cube = _check_cube(cube)
+    bounds = check_max_errors(max_errors)
+    names = list(BOUNDED_ANCHORS) if anchors is None else list(anchors)
+    unknown = [a for a in names if a not in BOUNDED_ANCHORS]
+    if unknown:
+        raise OptionError(f"unknown error-bounded anchor(s) {', '.join(unknown)}; known: {', '.join(BOUNDED_ANCHORS)}")
+    notes = notes if notes is not None else []
+    ours = list(efforts) if efforts and hsicodec_has_max_error() else []
+    if efforts and not ours:
+        notes.append(HSICODEC_NO_MAX_ERROR)
+    rows: list = []
+
+    def emit(row: Row | None) -> None:
+        if row is not None:
+            rows.append(row)
+            if on_row:
+                on_row(row)
+
+    for bound in bounds:
+        for eff in ours:
+            row = run_hsicodec_bounded(cube, bound, effort=eff, model=model, repeat=repeat, threads=threads)
+            if row is None and HSICODEC_NO_MAX_ERROR not in notes:  # the signature said yes, the call no
+                notes.append(HSICODEC_NO_MAX_ERROR)
+            emit(row)
+        for name in names:
+            why = bounded_support(name, cube.dtype, bound)
+            if why and why not in notes:
+                notes.append(why)
+            emit(None if why else run_bounded(name, cube, bound, repeat=repeat))
+    return rows
+
+
 # --------------------------------------------------------------------------- comparisons
 
 
@@ -499,6 +670,37 @@ def format_table(rows: Sequence[Row], style: str = "text", params: bool | None =
     out = []
     for cells in [header] + body:
         parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        out.append("  ".join(parts).rstrip())
+    return "\n".join(out)
+
+
+def format_bound_table(rows: Sequence[Row], style: str = "text", note_width: int = 70) -> str:
+    """Rows of the error-bounded mode as a table (``text`` or ``markdown``)."""
+    if style not in ("text", "markdown"):
+        raise OptionError(f"table style must be text or markdown, not {style!r}")
+    header = ["codec", "bound", "bpppb", "max err", "PSNR dB", "enc MB/s", "dec MB/s", "note"]
+
+    def f(row, key, spec):
+        v = row.get(key)
+        return format(float(v), spec) if _finite(v) else ("inf" if v in ("inf", float("inf")) else "-")
+
+    body: list = []
+    for r in rows:
+        note = r.get("note") or ""
+        if style == "markdown" and r.get("params"):
+            note = f"{_fmt_params(r['params'])}; {note}" if note else _fmt_params(r["params"])
+        if style == "text" and len(note) > note_width:
+            note = note[: note_width - 3] + "..."
+        specs = ("bpppb:.4f", "max_abs_error:g", "psnr:.2f", "encode_mbps:.1f", "decode_mbps:.1f")
+        cells = [f(r, *k.split(":")) for k in specs] if r.get("reachable", True) else ["unreachable", "", "", "", ""]
+        body.append([r["codec"], f"{float(r['max_error']):g}", *cells, note])
+    if style == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body])
+    widths = [max(len(h), *(len(c[i]) for c in body)) if body else len(h) for i, h in enumerate(header)]
+    out = []
+    for cells in [header] + body:
+        parts = [c.rjust(w) if 0 < i < 7 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
         out.append("  ".join(parts).rstrip())
     return "\n".join(out)
 

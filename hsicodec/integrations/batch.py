@@ -51,6 +51,7 @@ class BatchOptions:
     decompress: bool = False
     bpppb: float | None = None
     psnr: float | None = None
+    max_error: float | None = None  # every value within it (0: lossless)
     model: str | None = None
     effort: Any = "default"
     format: str | None = None  # decompress output format: gtiff (default), envi, npy
@@ -207,6 +208,7 @@ def process_file(job: Job, options: BatchOptions) -> dict:
             force=True,
             bpppb=options.bpppb,
             psnr=options.psnr,
+            max_error=options.max_error,
             model=options.model,
             effort=options.effort,
             threads=options.threads,

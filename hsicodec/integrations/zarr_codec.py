@@ -54,13 +54,13 @@ def _number(name: str, value: Any) -> float | None:
 
 
 class HsimCodec(Codec):
-    """Lossy hyperspectral codec for (rows, cols, bands) chunks; see the module docstring.
+    """Hyperspectral codec for (rows, cols, bands) chunks, lossy, error-bounded or lossless; see the module docstring.
 
-    ``bpppb`` (bits per value) or ``psnr`` (dB) is the per-chunk target (neither:
-    0.05 bpppb); ``model`` a model id/alias (None: the better bundled model per
-    chunk); ``effort`` "fast", "default", "max" or 0..100; ``nodata`` a value kept
-    exactly as a mask (NaN and ±Inf always are); ``threads`` for the encoder and
-    decoder (0: all cores).
+    ``bpppb`` (bits per value), ``psnr`` (dB) or ``max_error`` (every value within it, in the
+    array's units; 0: lossless, integer arrays) is the per-chunk target (none: 0.05 bpppb);
+    ``model`` a model id/alias (None: the better bundled model per chunk); ``effort`` "fast",
+    "default", "max" or 0..100; ``nodata`` a value kept exactly as a mask (NaN and ±Inf always
+    are); ``threads`` for the encoder and decoder (0: all cores).
     """
 
     codec_id = "hsim"
@@ -73,11 +73,15 @@ class HsimCodec(Codec):
         effort: str | int = "default",
         nodata: float | None = None,
         threads: int = 0,
+        max_error: float | None = None,
     ) -> None:
         self.bpppb = _number("bpppb", bpppb)
         self.psnr = _number("psnr", psnr)
-        if self.bpppb is not None and self.psnr is not None:
-            raise OptionError("HsimCodec: give either a bpppb or a psnr target, not both")
+        self.max_error = None if max_error is None else float(max_error)
+        if self.max_error is not None and (isinstance(max_error, bool) or not self.max_error >= 0):
+            raise OptionError(f"HsimCodec: max_error must be a number >= 0, got {max_error!r}")
+        if sum(v is not None for v in (self.bpppb, self.psnr, self.max_error)) > 1:
+            raise OptionError("HsimCodec: give either a bpppb, a psnr or a max_error target, not both")
         if model is not None and not isinstance(model, str):
             raise OptionError(f"HsimCodec: model must be a model id or alias (str) or None, got {model!r}")
         self.model = model
@@ -103,6 +107,7 @@ class HsimCodec(Codec):
             "effort": self.effort,
             "nodata": self.nodata,
             "threads": self.threads,
+            "max_error": self.max_error,
         }
 
     @classmethod
@@ -112,7 +117,7 @@ class HsimCodec(Codec):
         codec_id = config.pop("id", cls.codec_id)
         if codec_id != cls.codec_id:
             raise OptionError(f"HsimCodec: config is for codec {codec_id!r}, not 'hsim'")
-        known = {"bpppb", "psnr", "model", "effort", "nodata", "threads"}
+        known = {"bpppb", "psnr", "model", "effort", "nodata", "threads", "max_error"}
         unknown = sorted(set(config) - known)
         if unknown:
             raise OptionError(f"HsimCodec: unknown config keys {unknown} (known: {sorted(known)})")
@@ -150,6 +155,7 @@ class HsimCodec(Codec):
                 model=self.model,
                 bpppb=self.bpppb,
                 psnr=self.psnr,
+                max_error=self.max_error,
                 effort=self.effort,
                 threads=self.threads,
                 nodata=self.nodata,

@@ -31,14 +31,16 @@ Sections = list[tuple[str, bytes]]
 
 @dataclass(frozen=True)
 class Target:
-    """A rate target (bpppb: the whole file at or under it) or a quality target (PSNR in dB: at least it)."""
+    """A rate target (bpppb: the whole file at or under it), a quality target (PSNR in dB: at least it) or an
+    error bound (max_error: every value within it, in the cube's units; 0 = lossless)."""
 
     bpppb: float | None = None
     psnr: float | None = None
+    max_error: float | None = None
 
     def __post_init__(self) -> None:
-        if (self.bpppb is None) == (self.psnr is None):
-            raise OptionError("give either a bpppb or a psnr target")
+        if sum(v is not None for v in (self.bpppb, self.psnr, self.max_error)) != 1:
+            raise OptionError("give one target: a bpppb, a psnr or a max error")
 
     @property
     def for_rate(self) -> bool:
@@ -50,12 +52,27 @@ class Target:
         return int(np.floor(self.bpppb * n_values / 8.0))
 
     def better(self, a: Encoded, b: Encoded) -> bool:
-        """For a rate target the higher PSNR wins; for a quality target the smaller file (ties: ``b``)."""
+        """For a rate target the higher PSNR wins; for a quality target or an error bound the smaller file
+        (ties: ``b``)."""
         return a.psnr > b.psnr if self.for_rate else len(a.data) < len(b.data)
 
     def met(self, e: Encoded, n_values: int) -> bool:
-        """Whether a file meets the target."""
+        """Whether a file meets a rate or quality target (an error bound is met by construction)."""
         return len(e.data) <= self.budget(n_values) if self.for_rate else e.psnr >= (self.psnr or 0.0)
+
+
+def one_target(
+    bpppb: float | None, psnr: float | None, max_error: float | None, lossless: bool = False
+) -> tuple[float | None, float | None, float | None]:
+    """The caller's targets with ``lossless`` as a max error of 0; OptionError when more than one is given.
+    (None for all three: the encoder's default rate applies.)"""
+    if lossless:
+        if max_error not in (None, 0):
+            raise OptionError("lossless is max_error 0: give one of them")
+        max_error = 0.0
+    if sum(v is not None for v in (bpppb, psnr, max_error)) > 1:
+        raise OptionError("give one target: --bpppb, --psnr or --max-error (--lossless), not several")
+    return bpppb, psnr, max_error
 
 
 @dataclass
@@ -137,6 +154,12 @@ class LayerEncoder(Protocol):
         """At effort max, more work on the layer's file when it is the best so far (None: nothing to add)."""
         ...
 
+    def estimate(self, target: Target) -> float | None:
+        """A cheap prediction of the layer's file for the target (PSNR for a rate target, bytes for the
+        others), or None when the layer makes none: below effort max the codec codes with a layer after
+        the first that met the target only when its prediction beats that file."""
+        ...
+
 
 @dataclass
 class DecodeContext:
@@ -178,6 +201,8 @@ class Layer(Protocol):
     cost: float
     requires: str  # what ``applicable`` asks of a scene, for the error when no layer can code it
     alone_options: Any  # the options the layer takes when a caller forces it alone (None: its defaults)
+    output: str  # "coefficients" (added before the spectral stage) or "values" (band values, no spectral stage)
+    bounds_error: bool  # whether it can keep every value within a max-error target
 
     def applicable(self, scene: Scene) -> bool:
         """Whether this layer can code the scene at all (e.g. it needs a PCA spectral stage)."""
@@ -247,6 +272,7 @@ def psnr_of(values: np.ndarray, rec: np.ndarray, valid: np.ndarray | None) -> fl
 
 __all__ = [
     "Target",
+    "one_target",
     "Encoded",
     "Scene",
     "LayerEncoder",

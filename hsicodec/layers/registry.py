@@ -10,6 +10,7 @@ from hsicodec.errors import OptionError
 from hsicodec.layers.base import Layer
 from hsicodec.layers.maps.layer import MapLayer
 from hsicodec.layers.network.layer import NetworkLayer
+from hsicodec.layers.predictive.layer import PredictiveLayer
 
 LAYERS: dict[str, Layer] = {}
 
@@ -41,3 +42,4 @@ def layer_keys() -> frozenset:
 
 register(NetworkLayer())
 register(MapLayer())
+register(PredictiveLayer())

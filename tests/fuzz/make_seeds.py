@@ -61,6 +61,9 @@ def hsim_seeds() -> dict[str, bytes]:
     m[2, 1, 1] = np.nan
     out["plain_4x4x3_f32_nan"] = hsicodec.compress(m, model="hsi-plain-v1", bpppb=100.0, effort="fast")
     out["plain_const_3x3x2_u16"] = hsicodec.compress(np.full((3, 3, 2), 9, np.uint16), model="hsi-plain-v1", psnr=30)
+    # the predictive layer (lossless and error-bounded files)
+    out["pred_9x7x5_u16_lossless"] = hsicodec.compress(c(s[:9, :7, :5]), lossless=True)
+    out["pred_6x6x5_i16_e2_nodata"] = hsicodec.compress(n, max_error=2, nodata=-1)
     with tempfile.TemporaryDirectory() as d:  # a tiled file (format 1.1, hsicodec.codec.tiled): 3x3 tiles of 8x8
         np.save(f"{d}/t.npy", c(s[:20, :18, :6]))
         hsicodec.compress_file(f"{d}/t.npy", f"{d}/t.hsim", tile=8, model="hsi-grid-v1", psnr=30, effort="fast")

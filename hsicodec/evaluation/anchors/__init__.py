@@ -53,6 +53,11 @@ Anchors (keys of :data:`ANCHORS`):
     The 3-D float compressors on the whole cube (float32 when that holds the
     values exactly, else float64).
 
+Error-bounded anchors (max abs error <= E, E = 0 lossless; GeoTIFF DEFLATE, LERC,
+reversible JPEG 2000, JPEG-LS, JPEG XL, SZ3, SPERR, spectral prediction + JPEG-LS)
+live in :mod:`.lossless`, in their own registry :data:`BOUNDED_ANCHORS` (each
+``f(cube, max_error) -> BoundedResult``); :func:`decode_anchor` decodes their files too.
+
 Modules: :mod:`.pca`, :mod:`.per_band` and :mod:`.volumetric` hold the anchors;
 :mod:`.container` the shape/dtype header and varints of every file; :mod:`.vectors`
 the basis/mean coding; :mod:`.search` the rate search; :mod:`.result`
@@ -77,6 +82,15 @@ from hsicodec.evaluation.anchors.container import _read_varint as _read_varint
 from hsicodec.evaluation.anchors.container import _to_dtype as _to_dtype
 from hsicodec.evaluation.anchors.container import _unpack_header as _unpack_header
 from hsicodec.evaluation.anchors.container import _varint as _varint
+from hsicodec.evaluation.anchors.lossless import (
+    BOUNDED_ANCHORS,
+    BOUNDED_DECODERS,
+    BoundedResult,
+    BoundError,
+    bounded_support,
+    decode_bounded,
+    run_bounded_anchor,
+)
 from hsicodec.evaluation.anchors.pca import _choose_components as _choose_components
 from hsicodec.evaluation.anchors.pca import _pca_decode, pca_jpeg2000
 from hsicodec.evaluation.anchors.pca import _PCAModel as _PCAModel
@@ -117,6 +131,12 @@ __all__ = [
     "sperr_3d",
     "sz3",
     "zfp",
+    "BOUNDED_ANCHORS",
+    "BoundedResult",
+    "BoundError",
+    "bounded_support",
+    "decode_bounded",
+    "run_bounded_anchor",
 ]
 
 
@@ -145,6 +165,7 @@ _DECODERS = {
     "sperr_3d": _sperr_decode,
     "sz3": _sz3_decode,
     "zfp": _zfp_decode,
+    **BOUNDED_DECODERS,
 }
 
 

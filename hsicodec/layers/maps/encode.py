@@ -49,3 +49,6 @@ class MapEncoder:
 
     def improve(self, target: Target, best: Encoded) -> Encoded | None:
         return None  # effort max already searched thoroughly in encode
+
+    def estimate(self, target: Target) -> float | None:
+        return None  # no cheap prediction: below effort max this layer codes only when it goes first

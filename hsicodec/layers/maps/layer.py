@@ -21,6 +21,8 @@ class MapLayer:
     needs_model = False
     cost = 1.0
     requires = "a model with a PCA spectral stage and a non-constant cube"
+    output = "coefficients"
+    bounds_error = False
     alone_options = None
 
     def applicable(self, scene: Scene) -> bool:

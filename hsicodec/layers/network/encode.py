@@ -119,3 +119,6 @@ class NetworkEncoder:
             assert target.psnr is not None  # a Target sets exactly one of them
             cand = search2.for_psnr(target.psnr)
         return self._encoded(cand) if target.better(cand, best) else best
+
+    def estimate(self, target: Target) -> float | None:
+        return None  # no cheap prediction: below effort max this layer codes only when it goes first

@@ -22,6 +22,8 @@ class NetworkLayer:
     needs_model = True
     cost = 10.0  # the latent fit: several network passes over the scene
     requires = "a base model"
+    output = "coefficients"
+    bounds_error = False
     alone_options = ("haar+klt", "plain")  # forced alone, the layer tries every coding of its latents
 
     def applicable(self, scene: Scene) -> bool:

@@ -1,0 +1,696 @@
+// Lossless coder for integer cubes (hsicodec._native.lattice_encode / lattice_decode).
+//
+// Stream format: spec/predictive.md, section 1.  Reference: hsicodec/layers/predictive/coder.py
+// (encode_reference / decode_reference write and read the identical bytes; tests/test_lattice_coder.py).
+//
+// A cube u (H, W, C), 0 <= u <= max_value, is cut into row blocks of rows_per_block rows; each block is
+// coded on its own (predictor and coder state start afresh), band after band.  Every sample is
+// predicted CCSDS 123.0-B-2 style ("reduced" mode): the local sum of its causal neighbours in its band
+// plus a weighted sum of the central local differences at the same place in up to kPrev earlier bands,
+// the weights adapted by normalised sign-error LMS and carried from band to band.  The residual is
+// mapped to 0..max_value and coded by an LZMA-style binary range coder over an adaptive Golomb-like
+// binarisation (unary prefix and top suffix bits adaptive, in activity classes taken from the residual
+// magnitudes around the sample in the previous band and before it in this band; the low suffix bits
+// raw, in a separate bypass part of the block).  Integer arithmetic only (arithmetic right shifts =
+// floor), so every platform and the Python reference agree bit for bit.
+//
+// Blocks are coded in parallel over threads; the output does not depend on the thread count.
+// Speed: branch-free range coder and residual mapping (the bits are data), one instantiation per number
+// of earlier bands and for inner samples (no edge tests), int32 predictor state when max_value < 2^26.
+
+#ifndef LATTICE_STANDALONE
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace lattice {
+
+// A malformed stream (raised to Python as hsicodec.errors.HsimHeaderError).
+struct StreamError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// ---------------------------------------------------------------------------------------------
+// format constants (spec/predictive.md, section 1)
+
+constexpr int kPrev = 6;          // P: earlier bands in the prediction
+constexpr int kOmega = 16;        // weight resolution (fractional bits)
+constexpr int64_t kOne = int64_t(1) << kOmega;           // weight 1.0
+constexpr int64_t kWeightLim = int64_t(1) << (kOmega + 2);  // weights lie in [-kWeightLim, kWeightLim)
+constexpr int kStep0 = 6;         // weight step exponent at the start of a band ...
+constexpr int kStep1 = 8;         // ... growing by one every 2^kStepLog samples up to kStep1
+constexpr int kStepLog = 5;
+constexpr int kEma = 4;           // running mean of the mapped residuals: S += d - S / 2^kEma
+constexpr int kProbBits = 12;     // probabilities as coded
+constexpr int kProbState = 16;    // ... and as kept (16-bit state, adapted by a shift of kMoveBits)
+constexpr int kMoveBits = 7;
+constexpr uint32_t kTop = 1u << 24;
+constexpr int kCtx = 96;          // activity classes
+constexpr int kUnaryCtx = 12;     // unary positions with their own probability
+constexpr int kQMax = 24;         // q >= kQMax: escape
+constexpr int kEscMax = 31;       // escape exponents 0..31
+constexpr int kTreeBits = 2;      // adaptive suffix bits
+
+inline int bitlen(uint64_t v) { return v ? 64 - __builtin_clzll(v) : 0; }
+
+// 8 bytes, most significant first
+inline void store_be64(uint8_t* p, uint64_t v) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+    std::memcpy(p, &v, 8);
+#else
+    for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (56 - 8 * i));
+#endif
+}
+
+#if defined(__GNUC__)
+#define LATTICE_INLINE inline __attribute__((always_inline))
+#else
+#define LATTICE_INLINE inline
+#endif
+
+// An adaptive binary probability: P(bit = 0) = p / 2^16.
+struct Prob {
+    uint16_t p = 1u << (kProbState - 1);
+    uint32_t coded() const { return p >> (kProbState - kProbBits); }
+    void update(uint32_t b) {  // branch-free: b is data
+        const uint32_t down = p - (p >> kMoveBits), up = p + (((1u << kProbState) - p) >> kMoveBits);
+        p = static_cast<uint16_t>(up + ((down - up) & (0u - b)));  // b ? down : up
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// the binary range coder (LZMA's, without its always-zero first byte)
+
+// A block: u32 A, then A bytes of range-coder output, then the raw (bypass) bits packed most significant
+// first (spec/predictive.md 1.6).
+class RangeEncoder {
+  public:
+    explicit RangeEncoder(std::vector<uint8_t>& out) : out_(out) { out_.assign(4, 0); }
+
+    void bit(Prob& p, uint32_t b) {
+        const uint32_t bound = (range_ >> kProbBits) * p.coded();
+        const uint32_t m = 0u - b;  // branch-free: b is data
+        low_ += bound & m;
+        range_ = bound + ((range_ - 2 * bound) & m);  // b ? range - bound : bound (mod 2^32)
+        p.update(b);
+        while (range_ < kTop) {
+            range_ <<= 8;
+            shift_low();
+        }
+    }
+
+    // the n <= 32 bits of v < 2^n, most significant first, to the bypass part
+    void raw(uint32_t v, int n) {
+        if (n == 0) return;
+        acc_ = (acc_ << n) | v;  // nacc_ + n <= 39 bits pending
+        nacc_ += n;
+        if (bpos_ + 8 > bypass_.size()) bypass_.resize(bypass_.size() * 2 + 64);
+        const uint64_t top = acc_ << (64 - nacc_);  // the pending bits, left-aligned
+        store_be64(bypass_.data() + bpos_, top);
+        bpos_ += static_cast<size_t>(nacc_ >> 3);
+        nacc_ &= 7;
+    }
+
+    void finish() {
+        for (int i = 0; i < 5; ++i) shift_low();
+        const uint64_t a = out_.size() - 4;
+        if (a > 0xFFFFFFFFull) throw std::invalid_argument("lattice_encode: a block exceeds 4 GiB; use fewer rows per block");
+        for (int i = 0; i < 4; ++i) out_[static_cast<size_t>(i)] = static_cast<uint8_t>(a >> (8 * i));
+        const size_t nbytes = bpos_ + (nacc_ > 0 ? 1 : 0);  // raw() already wrote the last, zero-padded byte
+        out_.insert(out_.end(), bypass_.begin(), bypass_.begin() + static_cast<std::ptrdiff_t>(nbytes));
+    }
+
+  private:
+    void shift_low() {
+        if (static_cast<uint32_t>(low_) < 0xFF000000u || (low_ >> 32) != 0) {
+            const uint8_t carry = static_cast<uint8_t>(low_ >> 32);
+            uint8_t temp = cache_;
+            do {
+                put(static_cast<uint8_t>(temp + carry));
+                temp = 0xFF;
+            } while (--pending_ != 0);
+            cache_ = static_cast<uint8_t>(low_ >> 24);
+        }
+        ++pending_;
+        low_ = (low_ & 0x00FFFFFFu) << 8;
+    }
+    void put(uint8_t b) {
+        if (first_) {  // LZMA's first byte is always 0: not written
+            if (b != 0) throw std::logic_error("lattice coder: range coder lead byte is not zero");
+            first_ = false;
+            return;
+        }
+        out_.push_back(b);
+    }
+
+    std::vector<uint8_t>& out_;
+    std::vector<uint8_t> bypass_;
+    size_t bpos_ = 0;
+    uint64_t low_ = 0;
+    uint32_t range_ = 0xFFFFFFFFu;
+    uint8_t cache_ = 0;
+    uint64_t pending_ = 1;
+    bool first_ = true;
+    uint64_t acc_ = 0;  // bypass bits not yet written: the low nacc_ < 8 bits
+    int nacc_ = 0;
+};
+
+class RangeDecoder {
+  public:
+    RangeDecoder(const uint8_t* p, size_t n) {
+        if (n < 4) throw StreamError("truncated (" + std::to_string(n) + " bytes)");
+        const size_t a = size_t(p[0]) | size_t(p[1]) << 8 | size_t(p[2]) << 16 | size_t(p[3]) << 24;
+        if (a > n - 4) throw StreamError("the range-coder part (" + std::to_string(a) + " bytes) exceeds the block");
+        p_ = p + 4;
+        end_ = p_ + a;
+        bstart_ = end_;
+        blen_ = n - 4 - a;
+        for (int i = 0; i < 4; ++i) code_ = (code_ << 8) | next();
+    }
+
+    uint32_t bit(Prob& p) {
+        const uint32_t bound = (range_ >> kProbBits) * p.coded();
+        const uint32_t b = code_ >= bound;
+        const uint32_t m = 0u - b;
+        code_ -= bound & m;
+        range_ = bound + ((range_ - 2 * bound) & m);
+        p.update(b);
+        while (range_ < kTop) {
+            range_ <<= 8;
+            code_ = (code_ << 8) | next();
+        }
+        return b;
+    }
+
+    // n <= 32 raw bits from the bypass part (bytes past its end read as 0; overran() tells)
+    uint32_t raw(int n) {
+        if (nacc_ < n) {
+            while (nacc_ <= 56) {
+                acc_ = (acc_ << 8) | (bidx_ < blen_ ? bstart_[bidx_] : 0u);
+                ++bidx_;
+                nacc_ += 8;
+            }
+        }
+        nacc_ -= n;
+        return static_cast<uint32_t>((acc_ >> nacc_) & ((uint64_t(1) << n) - 1));
+    }
+
+    bool overran() const { return overrun_ != 0 || bits_used() > 8 * bypass_bytes(); }
+    // Both parts consumed exactly: the bypass part up to its last byte, whose unused bits are 0.
+    bool at_end() const {
+        const uint64_t pending = nacc_ >= 64 ? acc_ : acc_ & ((uint64_t(1) << nacc_) - 1);
+        return !overran() && p_ == end_ && 8 * bypass_bytes() - bits_used() < 8 && pending == 0;
+    }
+
+  private:
+    uint32_t next() {
+        if (p_ < end_) return *p_++;
+        ++overrun_;
+        return 0;
+    }
+    uint64_t bypass_bytes() const { return blen_; }
+    uint64_t bits_used() const { return 8 * bidx_ - static_cast<uint64_t>(nacc_); }
+
+    const uint8_t* p_;
+    const uint8_t* end_;
+    const uint8_t* bstart_;  // the bypass part: blen_ bytes
+    uint64_t blen_ = 0;
+    uint64_t bidx_ = 0;      // bytes loaded into acc_, past blen_ as zeros
+    uint32_t code_ = 0;
+    uint32_t range_ = 0xFFFFFFFFu;
+    uint64_t overrun_ = 0;
+    uint64_t acc_ = 0;
+    int nacc_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// the entropy model: a mapped residual d in [0, M] with activity class c and Golomb bucket k
+
+struct Model {
+    Prob unary[kCtx][kUnaryCtx];
+    Prob tree[kCtx][2][1 << kTreeBits];
+    Prob esc[kEscMax + 1];
+};
+
+template <class RC, bool kDecode>
+LATTICE_INLINE uint64_t code_residual(RC& rc, Model& m, int c, int k, uint64_t d, uint64_t dmax) {
+    Prob* un = m.unary[c];
+    uint64_t q = d >> k;
+    // prefix: q in unary, an Exp-Golomb escape from kQMax on
+    if constexpr (kDecode) {
+        q = 0;
+        while (q < kQMax && rc.bit(un[std::min<uint64_t>(q, kUnaryCtx - 1)])) ++q;
+        if (q == kQMax) {
+            int n = 0;
+            while (rc.bit(m.esc[n]))
+                if (++n > kEscMax) throw StreamError("escape code too long");
+            q = kQMax + ((uint64_t(1) << n) | rc.raw(n)) - 1;
+        }
+        if (q > (dmax >> k)) throw StreamError("value past max_value");
+    } else {
+        const uint64_t qq = std::min<uint64_t>(q, kQMax);
+        for (uint64_t i = 0; i < qq; ++i) rc.bit(un[std::min<uint64_t>(i, kUnaryCtx - 1)], 1u);
+        if (q < kQMax) {
+            rc.bit(un[q < kUnaryCtx ? q : kUnaryCtx - 1], 0);
+        } else {
+            const uint64_t r = q - kQMax + 1;
+            const int n = bitlen(r) - 1;
+            for (int i = 0; i < n; ++i) rc.bit(m.esc[i], 1);
+            rc.bit(m.esc[n], 0);
+            rc.raw(static_cast<uint32_t>(r - (uint64_t(1) << n)), n);
+        }
+    }
+    // suffix: k bits, the top kTreeBits adaptive (a bit tree per class and q == 0 or not), the rest raw
+    const int t = std::min(k, kTreeBits);
+    Prob* tr = m.tree[c][q ? 1 : 0];
+    uint64_t low = kDecode ? 0 : d & ((uint64_t(1) << k) - 1);
+    uint32_t node = 1;
+    for (int i = k - 1; i >= k - t; --i) {
+        uint32_t b;
+        if constexpr (kDecode) {
+            b = rc.bit(tr[node]);
+            low |= uint64_t(b) << i;
+        } else {
+            b = static_cast<uint32_t>((low >> i) & 1u);
+            rc.bit(tr[node], b);
+        }
+        node = node * 2 + b;
+    }
+    const int rest = k - t;
+    if (rest > 0) {
+        if constexpr (kDecode) {
+            low |= rc.raw(rest);
+        } else {
+            rc.raw(static_cast<uint32_t>(low & ((uint64_t(1) << rest) - 1)), rest);
+        }
+    }
+    if constexpr (kDecode) {
+        d = (q << k) | low;
+        if (d > dmax) throw StreamError("value past max_value");
+    }
+    return d;
+}
+
+// ---------------------------------------------------------------------------------------------
+// one block
+
+struct Work {
+    std::vector<int32_t> s;         // the block's samples, band-major (bands, R, W)
+    std::vector<int64_t> diff;      // central local differences of the last kPrev + 1 bands (a ring of planes) ...
+    std::vector<int32_t> diff32;    // ... as int32 when M < 2^26 (the same values)
+    std::vector<uint32_t> dprev;    // mapped residuals of the previous band (R * W)
+    std::vector<uint32_t> dcur;     // ... and of this one
+
+    template <class T>
+    std::vector<T>& diffs() {
+        if constexpr (sizeof(T) == 4)
+            return diff32;
+        else
+            return diff;
+    }
+};
+
+// M below this: local differences, their sums and the weights fit int32 (|D| <= 4M < 2^28, 6 * 2^28 < 2^31).
+constexpr int64_t kSmallM = int64_t(1) << 26;
+
+// The coder of one block: the state that lives through its bands, and one band at a time.  T holds the
+// local differences and weights: int32_t when M < kSmallM (faster), else int64_t; the results are the same.
+template <class RC, bool kDecode, class T>
+class BlockCoder {
+  public:
+    BlockCoder(RC& rc, Work& w, int64_t R, int64_t W, int64_t M) : rc_(rc), w_(w), R_(R), W_(W), M_(M) {}
+
+    // Code bands [0, nb) of the block held band-major in w.s (encoder: read; decoder: written).
+    void run(int64_t nb) {
+        plane_ = R_ * W_;
+        if (plane_ == 0) return;
+        w_.template diffs<T>().assign(static_cast<size_t>(std::min<int64_t>(nb, kRing) * plane_), 0);
+        w_.dprev.assign(static_cast<size_t>(plane_), 0);
+        w_.dcur.assign(static_cast<size_t>(plane_), 0);
+        for (int64_t z = 0; z < nb; ++z) {
+            switch (std::min<int64_t>(z, kPrev)) {
+                case 0: band<0>(z); break;
+                case 1: band<1>(z); break;
+                case 2: band<2>(z); break;
+                case 3: band<3>(z); break;
+                case 4: band<4>(z); break;
+                case 5: band<5>(z); break;
+                default: band<kPrev>(z); break;
+            }
+        }
+    }
+
+  private:
+    static constexpr int kRing = kPrev + 1;
+    static_assert(kPrev == 6, "run() dispatches on 0..6 earlier bands");
+
+    template <int NP>
+    void band(int64_t z) {
+        cur_ = w_.s.data() + z * plane_;
+        T* diff = w_.template diffs<T>().data();
+        dz_ = diff + (z % kRing) * plane_;
+        for (int j = 0; j < NP; ++j) dp_[j] = diff + ((z - 1 - j) % kRing) * plane_;
+        std::swap(w_.dprev, w_.dcur);
+        rp_ = w_.dprev.data();
+        rq_ = w_.dcur.data();
+        const int64_t R = R_, W = W_;
+        for (int64_t y = 0; y < R; ++y) {
+            const int32_t* row = cur_ + y * W;
+            const int64_t base = y * W;
+            if (y == 0) {
+                sample<NP, false, true>(0, 0, 0, 0, z);
+                for (int64_t x = 1; x < W; ++x) sample<NP, false, false>(0, x, x, 4 * int64_t(row[x - 1]), z);
+                continue;
+            }
+            const int32_t* n = row - W;
+            if (W == 1) {
+                sample<NP, false, false>(y, 0, base, 4 * int64_t(n[0]), z);
+                continue;
+            }
+            sample<NP, false, false>(y, 0, base, 2 * (int64_t(n[0]) + n[1]), z);
+            if (y + 1 < R) {
+                for (int64_t x = 1; x + 1 < W; ++x)
+                    sample<NP, true, false>(y, x, base + x, int64_t(row[x - 1]) + n[x - 1] + n[x] + n[x + 1], z);
+            } else {
+                for (int64_t x = 1; x + 1 < W; ++x)
+                    sample<NP, false, false>(y, x, base + x, int64_t(row[x - 1]) + n[x - 1] + n[x] + n[x + 1], z);
+            }
+            sample<NP, false, false>(y, W - 1, base + W - 1, int64_t(row[W - 2]) + n[W - 2] + 2 * int64_t(n[W - 1]), z);
+        }
+    }
+
+    // One sample: i = y * W + x, sigma its local sum (none for the first); kInner: 0 < x < W-1, 0 < y < R-1.
+    template <int NP, bool kInner, bool kFirst>
+    LATTICE_INLINE void sample(const int64_t y, const int64_t x, const int64_t i, const int64_t sigma, const int64_t z) {
+        const int64_t M = M_;
+        int64_t dhat = 0, s2;
+        T U[NP > 0 ? NP : 1];
+        for (int j = 0; j < NP; ++j) U[j] = dp_[j][i];
+        if constexpr (kFirst) {
+            s2 = 2 * (z > 0 ? int64_t(cur_[i - plane_]) : (M + 1) >> 1);
+        } else {
+            for (int j = 0; j < NP; ++j) dhat += int64_t(weights_[j]) * U[j];
+            s2 = std::clamp<int64_t>(((dhat + sigma * kOne) >> (kOmega + 1)) + 1, 0, 2 * M + 1);
+        }
+        const int64_t shat = s2 >> 1;
+        const int64_t theta = std::min(shat, M - shat);
+        // activity: running mean and the residual magnitudes around (previous band) and before (this band)
+        const uint32_t* rp = rp_;
+        const int64_t p0 = rp[i];
+        int64_t ctx;
+        if constexpr (kInner) {
+            ctx = 4 * p0 + rp[i - 1] + rp[i + 1] + rp[i - W_] + rp[i + W_] + 2 * int64_t(rq_[i - 1]) + 2 * int64_t(rq_[i - W_]);
+        } else {
+            const int64_t pl = x > 0 ? rp[i - 1] : p0, pr = x + 1 < W_ ? rp[i + 1] : p0;
+            const int64_t pu = y > 0 ? rp[i - W_] : p0, pd = y + 1 < R_ ? rp[i + W_] : p0;
+            const int64_t cw = x > 0 ? rq_[i - 1] : p0;
+            const int64_t cn = y > 0 ? rq_[i - W_] : cw;
+            ctx = 4 * p0 + pl + pr + pu + pd + 2 * cw + 2 * cn;
+        }
+        const int64_t V = 2 * S_ + (ctx << kEma);
+        const int L = bitlen(static_cast<uint64_t>(V));
+        const int c = std::min(L >= 2 ? 2 * L + static_cast<int>((V >> (L - 2)) & 1) : L, kCtx - 1);
+        const int k = std::max(0, L - 1 - kEma - 3);  // V ~ 14 * 2^kEma * mean: k ~ floor(log2(mean))
+        int64_t v, d;
+        if constexpr (kDecode) {
+            d = static_cast<int64_t>(code_residual<RC, true>(rc_, model_, c, k, 0, static_cast<uint64_t>(M)));
+            int64_t delta;
+            if (d > 2 * theta) {
+                delta = shat == theta ? d - theta : theta - d;
+            } else {  // (d + 1) / 2, positive when d and s2 have the same parity
+                const int64_t neg = -((d ^ s2) & 1);
+                delta = (((d + 1) >> 1) ^ neg) - neg;
+            }
+            v = shat + delta;
+            cur_[i] = static_cast<int32_t>(v);
+        } else {
+            v = cur_[i];
+            const int64_t delta = v - shat;
+            const int64_t ad = delta < 0 ? -delta : delta;
+            if (ad > theta)
+                d = ad + theta;
+            else  // 2|delta|, less 1 when delta has the favoured sign (odd s2: positive, even s2: negative)
+                d = 2 * ad - (((s2 & 1) & int64_t(delta > 0)) | ((~s2 & 1) & int64_t(delta < 0)));
+            code_residual<RC, false>(rc_, model_, c, k, static_cast<uint64_t>(d), static_cast<uint64_t>(M));
+        }
+        rq_[i] = static_cast<uint32_t>(d);
+        S_ += d - (S_ >> kEma);
+        if constexpr (kFirst) {
+            dz_[i] = 0;
+            return;
+        } else {
+            const int64_t dc = 4 * v - sigma;
+            dz_[i] = static_cast<T>(dc);
+            if constexpr (NP > 0) {
+                // normalised sign-error LMS: w_j +- (U_j * 2^Omega) >> sh
+                T norm = 0;
+                for (int j = 0; j < NP; ++j) norm += U[j] < 0 ? -U[j] : U[j];
+                if (norm == 0) return;
+                const int sh = bitlen(static_cast<uint64_t>(norm)) + static_cast<int>(std::min<int64_t>(kStep1, kStep0 + (i >> kStepLog)));
+                const T neg = dc * kOne >= dhat ? 0 : -1;  // add the increments, or subtract them
+                T inc[NP];
+                if (sh >= kOmega) {
+                    for (int j = 0; j < NP; ++j) inc[j] = U[j] >> (sh - kOmega);
+                } else {  // |U_j| < 2^(sh - kStep0): the product stays below 2^(kOmega - kStep0)
+                    for (int j = 0; j < NP; ++j) inc[j] = U[j] * (T(1) << (kOmega - sh));
+                }
+                for (int j = 0; j < NP; ++j) {
+                    const T wj = weights_[j] + ((inc[j] ^ neg) - neg);
+                    weights_[j] = wj >= -kWeightLim && wj < kWeightLim ? wj : static_cast<T>(std::clamp<int64_t>(wj, -kWeightLim, kWeightLim - 1));
+                }
+            }
+        }
+    }
+
+    RC& rc_;
+    Work& w_;
+    const int64_t R_, W_, M_;
+    int64_t plane_ = 0;
+    Model model_;
+    T weights_[kPrev] = {kOne * 7 / 8};  // the others start at 0
+    int64_t S_ = int64_t(8) << kEma;      // running mean of the mapped residuals, times 2^kEma
+    int32_t* cur_ = nullptr;
+    T* dz_ = nullptr;
+    const T* dp_[kPrev] = {};
+    const uint32_t* rp_ = nullptr;
+    uint32_t* rq_ = nullptr;
+};
+
+template <class RC, bool kDecode>
+void code_block(RC& rc, Work& w, int64_t R, int64_t W, int64_t nb, int64_t M) {
+    if (M < kSmallM)
+        BlockCoder<RC, kDecode, int32_t>(rc, w, R, W, M).run(nb);
+    else
+        BlockCoder<RC, kDecode, int64_t>(rc, w, R, W, M).run(nb);
+}
+
+// ---------------------------------------------------------------------------------------------
+// whole cubes
+
+inline int64_t num_blocks(int64_t H, int64_t rpb) { return H == 0 ? 0 : (H + rpb - 1) / rpb; }
+
+void check_dims(int64_t H, int64_t W, int64_t C, int64_t M, int64_t rpb) {
+    if (H < 0 || W < 0 || C < 0) throw std::invalid_argument("lattice coder: negative dimension");
+    if (M < 0 || M > 0x7FFFFFFF) throw std::invalid_argument("lattice coder: max_value must be in [0, 2^31 - 1]");
+    if (rpb <= 0) throw std::invalid_argument("lattice coder: rows_per_block must be positive");
+    constexpr int64_t kMaxSamples = int64_t(1) << 40;
+    if (W > 0 && C > 0 && (W > kMaxSamples / C || H > kMaxSamples / (W * C)))
+        throw std::invalid_argument("lattice coder: cube too large (over 2^40 values)");
+}
+
+template <class F>
+void parallel_for(int64_t n, int threads, F&& f) {
+    if (n <= 0) return;
+    int64_t nt = threads > 0 ? threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
+    nt = std::min<int64_t>(std::min<int64_t>(nt, 256), n);
+    std::atomic<int64_t> next{0};
+    std::exception_ptr err;
+    std::mutex mu;
+    auto worker = [&] {
+        for (;;) {
+            const int64_t b = next.fetch_add(1);
+            if (b >= n) return;
+            try {
+                f(b);
+            } catch (...) {
+                std::lock_guard<std::mutex> lk(mu);
+                if (!err) err = std::current_exception();
+                next.store(n);
+                return;
+            }
+        }
+    };
+    std::vector<std::thread> pool;
+    for (int64_t t = 1; t < nt; ++t) {
+        try {
+            pool.emplace_back(worker);
+        } catch (const std::system_error&) {
+            break;  // no more threads: the ones running do the work
+        }
+    }
+    worker();
+    for (auto& th : pool) th.join();
+    if (err) std::rethrow_exception(err);
+}
+
+// u: (H, W, C) int32 C-contiguous.
+std::vector<uint8_t> encode(const int32_t* u, int64_t H, int64_t W, int64_t C, int64_t M, int64_t rpb, int threads) {
+    check_dims(H, W, C, M, rpb);
+    const int64_t nblk = num_blocks(H, rpb);
+    if (nblk > 0xFFFFFFFFll) throw std::invalid_argument("lattice coder: too many blocks");
+    std::vector<std::vector<uint8_t>> out(static_cast<size_t>(nblk));
+    std::atomic<int> bad{0};
+    parallel_for(nblk, threads, [&](int64_t b) {
+        const int64_t y0 = b * rpb, R = std::min(rpb, H - y0);
+        Work w;
+        w.s.resize(static_cast<size_t>(C * R * W));
+        const int32_t* src = u + y0 * W * C;
+        for (int64_t p = 0; p < R * W; ++p)
+            for (int64_t z = 0; z < C; ++z) {
+                const int32_t v = src[p * C + z];
+                if (v < 0 || v > M) bad.store(1);
+                w.s[static_cast<size_t>(z * R * W + p)] = v;
+            }
+        if (bad.load()) throw std::invalid_argument("lattice_encode: values must lie in [0, max_value]");
+        RangeEncoder rc(out[static_cast<size_t>(b)]);
+        code_block<RangeEncoder, false>(rc, w, R, W, C, M);
+        rc.finish();
+        if (out[static_cast<size_t>(b)].size() > 0xFFFFFFFFull)
+            throw std::invalid_argument("lattice_encode: a block exceeds 4 GiB; use fewer rows per block");
+    });
+    size_t total = 4 + 4 * static_cast<size_t>(nblk);
+    for (const auto& o : out) total += o.size();
+    std::vector<uint8_t> res;
+    res.reserve(total);
+    auto put32 = [&](uint64_t v) {
+        for (int i = 0; i < 4; ++i) res.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    };
+    put32(static_cast<uint64_t>(nblk));
+    for (const auto& o : out) put32(o.size());
+    for (const auto& o : out) res.insert(res.end(), o.begin(), o.end());
+    return res;
+}
+
+// Decode blocks [lo, hi) and bands [0, band_stop) into out: (rows of those blocks, W, band_stop).
+void decode(const uint8_t* data, size_t size, int64_t H, int64_t W, int64_t C, int64_t M, int64_t rpb, int64_t lo,
+            int64_t hi, int64_t band_stop, int32_t* out, int threads) {
+    const int64_t nblk = num_blocks(H, rpb);
+    auto get32 = [&](size_t off) {
+        uint64_t v = 0;
+        for (int i = 0; i < 4; ++i) v |= uint64_t(data[off + i]) << (8 * i);
+        return v;
+    };
+    if (size < 4) throw StreamError("lattice stream: truncated block table (" + std::to_string(size) + " bytes)");
+    const uint64_t n = get32(0);
+    if (n != static_cast<uint64_t>(nblk))
+        throw StreamError("lattice stream: " + std::to_string(n) + " blocks, the shape implies " + std::to_string(nblk));
+    const size_t table = 4 + 4 * static_cast<size_t>(nblk);
+    if (size < table) throw StreamError("lattice stream: truncated block table");
+    std::vector<uint64_t> off(static_cast<size_t>(nblk) + 1);
+    off[0] = table;
+    for (int64_t b = 0; b < nblk; ++b) off[b + 1] = off[b] + get32(4 + 4 * static_cast<size_t>(b));
+    if (off[nblk] < size)
+        throw StreamError("lattice stream: " + std::to_string(size - off[nblk]) + " trailing bytes after the blocks");
+    if (off[nblk] > size)
+        throw StreamError("lattice stream: truncated (the block table declares " + std::to_string(off[nblk]) +
+                          " bytes, the stream has " + std::to_string(size) + ")");
+    const bool all_bands = band_stop == C;
+    parallel_for(hi - lo, threads, [&](int64_t i) {
+        const int64_t b = lo + i;
+        const int64_t y0 = b * rpb, R = std::min(rpb, H - y0);
+        Work w;
+        w.s.assign(static_cast<size_t>(band_stop * R * W), 0);
+        try {
+            RangeDecoder rc(data + off[b], static_cast<size_t>(off[b + 1] - off[b]));
+            code_block<RangeDecoder, true>(rc, w, R, W, band_stop, M);
+            if (rc.overran()) throw StreamError("truncated");
+            if (all_bands && !rc.at_end()) throw StreamError("trailing bytes");
+        } catch (const StreamError& e) {
+            throw StreamError("lattice stream: block " + std::to_string(b) + ": " + e.what());
+        }
+        int32_t* dst = out + (y0 - lo * rpb) * W * band_stop;
+        for (int64_t p = 0; p < R * W; ++p)
+            for (int64_t z = 0; z < band_stop; ++z) dst[p * band_stop + z] = w.s[static_cast<size_t>(z * R * W + p)];
+    });
+}
+
+}  // namespace lattice
+
+#ifndef LATTICE_STANDALONE
+namespace py = pybind11;
+
+namespace {
+
+using I32 = py::array_t<int32_t, py::array::c_style>;
+
+[[noreturn]] void raise_stream_error(const char* msg) {
+    py::object cls = py::module_::import("hsicodec.errors").attr("HsimHeaderError");
+    PyErr_SetString(cls.ptr(), msg);
+    throw py::error_already_set();
+}
+
+py::bytes lattice_encode(const I32& u, int64_t max_value, int64_t rows_per_block, int threads) {
+    if (u.ndim() != 3) throw py::value_error("lattice_encode: u must be (H, W, C)");
+    const int64_t H = u.shape(0), W = u.shape(1), C = u.shape(2);
+    lattice::check_dims(H, W, C, max_value, rows_per_block);
+    std::vector<uint8_t> res;
+    {
+        py::gil_scoped_release nogil;
+        res = lattice::encode(u.data(), H, W, C, max_value, rows_per_block, threads);
+    }
+    return py::bytes(reinterpret_cast<const char*>(res.data()), res.size());
+}
+
+I32 lattice_decode(const py::buffer& data, int64_t height, int64_t width, int64_t bands, int64_t max_value,
+                   int64_t rows_per_block, int64_t block_lo, int64_t block_hi, int64_t band_stop, int threads) {
+    lattice::check_dims(height, width, bands, max_value, rows_per_block);
+    const int64_t nblk = lattice::num_blocks(height, rows_per_block);
+    if (block_lo < 0 || block_lo > block_hi || block_hi > nblk)
+        throw py::value_error("lattice_decode: need 0 <= block_lo <= block_hi <= " + std::to_string(nblk));
+    if (band_stop < 0 || band_stop > bands) throw py::value_error("lattice_decode: need 0 <= band_stop <= bands");
+    const py::buffer_info info = data.request();
+    if (info.ndim != 1 || info.itemsize != 1) throw py::value_error("lattice_decode: data must be bytes");
+    const int64_t rows = std::min(height, block_hi * rows_per_block) - block_lo * rows_per_block;
+    I32 out({static_cast<py::ssize_t>(std::max<int64_t>(rows, 0)), static_cast<py::ssize_t>(width),
+             static_cast<py::ssize_t>(band_stop)});
+    std::string err;
+    {
+        py::gil_scoped_release nogil;
+        try {
+            lattice::decode(static_cast<const uint8_t*>(info.ptr), static_cast<size_t>(info.size), height, width, bands,
+                            max_value, rows_per_block, block_lo, block_hi, band_stop, out.mutable_data(), threads);
+        } catch (const lattice::StreamError& e) {
+            err = e.what();
+        }
+    }
+    if (!err.empty()) raise_stream_error(err.c_str());
+    return out;
+}
+
+}  // namespace
+
+void register_lattice_coder(py::module_& mod) {
+    mod.def("lattice_encode", &lattice_encode, py::arg("u"), py::arg("max_value"), py::arg("rows_per_block"),
+            py::arg("threads") = 0,
+            "Lossless stream of an integer cube u (H, W, C) int32, 0 <= u <= max_value (spec/predictive.md).\n"
+            "threads <= 0: all cores (the bytes do not depend on it).");
+    mod.def("lattice_decode", &lattice_decode, py::arg("data"), py::arg("height"), py::arg("width"),
+            py::arg("bands"), py::arg("max_value"), py::arg("rows_per_block"), py::arg("block_lo"),
+            py::arg("block_hi"), py::arg("band_stop"), py::arg("threads") = 0,
+            "Row blocks [block_lo, block_hi) and bands [0, band_stop) of a lattice stream: int32 (rows, W,\n"
+            "band_stop). A malformed stream raises hsicodec.errors.HsimHeaderError.");
+}
+#endif

@@ -1,0 +1,1 @@
+"""The predictive layer: lossless and error-bounded coding (work in progress by another engineer)"""
