@@ -33,10 +33,12 @@ def main() -> None:
         f"{'decomp s':>8}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        for target in (0.02, 0.05, 0.1):
+        targets = [(str(t), ["--bpppb", str(t)]) for t in (0.02, 0.05, 0.1)]
+        targets += [("E<=4", ["--max-error", "4"]), ("lossless", ["--lossless"])]
+        for target, option in targets:
             hsim = Path(tmp) / f"sample_{target}.hsim"
             out = Path(tmp) / f"sample_{target}.npy"
-            tc = run(["compress", str(src), str(hsim), "--bpppb", str(target), "--quiet"])
+            tc = run(["compress", str(src), str(hsim), *option, "--quiet"])
             td = run(["decompress", str(hsim), str(out), "--quiet"])
             rec = np.load(out)
             q = metrics.quality_report(cube, rec, hsim.stat().st_size)
