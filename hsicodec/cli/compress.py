@@ -75,10 +75,11 @@ from hsicodec.cli.options import BandsType, EffortType, WindowType, _number_list
     "--layer",
     default="auto",
     show_default=True,
-    metavar="auto|maps|network",
+    metavar="auto|all|maps|network|predictive",
     help="What codes the scene: the coefficient-map layer (PCA maps, CDF 9/7, context-modelled; the file "
-    "then needs no model), the base network's latents, any other registered layer, or (auto) the better "
-    "per file.",
+    "then needs no model), the base network's latents, the predictive layer (every value on a lattice; what "
+    "--lossless and --max-error use), any other registered layer; auto: the cheapest that meets the target "
+    "unless a later one is predicted better (every layer at --effort max or with --model), all: every layer.",
 )
 @click.option(
     "--var", default=None, metavar="NAME", help="Variable of a .mat file (or subdataset of an HDF/NetCDF file) to read."
