@@ -7,7 +7,9 @@
 // coded on its own (predictor and coder state start afresh), band after band.  Every sample is
 // predicted CCSDS 123.0-B-2 style ("reduced" mode): the local sum of its causal neighbours in its band
 // plus a weighted sum of the central local differences at the same place in up to kPrev earlier bands,
-// the weights adapted by normalised sign-error LMS and carried from band to band.  The residual is
+// the weights adapted by normalised sign-error LMS and carried from band to band; at the start of each
+// band the encoder sends the change that its training pass over the band (the LMS run once, ahead)
+// makes to the weights, so every band starts from weights fitted to it.  The residual is
 // mapped to 0..max_value and coded by an LZMA-style binary range coder over an adaptive Golomb-like
 // binarisation (unary prefix and top suffix bits adaptive, in activity classes taken from the residual
 // magnitudes around the sample in the previous band and before it in this band; the low suffix bits
@@ -49,9 +51,14 @@ constexpr int kPrev = 6;          // P: earlier bands in the prediction
 constexpr int kOmega = 16;        // weight resolution (fractional bits)
 constexpr int64_t kOne = int64_t(1) << kOmega;           // weight 1.0
 constexpr int64_t kWeightLim = int64_t(1) << (kOmega + 2);  // weights lie in [-kWeightLim, kWeightLim)
-constexpr int kStep0 = 6;         // weight step exponent at the start of a band ...
-constexpr int kStep1 = 8;         // ... growing by one every 2^kStepLog samples up to kStep1
+constexpr int kStep0 = 7;         // weight step exponent at the start of a band ...
+constexpr int kStep1 = 10;        // ... growing by one every 2^kStepLog samples up to kStep1
 constexpr int kStepLog = 5;
+constexpr int kTrainStep = 6;     // the encoder's training pass: constant step exponent ...
+constexpr int64_t kTrainMin = 128;  // ... run on bands of at least this many samples in the block (else no change)
+constexpr int kWeightQ = 10;      // a band's initial weights are multiples of 2^kWeightQ (6 fractional bits)
+constexpr int64_t kWeightLimQ = kWeightLim >> kWeightQ;    // initial weights / 2^kWeightQ lie in [-256, 256)
+constexpr int kSideExp = 9;       // weight changes: Exp-Golomb exponents 0..8 (|change| <= 511)
 constexpr int kEma = 4;           // running mean of the mapped residuals: S += d - S / 2^kEma
 constexpr int kProbBits = 12;     // probabilities as coded
 constexpr int kProbState = 16;    // ... and as kept (16-bit state, adapted by a shift of kMoveBits)
@@ -77,8 +84,10 @@ inline void store_be64(uint8_t* p, uint64_t v) {
 
 #if defined(__GNUC__)
 #define LATTICE_INLINE inline __attribute__((always_inline))
+#define LATTICE_ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
 #else
 #define LATTICE_INLINE inline
+#define LATTICE_ALWAYS_INLINE_LAMBDA
 #endif
 
 // An adaptive binary probability: P(bit = 0) = p / 2^16.
@@ -243,6 +252,7 @@ struct Model {
     Prob unary[kCtx][kUnaryCtx];
     Prob tree[kCtx][2][1 << kTreeBits];
     Prob esc[kEscMax + 1];
+    Prob side[4][2 + kSideExp + 1];  // weight changes, by min(j, 3): zero, sign, exponent
 };
 
 template <class RC, bool kDecode>
@@ -363,6 +373,7 @@ class BlockCoder {
         T* diff = w_.template diffs<T>().data();
         dz_ = diff + (z % kRing) * plane_;
         for (int j = 0; j < NP; ++j) dp_[j] = diff + ((z - 1 - j) % kRing) * plane_;
+        if constexpr (NP > 0) initial_weights<NP>();
         std::swap(w_.dprev, w_.dcur);
         rp_ = w_.dprev.data();
         rq_ = w_.dcur.data();
@@ -389,6 +400,106 @@ class BlockCoder {
                     sample<NP, false, false>(y, x, base + x, int64_t(row[x - 1]) + n[x - 1] + n[x] + n[x + 1], z);
             }
             sample<NP, false, false>(y, W - 1, base + W - 1, int64_t(row[W - 2]) + n[W - 2] + 2 * int64_t(n[W - 1]), z);
+        }
+    }
+
+    // The band's initial weights: the encoder trains a copy of the carried weights over the whole band
+    // (sign-error LMS, constant step) and sends, per weight, the change of its multiple of 2^kWeightQ;
+    // both sides start the band from the carried weights so rounded plus that change.
+    template <int NP>
+    void initial_weights() {
+        int64_t trained[NP];
+        if constexpr (!kDecode) {
+            if (plane_ >= kTrainMin) {
+                train<NP>(trained);
+            } else {
+                for (int j = 0; j < NP; ++j) trained[j] = weights_[j];
+            }
+        }
+        for (int j = 0; j < NP; ++j) {
+            const int64_t base = int64_t(weights_[j]) >> kWeightQ;
+            Prob* p = model_.side[std::min(j, 3)];
+            int64_t change;
+            if constexpr (kDecode) {
+                change = 0;
+                if (rc_.bit(p[0])) {
+                    const bool neg = rc_.bit(p[1]);
+                    int n = 0;
+                    while (rc_.bit(p[2 + n]))
+                        if (++n >= kSideExp) throw StreamError("weight change too large");
+                    const int64_t mag = int64_t((uint64_t(1) << n) | rc_.raw(n));
+                    change = neg ? -mag : mag;
+                }
+                if (base + change < -kWeightLimQ || base + change >= kWeightLimQ)
+                    throw StreamError("initial weight out of range");
+            } else {
+                change = (trained[j] >> kWeightQ) - base;
+                rc_.bit(p[0], change != 0);
+                if (change != 0) {
+                    rc_.bit(p[1], change < 0);
+                    const uint64_t mag = uint64_t(change < 0 ? -change : change);
+                    const int n = bitlen(mag) - 1;
+                    for (int q = 0; q < n; ++q) rc_.bit(p[2 + q], 1);
+                    rc_.bit(p[2 + n], 0);
+                    rc_.raw(static_cast<uint32_t>(mag - (uint64_t(1) << n)), n);
+                }
+            }
+            weights_[j] = static_cast<T>((base + change) * (int64_t(1) << kWeightQ));
+        }
+    }
+
+    // The encoder's training pass over the band (the samples in coding order, the first one skipped).
+    template <int NP>
+    void train(int64_t* out) {
+        T w[NP];
+        for (int j = 0; j < NP; ++j) w[j] = weights_[j];
+        const int64_t R = R_, W = W_;
+        auto step = [&](const int64_t i, const int64_t sigma) LATTICE_ALWAYS_INLINE_LAMBDA {
+            T U[NP];
+            int64_t dhat = 0;
+            T norm = 0;
+            for (int j = 0; j < NP; ++j) {
+                U[j] = dp_[j][i];
+                dhat += int64_t(w[j]) * U[j];
+                norm += U[j] < 0 ? -U[j] : U[j];
+            }
+            if (norm == 0) return;
+            const int64_t dc = 4 * int64_t(cur_[i]) - sigma;
+            lms_update<NP>(w, U, norm, kTrainStep, dc * kOne >= dhat);
+        };
+        for (int64_t y = 0; y < R; ++y) {
+            const int32_t* row = cur_ + y * W;
+            const int64_t base = y * W;
+            if (y == 0) {
+                for (int64_t x = 1; x < W; ++x) step(x, 4 * int64_t(row[x - 1]));
+                continue;
+            }
+            const int32_t* n = row - W;
+            if (W == 1) {
+                step(base, 4 * int64_t(n[0]));
+                continue;
+            }
+            step(base, 2 * (int64_t(n[0]) + n[1]));
+            for (int64_t x = 1; x + 1 < W; ++x) step(base + x, int64_t(row[x - 1]) + n[x - 1] + n[x] + n[x + 1]);
+            step(base + W - 1, int64_t(row[W - 2]) + n[W - 2] + 2 * int64_t(n[W - 1]));
+        }
+        for (int j = 0; j < NP; ++j) out[j] = w[j];
+    }
+
+    // normalised sign-error LMS: w_j += or -= (U_j * 2^Omega) >> (bitlen(norm) + step)
+    template <int NP>
+    static LATTICE_INLINE void lms_update(T* w, const T* U, const T norm, const int step, const bool up) {
+        const int sh = bitlen(static_cast<uint64_t>(norm)) + step;
+        const T neg = up ? 0 : -1;  // add the increments, or subtract them
+        T inc[NP];
+        if (sh >= kOmega) {
+            for (int j = 0; j < NP; ++j) inc[j] = U[j] >> (sh - kOmega);
+        } else {  // |U_j| <= norm < 2^(sh - step): the product stays below 2^kOmega
+            for (int j = 0; j < NP; ++j) inc[j] = U[j] * (T(1) << (kOmega - sh));
+        }
+        for (int j = 0; j < NP; ++j) {
+            const T wj = w[j] + ((inc[j] ^ neg) - neg);
+            w[j] = wj >= -kWeightLim && wj < kWeightLim ? wj : static_cast<T>(std::clamp<int64_t>(wj, -kWeightLim, kWeightLim - 1));
         }
     }
 
@@ -455,22 +566,11 @@ class BlockCoder {
             const int64_t dc = 4 * v - sigma;
             dz_[i] = static_cast<T>(dc);
             if constexpr (NP > 0) {
-                // normalised sign-error LMS: w_j +- (U_j * 2^Omega) >> sh
                 T norm = 0;
                 for (int j = 0; j < NP; ++j) norm += U[j] < 0 ? -U[j] : U[j];
                 if (norm == 0) return;
-                const int sh = bitlen(static_cast<uint64_t>(norm)) + static_cast<int>(std::min<int64_t>(kStep1, kStep0 + (i >> kStepLog)));
-                const T neg = dc * kOne >= dhat ? 0 : -1;  // add the increments, or subtract them
-                T inc[NP];
-                if (sh >= kOmega) {
-                    for (int j = 0; j < NP; ++j) inc[j] = U[j] >> (sh - kOmega);
-                } else {  // |U_j| < 2^(sh - kStep0): the product stays below 2^(kOmega - kStep0)
-                    for (int j = 0; j < NP; ++j) inc[j] = U[j] * (T(1) << (kOmega - sh));
-                }
-                for (int j = 0; j < NP; ++j) {
-                    const T wj = weights_[j] + ((inc[j] ^ neg) - neg);
-                    weights_[j] = wj >= -kWeightLim && wj < kWeightLim ? wj : static_cast<T>(std::clamp<int64_t>(wj, -kWeightLim, kWeightLim - 1));
-                }
+                const int step = static_cast<int>(std::min<int64_t>(kStep1, kStep0 + (i >> kStepLog)));
+                lms_update<NP>(weights_, U, norm, step, dc * kOne >= dhat);
             }
         }
     }

@@ -64,6 +64,10 @@ def _cases() -> list[tuple[str, np.ndarray, int, int]]:
         ("smooth 8x9x14", _smooth(8, 9, 14, seed=5), 2000, 3),
         ("noisy smooth", _smooth(9, 8, 10, seed=6, noise=200), 4000, 32),
         ("2 columns", _smooth(7, 2, 9, seed=7), 3000, 3),
+        # blocks of >= 128 samples per band: the encoder's training pass runs
+        ("trained 16x12x9", _smooth(16, 12, 9, seed=12, noise=6), 3000, 12),
+        ("trained random", _random(9, 16, 7, 4095, seed=13), 4095, 9),
+        ("trained 31-bit", _edges(8, 17, 6, 2**31 - 1, seed=14), 2**31 - 1, 8),
     ]
 
 
@@ -97,9 +101,10 @@ def test_native_equals_reference_on_real_data():
     u = np.load(path)[20:33, 40:52, 30:50].astype(np.int64)
     u -= u.min()
     m = int(u.max())
-    ref = coder.encode_reference(u, m, 5)
-    assert coder.encode(u, m, 5) == ref
-    np.testing.assert_array_equal(coder.decode(ref, u.shape, m, 5), u)
+    # blocks of 11 rows (132 samples per band: trained weights) and 2 rows (24: not trained)
+    ref = coder.encode_reference(u, m, 11)
+    assert coder.encode(u, m, 11) == ref
+    np.testing.assert_array_equal(coder.decode(ref, u.shape, m, 11), u)
 
 
 @needs_native
@@ -364,20 +369,39 @@ def test_fuzz_native():
     assert time.perf_counter() - t0 < 60
 
 
-def test_fuzz_reference():
+def _outcome(dec, data, shape, m, rpb):
+    try:
+        return dec(data, shape, m, rpb)
+    except HsimHeaderError:
+        return None
+
+
+@pytest.mark.parametrize("trained", [False, True], ids=["small blocks", "trained blocks"])
+def test_fuzz_reference(trained):
     rng = np.random.default_rng(99)
-    u, m, rpb, data = _sample_stream()
-    for _ in range(60):
+    if trained:  # 12 x 12 blocks: the weight changes are not all zero
+        u = _smooth(24, 12, 5, seed=21, noise=8)
+        m, rpb = int(u.max()), 12
+        data = coder.encode_reference(u, m, rpb)
+    else:
+        u, m, rpb, data = _sample_stream()
+    table = 4 + 4 * (-(-u.shape[0] // rpb))
+    refused = 0
+    for _ in range(40):
         s = bytearray(data)
-        i = int(rng.integers(16, len(s)))
+        i = int(rng.integers(table, len(s)))
         s[i] ^= 1 << int(rng.integers(0, 8))
-        try:
-            out = coder.decode_reference(bytes(s), u.shape, m, rpb)
-        except HsimHeaderError:
-            continue
-        assert out.shape == u.shape and out.min() >= 0 and out.max() <= m
-        if HAS_NATIVE:  # both decoders agree on damaged streams too
-            np.testing.assert_array_equal(coder.decode(bytes(s), u.shape, m, rpb), out)
+        out = _outcome(coder.decode_reference, bytes(s), u.shape, m, rpb)
+        if out is None:
+            refused += 1
+        else:
+            assert out.shape == u.shape and out.min() >= 0 and out.max() <= m
+        if HAS_NATIVE:  # both decoders refuse the same damaged streams and agree on the others
+            nat = _outcome(coder.decode, bytes(s), u.shape, m, rpb)
+            assert (nat is None) == (out is None)
+            if out is not None:
+                np.testing.assert_array_equal(nat, out)
+    assert refused > 0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,16 +2,21 @@
 """Benchmark the lossless lattice coder (hsicodec.layers.predictive.coder) on real cubes.
 
 For each scene (default: jasper_ridge, pavia_centre, abu_urban_5, samson, moffett from
-../shared/data/hsi), the cube minus its minimum is the lattice u (a float cube is first divided by
-its value step, the smallest gap between its distinct values, when every value is on that lattice)
-and is coded with the native coder (rows_per_block 32 unless --rows-per-block says otherwise).
+../shared/data/hsi; --scenes all: every cube there), the cube minus its minimum is the lattice u
+(a float cube is first divided by its value step, the smallest gap between its distinct values,
+when every value is on that lattice) and is coded with the native coder (rows_per_block 32 unless
+--rows-per-block says otherwise).
 Printed and written to bench/lattice.json:
 
 * bits per value of the lattice stream (block table included), checked by a full decode;
 * the classical lossless anchors, in bits per value: the zero-order entropy of the band-to-band
   difference x_z - x_(z-1) (band 0 as it is), and, when imagecodecs is importable, JPEG-LS lossless
-  per band, JPEG XL lossless per band (effort 7) and the band difference coded by JPEG-LS per band
-  (a "spectral predictor + JPEG-LS"); the best of them and our ratio to it (goal: <= 0.93);
+  per band, JPEG XL lossless per band (effort 7), and "spectral predictor + JPEG-LS": band z
+  predicted as round(g_z * x_(z-1)) + o_z (least-squares gain in units of 2^-15, best offset), the
+  residual minus its minimum coded by JPEG-LS, plus 8 bytes per band for g, o, the minimum and the
+  length (as hsicodec.evaluation.anchors.lossless.spectral_jpegls). JPEG-LS images are given as
+  8-bit samples when they fit (else 16-bit), so that its thresholds suit them, without CharLS's
+  optional SPIFF header. The best anchor and our ratio to it (goal: <= 0.93);
 * encode and decode speed in MB/s of raw cube at 2 bytes per value (16-bit samples), best of
   --repeats runs, and the thread count used (all cores unless --threads).
 
@@ -72,25 +77,66 @@ def band_difference_entropy(u: np.ndarray) -> float:
 
 
 def _as_image(x: np.ndarray) -> np.ndarray:
+    """x minus its minimum as the smallest unsigned image type that holds it."""
     x = x - x.min()
-    return np.ascontiguousarray(x.astype(np.uint16 if x.max() < 65536 else np.uint32))
+    top = int(x.max())
+    dt = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
+    return np.ascontiguousarray(x.astype(dt))
+
+
+def _strip_spiff(cs: bytes) -> bytes:
+    """JPEG-LS without the optional SPIFF header (APP8 segments) CharLS writes: no decoder needs it."""
+    out, pos = bytearray(cs[:2]), 2
+    while pos + 4 <= len(cs) and cs[pos] == 0xFF and cs[pos + 1] != 0xDA:
+        seg = int.from_bytes(cs[pos + 2 : pos + 4], "big")
+        if cs[pos + 1] != 0xE8:
+            out += cs[pos : pos + 2 + seg]
+        pos += 2 + seg
+        if cs[pos : pos + 2] == b"\xff\xd8":  # the SOI that follows the SPIFF directory's end
+            pos += 2
+    return bytes(out + cs[pos:])
+
+
+def _jpegls_bytes(ic: Any, x: np.ndarray) -> int:
+    return len(_strip_spiff(bytes(ic.jpegls_encode(_as_image(x)))))
+
+
+def _spectral_residual(prev: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """x - round(g x_prev) - o: least-squares gain g (in units of 2^-15) and the best offset o for it."""
+    p = prev.astype(np.float64).ravel()
+    pc = p - p.mean()
+    var = float(np.dot(pc, pc))
+    gain = float(np.dot(pc, x.astype(np.float64).ravel() - x.mean())) / var if var > 0 else 0.0
+    g = int(round(gain * 2**15))
+    pred = (g * prev + 2**14) >> 15
+    return x - pred - int(round(float(np.mean(x - pred))))
 
 
 def anchors(u: np.ndarray) -> dict[str, float]:
     out = {"band_diff_entropy": band_difference_entropy(u)}
     try:
-        import imagecodecs
+        import imagecodecs as ic
     except ImportError:
         return out
     n = u.size
     bands = range(u.shape[2])
-    out["jpegls"] = sum(len(imagecodecs.jpegls_encode(_as_image(u[:, :, z]))) for z in bands) * 8 / n
-    out["jpegxl"] = (
-        sum(len(imagecodecs.jpegxl_encode(_as_image(u[:, :, z]), lossless=True, effort=7)) for z in bands) * 8 / n
-    )
-    diff = [u[:, :, 0]] + [u[:, :, z] - u[:, :, z - 1] for z in range(1, u.shape[2])]
-    out["diff_jpegls"] = sum(len(imagecodecs.jpegls_encode(_as_image(d))) for d in diff) * 8 / n
+    out["jpegls"] = sum(_jpegls_bytes(ic, u[:, :, z]) for z in bands) * 8 / n
+    out["jpegxl"] = sum(len(ic.jpegxl_encode(_as_image(u[:, :, z]), lossless=True, effort=7)) for z in bands) * 8 / n
+    spectral = _jpegls_bytes(ic, u[:, :, 0]) + 8 * u.shape[2]
+    spectral += sum(_jpegls_bytes(ic, _spectral_residual(u[:, :, z - 1], u[:, :, z])) for z in range(1, u.shape[2]))
+    out["spectral_jpegls"] = spectral * 8 / n
     return out
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def best_time(fn, repeats: int) -> float:
@@ -133,7 +179,7 @@ def bench_scene(name: str, rpb: int, threads: int, repeats: int, with_anchors: b
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenes", nargs="+", default=SCENES)
+    ap.add_argument("--scenes", nargs="+", default=SCENES, help="scene names, or 'all' (every .npy there)")
     ap.add_argument("--rows-per-block", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0, help="0: all cores")
     ap.add_argument("--repeats", type=int, default=7)
@@ -146,8 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     from hsicodec import _native  # type: ignore[attr-defined]
 
     threads = args.threads if args.threads > 0 else int(_native.default_threads())
+    names = sorted(p.stem for p in DATA.glob("*.npy")) if args.scenes == ["all"] else args.scenes
     rows = []
-    for name in args.scenes:
+    for name in names:
         if not (DATA / f"{name}.npy").exists():
             print(f"{name}: not found in {DATA}, skipped")
             continue
@@ -156,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"{name}: skipped ({exc})")
 
-    cols = ["band_diff_entropy", "jpegls", "jpegxl", "diff_jpegls"]
+    cols = ["band_diff_entropy", "jpegls", "jpegxl", "spectral_jpegls"]
     head = f"{'scene':14s} {'bits/value':>10s} " + " ".join(f"{c:>17s}" for c in cols)
     head += f" {'ratio':>6s} {'enc MB/s':>9s} {'dec MB/s':>9s} {'threads':>7s}"
     print(head)
@@ -172,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "statistic": "best",
         "MBps_basis": "2 bytes per value (16-bit samples)",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),
         "cpus": os.cpu_count(),
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "numpy": np.__version__,

@@ -4,7 +4,8 @@ A cube ``u`` (rows, cols, bands) of integers ``0 <= u <= max_value < 2**31`` bec
 (spec/predictive.md, section 1) and back, exactly. The rows are cut into blocks of
 ``rows_per_block`` rows, each coded on its own, band after band: every sample is predicted from its
 causal neighbours and the same place in up to 6 earlier bands (CCSDS 123.0-B-2 style, adapted by
-sign-error LMS), and the mapped residual is coded by an adaptive binary range coder. Blocks decode in
+sign-error LMS; each band starts from weights the encoder fitted to it in a training pass and sent as
+a small change), and the mapped residual is coded by an adaptive binary range coder. Blocks decode in
 parallel, a window of rows decodes only the blocks it touches, and ``band_stop`` decodes only the
 first bands (a band depends only on earlier ones).
 
@@ -37,7 +38,12 @@ PREV = 6  # earlier bands in the prediction
 OMEGA = 16  # weight resolution (fractional bits)
 ONE = 1 << OMEGA
 WEIGHT_LIM = 1 << (OMEGA + 2)
-STEP0, STEP1, STEP_LOG = 6, 8, 5  # weight step exponent min(STEP1, STEP0 + (i >> STEP_LOG))
+STEP0, STEP1, STEP_LOG = 7, 10, 5  # weight step exponent min(STEP1, STEP0 + (i >> STEP_LOG))
+TRAIN_STEP = 6  # the encoder's training pass: constant step exponent ...
+TRAIN_MIN = 128  # ... run on bands of at least this many samples in the block (else no change)
+WEIGHT_Q = 10  # a band's initial weights are multiples of 2^WEIGHT_Q
+WEIGHT_LIM_Q = WEIGHT_LIM >> WEIGHT_Q
+SIDE_EXP = 9  # weight changes: Exp-Golomb exponents 0..8
 EMA = 4  # running mean of the mapped residuals, times 2^EMA
 PROB_BITS = 12
 MOVE_BITS = 7
@@ -197,6 +203,7 @@ class _Model:
         self.unary = [HALF] * (N_CTX * UNARY_CTX)
         self.tree = [HALF] * (N_CTX * 2 * (1 << TREE_BITS))
         self.esc = [HALF] * (ESC_MAX + 1)
+        self.side = [[HALF] * (2 + SIDE_EXP + 1) for _ in range(4)]
 
 
 def _encode_residual(rc: _Encoder, m: _Model, c: int, k: int, d: int) -> None:
@@ -260,6 +267,78 @@ def _decode_residual(rc: _Decoder, m: _Model, c: int, k: int, dmax: int) -> int:
 # one block
 
 
+def _local_sum(s: list[int], bz: int, i: int, x: int, y: int, width: int) -> int:
+    """sigma of the sample at (y, x) (index i in its band, band start bz); not for the first sample."""
+    if y == 0:
+        return 4 * s[bz + i - 1]
+    n = bz + i - width
+    if width == 1:
+        return 4 * s[n]
+    if x == 0:
+        return 2 * (s[n] + s[n + 1])
+    if x == width - 1:
+        return s[bz + i - 1] + s[n - 1] + 2 * s[n]
+    return s[bz + i - 1] + s[n - 1] + s[n] + s[n + 1]
+
+
+def _lms_update(w: list[int], U: list[int], norm: int, step: int, up: bool) -> None:
+    """Normalised sign-error LMS: w_j += or -= (U_j * 2^OMEGA) >> (bitlen(norm) + step), clipped."""
+    sh = norm.bit_length() + step
+    for j in range(len(U)):
+        inc = (U[j] * ONE) >> sh
+        v = w[j] + inc if up else w[j] - inc
+        w[j] = min(max(v, -WEIGHT_LIM), WEIGHT_LIM - 1)
+
+
+def _train(s: list[int], bz: int, rows: int, width: int, dp: list[list[int]], weights: list[int]) -> list[int]:
+    """The encoder's training pass over a band: the weights the LMS ends with (constant step)."""
+    npv = len(dp)
+    w = weights[:npv]
+    for i in range(1, rows * width):
+        y, x = divmod(i, width)
+        U = [dp[j][i] for j in range(npv)]
+        norm = sum(abs(v) for v in U)
+        if norm == 0:
+            continue
+        sigma = _local_sum(s, bz, i, x, y, width)
+        dhat = sum(w[j] * U[j] for j in range(npv))
+        _lms_update(w, U, norm, TRAIN_STEP, (4 * s[bz + i] - sigma) * ONE >= dhat)
+    return w
+
+
+def _initial_weights(rc: _Encoder | _Decoder, m: _Model, weights: list[int], trained: list[int] | None) -> None:
+    """Replace the band's p weights by its initial weights, writing (encoder) or reading their changes."""
+    for j in range(len(weights)):
+        base = weights[j] >> WEIGHT_Q
+        p = m.side[min(j, 3)]
+        if isinstance(rc, _Decoder):
+            change = 0
+            if rc.bit(p, 0):
+                neg = rc.bit(p, 1)
+                n = 0
+                while rc.bit(p, 2 + n):
+                    n += 1
+                    if n >= SIDE_EXP:
+                        raise HsimHeaderError("weight change too large")
+                mag = (1 << n) | rc.raw(n)
+                change = -mag if neg else mag
+            if not -WEIGHT_LIM_Q <= base + change < WEIGHT_LIM_Q:
+                raise HsimHeaderError("initial weight out of range")
+        else:
+            assert trained is not None
+            change = (trained[j] >> WEIGHT_Q) - base
+            rc.bit(p, 0, 1 if change else 0)
+            if change:
+                rc.bit(p, 1, 1 if change < 0 else 0)
+                mag = abs(change)
+                n = mag.bit_length() - 1
+                for q in range(n):
+                    rc.bit(p, 2 + q, 1)
+                rc.bit(p, 2 + n, 0)
+                rc.raw(mag - (1 << n), n)
+        weights[j] = (base + change) << WEIGHT_Q
+
+
 def _code_block(
     rc: _Encoder | _Decoder, s: list[int], rows: int, width: int, nb: int, max_value: int, decoding: bool
 ) -> None:
@@ -279,24 +358,19 @@ def _code_block(
         dz = diff[z % ring]
         npv = min(z, PREV)
         dp = [diff[(z - 1 - j) % ring] for j in range(npv)]
+        if npv:
+            band_w = weights[:npv]
+            trained = None
+            if not decoding:
+                trained = _train(s, bz, rows, width, dp, band_w) if plane >= TRAIN_MIN else band_w[:]
+            _initial_weights(rc, model, band_w, trained)
+            weights[:npv] = band_w
         dprev, dcur = dcur, dprev
         for y in range(rows):
             for x in range(width):
                 i = y * width + x
                 first = y == 0 and x == 0
-                # local sum
-                if y == 0:
-                    sigma = 4 * s[bz + i - 1] if x else 0
-                else:
-                    n = bz + i - width
-                    if width == 1:
-                        sigma = 4 * s[n]
-                    elif x == 0:
-                        sigma = 2 * (s[n] + s[n + 1])
-                    elif x == width - 1:
-                        sigma = s[bz + i - 1] + s[n - 1] + 2 * s[n]
-                    else:
-                        sigma = s[bz + i - 1] + s[n - 1] + s[n] + s[n + 1]
+                sigma = 0 if first else _local_sum(s, bz, i, x, y, width)
                 # prediction (doubled)
                 dhat = 0
                 if first:
@@ -349,18 +423,13 @@ def _code_block(
                     continue
                 dc = 4 * v - sigma
                 dz[i] = dc
-                # normalised sign-error LMS
-                norm = 0
-                for j in range(npv):
-                    norm += abs(dp[j][i])
+                U = [dp[j][i] for j in range(npv)]
+                norm = sum(abs(v) for v in U)
                 if norm == 0:
                     continue
-                sh = norm.bit_length() + min(STEP1, STEP0 + (i >> STEP_LOG))
-                up = dc * ONE >= dhat
-                for j in range(npv):
-                    inc = (dp[j][i] * ONE) >> sh
-                    w = weights[j] + inc if up else weights[j] - inc
-                    weights[j] = min(max(w, -WEIGHT_LIM), WEIGHT_LIM - 1)
+                band_w = weights[:npv]
+                _lms_update(band_w, U, norm, min(STEP1, STEP0 + (i >> STEP_LOG)), dc * ONE >= dhat)
+                weights[:npv] = band_w
 
 
 # --------------------------------------------------------------------------------------------
