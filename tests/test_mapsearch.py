@@ -53,7 +53,7 @@ def test_built_files_carry_the_refit_side_information(scene):
 def test_refit_keeps_the_principal_rows_of_maps_decoded_as_zero(scene):
     _, s = scene
     maps = np.zeros((s.h, s.w, 3))
-    maps[..., 0] = s.maps[..., 0]
+    maps[..., 0] = s.principal_maps(0, 1)[..., 0]
     mean, basis = s.refit(maps, -200, -200, bytes(3))
     np.testing.assert_array_equal(basis[1:], s.fit.basis[1:3])
     assert np.all(np.isfinite(mean)) and np.all(np.isfinite(basis))
@@ -79,3 +79,24 @@ def test_psnr_of_equals_the_metric_on_the_reconstruction(scene, masked):
     flat = np.broadcast_to(s.fit.mean, cube.shape)  # no maps: the mean spectrum everywhere
     want = metrics.psnr(cube[valid], flat[valid]) if masked else metrics.psnr(cube, flat)
     assert s.psnr_of(np.zeros((s.h, s.w, 0)), s.fit.mean, s.fit.basis[:0]) == pytest.approx(want, abs=1e-7)
+
+
+def test_high_rates_code_more_than_32_maps_and_keep_climbing():
+    """No ceiling near 1 bpppb: past the first 32 principal components the layer codes more maps (up to
+    every one), so quality keeps rising with the rate and a high --psnr is reachable."""
+    import hsicodec
+
+    cube = np.ascontiguousarray(np.load(sample_path())[:32, :32])  # 198 bands
+    last, ks = -np.inf, []
+    for rate in (0.5, 1.0, 2.0, 4.0):
+        st: dict = {}
+        data = hsicodec.compress(cube, bpppb=rate, layer="maps", stats=st)
+        out, _ = hsicodec.decompress(data)
+        quality = metrics.psnr(cube, out)
+        assert 8 * len(data) / cube.size <= rate and quality > last + 2.0
+        last = quality
+        ks.append(st["k"])
+    assert ks[-1] > 32 and ks == sorted(ks)
+    st = {}
+    data = hsicodec.compress(cube, psnr=70.0, layer="maps", stats=st)
+    assert metrics.psnr(cube, hsicodec.decompress(data)[0]) >= 70.0 and st["k"] > 32

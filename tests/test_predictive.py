@@ -147,7 +147,7 @@ def test_rate_and_quality_targets_reach_high_rates_through_the_layer():
 
 def test_lattice_keeps_the_bound_and_avoids_the_fill():
     vals = np.arange(0, 50, dtype=np.float64).reshape(5, 10, 1)
-    p = lattice_for(vals, np.dtype("uint16"), 2, avoid=10.0)
+    p = lattice_for((vals.min(), vals.max()), np.dtype("uint16"), 2, avoid=10.0)
     assert (10.0 - p.offset) % p.step != 0
     u = to_lattice(vals, p, np.dtype("uint16"))
     assert np.abs(p.values(u) - vals).max() <= 2
@@ -205,3 +205,13 @@ def test_zarr_codec_keeps_the_bound():
     assert np.array_equal(np.asarray(HsimCodec(max_error=0).decode(HsimCodec(max_error=0).encode(cube))), cube)
     with pytest.raises(OptionError):
         HsimCodec(max_error=1, bpppb=0.1)
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+@pytest.mark.parametrize("bound", [1, 3])
+def test_the_encoder_measures_the_psnr_of_the_decoded_file(dtype, bound):
+    """The PSNR the encoder reports (from the remainders' histogram where no value is clipped, else from the
+    reconstruction) is metrics.psnr of the decoded file."""
+    cube = smooth((9, 11, 5), dtype, seed=bound)
+    out, st, _ = roundtrip(cube, max_error=bound)
+    assert st["psnr"] == pytest.approx(hsicodec.psnr(cube, out), rel=1e-9)

@@ -61,12 +61,15 @@ def resolve_band_map(model: CodecModel, n_bands: int, band_map=None, wavelengths
 
 def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None, spectral: bool = True) -> Analysis:
     """Spectral stage and normalised targets of a cube. ``spectral`` False: the values alone (mode "values",
-    for layers that code band values; no PCA is fitted)."""
+    for layers that code band values; no PCA is fitted; an integer cube stays integers, no float copy)."""
+    if not spectral:
+        values = np.asarray(cube) if np.asarray(cube).dtype.kind in "iu" else np.asarray(cube, np.float64)
+        h, w, c = values.shape
+        rng = float(values.max()) - float(values.min()) if values.size else 0.0
+        return Analysis(values, None, np.zeros((h, w, 0), np.float32), rng, "values")
     values = np.asarray(cube, np.float64)
     h, w, c = values.shape
     rng = float(values.max() - values.min())
-    if not spectral:
-        return Analysis(values, None, np.zeros((h, w, 0), np.float32), rng, "values")
     if model.spectral == "id":
         bm = resolve_band_map(model, c, band_map, wavelengths)
         off, scl = float(values.min()), (rng if rng > 0 else 1.0)

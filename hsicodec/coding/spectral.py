@@ -174,7 +174,7 @@ class Analysis:
     scaled to [0, 1] and placed on the model outputs given by ``band_map``.
     """
 
-    values: np.ndarray  # (H, W, C) float64
+    values: np.ndarray  # (H, W, C) float64 (mode "values": integer cubes as they are)
     pca: SpectralFit | None
     targets: np.ndarray  # (H, W, n_out) float32
     value_range: float

@@ -34,9 +34,11 @@ from hsicodec.layers.base import Encoded
 from hsicodec.layers.maps import coding as coefmaps
 from hsicodec.layers.network.model import CodecModel
 
-MAP_K_MAX = 32  # principal components the layer may code (the scene analysis fits this many)
-MAP_K_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
-MAP_K_COARSE = (1, 2, 4, 8, 16, 24, 32)  # scanned first; the candidates between the best one's neighbours next
+MAP_K_MAX = coefmaps.MAX_MAPS  # principal components the layer may code: every one (up to 255) at high rates
+MAP_K_READY = 32  # maps transformed up front; more only when a high-rate search asks for them
+MAP_K_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 224, 255)
+#: scanned first; then the candidates between the best one's neighbours
+MAP_K_COARSE = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 255)
 MAP_K_START = 8  # the coarse scan starts here and walks down (k = 2–3 at 0.005 bpppb) or up (16–32 at 0.1)
 Q_COARSE, Q_FINE = 6 * coefmaps.STEPS_PER_OCTAVE, -14 * coefmaps.STEPS_PER_OCTAVE
 DEADZONE = 0.4  # rounding threshold: a little dead zone pays 0.05–0.2 dB on the validation scenes
@@ -94,13 +96,12 @@ class MapSearch:
         self.fit: SpectralFit = (
             an.fit if have >= min(MAP_K_MAX, self.c) else fit_pca(an.values.reshape(-1, self.c), MAP_K_MAX)
         )
-        self.kmax = min(MAP_K_MAX, self.fit.basis.shape[0], coefmaps.MAX_MAPS)
+        self.kmax = min(MAP_K_MAX, self.fit.basis.shape[0])
         # a whole number where that is as good (3 header bytes instead of 9; the normalisation is arbitrary)
         self.norm = float(round(self.fit.total_std)) if self.fit.total_std >= 256 else float(self.fit.total_std)
-        maps = (an.values.reshape(-1, self.c) - self.fit.mean) @ self.fit.basis[: self.kmax].T / max(self.norm, 1e-300)
-        self.maps = maps.reshape(self.h, self.w, self.kmax)
         self.levels = coefmaps.map_levels(self.h, self.w)
-        self.tr = coefmaps.Transformed.of(self.maps, self.levels)
+        self.tr = coefmaps.Transformed(np.zeros((0, self.h, self.w)), self.levels)
+        self._extend(min(MAP_K_READY, self.kmax))
         self.gain = np.empty((self.h, self.w))
         for grp, ori, rs, cs in coefmaps.subbands(self.h, self.w, self.levels):
             self.gain[rs, cs] = coefmaps.cdf97_subband_gain(grp, ori, self.levels)
@@ -119,11 +120,27 @@ class MapSearch:
         other._price_cache, other._build_cache = {}, {}
         return other
 
+    def principal_maps(self, start: int, stop: int) -> np.ndarray:
+        """The normalised principal-component maps start..stop-1 of the scene, (H, W, stop − start)."""
+        x = self.an.values.reshape(-1, self.c) - self.fit.mean
+        maps = x @ self.fit.basis[start:stop].T / max(self.norm, 1e-300)
+        return maps.reshape(self.h, self.w, stop - start)
+
+    def _extend(self, k: int) -> None:
+        """Transform the principal-component maps up to the k-th (each map's coefficients are those it has on
+        its own, so maps added later match maps transformed up front)."""
+        have = self.tr.coeffs.shape[0]
+        if k <= have:
+            return
+        new = coefmaps.Transformed.of(self.principal_maps(have, k), self.levels).coeffs
+        self.tr = coefmaps.Transformed(np.concatenate([self.tr.coeffs, new]) if have else new, self.levels)
+
     # -- pricing
     def _priced(self, q: int, k: int) -> tuple[float, float]:
         """(ideal bytes of the first k maps at step q, their coefficient-domain squared error)."""
         key = (q, k)
         if key not in self._price_cache:
+            self._extend(k)
             pr = coefmaps.price(self.tr, q, k, self.deadzone)  # map j's symbols need only maps ≤ j
             step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
             # normalised units, each coefficient weighted by its synthesis energy: Σ g (Δ/√g)² e² = Δ² Σ e²
@@ -200,6 +217,7 @@ class MapSearch:
         return self._build_cache[(k, q, beta)]
 
     def _build(self, k: int, q: int, beta: float) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+        self._extend(k)
         sym, a, rho = coefmaps.quantize(self.tr, q, k, self.deadzone)
         if self.betas:  # thorough: rate–distortion optimised quantization at the maps' slope
             step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
@@ -292,7 +310,9 @@ class MapSearch:
         return max(sse, 0.0)
 
     def k_candidates(self) -> list:
-        return [k for k in MAP_K_CANDIDATES if k <= self.kmax] or [self.kmax]
+        """The candidate ks up to the layer's limit, and the limit itself (no dropped component: any quality)."""
+        ks = [k for k in MAP_K_CANDIDATES if k <= self.kmax] or [self.kmax]
+        return ks + [self.kmax] if self.kmax > MAP_K_READY and ks[-1] != self.kmax else ks
 
     # -- targets
     def _finest_fitting(self, k: int, budget: float, beta: float, start: int | None = None) -> int | None:
@@ -387,7 +407,7 @@ class MapSearch:
                 found[k] = score(k)
             return max(found[k])[0] if found[k] else -np.inf
 
-        coarse = [k for k in ks if k in MAP_K_COARSE] or ks[:1]
+        coarse = [k for k in ks if k in MAP_K_COARSE or k == self.kmax > MAP_K_READY] or ks[:1]
         first = max((i for i, k in enumerate(coarse) if k <= MAP_K_START), default=0)
         best_k = coarse[first]
         for k in reversed(coarse[:first]):  # fewer maps, while that is better (or the start has no point)

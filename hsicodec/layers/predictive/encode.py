@@ -8,6 +8,8 @@ coded file, so that below effort max the codec only codes with this layer where 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from hsicodec.errors import OptionError
@@ -15,7 +17,14 @@ from hsicodec.format.grid import CODEC_NAME
 from hsicodec.io.cast import cast_to_dtype
 from hsicodec.layers.base import Encoded, Scene, Target
 from hsicodec.layers.predictive import coder
-from hsicodec.layers.predictive.lattice import NAME, SECTION, LatticeParams, lattice_for, to_lattice
+from hsicodec.layers.predictive.lattice import (
+    NAME,
+    SECTION,
+    LatticeParams,
+    balanced_rows,
+    lattice_for,
+    to_lattice_measured,
+)
 from hsicodec.metrics import psnr as psnr_metric
 
 MIN_ESTIMATE_BPPPB = 0.3  # below this rate near-lossless coding does not compete: no estimate
@@ -34,27 +43,40 @@ class PredictiveEncoder:
         self.avoid = float(fill) if isinstance(fill, (int, float)) and np.isfinite(fill) else None
         self.valid = scene.valid
         self._built: dict = {}
-        lo, hi = float(self.values.min()), float(self.values.max())
-        self.span = hi - lo
+        self.lohi = (float(self.values.min()), float(self.values.max()))
+        self.span = self.lohi[1] - self.lohi[0]
 
     # -- one file
-    def _lattice(self, error: float) -> tuple[LatticeParams, np.ndarray]:
-        p = lattice_for(self.values, self.dtype, error, self.avoid)
-        return p, to_lattice(self.values, p, self.dtype)
+    def _lattice(self, error: float) -> tuple[LatticeParams, np.ndarray, float | None]:
+        """(lattice, indices, squared error of the lattice points where that is exact without a cast)."""
+        p = lattice_for(self.lohi, self.dtype, error, self.avoid)
+        p = dataclasses.replace(p, rows_per_block=balanced_rows(self.values.shape[0]))
+        return (p, *to_lattice_measured(self.values, p, self.dtype))
 
-    def _psnr(self, p: LatticeParams, u: np.ndarray) -> float:
-        rec = cast_to_dtype(p.values(u), self.dtype).astype(np.float64)
+    def _psnr(self, p: LatticeParams, u: np.ndarray, sse: float | None = None) -> float:
+        if p.error == 0:  # lossless: every value back exactly
+            return float("inf")
+        if sse is not None and self.valid is None:  # every value counts, as metrics.psnr counts them
+            mse = sse / max(self.values.size, 1)
+            return float("inf") if mse == 0 else 10.0 * np.log10((self.span if self.span > 0 else 1.0) ** 2 / mse)
+        if self.dtype.kind in "iu":  # lattice points are whole numbers: the cast only clips
+            info = np.iinfo(self.dtype)
+            rec = np.clip(p.values(u), float(info.min), float(info.max))
+        else:
+            rec = cast_to_dtype(p.values(u), self.dtype).astype(np.float64)
         return psnr_metric(self.values, rec, valid=self.valid)
 
     def build(self, error: float) -> Encoded:
         """The file for error bound E (its measured PSNR, over the valid values)."""
-        p, u = self._lattice(error)
+        p, u, sse = self._lattice(error)
         if p.step not in self._built:
             s = self.scene
             stream = coder.encode(u, p.max_value, p.rows_per_block, threads=s.threads)
             codec = {"id": CODEC_NAME, **p.to_header()}
             data = s.file(codec, [(SECTION, stream)], model=False)
-            self._built[p.step] = Encoded(data, 0, 0, self._psnr(p, u), NAME, {"max_error": p.error, "step": p.step})
+            self._built[p.step] = Encoded(
+                data, 0, 0, self._psnr(p, u, sse), NAME, {"max_error": p.error, "step": p.step}
+            )
         return self._built[p.step]
 
     # -- the bound for a target
@@ -70,7 +92,7 @@ class PredictiveEncoder:
         """Index of the first bound that can be coded (floats: the precision limits the finest)."""
         for i, e in enumerate(errors):
             try:
-                lattice_for(self.values, self.dtype, e, self.avoid)
+                lattice_for(self.lohi, self.dtype, e, self.avoid)
                 return i
             except OptionError:
                 continue

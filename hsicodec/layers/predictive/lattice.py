@@ -19,7 +19,7 @@ NAME = "predictive"
 #: header ``codec`` keys: error bound pe, lattice offset po and step ps, largest index pm, rows per block pb
 KEYS = frozenset({"pe", "po", "ps", "pm", "pb"})
 SECTION = "p"
-ROWS_PER_BLOCK = 32
+ROWS_PER_BLOCK = 32  # at most: blocks are coded in parallel, each adapts from scratch
 MAX_INDEX = (1 << 31) - 1  # the coder's largest value
 
 
@@ -44,6 +44,31 @@ class LatticeParams:
     def values(self, u: np.ndarray) -> np.ndarray:
         """Lattice indices → values (float64, before the output dtype's cast)."""
         return self.offset + self.step * u.astype(np.float64)
+
+    def whole_values(self, u: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
+        """Lattice indices → values as ``dtype`` itself when the lattice is whole numbers that all fit it
+        (integer cubes: the lattice spans at most the cube's range widened by E), else None. The same
+        numbers as :meth:`values`, without float copies of the cube."""
+        if dtype.kind not in "iu" or not (self.offset.is_integer() and self.step.is_integer()):
+            return None
+        info = np.iinfo(dtype)
+        top = self.offset + self.step * self.max_value
+        if not (info.min <= self.offset and top <= info.max and abs(top) < 2**62):
+            return None
+        out = np.empty(u.shape, dtype)
+        wide = np.int32 if self.step * self.max_value < 2**31 else np.int64
+        work = u if self.step == 1 else np.multiply(u, int(self.step), dtype=wide)
+        np.add(work, int(self.offset), out=out, casting="unsafe")  # every sum fits dtype (checked above)
+        return out
+
+
+def balanced_rows(height: int, most: int = ROWS_PER_BLOCK) -> int:
+    """Rows per block for a cube of ``height`` rows: the fewest blocks of at most ``most`` rows, an even
+    number of them past one, all of (nearly) one height, so that two or four threads share the work
+    evenly (100 rows: 4 × 25, not 3 × 32 + 4; 200 rows: 8 × 25, not 6 × 32 + 8)."""
+    blocks = max(1, -(-int(height) // most))
+    blocks += blocks % 2 if blocks > 1 else 0
+    return max(1, -(-int(height) // blocks))
 
 
 def _is_number(v: object) -> bool:
@@ -70,14 +95,14 @@ def _half_ulp(dtype: np.dtype, magnitude: float) -> float:
     return float(np.spacing(dtype.type(magnitude))) / 2.0
 
 
-def lattice_for(values: np.ndarray, dtype: np.dtype, error: float, avoid: float | None = None) -> LatticeParams:
-    """The lattice of a cube (its values as float64, masked ones already filled in) for error bound E in the
-    original dtype. ``avoid``: a value no valid value may decode to (the nodata fill): the offset is moved
-    so that it is no lattice point. OptionError when the bound cannot be kept (E < 0, lossless floats, a
-    range too wide for the coder)."""
+def lattice_for(span: tuple[float, float], dtype: np.dtype, error: float, avoid: float | None = None) -> LatticeParams:
+    """The lattice of a cube whose values (masked ones already filled in) span ``(lo, hi)``, for error bound
+    E in the original dtype. ``avoid``: a value no valid value may decode to (the nodata fill): the offset is
+    moved so that it is no lattice point. OptionError when the bound cannot be kept (E < 0, lossless floats,
+    a range too wide for the coder)."""
     if not np.isfinite(error) or error < 0:
         raise OptionError(f"--max-error must be a number >= 0, not {error}")
-    lo, hi = float(values.min()), float(values.max())
+    lo, hi = float(span[0]), float(span[1])
     if dtype.kind in "iu":
         e = int(np.floor(error))  # integers: the bound in whole units
         step: float = 2 * e + 1
@@ -111,9 +136,35 @@ def lattice_for(values: np.ndarray, dtype: np.dtype, error: float, avoid: float 
 
 def to_lattice(values: np.ndarray, p: LatticeParams, dtype: np.dtype) -> np.ndarray:
     """The lattice index of every value (int32): the nearest lattice point, within the bound."""
-    if dtype.kind in "iu":
-        d = np.rint(values - p.offset).astype(np.int64)  # whole numbers: exact
+    return to_lattice_measured(values, p, dtype)[0]
+
+
+def to_lattice_measured(values: np.ndarray, p: LatticeParams, dtype: np.dtype) -> tuple[np.ndarray, float | None]:
+    """:func:`to_lattice`, and for integer cubes given as integers whose lattice fits the dtype (no value
+    clipped by the cast) the sum of squared errors of the lattice points (value − point = r − E for the
+    remainder r of the division by the step: Σ (r − E)² = Σ r² − 2E Σ r + n E², in exact integers); None
+    otherwise. ``values``: the cube as integers, or as float64 (masked values filled in with means)."""
+    if dtype.kind in "iu" and values.dtype.kind in "iub" and float(p.offset).is_integer():
+        lo, hi = p.offset - p.error, p.offset + p.step * p.max_value
+        t = values.astype(np.int32 if -(2**31) <= lo and hi < 2**31 else np.int64)
+        np.subtract(t, int(lo), out=t)
+        info = np.iinfo(dtype)
+        exact = info.min <= p.offset and hi <= info.max
+        if p.step == 1:
+            return t.astype(np.int32, copy=False), 0.0
+        u = t // int(p.step)
+        r = np.remainder(t, int(p.step), out=t)  # in place: one cube-sized array fewer to fault in
+        sse = None
+        if exact and p.step < 2**15:  # r² fits the remainders' dtype
+            e, n = int(p.error), r.size
+            s1 = int(r.sum(dtype=np.int64))
+            flat = r.reshape(-1)
+            s2 = int(np.einsum("i,i->", flat, flat, dtype=np.int64))
+            sse = float(s2 - 2 * e * s1 + n * e * e)
+        return u.astype(np.int32, copy=False), sse
+    if dtype.kind in "iu":  # float64 values of an integer cube (the fills of masked values need not be whole)
+        d = np.rint(values - p.offset).astype(np.int64)
         u = (d + int(p.error)) // int(p.step)
     else:
         u = np.rint((values - p.offset) / p.step).astype(np.int64)
-    return np.clip(u, 0, p.max_value).astype(np.int32)
+    return np.clip(u, 0, p.max_value).astype(np.int32), None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from hsicodec.layers.base import DecodeContext, Decoded, LayerEncoder, Scene
 from hsicodec.layers.predictive.lattice import KEYS, NAME, SECTION, LatticeParams, parse_params
 
@@ -53,4 +55,6 @@ class PredictiveLayer:
             ctx.read_section(SECTION), ctx.shape, params.max_value, params.rows_per_block, rows=(r0, r0 + h),
             band_stop=b, threads=ctx.threads,
         )  # fmt: skip
-        return Decoded(values=params.values(u[:, c0 : c0 + w, a:b]))
+        u = u[:, c0 : c0 + w, a:b]
+        whole = params.whole_values(u, np.dtype(ctx.header["dtype"]))  # integer cubes: no float copies
+        return Decoded(values=whole if whole is not None else params.values(u))
