@@ -6,6 +6,8 @@ Public API::
     cube, geo = hsicodec.decompress(data)             # back, in the original dtype
     hsicodec.compress_file("in.tif", "out.hsim")     # rasters in, atomic files out
     hsicodec.decompress_file("out.hsim", "back.tif")
+    with hsicodec.open("out.hsim") as ds:            # rasterio-style reads (paths and URLs)
+        block = ds.read([5, 9], window=((0, 64), (0, 64)))
 """
 
 from hsicodec._version import __version__ as __version__
@@ -35,6 +37,7 @@ from hsicodec.errors import (
     OptionError,
     OutputExistsError,
     RasterError,
+    RemoteError,
     TrainingError,
 )
 from hsicodec.evaluation.evaluate import (  # noqa: E402,F401
@@ -47,6 +50,7 @@ from hsicodec.evaluation.evaluate import (  # noqa: E402,F401
     run_hsicodec,
 )
 from hsicodec.format.container import Hsim, HsimReader, Limits, decode_hsim, encode_hsim, read_hsim
+from hsicodec.integrations.dataset import open_dataset as open  # noqa: A001  (rasterio-style: hsicodec.open)
 from hsicodec.io.hsimfile import write_hsim  # noqa: E402
 from hsicodec.io.raster import GeoInfo, read_cube, write_cube  # noqa: E402
 from hsicodec.metrics import bpppb, max_abs_error, psnr, quality_report, sam_degrees  # noqa: E402
@@ -58,6 +62,7 @@ __all__ = [
     "compress_file",
     "decompress_file",
     "file_info",
+    "open",
     "load_codec_model",
     "DEFAULT_MODEL",
     "Hsim",
@@ -94,6 +99,7 @@ __all__ = [
     "OutputExistsError",
     "TrainingError",
     "BackendError",
+    "RemoteError",
 ]
 
 

@@ -84,6 +84,12 @@ class TrainingError(HsicodecError):
     """Meta-training cannot run with the given data or configuration."""
 
 
+class RemoteError(HsicodecError, OSError):
+    """A remote source (URL) cannot be read consistently: an HTTP error, a timeout, a dropped
+    connection, a response that is not the requested byte range, or a file that changed between
+    requests. Raised instead of ever decoding bytes that may be wrong."""
+
+
 class BackendError(HsicodecError, RuntimeError):
     """A compute backend that was asked for explicitly cannot run here (e.g. "cuda" without a GPU)."""
 

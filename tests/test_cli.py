@@ -207,7 +207,7 @@ def test_bad_window(env, window):
     assert not Path("out.npy").exists()
 
 
-@pytest.mark.parametrize("bands", ["5:2", "3:3", "a:b", "3", "-1:4", "1:2:3", "1.0:2"])
+@pytest.mark.parametrize("bands", ["5:2", "3:3", "a:b", "-3", "-1:4", "1:2:3", "1.0:2"])
 def test_bad_bands(env, bands):
     r = run("decompress", "x.hsim", "out.npy", "--bands", bands)
     assert r.exit_code == 2
@@ -279,10 +279,15 @@ def test_proc_bpppb_with_psnr(env, npy_cube):
     assert "mutually exclusive" in assert_one_error_line(p.stderr)
 
 
-def test_proc_info_not_hsim(env, npy_cube):
+def test_proc_info_not_hsim(env, npy_cube, tmp_path):
+    """info describes any raster the CLI reads; a file that is neither .hsim nor a raster is one clear line."""
     p = run_proc("info", npy_cube)
+    assert p.returncode == 0 and p.stderr == ""
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a raster")
+    p = run_proc("info", str(junk))
     assert p.returncode == 1
-    assert "hsim" in assert_one_error_line(p.stderr)
+    assert "notes.txt" in assert_one_error_line(p.stderr)
     assert p.stdout == ""
 
 

@@ -90,7 +90,7 @@ def test_gtiff_round_trip_with_geo(tmp_path):
         assert ds.count == BANDS and ds.crs == CRS.from_epsg(32611)
         assert ds.descriptions[0] == "B00"
         assert float(ds.tags(1, ns="IMAGERY")["CENTRAL_WAVELENGTH_UM"]) == pytest.approx(0.4005)
-        assert ds.compression is None
+        assert ds.compression is not None and ds.compression.name == "deflate"  # DEFLATE + predictor by default
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -33,7 +33,8 @@ from hsicodec.cli.options import BandsType, EffortType, WindowType, _number_list
     callback=_positive_float(),
     metavar="X",
     help="Target rate in bits per pixel per band (the whole .hsim file counts). "
-    "Default when neither --bpppb nor --psnr is given: 0.05.",
+    "Default when no target is given: 0.05, or the smallest file where the cube allows none that small "
+    "(a tiny chip; the summary says so). An explicit --bpppb below the smallest file is an error.",
 )
 @click.option(
     "--psnr",
@@ -53,6 +54,12 @@ from hsicodec.cli.options import BandsType, EffortType, WindowType, _number_list
     "the file is written; NaN, ±Inf and nodata are kept exactly). Excludes --bpppb and --psnr.",
 )
 @click.option("--lossless", is_flag=True, help="Bit-exact (--max-error 0; integer cubes). Excludes --bpppb and --psnr.")
+@click.option(
+    "--or-smallest",
+    is_flag=True,
+    help="With --bpppb: where the cube allows no file that small, write its smallest file instead of failing "
+    "(what the default rate always does); the summary says so.",
+)
 @click.option(
     "--model",
     "-m",
@@ -138,6 +145,7 @@ def compress(
     psnr: float | None,
     max_error: float | None,
     lossless: bool,
+    or_smallest: bool,
     model: str | None,
     effort: Any,
     layer: str,
@@ -160,16 +168,21 @@ def compress(
     file or .hdr), .npy (rows, cols, bands) or .mat. Georeferencing and spectral
     metadata (CRS, transform, nodata, wavelengths, FWHM, band names) are kept in OUT.
 
-    Prints one line: shape, file size, bpppb, time and model (unless --quiet).
+    Prints one line: shape, file size, bpppb, time and model (unless --quiet). Without a
+    target the default rate (0.05 bpppb) applies; a cube too small for it (a few pixels,
+    a small chip) gets its smallest file instead, and the line says so.
 
     \b
     Examples:
+      hsicodec compress scene.tif scene.hsim
       hsicodec compress scene.tif scene.hsim --bpppb 0.05
       hsicodec compress cube.npy cube.hsim --psnr 35 --effort max --model hsi-grid-v1
       hsicodec compress data.mat data.hsim --var indian_pines --json
     """
     if sum(v is not None for v in (bpppb, psnr, max_error)) + lossless > 1:
         raise click.UsageError("--bpppb, --psnr, --max-error and --lossless are mutually exclusive: give one target")
+    if or_smallest and (psnr is not None or max_error is not None or lossless):
+        raise click.UsageError("--or-smallest goes with a rate (--bpppb), not with --psnr, --max-error or --lossless")
     from hsicodec.io.atomic import check_writable
     from hsicodec.io.hsimfile import check_hsim_output
 
@@ -189,6 +202,7 @@ def compress(
             psnr=psnr,
             max_error=max_error,
             lossless=lossless,
+            or_smallest=or_smallest,
             effort=effort,
             progress=bar.fraction,
             band_map=_number_list(band_map, int, "--band-map"),
@@ -249,6 +263,10 @@ def _compress_summary(src: Path, dst: Path, stats: dict) -> str:
         parts.append("model " + _model_label(stats["model"], stats.get("model_alias") or stats.get("alias")))
     line = f"{src} -> {dst}: " + ", ".join(parts)
     target = stats.get("target_bpppb")
+    if stats.get("target_fallback") and isinstance(target, (int, float)) and isinstance(stats.get("bpppb"), float):
+        kind = "default target" if stats.get("target_default", True) else "target"
+        chosen = f"{stats['target_fallback']}, {stats['bpppb']:.3g} bpppb"
+        return line + f" ({kind} {_num(target)} bpppb not reachable: {chosen})"
     if (
         isinstance(target, (int, float))
         and isinstance(stats.get("bpppb"), (int, float))
@@ -270,14 +288,25 @@ def _compress_summary(src: Path, dst: Path, stats: dict) -> str:
     type=WindowType(),
     default=None,
     help="Decode only this pixel window: ROW,COL,HEIGHT,WIDTH (0-based top-left corner and "
-    "size in pixels), e.g. 100,200,256,256. Default: the whole image.",
+    "size in pixels), e.g. 100,200,256,256. Default: the whole image. Excludes --bounds.",
+)
+@click.option(
+    "--bounds",
+    type=float,
+    nargs=4,
+    default=None,
+    metavar="LEFT BOTTOM RIGHT TOP",
+    help="Decode only the pixels within this box in the file's map coordinates (its CRS), like rio's "
+    "--bounds and gdal_translate -projwin: rounded outward to whole pixels, clipped to the image. "
+    "Excludes --window.",
 )
 @click.option(
     "--bands",
     "-b",
     type=BandsType(),
     default=None,
-    help="Decode only bands A to B-1 (0-based, B excluded), e.g. 0:50. Default: all bands.",
+    help="Decode only bands A to B-1 (0-based, B excluded), e.g. 0:50, or the one band N (0-based), "
+    "e.g. 5. Default: all bands.",
 )
 @click.option(
     "--format",
@@ -285,6 +314,23 @@ def _compress_summary(src: Path, dst: Path, stats: dict) -> str:
     type=click.Choice(["gtiff", "envi", "npy"], case_sensitive=False),
     default=None,
     help="Output format. Default: from OUT's extension (.tif, .hdr/.img, .npy).",
+)
+@click.option(
+    "--co",
+    "creation_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="GDAL GeoTIFF creation option (repeatable), e.g. --co COMPRESS=ZSTD --co TILED=NO. "
+    "Default GeoTIFF layout: 256x256 tiles where the image is that big, DEFLATE with predictor 2 "
+    "(integers) or 3 (floats), BigTIFF when needed. GeoTIFF output only.",
+)
+@click.option(
+    "--reduce",
+    type=click.IntRange(0, 16),
+    default=0,
+    metavar="N",
+    help="Decode the image 2^N times smaller on each side (means of 2^N x 2^N blocks; the geo transform "
+    "scaled to match), e.g. --reduce 2 for a quarter of the width. Default: 0, full resolution.",
 )
 @click.option(
     "--threads",
@@ -308,9 +354,12 @@ def _compress_summary(src: Path, dst: Path, stats: dict) -> str:
 def decompress(
     src: Path,
     dst: Path,
-    window,
-    bands,
+    window: tuple[int, int, int, int] | None,
+    bounds: tuple[float, float, float, float] | None,
+    bands: tuple[int, int] | None,
     fmt: str | None,
+    creation_options: tuple[str, ...],
+    reduce: int,
     threads: int,
     backend: str,
     force: bool,
@@ -321,20 +370,29 @@ def decompress(
 
     The cube comes back in its original dtype, with its georeferencing and spectral
     metadata (a window or band subset keeps the matching part of them). The base model
-    named in IN must be installed (see 'hsicodec models').
+    named in IN must be installed (see 'hsicodec models'). GeoTIFF output is tiled and
+    DEFLATE-compressed (--co changes that); a window in map coordinates is --bounds.
 
     \b
     Examples:
       hsicodec decompress scene.hsim scene_out.tif
       hsicodec decompress scene.hsim tile.npy --window 0,0,256,256 --bands 10:60
+      hsicodec decompress scene.hsim band5.tif --bands 5 --co COMPRESS=ZSTD
+      hsicodec decompress scene.hsim overview.tif --reduce 2
       hsicodec decompress scene.hsim scene.img --format envi --threads 2
       hsicodec decompress scene.hsim scene_out.tif --backend cuda
     """
     from hsicodec.io.atomic import check_writable
     from hsicodec.io.formats import write_format
+    from hsicodec.io.geotiff import parse_creation_options
 
+    if window is not None and bounds is not None:
+        raise click.UsageError("--window and --bounds are mutually exclusive: give one")
+    options = parse_creation_options(creation_options)  # malformed KEY=VALUE: one line, before anything else
     check_writable(dst, force)
-    write_format(dst, fmt)  # an output name that tells no writable format: refused before decoding
+    out_format = write_format(dst, fmt)  # an output name that tells no writable format: refused before decoding
+    if options and out_format != "gtiff":
+        raise click.UsageError(f"--co (GDAL creation options) applies to GeoTIFF output only, not {out_format}")
     if backend == "cuda":
         from hsicodec.layers.network.siren import cuda_module
 
@@ -347,11 +405,14 @@ def decompress(
             force=force,
             format=fmt.lower() if fmt else None,
             window=window,
+            bounds=bounds,
             bands=bands,
             threads=threads,
             backend=backend,
             progress=bar.fraction,
             tile_progress=_tile_postfix(bar),
+            creation_options=options or None,
+            reduce=reduce,
         )
     if as_json:
         _print_json(stats)
@@ -370,26 +431,101 @@ def decompress(
 
 @click.command(context_settings=_CONTEXT)
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the full header summary as JSON.")
-def info(file: Path, as_json: bool) -> None:
-    """Describe the .hsim file FILE without decoding it.
+@click.option("--json", "as_json", is_flag=True, help="Print the full summary as JSON.")
+@click.option(
+    "--var", default=None, metavar="NAME", help="Variable of a .mat file (or subdataset of an HDF/NetCDF file)."
+)
+@click.option(
+    "--band-first", is_flag=True, help="The .npy/.mat array is (bands, rows, cols) instead of (rows, cols, bands)."
+)
+@click.option(
+    "--no-estimate",
+    is_flag=True,
+    help="Rasters: do not run the default compress to measure its rate (only the metadata is read).",
+)
+def info(file: Path, as_json: bool, var: str | None, band_first: bool, no_estimate: bool) -> None:
+    """Describe the .hsim file or raster FILE.
 
-    Shows the format version, cube shape and dtype, file size and rate (bpppb), the
-    spectral stage and the coding layers with their parameters, the base model (sha256
-    and alias if installed; none for files that need none), georeferencing, tags and the
-    payload sections with their sizes. --json adds the raw header fields.
+    A .hsim file is described without decoding it: the format version, cube shape and
+    dtype, file size and rate (bpppb), the spectral stage and the coding layers with their
+    parameters, the base model (sha256 and alias if installed; none for files that need
+    none), georeferencing, tags and the payload sections with their sizes. --json adds the
+    raw header fields.
+
+    Any raster compress reads (GeoTIFF, ENVI, .npy, .mat) is described from its metadata
+    (shape, dtype, CRS, transform and bounds, nodata, wavelengths), plus the rate a default
+    'hsicodec compress' gives it: measured by compressing it in memory when the cube holds
+    at most 2**21 values (about 100 x 100 x 205; a second or two), else the default target.
 
     \b
     Examples:
       hsicodec info scene.hsim
       hsicodec info scene.hsim --json | jq .geo
+      hsicodec info scene.tif
+      hsicodec info cube.npy --json | jq .default_compress
     """
-    summary = _codec().file_info(file)
+    codec = _codec()
+    hsim = _is_hsim(file)
+    if hsim:
+        summary = codec.file_info(file)
+    else:
+        summary = codec.raster_info(file, var=var, band_first=band_first, estimate=not no_estimate)
     if as_json:
         _print_json(summary)
         return
-    for line in _info_lines(file, summary):
+    for line in _info_lines(file, summary) if hsim else _raster_info_lines(file, summary):
         click.echo(line)
+
+
+def _is_hsim(path: Path) -> bool:
+    """Whether ``path`` starts with the .hsim magic bytes (a folder or a missing file: no; the raster reader
+    then names the problem)."""
+    from hsicodec.format.container import MAGIC
+
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return path.suffix.lower() == ".hsim"  # the .hsim reader's own message
+
+
+def _raster_info_lines(file: Path, d: dict) -> list[str]:
+    """Human-readable lines for :func:`hsicodec.codec.api.raster_info`'s dict."""
+    lines = [f"file: {file}"]
+    if d.get("format"):
+        lines.append(f"format: {d['format']}")
+    lines.append(f"cube: {_shape_text(d['shape'])} (rows x cols x bands), {d['dtype']}")
+    lines.append(f"size: {d['raw_bytes']:,} bytes of pixels ({_human_bytes(d['raw_bytes'])})")
+    crs = d.get("crs")
+    lines.append("crs: " + (_short_value(crs, 100) if crs else "(none)"))
+    if d.get("transform") is not None:
+        lines.append("transform: " + ", ".join(_num(float(v), 10) for v in d["transform"]))
+        lines.append("bounds: " + " ".join(_num(float(v), 10) for v in d["bounds"]) + " (left bottom right top)")
+    else:
+        lines.append("transform: (none)")
+    lines.append(f"nodata: {_short_value(d['nodata']) if d.get('nodata') is not None else '(none)'}")
+    wl = d.get("wavelengths")
+    if wl:
+        units = f" {d['wavelength_units']}" if d.get("wavelength_units") else ""
+        lines.append(f"wavelengths: {_num(float(min(wl)), 6)} to {_num(float(max(wl)), 6)}{units} ({len(wl)} bands)")
+    else:
+        lines.append("wavelengths: (none)")
+    if d.get("units"):
+        lines.append(f"units: {d['units']}")
+    dc = d.get("default_compress") or {}
+    target = dc.get("target_bpppb")
+    if dc.get("measured"):
+        text = f"default compress: {dc['bytes']:,} bytes, {_num(dc['bpppb'])} bpppb"
+        if dc.get("psnr") is not None:
+            text += f", PSNR {_num(dc['psnr'])} dB"
+        text += f", layer {dc.get('layer')}, ratio {dc['ratio']:.0f}:1"
+        if dc.get("target_fallback"):
+            text += f" (default target {_num(target)} bpppb not reachable: {dc['target_fallback']})"
+        lines.append(text)
+    else:
+        tiled = " per 512 x 512 tile" if dc.get("tiled") else ""
+        lines.append(f"default compress: target {_num(target)} bpppb{tiled} (not measured: {dc.get('reason')})")
+    return lines
 
 
 def _info_lines(file: Path, summary: dict) -> list[str]:

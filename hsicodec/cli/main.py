@@ -51,6 +51,7 @@ from hsicodec.cli.compress import compress, decompress, info
 from hsicodec.cli.eval import eval_cmd
 from hsicodec.cli.models import models
 from hsicodec.cli.options import EFFORT_NAMES, BandsType, EffortType, WindowType, _number_list
+from hsicodec.cli.preview import preview
 from hsicodec.cli.train import train
 from hsicodec.errors import HsicodecError
 
@@ -179,6 +180,7 @@ def cli() -> None:
       hsicodec compress scene.tif scene.hsim --bpppb 0.05
       hsicodec info scene.hsim
       hsicodec decompress scene.hsim scene_out.tif
+      hsicodec preview scene.hsim scene.png
       hsicodec models list
 
     Rates are in bpppb (bits per pixel per band: 8 x file bytes / (rows x cols x bands)).
@@ -187,7 +189,7 @@ def cli() -> None:
     """
 
 
-for _command in (compress, decompress, info, eval_cmd, batch, models, train):
+for _command in (compress, decompress, info, preview, eval_cmd, batch, models, train):
     cli.add_command(_command)
 
 

@@ -52,17 +52,23 @@ class WindowType(click.ParamType):
 
 
 class BandsType(click.ParamType):
-    """``A:B``: the bands A (inclusive) to B (exclusive), counted from 0."""
+    """``A:B``: the bands A (inclusive) to B (exclusive), counted from 0; or ``N``: band N alone (N:N+1)."""
 
-    name = "A:B"
+    name = "A:B|N"
 
     def convert(self, value: Any, param, ctx) -> Any:
         if isinstance(value, tuple):
             return value
+        one = re.fullmatch(r"\s*(\d+)\s*", str(value))
+        if one:
+            return (int(one.group(1)), int(one.group(1)) + 1)
         m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(value))
         if not m:
             self.fail(
-                f"{value!r} is not A:B (first band, one past the last band, counted from 0; e.g. 0:50)", param, ctx
+                f"{value!r} is not A:B (first band, one past the last band, counted from 0; e.g. 0:50) "
+                "nor N (one band, counted from 0; e.g. 5)",
+                param,
+                ctx,
             )
         a, b = int(m.group(1)), int(m.group(2))
         if a >= b:

@@ -11,8 +11,9 @@ from typing import Any, Callable, Union
 import numpy as np
 
 from hsicodec._version import __version__
-from hsicodec.codec.decode import decode_sections
+from hsicodec.codec.decode import check_window, decode_sections
 from hsicodec.codec.mask import decode_mask, encode_mask, fill_invalid, fill_value, invalid_mask
+from hsicodec.coding.reduce import aligned_window, block_all, check_reduce
 from hsicodec.errors import HsicodecError, HsimHeaderError, OptionError
 from hsicodec.format.container import HsimReader, encode_hsim  # noqa: F401  (re-exported for users)
 from hsicodec.io.raster import GeoInfo, cast_to_dtype
@@ -60,13 +61,17 @@ def compress(
     nodata: float | None = None,
     layer: str | None = None,
     latent_codings: tuple | None = None,
+    or_smallest: bool = False,
 ) -> bytes:
     """Compress a (rows, cols, bands) cube to `.hsim` bytes.
 
-    ``bpppb`` lands at or under the target; ``psnr`` reaches at least the target
+    ``bpppb`` lands at or under the target (OptionError where even the smallest file is larger,
+    unless ``or_smallest``: then the smallest file); ``psnr`` reaches at least the target
     where some layer can (else OptionError); ``max_error`` E keeps every value within E of the
     original (checked by a real decode before the bytes are returned), ``lossless`` is E = 0
-    (bit-exact; integer cubes); none of them: 0.05 bpppb. ``stats``, if
+    (bit-exact; integer cubes); none of them: 0.05 bpppb, or the smallest file where the cube
+    allows none that small (a 1x1 cube, a small chip): the default never fails, and
+    ``stats["target_fallback"]`` says "smallest file" when it fell back. ``stats``, if
     given, is filled with the encoder's figures (k, step, psnr, times).
     ``band_map`` / ``wavelengths`` match bands to the outputs of a plain
     (non-adaptive) model; PCA-adaptive models ignore them. NaN, ±Inf and
@@ -112,6 +117,7 @@ def compress(
             nodata=nodata,
             layer=layer,
             latent_codings=latent_codings,
+            or_smallest=or_smallest,
         )
     if layer in (None, "auto") and latent_codings is None:
         layer = "all"  # a model named by the caller: its network layer competes for every file
@@ -119,6 +125,7 @@ def compress(
         cube, model, geo=geo, bpppb=bpppb, psnr=psnr, max_error=max_error, effort=effort, progress=progress, tags=tags,
         threads=threads, registry=registry, stats=stats, backend=backend, created_by=created_by,
         band_map=band_map, wavelengths=wavelengths, nodata=nodata, layer=layer, latent_codings=latent_codings,
+        or_smallest=or_smallest,
     )  # fmt: skip
 
 
@@ -143,6 +150,7 @@ def _compress_model(
     nodata: float | None,
     layer: str | None,
     latent_codings: tuple | None,
+    or_smallest: bool = False,
 ) -> bytes:
     """:func:`compress` with one model (a validated cube)."""
     from hsicodec.codec.encode import encode
@@ -183,6 +191,7 @@ def _compress_model(
         valid=None if mask is None else ~mask,
         layer=layer,
         latent_codings=latent_codings,
+        or_smallest=or_smallest,
     )
     if max_error is not None:
         _check_bound(data, original, mask, max_error, registry)
@@ -199,7 +208,15 @@ def _check_bound(data: bytes, original: np.ndarray, mask: np.ndarray | None, max
     exactly by the mask); an error here is a bug, never a file that breaks its promise."""
     with HsimReader(data) as reader:
         back, _ = decompress_untiled(reader, registry=registry)
-    diff = np.abs(back.astype(np.float64) - original.astype(np.float64))
+    if max_error == 0 and mask is None and back.dtype == original.dtype and original.dtype.kind in "iub":
+        if not np.array_equal(back, original):
+            raise HsicodecError("internal error: the decoded file is not bit-exact; please report it")
+        return
+    if original.dtype.kind in "iub" and original.dtype.itemsize <= 4 and back.dtype == original.dtype:
+        diff = np.subtract(back, original, dtype=np.int64)  # exact, without float copies of both cubes
+        np.abs(diff, out=diff)
+    else:
+        diff = np.abs(back.astype(np.float64) - original.astype(np.float64))
     worst = float(diff[~mask].max() if mask is not None and (~mask).any() else diff.max()) if diff.size else 0.0
     if not worst <= max_error:
         raise HsicodecError(f"internal error: the decoded file is {worst:g} off the original, over --max-error "
@@ -239,11 +256,9 @@ def _compress_auto(
         except OptionError as exc:  # this model cannot serve the cube or the target
             first_error = first_error or exc
             continue
-        by_size = psnr is not None or max_error is not None  # quality targets and bounds: the smaller file
-        better = best is None or (len(data) < len(best[0]) if by_size else st["psnr"] > best[1]["psnr"])
-        if better:
+        if _better_auto(data, st, best, by_size=psnr is not None or max_error is not None):
             best = (data, st)
-        if st.get("first_wins") and not st.get("needs_model"):
+        if st.get("first_wins") and not st.get("needs_model") and st.get("target_fallback") is None:
             break  # below effort max a map-layer file ends the choice: the other models' latents lose to it
     if best is None:
         assert first_error is not None  # every model raised OptionError (other errors propagate)
@@ -252,6 +267,20 @@ def _compress_auto(
         stats.update(best[1])
         stats["auto_models"] = models
     return best[0]
+
+
+def _better_auto(data: bytes, st: dict, best: tuple[bytes, dict] | None, *, by_size: bool) -> bool:
+    """Whether one model's file beats the best so far: for quality targets and bounds the smaller file, for a
+    rate the higher PSNR; but a file that met the rate beats one that fell back to the smallest file, and of two
+    fallbacks the smaller wins (it is the nearer to the rate)."""
+    if best is None:
+        return True
+    fell, best_fell = st.get("target_fallback") is not None, best[1].get("target_fallback") is not None
+    if fell != best_fell:
+        return not fell
+    if by_size or fell:
+        return len(data) < len(best[0])
+    return bool(st["psnr"] > best[1]["psnr"])
 
 
 def decompress_untiled(
@@ -263,27 +292,40 @@ def decompress_untiled(
     backend: str = "auto",
     registry: Registry | None = None,
     progress: Callable[[float], None] | None = None,
+    reduce: int = 0,
 ) -> tuple[np.ndarray, GeoInfo]:
-    """Decode an untiled `.hsim` (an open reader) to (cube in its original dtype, geo metadata)."""
+    """Decode an untiled `.hsim` (an open reader) to (cube in its original dtype, geo metadata).
+    ``reduce`` n: the reduced image, 2^n times smaller (:mod:`hsicodec.coding.reduce`)."""
     reader.verify()  # whole-file CRC32C: any changed byte is an error, never wrong pixels
     header = reader.header
+    shape = tuple(int(v) for v in header["shape"])
+    reduce = check_reduce(reduce)
+    if reduce and window is None:
+        window = (0, 0, shape[0], shape[1])
+    if reduce:  # whole blocks: the geo origin and the mask follow the widened window
+        window = aligned_window(check_window(shape, window, bands)[0], shape, reduce)[0]
     cm = _model_by_hash(header["model"], registry) if "model" in header else None  # a file of no model's layer
     values = decode_sections(
-        header, reader.section, cm, window=window, bands=bands, backend=backend, threads=threads, progress=progress
-    )
+        header, reader.section, cm, window=window, bands=bands, backend=backend, threads=threads, progress=progress,
+        reduce=reduce,
+    )  # fmt: skip
     if "mask" in header:
-        values = _apply_mask(values, header, reader.section("m"), window, bands)
-    geo = GeoInfo.from_header(header.get("geo"), n_bands=int(header["shape"][2]))
+        values = _apply_mask(values, header, reader.section("m"), window, bands, reduce)
+    geo = GeoInfo.from_header(header.get("geo"), n_bands=shape[2])
     cube = cast_to_dtype(values, np.dtype(header["dtype"]), geo.nodata)
     if window is not None or bands is not None:
         r0, c0, h, w = window if window is not None else (0, 0, values.shape[0], values.shape[1])
-        a, b = bands if bands is not None else (0, int(header["shape"][2]))
-        geo = geo.subset(slice(r0, r0 + h), slice(c0, c0 + w), slice(a, b))
+        a, b = bands if bands is not None else (0, shape[2])
+        f = 1 << reduce
+        geo = geo.subset(slice(r0, r0 + h, f), slice(c0, c0 + w, f), slice(a, b))
     return cube, geo
 
 
-def _apply_mask(values: np.ndarray, header: dict, data: bytes, window: tuple | None, bands: tuple | None) -> np.ndarray:
-    """Put the header's fill value back at every masked position of the decoded window."""
+def _apply_mask(
+    values: np.ndarray, header: dict, data: bytes, window: tuple | None, bands: tuple | None, reduce: int = 0
+) -> np.ndarray:
+    """Put the header's fill value back at every masked position of the decoded window (reduced reads: where
+    every value of the block is masked)."""
     m = header["mask"]
     if not isinstance(m, dict):
         raise HsimHeaderError("header key 'mask': expected a map")
@@ -293,7 +335,7 @@ def _apply_mask(values: np.ndarray, header: dict, data: bytes, window: tuple | N
     r0, c0, h, w = window if window is not None else (0, 0, shape[0], shape[1])
     a, b = bands if bands is not None else (0, shape[2])
     values = np.array(values, np.float64)
-    masked = mask[r0 : r0 + h, c0 : c0 + w, a:b]
+    masked = block_all(mask[r0 : r0 + h, c0 : c0 + w, a:b], reduce)
     _keep_off_fill(values, ~masked, fill, np.dtype(header["dtype"]))
     values[masked] = fill
     return values

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from hsicodec.coding.reduce import aligned_window, block_mean, check_reduce
 from hsicodec.coding.spectral import decode_spectral, reconstruct, reconstruct_bands
 from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError
 from hsicodec.format import compact
 from hsicodec.format.container import DEFAULT_LIMITS, HsimReader, Limits
 from hsicodec.format.grid import BASE_KEYS, CODEC_NAME, CODEC_VERSION, COMPACT_SECTION, SPECTRAL_SECTION
-from hsicodec.layers.base import DecodeContext
+from hsicodec.layers.base import DecodeContext, Decoded
 from hsicodec.layers.maps.coding import MAX_LEVELS, MAX_MAPS
 from hsicodec.layers.network.model import CodecModel
 from hsicodec.layers.registry import LAYERS, layer_keys
@@ -185,8 +186,13 @@ def decode_sections(
     threads: int = 0,
     progress: Callable[[float], None] | None = None,
     limits: Limits | None = None,
+    reduce: int = 0,
 ) -> np.ndarray:
-    """Decode a window of the cube as float64 in original units (before the dtype cast).
+    """Decode a window of the cube in original units, before the dtype cast: float64, or the file's own
+    integer dtype where the layers give whole values that fit it (the predictive layer on integer cubes).
+
+    ``reduce`` n > 0: the window's reduced image, 2^n times smaller on each side
+    (:mod:`hsicodec.coding.reduce`: the window widened to whole blocks, then block means).
 
     The memory the decode needs is estimated first and refused (HsimLimitError)
     beyond ``limits.max_decode_bytes``; ``limits`` defaults to those of the
@@ -194,12 +200,14 @@ def decode_sections(
     """
     hgt, wid, c = (int(v) for v in header["shape"])
     win, bnd = check_window((hgt, wid, c), window, bands)
+    reduce = check_reduce(reduce)
+    win = aligned_window(win, (hgt, wid), reduce)[0]
     p = parse_codec(header, model)
     if limits is None:
         owner = getattr(read_section, "__self__", None)
         limits = owner.limits if isinstance(owner, HsimReader) else DEFAULT_LIMITS
     ctx = DecodeContext(header, p.codec, (hgt, wid, c), read_section, model, p.components, bnd, backend, threads,
-                        progress)  # fmt: skip
+                        progress, reduce)  # fmt: skip
     need = decode_bytes_needed(ctx, p, win, bnd)
     if need > limits.max_decode_bytes:
         raise HsimLimitError(
@@ -218,6 +226,7 @@ def decode_sections(
 
 def _decode(ctx: DecodeContext, p: GridParams, win: tuple, bnd: tuple) -> np.ndarray:
     model = ctx.model
+    out_win = aligned_window(win, ctx.shape, ctx.reduce)[1] if ctx.reduce else win
     if p.spectral is None:  # layers that give the band values themselves
         _, residual = _layer_parts(ctx, p, win, 0)
         assert residual is not None
@@ -233,7 +242,7 @@ def _decode(ctx: DecodeContext, p: GridParams, win: tuple, bnd: tuple) -> np.nda
             raise HsimHeaderError("header key 'codec.sp.off': expected a finite number")
         bm = parse_band_map(p.spectral, ctx.shape[2], model.n_out)
         if p.components == 0:
-            return np.full((win[2], win[3], bnd[1] - bnd[0]), float(off))
+            return np.full((out_win[2], out_win[3], bnd[1] - bnd[0]), float(off))
         ctx.components = int(bm[bnd[0] : bnd[1]].max()) + 1
         if ctx.components > p.components:
             raise HsimHeaderError("header key 'codec.k': smaller than the band map needs")
@@ -247,11 +256,20 @@ def _decode(ctx: DecodeContext, p: GridParams, win: tuple, bnd: tuple) -> np.nda
 
 
 def _layer_parts(ctx: DecodeContext, p: GridParams, win: tuple, k: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The sum of the layers' coefficients (h, w, k) on the window, and of their band values (None: none)."""
-    coeffs = np.zeros((win[2], win[3], k), np.float64)
+    """The sum of the layers' coefficients (h, w, k) on the window, and of their band values (None: none);
+    with ``ctx.reduce`` the window's reduced image of each (the layer's own where it ``reduces``, else the
+    block means of its full-resolution part)."""
+    out = aligned_window(win, ctx.shape, ctx.reduce)[1] if ctx.reduce else win
+    coeffs = np.zeros((out[2], out[3], k), np.float64)
     residual = None
     for name, lp in p.layers.items():
-        part = LAYERS[name].decode(lp, ctx, win)
+        layer = LAYERS[name]
+        part = layer.decode(lp, ctx, win)
+        if ctx.reduce and not getattr(layer, "reduces", False):
+            part = Decoded(
+                None if part.coeffs is None else block_mean(part.coeffs, ctx.reduce),
+                None if part.values is None else block_mean(part.values, ctx.reduce),
+            )
         if part.coeffs is not None:
             coeffs[..., : part.coeffs.shape[2]] += part.coeffs
         if part.values is not None:

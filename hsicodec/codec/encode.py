@@ -5,12 +5,17 @@ analysis (:mod:`hsicodec.codec.analysis`), and asks the layers of :mod:`hsicodec
 (or those the caller chose) for a file through the layer protocol (:mod:`hsicodec.layers.base`).
 Below effort max the cheapest layer goes first and the first file that meets the target wins
 (the coefficient-map layer, then the network's latents as its fallback); at effort max every
-layer encodes, the best file is kept and its layer may refine it.
+layer encodes, the best file is kept and its layer may refine it, and the default effort's file
+competes too, so effort max never misses a target the default effort meets nor writes a worse file.
+Without any target the default rate applies, and a cube whose smallest file is over it gets that
+smallest file (the default never fails); ``or_smallest`` asks the same of an explicit rate.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -23,6 +28,7 @@ from hsicodec.layers.network.search import LATENT_CODINGS
 from hsicodec.layers.registry import LAYERS, get_layer
 
 MAP_CODING = "maps"  # in ``latent_codings``: the coefficient-map layer
+SMALLEST_FILE = "smallest file"  # stats["target_fallback"] when a rate target was out of reach
 #: names ``latent_codings`` takes (ablations): the network layer's latent codings and the map layer
 CODINGS = (*LATENT_CODINGS, MAP_CODING)
 
@@ -48,7 +54,14 @@ def select_layers(layer: str | None, latent_codings: tuple | None) -> tuple[list
     return [one], ({one.name: one.alone_options} if one.alone_options is not None else {}), True
 
 
-def best_of(scene: Scene, layers: list, target: Target, chosen: bool, tried: dict | None = None) -> Encoded:
+def best_of(
+    scene: Scene,
+    layers: list,
+    target: Target,
+    chosen: bool,
+    tried: dict | None = None,
+    encoders: dict | None = None,
+) -> Encoded:
     """The best file the layers give for the target, through the layer protocol.
 
     Below effort max, unless the caller chose the layers: cheapest layer first; after the first file
@@ -56,7 +69,9 @@ def best_of(scene: Scene, layers: list, target: Target, chosen: bool, tried: dic
     Otherwise every layer encodes (registry order; ties keep the earlier), the best file is kept, and
     at effort max its layer may refine it (``improve``). A max-error target only goes to layers that
     bound the error.
-    ``tried``, if given, receives each layer's outcome: its file's bpppb and PSNR, or its error."""
+    ``tried``, if given, receives each layer's outcome: its file's bpppb and PSNR, or its error.
+    ``encoders``, if given, keeps each layer's encoder by name for a later call on the same scene
+    (a second target then reuses e.g. the network's latent fit)."""
     if target.max_error is not None and not any(lay.bounds_error for lay in layers):
         raise OptionError(
             f"--max-error needs a layer that bounds every value's error ({', '.join(lay.name for lay in layers)} "
@@ -75,7 +90,11 @@ def best_of(scene: Scene, layers: list, target: Target, chosen: bool, tried: dic
     winner: tuple[Layer, object] | None = None
     errors: dict[str, OptionError] = {}
     for lay in order:
-        enc = lay.encoder(scene)
+        enc = encoders.get(lay.name) if encoders is not None else None
+        if enc is None:
+            enc = lay.encoder(scene)
+            if encoders is not None:
+                encoders[lay.name] = enc
         if first_wins and best is not None:  # after the first file that met the target: only predicted winners
             guess = enc.estimate(target)
             if guess is None or not (guess > best.psnr if target.for_rate else guess < len(best.data)):
@@ -122,8 +141,13 @@ def encode(
     valid: np.ndarray | None = None,
     layer: str | None = None,
     latent_codings: tuple | None = None,
+    or_smallest: bool = False,
 ) -> tuple[bytes, dict]:
     """Encode a (H, W, C) cube; returns the `.hsim` bytes and encoding statistics.
+
+    No target: :data:`DEFAULT_BPPPB`, or the smallest file where no file is that small (the
+    default never fails on a valid cube); ``or_smallest`` does the same for an explicit
+    ``bpppb``. ``stats["target_fallback"]`` then says so (:data:`SMALLEST_FILE`; else None).
 
     ``layer``: a registered layer's name to code with it alone (None or "auto": the codec
     chooses per file). ``latent_codings`` (names of :data:`CODINGS`) restricts the layers and
@@ -139,15 +163,17 @@ def encode(
         raise OptionError(f"--bpppb must be a positive number, not {bpppb}")
     if psnr is not None and not (np.isfinite(psnr) and psnr > 0):
         raise OptionError(f"--psnr must be a positive number of dB, not {psnr}")
-    if bpppb is None and psnr is None and max_error is None:
+    default = bpppb is None and psnr is None and max_error is None
+    if default:
         bpppb = DEFAULT_BPPPB
     target = Target(bpppb, psnr, max_error)
+    fallback_ok = (default or or_smallest) and bpppb is not None
     cube = np.asarray(cube)
     if cube.ndim != 3 or min(cube.shape) < 1:
         raise OptionError(f"expected a (rows, cols, bands) cube, got shape {cube.shape}")
     if cube.dtype.kind == "f" and not np.all(np.isfinite(cube)):
         raise OptionError("the cube holds NaN or infinite values; mask them (nodata) before compressing")
-    if cube.size and float(np.max(np.abs(cube.astype(np.float64)))) > MAX_ABS_VALUE:
+    if cube.dtype.kind == "f" and cube.size and float(np.max(np.abs(cube))) > MAX_ABS_VALUE:  # integers never are
         raise OptionError(f"values beyond ±{MAX_ABS_VALUE:g} cannot be coded (their squared errors overflow)")
     t0 = time.perf_counter()
     inner_steps, adam_steps = effort_steps(effort, model)
@@ -156,7 +182,16 @@ def encode(
     scene = Scene(an, model, dict(base_header or {}), tuple(extra_sections), valid, inner_steps, adam_steps, threads,
                   backend, progress, options)  # fmt: skip
     tried: dict = {}
-    best = best_of(scene, layers, target, chosen, tried)
+    encoders: dict = {}
+    fallback = None
+    try:
+        best = _best_with_default_effort(scene, layers, target, chosen, tried, encoders, model)
+    except OptionError:
+        if not fallback_ok:
+            raise
+        # the rate is below the smallest file of every layer: the smallest file is the nearest reachable rate
+        best = best_of(scene, layers, Target(psnr=-math.inf), True, tried, encoders)
+        fallback = SMALLEST_FILE
     if progress:
         progress(1.0)
     stats = {
@@ -175,7 +210,48 @@ def encode(
         "target_bpppb": bpppb,
         "target_psnr": psnr,
         "target_max_error": max_error,  # the cheapest layer that met the target decided
+        "target_default": default,  # no target given: the default rate
+        "target_fallback": fallback,  # "smallest file": the rate target was below every file of this cube
+        "effort_pass": best.stats.get("effort_pass", "max" if scene.thorough else "default"),
         **best.stats,
         "seconds": time.perf_counter() - t0,
     }
     return best.data, stats
+
+
+def _best_with_default_effort(
+    scene: Scene, layers: list, target: Target, chosen: bool, tried: dict, encoders: dict, model: CodecModel
+) -> Encoded:
+    """:func:`best_of` at the scene's effort; at effort max (rate and quality targets) the default
+    effort's search competes too and the better file is kept.
+
+    The thorough searches explore other operating points than the default ones (more spectral
+    precisions, other rounding thresholds, RD-optimised quantization) and keep the few best by their
+    *predicted* quality; where the prediction ranks wrongly, or every file it ranks first comes out
+    over the budget, effort max lost to the default effort or missed a target it meets. Running the
+    default search as well makes effort max a superset of the default effort (at the default effort's
+    cost on top)."""
+    if not scene.thorough or target.max_error is not None:  # error bounds: the same file at either effort
+        return best_of(scene, layers, target, chosen, tried, encoders)
+    thorough: Encoded | None = None
+    error: OptionError | None = None
+    try:
+        thorough = best_of(scene, layers, target, chosen, tried, encoders)
+    except OptionError as exc:
+        error = exc
+    inner, _ = effort_steps("default", model)
+    plain = replace(scene, inner_steps=inner, adam_steps=0, progress=None)
+    try:
+        default = best_of(plain, layers, target, chosen)
+    except OptionError:
+        if thorough is None:
+            assert error is not None
+            raise error from None
+        return thorough
+    if thorough is None or target.better(default, thorough):
+        default.stats = {**default.stats, "effort_pass": "default"}
+        if tried is not None:
+            tried[default.layer] = {"bpppb": 8.0 * len(default.data) / scene.n_values, "psnr": default.psnr,
+                                    "effort": "default"}  # fmt: skip
+        return default
+    return thorough

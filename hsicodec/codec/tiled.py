@@ -48,6 +48,7 @@ from hsicodec.codec.tilegrid import (  # noqa: F401  (part of this module's API)
     is_tiled,
     section_name,
 )
+from hsicodec.coding.reduce import aligned_window, check_reduce, reduced_size
 from hsicodec.errors import HsimError, HsimHeaderError, HsimLimitError, OptionError
 from hsicodec.format.container import (
     DEFAULT_LIMITS,
@@ -58,7 +59,7 @@ from hsicodec.format.container import (
     validate_header,
 )
 from hsicodec.io.atomic import atomic_path, check_writable
-from hsicodec.io.raster import CubeReader, GeoInfo, cast_to_dtype, open_cube_reader, open_cube_writer
+from hsicodec.io.raster import CubeReader, GeoInfo, cast_to_dtype, open_cube_reader, open_raster_writer
 from hsicodec.layers.base import one_target
 from hsicodec.metrics import bpppb as bpppb_of
 
@@ -237,6 +238,7 @@ def write_tiled(
     limits: Limits = DEFAULT_LIMITS,
     layer: str | None = None,
     latent_codings: tuple | None = None,
+    or_smallest: bool = False,
 ) -> dict:
     """Compress ``source`` (a cube or an open :class:`~hsicodec.io.raster.CubeReader`) into the
     tiled `.hsim` file ``dst``, one tile at a time; returns statistics.
@@ -247,7 +249,9 @@ def write_tiled(
     the target (thin edge tiles whose nested header alone exceeds their share are given
     more; see spec/hsim.md 11.6); ``psnr`` applies per tile (each tile's peak is its own
     max - min); ``max_error`` (``lossless``: 0) bounds every value of every tile. A tile whose every value
-    is invalid (NaN/±Inf/nodata) is stored empty.
+    is invalid (NaN/±Inf/nodata) is stored empty. Without a target (the default rate), or with
+    ``or_smallest``, a tile the rate cannot reach gets its smallest file instead of an error
+    (``target_fallback`` in the statistics).
     The compressed tiles are spooled to a temporary file beside ``dst``; the output appears
     atomically at the end.
     """
@@ -277,11 +281,13 @@ def write_tiled(
     n_values = shape[0] * shape[1] * shape[2]
     overhead = _overhead_bytes(shape, dtype, grid, geo, tags, created_by, limits)
     target = None
+    default = bpppb is None and psnr is None and max_error is None  # the default rate: never fails
+    fallback_ok = default or (or_smallest and psnr is None and max_error is None)
     if psnr is None and max_error is None:
         target = _default_bpppb() if bpppb is None else float(bpppb)
         if not (math.isfinite(target) and target > 0):
             raise OptionError(f"--bpppb must be a positive number, not {bpppb}")
-        if target - 8.0 * overhead / n_values <= 0.5 * target:
+        if not fallback_ok and target - 8.0 * overhead / n_values <= 0.5 * target:
             raise OptionError(
                 f"bpppb target {target:g} is too low for {grid.count} tiles: the tiled file's own "
                 f"header takes {8.0 * overhead / n_values:.3g} bpppb; use larger tiles"
@@ -298,6 +304,7 @@ def write_tiled(
     budget_bits = None if target is None else target * n_values - 8.0 * overhead
     left_values = n_values
     t_read = t_enc = 0.0
+    fell_back = 0  # tiles that got their smallest file (the default rate was out of their reach)
     with atomic_path(dst, force) as tmp:
         fd, spool_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tiles.part", dir=tmp.parent)
         spool_path = Path(spool_name)
@@ -339,7 +346,9 @@ def write_tiled(
                                 latent_codings=latent_codings,
                             ),
                             f"tile {i} (rows {r0}..{r0 + h}, cols {c0}..{c0 + w})",
+                            or_smallest=fallback_ok,
                         )
+                        fell_back += st.get("target_fallback") is not None
                         sha = HsimReader(data).header.get("model")  # None: a map-layer-only tile
                         models[sha] = models.get(sha, 0) + 1
                         lo, hi, n_valid = min(lo, tmin), max(hi, tmax), n_valid + nv
@@ -421,6 +430,14 @@ def write_tiled(
             "empty": empty,
         },
         "bpppb_target": target,
+        "target_bpppb": target,
+        "target_default": default,
+        # the default rate out of reach (tiles at their smallest file, or the outer header's own bytes)
+        "target_fallback": (
+            "smallest file"
+            if fallback_ok and target is not None and (fell_back or bpppb_of(total, shape) > target)
+            else None
+        ),
         "header_bytes": len(head),
         "model": first_model,
         "models": models,
@@ -432,15 +449,19 @@ def write_tiled(
     }
 
 
-def _compress_tile(block: np.ndarray, rate: float | None, kwargs: dict, where: str) -> tuple[bytes, dict, float | None]:
+def _compress_tile(
+    block: np.ndarray, rate: float | None, kwargs: dict, where: str, or_smallest: bool = False
+) -> tuple[bytes, dict, float | None]:
     """One tile through codec.compress; a rate below the smallest file the tile allows (a thin edge
     tile: the nested header alone is a few hundred bytes) is doubled, up to 16x, and the budget of
-    the following tiles pays for it."""
+    the following tiles pays for it. ``or_smallest`` (the default rate): the last try takes the
+    tile's smallest file rather than fail."""
     tries = 5 if rate is not None else 1
     for attempt in range(tries):
         st: dict = {}
+        last = or_smallest and attempt + 1 == tries
         try:
-            return _codec.compress(block, bpppb=rate, stats=st, **kwargs), st, rate
+            return _codec.compress(block, bpppb=rate, stats=st, or_smallest=last, **kwargs), st, rate
         except OptionError as exc:
             if attempt + 1 == tries or rate is None:  # no rate: a single try
                 raise OptionError(f"{where}: {exc}") from exc
@@ -501,8 +522,10 @@ def _decode_tile(
     backend: str,
     registry,
     progress: Callable[[float], None] | None = None,
+    reduce: int = 0,
 ) -> np.ndarray:
-    """Decode the ``local`` (row, col, h, w) window of tile ``i`` (coordinates inside the tile)."""
+    """Decode the ``local`` (row, col, h, w) window of tile ``i`` (coordinates inside the tile; with
+    ``reduce`` n, a window of whole 2^n blocks, decoded 2^n times smaller)."""
     name = section_name(i)
     data = reader.section(name)  # checks the section's CRC32C
     _, _, th, tw = grid.bounds(i)
@@ -510,7 +533,8 @@ def _decode_tile(
     if not data:
         if fill is None:
             raise HsimHeaderError(f"tile {i} (section {name!r}) is empty but the header has no 'tiles.fill'")
-        return cast_to_dtype(np.full((h, w, bands[1] - bands[0]), fill), dtype, nodata)
+        shape = (reduced_size(h, reduce), reduced_size(w, reduce), bands[1] - bands[0])
+        return cast_to_dtype(np.full(shape, fill), dtype, nodata)
     try:
         with HsimReader(data, limits) as sub:  # the nested file: same reader, same limits
             hh = sub.header
@@ -522,12 +546,13 @@ def _decode_tile(
                 raise HsimHeaderError(f"header key 'dtype' is {hh['dtype']!r}, expected {dtype.name!r}")
             # decoded in row strips: the decoder's float64 intermediates then hold one strip, not a tile
             nb = bands[1] - bands[0]
-            step = max(1, STRIP_VALUES // (w * nb))
-            cube = np.empty((h, w, nb), dtype)
+            blk = 1 << reduce
+            step = max(1, STRIP_VALUES // (w * nb) // blk) * blk  # whole blocks per strip
+            cube = np.empty((reduced_size(h, reduce), reduced_size(w, reduce), nb), dtype)
             for a in range(0, h, step):
                 b = min(a + step, h)
                 part = (lambda f, a=a, b=b: progress((a + f * (b - a)) / h)) if progress else None
-                cube[a:b], _ = _codec.decompress_untiled(
+                cube[a // blk : reduced_size(b, reduce)], _ = _codec.decompress_untiled(
                     sub,
                     window=(lr + a, lc, b - a, w),
                     bands=bands,
@@ -535,14 +560,18 @@ def _decode_tile(
                     backend=backend,
                     registry=registry,
                     progress=part,
+                    reduce=reduce,
                 )
     except HsimError as exc:
         raise type(exc)(f"tile {i} (section {name!r}): {exc}") from None
     return cube
 
 
-def _iter_tiles(reader: HsimReader, window, bands, *, limits: Limits, max_tile_values: int, verify: bool | None):
-    """Validate a tiled file and plan a decode: grid, window, bands, [(tile, its part, output offset)]."""
+def _iter_tiles(
+    reader: HsimReader, window, bands, *, limits: Limits, max_tile_values: int, verify: bool | None, reduce: int = 0
+):
+    """Validate a tiled file and plan a decode: grid, window, bands, [(tile, its part, output offset)]
+    (``reduce`` n: the window widened to whole 2^n blocks, which tiles of a side divisible by 2^n keep)."""
     header = reader.header
     if not is_tiled(header):
         raise HsimHeaderError(f"header key 'codec.id': {header.get('codec', {}).get('id')!r} is not a tiled file")
@@ -550,6 +579,13 @@ def _iter_tiles(reader: HsimReader, window, bands, *, limits: Limits, max_tile_v
     _check_tile_sections(reader, grid)
     shape = (grid.height, grid.width, grid.bands)
     win, bnd = check_window(shape, window, bands)
+    if reduce:
+        if (grid.tile_h % (1 << reduce) and grid.rows > 1) or (grid.tile_w % (1 << reduce) and grid.cols > 1):
+            raise OptionError(
+                f"reduce {reduce} needs tiles whose sides are multiples of {1 << reduce}; this file's tiles are "
+                f"{grid.tile_h}x{grid.tile_w} (decode at full resolution, or a smaller reduce)"
+            )
+        win = aligned_window(win, shape, reduce)[0]
     todo = grid.intersecting(win)
     if verify is None:
         verify = len(todo) == grid.count
@@ -565,11 +601,12 @@ def _iter_tiles(reader: HsimReader, window, bands, *, limits: Limits, max_tile_v
     return grid, win, bnd, plan
 
 
-def _out_geo(header: Mapping, n_bands: int, window, bands, win, bnd) -> GeoInfo:
+def _out_geo(header: Mapping, n_bands: int, window, bands, win, bnd, reduce: int = 0) -> GeoInfo:
     geo = GeoInfo.from_header(header.get("geo"), n_bands=n_bands)
-    if window is not None or bands is not None:
+    if window is not None or bands is not None or reduce:
         r0, c0, h, w = win
-        geo = geo.subset(slice(r0, r0 + h), slice(c0, c0 + w), slice(bnd[0], bnd[1]))
+        f = 1 << reduce
+        geo = geo.subset(slice(r0, r0 + h, f), slice(c0, c0 + w, f), slice(bnd[0], bnd[1]))
     return geo
 
 
@@ -586,8 +623,10 @@ def decompress_tiled(
     limits: Limits = DEFAULT_LIMITS,
     max_tile_values: int = MAX_TILE_VALUES,
     verify: bool | None = None,
+    reduce: int = 0,
 ) -> tuple[np.ndarray, GeoInfo]:
-    """Decode (a window of) a tiled `.hsim` into memory: (cube, geo), like :func:`hsicodec.codec.api.decompress`.
+    """Decode (a window of) a tiled `.hsim` into memory: (cube, geo), like :func:`hsicodec.codec.api.decompress`
+    (``reduce`` too).
 
     Only the tiles the window touches are read and decoded. A whole-scene decode also checks
     the file's trailer CRC first (``verify`` forces or skips that); a window decode relies on
@@ -595,14 +634,16 @@ def decompress_tiled(
     """
     reader, own = _open(source, limits)
     try:
+        reduce = check_reduce(reduce)
         grid, win, bnd, plan = _iter_tiles(
-            reader, window, bands, limits=limits, max_tile_values=max_tile_values, verify=verify
+            reader, window, bands, limits=limits, max_tile_values=max_tile_values, verify=verify, reduce=reduce
         )
         header = reader.header
         dtype = np.dtype(header["dtype"])
         geo_full = GeoInfo.from_header(header.get("geo"), n_bands=grid.bands)
         fill = _fill_of(header)
-        out = np.empty((win[2], win[3], bnd[1] - bnd[0]), dtype)
+        blk = 1 << reduce
+        out = np.empty((reduced_size(win[2], reduce), reduced_size(win[3], reduce), bnd[1] - bnd[0]), dtype)
         for j, (i, local, (orow, ocol)) in enumerate(plan):
             sub = (lambda f, j=j: progress((j + f) / len(plan))) if progress else None
             block = _decode_tile(
@@ -619,14 +660,15 @@ def decompress_tiled(
                 backend=backend,
                 registry=registry,
                 progress=sub,
+                reduce=reduce,
             )
-            out[orow : orow + local[2], ocol : ocol + local[3]] = block
+            out[orow // blk : orow // blk + block.shape[0], ocol // blk : ocol // blk + block.shape[1]] = block
             if tile_progress:
                 tile_progress(j + 1, len(plan))
     finally:
         if own:
             reader.close()
-    return out, _out_geo(header, grid.bands, window, bands, win, bnd)
+    return out, _out_geo(header, grid.bands, window, bands, win, bnd, reduce)
 
 
 def decompress_file_tiled(
@@ -644,12 +686,14 @@ def decompress_file_tiled(
     tile_progress: Callable[[int, int], None] | None = None,
     limits: Limits = DEFAULT_LIMITS,
     max_tile_values: int = MAX_TILE_VALUES,
+    creation_options=None,
 ) -> dict:
     """Decode a tiled `.hsim` (or a window of it) into a raster, one tile at a time.
 
-    Each decoded tile is written by a window into the output (GeoTIFF tiled 256x256 with the
-    CRS, transform, nodata, wavelengths... of the file; ENVI; or .npy), which appears
-    atomically at the end. Memory holds one tile, never the scene.
+    Each decoded tile is written by a window into the output (GeoTIFF tiled 256x256, DEFLATE with
+    a predictor, with the CRS, transform, nodata, wavelengths... of the file; ENVI; or .npy),
+    which appears atomically at the end. ``creation_options``: GDAL GeoTIFF creation options
+    (:func:`hsicodec.io.raster.open_raster_writer`). Memory holds one tile, never the scene.
     """
     check_writable(dst, force)
     t0 = time.perf_counter()
@@ -665,7 +709,9 @@ def decompress_file_tiled(
         fill = _fill_of(header)
         geo = _out_geo(header, grid.bands, window, bands, win, bnd)
         out_shape = (win[2], win[3], bnd[1] - bnd[0])
-        with open_cube_writer(dst, out_shape, dtype, geo, format=format, force=force) as writer:
+        with open_raster_writer(
+            dst, out_shape, dtype, geo, format=format, force=force, creation_options=creation_options
+        ) as writer:
             for j, (i, local, (orow, ocol)) in enumerate(plan):
                 sub = (lambda f, j=j: progress((j + f) / len(plan))) if progress else None
                 ta = time.perf_counter()

@@ -22,7 +22,8 @@ This module is the public entry point (:func:`read_cube`, :func:`read_info`,
 * :mod:`hsicodec.io.geotiff`, :mod:`hsicodec.io.envi`: writing GeoTIFF and ENVI (the
   spectral metadata conventions of each are described there);
 * :mod:`hsicodec.io.npy`, :mod:`hsicodec.io.matlab`: ``.npy`` and ``.mat`` files;
-* :mod:`hsicodec.io.streaming`: windowed reading/writing of scenes larger than memory;
+* :mod:`hsicodec.io.streaming`: windowed reading/writing of scenes larger than memory
+  (:func:`open_raster_writer` adds GDAL creation options to its writer);
 * :mod:`hsicodec.io.cast`: :func:`cast_to_dtype`;
 * :mod:`hsicodec.io.checks`: shared error wrapping and dtype/shape checks;
 * :mod:`hsicodec.io.atomic`: atomic output files.
@@ -30,23 +31,33 @@ This module is the public entry point (:func:`read_cube`, :func:`read_info`,
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from hsicodec.errors import RasterError
+from hsicodec.errors import OptionError, RasterError
 from hsicodec.io.atomic import atomic_path, check_writable
 from hsicodec.io.cast import cast_to_dtype
 from hsicodec.io.checks import PathLike, _check_dtype, _native, _require_file, _wrap
 from hsicodec.io.envi import _envi_paths_for_write, _write_envi
 from hsicodec.io.formats import SUPPORTED_DTYPES, WRITE_FORMATS, raster_format, write_format
 from hsicodec.io.geo import GeoInfo
-from hsicodec.io.geotiff import _write_gtiff
+from hsicodec.io.geotiff import _gtiff_profile, _gtiff_tags, _write_gtiff, parse_creation_options
 from hsicodec.io.matlab import _info_mat, _read_mat
 from hsicodec.io.npy import _info_npy, _read_npy, _write_npy
-from hsicodec.io.rio import _check_geo_for
+from hsicodec.io.rio import _check_geo_for, _gdal_write_env
 from hsicodec.io.rio_read import _info_rio, _read_rio
-from hsicodec.io.streaming import STREAM_CACHE_MB, CubeReader, CubeWriter, open_cube_reader, open_cube_writer
+from hsicodec.io.streaming import (
+    STREAM_CACHE_MB,
+    CubeReader,
+    CubeWriter,
+    _check_out_shape,
+    _stream_env,
+    open_cube_reader,
+    open_cube_writer,
+)
 
 __all__ = [
     "GeoInfo",
@@ -62,6 +73,8 @@ __all__ = [
     "CubeWriter",
     "open_cube_reader",
     "open_cube_writer",
+    "open_raster_writer",
+    "parse_creation_options",
     "STREAM_CACHE_MB",
 ]
 
@@ -110,6 +123,7 @@ def write_cube(
     format: str | None = None,
     force: bool = False,
     compress: str | None = None,
+    creation_options: Mapping[str, str] | Sequence[str] | None = None,
 ) -> None:
     """Write a ``(rows, cols, bands)`` cube (2-D → one band) atomically, in the cube's dtype.
 
@@ -119,13 +133,17 @@ def write_cube(
     header is the same name with ``.hdr``; a ``.bil``/``.bip`` extension selects that
     interleave) or the ``.hdr`` (the data file is then ``<name>.img``); both files are
     written to temporary names and renamed, and an existing one is refused unless
-    ``force``.  GeoTIFF is uncompressed unless ``compress`` names a GDAL codec
-    (``deflate``, ``lzw``, ``zstd``...), tiled 256×256 for images of 512×512 or more,
-    and BigTIFF when needed.  Existing output without ``force`` raises
+    ``force``.  GeoTIFF is tiled 256×256 (band-interleaved) where the image is at least
+    256 pixels each way, DEFLATE-compressed with predictor 2 (integers) or 3 (floats),
+    and BigTIFF when needed; ``compress`` names another GDAL codec (``lzw``, ``zstd``,
+    ``none``...) and ``creation_options`` (``{"COMPRESS": "ZSTD"}`` or ``["TILED=NO"]``)
+    are GDAL GTiff creation options that override any of it (GeoTIFF only: OptionError
+    for another format).  Existing output without ``force`` raises
     :class:`~hsicodec.errors.OutputExistsError`; other failures raise RasterError.
     """
     p = Path(path)
     fmt = write_format(p, format)
+    options = _creation_options_for(fmt, p, creation_options)
     arr = np.asarray(cube)
     _check_dtype(arr.dtype, p)
     if arr.ndim == 2:
@@ -150,9 +168,83 @@ def write_cube(
     if fmt == "gtiff":
         check_writable(p, force)
         with _wrap("write", p), atomic_path(p, force) as tmp:
-            _write_gtiff(tmp, arr, geo, compress)
+            _write_gtiff(tmp, arr, geo, compress, options)
         return
 
     data, hdr = _envi_paths_for_write(p, force)
     with _wrap("write", data):
         _write_envi(data, hdr, arr, geo, force)
+
+
+def _creation_options_for(
+    fmt: str, path: Path, options: Mapping[str, str] | Sequence[str] | None
+) -> dict[str, str] | None:
+    """Checked GDAL creation options for an output of format ``fmt`` (OptionError for a non-GeoTIFF one)."""
+    if not options:
+        return None
+    if fmt != "gtiff":
+        raise OptionError(f"--co (GDAL creation options) applies to GeoTIFF output only, not {fmt} ({path})")
+    return parse_creation_options(options)
+
+
+@contextlib.contextmanager
+def open_raster_writer(
+    path: PathLike,
+    shape: Sequence[int],
+    dtype,
+    geo: GeoInfo | None = None,
+    *,
+    format: str | None = None,
+    force: bool = False,
+    creation_options: Mapping[str, str] | Sequence[str] | None = None,
+) -> Iterator[CubeWriter]:
+    """:func:`open_cube_writer` with GDAL GeoTIFF creation options: a raster written window by window,
+    atomically (the file appears when the ``with`` block ends without an exception).
+
+    GeoTIFF output has :func:`write_cube`'s layout (256×256 tiles, DEFLATE with a predictor,
+    BigTIFF when needed), with ``creation_options`` overriding it, and its metadata (CRS,
+    transform, nodata, band names, wavelengths, FWHM, units); the GDAL block cache is held to
+    :data:`STREAM_CACHE_MB`. ENVI and ``.npy`` output are :func:`open_cube_writer`'s;
+    ``creation_options`` with them is an OptionError.
+    """
+    p = Path(path)
+    fmt = write_format(p, format)
+    options = _creation_options_for(fmt, p, creation_options)
+    if fmt != "gtiff":
+        with open_cube_writer(p, shape, dtype, geo, format=fmt, force=force) as writer:
+            yield writer
+        return
+    import rasterio
+    from rasterio.windows import Window
+
+    dtype = np.dtype(dtype)
+    rows, cols, n = _check_out_shape(p, shape, dtype)
+    geo = geo if geo is not None else GeoInfo()
+    if dtype not in SUPPORTED_DTYPES:
+        raise RasterError(
+            f"cannot write {p}: gtiff does not support {dtype} pixels "
+            f"(supported: {', '.join(d.name for d in SUPPORTED_DTYPES)})"
+        )
+    _check_geo_for(geo, n, p)
+    check_writable(p, force)
+    prof, _ = _gtiff_profile((rows, cols, n), dtype, geo, None, options)
+    with atomic_path(p, force) as tmp:
+        stack = contextlib.ExitStack()
+        with _wrap("write", p):
+            stack.enter_context(_gdal_write_env())
+            stack.enter_context(_stream_env())
+            ds = stack.enter_context(rasterio.open(tmp, "w", **prof))
+            _gtiff_tags(ds, geo, n)
+
+        def write(r0: int, c0: int, block: np.ndarray) -> None:
+            h, w = block.shape[:2]
+            ds.write(np.ascontiguousarray(block.transpose(2, 0, 1)), window=Window(c0, r0, w, h))
+
+        try:
+            yield CubeWriter(p, (rows, cols, n), dtype, write)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                stack.close()
+            raise
+        with _wrap("write", p):
+            stack.close()

@@ -178,12 +178,14 @@ class DecodeContext:
     backend: str = "auto"
     threads: int = 0
     progress: Callable[[float], None] | None = None
+    reduce: int = 0  # reduced-resolution level n (hsicodec.coding.reduce): layers with ``reduces`` honour it
 
 
 @dataclass
 class Decoded:
     """A layer's part of a window: normalised coefficients (h, w, k), added to the other layers' before the
-    spectral stage, and/or band values (h, w, bands) in original units, added after it (a residual)."""
+    spectral stage, and/or band values (h, w, bands) in original units, added after it (a residual; float64,
+    or an integer array of exact whole values)."""
 
     coeffs: np.ndarray | None = None
     values: np.ndarray | None = None
@@ -193,7 +195,9 @@ class Decoded:
 class Layer(Protocol):
     """A coding layer. ``keys``: the header ``codec`` keys it owns (its sections are its own business);
     ``needs_model``: whether its files name a base model; ``cost``: relative encode time (below effort
-    max the codec tries the cheapest layer first and keeps the first file that meets the target)."""
+    max the codec tries the cheapest layer first and keeps the first file that meets the target).
+    Optional ``reduces``: True when ``decode`` gives the reduced part itself for ``ctx.reduce`` > 0
+    (default: the codec takes block means of its full-resolution part, :mod:`hsicodec.coding.reduce`)."""
 
     name: str
     keys: frozenset
