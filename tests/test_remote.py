@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from rasterio.windows import Window
+from test_dataset import smooth_cube
 
 import hsicodec
 from hsicodec.codec import tiled
@@ -30,16 +31,6 @@ from hsicodec.io import remote
 from hsicodec.io.remote import RangeFile
 
 CLIENTS = ["urllib", "fsspec"]
-
-
-def smooth_cube(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
-    """A low-rank mixture of smooth abundance maps plus noise, uint16."""
-    rng = np.random.default_rng(seed)
-    rr, cc = np.mgrid[0:h, 0:w].astype(np.float64)
-    maps = np.stack([np.sin(rr / (7 + 3 * k) + k) * np.cos(cc / (9 + 2 * k) - k) + 1.2 for k in range(3)], -1)
-    spectra = np.stack([np.linspace(0.2 + 0.2 * k, 1.0 - 0.1 * k, c) for k in range(3)])
-    cube = maps @ spectra * 1500 + rng.normal(0, 5, (h, w, c)) + 200
-    return np.clip(np.rint(cube), 0, 65535).astype(np.uint16)
 
 
 def _client(name: str) -> str:

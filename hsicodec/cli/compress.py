@@ -20,7 +20,14 @@ from hsicodec.cli.common import (
     _short_value,
     _stderr_is_tty,
 )
-from hsicodec.cli.options import BandsType, EffortType, WindowType, _number_list, _positive_float
+from hsicodec.cli.options import (
+    BandsType,
+    EffortType,
+    WindowType,
+    _number_list,
+    _positive_float,
+    raster_layout_options,
+)
 
 
 @click.command(context_settings=_CONTEXT)
@@ -88,12 +95,7 @@ from hsicodec.cli.options import BandsType, EffortType, WindowType, _number_list
     "--lossless and --max-error use), any other registered layer; auto: the cheapest that meets the target "
     "unless a later one is predicted better (every layer at --effort max or with --model), all: every layer.",
 )
-@click.option(
-    "--var", default=None, metavar="NAME", help="Variable of a .mat file (or subdataset of an HDF/NetCDF file) to read."
-)
-@click.option(
-    "--band-first", is_flag=True, help="The .npy/.mat array is (bands, rows, cols) instead of (rows, cols, bands)."
-)
+@raster_layout_options
 @click.option(
     "--band-map",
     default=None,
@@ -432,12 +434,7 @@ def decompress(
 @click.command(context_settings=_CONTEXT)
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the full summary as JSON.")
-@click.option(
-    "--var", default=None, metavar="NAME", help="Variable of a .mat file (or subdataset of an HDF/NetCDF file)."
-)
-@click.option(
-    "--band-first", is_flag=True, help="The .npy/.mat array is (bands, rows, cols) instead of (rows, cols, bands)."
-)
+@raster_layout_options
 @click.option(
     "--no-estimate",
     is_flag=True,

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from hsicodec.cli.common import _CONTEXT, _ItemProgress, _print_json, _shape_text
-from hsicodec.cli.options import EffortType
+from hsicodec.cli.options import EffortType, raster_layout_options
 
 
 def _split_list(ctx, param, value: tuple) -> list:
@@ -166,12 +166,7 @@ def _eval_bounded(
     metavar="ID|ALIAS",
     help="Base model for hsicodec (default: the better bundled model per file, as compress does).",
 )
-@click.option(
-    "--var", default=None, metavar="NAME", help="Variable of a .mat file (or subdataset of an HDF/NetCDF file) to read."
-)
-@click.option(
-    "--band-first", is_flag=True, help="The .npy/.mat array is (bands, rows, cols) instead of (rows, cols, bands)."
-)
+@raster_layout_options
 @click.option(
     "--repeat",
     type=click.IntRange(min=1),

@@ -100,3 +100,17 @@ def _number_list(text: str | None, kind: type, option: str) -> list | None:
         return [kind(t) for t in items]
     except ValueError:
         raise click.BadParameter(f"expected {kind.__name__} values separated by commas", param_hint=option) from None
+
+
+def raster_layout_options(f: Callable) -> Callable:
+    """``--var`` and ``--band-first``: how to read an input raster whose layout the file does not say
+    (the commands that read rasters share them)."""
+    f = click.option(
+        "--band-first", is_flag=True, help="The .npy/.mat array is (bands, rows, cols) instead of (rows, cols, bands)."
+    )(f)
+    return click.option(
+        "--var",
+        default=None,
+        metavar="NAME",
+        help="Variable of a .mat file (or subdataset of an HDF/NetCDF file) to read.",
+    )(f)

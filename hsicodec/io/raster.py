@@ -44,17 +44,15 @@ from hsicodec.io.checks import PathLike, _check_dtype, _native, _require_file, _
 from hsicodec.io.envi import _envi_paths_for_write, _write_envi
 from hsicodec.io.formats import SUPPORTED_DTYPES, WRITE_FORMATS, raster_format, write_format
 from hsicodec.io.geo import GeoInfo
-from hsicodec.io.geotiff import _gtiff_profile, _gtiff_tags, _write_gtiff, parse_creation_options
+from hsicodec.io.geotiff import _write_gtiff, parse_creation_options
 from hsicodec.io.matlab import _info_mat, _read_mat
 from hsicodec.io.npy import _info_npy, _read_npy, _write_npy
-from hsicodec.io.rio import _check_geo_for, _gdal_write_env
+from hsicodec.io.rio import _check_geo_for
 from hsicodec.io.rio_read import _info_rio, _read_rio
 from hsicodec.io.streaming import (
     STREAM_CACHE_MB,
     CubeReader,
     CubeWriter,
-    _check_out_shape,
-    _stream_env,
     open_cube_reader,
     open_cube_writer,
 )
@@ -210,41 +208,5 @@ def open_raster_writer(
     p = Path(path)
     fmt = write_format(p, format)
     options = _creation_options_for(fmt, p, creation_options)
-    if fmt != "gtiff":
-        with open_cube_writer(p, shape, dtype, geo, format=fmt, force=force) as writer:
-            yield writer
-        return
-    import rasterio
-    from rasterio.windows import Window
-
-    dtype = np.dtype(dtype)
-    rows, cols, n = _check_out_shape(p, shape, dtype)
-    geo = geo if geo is not None else GeoInfo()
-    if dtype not in SUPPORTED_DTYPES:
-        raise RasterError(
-            f"cannot write {p}: gtiff does not support {dtype} pixels "
-            f"(supported: {', '.join(d.name for d in SUPPORTED_DTYPES)})"
-        )
-    _check_geo_for(geo, n, p)
-    check_writable(p, force)
-    prof, _ = _gtiff_profile((rows, cols, n), dtype, geo, None, options)
-    with atomic_path(p, force) as tmp:
-        stack = contextlib.ExitStack()
-        with _wrap("write", p):
-            stack.enter_context(_gdal_write_env())
-            stack.enter_context(_stream_env())
-            ds = stack.enter_context(rasterio.open(tmp, "w", **prof))
-            _gtiff_tags(ds, geo, n)
-
-        def write(r0: int, c0: int, block: np.ndarray) -> None:
-            h, w = block.shape[:2]
-            ds.write(np.ascontiguousarray(block.transpose(2, 0, 1)), window=Window(c0, r0, w, h))
-
-        try:
-            yield CubeWriter(p, (rows, cols, n), dtype, write)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                stack.close()
-            raise
-        with _wrap("write", p):
-            stack.close()
+    with open_cube_writer(p, shape, dtype, geo, format=fmt, force=force, options=options or None) as writer:
+        yield writer

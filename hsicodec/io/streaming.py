@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -226,8 +226,10 @@ def open_cube_writer(
     format: str | None = None,
     force: bool = False,
     compress: str | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> Iterator[CubeWriter]:
     """Create a ``(rows, cols, bands)`` raster and write it window by window, atomically.
+    ``options``: checked GDAL GeoTIFF creation options over the default layout (GeoTIFF only).
 
     Yields a :class:`CubeWriter`; the file appears under ``path`` only when the ``with``
     block ends without an exception (like :func:`write_cube`, whose formats, GeoTIFF
@@ -295,7 +297,7 @@ def open_cube_writer(
         import rasterio
 
         check_writable(p, force)
-        prof, _ = _gtiff_profile(shape, dtype, geo, compress)
+        prof, _ = _gtiff_profile(shape, dtype, geo, compress, options)
         with atomic_path(p, force) as tmp:
             stack = contextlib.ExitStack()
             with _wrap("write", p):
