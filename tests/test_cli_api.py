@@ -12,7 +12,7 @@ from hsicodec.codec import api
 
 #: API parameters a command line cannot take (objects, callbacks, results) or that serve ablations only
 API_ONLY = {"cube", "src", "dst", "source", "geo", "progress", "tile_progress", "stats", "registry", "created_by",
-            "latent_codings", "kwargs"}  # fmt: skip
+            "latent_codings", "kwargs", "shared_spectral"}  # fmt: skip
 #: command-line options about the command's own output
 CLI_ONLY = {"quiet", "as_json"}
 CLI_NAMES = {"fmt": "format"}  # click parameter names that differ from the option's word

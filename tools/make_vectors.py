@@ -55,6 +55,8 @@ def vector_inputs() -> dict:
         "jasper_8x8x198_uint16": (crop, None, 1.0),
         "geo_12x16x50_float32": (refl, geo, 2.0),
         "tiled_40x36x50_uint16": (np.ascontiguousarray(sample[10:50, 20:56, ::4]), None, 1.0),
+        # tiles on one shared spectral stage (spec/hsim.md 10.8): a rate the stage fits in
+        "tiled_shared_48x40x50_uint16": (np.ascontiguousarray(sample[8:56, 16:56, 1::4]), None, 2.0),
         "maps_33x30x66_uint16": (np.ascontiguousarray(sample[5:38, 20:50, ::3]), None, 0.25),
         # the predictive layer (rate = None: a max error, below): bit-exact and within 3 units
         "lossless_37x20x25_uint16": (np.ascontiguousarray(sample[2:39, 30:50, ::8]), None, None),
@@ -80,8 +82,9 @@ def build(name: str) -> bytes:
     cube, geo, rate = vector_inputs()[name]
     if name.startswith("tiled_"):
         return compress_tiled(
-            cube, tile=TILED_VECTOR_TILE, geo=geo, bpppb=rate, effort="fast", threads=1, backend="numpy"
-        )
+            cube, tile=TILED_VECTOR_TILE, geo=geo, bpppb=rate, effort="fast", threads=1, backend="numpy",
+            shared_basis=name.startswith("tiled_shared_"), layer="maps" if name.startswith("tiled_shared_") else None,
+        )  # fmt: skip
     if name in MAX_ERRORS:
         return compress(cube, geo=geo, max_error=MAX_ERRORS[name], threads=1)
     codings = ("haar+klt", "plain") if name.startswith("jasper_") else None  # keep one vector on the network path

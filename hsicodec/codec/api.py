@@ -23,6 +23,7 @@ from hsicodec.codec.cube import (  # noqa: F401  (the public names of one cube's
     decompress_untiled,
     load_codec_model,
 )
+from hsicodec.coding.shared import SharedSpectral
 from hsicodec.errors import HsicodecError, HsimHeaderError, OptionError
 from hsicodec.format.container import HsimReader, encode_hsim  # noqa: F401  (re-exported for users)
 from hsicodec.io.atomic import check_writable, write_bytes_atomic
@@ -43,6 +44,7 @@ def decompress(
     registry: Registry | None = None,
     progress: Callable[[float], None] | None = None,
     reduce: int = 0,
+    shared_spectral: SharedSpectral | None = None,
 ) -> tuple[np.ndarray, GeoInfo]:
     """Decode a `.hsim` (bytes, path or open reader) to (cube in its original dtype, geo metadata).
 
@@ -50,6 +52,8 @@ def decompress(
     only that part; the geo transform and band metadata are adjusted to match.
     ``reduce`` n > 0 gives the image 2^n times smaller on each side (means of 2^n × 2^n blocks; a window,
     in full-resolution pixels, is widened to whole blocks; see :mod:`hsicodec.coding.reduce`).
+    ``shared_spectral``: the shared spectral stage a file made with one needs (a zarr chunk's; a tiled
+    file holds its own).
     """
     reader = source if isinstance(source, HsimReader) else HsimReader(source)
     try:
@@ -62,7 +66,7 @@ def decompress(
             )  # fmt: skip
         return decompress_untiled(
             reader, window=window, bands=bands, threads=threads, backend=backend, registry=registry, progress=progress,
-            reduce=reduce,
+            reduce=reduce, shared_spectral=shared_spectral,
         )  # fmt: skip
     finally:
         if reader is not source:
@@ -78,6 +82,7 @@ def compress_file(
     band_first: bool = False,
     tile: int | None = None,
     tile_progress: Callable[[int, int], None] | None = None,
+    shared_basis: bool = False,
     **kwargs,
 ) -> dict:
     """Read a raster, compress it and write the `.hsim` atomically; returns statistics.
@@ -85,6 +90,8 @@ def compress_file(
     ``tile`` N > 0 writes a tiled file (N x N tiles, read and compressed one at a time:
     memory does not grow with the scene, see :mod:`hsicodec.codec.tiled`); 0 never tiles;
     None (default) tiles inputs over :data:`hsicodec.codec.tiled.AUTO_TILE_VALUES` values.
+    ``shared_basis``: the tiles share one spectral stage stored once in the file (tiled files only;
+    :func:`hsicodec.codec.tiled.write_tiled`).
     """
     from hsicodec.io.hsimfile import check_hsim_output
 
@@ -94,8 +101,11 @@ def compress_file(
 
     if stream.should_tile(src, tile, var=var, band_first=band_first):
         return stream.compress_file_tiled(
-            src, dst, tile=tile, var=var, band_first=band_first, force=force, tile_progress=tile_progress, **kwargs
-        )
+            src, dst, tile=tile, var=var, band_first=band_first, force=force, tile_progress=tile_progress,
+            shared_basis=shared_basis, **kwargs,
+        )  # fmt: skip
+    if shared_basis:
+        raise OptionError("--shared-basis is for tiled files: give --tile N (its tiles share the stage)")
     t0 = time.perf_counter()
     cube, geo = read_cube(src, var=var, band_first=band_first)
     stats: dict = {}

@@ -14,6 +14,7 @@ from hsicodec._version import __version__
 from hsicodec.codec.decode import check_window, decode_sections
 from hsicodec.codec.mask import decode_mask, encode_mask, fill_invalid, fill_value, invalid_mask
 from hsicodec.coding.reduce import aligned_window, block_all, check_reduce
+from hsicodec.coding.shared import SharedSpectral
 from hsicodec.errors import HsicodecError, HsimHeaderError, OptionError
 from hsicodec.format.container import HsimReader, encode_hsim  # noqa: F401  (re-exported for users)
 from hsicodec.io.raster import GeoInfo, cast_to_dtype
@@ -62,6 +63,7 @@ def compress(
     layer: str | None = None,
     latent_codings: tuple | None = None,
     or_smallest: bool = False,
+    shared_spectral: SharedSpectral | None = None,
 ) -> bytes:
     """Compress a (rows, cols, bands) cube to `.hsim` bytes.
 
@@ -85,6 +87,9 @@ def compress(
     model (so that model's network competes for the file); "all" always tries every layer. ``latent_codings`` (names of
     :data:`hsicodec.codec.encode.CODINGS`) restricts the layers and codings the encoder may
     choose from, for ablations, e.g. ``("haar+klt",)`` for the network's latents with one coding.
+    ``shared_spectral`` (:class:`~hsicodec.coding.shared.SharedSpectral`): a spectral stage stored
+    elsewhere, once for many files (a tiled file's, a zarr array's); a map-layer file then names it
+    instead of carrying its own, and decodes only with it (``decompress(..., shared_spectral=)``).
     """
 
     cube = np.asarray(cube)
@@ -118,6 +123,7 @@ def compress(
             layer=layer,
             latent_codings=latent_codings,
             or_smallest=or_smallest,
+            shared_spectral=shared_spectral,
         )
     if layer in (None, "auto") and latent_codings is None:
         layer = "all"  # a model named by the caller: its network layer competes for every file
@@ -125,7 +131,7 @@ def compress(
         cube, model, geo=geo, bpppb=bpppb, psnr=psnr, max_error=max_error, effort=effort, progress=progress, tags=tags,
         threads=threads, registry=registry, stats=stats, backend=backend, created_by=created_by,
         band_map=band_map, wavelengths=wavelengths, nodata=nodata, layer=layer, latent_codings=latent_codings,
-        or_smallest=or_smallest,
+        or_smallest=or_smallest, shared_spectral=shared_spectral,
     )  # fmt: skip
 
 
@@ -151,6 +157,7 @@ def _compress_model(
     layer: str | None,
     latent_codings: tuple | None,
     or_smallest: bool = False,
+    shared_spectral: SharedSpectral | None = None,
 ) -> bytes:
     """:func:`compress` with one model (a validated cube)."""
     from hsicodec.codec.encode import encode
@@ -192,6 +199,7 @@ def _compress_model(
         layer=layer,
         latent_codings=latent_codings,
         or_smallest=or_smallest,
+        shared_spectral=shared_spectral,
     )
     if max_error is not None:
         _check_bound(data, original, mask, max_error, registry)
@@ -293,9 +301,11 @@ def decompress_untiled(
     registry: Registry | None = None,
     progress: Callable[[float], None] | None = None,
     reduce: int = 0,
+    shared_spectral: SharedSpectral | None = None,
 ) -> tuple[np.ndarray, GeoInfo]:
     """Decode an untiled `.hsim` (an open reader) to (cube in its original dtype, geo metadata).
-    ``reduce`` n: the reduced image, 2^n times smaller (:mod:`hsicodec.coding.reduce`)."""
+    ``reduce`` n: the reduced image, 2^n times smaller (:mod:`hsicodec.coding.reduce`);
+    ``shared_spectral``: the shared stage a file that names one is decoded with."""
     reader.verify()  # whole-file CRC32C: any changed byte is an error, never wrong pixels
     header = reader.header
     shape = tuple(int(v) for v in header["shape"])
@@ -307,7 +317,7 @@ def decompress_untiled(
     cm = _model_by_hash(header["model"], registry) if "model" in header else None  # a file of no model's layer
     values = decode_sections(
         header, reader.section, cm, window=window, bands=bands, backend=backend, threads=threads, progress=progress,
-        reduce=reduce,
+        reduce=reduce, shared=shared_spectral,
     )  # fmt: skip
     if "mask" in header:
         values = _apply_mask(values, header, reader.section("m"), window, bands, reduce)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from hsicodec.coding.reduce import aligned_window, block_mean, check_reduce
+from hsicodec.coding.shared import SharedSpectral
 from hsicodec.coding.spectral import decode_spectral, reconstruct, reconstruct_bands
 from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError
 from hsicodec.format import compact
@@ -187,12 +188,15 @@ def decode_sections(
     progress: Callable[[float], None] | None = None,
     limits: Limits | None = None,
     reduce: int = 0,
+    shared: SharedSpectral | None = None,
 ) -> np.ndarray:
     """Decode a window of the cube in original units, before the dtype cast: float64, or the file's own
     integer dtype where the layers give whole values that fit it (the predictive layer on integer cubes).
 
     ``reduce`` n > 0: the window's reduced image, 2^n times smaller on each side
     (:mod:`hsicodec.coding.reduce`: the window widened to whole blocks, then block means).
+    ``shared``: the shared spectral stage a file that names one (``codec.sp.x``) is decoded with (its
+    tiled file's, or its zarr array's; :mod:`hsicodec.coding.shared`).
 
     The memory the decode needs is estimated first and refused (HsimLimitError)
     beyond ``limits.max_decode_bytes``; ``limits`` defaults to those of the
@@ -207,7 +211,7 @@ def decode_sections(
         owner = getattr(read_section, "__self__", None)
         limits = owner.limits if isinstance(owner, HsimReader) else DEFAULT_LIMITS
     ctx = DecodeContext(header, p.codec, (hgt, wid, c), read_section, model, p.components, bnd, backend, threads,
-                        progress, reduce)  # fmt: skip
+                        progress, reduce, shared)  # fmt: skip
     need = decode_bytes_needed(ctx, p, win, bnd)
     if need > limits.max_decode_bytes:
         raise HsimLimitError(
@@ -249,10 +253,34 @@ def _decode(ctx: DecodeContext, p: GridParams, win: tuple, bnd: tuple) -> np.nda
         coeffs, residual = _layer_parts(ctx, p, win, ctx.components)
         values = reconstruct_bands(coeffs, p.norm, float(off), bm, bnd)
     else:
-        mean, basis = decode_spectral(ctx.read_section(SPECTRAL_SECTION), p.spectral, ctx.shape[2], p.components)
+        mean, basis = _spectral_stage(ctx, p)
         coeffs, residual = _layer_parts(ctx, p, win, p.components)
         values = reconstruct(coeffs, p.norm, mean, basis, bnd)
     return values + residual if residual is not None else values
+
+
+def _spectral_stage(ctx: DecodeContext, p: GridParams) -> tuple[np.ndarray, np.ndarray]:
+    """The file's mean and basis: its own (section ``s``, or the head of ``c``), or the first k of the shared
+    stage it names (which must be the one given: same digest, enough components)."""
+    assert p.spectral is not None
+    ref = p.spectral.get("x")
+    if ref is None:
+        return decode_spectral(ctx.read_section(SPECTRAL_SECTION), p.spectral, ctx.shape[2], p.components)
+    shared = ctx.shared
+    if shared is None:
+        raise HsimHeaderError(
+            "header key 'codec.sp': this file uses a shared spectral stage (a tile or chunk of a larger "
+            "file or array): decode it through its tiled file or its zarr array"
+        )
+    if not isinstance(ref, bytes) or ref != shared.digest:
+        raise HsimHeaderError("header key 'codec.sp.x': the shared spectral stage given is not the one this file uses")
+    if shared.n_bands != ctx.shape[2] or p.components > shared.k:
+        raise HsimHeaderError(
+            f"header key 'codec.sp.x': the shared stage has {shared.k} components of {shared.n_bands} bands, "
+            f"this file needs {p.components} of {ctx.shape[2]}"
+        )
+    mean, basis = shared.decode()
+    return mean, basis[: p.components]
 
 
 def _layer_parts(ctx: DecodeContext, p: GridParams, win: tuple, k: int) -> tuple[np.ndarray, np.ndarray | None]:

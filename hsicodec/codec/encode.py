@@ -142,6 +142,7 @@ def encode(
     layer: str | None = None,
     latent_codings: tuple | None = None,
     or_smallest: bool = False,
+    shared_spectral=None,
 ) -> tuple[bytes, dict]:
     """Encode a (H, W, C) cube; returns the `.hsim` bytes and encoding statistics.
 
@@ -155,6 +156,8 @@ def encode(
 
     ``valid`` (bool, the cube's shape): the values the quality is measured on, when
     some were masked and filled in before encoding (the file's mask restores them).
+    ``shared_spectral``: a :class:`~hsicodec.coding.shared.SharedSpectral` the map layer codes on (its
+    files name it and carry no spectral stage of their own).
     """
     bpppb, psnr, max_error = one_target(bpppb, psnr, max_error)
     if max_error is not None and not (np.isfinite(max_error) and max_error >= 0):
@@ -179,6 +182,12 @@ def encode(
     inner_steps, adam_steps = effort_steps(effort, model)
     an = analyse(cube, model, band_map, wavelengths, spectral=max_error is None)  # bounds: value layers only
     layers, options, chosen = select_layers(layer, latent_codings)
+    if shared_spectral is not None:  # the map layer codes on it (a tile or chunk of a larger whole)
+        if shared_spectral.n_bands != cube.shape[2]:
+            raise OptionError(
+                f"the shared spectral stage has {shared_spectral.n_bands} bands, the cube {cube.shape[2]}"
+            )
+        options = {**options, "maps": {"shared": shared_spectral}}
     scene = Scene(an, model, dict(base_header or {}), tuple(extra_sections), valid, inner_steps, adam_steps, threads,
                   backend, progress, options)  # fmt: skip
     tried: dict = {}

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from hsicodec.codec.mask import invalid_mask
+from hsicodec.coding.shared import PixelMoments, SharedSpectral
 from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError
 from hsicodec.format.container import DEFAULT_LIMITS, HsimReader, Limits
 
@@ -153,3 +155,33 @@ def _check_tile_sections(reader: HsimReader, grid: TileGrid) -> dict:
     if any(n == 0 for n in out.values()) and _fill_of(reader.header) is None:
         raise HsimHeaderError("header key 'tiles.fill': required when a tile section is empty")
     return out
+
+
+#: the section holding a shared spectral stage's stream (header ``tiles.sp``, spec/hsim.md 10.8)
+SHARED_SECTION = "sp"
+
+
+def shared_stage(reader: HsimReader) -> SharedSpectral | None:
+    """A tiled file's shared spectral stage (header ``tiles.sp``, section ``sp``), None when it has none."""
+    tiles = reader.header.get("tiles")
+    m = tiles.get("sp") if isinstance(tiles, Mapping) else None
+    if m is None:
+        return None
+    if SHARED_SECTION not in reader.section_spans:
+        raise HsimHeaderError(f"header key 'tiles.sp': section {SHARED_SECTION!r} is missing")
+    shape = reader.header.get("shape")
+    n_bands = int(shape[2]) if isinstance(shape, list) and len(shape) == 3 and type(shape[2]) is int else -1
+    return SharedSpectral.from_header(m, reader.section(SHARED_SECTION), n_bands)
+
+
+def scene_stage(reader, grid: TileGrid, nodata, max_bytes: float) -> SharedSpectral | None:
+    """The scene's shared spectral stage: the PCA of a sample of every tile's valid pixels (a first pass
+    over the tiles; memory of one tile and one bands × bands matrix), as precise as ``max_bytes``
+    allows. None when no pixel is valid or no stage fits (a small scene: its tiles keep their own)."""
+    moments = PixelMoments(grid.bands)
+    for i in range(grid.count):
+        r0, c0, h, w = grid.bounds(i)
+        block = reader.read(r0, c0, h, w)
+        moments.add(block, invalid_mask(block, nodata))
+        del block
+    return moments.fit_within(max_bytes) if moments.n else None

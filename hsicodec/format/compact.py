@@ -126,7 +126,10 @@ def _co_prediction(co, p: int, j: int) -> int:
 
 
 def pack_spectral(sp: dict, k: int, stream_len: int) -> list:
-    """grid v4 ``codec.sp`` (me, be, ma, sc, bd) → v5 array, with the spectral stream's length."""
+    """grid v4 ``codec.sp`` (me, be, ma, sc, bd) → v5 array, with the spectral stream's length; a shared
+    stage's reference ``{"x": digest}`` → ``[digest]`` (no stream: ``stream_len`` is 0)."""
+    if "x" in sp:
+        return [bytes(sp["x"])]
     w = _BitWriter()
     sc = list(sp["sc"])
     for v, pred in zip(sc, _chain(sc, 128)):
@@ -140,6 +143,10 @@ def pack_spectral(sp: dict, k: int, stream_len: int) -> list:
 def unpack_spectral(arr, k: int) -> tuple[dict, int]:
     """v5 ``codec.sp`` array → (the v4 map, spectral stream length in section "c")."""
     key = "codec.sp"
+    if isinstance(arr, list) and len(arr) == 1:  # a shared stage's reference (grid v7)
+        if not isinstance(arr[0], bytes) or len(arr[0]) != 8:
+            raise HsimHeaderError(f"header key '{key}': a shared stage's reference is 8 bytes")
+        return {"x": arr[0]}, 0
     if not isinstance(arr, list) or len(arr) != 5:
         raise HsimHeaderError(f"header key '{key}': expected [me, be, ma, n, t]")
     me, be, ma, n, t = arr

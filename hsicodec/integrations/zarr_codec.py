@@ -28,6 +28,7 @@ from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
 
 from hsicodec.codec.api import compress, decompress
 from hsicodec.codec.mask import encode_mask, invalid_mask
+from hsicodec.coding.shared import SHARED_K, PixelMoments, SharedSpectral
 from hsicodec.errors import HsimHeaderError, OptionError
 from hsicodec.format.container import HsimReader, decode_hsim, encode_hsim
 
@@ -60,7 +61,10 @@ class HsimCodec(Codec):
     array's units; 0: lossless, integer arrays) is the per-chunk target (none: 0.05 bpppb);
     ``model`` a model id/alias (None: the better bundled model per chunk); ``effort`` "fast",
     "default", "max" or 0..100; ``nodata`` a value kept exactly as a mask (NaN and ±Inf always
-    are); ``threads`` for the encoder and decoder (0: all cores).
+    are); ``threads`` for the encoder and decoder (0: all cores). ``spectral``: a spectral stage
+    shared by every chunk, stored once in this configuration (:meth:`with_shared_basis` fits one on a
+    sample of the array; :mod:`hsicodec.coding.shared`): small chunks then carry no mean and basis of
+    their own, and decode only with this configuration.
     """
 
     codec_id = "hsim"
@@ -74,6 +78,7 @@ class HsimCodec(Codec):
         nodata: float | None = None,
         threads: int = 0,
         max_error: float | None = None,
+        spectral: dict | None = None,
     ) -> None:
         self.bpppb = _number("bpppb", bpppb)
         self.psnr = _number("psnr", psnr)
@@ -96,6 +101,19 @@ class HsimCodec(Codec):
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise OptionError(f"HsimCodec: threads must be an int >= 0, got {threads!r}")
         self.threads = threads
+        self.spectral = None if spectral is None else dict(spectral)
+        self._shared = None if spectral is None else SharedSpectral.from_config(spectral)
+
+    @classmethod
+    def with_shared_basis(cls, sample: np.ndarray, k: int = SHARED_K, **config: Any) -> HsimCodec:
+        """A codec whose chunks share one spectral stage: the PCA (``k`` components) of ``sample``, a
+        (rows, cols, bands) array of the data (the whole array, or a representative part of it)."""
+        cube = np.asarray(sample)
+        if cube.ndim != 3 or 0 in cube.shape:
+            raise OptionError(f"HsimCodec.with_shared_basis: expected a (rows, cols, bands) sample, got {cube.shape}")
+        moments = PixelMoments(cube.shape[2])
+        moments.add(cube, invalid_mask(cube, config.get("nodata")))
+        return cls(spectral=moments.fit(k).to_config(), **config)
 
     def get_config(self) -> dict:
         """JSON-able configuration; ``from_config`` / ``numcodecs.get_codec`` rebuild the codec."""
@@ -108,6 +126,7 @@ class HsimCodec(Codec):
             "nodata": self.nodata,
             "threads": self.threads,
             "max_error": self.max_error,
+            **({"spectral": self.spectral} if self.spectral is not None else {}),
         }
 
     @classmethod
@@ -117,7 +136,7 @@ class HsimCodec(Codec):
         codec_id = config.pop("id", cls.codec_id)
         if codec_id != cls.codec_id:
             raise OptionError(f"HsimCodec: config is for codec {codec_id!r}, not 'hsim'")
-        known = {"bpppb", "psnr", "model", "effort", "nodata", "threads", "max_error"}
+        known = {"bpppb", "psnr", "model", "effort", "nodata", "threads", "max_error", "spectral"}
         unknown = sorted(set(config) - known)
         if unknown:
             raise OptionError(f"HsimCodec: unknown config keys {unknown} (known: {sorted(known)})")
@@ -160,6 +179,7 @@ class HsimCodec(Codec):
                 threads=self.threads,
                 nodata=self.nodata,
                 tags=tags or None,
+                shared_spectral=self._shared_for(cube),
             )
         except OptionError:
             if self.psnr is None or (self.model in (None, "auto") and self.effort == "max"):
@@ -175,6 +195,14 @@ class HsimCodec(Codec):
                 nodata=self.nodata,
                 tags=tags or None,
             )
+
+    def _shared_for(self, cube: np.ndarray) -> SharedSpectral | None:
+        """The shared stage for a chunk of this many bands (a stage of other bands: an OptionError)."""
+        if self._shared is not None and self._shared.n_bands != cube.shape[2]:
+            raise OptionError(
+                f"HsimCodec: the shared spectral stage has {self._shared.n_bands} bands, the chunk {cube.shape[2]}"
+            )
+        return self._shared
 
     def _encode_uniform(self, cube: np.ndarray, value: float, tags: dict) -> bytes:
         """An exact file for a chunk of one value: any base file of the shape, fully masked."""
@@ -198,7 +226,7 @@ class HsimCodec(Codec):
         """`.hsim` bytes → the array ``encode`` was given (same shape, dtype and order); fills ``out`` if given."""
         data = ensure_contiguous_ndarray(buf).view(np.uint8).tobytes()
         with HsimReader(data) as reader:
-            cube, _ = decompress(reader, threads=self.threads)
+            cube, _ = decompress(reader, threads=self.threads, shared_spectral=self._shared)
             tags = reader.header.get("tags") or {}
         arr = _restore(_uncrop(cube, tags), tags)
         if out is not None:

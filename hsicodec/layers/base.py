@@ -179,6 +179,7 @@ class DecodeContext:
     threads: int = 0
     progress: Callable[[float], None] | None = None
     reduce: int = 0  # reduced-resolution level n (hsicodec.coding.reduce): layers with ``reduces`` honour it
+    shared: Any = None  # the shared spectral stage (hsicodec.coding.shared.SharedSpectral) a file may name
 
 
 @dataclass

@@ -26,8 +26,9 @@ class MapEncoder:
         best: Encoded | None = None
         deadzones = MAP_DEADZONES if s.thorough else MAP_DEADZONES[:1]
         search = MapSearch(
-            s.model, s.analysis, s.base_header, s.extra_sections, s.valid, betas=SPECTRAL_BETAS if s.thorough else ()
-        )
+            s.model, s.analysis, s.base_header, s.extra_sections, s.valid, betas=SPECTRAL_BETAS if s.thorough else (),
+            shared=(s.options.get(NAME) or {}).get("shared"),
+        )  # fmt: skip
         for dz in deadzones:
             one = search.with_deadzone(dz)
             try:

@@ -17,6 +17,7 @@ import copy
 import numpy as np
 
 from hsicodec.coding import entropy
+from hsicodec.coding.shared import SharedSpectral, shared_fit
 from hsicodec.coding.spectral import (
     Analysis,
     SpectralFit,
@@ -83,6 +84,7 @@ class MapSearch:
         valid: np.ndarray | None = None,
         deadzone: float = DEADZONE,
         betas: tuple = (),
+        shared: SharedSpectral | None = None,
     ):
         if an.mode != "pca":
             raise OptionError("the coefficient-map layer needs a model with a PCA spectral stage")
@@ -92,10 +94,16 @@ class MapSearch:
         self.deadzone = deadzone
         self.betas = tuple(betas)
         self.h, self.w, self.c = an.values.shape
+        self.shared = shared
         have = an.fit.basis.shape[0]
-        self.fit: SpectralFit = (
-            an.fit if have >= min(MAP_K_MAX, self.c) else fit_pca(an.values.reshape(-1, self.c), MAP_K_MAX)
-        )
+        if shared is not None:  # the maps are projections on a stage stored once for many files
+            if shared.n_bands != self.c:
+                raise OptionError(f"the shared spectral stage has {shared.n_bands} bands, the cube {self.c}")
+            self.fit: SpectralFit = shared_fit(shared, an.values)
+        elif have >= min(MAP_K_MAX, self.c):
+            self.fit = an.fit
+        else:
+            self.fit = fit_pca(an.values.reshape(-1, self.c), MAP_K_MAX)
         self.kmax = min(MAP_K_MAX, self.fit.basis.shape[0])
         # a whole number where that is as good (3 header bytes instead of 9; the normalisation is arbitrary)
         self.norm = float(round(self.fit.total_std)) if self.fit.total_std >= 256 else float(self.fit.total_std)
@@ -165,6 +173,8 @@ class MapSearch:
     def spectral(self, k: int, q: int, beta: float):
         """The principal mean and k basis vectors at :meth:`exponents` (what the estimates price)
         → (bytes, header params, dequantized mean, dequantized basis, squared error per value they add)."""
+        if self.shared is not None:  # no spectral bytes of its own: the shared stage, as it is
+            return b"", {"x": self.shared.digest}, self.fit.mean, self.fit.basis[:k], 0.0
         me, be, bd = self.exponents(k, q, beta)
         key = (k, me, be, bd)
         if key not in self._spec_cache:
@@ -224,8 +234,11 @@ class MapSearch:
             sym = coefmaps.rdoq(sym, a, rho, self.levels, (self.norm * step) ** 2, self.slope(k, q))
         rdata, p = coefmaps.encode_symbols(sym, q, self.levels, rho)
         maps = coefmaps.dequantize(sym, p, self.h, self.w)
-        me, be, bd = self.exponents(k, q, beta)
-        sdata, sparams, mean, basis = encode_spectral(*self.refit(maps, me, be, bd), me, be, bd)
+        if self.shared is not None:  # the shared stage is fixed: no refit, nothing to code
+            sdata, sparams, mean, basis, _ = self.spectral(k, q, beta)
+        else:
+            me, be, bd = self.exponents(k, q, beta)
+            sdata, sparams, mean, basis = encode_spectral(*self.refit(maps, me, be, bd), me, be, bd)
         data = self._file(k, q, sparams, rdata, sdata=sdata, rparams=p.to_header())
         return data, maps, mean, basis
 
