@@ -68,6 +68,9 @@ def hsim_seeds() -> dict[str, bytes]:
         np.save(f"{d}/t.npy", c(s[:20, :18, :6]))
         hsicodec.compress_file(f"{d}/t.npy", f"{d}/t.hsim", tile=8, model="hsi-grid-v1", psnr=30, effort="fast")
         out["tiled_20x18x6_t8"] = Path(f"{d}/t.hsim").read_bytes()
+        # its tiles on one shared spectral stage (spec/hsim.md 10.8): header tiles.sp, section sp, sp = [D]
+        hsicodec.compress_file(f"{d}/t.npy", f"{d}/s.hsim", tile=8, shared_basis=True, layer="maps", bpppb=40.0)
+        out["tiled_shared_20x18x6_t8"] = Path(f"{d}/s.hsim").read_bytes()
     return out
 
 
