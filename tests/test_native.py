@@ -8,6 +8,8 @@ S (y += φ Sᵀ).
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -158,7 +160,7 @@ def torch_loss_grad(w: SirenWeights, x, phi, target, cw, pw):
 @pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[3], CASES[5]], ids=case_id)
 def test_loss_grad_matches_torch_autograd(level, case, shift, skip):
     K, d, m, C, n_in, N = case
-    rng = np.random.default_rng(2 + hash((case, shift, skip)) % 2**32)
+    rng = np.random.default_rng(2 + zlib.crc32(repr((case, shift, skip)).encode()))  # not hash(): salted per run
     w = make_weights(rng, K, d, m, C, n_in, shift, skip=skip)
     x, phi = make_inputs(rng, w, N)
     target = rng.normal(0.0, 1.0, (N, C)).astype(np.float32)
@@ -166,7 +168,10 @@ def test_loss_grad_matches_torch_autograd(level, case, shift, skip):
     pw = rng.uniform(0.5, 1.5, N).astype(np.float32)
     loss_t, g_t = torch_loss_grad(w, x, phi, target, cw, pw)
     loss_n, g_n = native_loss_grad(w, x, phi, target, cw, pw)
-    assert abs(loss_n - loss_t) <= 1e-4 * abs(loss_t)
+    # float32 residuals y - t cancel: the loss is compared to the size of its terms too (a one-pixel,
+    # one-band case whose output lands near its target has a loss of 1e-5 and a relative error of 1e-4)
+    scale = float(np.sum(pw[:, None] * cw[None, :] * (1.0 + target.astype(np.float64) ** 2)))
+    assert abs(loss_n - loss_t) <= 1e-4 * abs(loss_t) + 1e-7 * scale
     assert float(np.linalg.norm(g_n - g_t)) <= 1e-4 * float(np.linalg.norm(g_t))
     assert float(np.max(np.abs(g_n - g_t))) <= 1e-4 * float(np.max(np.abs(g_t)))
 
