@@ -90,7 +90,7 @@ def case_id(c):
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_forward_matches_numpy(level, case, shift, skip):
     K, d, m, C, n_in, N = case
-    rng = np.random.default_rng(hash((case, shift, skip)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((case, shift, skip)).encode()))
     w = make_weights(rng, K, d, m, C, n_in, shift, skip=skip)
     x, phi = make_inputs(rng, w, N)
     ref = forward_numpy(w, x, phi)
@@ -106,7 +106,7 @@ def test_forward_matches_numpy(level, case, shift, skip):
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_loss_grad_matches_numpy(level, case, shift, skip):
     K, d, m, C, n_in, N = case
-    rng = np.random.default_rng(1 + hash((case, shift, skip)) % 2**32)
+    rng = np.random.default_rng(1 + zlib.crc32(repr((case, shift, skip)).encode()))
     w = make_weights(rng, K, d, m, C, n_in, shift, skip=skip)
     x, phi = make_inputs(rng, w, N)
     target = rng.normal(0.0, 1.0, (N, C)).astype(np.float32)
