@@ -359,7 +359,10 @@ def meta_train(
     env = torchrun_env()
     ddp = _DataParallel(*env) if env is not None else None
     try:
-        return _meta_train(cfg, progress, checkpoint, ddp)
+        result = _meta_train(cfg, progress, checkpoint, ddp)
+        if ddp is not None:  # rank 0 validates last: the others wait for it before the group goes
+            ddp.dist.barrier()
+        return result
     finally:
         if ddp is not None:
             ddp.close()
