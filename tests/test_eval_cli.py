@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ from click.testing import CliRunner, Result
 
 from hsicodec.cli import common
 from hsicodec.cli.main import cli
-from hsicodec.models.registry import reset_default_registry
 
 pytest.importorskip("imagecodecs")
 
@@ -30,19 +28,12 @@ ARGS = ["--rates", "2,1e-5", "--anchors", "pca_jpeg2000", "--efforts", "fast", "
 
 
 @pytest.fixture
-def scene(tmp_path, monkeypatch) -> Iterator[Path]:
+def scene(isolated_registry: Path) -> Path:
     """A tiny cube in an isolated registry (the bundled models only)."""
-    monkeypatch.setenv("HSICODEC_DATA_DIR", str(tmp_path / "userdata"))
-    (tmp_path / "modelpath").mkdir()
-    monkeypatch.setenv("HSICODEC_MODEL_PATH", str(tmp_path / "modelpath"))
-    monkeypatch.delenv("HSICODEC_DEBUG", raising=False)
-    monkeypatch.chdir(tmp_path)
-    reset_default_registry()
     rng = np.random.default_rng(0)
-    p = tmp_path / "scene.npy"
+    p = isolated_registry / "scene.npy"
     np.save(p, (np.cumsum(rng.normal(size=(12, 12, 8)), axis=2) * 40 + 2000).astype(np.uint16))
-    yield p
-    reset_default_registry()
+    return p
 
 
 def run(*args: object) -> Result:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ from hsicodec.evaluation import evaluate as ev  # noqa: E402
 from hsicodec.evaluation.anchors import lossless as L  # noqa: E402
 from hsicodec.evaluation.anchors.container import _pack_header  # noqa: E402
 from hsicodec.metrics import bpppb  # noqa: E402
-from hsicodec.models.registry import reset_default_registry  # noqa: E402
 
 NAMES = list(L.BOUNDED_ANCHORS)
 
@@ -297,18 +295,11 @@ def test_hsicodec_rows_once_compress_takes_max_error(monkeypatch):
 
 
 @pytest.fixture
-def scene(tmp_path, monkeypatch) -> Iterator[Path]:
+def scene(isolated_registry: Path) -> Path:
     """A tiny uint16 cube in an isolated registry (as tests/test_eval_cli.py)."""
-    monkeypatch.setenv("HSICODEC_DATA_DIR", str(tmp_path / "userdata"))
-    (tmp_path / "modelpath").mkdir()
-    monkeypatch.setenv("HSICODEC_MODEL_PATH", str(tmp_path / "modelpath"))
-    monkeypatch.delenv("HSICODEC_DEBUG", raising=False)
-    monkeypatch.chdir(tmp_path)
-    reset_default_registry()
-    p = tmp_path / "scene.npy"
+    p = isolated_registry / "scene.npy"
     np.save(p, CUBES["uint16"])
-    yield p
-    reset_default_registry()
+    return p
 
 
 def run(*args: object) -> Result:

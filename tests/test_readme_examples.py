@@ -56,7 +56,6 @@ from click.testing import CliRunner
 import hsicodec
 from hsicodec.cli.main import cli
 from hsicodec.data import sample_path
-from hsicodec.models.registry import reset_default_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -419,18 +418,12 @@ def prepare(tmp: Path, path: tuple[str, ...], params: dict) -> None:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
+def env(isolated_registry: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An isolated registry (empty user dir and one empty HSICODEC_MODEL_PATH dir) and a work dir."""
-    work = tmp_path / "work"
+    work = isolated_registry / "work"
     work.mkdir()
-    (tmp_path / "modelpath").mkdir()
-    monkeypatch.setenv("HSICODEC_DATA_DIR", str(tmp_path / "userdata"))
-    monkeypatch.setenv("HSICODEC_MODEL_PATH", str(tmp_path / "modelpath"))
-    monkeypatch.delenv("HSICODEC_DEBUG", raising=False)
     monkeypatch.chdir(work)
-    reset_default_registry()
-    yield work
-    reset_default_registry()
+    return work
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hsicodec.evaluation.anchors.lossless import _strip_spiff  # noqa: E402  (the anchors' JPEG-LS framing)
 from hsicodec.layers.predictive import coder  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "hsi"
@@ -82,19 +83,6 @@ def _as_image(x: np.ndarray) -> np.ndarray:
     top = int(x.max())
     dt = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
     return np.ascontiguousarray(x.astype(dt))
-
-
-def _strip_spiff(cs: bytes) -> bytes:
-    """JPEG-LS without the optional SPIFF header (APP8 segments) CharLS writes: no decoder needs it."""
-    out, pos = bytearray(cs[:2]), 2
-    while pos + 4 <= len(cs) and cs[pos] == 0xFF and cs[pos + 1] != 0xDA:
-        seg = int.from_bytes(cs[pos + 2 : pos + 4], "big")
-        if cs[pos + 1] != 0xE8:
-            out += cs[pos : pos + 2 + seg]
-        pos += 2 + seg
-        if cs[pos : pos + 2] == b"\xff\xd8":  # the SOI that follows the SPIFF directory's end
-            pos += 2
-    return bytes(out + cs[pos:])
 
 
 def _jpegls_bytes(ic: Any, x: np.ndarray) -> int:

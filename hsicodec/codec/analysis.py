@@ -63,7 +63,8 @@ def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None
     """Spectral stage and normalised targets of a cube. ``spectral`` False: the values alone (mode "values",
     for layers that code band values; no PCA is fitted; an integer cube stays integers, no float copy)."""
     if not spectral:
-        values = np.asarray(cube) if np.asarray(cube).dtype.kind in "iu" else np.asarray(cube, np.float64)
+        values = np.asarray(cube)
+        values = values if values.dtype.kind in "iu" else values.astype(np.float64, copy=False)
         h, w, c = values.shape
         rng = float(values.max()) - float(values.min()) if values.size else 0.0
         return Analysis(values, None, np.zeros((h, w, 0), np.float32), rng, "values")

@@ -112,7 +112,7 @@ def preview(
         n = auto_reduce(h, w) if reduce is None else check_reduce(reduce)
         if reduce is None and is_tiled(header):  # whole blocks in every tile
             grid = TileGrid.from_header(header, reader.limits)
-            while n and ((grid.rows > 1 and grid.tile_h % (1 << n)) or (grid.cols > 1 and grid.tile_w % (1 << n))):
+            while n and not grid.reducible(n):
                 n -= 1
         lo, hi = min(bands), max(bands) + 1
         cube, _ = decompress(reader, bands=(lo, hi), reduce=n, threads=threads)

@@ -620,7 +620,7 @@ def _iter_tiles(
     shape = (grid.height, grid.width, grid.bands)
     win, bnd = check_window(shape, window, bands)
     if reduce:
-        if (grid.tile_h % (1 << reduce) and grid.rows > 1) or (grid.tile_w % (1 << reduce) and grid.cols > 1):
+        if not grid.reducible(reduce):
             raise OptionError(
                 f"reduce {reduce} needs tiles whose sides are multiples of {1 << reduce}; this file's tiles are "
                 f"{grid.tile_h}x{grid.tile_w} (decode at full resolution, or a smaller reduce)"

@@ -63,6 +63,12 @@ class TileGrid:
     def count(self) -> int:
         return self.rows * self.cols
 
+    def reducible(self, reduce: int) -> bool:
+        """Whether every tile holds whole 2^reduce × 2^reduce blocks (tile sides multiples of 2^reduce
+        along each axis that has more than one tile): what a reduced read of the file needs."""
+        f = 1 << reduce
+        return not ((self.rows > 1 and self.tile_h % f) or (self.cols > 1 and self.tile_w % f))
+
     @classmethod
     def for_shape(cls, shape: Iterable[int], tile: int | tuple) -> TileGrid:
         """The grid of tiles of side ``tile`` (or ``(tile_h, tile_w)``), clamped to the scene."""

@@ -251,11 +251,7 @@ class HsimDataset:
     def _levels(self) -> list[int]:
         out = []
         for n in range(1, MAX_REDUCE + 1):
-            f = 1 << n
-            if min(self.height, self.width) < f:
-                break
-            g = self.grid
-            if g is not None and ((g.tile_h % f and g.rows > 1) or (g.tile_w % f and g.cols > 1)):
+            if min(self.height, self.width) < (1 << n) or (self.grid is not None and not self.grid.reducible(n)):
                 break
             out.append(n)
         return out

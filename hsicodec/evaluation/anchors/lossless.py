@@ -56,7 +56,7 @@ import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -426,15 +426,19 @@ def _near(bound: float) -> int:
     return int(min(math.floor(bound), 255))
 
 
-def _jpegls_decode(blob: bytes) -> np.ndarray:
-    ic = _imagecodecs()
+def _decode_bands(blob: bytes, decode_one: Callable[[bytes], Any]) -> np.ndarray:
+    """A per-band blob (header, offset, one stream per band) decoded band by band with ``decode_one``."""
     shape, dtype, pos = _unpack_header(blob)
     lo, pos = _read_zz(blob, pos)
     out = np.empty(shape, np.int64)
     for b in range(shape[2]):
         s, pos = _next_stream(blob, pos, b == shape[2] - 1)
-        out[:, :, b] = ic.jpegls_decode(s).reshape(shape[:2])
+        out[:, :, b] = np.asarray(decode_one(s)).reshape(shape[:2])
     return _to_dtype(out + lo, dtype)
+
+
+def _jpegls_decode(blob: bytes) -> np.ndarray:
+    return _decode_bands(blob, _imagecodecs().jpegls_decode)
 
 
 def jpegls(cube, max_error=0) -> BoundedResult:
@@ -457,13 +461,7 @@ def jpegls(cube, max_error=0) -> BoundedResult:
 
 def _jxl_decode(blob: bytes) -> np.ndarray:
     ic = _imagecodecs()
-    shape, dtype, pos = _unpack_header(blob)
-    lo, pos = _read_zz(blob, pos)
-    out = np.empty(shape, np.int64)
-    for b in range(shape[2]):
-        s, pos = _next_stream(blob, pos, b == shape[2] - 1)
-        out[:, :, b] = np.asarray(ic.jpegxl_decode(s, numthreads=1)).reshape(shape[:2])
-    return _to_dtype(out + lo, dtype)
+    return _decode_bands(blob, lambda s: ic.jpegxl_decode(s, numthreads=1))
 
 
 def jpegxl_lossless(cube, max_error=0) -> BoundedResult:
