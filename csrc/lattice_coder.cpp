@@ -646,24 +646,36 @@ void parallel_for(int64_t n, int threads, F&& f) {
     if (err) std::rethrow_exception(err);
 }
 
-// u: (H, W, C) int32 C-contiguous.
-std::vector<uint8_t> encode(const int32_t* u, int64_t H, int64_t W, int64_t C, int64_t M, int64_t rpb, int threads) {
+// u: (H, W, C) C-contiguous, any integer type; the coded values are u - offset, which must lie in [0, M].
+// The block is gathered band-major a strip of kStrip pixels at a time (the planes lie a power-of-two-ish
+// distance apart: one pixel at a time, every band's store would fall in the same cache set).
+constexpr int64_t kStrip = 16;
+
+template <class InT>
+std::vector<uint8_t> encode(const InT* u, int64_t H, int64_t W, int64_t C, int64_t M, int64_t rpb, int threads,
+                            int64_t offset = 0) {
     check_dims(H, W, C, M, rpb);
     const int64_t nblk = num_blocks(H, rpb);
     if (nblk > 0xFFFFFFFFll) throw std::invalid_argument("lattice coder: too many blocks");
     std::vector<std::vector<uint8_t>> out(static_cast<size_t>(nblk));
     std::atomic<int> bad{0};
     parallel_for(nblk, threads, [&](int64_t b) {
-        const int64_t y0 = b * rpb, R = std::min(rpb, H - y0);
+        const int64_t y0 = b * rpb, R = std::min(rpb, H - y0), n = R * W;
         Work w;
-        w.s.resize(static_cast<size_t>(C * R * W));
-        const int32_t* src = u + y0 * W * C;
-        for (int64_t p = 0; p < R * W; ++p)
-            for (int64_t z = 0; z < C; ++z) {
-                const int32_t v = src[p * C + z];
-                if (v < 0 || v > M) bad.store(1);
-                w.s[static_cast<size_t>(z * R * W + p)] = v;
-            }
+        w.s.resize(static_cast<size_t>(C * n));
+        const InT* src = u + y0 * W * C;
+        int32_t* dst = w.s.data();
+        bool wrong = false;
+        for (int64_t p0 = 0; p0 < n; p0 += kStrip) {
+            const int64_t p1 = std::min(n, p0 + kStrip);
+            for (int64_t z = 0; z < C; ++z)
+                for (int64_t p = p0; p < p1; ++p) {
+                    const int64_t v = int64_t(src[p * C + z]) - offset;
+                    wrong |= v < 0 || v > M;
+                    dst[z * n + p] = static_cast<int32_t>(v);
+                }
+        }
+        if (wrong) bad.store(1);
         if (bad.load()) throw std::invalid_argument("lattice_encode: values must lie in [0, max_value]");
         RangeEncoder rc(out[static_cast<size_t>(b)]);
         code_block<RangeEncoder, false>(rc, w, R, W, C, M);
@@ -684,9 +696,19 @@ std::vector<uint8_t> encode(const int32_t* u, int64_t H, int64_t W, int64_t C, i
     return res;
 }
 
-// Decode blocks [lo, hi) and bands [0, band_stop) into out: (rows of those blocks, W, band_stop).
+// Where decoded values go: rows [r0, r1), columns [c0, c1) and bands [a, band_stop) of the cube land in out
+// (r1 - r0, c1 - c0, band_stop - a) as offset + step * u, of out's type (the caller checks that they fit).
+template <class OutT>
+struct Sink {
+    OutT* out;
+    int64_t r0, r1, c0, c1, a;
+    int64_t offset = 0, step = 1;
+};
+
+// Decode blocks [lo, hi) and bands [0, band_stop) into the sink (whose rows lie in those blocks).
+template <class OutT>
 void decode(const uint8_t* data, size_t size, int64_t H, int64_t W, int64_t C, int64_t M, int64_t rpb, int64_t lo,
-            int64_t hi, int64_t band_stop, int32_t* out, int threads) {
+            int64_t hi, int64_t band_stop, const Sink<OutT>& sink, int threads) {
     const int64_t nblk = num_blocks(H, rpb);
     auto get32 = [&](size_t off) {
         uint64_t v = 0;
@@ -721,9 +743,22 @@ void decode(const uint8_t* data, size_t size, int64_t H, int64_t W, int64_t C, i
         } catch (const StreamError& e) {
             throw StreamError("lattice stream: block " + std::to_string(b) + ": " + e.what());
         }
-        int32_t* dst = out + (y0 - lo * rpb) * W * band_stop;
-        for (int64_t p = 0; p < R * W; ++p)
-            for (int64_t z = 0; z < band_stop; ++z) dst[p * band_stop + z] = w.s[static_cast<size_t>(z * R * W + p)];
+        // rows of the sink in this block, scattered back to (rows, cols, bands) a strip of pixels at a time
+        const int64_t ya = std::max(y0, sink.r0), yb = std::min(y0 + R, sink.r1);
+        const int64_t nz = band_stop - sink.a, nc = sink.c1 - sink.c0, n = R * W;
+        const int32_t* s = w.s.data();
+        for (int64_t y = ya; y < yb; ++y) {
+            OutT* dst = sink.out + (y - sink.r0) * nc * nz;
+            const int64_t pb = (y - y0) * W + sink.c0;
+            for (int64_t x0 = 0; x0 < nc; x0 += kStrip) {
+                const int64_t x1 = std::min(nc, x0 + kStrip);
+                for (int64_t z = sink.a; z < band_stop; ++z) {
+                    const int32_t* plane = s + z * n + pb;
+                    for (int64_t x = x0; x < x1; ++x)
+                        dst[x * nz + (z - sink.a)] = static_cast<OutT>(sink.offset + sink.step * int64_t(plane[x]));
+                }
+            }
+        }
     });
 }
 
@@ -742,16 +777,63 @@ using I32 = py::array_t<int32_t, py::array::c_style>;
     throw py::error_already_set();
 }
 
-py::bytes lattice_encode(const I32& u, int64_t max_value, int64_t rows_per_block, int threads) {
+// f(T{}) for the integer dtype of a (8 to 64 bits, signed or not); anything else raises ValueError.
+template <class F>
+void with_int_type(const py::array& a, const char* what, F&& f) {
+    const char kind = a.dtype().kind();
+    const auto size = a.dtype().itemsize();
+    if (kind == 'u' && size == 1) return f(uint8_t{});
+    if (kind == 'i' && size == 1) return f(int8_t{});
+    if (kind == 'u' && size == 2) return f(uint16_t{});
+    if (kind == 'i' && size == 2) return f(int16_t{});
+    if (kind == 'u' && size == 4) return f(uint32_t{});
+    if (kind == 'i' && size == 4) return f(int32_t{});
+    if (kind == 'i' && size == 8) return f(int64_t{});
+    throw py::value_error(std::string(what) + " must be an integer array of 8 to 32 bits or int64");
+}
+
+bool c_contiguous(const py::array& a) { return (a.flags() & py::array::c_style) != 0; }
+
+py::bytes lattice_encode(const py::array& u, int64_t max_value, int64_t rows_per_block, int threads, int64_t offset) {
     if (u.ndim() != 3) throw py::value_error("lattice_encode: u must be (H, W, C)");
+    if (!c_contiguous(u)) throw py::value_error("lattice_encode: u must be C-contiguous");
     const int64_t H = u.shape(0), W = u.shape(1), C = u.shape(2);
     lattice::check_dims(H, W, C, max_value, rows_per_block);
     std::vector<uint8_t> res;
+    with_int_type(u, "lattice_encode: u", [&](auto t) {
+        using T = decltype(t);
+        const T* p = static_cast<const T*>(u.data());
+        py::gil_scoped_release nogil;
+        res = lattice::encode<T>(p, H, W, C, max_value, rows_per_block, threads, offset);
+    });
+    return py::bytes(reinterpret_cast<const char*>(res.data()), res.size());
+}
+
+// The blocks rows [r0, r1) fall in, after the common argument checks.
+std::pair<int64_t, int64_t> block_range(int64_t height, int64_t width, int64_t bands, int64_t max_value,
+                                        int64_t rows_per_block, int64_t r0, int64_t r1) {
+    lattice::check_dims(height, width, bands, max_value, rows_per_block);
+    if (r0 < 0 || r0 > r1 || r1 > height) throw py::value_error("lattice_decode: rows outside the cube");
+    const int64_t lo = r0 / rows_per_block;
+    return {lo, r1 == r0 ? lo : lattice::num_blocks(r1, rows_per_block)};
+}
+
+template <class OutT>
+void run_decode(const py::buffer& data, int64_t H, int64_t W, int64_t C, int64_t M, int64_t rpb, int64_t lo,
+                int64_t hi, int64_t band_stop, const lattice::Sink<OutT>& sink, int threads) {
+    const py::buffer_info info = data.request();
+    if (info.ndim != 1 || info.itemsize != 1) throw py::value_error("lattice_decode: data must be bytes");
+    std::string err;
     {
         py::gil_scoped_release nogil;
-        res = lattice::encode(u.data(), H, W, C, max_value, rows_per_block, threads);
+        try {
+            lattice::decode<OutT>(static_cast<const uint8_t*>(info.ptr), static_cast<size_t>(info.size), H, W, C, M,
+                                  rpb, lo, hi, band_stop, sink, threads);
+        } catch (const lattice::StreamError& e) {
+            err = e.what();
+        }
     }
-    return py::bytes(reinterpret_cast<const char*>(res.data()), res.size());
+    if (!err.empty()) raise_stream_error(err.c_str());
 }
 
 I32 lattice_decode(const py::buffer& data, int64_t height, int64_t width, int64_t bands, int64_t max_value,
@@ -761,36 +843,48 @@ I32 lattice_decode(const py::buffer& data, int64_t height, int64_t width, int64_
     if (block_lo < 0 || block_lo > block_hi || block_hi > nblk)
         throw py::value_error("lattice_decode: need 0 <= block_lo <= block_hi <= " + std::to_string(nblk));
     if (band_stop < 0 || band_stop > bands) throw py::value_error("lattice_decode: need 0 <= band_stop <= bands");
-    const py::buffer_info info = data.request();
-    if (info.ndim != 1 || info.itemsize != 1) throw py::value_error("lattice_decode: data must be bytes");
-    const int64_t rows = std::min(height, block_hi * rows_per_block) - block_lo * rows_per_block;
-    I32 out({static_cast<py::ssize_t>(std::max<int64_t>(rows, 0)), static_cast<py::ssize_t>(width),
+    const int64_t r0 = block_lo * rows_per_block, r1 = std::min(height, block_hi * rows_per_block);
+    I32 out({static_cast<py::ssize_t>(std::max<int64_t>(r1 - r0, 0)), static_cast<py::ssize_t>(width),
              static_cast<py::ssize_t>(band_stop)});
-    std::string err;
-    {
-        py::gil_scoped_release nogil;
-        try {
-            lattice::decode(static_cast<const uint8_t*>(info.ptr), static_cast<size_t>(info.size), height, width, bands,
-                            max_value, rows_per_block, block_lo, block_hi, band_stop, out.mutable_data(), threads);
-        } catch (const lattice::StreamError& e) {
-            err = e.what();
-        }
-    }
-    if (!err.empty()) raise_stream_error(err.c_str());
+    const lattice::Sink<int32_t> sink{out.mutable_data(), r0, std::max(r0, r1), 0, width, 0};
+    run_decode<int32_t>(data, height, width, bands, max_value, rows_per_block, block_lo, block_hi, band_stop, sink,
+                        threads);
     return out;
+}
+
+void lattice_decode_into(const py::buffer& data, int64_t height, int64_t width, int64_t bands, int64_t max_value,
+                         int64_t rows_per_block, py::array& out, int64_t row0, int64_t col0, int64_t band0,
+                         int64_t offset, int64_t step, int threads) {
+    if (out.ndim() != 3) throw py::value_error("lattice_decode_into: out must be (rows, cols, bands)");
+    if (!c_contiguous(out) || !out.writeable()) throw py::value_error("lattice_decode_into: out must be writable and C-contiguous");
+    const int64_t r1 = row0 + out.shape(0), c1 = col0 + out.shape(1), b1 = band0 + out.shape(2);
+    if (col0 < 0 || c1 > width || band0 < 0 || b1 > bands)
+        throw py::value_error("lattice_decode_into: the window lies outside the cube");
+    const auto [lo, hi] = block_range(height, width, bands, max_value, rows_per_block, row0, r1);
+    with_int_type(out, "lattice_decode_into: out", [&](auto t) {
+        using T = decltype(t);
+        const lattice::Sink<T> sink{static_cast<T*>(out.mutable_data()), row0, r1, col0, c1, band0, offset, step};
+        run_decode<T>(data, height, width, bands, max_value, rows_per_block, lo, hi, b1, sink, threads);
+    });
 }
 
 }  // namespace
 
 void register_lattice_coder(py::module_& mod) {
     mod.def("lattice_encode", &lattice_encode, py::arg("u"), py::arg("max_value"), py::arg("rows_per_block"),
-            py::arg("threads") = 0,
-            "Lossless stream of an integer cube u (H, W, C) int32, 0 <= u <= max_value (spec/predictive.md).\n"
-            "threads <= 0: all cores (the bytes do not depend on it).");
+            py::arg("threads") = 0, py::arg("offset") = 0,
+            "Lossless stream of an integer cube u (H, W, C), any integer dtype: the values u - offset, which must\n"
+            "lie in [0, max_value] (spec/predictive.md). threads <= 0: all cores (the bytes do not depend on it).");
     mod.def("lattice_decode", &lattice_decode, py::arg("data"), py::arg("height"), py::arg("width"),
             py::arg("bands"), py::arg("max_value"), py::arg("rows_per_block"), py::arg("block_lo"),
             py::arg("block_hi"), py::arg("band_stop"), py::arg("threads") = 0,
             "Row blocks [block_lo, block_hi) and bands [0, band_stop) of a lattice stream: int32 (rows, W,\n"
             "band_stop). A malformed stream raises hsicodec.errors.HsimHeaderError.");
+    mod.def("lattice_decode_into", &lattice_decode_into, py::arg("data"), py::arg("height"), py::arg("width"),
+            py::arg("bands"), py::arg("max_value"), py::arg("rows_per_block"), py::arg("out"), py::arg("row0"),
+            py::arg("col0"), py::arg("band0"), py::arg("offset") = 0, py::arg("step") = 1, py::arg("threads") = 0,
+            "Decode the window of a lattice stream that out (rows, cols, bands), any integer dtype, covers from\n"
+            "(row0, col0, band0) into out as offset + step * u (the caller makes sure every value fits out's\n"
+            "dtype). Only the row blocks and bands the window needs are decoded.");
 }
 #endif

@@ -423,3 +423,58 @@ def test_real_cube_round_trip(scene):
     np.testing.assert_array_equal(coder.decode(data, u.shape, m), u)
     part = coder.decode(data, u.shape, m, rows=(40, 70), band_stop=50)
     np.testing.assert_array_equal(part, u[40:70, :, :50])
+
+
+INT_DTYPES = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64]
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", INT_DTYPES, ids=lambda d: np.dtype(d).name)
+def test_encode_reads_any_integer_dtype_with_an_offset(dtype):
+    """The coder reads a cube in its own dtype less an offset: the bytes of its int32 indices."""
+    info = np.iinfo(dtype)
+    lo, hi = max(int(info.min), -(2**20)), min(int(info.max), 2**20)
+    rng = np.random.default_rng(zlib_seed(np.dtype(dtype).name))
+    cube = rng.integers(lo, hi + 1, size=(9, 7, 5)).astype(dtype)
+    cube[0, 0, 0], cube[-1, -1, -1] = lo, hi  # the ends of the range
+    offset = int(cube.min())
+    u = cube.astype(np.int64) - offset
+    ref = coder.encode_reference(u, int(u.max()), 4)
+    assert coder.encode(cube, int(u.max()), 4, threads=2, offset=offset) == ref
+    with pytest.raises(ValueError, match="max_value"):
+        coder.encode(cube, int(u.max()) - 1, 4, offset=offset)  # one value past the top
+    with pytest.raises(ValueError, match="max_value"):
+        coder.encode(cube, int(u.max()), 4, offset=offset + 1)  # one value below 0
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", INT_DTYPES, ids=lambda d: np.dtype(d).name)
+def test_decode_into_writes_windows_in_the_output_dtype(dtype):
+    """decode_into gives offset + step * u of any window, in out's dtype, as a slice of a full decode."""
+    u = _smooth(23, 11, 9, seed=21, noise=5, base=10)
+    top = int(u.max())
+    info = np.iinfo(dtype)
+    step = max(1, min(3, (int(info.max) - int(info.min)) // (top + 1)))
+    offset = int(info.min)
+    data = coder.encode(u, top, 5)
+    full = coder.decode(data, u.shape, top, 5).astype(np.int64)
+    rng = np.random.default_rng(zlib_seed("window" + np.dtype(dtype).name))
+    windows = [(0, 0, 0, 23, 11, 9), (0, 0, 0, 0, 11, 9), (22, 10, 8, 1, 1, 1)]
+    for _ in range(6):
+        r0, c0, a = (int(rng.integers(0, n)) for n in u.shape)
+        windows.append((r0, c0, a, int(rng.integers(0, 23 - r0 + 1)), int(rng.integers(1, 11 - c0 + 1)),
+                        int(rng.integers(1, 9 - a + 1))))  # fmt: skip
+    for r0, c0, a, h, w, nb in windows:
+        out = np.empty((h, w, nb), dtype)
+        coder.decode_into(data, u.shape, top, 5, out, (r0, c0, a), offset=offset, step=step, threads=2)
+        want = offset + step * full[r0 : r0 + h, c0 : c0 + w, a : a + nb]
+        np.testing.assert_array_equal(out.astype(np.int64), want)
+    with pytest.raises(ValueError, match="outside"):
+        coder.decode_into(data, u.shape, top, 5, np.empty((2, 2, 2), dtype), (22, 0, 0))
+
+
+def zlib_seed(text: str) -> int:
+    """A seed from a name that is the same in every process (hash() of a str is salted)."""
+    import zlib
+
+    return zlib.crc32(text.encode())

@@ -571,7 +571,7 @@ def _native() -> ModuleType | None:
             stacklevel=3,
         )
         return None
-    if not hasattr(_native, "lattice_encode"):  # an extension built before the lattice coder
+    if not hasattr(_native, "lattice_decode_into"):  # an extension built before the lattice coder took any dtype
         return None
     return _native
 
@@ -585,16 +585,31 @@ def native_available() -> bool:
     return hasattr(_native, "lattice_encode")
 
 
-def encode(u: np.ndarray, max_value: int, rows_per_block: int = 32, threads: int = 0) -> bytes:
-    """The lattice stream of the integer cube u (rows, cols, bands), 0 <= u <= max_value < 2^31.
+def encode(u: np.ndarray, max_value: int, rows_per_block: int = 32, threads: int = 0, offset: int = 0) -> bytes:
+    """The lattice stream of the integer cube u - offset (rows, cols, bands), whose values must lie in
+    [0, max_value], max_value < 2^31.
 
+    u may have any integer dtype (the native coder reads it as it is: no int32 copy of the cube).
     threads <= 0: all cores (the bytes do not depend on it).
     """
-    a = _check_cube(u, max_value, rows_per_block)
     nat = _native()
-    if nat is None:
-        return encode_reference(a, max_value, rows_per_block)
-    return bytes(nat.lattice_encode(a, int(max_value), int(rows_per_block), int(threads)))
+    a = np.asarray(u)
+    if nat is None or not _native_int(a) or not -(2**62) < int(offset) < 2**62:
+        a = _check_cube(a if offset == 0 else np.asarray(a, np.int64) - int(offset), max_value, rows_per_block)
+        if nat is None:
+            return encode_reference(a, max_value, rows_per_block)
+        offset = 0
+    elif a.ndim != 3:
+        raise ValueError(f"lattice coder: u must be (rows, cols, bands), got {a.ndim} dimensions")
+    else:
+        _check_params(a.shape, max_value, rows_per_block)
+        a = np.ascontiguousarray(a)  # the native coder checks the range itself
+    return bytes(nat.lattice_encode(a, int(max_value), int(rows_per_block), int(threads), int(offset)))
+
+
+def _native_int(a: np.ndarray) -> bool:
+    """An integer dtype the native coder reads and writes as it is."""
+    return a.dtype.kind in "iu" and (a.dtype.itemsize <= 4 or a.dtype == np.int64)
 
 
 def decode(
@@ -622,3 +637,34 @@ def decode(
         data = memoryview(data).cast("B")
     out = nat.lattice_decode(data, H, W, C, int(max_value), rpb, lo, hi, bs, int(threads))
     return out[r0 - lo * rpb : r1 - lo * rpb]
+
+
+def decode_into(
+    data: Buffer,
+    shape: Sequence[int],
+    max_value: int,
+    rows_per_block: int,
+    out: np.ndarray,
+    origin: tuple[int, int, int] = (0, 0, 0),
+    offset: int = 0,
+    step: int = 1,
+    threads: int = 0,
+) -> np.ndarray:
+    """Decode the window that ``out`` (rows, cols, bands) covers from ``origin`` straight into ``out`` as
+    offset + step · u, in ``out``'s integer dtype: no int32 copy of the cube and no conversion pass. The caller
+    makes sure every lattice value fits that dtype. Only the row blocks and bands the window needs are decoded."""
+    H, W, C = _check_params(shape, max_value, rows_per_block)
+    r0, c0, a = (int(v) for v in origin)
+    rh, cw, nb = out.shape
+    if not (0 <= r0 and r0 + rh <= H and 0 <= c0 and c0 + cw <= W and 0 <= a and a + nb <= C):
+        raise ValueError(f"lattice coder: window {out.shape} at {origin} outside the cube {(H, W, C)}")
+    nat = _native()
+    if nat is None or not _native_int(out) or not out.flags.c_contiguous:
+        u = decode(data, (H, W, C), max_value, rows_per_block, rows=(r0, r0 + rh), band_stop=a + nb, threads=threads)
+        out[...] = (int(offset) + int(step) * u[:, c0 : c0 + cw, a:].astype(np.int64)).astype(out.dtype)
+        return out
+    if not isinstance(data, (bytes, bytearray)):
+        data = memoryview(data).cast("B")
+    nat.lattice_decode_into(data, H, W, C, int(max_value), int(rows_per_block), out, r0, c0, a, int(offset),
+                            int(step), int(threads))  # fmt: skip
+    return out

@@ -47,11 +47,25 @@ class PredictiveEncoder:
         self.span = self.lohi[1] - self.lohi[0]
 
     # -- one file
+    def _params(self, error: float) -> LatticeParams:
+        p = lattice_for(self.lohi, self.dtype, error, self.avoid)
+        return dataclasses.replace(p, rows_per_block=balanced_rows(self.values.shape[0]))
+
     def _lattice(self, error: float) -> tuple[LatticeParams, np.ndarray, float | None]:
         """(lattice, indices, squared error of the lattice points where that is exact without a cast)."""
-        p = lattice_for(self.lohi, self.dtype, error, self.avoid)
-        p = dataclasses.replace(p, rows_per_block=balanced_rows(self.values.shape[0]))
+        p = self._params(error)
         return (p, *to_lattice_measured(self.values, p, self.dtype))
+
+    def _stream(self, error: float) -> tuple[LatticeParams, bytes, float]:
+        """(lattice, coded indices, PSNR). Lossless integer cubes go to the coder as they are (their indices are
+        the values less the offset: no index copy of the cube)."""
+        s = self.scene
+        p = self._params(error)
+        if p.step == 1 and self.dtype.kind in "iu" and self.values.dtype.kind in "iu" and float(p.offset).is_integer():
+            stream = coder.encode(self.values, p.max_value, p.rows_per_block, threads=s.threads, offset=int(p.offset))
+            return p, stream, float("inf")
+        p, u, sse = self._lattice(error)
+        return p, coder.encode(u, p.max_value, p.rows_per_block, threads=s.threads), self._psnr(p, u, sse)
 
     def _psnr(self, p: LatticeParams, u: np.ndarray, sse: float | None = None) -> float:
         if p.error == 0:  # lossless: every value back exactly
@@ -68,15 +82,12 @@ class PredictiveEncoder:
 
     def build(self, error: float) -> Encoded:
         """The file for error bound E (its measured PSNR, over the valid values)."""
-        p, u, sse = self._lattice(error)
+        p = self._params(error)
         if p.step not in self._built:
-            s = self.scene
-            stream = coder.encode(u, p.max_value, p.rows_per_block, threads=s.threads)
+            p, stream, psnr = self._stream(error)
             codec = {"id": CODEC_NAME, **p.to_header()}
-            data = s.file(codec, [(SECTION, stream)], model=False)
-            self._built[p.step] = Encoded(
-                data, 0, 0, self._psnr(p, u, sse), NAME, {"max_error": p.error, "step": p.step}
-            )
+            data = self.scene.file(codec, [(SECTION, stream)], model=False)
+            self._built[p.step] = Encoded(data, 0, 0, psnr, NAME, {"max_error": p.error, "step": p.step})
         return self._built[p.step]
 
     # -- the bound for a target

@@ -45,21 +45,16 @@ class LatticeParams:
         """Lattice indices → values (float64, before the output dtype's cast)."""
         return self.offset + self.step * u.astype(np.float64)
 
-    def whole_values(self, u: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
-        """Lattice indices → values as ``dtype`` itself when the lattice is whole numbers that all fit it
-        (integer cubes: the lattice spans at most the cube's range widened by E), else None. The same
-        numbers as :meth:`values`, without float copies of the cube."""
+    def whole_affine(self, dtype: np.dtype) -> tuple[int, int] | None:
+        """(offset, step) as integers when every lattice value is a whole number that fits ``dtype`` (integer
+        cubes: the lattice spans at most the cube's range widened by E), else None."""
         if dtype.kind not in "iu" or not (self.offset.is_integer() and self.step.is_integer()):
             return None
         info = np.iinfo(dtype)
         top = self.offset + self.step * self.max_value
         if not (info.min <= self.offset and top <= info.max and abs(top) < 2**62):
             return None
-        out = np.empty(u.shape, dtype)
-        wide = np.int32 if self.step * self.max_value < 2**31 else np.int64
-        work = u if self.step == 1 else np.multiply(u, int(self.step), dtype=wide)
-        np.add(work, int(self.offset), out=out, casting="unsafe")  # every sum fits dtype (checked above)
-        return out
+        return int(self.offset), int(self.step)
 
 
 def balanced_rows(height: int, most: int = ROWS_PER_BLOCK) -> int:

@@ -51,10 +51,17 @@ class PredictiveLayer:
 
         r0, c0, h, w = window
         a, b = ctx.bands
+        dtype = np.dtype(ctx.header["dtype"])
+        affine = params.whole_affine(dtype)
+        if affine is not None:  # integer cubes: decoded straight into the output dtype
+            out = np.empty((h, w, b - a), dtype)
+            coder.decode_into(
+                ctx.read_section(SECTION), ctx.shape, params.max_value, params.rows_per_block, out, (r0, c0, a),
+                offset=affine[0], step=affine[1], threads=ctx.threads,
+            )  # fmt: skip
+            return Decoded(values=out)
         u = coder.decode(
             ctx.read_section(SECTION), ctx.shape, params.max_value, params.rows_per_block, rows=(r0, r0 + h),
             band_stop=b, threads=ctx.threads,
         )  # fmt: skip
-        u = u[:, c0 : c0 + w, a:b]
-        whole = params.whole_values(u, np.dtype(ctx.header["dtype"]))  # integer cubes: no float copies
-        return Decoded(values=whole if whole is not None else params.values(u))
+        return Decoded(values=params.values(u[:, c0 : c0 + w, a:b]))
