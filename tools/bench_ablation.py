@@ -8,7 +8,8 @@ Rows per scene and target rate (whole file counted, decoded and measured as docs
   multi-resolution latent grids), latents still coded as independent symbols;
 * ``+ Haar coefficients`` — the grids' Haar coefficients, a Laplace scale per subband group;
 * ``+ channel KLT`` — each level's channels rotated onto their principal axes first;
-* ``network latents, effort max`` — the same with longer inner loops and the RD refinement;
+* ``network latents, effort max`` — the same with longer inner loops and the RD refinement of the
+  latents (:meth:`hsicodec.layers.network.encode.NetworkEncoder.improve`);
 * ``coefficient-map layer alone`` — no network latents: the PCA maps coded in the CDF 9/7
   domain with context-classed Laplace scales (:mod:`hsicodec.layers.maps.coding`);
 * ``all (default)`` — what ``compress`` does: below effort max the map layer goes first and
@@ -22,6 +23,11 @@ bench/ablation.json and bench/ablation.md.
 
     python tools/bench_ablation.py                 # validation scenes, 0.005 … 0.2 bpppb
     python tools/bench_ablation.py --scenes jasper_ridge --rates 0.01 0.05
+    python tools/bench_ablation.py --rates 0.01 0.05 --rows "+ channel KLT" "network latents, effort max"
+
+``--rows`` re-runs only the rows named (labels above, exact or a case-insensitive part of one) and
+merges them into the existing bench/ablation.json: the other rows keep their figures, and the
+files say which rows were re-run, when and by which command.
 """
 
 from __future__ import annotations
@@ -87,7 +93,9 @@ def run(cube: np.ndarray, rate: float, alias: str, codings: tuple[str, ...] | No
     except OptionError as exc:
         return {"reachable": False, "note": str(exc)}
     t_enc = time.perf_counter() - t0
+    t0 = time.perf_counter()
     rec, _ = decompress(data)
+    t_dec = time.perf_counter() - t0
     q = metrics.quality_report(cube, rec, len(data))
     k = int(st["k"])
     if st.get("layer") == "maps":
@@ -100,6 +108,7 @@ def run(cube: np.ndarray, rate: float, alias: str, codings: tuple[str, ...] | No
         "psnr": q["psnr"],
         "sam": q["sam"],
         "encode_s": t_enc,
+        "decode_s": t_dec,
         "k": k,
         "layer": st.get("layer"),
         "decode_macs_per_pixel": macs,
@@ -130,6 +139,9 @@ def markdown(result: dict) -> str:
         "interpolation, spectral reconstruction). Anchor rows are copied from `bench/rd.json`.",
         "",
     ]
+    for up in result.get("updates", []):
+        rows = ", ".join(f"'{r}'" for r in up["rows"])
+        lines += [f"Rows {rows} re-run by `{up['command']}` ({up['date']}, {up['machine']}).", ""]
     for sc in result["scenes"]:
         lines += [
             f"## {sc['scene']} ({'x'.join(map(str, sc['shape']))})",
@@ -154,16 +166,46 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def select_rows(names: list[str] | None) -> list[tuple]:
+    """The variants to run: all, or those whose label is or contains (case-insensitive) one of ``names``."""
+    if not names:
+        return list(VARIANTS)
+    chosen = [v for v in VARIANTS if any(n == v[0] or n.lower() in v[0].lower() for n in names)]
+    missing = [n for n in names if not any(n == v[0] or n.lower() in v[0].lower() for v in VARIANTS)]
+    if missing:
+        raise SystemExit(f"no ablation row matches {missing}; rows: {[v[0] for v in VARIANTS]}")
+    return chosen
+
+
+def merge(old: dict, new: dict, labels: list[str]) -> dict:
+    """``old`` (a whole ablation result) with the rows of ``labels`` taken from ``new`` (scenes and rates
+    that ``old`` lacks are added), and ``new``'s command listed under ``updates``."""
+    out = dict(old)
+    scenes = {sc["scene"]: sc for sc in old.get("scenes", [])}
+    for sc in new["scenes"]:
+        cur = scenes.get(sc["scene"])
+        if cur is None:
+            scenes[sc["scene"]] = cur = {**sc, "rows": {}}
+        cur["rates"] = sorted(set(cur["rates"]) | set(sc["rates"]))
+        cur["rows"] = {**cur["rows"], **sc["rows"]}
+    out["scenes"] = list(scenes.values())
+    up = {k: new[k] for k in ("command", "date", "machine")}
+    out["updates"] = [u for u in old.get("updates", []) if u["rows"] != labels] + [{**up, "rows": labels}]
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenes", nargs="*", default=None, help="default: the bundled grid model's validation scenes")
     ap.add_argument("--rates", nargs="*", type=float, default=RATES)
+    ap.add_argument("--rows", nargs="*", default=None, help="re-run only these rows (labels) and merge them")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
     args = ap.parse_args()
+    variants = select_rows(args.rows)
     scenes = args.scenes or list(load_codec_model("hsi-grid-v1").card.get("val_scenes", []))
     result: dict[str, Any] = {
-        "command": "python tools/bench_ablation.py " + " ".join(sys.argv[1:]),
+        "command": "python tools/bench_ablation.py " + " ".join(f'"{a}"' if " " in a else a for a in sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{__import__('platform').machine()} {__import__('os').cpu_count()} cores",
         "scenes": [],
@@ -173,12 +215,14 @@ def main() -> int:
         rows = {}
         anchors = anchor_rows(name, args.out / "rd.json")
         for rate in args.rates:
-            for label, alias, codings, effort in VARIANTS:
+            for label, alias, codings, effort in variants:
                 row = run(cube, rate, alias, codings, effort)
                 rows[f"{label}@{rate}"] = row
                 text = f"{row['psnr']:.2f} dB @ {row['bpppb']:.4f}" if row["reachable"] else "unreachable"
+                if row["reachable"]:
+                    text += f", encode {row['encode_s']:.2f} s, decode {row['decode_s']:.3f} s"
                 print(f"{name:>14} {rate:<6g} {label:<32} {text}", flush=True)
-            for a in ANCHORS:
+            for a in ANCHORS if args.rows is None else []:
                 r = anchors.get((a, rate))
                 if r:
                     rows[f"{a}@{rate}"] = {
@@ -188,7 +232,10 @@ def main() -> int:
                     }
         result["scenes"].append({"scene": name, "shape": list(cube.shape), "rates": args.rates, "rows": rows})
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ablation.json").write_text(json.dumps(result, indent=1, default=float))
+    path = args.out / "ablation.json"
+    if args.rows is not None and path.exists():
+        result = merge(json.loads(path.read_text()), result, [v[0] for v in variants])
+    path.write_text(json.dumps(result, indent=1, default=float))
     (args.out / "ablation.md").write_text(markdown(result))
     print(f"wrote {args.out / 'ablation.json'} and {args.out / 'ablation.md'}")
     return 0
