@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format install native cuda bench bench-rd bench-decode readme-results vectors clean
+.PHONY: demo test lint format install native cuda bench bench-rd bench-decode bench-scale readme-results vectors clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/*.inl)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -54,6 +54,15 @@ bench-rd: $(STAMP)
 
 bench-decode: $(STAMP)
 	$(BIN)/python tools/bench_decode.py
+
+# Scale benchmark (issue #19 point 5): 1024^2x189, 2048^2x224 and 145^2x220 scenes of real spectra,
+# hsicodec against PCA + JPEG 2000, PCA + HTJ2K and a tiled DEFLATE GeoTIFF, each step in its own
+# process; writes bench/scale.json and bench/scale.md (targets met / not met). Estimated 60-100 min on
+# 2 shared cores (2048^2 scene: ~80 % of it), ~6 GB peak RSS, ~4 GB in $TMPDIR/hsicodec-bench-scale.
+# BENCH_SCALE_ARGS=--quick: small sizes, bench/scale_quick.{json,md}, ~6 min.
+BENCH_SCALE_ARGS ?=
+bench-scale: $(STAMP)
+	$(BIN)/python tools/bench_scale.py $(BENCH_SCALE_ARGS)
 
 readme-results: $(STAMP)
 	$(BIN)/python tools/update_readme.py
