@@ -64,6 +64,7 @@ def compress(
     latent_codings: tuple | None = None,
     or_smallest: bool = False,
     shared_spectral: SharedSpectral | None = None,
+    post_filter: bool = False,
 ) -> bytes:
     """Compress a (rows, cols, bands) cube to `.hsim` bytes.
 
@@ -90,6 +91,8 @@ def compress(
     ``shared_spectral`` (:class:`~hsicodec.coding.shared.SharedSpectral`): a spectral stage stored
     elsewhere, once for many files (a tiled file's, a zarr array's); a map-layer file then names it
     instead of carrying its own, and decodes only with it (``decompress(..., shared_spectral=)``).
+    ``post_filter``: the map layer may add its post filter (:mod:`hsicodec.layers.maps.postfilter`) to a
+    rate-targeted file, where it measures better at the same size.
     """
 
     cube = np.asarray(cube)
@@ -124,6 +127,7 @@ def compress(
             latent_codings=latent_codings,
             or_smallest=or_smallest,
             shared_spectral=shared_spectral,
+            post_filter=post_filter,
         )
     if layer in (None, "auto") and latent_codings is None:
         layer = "all"  # a model named by the caller: its network layer competes for every file
@@ -131,7 +135,7 @@ def compress(
         cube, model, geo=geo, bpppb=bpppb, psnr=psnr, max_error=max_error, effort=effort, progress=progress, tags=tags,
         threads=threads, registry=registry, stats=stats, backend=backend, created_by=created_by,
         band_map=band_map, wavelengths=wavelengths, nodata=nodata, layer=layer, latent_codings=latent_codings,
-        or_smallest=or_smallest, shared_spectral=shared_spectral,
+        or_smallest=or_smallest, shared_spectral=shared_spectral, post_filter=post_filter,
     )  # fmt: skip
 
 
@@ -158,6 +162,7 @@ def _compress_model(
     latent_codings: tuple | None,
     or_smallest: bool = False,
     shared_spectral: SharedSpectral | None = None,
+    post_filter: bool = False,
 ) -> bytes:
     """:func:`compress` with one model (a validated cube)."""
     from hsicodec.codec.encode import encode
@@ -200,6 +205,7 @@ def _compress_model(
         latent_codings=latent_codings,
         or_smallest=or_smallest,
         shared_spectral=shared_spectral,
+        post_filter=post_filter,
     )
     if max_error is not None:
         _check_bound(data, original, mask, max_error, registry)

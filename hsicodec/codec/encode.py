@@ -143,6 +143,7 @@ def encode(
     latent_codings: tuple | None = None,
     or_smallest: bool = False,
     shared_spectral=None,
+    post_filter: bool = False,
 ) -> tuple[bytes, dict]:
     """Encode a (H, W, C) cube; returns the `.hsim` bytes and encoding statistics.
 
@@ -188,6 +189,8 @@ def encode(
                 f"the shared spectral stage has {shared_spectral.n_bands} bands, the cube {cube.shape[2]}"
             )
         options = {**options, "maps": {"shared": shared_spectral}}
+    if post_filter:  # the map layer's post filter (hsicodec.layers.maps.postfilter), where it pays
+        options = {**options, "maps": {**(options.get("maps") or {}), "post_filter": True}}
     scene = Scene(an, model, dict(base_header or {}), tuple(extra_sections), valid, inner_steps, adam_steps, threads,
                   backend, progress, options)  # fmt: skip
     tried: dict = {}

@@ -42,8 +42,12 @@ class MapEncoder:
                     raise
                 continue
             if best is None or target.better(cand, best):
-                best = cand
+                best, best_search = cand, one
         assert best is not None
+        if (s.options.get(NAME) or {}).get("post_filter"):  # optional post filter, kept where it pays at equal bits
+            from hsicodec.layers.maps.postfit import post_filtered
+
+            best = post_filtered(best_search, target, best)
         best.layer = NAME
         best.stats = {"step": entropy.step_from_exponent(best.step, STEPS_PER_OCTAVE)}
         return best

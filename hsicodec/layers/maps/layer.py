@@ -5,9 +5,10 @@ from __future__ import annotations
 from hsicodec.errors import HsimHeaderError
 from hsicodec.layers.base import DecodeContext, Decoded, LayerEncoder, Scene
 from hsicodec.layers.maps.coding import MAX_MAPS, MapParams, decode_maps, parse_params
+from hsicodec.layers.maps.postfilter import filter_maps, post_description, with_post
 
 NAME = "maps"
-KEYS = frozenset({"rl"})  # the layer's parameters and code tables (a map, or an array in the compact form)
+KEYS = frozenset({"rl", "pf"})  # the layer's parameters and code tables (a map, or an array in the compact form)
 SECTION = "r"  # its stream (in the compact form: the tail of section "c")
 BYTES_PER_COEFFICIENT = 32  # the decoder's symbols, classes, dequantized coefficients and temporaries
 
@@ -35,11 +36,13 @@ class MapLayer:
 
     def parse(self, codec: dict, header: dict, model: object) -> MapParams | None:
         if "rl" not in codec:
+            if "pf" in codec:
+                raise HsimHeaderError("header key 'codec.pf': a post filter without coefficient maps ('codec.rl')")
             return None
         if codec["sp"].get("m", "pca") != "pca":
             raise HsimHeaderError("header key 'codec.rl': a coefficient-map layer needs the PCA spectral stage")
         h, w, c = header["shape"]
-        return parse_params(codec["rl"], h, w, min(c, MAX_MAPS))
+        return with_post(parse_params(codec["rl"], h, w, min(c, MAX_MAPS)), codec)  # "pf": optional post filter
 
     def components(self, params: MapParams) -> int:
         return params.k
@@ -50,12 +53,12 @@ class MapLayer:
             "wavelet_levels": params.levels,
             "step": float(f"{params.step:.6g}"),
             "contexts": "checkerboard" if params.checker else "plain",
-        }
+        } | post_description(params)
 
     def decode_bytes(self, params: MapParams, ctx: DecodeContext) -> int:
         return BYTES_PER_COEFFICIENT * ctx.shape[0] * ctx.shape[1] * params.k
 
     def decode(self, params: MapParams, ctx: DecodeContext, window: tuple) -> Decoded:
         r0, c0, h, w = window
-        maps = decode_maps(ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1])
+        maps = filter_maps(decode_maps(ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1]), params)
         return Decoded(coeffs=maps[r0 : r0 + h, c0 : c0 + w])
