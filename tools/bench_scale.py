@@ -191,14 +191,9 @@ class LeanPCAModel:
             xc = self.x[s].astype(np.float64) - self.mu
             cov += xc.T @ xc
             peak = max(peak, float(np.max(np.abs(self.x[s].astype(np.float64)))))
-        evals, evecs = np.linalg.eigh(cov / n)
-        order = np.argsort(evals)[::-1]
-        self.evals = np.maximum(evals[order], 0.0)
-        self.evecs = evecs[:, order]
-        idx = np.argmax(np.abs(self.evecs), axis=0)
-        sgn = np.sign(self.evecs[idx, np.arange(c)])
-        sgn[sgn == 0] = 1.0
-        self.evecs = self.evecs * sgn
+        from hsicodec.evaluation.anchors.pca import principal_axes
+
+        self.evals, self.evecs = principal_axes(cov / n)
         self.peak = float(np.float32(peak)) or 1.0
         self.total_var = float(self.evals.sum()) / c
 

@@ -32,6 +32,18 @@ def _j2k_level_and_scale(d_target: float, mean_sq_scale: float, s_max: float):
     return level, min(s, s_max)
 
 
+def principal_axes(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (largest first, ≥ 0) and eigenvectors (columns) of a covariance, each vector's
+    largest-magnitude entry positive (a deterministic sign)."""
+    evals, evecs = np.linalg.eigh(cov)
+    order = np.argsort(evals)[::-1]
+    evecs = evecs[:, order]
+    idx = np.argmax(np.abs(evecs), axis=0)
+    sgn = np.sign(evecs[idx, np.arange(evecs.shape[1])])
+    sgn[sgn == 0] = 1.0
+    return np.maximum(evals[order], 0.0), evecs * sgn
+
+
 class _PCAModel:
     """Everything of the PCA that does not depend on the rate (computed once)."""
 
@@ -42,16 +54,7 @@ class _PCAModel:
         self.x = cube.reshape(-1, c).astype(np.float64)
         self.mu = self.x.mean(axis=0)
         xc = self.x - self.mu
-        cov = (xc.T @ xc) / self.x.shape[0]
-        evals, evecs = np.linalg.eigh(cov)
-        order = np.argsort(evals)[::-1]
-        self.evals = np.maximum(evals[order], 0.0)
-        self.evecs = evecs[:, order]
-        # deterministic sign: largest-magnitude entry positive
-        idx = np.argmax(np.abs(self.evecs), axis=0)
-        sgn = np.sign(self.evecs[idx, np.arange(c)])
-        sgn[sgn == 0] = 1.0
-        self.evecs = self.evecs * sgn
+        self.evals, self.evecs = principal_axes((xc.T @ xc) / self.x.shape[0])
         self.peak = float(np.float32(np.max(np.abs(self.x)))) or 1.0  # stored as float32
         self.total_var = float(self.evals.sum()) / c  # MSE per value with 0 components
 
