@@ -434,3 +434,86 @@ def test_range_checked_tiles_give_the_same_results(level, shift, bad):
     if np.isfinite(bad):
         assert np.all(np.isfinite(y_bad[5]))
     assert np.max(np.abs(y - forward_numpy(w, x, phi))) <= 1e-5
+
+
+# -- the coefficient-map decoder's kernels: fused dequantize + CDF 9/7 synthesis, fused mean + cast --------
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 1, 7), (2, 17, 9), (5, 40, 33)])
+@pytest.mark.parametrize("recon", [0, 5, 16])
+def test_native_dequantize_matches_reference(shape, recon):
+    from hsicodec.layers.maps.coding import MapParams, dequantize, dequantize_reference, map_levels
+
+    k, h, w = shape
+    levels = map_levels(h, w)
+    sym = np.random.default_rng(sum(shape) + recon).integers(-40, 41, size=shape) * (np.arange(w) % 3 > 0)
+    p = MapParams(k, -40, levels, 40, bytes(k * (levels + 1)), np.zeros(26, np.int64), recon)
+    got, want = dequantize(sym, p, h, w), dequantize_reference(sym, p, h, w)
+    assert got.shape == (h, w, k) and np.array_equal(got, want)  # the same roundings: bit for bit
+
+
+def _cast_reference(vals, mean, dtype):
+    from hsicodec.io.cast import cast_to_dtype
+
+    return cast_to_dtype(vals + mean, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["u1", "i1", "u2", "i2", "u4", "i4", "f4", "f8"])
+def test_add_mean_cast_matches_cast_to_dtype(dtype):
+    rng = np.random.default_rng(9)
+    vals = rng.normal(size=(300, 7)) * 10.0 ** rng.integers(0, 12, size=(300, 7))
+    vals[0] = [0.5, 1.5, 2.5, -0.5, -2.5, 2.0**53 + 2, np.inf]  # ties to even, whole beyond 2^52, inf
+    vals[1] = [-np.inf, 1e300, -1e300, 3.4e38 * 2, 127.5, 255.5, -128.5]
+    mean = rng.normal(size=7).round(1)
+    mean[:] = 0.0 if dtype != "f8" else mean
+    out = np.empty(vals.shape, dtype)
+    assert nat.add_mean_cast(vals, mean, out, 2) == 0
+    want = _cast_reference(vals, mean, np.dtype(dtype))
+    assert np.array_equal(out, want)
+
+
+def test_add_mean_cast_counts_nan():
+    vals = np.zeros((600, 3))
+    vals[5, 1] = vals[599, 2] = np.nan
+    out = np.empty(vals.shape, np.uint16)
+    assert nat.add_mean_cast(vals, np.ones(3), out, 3) == 2
+    f = np.empty(vals.shape, np.float32)
+    nat.add_mean_cast(vals, np.ones(3), f, 1)
+    assert np.isnan(f[5, 1]) and f[0, 0] == 1.0
+    with pytest.raises(ValueError):
+        nat.add_mean_cast(vals, np.ones(3), np.empty(vals.shape, np.float16), 1)
+
+
+@pytest.mark.parametrize("dtype", ["u2", "i2", "f4", "f8", "i8", "u1"])
+@pytest.mark.parametrize("native", [True, False])
+def test_reconstruct_cast_matches_reconstruct_then_cast(dtype, native, monkeypatch):
+    from hsicodec.codec.decode import RECONSTRUCT_BLOCK, reconstruct_cast
+    from hsicodec.coding.spectral import reconstruct
+    from hsicodec.coding.wavelet import NATIVE_ENV
+    from hsicodec.io.cast import cast_to_dtype
+
+    if not native:
+        monkeypatch.setenv(NATIVE_ENV, "0")
+    rng = np.random.default_rng(11)
+    h, w, k, c = 3, RECONSTRUCT_BLOCK // 3 * 2 + 7, 5, 23  # two blocks and a tail
+    coeffs = rng.normal(size=(h, w, k))
+    basis, mean = rng.normal(size=(k, c)), rng.uniform(50, 150, c)
+    for bands in ((0, c), (4, 17)):
+        for kk in (k, 0):
+            want = cast_to_dtype(reconstruct(coeffs[..., :kk], 40.0, mean, basis[:kk], bands), np.dtype(dtype))
+            got = reconstruct_cast(coeffs[..., :kk], 40.0, mean, basis[:kk], bands, np.dtype(dtype))
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", ["maps_33x30x66_uint16", "geo_12x16x50_float32", "tiled_40x36x50_uint16"])
+def test_decode_with_native_wavelet_equals_the_numpy_path(name, monkeypatch):
+    from pathlib import Path
+
+    from hsicodec.codec.api import decompress
+    from hsicodec.coding.wavelet import NATIVE_ENV
+
+    path = Path(__file__).resolve().parents[1] / "spec" / "vectors" / f"{name}.hsim"
+    fast, _ = decompress(path)
+    monkeypatch.setenv(NATIVE_ENV, "0")
+    ref, _ = decompress(path)
+    assert fast.dtype == ref.dtype and np.array_equal(fast, ref, equal_nan=True)

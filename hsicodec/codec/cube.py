@@ -335,14 +335,16 @@ def decompress_untiled(
     if reduce:  # whole blocks: the geo origin and the mask follow the widened window
         window = aligned_window(check_window(shape, window, bands)[0], shape, reduce)[0]
     cm = _model_by_hash(header["model"], registry) if "model" in header else None  # a file of no model's layer
+    geo = GeoInfo.from_header(header.get("geo"), n_bands=shape[2])
+    dtype = np.dtype(header["dtype"])
     values = decode_sections(
         header, reader.section, cm, window=window, bands=bands, backend=backend, threads=threads, progress=progress,
-        reduce=reduce, shared=shared_spectral,
+        reduce=reduce, shared=shared_spectral, dtype=None if "mask" in header else dtype, nodata=geo.nodata,
     )  # fmt: skip
     if "mask" in header:
         values = _apply_mask(values, header, reader.section("m"), window, bands, reduce)
-    geo = GeoInfo.from_header(header.get("geo"), n_bands=shape[2])
-    cube = cast_to_dtype(values, np.dtype(header["dtype"]), geo.nodata)
+    done = values.dtype == dtype and values.flags.writeable and "mask" not in header  # cast in decode_sections
+    cube = values if done else cast_to_dtype(values, dtype, geo.nodata)
     if window is not None or bands is not None:
         r0, c0, h, w = window if window is not None else (0, 0, values.shape[0], values.shape[1])
         a, b = bands if bands is not None else (0, shape[2])

@@ -16,10 +16,12 @@ import numpy as np
 from hsicodec.coding.reduce import aligned_window, block_mean, check_reduce
 from hsicodec.coding.shared import SharedSpectral
 from hsicodec.coding.spectral import decode_spectral, reconstruct, reconstruct_bands
+from hsicodec.coding.wavelet import native_wavelet
 from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError
 from hsicodec.format import compact
 from hsicodec.format.container import DEFAULT_LIMITS, HsimReader, Limits
 from hsicodec.format.grid import BASE_KEYS, CODEC_NAME, CODEC_VERSION, COMPACT_SECTION, SPECTRAL_SECTION
+from hsicodec.io.cast import cast_to_dtype
 from hsicodec.layers.base import DecodeContext, Decoded
 from hsicodec.layers.maps.coding import MAX_LEVELS, MAX_MAPS
 from hsicodec.layers.network.model import CodecModel
@@ -189,9 +191,14 @@ def decode_sections(
     limits: Limits | None = None,
     reduce: int = 0,
     shared: SharedSpectral | None = None,
+    dtype: np.dtype | None = None,
+    nodata: float | int | None = None,
 ) -> np.ndarray:
     """Decode a window of the cube in original units, before the dtype cast: float64, or the file's own
     integer dtype where the layers give whole values that fit it (the predictive layer on integer cubes).
+    With ``dtype`` the values may come back already cast to it (:func:`hsicodec.io.cast.cast_to_dtype` with
+    ``nodata``, fused into the spectral reconstruction: :func:`reconstruct_cast`); what is not is for the
+    caller to cast.
 
     ``reduce`` n > 0: the window's reduced image, 2^n times smaller on each side
     (:mod:`hsicodec.coding.reduce`: the window widened to whole blocks, then block means).
@@ -220,7 +227,7 @@ def decode_sections(
             f"(Limits.max_decode_bytes; decode a smaller window or raise the limit)"
         )
     try:
-        return _decode(ctx, p, win, bnd)
+        return _decode(ctx, p, win, bnd, None if dtype is None else np.dtype(dtype), nodata)
     except MemoryError as exc:
         raise HsimLimitError(
             f"not enough memory to decode a {win[2]}x{win[3]}x{bnd[1] - bnd[0]} window of this {hgt}x{wid}x{c} "
@@ -228,7 +235,9 @@ def decode_sections(
         ) from None
 
 
-def _decode(ctx: DecodeContext, p: GridParams, win: tuple, bnd: tuple) -> np.ndarray:
+def _decode(
+    ctx: DecodeContext, p: GridParams, win: tuple, bnd: tuple, dtype: np.dtype | None = None, nodata: Any = None
+) -> np.ndarray:
     model = ctx.model
     out_win = aligned_window(win, ctx.shape, ctx.reduce)[1] if ctx.reduce else win
     if p.spectral is None:  # layers that give the band values themselves
@@ -255,8 +264,54 @@ def _decode(ctx: DecodeContext, p: GridParams, win: tuple, bnd: tuple) -> np.nda
     else:
         mean, basis = _spectral_stage(ctx, p)
         coeffs, residual = _layer_parts(ctx, p, win, p.components)
+        if residual is None and dtype is not None:
+            return reconstruct_cast(coeffs, p.norm, mean, basis, bnd, dtype, nodata, ctx.threads)
         values = reconstruct(coeffs, p.norm, mean, basis, bnd)
     return values + residual if residual is not None else values
+
+
+#: pixels a block of :func:`reconstruct_cast` at least: few BLAS calls, float64 temporaries of a few tens of MB
+RECONSTRUCT_BLOCK = 16384
+_CAST_NATIVE = frozenset({"u1", "i1", "u2", "i2", "u4", "i4", "f4", "f8"})  # output dtypes add_mean_cast takes
+
+
+def reconstruct_cast(
+    coeffs: np.ndarray,
+    norm: float,
+    mean: np.ndarray,
+    basis: np.ndarray,
+    bands: tuple,
+    dtype: np.dtype,
+    nodata: Any = None,
+    threads: int = 0,
+) -> np.ndarray:
+    """``cast_to_dtype(reconstruct(coeffs, norm, mean, basis, bands), dtype, nodata)``, the same values, block
+    by block of pixels: the product by numpy (BLAS), the mean, rounding, clipping and cast fused in C++
+    (``add_mean_cast``) where the extension has it; no full-cube float64 temporaries."""
+    h, w, k = coeffs.shape
+    a, b = bands
+    out = np.empty((h, w, b - a), dtype)
+    flat_out = out.reshape(h * w, b - a)
+    nat = native_wavelet("add_mean_cast") if dtype.isnative and dtype.str[1:] in _CAST_NATIVE else None
+    n = h * w
+    # m blocks of RECONSTRUCT_BLOCK pixels or more (less than twice that): BLAS sees no small product
+    m = max(1, n // RECONSTRUCT_BLOCK)
+    starts = [n * i // m for i in range(m)]
+    if not k or nat is None:
+        for i, j in zip(starts, starts[1:] + [n]):  # numpy: the same calls on each block
+            vals = reconstruct(coeffs.reshape(n, 1, k)[i:j], norm, mean, basis, bands)
+            flat_out[i:j] = cast_to_dtype(vals, dtype, nodata)[:, 0]
+        return out
+    flat = np.asarray(coeffs, np.float64).reshape(n, k)  # reconstruct() takes float64 first, then × norm
+    sub, mu = basis[:, a:b], np.ascontiguousarray(mean[a:b], np.float64)
+    size = -(-n // m)  # the largest block; buffers reused block after block (no fresh pages to fault in)
+    scaled, vals = np.empty((size, k)), np.empty((size, b - a))
+    for i, j in zip(starts, starts[1:] + [n]):
+        np.multiply(flat[i:j], norm, out=scaled[: j - i])  # as reconstruct() forms the values
+        np.matmul(scaled[: j - i], sub, out=vals[: j - i])
+        if nat(vals[: j - i], mu, flat_out[i:j], threads):  # NaN met: that block the reference way
+            flat_out[i:j] = cast_to_dtype(vals[: j - i] + mu, dtype, nodata)
+    return out
 
 
 def _spectral_stage(ctx: DecodeContext, p: GridParams) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,9 @@ Coefficient arrays have the grid's shape (H, W, C); axes 0 and 1 are transformed
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 import numpy as np
 
 _R2 = np.sqrt(0.5)
@@ -147,8 +150,8 @@ def _cdf97_merge(c: np.ndarray) -> np.ndarray:
     return x
 
 
-def cdf97_forward(grid: np.ndarray, levels: int) -> np.ndarray:
-    """CDF 9/7 coefficients of an (H, W, ...) array after ``levels`` 2-D levels (Mallat layout)."""
+def cdf97_forward_reference(grid: np.ndarray, levels: int) -> np.ndarray:
+    """CDF 9/7 coefficients of an (H, W, ...) array after ``levels`` 2-D levels (Mallat layout): numpy."""
     c = np.array(grid, dtype=np.float64, copy=True)
     for h, w in _regions(c.shape[0], c.shape[1], levels):
         blk = _cdf97_split(c[:h, :w])
@@ -156,13 +159,61 @@ def cdf97_forward(grid: np.ndarray, levels: int) -> np.ndarray:
     return c
 
 
-def cdf97_inverse(coeffs: np.ndarray, levels: int) -> np.ndarray:
-    """The array whose :func:`cdf97_forward` is ``coeffs``."""
+def cdf97_inverse_reference(coeffs: np.ndarray, levels: int) -> np.ndarray:
+    """The array whose :func:`cdf97_forward_reference` is ``coeffs``: numpy."""
     g = np.array(coeffs, dtype=np.float64, copy=True)
     for h, w in reversed(_regions(g.shape[0], g.shape[1], levels)):
         blk = np.swapaxes(_cdf97_merge(np.swapaxes(g[:h, :w], 0, 1)), 0, 1)
         g[:h, :w] = _cdf97_merge(blk)
     return g
+
+
+#: set to "0" to run the numpy reference instead of the C++ kernels (benchmarks, bisecting)
+NATIVE_ENV = "HSICODEC_NATIVE_WAVELET"
+#: native and reference agree to this relative tolerance (of the largest magnitude); the default build
+#: (no FMA contraction) makes the same roundings in the same order and agrees bit for bit
+NATIVE_RTOL = 1e-12
+_NATIVE_MAX_LEVELS = 32
+
+
+def native_wavelet(name: str) -> Callable | None:
+    """The C++ kernel ``name`` of ``hsicodec._native`` (csrc/wavelet97.cpp), or None without the extension
+    or with the environment variable ``HSICODEC_NATIVE_WAVELET=0``."""
+    if os.environ.get(NATIVE_ENV, "").strip() == "0":
+        return None
+    try:
+        from hsicodec import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return getattr(_native, name, None)
+
+
+def _native_transform(name: str, a: np.ndarray, levels: int, threads: int) -> np.ndarray | None:
+    """``a`` as a fresh C-contiguous float64 copy, transformed in place by the C++ kernel ``name``; None
+    where the kernel is missing or the input is not one it takes (the caller uses the reference)."""
+    nat = native_wavelet(name)
+    a = np.asarray(a)
+    if nat is None or a.ndim < 2 or not 0 <= levels <= _NATIVE_MAX_LEVELS:
+        return None
+    c = np.array(a, dtype=np.float64, copy=True, order="C")
+    if c.size:
+        nat(c.reshape(c.shape[0], c.shape[1], -1), int(levels), int(threads))
+    return c
+
+
+def cdf97_forward(grid: np.ndarray, levels: int, threads: int = 0) -> np.ndarray:
+    """CDF 9/7 coefficients of an (H, W, ...) array after ``levels`` 2-D levels (Mallat layout).
+
+    C++ (multithreaded, ``threads`` ≤ 0: all cores) when the extension has it, else
+    :func:`cdf97_forward_reference`; both agree within :data:`NATIVE_RTOL` (bit for bit in the default build)."""
+    out = _native_transform("cdf97_forward_inplace", grid, levels, threads)
+    return cdf97_forward_reference(grid, levels) if out is None else out
+
+
+def cdf97_inverse(coeffs: np.ndarray, levels: int, threads: int = 0) -> np.ndarray:
+    """The array whose :func:`cdf97_forward` is ``coeffs`` (C++ or :func:`cdf97_inverse_reference`)."""
+    out = _native_transform("cdf97_inverse_inplace", coeffs, levels, threads)
+    return cdf97_inverse_reference(coeffs, levels) if out is None else out
 
 
 def subbands(height: int, width: int, levels: int) -> list:

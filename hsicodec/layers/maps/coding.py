@@ -40,7 +40,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from hsicodec.coding import entropy
-from hsicodec.coding.wavelet import cdf97_forward, cdf97_inverse, cdf97_subband_gain, subbands, wavelet_levels
+from hsicodec.coding.wavelet import (
+    cdf97_forward,
+    cdf97_inverse_reference,
+    cdf97_subband_gain,
+    native_wavelet,
+    subbands,
+    wavelet_levels,
+)
 from hsicodec.errors import HsimHeaderError, OptionError, header_int
 
 PLAIN_EDGES = np.array([1, 2, 4, 8, 16, 32], np.int64)  # scheme "plain": t ≥ edge_i → class > i
@@ -337,11 +344,21 @@ def rdoq(
 
 
 def dequantize(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.ndarray:
-    """Maps (H, W, k) from the symbols (k, H, W)."""
+    """Maps (H, W, k) from the symbols (k, H, W): sign(q)·(|q| − ρ/32)·step, then the CDF 9/7 synthesis,
+    fused in C++ when the extension has it (the same roundings as :func:`dequantize_reference`)."""
+    steps = _step_map(height, width, p.levels, p.step)
+    nat = native_wavelet("cdf97_dequantize_inverse")
+    if nat is None or sym.ndim != 3:
+        return dequantize_reference(sym, p, height, width)
+    return nat(np.ascontiguousarray(sym, np.int64), steps, p.recon / RECON_DEN, p.levels, 0)
+
+
+def dequantize_reference(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.ndarray:
+    """:func:`dequantize` in numpy."""
     steps = _step_map(height, width, p.levels, p.step)
     mag = np.abs(sym).astype(np.float64)
     val = np.sign(sym) * np.where(mag > 0, mag - p.recon / RECON_DEN, 0.0) * steps
-    return cdf97_inverse(np.moveaxis(val, 0, 2), p.levels)  # (H, W, k), all maps in one pass
+    return cdf97_inverse_reference(np.moveaxis(val, 0, 2), p.levels)  # (H, W, k), all maps in one pass
 
 
 # -- scale codes ------------------------------------------------------------------------------
