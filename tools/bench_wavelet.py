@@ -19,6 +19,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from hsicodec.coding import wavelet as wv
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hsi" / "jasper_ridge.npy"  # ../shared
 
 
-def _median_time(fn, repeats: int) -> tuple[float, object]:
+def _median_time(fn, repeats: int) -> tuple[float, Any]:
     times, out = [], None
     for _ in range(repeats):
         t = time.perf_counter()
@@ -48,13 +49,13 @@ def bench_transform(shape: tuple, levels: int, repeats: int) -> None:
           f"max |diff| {np.abs(inat - iref).max():.3g}")  # fmt: skip
 
 
-def scene(path: Path, side: int, data: Path = DATA) -> bytes:
+def scene(path: Path, side: int, src: Path = DATA) -> bytes:
     """The tiled Jasper Ridge scene compressed at 0.05 bpppb (made once)."""
     if path.exists():
         return path.read_bytes()
     import hsicodec
 
-    a = np.load(data)
+    a = np.load(src)
     cube = np.pad(a, ((0, side - a.shape[0]), (0, side - a.shape[1]), (0, 0)), mode="symmetric")
     t = time.perf_counter()
     data = hsicodec.compress(cube, bpppb=0.05)
