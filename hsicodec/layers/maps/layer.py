@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hsicodec.errors import HsimHeaderError
 from hsicodec.layers.base import DecodeContext, Decoded, LayerEncoder, Scene
-from hsicodec.layers.maps.coding import MAX_MAPS, MapParams, decode_maps, parse_params
+from hsicodec.layers.maps.coding import EC_RANS, MAX_MAPS, MapParams, decode_maps, parse_params
 
 NAME = "maps"
 KEYS = frozenset({"rl"})  # the layer's parameters and code tables (a map, or an array in the compact form)
@@ -50,6 +50,7 @@ class MapLayer:
             "wavelet_levels": params.levels,
             "step": float(f"{params.step:.6g}"),
             "contexts": "checkerboard" if params.checker else "plain",
+            "entropy_coder": "rans" if params.coder == EC_RANS else "constriction",
         }
 
     def decode_bytes(self, params: MapParams, ctx: DecodeContext) -> int:
@@ -57,5 +58,5 @@ class MapLayer:
 
     def decode(self, params: MapParams, ctx: DecodeContext, window: tuple) -> Decoded:
         r0, c0, h, w = window
-        maps = decode_maps(ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1])
+        maps = decode_maps(ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1], ctx.threads)
         return Decoded(coeffs=maps[r0 : r0 + h, c0 : c0 + w])
