@@ -130,7 +130,7 @@ def test_shared_taps_reproducible(tmp_path):
 
 
 def _reference(maps: np.ndarray, own: np.ndarray, cross: np.ndarray | None) -> np.ndarray:
-    """spec/hsim.md 10.9 written out pixel by pixel (a slow, plain reading of the formula)."""
+    """spec/hsim.md 10.10 written out pixel by pixel (a slow, plain reading of the formula)."""
     h, w, k = maps.shape
 
     def at(j, r, c):  # half-sample symmetric extension

@@ -25,9 +25,12 @@ if platform.machine().lower() in ("x86_64", "amd64"):  # before numpy loads Open
 import numpy as np  # noqa: E402
 
 from hsicodec.codec.api import compress, decompress
+from hsicodec.codec.decode import parse_codec
 from hsicodec.codec.tiled import compress_tiled
 from hsicodec.data import sample_path
+from hsicodec.format.container import decode_hsim, encode_hsim
 from hsicodec.io.raster import GeoInfo
+from hsicodec.layers.maps import coding as coefmaps
 
 VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors"
 WKT_UTM11N = (
@@ -58,6 +61,8 @@ def vector_inputs() -> dict:
         # tiles on one shared spectral stage (spec/hsim.md 10.8): a rate the stage fits in
         "tiled_shared_48x40x50_uint16": (np.ascontiguousarray(sample[8:56, 16:56, 1::4]), None, 2.0),
         "maps_33x30x66_uint16": (np.ascontiguousarray(sample[5:38, 20:50, ::3]), None, 0.25),
+        # the map layer's rANS stream (spec/hsim.md 10.9) cut into one substream per map
+        "maps_substreams_24x20x40_uint16": (np.ascontiguousarray(sample[30:54, 40:60, 2::5]), None, 1.5),
         # the predictive layer (rate = None: a max error, below): bit-exact and within 3 units
         "lossless_37x20x25_uint16": (np.ascontiguousarray(sample[2:39, 30:50, ::8]), None, None),
         "nearlossless_37x20x25_int16": (
@@ -78,8 +83,24 @@ def digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a, a.dtype.newbyteorder("<")).tobytes()).hexdigest()
 
 
+def one_substream_per_map(data: bytes) -> bytes:
+    """A compact map-layer file with its rANS map stream recoded as k substreams (the encoder writes one
+    substream below 2^18 symbols; a decoder must read any count, spec/hsim.md 10.9)."""
+    f = decode_hsim(data)
+    p = parse_codec(f.header, None)
+    maps = p.layers["maps"]
+    h, w, _ = f.header["shape"]
+    split = p.split or 0
+    sym = coefmaps.decode_symbols(f.sections["c"][split:], maps, h, w)
+    stream = coefmaps.rans_encode(sym, maps, h, w, count=maps.k)
+    sections = {**f.sections, "c": f.sections["c"][:split] + stream}
+    return encode_hsim({key: v for key, v in f.header.items() if key != "sections"}, list(sections.items()))
+
+
 def build(name: str) -> bytes:
     cube, geo, rate = vector_inputs()[name]
+    if name.startswith("maps_substreams_"):
+        return one_substream_per_map(compress(cube, bpppb=rate, effort="fast", threads=1, backend="numpy"))
     if name.startswith("tiled_"):
         return compress_tiled(
             cube, tile=TILED_VECTOR_TILE, geo=geo, bpppb=rate, effort="fast", threads=1, backend="numpy",

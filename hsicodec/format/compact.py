@@ -7,6 +7,8 @@ Grid v5 writes them as
 
     codec = {"id": "grid", "norm": σ, "sp": [me, be, ma, n, t], "rl": [k, q, wt, ma, ro, t]}
 
+(grid v8 appends the map layer's entropy coder: ``rl = [k, q, wt, ma, ro, t, ec]``, ``ec`` = 1)
+
 with one section ``"c"`` holding the spectral stream (its first n bytes) and
 the map stream (the rest). Each ``t`` packs the layer's byte tables as
 residuals from a prediction, signed Exp-Golomb coded (spec/hsim.md §10.6):
@@ -180,15 +182,17 @@ def pack_maps(rl: dict) -> list:
     for p in range(2):
         for j in range(CO_PASS):
             w.signed(co[p][j] - _co_prediction(co, p, j), CO_ORDER)
-    return [k, rl["q"], lv, rl["ma"], rl["ro"], w.tobytes()]
+    out = [k, rl["q"], lv, rl["ma"], rl["ro"], w.tobytes()]
+    return out + [rl["ec"]] if rl.get("ec", 0) else out  # grid v8: the entropy coder, when not constriction
 
 
 def unpack_maps(arr, max_maps: int, max_levels: int) -> dict:
-    """v5 ``codec.rl`` array → the v4 map (its ints are checked again by the map layer's parser)."""
+    """v5 ``codec.rl`` array → the v4 map (its ints are checked again by the map layer's parser); a
+    seventh entry (grid v8) is the entropy coder ``ec``."""
     key = "codec.rl"
-    if not isinstance(arr, list) or len(arr) != 6:
-        raise HsimHeaderError(f"header key '{key}': expected [k, q, wt, ma, ro, t]")
-    k, q, lv, ma, ro, t = arr
+    if not isinstance(arr, list) or len(arr) not in (6, 7):
+        raise HsimHeaderError(f"header key '{key}': expected [k, q, wt, ma, ro, t] or [k, q, wt, ma, ro, t, ec]")
+    k, q, lv, ma, ro, t = arr[:6]
     if type(k) is not int or not 1 <= k <= max_maps:
         raise HsimHeaderError(f"header key '{key}': k must be an int in 1..{max_maps}")
     if type(lv) is not int or not 0 <= lv <= max_levels:
@@ -205,7 +209,7 @@ def unpack_maps(arr, max_maps: int, max_levels: int) -> dict:
         for j in range(CO_PASS):
             co[p, j] = _byte(_co_prediction(co, p, j) + r.signed(CO_ORDER), key + ".t")
     r.finish()
-    return {
+    out = {
         "k": k,
         "q": q,
         "wt": lv,
@@ -214,6 +218,9 @@ def unpack_maps(arr, max_maps: int, max_levels: int) -> dict:
         "ls": bytes(int(v) for v in ls.ravel()),
         "co": bytes(int(v) for v in co.ravel()),
     }
+    if len(arr) == 7:
+        out["ec"] = arr[6]
+    return out
 
 
 def is_compact(codec) -> bool:

@@ -8,7 +8,7 @@ A ``grid`` file holds a spectral stage (a mean and principal spectra, header key
 from __future__ import annotations
 
 CODEC_NAME = "grid"
-CODEC_VERSION = 6
+CODEC_VERSION = 8
 #: header ``codec`` keys owned by the codec rather than by a layer: its id, the normalisation of the
 #: coefficients and the spectral stage
 BASE_KEYS = frozenset({"id", "norm", "sp"})

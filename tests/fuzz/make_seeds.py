@@ -61,6 +61,8 @@ def hsim_seeds() -> dict[str, bytes]:
     m[2, 1, 1] = np.nan
     out["plain_4x4x3_f32_nan"] = hsicodec.compress(m, model="hsi-plain-v1", bpppb=100.0, effort="fast")
     out["plain_const_3x3x2_u16"] = hsicodec.compress(np.full((3, 3, 2), 9, np.uint16), model="hsi-plain-v1", psnr=30)
+    # the coefficient-map layer alone, its stream in the layer's rANS coder (grid v8, spec/hsim.md 10.9)
+    out["maps_ec1_12x10x9_u16"] = hsicodec.compress(c(s[:12, :10, ::22]), layer="maps", bpppb=3.0, effort="fast")
     # the predictive layer (lossless and error-bounded files)
     out["pred_9x7x5_u16_lossless"] = hsicodec.compress(c(s[:9, :7, :5]), lossless=True)
     out["pred_6x6x5_i16_e2_nodata"] = hsicodec.compress(n, max_error=2, nodata=-1)

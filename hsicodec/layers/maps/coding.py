@@ -25,7 +25,12 @@ network latents, the maps themselves) is coded here as a residual layer:
    its (map, level group) + offset of its class, both chosen by the encoder
    for the fewest bits and stored in the header (k·(levels + 1) + 26 bytes);
 5. nonzero symbols dequantize to sign(q)·(|q| − ρ/32)·step (ρ in the header,
-   the encoder's least-squares reconstruction offset).
+   the encoder's least-squares reconstruction offset);
+6. the symbols are entropy coded under those scales: header key ``ec`` 1 (grid v8, written by
+   the encoder) by the layer's own rANS coder (:mod:`hsicodec.layers.maps.rans`, in C++ as
+   ``map_encode`` / ``map_decode``: the whole stream in one call, classes computed as it decodes,
+   GIL released, maps pipelined over threads); ``ec`` absent (earlier files) by constriction's ANS
+   coder under ``QuantizedLaplace`` with per-symbol float scales, one pass of a subband per call.
 
 Symbols are coded map by map, subband by subband in :func:`hsicodec.coding.wavelet.subbands`
 order, row-major inside a subband (inside each pass); a pass's classes depend
@@ -49,6 +54,7 @@ from hsicodec.coding.wavelet import (
     wavelet_levels,
 )
 from hsicodec.errors import HsimHeaderError, OptionError, header_int
+from hsicodec.layers.maps import rans
 
 PLAIN_EDGES = np.array([1, 2, 4, 8, 16, 32], np.int64)  # scheme "plain": t ≥ edge_i → class > i
 FINE_EDGES = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64], np.int64)  # scheme "checkerboard", per pass
@@ -59,7 +65,9 @@ MAX_LEVELS = 8
 DEFAULT_LEVELS = 5
 MAX_MAPS = 255
 RECON_DEN = 32  # reconstruction offset unit: ρ / 32 of a step
-MAP_KEYS = frozenset({"k", "q", "wt", "ma", "ls", "co", "ro"})
+MAP_KEYS = frozenset({"k", "q", "wt", "ma", "ls", "co", "ro", "ec"})
+EC_CONSTRICTION = 0  # header key "ec" absent: constriction's ANS coder (grid v3..v7 files)
+EC_RANS = 1  # the layer's own rANS coder (grid v8, spec/hsim.md 10.9): what the encoder writes
 
 
 @dataclass
@@ -73,6 +81,7 @@ class MapParams:
     base_codes: bytes  # k · (levels + 1)
     class_offsets: np.ndarray  # (PLAIN_CLASSES or CHECKER_CLASSES,) int, in 1/8 octaves: the context scheme
     recon: int  # ρ, 0..RECON_DEN/2
+    coder: int = EC_RANS  # header key "ec": the stream's entropy coder (absent in a header: EC_CONSTRICTION)
 
     @property
     def checker(self) -> bool:
@@ -80,7 +89,7 @@ class MapParams:
         return len(self.class_offsets) == CHECKER_CLASSES
 
     def to_header(self) -> dict:
-        return {
+        out = {
             "k": self.k,
             "q": self.q,
             "wt": self.levels,
@@ -89,6 +98,9 @@ class MapParams:
             "co": bytes(int(o) + 128 for o in self.class_offsets),
             "ro": self.recon,
         }
+        if self.coder != EC_CONSTRICTION:
+            out["ec"] = self.coder
+        return out
 
     @property
     def step(self) -> float:
@@ -123,7 +135,10 @@ def parse_params(m, height: int, width: int, max_maps: int) -> MapParams:
         raise HsimHeaderError(
             f"header key 'codec.rl.co': expected {CHECKER_CLASSES} (or {PLAIN_CLASSES}) class offsets"
         )
-    return MapParams(k, q, lv, ma, ls, np.frombuffer(co, np.uint8).astype(np.int64) - 128, ro)
+    ec = integer("ec", EC_CONSTRICTION, EC_RANS) if "ec" in m else EC_CONSTRICTION
+    if ec == EC_RANS and len(co) != CHECKER_CLASSES:
+        raise HsimHeaderError("header key 'codec.rl.ec': the rANS coder needs the checkerboard scheme (26 offsets)")
+    return MapParams(k, q, lv, ma, ls, np.frombuffer(co, np.uint8).astype(np.int64) - 128, ro, ec)
 
 
 def map_levels(height: int, width: int) -> int:
@@ -552,15 +567,24 @@ def _passes(rows: int, cols: int, checker: bool) -> list:
     return [~late, late]
 
 
-def encode_symbols(sym: np.ndarray, q: int, levels: int, rho: int) -> tuple[bytes, MapParams]:
-    """Entropy code (k, H, W) symbols; returns the stream and the layer's header params."""
+def encode_symbols(
+    sym: np.ndarray, q: int, levels: int, rho: int, coder: int = EC_RANS, threads: int = 0
+) -> tuple[bytes, MapParams]:
+    """Entropy code (k, H, W) symbols with entropy coder ``coder`` (header key ``ec``); returns the stream
+    and the layer's header params. ``threads`` (≤ 0: all cores) never changes the bytes."""
     k, h, w = sym.shape
     max_abs = int(np.abs(sym).max()) if sym.size else 0
     if max_abs > entropy.MAX_ABS_LIMIT:
         raise OptionError("coefficient-map step too fine for the value range")
+    if coder == EC_RANS and _native_function("map_encode") is not None:  # classes never leave C++
+        base, off, _ = fit_codes_from_stats(*cell_stats(sym, levels), float(max_abs))
+        p = MapParams(k, int(q), int(levels), max_abs, base, off, int(rho), coder)
+        return rans_encode(sym, p, h, w, None, threads), p
     cls, grp = all_classes(sym, levels)
     base, off, _ = fit_codes(sym, cls, grp, k * (levels + 1))
-    p = MapParams(k, int(q), int(levels), max_abs, base, off, int(rho))
+    p = MapParams(k, int(q), int(levels), max_abs, base, off, int(rho), coder)
+    if coder == EC_RANS:
+        return rans_encode(sym, p, h, w, cls, threads), p
     perm, groups = coding_order(h, w, levels)  # one map's coefficients in stream order
     order = sym.reshape(k, h * w)[:, perm]
     grp = np.arange(k)[:, None] * (levels + 1) + groups[None, :]
@@ -574,10 +598,91 @@ def code_bits(sym: np.ndarray, levels: int) -> float:
     return fit_codes_from_stats(*cell_stats(sym, levels), float(np.abs(sym).max(initial=0)))[2]
 
 
-def decode_symbols(data: bytes, p: MapParams, height: int, width: int) -> np.ndarray:
-    """Inverse of :func:`encode_symbols` → (k, H, W) int64 (either context scheme)."""
+def rans_encode_reference(sym: np.ndarray, classes: np.ndarray, p: MapParams, count: int | None = None) -> bytes:
+    """The ``ec = 1`` stream of symbols (k, H, W) whose checkerboard classes are ``classes``, in ``count``
+    substreams (default :func:`hsicodec.layers.maps.rans.substream_count`): the slow reference of
+    ``map_encode``. Empty when every symbol is zero."""
+    k, h, w = sym.shape
+    if not sym.size or not np.any(sym):
+        return b""
+    count = rans.substream_count(k, h, w) if count is None else count
+    perm, groups = coding_order(h, w, p.levels)
+    codes = rans.code_tables(p.base_codes, p.class_offsets, k, p.levels + 1)
+    parts = []
+    for i in range(count):
+        enc = rans.Encoder()
+        for j in reversed(rans.substream_maps(k, count, i)):
+            q = sym[j].ravel()[perm].tolist()
+            c = codes[j * (p.levels + 1) + groups, classes[j].ravel()[perm]].tolist()
+            for n in range(len(q) - 1, -1, -1):
+                enc.symbol(q[n], c[n])
+        parts.append(enc.finish())
+    return rans.join_substreams(parts)
+
+
+def rans_decode_reference(data: bytes, p: MapParams, height: int, width: int) -> np.ndarray:
+    """Symbols (k, H, W) int64 of an ``ec = 1`` stream, classes computed pass by pass as they decode (numpy
+    :func:`activity`): the slow reference of ``map_decode``. HsimHeaderError on any defect."""
+    sym = np.zeros((p.k, height, width), np.int64)
+    if p.max_abs == 0 or not sym.size:
+        if data:
+            raise HsimHeaderError("coefficient-map stream has bytes but declares every symbol zero")
+        return sym
+    ranges = rans.split_substreams(data, p.k)
+    bands, parents = _stream_layout(height, width, p.levels)
+    codes = rans.code_tables(p.base_codes, p.class_offsets, p.k, p.levels + 1)
+    absq = np.zeros_like(sym)
+    for i, (start, end) in enumerate(ranges):
+        dec = rans.Decoder(data, start, end)
+        for j in rans.substream_maps(p.k, len(ranges), i):
+            for b, (g, _, rs, cs) in enumerate(bands):
+                t = activity(absq, slice(j, j + 1), bands, parents, b)[0]
+                sub, out, late = absq[j, rs, cs], sym[j, rs, cs], second_pass(*t.shape)
+                for second in (False, True):
+                    tt = t + neighbours(sub) if second else t  # the late symbols are still 0 in sub
+                    cls = _FINE_LUT[np.minimum(tt, FINE_EDGES[-1])] + second * (FINE_EDGES.size + 1)
+                    cc = codes[j * (p.levels + 1) + g]
+                    for r, c in zip(*np.nonzero(late == second)):
+                        out[r, c] = v = dec.symbol(int(cc[cls[r, c]]), p.max_abs)
+                        sub[r, c] = abs(v)
+        dec.finish()
+    return sym
+
+
+def rans_encode(sym: np.ndarray, p: MapParams, height: int, width: int, classes: np.ndarray | None = None,
+                threads: int = 0, count: int | None = None) -> bytes:  # fmt: skip
+    """The ``ec = 1`` stream of symbols (k, H, W) under params ``p`` in ``count`` substreams (default
+    :func:`hsicodec.layers.maps.rans.substream_count`) (C++ ``map_encode``; without the extension
+    :func:`rans_encode_reference` on ``classes``, the same bytes)."""
+    k = sym.shape[0]
+    nat = _native_function("map_encode")
+    count = rans.substream_count(k, height, width) if count is None else count
+    if nat is not None:
+        offsets = [int(o) for o in p.class_offsets]
+        return bytes(nat(sym, p.base_codes, offsets, *_native_layout(height, width, p.levels), count, threads))
+    return rans_encode_reference(sym, all_classes(sym, p.levels)[0] if classes is None else classes, p, count)
+
+
+def rans_decode(data: bytes, p: MapParams, height: int, width: int, threads: int = 0) -> np.ndarray:
+    """Symbols (k, H, W) of an ``ec = 1`` stream: int32 from C++ ``map_decode``, else int64 from the reference."""
+    nat = _native_function("map_decode")
+    if nat is None:
+        return rans_decode_reference(data, p, height, width)
+    offsets = [int(o) for o in p.class_offsets]
+    layout = _native_layout(height, width, p.levels)
+    try:
+        return nat(bytes(data), p.k, height, width, p.base_codes, offsets, p.max_abs, *layout, threads)
+    except ValueError as exc:  # MapStreamError: a corrupt stream, or one that does not match the header
+        raise HsimHeaderError(f"coefficient-map stream cannot be decoded: {exc}") from exc
+
+
+def decode_symbols(data: bytes, p: MapParams, height: int, width: int, threads: int = 0) -> np.ndarray:
+    """Inverse of :func:`encode_symbols` → (k, H, W) integers (either context scheme, either coder): int64, or
+    int32 from the C++ rANS decoder (|symbols| ≤ 2^20; a third of the memory to write)."""
     import constriction
 
+    if p.coder == EC_RANS:
+        return rans_decode(data, p, height, width, threads)
     sym = np.zeros((p.k, height, width), np.int64)
     if p.max_abs == 0:
         if data:
@@ -632,6 +737,6 @@ def encode_maps(maps: np.ndarray, q: int, levels: int, deadzone: float = 0.5) ->
     return data, p, dequantize(sym, p, h, w)
 
 
-def decode_maps(data: bytes, p: MapParams, height: int, width: int) -> np.ndarray:
+def decode_maps(data: bytes, p: MapParams, height: int, width: int, threads: int = 0) -> np.ndarray:
     """Maps (H, W, k) float64 from a layer's stream and params."""
-    return dequantize(decode_symbols(data, p, height, width), p, height, width)
+    return dequantize(decode_symbols(data, p, height, width, threads), p, height, width)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hsicodec.errors import HsimHeaderError
 from hsicodec.layers.base import DecodeContext, Decoded, LayerEncoder, Scene
-from hsicodec.layers.maps.coding import MAX_MAPS, MapParams, decode_maps, parse_params
+from hsicodec.layers.maps.coding import EC_RANS, MAX_MAPS, MapParams, decode_maps, parse_params
 from hsicodec.layers.maps.postfilter import filter_maps, post_description, with_post
 
 NAME = "maps"
@@ -53,6 +53,7 @@ class MapLayer:
             "wavelet_levels": params.levels,
             "step": float(f"{params.step:.6g}"),
             "contexts": "checkerboard" if params.checker else "plain",
+            "entropy_coder": "rans" if params.coder == EC_RANS else "constriction",
         } | post_description(params)
 
     def decode_bytes(self, params: MapParams, ctx: DecodeContext) -> int:
@@ -60,5 +61,6 @@ class MapLayer:
 
     def decode(self, params: MapParams, ctx: DecodeContext, window: tuple) -> Decoded:
         r0, c0, h, w = window
-        maps = filter_maps(decode_maps(ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1]), params)
+        maps = decode_maps(ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1], ctx.threads)
+        maps = filter_maps(maps, params)
         return Decoded(coeffs=maps[r0 : r0 + h, c0 : c0 + w])

@@ -1,0 +1,530 @@
+// The coefficient-map layer's entropy coder, ec = 1 (spec/hsim.md 10.9): one call codes a whole layer stream
+// (all maps, subbands and checkerboard passes), computing the context classes itself, GIL released.
+//
+//   map_encode(sym, base_codes, offsets, bands, parents, substreams, threads) -> bytes
+//   map_decode(data, k, h, w, base_codes, offsets, max_abs, bands, parents, threads) -> (k, h, w) int32
+//   map_code_tables() -> bytes (the canonical frequency table, for its sha256)
+//
+// hsicodec/layers/maps/rans.py is the reference; tests/test_map_coder.py checks both agree bit for bit.
+// Classes are those of csrc/context_classes.cpp / coding.activity (scheme "checkerboard"), evaluated here per
+// symbol so that the decoder can interleave them with decoding.
+//
+// Threads: the stream is cut into substreams of whole maps (its index says where). A map's classes read the
+// previous map's same subband, so the substreams are pipelined: a thread decodes subband b of map j once map
+// j - 1 has finished subband b. The bytes and symbols never depend on the thread count.
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "map_tables.h"
+
+namespace py = pybind11;
+
+namespace {
+
+constexpr uint32_t kL = 1u << 23;  // rANS state lower bound: states lie in [kL, 256 kL)
+constexpr int kProbBits = 16;
+constexpr int kTokens = 64;
+constexpr int kCodes = 256;
+constexpr int kEscLenBits = 5;
+constexpr int kMaxEscBits = 20;
+constexpr int kClasses = 26;
+constexpr int kPassClasses = 13;
+constexpr int64_t kTop = 64;
+constexpr int64_t kCap = int64_t(1) << 30;
+constexpr int64_t kMaxAbs = int64_t(1) << 20;
+constexpr int64_t kEdges[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
+
+struct Model {
+    uint32_t freq[kTokens];
+    uint32_t cum[kTokens + 1];
+    uint8_t start[256];  // first token whose range may hold a slot with these top 8 bits
+    int r;                // escape token
+    int s;                // raw low bits
+};
+
+struct Models {
+    Model m[kCodes];
+    uint8_t fine[kTop + 1];
+    Models() {
+        for (int c = 0; c < kCodes; ++c) {
+            Model& md = m[c];
+            md.r = -1;
+            md.cum[0] = 0;
+            for (int u = 0; u < kTokens; ++u) {
+                md.freq[u] = kMapFreq[c][u];
+                if (md.freq[u]) md.r = u;
+                md.cum[u + 1] = md.cum[u] + md.freq[u];
+            }
+            md.s = std::max(0, ((c - 128) >> 3) - 2);
+            int u = 0;
+            for (int hi = 0; hi < 256; ++hi) {
+                while (md.cum[u + 1] <= uint32_t(hi) << 8) ++u;
+                md.start[hi] = static_cast<uint8_t>(u);
+            }
+        }
+        for (int64_t t = 0; t <= kTop; ++t) {
+            int c = 0;
+            for (int64_t e : kEdges) c += (t >= e);
+            fine[t] = static_cast<uint8_t>(c);
+        }
+    }
+};
+const Models& models() {
+    static const Models M;
+    return M;
+}
+
+struct DecodeError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// -- rANS -------------------------------------------------------------------------------------------------
+
+struct Enc {
+    uint32_t x = kL;
+    std::vector<uint8_t> out;  // emitted bytes, last-read first
+    inline void put(uint32_t start, uint32_t freq, int bits) {
+        const uint64_t x_max = uint64_t((kL >> bits) << 8) * freq;
+        while (x >= x_max) {
+            out.push_back(static_cast<uint8_t>(x & 0xFF));
+            x >>= 8;
+        }
+        x = ((x / freq) << bits) + x % freq + start;
+    }
+    inline void raw(uint32_t v, int bits) {
+        if (bits) put(v, 1, bits);
+    }
+    void symbol(int64_t q, const Model& md) {
+        const int64_t m = q < 0 ? -q : q;
+        if (m) raw(q < 0, 1);
+        int64_t u = m >> md.s;
+        if (u < md.r) {
+            raw(static_cast<uint32_t>(m & ((int64_t(1) << md.s) - 1)), md.s);
+        } else {
+            const int64_t xv = m - (int64_t(md.r) << md.s) + (int64_t(1) << md.s);
+            int n = 0;
+            while ((xv >> (n + 1)) != 0) ++n;
+            const int64_t y = xv - (int64_t(1) << n);
+            if (n > 16) {
+                raw(static_cast<uint32_t>(y & 0xFFFF), 16);
+                raw(static_cast<uint32_t>(y >> 16), n - 16);
+            } else {
+                raw(static_cast<uint32_t>(y), n);
+            }
+            raw(static_cast<uint32_t>(n - md.s), kEscLenBits);
+            u = md.r;
+        }
+        put(md.cum[u], md.freq[u], kProbBits);
+    }
+    void finish(std::vector<uint8_t>& dst) const {
+        for (int i = 0; i < 4; ++i) dst.push_back(static_cast<uint8_t>(x >> (8 * i)));
+        dst.insert(dst.end(), out.rbegin(), out.rend());
+    }
+};
+
+struct Dec {
+    const uint8_t* p;
+    const uint8_t* end;
+    uint32_t x;
+    Dec(const uint8_t* b, const uint8_t* e) : p(b + 4), end(e) {
+        x = uint32_t(b[0]) | uint32_t(b[1]) << 8 | uint32_t(b[2]) << 16 | uint32_t(b[3]) << 24;
+        if (x < kL || x >= (kL << 8)) throw DecodeError("a substream's initial state is out of range");
+    }
+    inline void advance(uint32_t start, uint32_t freq, int bits) {
+        uint32_t v = freq * (x >> bits) + (x & ((1u << bits) - 1)) - start;
+        while (v < kL) {
+            if (p >= end) throw DecodeError("a substream ends early");
+            v = (v << 8) | *p++;
+        }
+        x = v;
+    }
+    inline uint32_t raw(int bits) {
+        if (!bits) return 0;
+        const uint32_t v = x & ((1u << bits) - 1);
+        advance(v, 1, bits);
+        return v;
+    }
+    inline int64_t symbol(const Model& md, int64_t max_abs) {
+        const uint32_t slot = x & 0xFFFF;
+        int u = md.start[slot >> 8];
+        while (md.cum[u + 1] <= slot) ++u;
+        advance(md.cum[u], md.freq[u], kProbBits);
+        int64_t m;
+        if (u < md.r) {
+            m = (int64_t(u) << md.s) | raw(md.s);
+        } else {
+            const int n = static_cast<int>(raw(kEscLenBits)) + md.s;
+            if (n > kMaxEscBits) throw DecodeError("an escape longer than any symbol needs");
+            int64_t y;
+            if (n > 16) {
+                y = int64_t(raw(n - 16)) << 16;
+                y |= raw(16);
+            } else {
+                y = raw(n);
+            }
+            m = (int64_t(md.r) << md.s) + (int64_t(1) << n) + y - (int64_t(1) << md.s);
+        }
+        if (m > max_abs)
+            throw DecodeError("a symbol of magnitude " + std::to_string(m) + " past the bound " + std::to_string(max_abs));
+        return (m && raw(1)) ? -m : m;
+    }
+    void finish() const {
+        if (p != end || x != kL) throw DecodeError("a substream does not end after its symbols");
+    }
+};
+
+// -- layout and contexts ----------------------------------------------------------------------------------
+
+struct Band {
+    int64_t grp, ori, r0, r1, c0, c1;
+    int64_t rows() const { return r1 - r0; }
+    int64_t cols() const { return c1 - c0; }
+    bool empty() const { return rows() <= 0 || cols() <= 0; }
+};
+
+using LayoutIn = std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>>;
+
+struct Layout {
+    int64_t h = 0, w = 0, groups = 0;
+    std::vector<Band> bands;
+    std::vector<const Band*> parent, sib1, sib2;
+};
+
+Layout make_layout(int64_t h, int64_t w, const LayoutIn& in, const std::vector<int64_t>& parents) {
+    Layout L;
+    L.h = h;
+    L.w = w;
+    for (const auto& t : in) {
+        Band b{std::get<0>(t), std::get<1>(t), std::get<2>(t), std::get<3>(t), std::get<4>(t), std::get<5>(t)};
+        if (b.r0 < 0 || b.r1 > h || b.c0 < 0 || b.c1 > w || b.r0 > b.r1 || b.c0 > b.c1 || b.ori < 0 || b.ori > 3 ||
+            b.grp < 0 || b.grp > 64)
+            throw std::invalid_argument("subband outside the maps");
+        L.groups = std::max(L.groups, b.grp + 1);
+        L.bands.push_back(b);
+    }
+    if (parents.size() != L.bands.size()) throw std::invalid_argument("one parent index per subband");
+    const auto n = static_cast<int64_t>(L.bands.size());
+    int64_t covered = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const Band& b = L.bands[i];
+        covered += b.rows() * b.cols();
+        if (parents[i] >= i) throw std::invalid_argument("a parent must be an earlier subband");
+        if (b.ori >= 2 && i < b.ori - 1) throw std::invalid_argument("siblings must be earlier subbands");
+        const Band* par = parents[i] >= 0 && !L.bands[parents[i]].empty() ? &L.bands[parents[i]] : nullptr;
+        const Band* s1 = b.ori >= 2 ? &L.bands[i - 1] : nullptr;
+        const Band* s2 = b.ori == 3 ? &L.bands[i - 2] : nullptr;
+        L.parent.push_back(par);
+        L.sib1.push_back(s1 && !s1->empty() ? s1 : nullptr);
+        L.sib2.push_back(s2 && !s2->empty() ? s2 : nullptr);
+    }
+    if (covered != h * w) throw std::invalid_argument("the subbands must tile the map");
+    return L;
+}
+
+// |v| of a symbol (planes hold signed symbols in the decoder, magnitudes in the encoder)
+inline int64_t mag(int32_t v) { return v < 0 ? -int64_t(v) : int64_t(v); }
+
+// |N| + |S| + |W| + |E| of plane a at (r, c) of band b (0 outside it)
+inline int64_t nb4(const int32_t* a, int64_t w, const Band& b, int64_t r, int64_t c) {
+    const int32_t* row = a + (b.r0 + r) * w + b.c0 + c;
+    int64_t s = 0;
+    if (r > 0) s += mag(row[-w]);
+    if (r + 1 < b.rows()) s += mag(row[w]);
+    if (c > 0) s += mag(row[-1]);
+    if (c + 1 < b.cols()) s += mag(row[1]);
+    return s;
+}
+
+// Context class of (r, c) of band bi of the current map cur (prev: the previous map or nullptr). For a
+// second-pass symbol its four neighbours in cur are first-pass symbols, already known.
+inline int context_class(const Layout& L, size_t bi, const int32_t* cur, const int32_t* prev, int64_t r, int64_t c,
+                         const uint8_t* fine) {
+    const Band& b = L.bands[bi];
+    const int64_t w = L.w;
+    const int64_t i = (b.r0 + r) * w + b.c0 + c;
+    int64_t t = 0;
+    if (prev) t += 2 * mag(prev[i]) + nb4(prev, w, b, r, c) / 4;
+    if (const Band* par = L.parent[bi]) {
+        const int64_t pr = std::min(r / 2, par->rows() - 1), pc = std::min(c / 2, par->cols() - 1);
+        t += mag(cur[(par->r0 + pr) * w + par->c0 + pc]) + nb4(cur, w, *par, pr, pc) / 4;
+    }
+    if (const Band* s = L.sib1[bi]) t += mag(cur[(s->r0 + std::min(r, s->rows() - 1)) * w + s->c0 + std::min(c, s->cols() - 1)]);
+    if (const Band* s = L.sib2[bi]) t += mag(cur[(s->r0 + std::min(r, s->rows() - 1)) * w + s->c0 + std::min(c, s->cols() - 1)]);
+    t = std::min(t, kCap);
+    const bool late = (r + c) & 1;
+    if (late) t += nb4(cur, w, b, r, c);
+    return fine[std::min(t, kTop)] + (late ? kPassClasses : 0);
+}
+
+// Calls f(flat index, class) for every symbol of band bi's pass (0: (r + c) even, 1: odd), row-major.
+template <class F>
+inline void band_pass(const Layout& L, size_t bi, int pass, const int32_t* cur, const int32_t* prev, F&& f) {
+    const Band& b = L.bands[bi];
+    const uint8_t* fine = models().fine;
+    for (int64_t r = 0; r < b.rows(); ++r)
+        for (int64_t c = (r + pass) & 1; c < b.cols(); c += 2)
+            f((b.r0 + r) * L.w + b.c0 + c, context_class(L, bi, cur, prev, r, c, fine));
+}
+
+// codes[(j * groups + g) * 26 + class] = clip(base[j * groups + g] + offsets[class], 0, 255)
+std::vector<uint8_t> code_table(const py::bytes& base_in, const std::vector<int64_t>& offsets, int64_t k,
+                                int64_t groups) {
+    const std::string base = base_in;
+    if (static_cast<int64_t>(base.size()) != k * groups) throw std::invalid_argument("one base code per (map, group)");
+    if (offsets.size() != kClasses) throw std::invalid_argument("26 class offsets");
+    std::vector<uint8_t> out(k * groups * kClasses);
+    for (int64_t g = 0; g < k * groups; ++g)
+        for (int c = 0; c < kClasses; ++c)
+            out[g * kClasses + c] = static_cast<uint8_t>(std::clamp<int64_t>(uint8_t(base[g]) + offsets[c], 0, 255));
+    return out;
+}
+
+int thread_count(int threads, int64_t jobs) {
+    int64_t nt = threads > 0 ? threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
+    return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt, jobs)));
+}
+
+void put_varint(std::vector<uint8_t>& out, uint64_t v) {
+    while (v >= 0x80) {
+        out.push_back(static_cast<uint8_t>((v & 0x7F) | 0x80));
+        v >>= 7;
+    }
+    out.push_back(static_cast<uint8_t>(v));
+}
+
+uint64_t get_varint(const uint8_t* data, size_t size, size_t& pos) {
+    uint64_t v = 0;
+    for (int i = 0; i < 5; ++i) {
+        if (pos >= size) throw DecodeError("its substream index ends early");
+        const uint8_t b = data[pos++];
+        v |= uint64_t(b & 0x7F) << (7 * i);
+        if (!(b & 0x80)) {
+            if (b == 0 && i > 0) throw DecodeError("a non-canonical length in its substream index");
+            return v;
+        }
+    }
+    throw DecodeError("a length of more than 5 bytes in its substream index");
+}
+
+// -- encode -----------------------------------------------------------------------------------------------
+
+py::bytes map_encode(const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& sym,
+                     const py::bytes& base_codes, const std::vector<int64_t>& offsets, const LayoutIn& bands_in,
+                     const std::vector<int64_t>& parents, int64_t substreams, int threads) {
+    if (sym.ndim() != 3) throw std::invalid_argument("sym must be (k, H, W)");
+    const int64_t k = sym.shape(0), h = sym.shape(1), w = sym.shape(2), hw = h * w;
+    const Layout L = make_layout(h, w, bands_in, parents);
+    const std::vector<uint8_t> codes = code_table(base_codes, offsets, k, L.groups);
+    if (substreams < 1 || substreams > std::max<int64_t>(k, 1)) throw std::invalid_argument("1 <= substreams <= k");
+    const int64_t* s = sym.data();
+    std::vector<std::vector<uint8_t>> parts(substreams);
+    std::string out;
+    {
+        py::gil_scoped_release release;
+        bool any = false;
+        for (int64_t i = 0; i < k * hw; ++i) {
+            if (s[i] < -kMaxAbs || s[i] > kMaxAbs) throw std::invalid_argument("a symbol past 2^20");
+            any |= s[i] != 0;
+        }
+        if (any) {
+            std::vector<int32_t> absq(k * hw);
+            for (int64_t i = 0; i < k * hw; ++i) absq[i] = static_cast<int32_t>(s[i] < 0 ? -s[i] : s[i]);
+            const Models& M = models();
+            std::vector<std::exception_ptr> errors(substreams);
+            auto encode_part = [&](int64_t part) noexcept {
+                try {
+                    Enc enc;
+                    std::vector<std::pair<int64_t, uint8_t>> order;  // (flat index, scale code), coding order
+                    order.reserve(hw);
+                    const int64_t j0 = part * k / substreams, j1 = (part + 1) * k / substreams;
+                    for (int64_t j = j1 - 1; j >= j0; --j) {
+                        const int32_t* cur = absq.data() + j * hw;
+                        const int32_t* prev = j > 0 ? cur - hw : nullptr;
+                        order.clear();
+                        for (size_t bi = 0; bi < L.bands.size(); ++bi) {
+                            const uint8_t* ct = codes.data() + (j * L.groups + L.bands[bi].grp) * kClasses;
+                            for (int pass = 0; pass < 2; ++pass)
+                                band_pass(L, bi, pass, cur, prev,
+                                          [&](int64_t i, int cls) { order.emplace_back(i, ct[cls]); });
+                        }
+                        const int64_t* sj = s + j * hw;
+                        for (auto it = order.rbegin(); it != order.rend(); ++it)
+                            enc.symbol(sj[it->first], M.m[it->second]);
+                    }
+                    enc.finish(parts[part]);
+                } catch (...) {  // (memory): rethrown below, never out of a thread
+                    errors[part] = std::current_exception();
+                }
+            };
+            const int nt = thread_count(k * hw < (int64_t(1) << 15) ? 1 : threads, substreams);
+            std::vector<std::thread> pool;
+            for (int t = 1; t < nt; ++t)
+                pool.emplace_back([&, t] {
+                    for (int64_t part = t; part < substreams; part += nt) encode_part(part);
+                });
+            for (int64_t part = 0; part < substreams; part += nt) encode_part(part);
+            for (auto& th : pool) th.join();
+            for (auto& e : errors)
+                if (e) std::rethrow_exception(e);
+            std::vector<uint8_t> head;
+            put_varint(head, static_cast<uint64_t>(substreams));
+            size_t total = 0;
+            for (int64_t part = 0; part + 1 < substreams; ++part) put_varint(head, parts[part].size());
+            for (const auto& p : parts) total += p.size();
+            out.reserve(head.size() + total);
+            out.append(head.begin(), head.end());
+            for (const auto& p : parts) out.append(p.begin(), p.end());
+        }
+    }
+    return py::bytes(out);
+}
+
+// -- decode -----------------------------------------------------------------------------------------------
+
+py::array_t<int32_t> map_decode(const py::bytes& data_in, int64_t k, int64_t h, int64_t w, const py::bytes& base_codes,
+                                const std::vector<int64_t>& offsets, int64_t max_abs, const LayoutIn& bands_in,
+                                const std::vector<int64_t>& parents, int threads) {
+    if (k < 1 || h < 1 || w < 1) throw std::invalid_argument("k, h and w must be positive");
+    if (max_abs < 0 || max_abs > kMaxAbs) throw std::invalid_argument("max_abs outside 0..2^20");
+    const Layout L = make_layout(h, w, bands_in, parents);
+    const std::vector<uint8_t> codes = code_table(base_codes, offsets, k, L.groups);
+    const int64_t hw = h * w;
+    std::string_view data;
+    char* buf = nullptr;
+    Py_ssize_t len = 0;
+    if (PyBytes_AsStringAndSize(data_in.ptr(), &buf, &len) != 0) throw py::error_already_set();
+    data = std::string_view(buf, static_cast<size_t>(len));
+    if (max_abs == 0 && !data.empty()) throw DecodeError("it has bytes but declares every symbol zero");
+    // the substream index, checked against the bytes before anything is allocated
+    std::vector<std::pair<size_t, size_t>> ranges;
+    if (max_abs > 0) {
+        const auto* d = reinterpret_cast<const uint8_t*>(data.data());
+        size_t pos = 0;
+        const uint64_t count = get_varint(d, data.size(), pos);
+        if (count < 1 || count > static_cast<uint64_t>(k))
+            throw DecodeError(std::to_string(count) + " substreams for " + std::to_string(k) + " maps");
+        std::vector<uint64_t> lengths;
+        uint64_t sum = 0;
+        for (uint64_t i = 0; i + 1 < count; ++i) {
+            lengths.push_back(get_varint(d, data.size(), pos));
+            sum += lengths.back();
+        }
+        if (sum > data.size() - pos) throw DecodeError("its substreams overrun the stream");
+        lengths.push_back(data.size() - pos - sum);
+        for (uint64_t n : lengths) {
+            if (n < 4) throw DecodeError("a substream shorter than its 4-byte state");
+            ranges.emplace_back(pos, pos + n);
+            pos += n;
+        }
+    }
+    py::array_t<int32_t> out({k, h, w});  // |symbols| <= 2^20
+    int32_t* o = out.mutable_data();
+    std::string error;
+    {
+        py::gil_scoped_release release;
+        if (ranges.empty()) std::fill(o, o + k * hw, int32_t(0));  // ma = 0: every symbol is zero
+        if (!ranges.empty()) {
+            const int64_t count = static_cast<int64_t>(ranges.size());
+            const int64_t nbands = static_cast<int64_t>(L.bands.size());
+            // the contexts read the output itself: every symbol is written before it is read (a context reads
+            // earlier subbands, maps and passes only), so it needs no clearing first; after an error it is dropped
+            std::vector<int64_t> done(k, 0);  // subbands finished per map
+            std::mutex mu;
+            std::condition_variable cv;
+            std::atomic<bool> failed{false};
+            std::vector<std::string> errors(count);
+            const auto* d = reinterpret_cast<const uint8_t*>(data.data());
+            const Models& M = models();
+            auto decode_part = [&](int64_t part) {
+                try {
+                    Dec dec(d + ranges[part].first, d + ranges[part].second);
+                    const int64_t j0 = part * k / count, j1 = (part + 1) * k / count;
+                    for (int64_t j = j0; j < j1; ++j) {
+                        int32_t* cur = o + j * hw;
+                        const int32_t* prev = j > 0 ? cur - hw : nullptr;
+                        for (int64_t bi = 0; bi < nbands; ++bi) {
+                            if (failed.load(std::memory_order_relaxed)) return;  // another substream is bad
+                            if (j == j0 && j > 0) {  // the previous map belongs to another substream
+                                std::unique_lock<std::mutex> lock(mu);
+                                cv.wait(lock, [&] { return done[j - 1] > bi || failed.load(); });
+                                if (failed.load()) return;
+                            }
+                            const uint8_t* ct = codes.data() + (j * L.groups + L.bands[bi].grp) * kClasses;
+                            for (int pass = 0; pass < 2; ++pass)
+                                band_pass(L, bi, pass, cur, prev, [&](int64_t i, int cls) {
+                                    cur[i] = static_cast<int32_t>(dec.symbol(M.m[ct[cls]], max_abs));
+                                });
+                            if (j == j1 - 1 && part + 1 < count) {
+                                std::lock_guard<std::mutex> lock(mu);
+                                done[j] = bi + 1;
+                                cv.notify_all();
+                            }
+                        }
+                    }
+                    dec.finish();
+                } catch (const std::exception& e) {
+                    errors[part] = e.what();
+                    std::lock_guard<std::mutex> lock(mu);
+                    failed.store(true);
+                    cv.notify_all();
+                }
+            };
+            const int nt = thread_count(k * hw < (int64_t(1) << 15) ? 1 : threads, count);
+            std::vector<std::thread> pool;
+            for (int t = 1; t < nt; ++t)
+                pool.emplace_back([&, t] {
+                    for (int64_t part = t; part < count; part += nt) decode_part(part);
+                });
+            for (int64_t part = 0; part < count; part += nt) decode_part(part);
+            for (auto& th : pool) th.join();
+            for (const auto& e : errors)
+                if (!e.empty()) {
+                    error = e;
+                    break;
+                }
+        }
+    }
+    if (!error.empty()) throw DecodeError(error);
+    return out;
+}
+
+py::bytes map_code_tables() {
+    std::string out;
+    for (int c = 0; c < kCodes; ++c)
+        for (int u = 0; u < kTokens; ++u) {
+            out.push_back(static_cast<char>(kMapFreq[c][u] & 0xFF));
+            out.push_back(static_cast<char>(kMapFreq[c][u] >> 8));
+        }
+    return py::bytes(out);
+}
+
+}  // namespace
+
+void register_map_coder(py::module_& mod) {
+    py::register_exception<DecodeError>(mod, "MapStreamError", PyExc_ValueError);
+    mod.def("map_encode", &map_encode, py::arg("sym"), py::arg("base_codes"), py::arg("offsets"), py::arg("bands"),
+            py::arg("parents"), py::arg("substreams"), py::arg("threads") = 0,
+            "The coefficient-map stream (ec = 1) of symbols sym (k, H, W) int64: base_codes one byte per (map,\n"
+            "level group), offsets the 26 class offsets, bands/parents the layout of checker_classes_all,\n"
+            "substreams 1..k. Empty when every symbol is zero. threads <= 0: all cores (bytes do not depend on it).");
+    mod.def("map_decode", &map_decode, py::arg("data"), py::arg("k"), py::arg("h"), py::arg("w"), py::arg("base_codes"),
+            py::arg("offsets"), py::arg("max_abs"), py::arg("bands"), py::arg("parents"), py::arg("threads") = 0,
+            "Symbols (k, H, W) int32 of a coefficient-map stream (ec = 1); MapStreamError (a ValueError) on any defect.");
+    mod.def("map_code_tables", &map_code_tables, "The coder's frequency tables: 256 x 64 uint16 little-endian.");
+}

@@ -1,0 +1,96 @@
+"""Tiles decoded on threads (hsicodec.codec.tiledecode): the same pixels for any number of tile threads, in
+memory and into a raster, at most that many tiles in flight, and a damaged tile's error raised as it is."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import hsicodec
+from hsicodec.codec import tiled, tiledecode
+from hsicodec.errors import HsimError, HsimHeaderError
+from hsicodec.format.container import HsimReader
+from tests.test_stream import smooth_cube
+
+
+@pytest.fixture(scope="module")
+def tiled_file():
+    cube = smooth_cube(70, 90, 12, seed=3)
+    return cube, tiled.compress_tiled(cube, tile=32, bpppb=1.0, effort="fast")  # 3 x 3 tiles
+
+
+@pytest.mark.parametrize("tile_threads", [2, 3, 16])
+def test_any_number_of_tile_threads_decodes_the_same_pixels(tiled_file, tile_threads):
+    _, data = tiled_file
+    one, geo1 = tiledecode.decompress_tiled(data, tile_threads=1)
+    many, geo2 = tiledecode.decompress_tiled(data, tile_threads=tile_threads, threads=2)
+    np.testing.assert_array_equal(many, one)
+    assert geo1 == geo2
+    win, _ = tiledecode.decompress_tiled(data, window=(5, 20, 50, 60), bands=(2, 9), tile_threads=tile_threads)
+    np.testing.assert_array_equal(win, one[5:55, 20:80, 2:9])
+    red, _ = tiledecode.decompress_tiled(data, reduce=1, tile_threads=tile_threads)
+    np.testing.assert_array_equal(red, tiledecode.decompress_tiled(data, reduce=1, tile_threads=1)[0])
+
+
+def test_tile_threads_into_a_raster(tiled_file, tmp_path):
+    _, data = tiled_file
+    src = tmp_path / "in.hsim"
+    src.write_bytes(data)
+    for n in (1, 3):
+        st = tiledecode.decompress_file_tiled(str(src), tmp_path / f"out{n}.npy", tile_threads=n)
+        assert st["tiles_decoded"] == 9
+    np.testing.assert_array_equal(np.load(tmp_path / "out1.npy"), np.load(tmp_path / "out3.npy"))
+    np.testing.assert_array_equal(np.load(tmp_path / "out1.npy"), hsicodec.decompress(data)[0])
+
+
+def test_at_most_tile_threads_tiles_in_flight(tiled_file, monkeypatch):
+    _, data = tiled_file
+    orig = tiledecode.decode_tile
+    lock, now, peak = threading.Lock(), [0], [0]
+
+    def counting(*a, **k):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(0.02)  # let the others start if they may
+        try:
+            return orig(*a, **k)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    monkeypatch.setattr(tiledecode, "decode_tile", counting)
+    tiledecode.decompress_tiled(data, tile_threads=2)
+    assert peak[0] == 2
+    peak[0] = 0
+    tiledecode.decompress_tiled(data, tile_threads=1)
+    assert peak[0] == 1
+
+
+def test_a_damaged_tile_raises_its_error(tiled_file, monkeypatch):
+    _, data = tiled_file
+    with HsimReader(data) as r:
+        off, size = r.section_spans["t4"]
+    bad = bytearray(data)
+    bad[off + size // 2] ^= 0xFF  # its CRC32C no longer matches (checked as the section is read)
+    with pytest.raises(HsimError, match="t4"):
+        tiledecode.decompress_tiled(bytes(bad), tile_threads=3, verify=False)
+    orig = tiledecode.decode_tile
+
+    def failing(data, grid, i, *a, **k):
+        if i == 4:
+            raise HsimHeaderError("tile 4: damaged")
+        return orig(data, grid, i, *a, **k)
+
+    monkeypatch.setattr(tiledecode, "decode_tile", failing)  # an error inside a tile thread
+    with pytest.raises(HsimHeaderError, match="tile 4"):
+        tiledecode.decompress_tiled(data, tile_threads=3)
+
+
+def test_tile_workers():
+    assert tiledecode.tile_workers(0, 1) == 1
+    assert tiledecode.tile_workers(5, 3) == 3
+    assert 1 <= tiledecode.tile_workers(0, 100) <= tiledecode.AUTO_TILE_THREADS
