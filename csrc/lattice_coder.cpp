@@ -37,6 +37,8 @@
 #include <thread>
 #include <vector>
 
+#include "parallel.h"
+
 namespace lattice {
 
 // A malformed stream (raised to Python as hsicodec.errors.HsimHeaderError).
@@ -611,40 +613,7 @@ void check_dims(int64_t H, int64_t W, int64_t C, int64_t M, int64_t rpb) {
         throw std::invalid_argument("lattice coder: cube too large (over 2^40 values)");
 }
 
-template <class F>
-void parallel_for(int64_t n, int threads, F&& f) {
-    if (n <= 0) return;
-    int64_t nt = threads > 0 ? threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
-    nt = std::min<int64_t>(std::min<int64_t>(nt, 256), n);
-    std::atomic<int64_t> next{0};
-    std::exception_ptr err;
-    std::mutex mu;
-    auto worker = [&] {
-        for (;;) {
-            const int64_t b = next.fetch_add(1);
-            if (b >= n) return;
-            try {
-                f(b);
-            } catch (...) {
-                std::lock_guard<std::mutex> lk(mu);
-                if (!err) err = std::current_exception();
-                next.store(n);
-                return;
-            }
-        }
-    };
-    std::vector<std::thread> pool;
-    for (int64_t t = 1; t < nt; ++t) {
-        try {
-            pool.emplace_back(worker);
-        } catch (const std::system_error&) {
-            break;  // no more threads: the ones running do the work
-        }
-    }
-    worker();
-    for (auto& th : pool) th.join();
-    if (err) std::rethrow_exception(err);
-}
+using hsicodec_native::parallel_for;
 
 // u: (H, W, C) C-contiguous, any integer type; the coded values are u - offset, which must lie in [0, M].
 // The block is gathered band-major a strip of kStrip pixels at a time (the planes lie a power-of-two-ish

@@ -31,6 +31,8 @@
 #include <thread>
 #include <vector>
 
+#include "parallel.h"
+
 namespace py = pybind11;
 
 namespace {
@@ -42,40 +44,10 @@ constexpr double kD = 0.443506852043971;
 constexpr double kK = 1.230174104914001;
 constexpr int kMaxLevels = 32;
 
+// f(unit, the worker's line buffer)
 template <class F>
 void parallel_for(int64_t n, int threads, F&& f) {
-    if (n <= 0) return;
-    int64_t nt = threads > 0 ? threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
-    nt = std::min<int64_t>(std::min<int64_t>(nt, 256), n);
-    std::atomic<int64_t> next{0};
-    std::exception_ptr err;
-    std::mutex mu;
-    auto worker = [&] {
-        std::vector<double> buf;  // the worker's line buffer, reused across its units
-        for (;;) {
-            const int64_t b = next.fetch_add(1);
-            if (b >= n) return;
-            try {
-                f(b, buf);
-            } catch (...) {
-                std::lock_guard<std::mutex> lk(mu);
-                if (!err) err = std::current_exception();
-                next.store(n);
-                return;
-            }
-        }
-    };
-    std::vector<std::thread> pool;
-    for (int64_t t = 1; t < nt; ++t) {
-        try {
-            pool.emplace_back(worker);
-        } catch (const std::system_error&) {
-            break;  // fewer threads: the loop still completes
-        }
-    }
-    worker();
-    for (auto& th : pool) th.join();
-    if (err) std::rethrow_exception(err);
+    hsicodec_native::parallel_for_state<std::vector<double>>(n, threads, f);
 }
 
 // x[i] (+/-)= c * (y[i] + y[i + 1]) for i < nx, y[ny] mirrored to y[ny - 1] (ny == nx): the predict steps.

@@ -13,7 +13,15 @@ import hsicodec
 from hsicodec.codec import tiled, tiledecode
 from hsicodec.errors import HsimError, HsimHeaderError
 from hsicodec.format.container import HsimReader
-from tests.test_stream import smooth_cube
+
+
+def smooth_cube(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
+    """A smooth low-rank uint16 cube with a little noise."""
+    rng = np.random.default_rng(seed)
+    rr, cc = np.mgrid[0:h, 0:w].astype(np.float64)
+    maps = np.stack([np.sin(rr / (7 + 3 * k) + k) * np.cos(cc / (9 + 2 * k) - k) + 1.2 for k in range(3)], -1)
+    spectra = np.stack([np.linspace(0.2 + 0.2 * k, 1.0 - 0.1 * k, c) for k in range(3)])
+    return np.clip(np.rint(maps @ spectra * 1500 + rng.normal(0, 5, (h, w, c)) + 200), 0, 65535).astype(np.uint16)
 
 
 @pytest.fixture(scope="module")
