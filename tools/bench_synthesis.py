@@ -124,7 +124,10 @@ def synthesis(
     ``span``: the readout is D × k coefficients on the file's own basis (variant (c): corrections of the
     coded components only, no new spectra) instead of D free spectra."""
     c = cube.shape[2]
-    maps, mean, basis, norm = decoded_parts(data, c)
+    parts = decoded_parts(data, c)
+    if parts is None:
+        raise SystemExit("bench_synthesis: a default file on a shared spectral stage (not a scene file)")
+    maps, mean, basis, norm = parts
     x = cube.reshape(-1, c).astype(np.float64)
     base = norm * maps.reshape(-1, maps.shape[2]) @ basis + mean
     u = ts.inputs(maps)
@@ -176,7 +179,10 @@ def synthesis(
 def oracle(cube: np.ndarray, data: bytes, seed: int) -> dict:
     """Per-scene MLP on the file's residual (weights and spectra free): held-out-pixel and own-pixel gains (dB)."""
     c = cube.shape[2]
-    maps, mean, basis, norm = decoded_parts(data, c)
+    parts = decoded_parts(data, c)
+    if parts is None:
+        raise SystemExit("bench_synthesis: a default file on a shared spectral stage (not a scene file)")
+    maps, mean, basis, norm = parts
     k = maps.shape[2]
     y = maps.reshape(-1, k)
     res = cube.reshape(-1, c).astype(np.float64) - (norm * y @ basis + mean)
@@ -290,15 +296,15 @@ def markdown(res: dict, cmd: str) -> str:
             lines.append(
                 f"| {scene} | oracle per-scene MLP, bytes free (held-out / own pixels) | " + " | ".join(cells) + " |"
             )
-    cells = [(s, r) for s in res["scenes"].values() for r in s["rows"]]
-    best = max(max(r["variants"][n]["gain"] for n in names) for _, r in cells)
-    raw = max(max(r["variants"][n]["raw_gain"] for n in names) for _, r in cells)
-    held = [r["oracle_heldout"] for _, r in cells if "oracle_heldout" in r]
+    pairs = [(s, r) for s in res["scenes"].values() for r in s["rows"]]
+    best = max(max(r["variants"][n]["gain"] for n in names) for _, r in pairs)
+    raw = max(max(r["variants"][n]["raw_gain"] for n in names) for _, r in pairs)
+    held = [r["oracle_heldout"] for _, r in pairs if "oracle_heldout" in r]
     lines += [
         "",
         f"Summary: best equal-bits gain of any variant in any cell {best:+.3f} dB; largest raw gain (its bytes "
         f"not counted) {raw:+.3f} dB; cells where some variant gains >= +0.5 dB at equal bits: "
-        f"{sum(max(r['variants'][n]['gain'] for n in names) >= 0.5 for _, r in cells)} of {len(cells)}."
+        f"{sum(max(r['variants'][n]['gain'] for n in names) >= 0.5 for _, r in pairs)} of {len(pairs)}."
         + (
             f" The per-scene oracle (bytes free) reaches +0.5 dB on held-out pixels in "
             f"{sum(h >= 0.5 for h in held)} of {len(held)} cells (range {min(held):+.2f} to {max(held):+.2f} dB)."
