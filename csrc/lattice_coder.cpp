@@ -615,19 +615,26 @@ void check_dims(int64_t H, int64_t W, int64_t C, int64_t M, int64_t rpb) {
 
 using hsicodec_native::parallel_for;
 
-// u: (H, W, C) C-contiguous, any integer type; the coded values are u - offset, which must lie in [0, M].
+// u: (H, W, C) C-contiguous, any integer type; the coded values are the lattice indices floor((u - offset) / step),
+// which must lie in [0, M] (u - offset >= 0). With sums: the remainders r = u - offset - step * index summed,
+// sums[0] = sum r and sums[1] = sum r^2 (what the squared error of the lattice points follows from).
 // The block is gathered band-major a strip of kStrip pixels at a time (the planes lie a power-of-two-ish
 // distance apart: one pixel at a time, every band's store would fall in the same cache set).
 constexpr int64_t kStrip = 16;
 
+using Wide = unsigned __int128;
+
 template <class InT>
 std::vector<uint8_t> encode(const InT* u, int64_t H, int64_t W, int64_t C, int64_t M, int64_t rpb, int threads,
-                            int64_t offset = 0) {
+                            int64_t offset = 0, int64_t step = 1, Wide* sums = nullptr) {
     check_dims(H, W, C, M, rpb);
+    if (step < 1 || step > 0xFFFFFFFFll) throw std::invalid_argument("lattice_encode: step must be in [1, 2^32)");
     const int64_t nblk = num_blocks(H, rpb);
     if (nblk > 0xFFFFFFFFll) throw std::invalid_argument("lattice coder: too many blocks");
     std::vector<std::vector<uint8_t>> out(static_cast<size_t>(nblk));
+    std::vector<Wide> bsum(static_cast<size_t>(2 * nblk), 0);
     std::atomic<int> bad{0};
+    const double inv = 1.0 / static_cast<double>(step);
     parallel_for(nblk, threads, [&](int64_t b) {
         const int64_t y0 = b * rpb, R = std::min(rpb, H - y0), n = R * W;
         Work w;
@@ -635,15 +642,29 @@ std::vector<uint8_t> encode(const InT* u, int64_t H, int64_t W, int64_t C, int64
         const InT* src = u + y0 * W * C;
         int32_t* dst = w.s.data();
         bool wrong = false;
+        Wide s1 = 0, s2 = 0;
         for (int64_t p0 = 0; p0 < n; p0 += kStrip) {
             const int64_t p1 = std::min(n, p0 + kStrip);
             for (int64_t z = 0; z < C; ++z)
                 for (int64_t p = p0; p < p1; ++p) {
-                    const int64_t v = int64_t(src[p * C + z]) - offset;
-                    wrong |= v < 0 || v > M;
-                    dst[z * n + p] = static_cast<int32_t>(v);
+                    const int64_t t = int64_t(src[p * C + z]) - offset;
+                    int64_t q = t;
+                    if (step > 1) {  // floor(t / step) by a reciprocal, corrected by one where rounding missed
+                        q = static_cast<int64_t>(static_cast<double>(t) * inv);
+                        int64_t r = t - q * step;
+                        q += (r >= step) - (r < 0);
+                        r = t - q * step;
+                        if (sums) {
+                            s1 += static_cast<uint64_t>(r);
+                            s2 += static_cast<Wide>(static_cast<uint64_t>(r)) * static_cast<uint64_t>(r);
+                        }
+                    }
+                    wrong |= t < 0 || q > M;
+                    dst[z * n + p] = static_cast<int32_t>(q);
                 }
         }
+        bsum[static_cast<size_t>(2 * b)] = s1;
+        bsum[static_cast<size_t>(2 * b + 1)] = s2;
         if (wrong) bad.store(1);
         if (bad.load()) throw std::invalid_argument("lattice_encode: values must lie in [0, max_value]");
         RangeEncoder rc(out[static_cast<size_t>(b)]);
@@ -652,6 +673,13 @@ std::vector<uint8_t> encode(const InT* u, int64_t H, int64_t W, int64_t C, int64
         if (out[static_cast<size_t>(b)].size() > 0xFFFFFFFFull)
             throw std::invalid_argument("lattice_encode: a block exceeds 4 GiB; use fewer rows per block");
     });
+    if (sums) {
+        sums[0] = sums[1] = 0;
+        for (int64_t b = 0; b < nblk; ++b) {
+            sums[0] += bsum[static_cast<size_t>(2 * b)];
+            sums[1] += bsum[static_cast<size_t>(2 * b + 1)];
+        }
+    }
     size_t total = 4 + 4 * static_cast<size_t>(nblk);
     for (const auto& o : out) total += o.size();
     std::vector<uint8_t> res;
@@ -763,19 +791,29 @@ void with_int_type(const py::array& a, const char* what, F&& f) {
 
 bool c_contiguous(const py::array& a) { return (a.flags() & py::array::c_style) != 0; }
 
-py::bytes lattice_encode(const py::array& u, int64_t max_value, int64_t rows_per_block, int threads, int64_t offset) {
+// A non-negative 128-bit sum as a Python int.
+py::int_ to_pyint(lattice::Wide v) {
+    const py::int_ hi(static_cast<uint64_t>(v >> 64)), lo(static_cast<uint64_t>(v));
+    return py::int_(hi.attr("__lshift__")(64).attr("__or__")(lo));
+}
+
+py::object lattice_encode(const py::array& u, int64_t max_value, int64_t rows_per_block, int threads, int64_t offset,
+                          int64_t step, bool sums) {
     if (u.ndim() != 3) throw py::value_error("lattice_encode: u must be (H, W, C)");
     if (!c_contiguous(u)) throw py::value_error("lattice_encode: u must be C-contiguous");
     const int64_t H = u.shape(0), W = u.shape(1), C = u.shape(2);
     lattice::check_dims(H, W, C, max_value, rows_per_block);
     std::vector<uint8_t> res;
+    lattice::Wide acc[2] = {0, 0};
     with_int_type(u, "lattice_encode: u", [&](auto t) {
         using T = decltype(t);
         const T* p = static_cast<const T*>(u.data());
         py::gil_scoped_release nogil;
-        res = lattice::encode<T>(p, H, W, C, max_value, rows_per_block, threads, offset);
+        res = lattice::encode<T>(p, H, W, C, max_value, rows_per_block, threads, offset, step, sums ? acc : nullptr);
     });
-    return py::bytes(reinterpret_cast<const char*>(res.data()), res.size());
+    py::bytes data(reinterpret_cast<const char*>(res.data()), res.size());
+    if (!sums) return std::move(data);
+    return py::make_tuple(data, to_pyint(acc[0]), to_pyint(acc[1]));
 }
 
 // The blocks rows [r0, r1) fall in, after the common argument checks.
@@ -841,9 +879,10 @@ void lattice_decode_into(const py::buffer& data, int64_t height, int64_t width, 
 
 void register_lattice_coder(py::module_& mod) {
     mod.def("lattice_encode", &lattice_encode, py::arg("u"), py::arg("max_value"), py::arg("rows_per_block"),
-            py::arg("threads") = 0, py::arg("offset") = 0,
-            "Lossless stream of an integer cube u (H, W, C), any integer dtype: the values u - offset, which must\n"
-            "lie in [0, max_value] (spec/predictive.md). threads <= 0: all cores (the bytes do not depend on it).");
+            py::arg("threads") = 0, py::arg("offset") = 0, py::arg("step") = 1, py::arg("sums") = false,
+            "Lossless stream of the lattice indices floor((u - offset) / step) of an integer cube u (H, W, C), any\n"
+            "integer dtype; they must lie in [0, max_value] (spec/predictive.md). threads <= 0: all cores (the\n"
+            "bytes do not depend on it). sums: (stream, sum of the remainders, sum of their squares).");
     mod.def("lattice_decode", &lattice_decode, py::arg("data"), py::arg("height"), py::arg("width"),
             py::arg("bands"), py::arg("max_value"), py::arg("rows_per_block"), py::arg("block_lo"),
             py::arg("block_hi"), py::arg("band_stop"), py::arg("threads") = 0,

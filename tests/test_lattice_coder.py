@@ -478,3 +478,24 @@ def zlib_seed(text: str) -> int:
     import zlib
 
     return zlib.crc32(text.encode())
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("step", [1, 3, 9, 33])
+def test_encode_measured_finds_the_indices_and_the_remainders(dtype, step):
+    """The coder divides by the step itself: the bytes of the explicit indices, and the exact sums of the
+    remainders and of their squares (the lattice points' squared error follows from them)."""
+    info = np.iinfo(dtype)
+    lo, hi = max(int(info.min), -(2**20)), min(int(info.max), 2**20)
+    rng = np.random.default_rng(zlib_seed(f"measured{np.dtype(dtype).name}{step}"))
+    cube = rng.integers(lo, hi + 1, size=(11, 6, 5)).astype(dtype)
+    offset = int(cube.min()) - (step // 2)  # as an error bound E = step // 2 sets it
+    t = cube.astype(np.int64) - offset
+    idx, rem = np.divmod(t, step)
+    top = int(idx.max())
+    data, s1, s2 = coder.encode_measured(cube, top, 4, threads=2, offset=offset, step=step)
+    assert data == coder.encode_reference(idx, top, 4)
+    assert (s1, s2) == ((int(rem.sum()), int((rem * rem).sum())) if step > 1 else (0, 0))
+    assert coder.encode(cube, top, 4, offset=offset, step=step) == data
+    with pytest.raises(ValueError, match="max_value"):
+        coder.encode(cube, top - 1, 4, offset=offset, step=step)

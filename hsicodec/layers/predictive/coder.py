@@ -585,26 +585,54 @@ def native_available() -> bool:
     return hasattr(_native, "lattice_encode")
 
 
-def encode(u: np.ndarray, max_value: int, rows_per_block: int = 32, threads: int = 0, offset: int = 0) -> bytes:
-    """The lattice stream of the integer cube u - offset (rows, cols, bands), whose values must lie in
-    [0, max_value], max_value < 2^31.
+def encode(
+    u: np.ndarray, max_value: int, rows_per_block: int = 32, threads: int = 0, offset: int = 0, step: int = 1
+) -> bytes:
+    """The lattice stream of the indices floor((u - offset) / step) of the integer cube u (rows, cols, bands),
+    which must lie in [0, max_value], max_value < 2^31 (u - offset >= 0).
 
-    u may have any integer dtype (the native coder reads it as it is: no int32 copy of the cube).
+    u may have any integer dtype (the native coder reads it as it is: no index copy of the cube).
     threads <= 0: all cores (the bytes do not depend on it).
     """
+    return encode_measured(u, max_value, rows_per_block, threads, offset, step, sums=False)[0]
+
+
+def encode_measured(
+    u: np.ndarray,
+    max_value: int,
+    rows_per_block: int = 32,
+    threads: int = 0,
+    offset: int = 0,
+    step: int = 1,
+    sums: bool = True,
+) -> tuple[bytes, int, int]:
+    """:func:`encode`, and (with ``sums``) the sum of the remainders r = u - offset - step · index and of
+    their squares, exact integers (0, 0 for step 1 or without ``sums``): the squared error of the lattice
+    points follows from them without a pass over the cube."""
     nat = _native()
     a = np.asarray(u)
-    if nat is None or not _native_int(a) or not -(2**62) < int(offset) < 2**62:
-        a = _check_cube(a if offset == 0 else np.asarray(a, np.int64) - int(offset), max_value, rows_per_block)
-        if nat is None:
-            return encode_reference(a, max_value, rows_per_block)
-        offset = 0
-    elif a.ndim != 3:
-        raise ValueError(f"lattice coder: u must be (rows, cols, bands), got {a.ndim} dimensions")
-    else:
+    if not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
+        raise ValueError(f"lattice coder: u must hold integers, got {a.dtype}")
+    offset, step = int(offset), int(step)
+    if step < 1:
+        raise ValueError(f"lattice coder: step must be >= 1, got {step}")
+    if nat is not None and _native_int(a) and -(2**62) < offset < 2**62 and step < 2**32:
+        if a.ndim != 3:
+            raise ValueError(f"lattice coder: u must be (rows, cols, bands), got {a.ndim} dimensions")
         _check_params(a.shape, max_value, rows_per_block)
         a = np.ascontiguousarray(a)  # the native coder checks the range itself
-    return bytes(nat.lattice_encode(a, int(max_value), int(rows_per_block), int(threads), int(offset)))
+        out = nat.lattice_encode(a, int(max_value), int(rows_per_block), int(threads), offset, step, bool(sums))
+        return (bytes(out[0]), int(out[1]), int(out[2])) if sums else (bytes(out), 0, 0)
+    t = np.asarray(a, np.int64) - offset
+    if t.size and int(t.min()) < 0:
+        raise ValueError(f"lattice coder: values must lie in [0, max_value = {max_value}]")
+    idx, rem = np.divmod(t, step)
+    s1, s2 = (int(rem.sum()), int(np.sum(rem * rem))) if sums and step > 1 else (0, 0)
+    idx = _check_cube(idx, max_value, rows_per_block)
+    data = encode_reference(idx, max_value, rows_per_block) if nat is None else bytes(
+        nat.lattice_encode(idx, int(max_value), int(rows_per_block), int(threads))
+    )  # fmt: skip
+    return data, s1, s2
 
 
 def _native_int(a: np.ndarray) -> bool:

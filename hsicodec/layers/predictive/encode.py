@@ -57,22 +57,32 @@ class PredictiveEncoder:
         return (p, *to_lattice_measured(self.values, p, self.dtype))
 
     def _stream(self, error: float) -> tuple[LatticeParams, bytes, float]:
-        """(lattice, coded indices, PSNR). Lossless integer cubes go to the coder as they are (their indices are
-        the values less the offset: no index copy of the cube)."""
+        """(lattice, coded indices, PSNR). Integer cubes go to the coder as they are: it finds the lattice
+        indices and the remainders' sums (the squared error of the lattice points) itself, so no index copy
+        of the cube is made."""
         s = self.scene
         p = self._params(error)
-        if p.step == 1 and self.dtype.kind in "iu" and self.values.dtype.kind in "iu" and float(p.offset).is_integer():
-            stream = coder.encode(self.values, p.max_value, p.rows_per_block, threads=s.threads, offset=int(p.offset))
-            return p, stream, float("inf")
+        lo = p.offset - p.error
+        if self.dtype.kind in "iu" and self.values.dtype.kind in "iu" and float(lo).is_integer():
+            info = np.iinfo(self.dtype)
+            exact = info.min <= p.offset and p.offset + p.step * p.max_value <= info.max  # no point clipped
+            if p.step == 1 or (exact and self.valid is None and p.step < 2**15):
+                stream, s1, s2 = coder.encode_measured(
+                    self.values, p.max_value, p.rows_per_block, threads=s.threads, offset=int(lo), step=int(p.step)
+                )  # fmt: skip
+                e, n = int(p.error), self.values.size
+                return p, stream, self._psnr(p, None, float(s2 - 2 * e * s1 + n * e * e))
         p, u, sse = self._lattice(error)
         return p, coder.encode(u, p.max_value, p.rows_per_block, threads=s.threads), self._psnr(p, u, sse)
 
-    def _psnr(self, p: LatticeParams, u: np.ndarray, sse: float | None = None) -> float:
+    def _psnr(self, p: LatticeParams, u: np.ndarray | None, sse: float | None = None) -> float:
         if p.error == 0:  # lossless: every value back exactly
             return float("inf")
         if sse is not None and self.valid is None:  # every value counts, as metrics.psnr counts them
             mse = sse / max(self.values.size, 1)
             return float("inf") if mse == 0 else 10.0 * np.log10((self.span if self.span > 0 else 1.0) ** 2 / mse)
+        if u is None:
+            raise ValueError("the lattice indices are needed where the squared error is not known")
         if self.dtype.kind in "iu":  # lattice points are whole numbers: the cast only clips
             info = np.iinfo(self.dtype)
             rec = np.clip(p.values(u), float(info.min), float(info.max))
