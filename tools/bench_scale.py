@@ -204,22 +204,11 @@ def pca_encode(model: LeanPCAModel, k: int, d_target: float, coder: str, beta: f
     from hsicodec.evaluation.anchors import pca as anc
     from hsicodec.evaluation.anchors.common import _f32_floor, _j2k_resolutions, _strip_j2k_comments
     from hsicodec.evaluation.anchors.container import _pack_header, _varint
-    from hsicodec.evaluation.anchors.vectors import _BitWriter, _encode_vectors
 
     ic = anc._imagecodecs()
     h, w, c = model.shape
     n = h * w
-    vk = model.evecs[:, :k]
-    lam = np.maximum(model.evals[:k], 1e-30)
-    d_map = d_target * c / k
-    steps = [math.sqrt(12.0 * beta * d_map / (n * li)) for li in lam]
-    mu_step = math.sqrt(12.0 * beta * d_map / n)
-    writer = _BitWriter()
-    deq = _encode_vectors(
-        [model.mu] + [vk[:, i] for i in range(k)], [mu_step] + steps, [model.peak] + [1.0] * k, writer
-    )
-    side = writer.getvalue()
-    mu_q, v_q = deq[0], np.stack(deq[1:], axis=1)
+    side, mu_q, v_q = anc.pca_side_info(model, k, d_target, beta)
     proj = np.linalg.pinv(v_q.T)
     y = np.empty((n, k))
     for s in _chunks(n, c):

@@ -59,7 +59,9 @@ class _PCAModel:
         self.total_var = float(self.evals.sum()) / c  # MSE per value with 0 components
 
 
-def _pca_encode(model: _PCAModel, k: int, d_target: float, beta: float, ic) -> bytes:
+def pca_side_info(model, k: int, d_target: float, beta: float) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """The coded mean and k basis vectors of a PCA model (``shape``, ``mu``, ``evecs``, ``evals``, ``peak``):
+    (their bytes, the dequantized mean (C,), the dequantized basis (C, k))."""
     h, w, c = model.shape
     n = h * w
     vk = model.evecs[:, :k]
@@ -73,9 +75,12 @@ def _pca_encode(model: _PCAModel, k: int, d_target: float, beta: float, ic) -> b
     deq = _encode_vectors(
         [model.mu] + [vk[:, i] for i in range(k)], [mu_step] + steps, [model.peak] + [1.0] * k, writer
     )
-    side = writer.getvalue()
-    mu_q = deq[0]
-    v_q = np.stack(deq[1:], axis=1)  # C x k
+    return writer.getvalue(), deq[0], np.stack(deq[1:], axis=1)
+
+
+def _pca_encode(model: _PCAModel, k: int, d_target: float, beta: float, ic) -> bytes:
+    h, w, c = model.shape
+    side, mu_q, v_q = pca_side_info(model, k, d_target, beta)  # v_q: C x k
     # least-squares coefficients on the quantised basis (pinv: still consistent
     # with the decoder if a degenerate step zeroes a vector)
     y = (model.x - mu_q) @ np.linalg.pinv(v_q.T)
