@@ -176,6 +176,18 @@ def _out_geo(header: Mapping, n_bands: int, window, bands, win, bnd, reduce: int
     return geo
 
 
+def _tile_decoder(
+    reader: HsimReader, grid: TileGrid, bands: tuple, *, limits: Limits, backend: str, registry, reduce: int = 0
+) -> Callable[..., np.ndarray]:
+    """:func:`decode_tile` bound to the file's dtype, empty-tile fill, nodata and shared spectral stage."""
+    header = reader.header
+    return functools.partial(
+        decode_tile, bands=bands, dtype=np.dtype(header["dtype"]), fill=_fill_of(header),
+        nodata=GeoInfo.from_header(header.get("geo"), n_bands=grid.bands).nodata, limits=limits, backend=backend,
+        registry=registry, reduce=reduce, shared=shared_stage(reader),
+    )  # fmt: skip
+
+
 def decompress_tiled(
     source,
     *,
@@ -208,15 +220,9 @@ def decompress_tiled(
         )
         header = reader.header
         dtype = np.dtype(header["dtype"])
-        geo_full = GeoInfo.from_header(header.get("geo"), n_bands=grid.bands)
-        fill = _fill_of(header)
-        shared = shared_stage(reader)
         blk = 1 << reduce
         out = np.empty((reduced_size(win[2], reduce), reduced_size(win[3], reduce), bnd[1] - bnd[0]), dtype)
-        decode = functools.partial(
-            decode_tile, bands=bnd, dtype=dtype, fill=fill, nodata=geo_full.nodata, limits=limits, backend=backend,
-            registry=registry, reduce=reduce, shared=shared,
-        )  # fmt: skip
+        decode = _tile_decoder(reader, grid, bnd, limits=limits, backend=backend, registry=registry, reduce=reduce)
         for j, (_, _, (orow, ocol)), block in decoded_tiles(reader, grid, plan, decode, threads, tile_threads,
                                                                 progress):  # fmt: skip
             out[orow // blk : orow // blk + block.shape[0], ocol // blk : ocol // blk + block.shape[1]] = block
@@ -246,12 +252,12 @@ def decompress_file_tiled(
     creation_options=None,
     tile_threads: int = 0,
 ) -> dict:
-    """Decode a tiled `.hsim` (or a window of it) into a raster, one tile at a time.
+    """Decode a tiled `.hsim` (or a window of it) into a raster, tile by tile.
 
-        Each decoded tile is written by a window into the output (GeoTIFF tiled 256x256, DEFLATE with
-        a predictor, with the CRS, transform, nodata, wavelengths... of the file; ENVI; or .npy),
-        which appears atomically at the end. ``creation_options``: GDAL GeoTIFF creation options
-        (:func:`hsicodec.io.raster.open_raster_writer`). Memory holds the tiles being decoded (``tile_threads``,
+    Each decoded tile is written by a window into the output (GeoTIFF tiled 256x256, DEFLATE with
+    a predictor, with the CRS, transform, nodata, wavelengths... of the file; ENVI; or .npy),
+    which appears atomically at the end. ``creation_options``: GDAL GeoTIFF creation options
+    (:func:`hsicodec.io.raster.open_raster_writer`). Memory holds the tiles being decoded (``tile_threads``,
     :func:`decoded_tiles`), never the scene.
     """
     check_writable(dst, force)
@@ -264,18 +270,12 @@ def decompress_file_tiled(
         )
         header = reader.header
         dtype = np.dtype(header["dtype"])
-        geo_full = GeoInfo.from_header(header.get("geo"), n_bands=grid.bands)
-        fill = _fill_of(header)
-        shared = shared_stage(reader)
         geo = _out_geo(header, grid.bands, window, bands, win, bnd)
         out_shape = (win[2], win[3], bnd[1] - bnd[0])
         with open_raster_writer(
             dst, out_shape, dtype, geo, format=format, force=force, creation_options=creation_options
         ) as writer:
-            decode = functools.partial(
-                decode_tile, bands=bnd, dtype=dtype, fill=fill, nodata=geo_full.nodata, limits=limits,
-                backend=backend, registry=registry, shared=shared,
-            )  # fmt: skip
+            decode = _tile_decoder(reader, grid, bnd, limits=limits, backend=backend, registry=registry)
             ta = time.perf_counter()
             for j, (_, _, (orow, ocol)), block in decoded_tiles(reader, grid, plan, decode, threads, tile_threads,
                                                                 progress):  # fmt: skip
@@ -337,21 +337,14 @@ def decoded_tiles(
     pool = ThreadPoolExecutor(workers, thread_name_prefix="hsicodec-tile")
     pending: collections.deque[tuple[int, tuple, Future]] = collections.deque()
     try:
-        todo = iter(enumerate(plan))
-        for j, entry in todo:
+        for j, entry in enumerate(plan):
             i, local, _ = entry
             pending.append((j, entry, pool.submit(decode, reader.section(section_name(i)), grid, i, local,
                                                   threads=inner)))  # fmt: skip
-            if len(pending) < workers:
-                continue
-            jj, done, fut = pending.popleft()
-            yield jj, done, fut.result()
-            if progress:
-                progress((jj + 1) / len(plan))
-        while pending:
-            jj, done, fut = pending.popleft()
-            yield jj, done, fut.result()
-            if progress:
-                progress((jj + 1) / len(plan))
+            while pending and (len(pending) == workers or j + 1 == len(plan)):  # full, or nothing left to read
+                jj, done, fut = pending.popleft()
+                yield jj, done, fut.result()
+                if progress:
+                    progress((jj + 1) / len(plan))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

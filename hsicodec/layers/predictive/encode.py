@@ -56,12 +56,11 @@ class PredictiveEncoder:
         p = self._params(error)
         return (p, *to_lattice_measured(self.values, p, self.dtype))
 
-    def _stream(self, error: float) -> tuple[LatticeParams, bytes, float]:
-        """(lattice, coded indices, PSNR). Integer cubes go to the coder as they are: it finds the lattice
-        indices and the remainders' sums (the squared error of the lattice points) itself, so no index copy
-        of the cube is made."""
+    def _stream(self, p: LatticeParams) -> tuple[bytes, float]:
+        """(coded indices, PSNR) on lattice ``p``. Integer cubes go to the coder as they are: it finds the
+        lattice indices and the remainders' sums (the squared error of the lattice points) itself, so no index
+        copy of the cube is made."""
         s = self.scene
-        p = self._params(error)
         lo = p.offset - p.error
         if self.dtype.kind in "iu" and self.values.dtype.kind in "iu" and float(lo).is_integer():
             info = np.iinfo(self.dtype)
@@ -71,9 +70,9 @@ class PredictiveEncoder:
                     self.values, p.max_value, p.rows_per_block, threads=s.threads, offset=int(lo), step=int(p.step)
                 )  # fmt: skip
                 e, n = int(p.error), self.values.size
-                return p, stream, self._psnr(p, None, float(s2 - 2 * e * s1 + n * e * e))
-        p, u, sse = self._lattice(error)
-        return p, coder.encode(u, p.max_value, p.rows_per_block, threads=s.threads), self._psnr(p, u, sse)
+                return stream, self._psnr(p, None, float(s2 - 2 * e * s1 + n * e * e))
+        u, sse = to_lattice_measured(self.values, p, self.dtype)
+        return coder.encode(u, p.max_value, p.rows_per_block, threads=s.threads), self._psnr(p, u, sse)
 
     def _psnr(self, p: LatticeParams, u: np.ndarray | None, sse: float | None = None) -> float:
         if p.error == 0:  # lossless: every value back exactly
@@ -94,7 +93,7 @@ class PredictiveEncoder:
         """The file for error bound E (its measured PSNR, over the valid values)."""
         p = self._params(error)
         if p.step not in self._built:
-            p, stream, psnr = self._stream(error)
+            stream, psnr = self._stream(p)
             codec = {"id": CODEC_NAME, **p.to_header()}
             data = self.scene.file(codec, [(SECTION, stream)], model=False)
             self._built[p.step] = Encoded(data, 0, 0, psnr, NAME, {"max_error": p.error, "step": p.step})
