@@ -2,7 +2,9 @@
 // (all maps, subbands and checkerboard passes), computing the context classes itself, GIL released.
 //
 //   map_encode(sym, base_codes, offsets, bands, parents, substreams, threads) -> bytes
-//   map_decode(data, k, h, w, base_codes, offsets, max_abs, bands, parents, threads) -> (k, h, w) int32
+//   map_decode(data, k, h, w, base_codes, offsets, max_abs, bands, parents, threads, stop) -> (k, h, w) int32
+//       stop >= 0: only the first `stop` subbands of each map where the stream allows (see map_decode), the
+//       (k, rows, cols) box they tile returned (a reduced-resolution read decodes only the coarse levels)
 //   map_code_tables() -> bytes (the canonical frequency table, for its sha256)
 //
 // hsicodec/layers/maps/rans.py is the reference; tests/test_map_coder.py checks both agree bit for bit.
@@ -23,6 +25,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -397,14 +400,48 @@ py::bytes map_encode(const py::array_t<int64_t, py::array::c_style | py::array::
 
 // -- decode -----------------------------------------------------------------------------------------------
 
+// The (rows, cols) box the first `stop` subbands tile (from the origin, as the coarse levels of the Mallat
+// layout do); invalid_argument when they do not tile one.
+std::pair<int64_t, int64_t> leading_box(const Layout& L, int64_t stop) {
+    int64_t rows = 0, cols = 0, area = 0;
+    for (int64_t i = 0; i < stop; ++i) {
+        const Band& b = L.bands[i];
+        if (b.empty()) continue;
+        rows = std::max(rows, b.r1);
+        cols = std::max(cols, b.c1);
+        area += b.rows() * b.cols();
+    }
+    if (area != rows * cols) throw std::invalid_argument("the first `stop` subbands must tile a box at the origin");
+    return {rows, cols};
+}
+
+// Subbands each map must decode when the caller wants the first `stop` of every map: a map followed by
+// another in its substream is decoded whole (the rANS state runs on through it), and a map decodes at least
+// as many subbands as the next map reads of it (a map's classes read the previous map's same subband).
+std::vector<int64_t> subbands_needed(int64_t k, int64_t count, int64_t nbands, int64_t stop) {
+    std::vector<int64_t> need(k, nbands);
+    int64_t next = stop;  // what map j + 1 decodes
+    for (int64_t j = k - 1; j >= 0; --j) {
+        int64_t part = 0;  // the substream of map j: j in [part k / count, (part + 1) k / count)
+        while ((part + 1) * k / count <= j) ++part;
+        const bool last = j == (part + 1) * k / count - 1;
+        need[j] = last ? std::max(stop, next) : nbands;
+        next = need[j];
+    }
+    return need;
+}
+
 py::array_t<int32_t> map_decode(const py::bytes& data_in, int64_t k, int64_t h, int64_t w, const py::bytes& base_codes,
                                 const std::vector<int64_t>& offsets, int64_t max_abs, const LayoutIn& bands_in,
-                                const std::vector<int64_t>& parents, int threads) {
+                                const std::vector<int64_t>& parents, int threads, int64_t stop) {
     if (k < 1 || h < 1 || w < 1) throw std::invalid_argument("k, h and w must be positive");
     if (max_abs < 0 || max_abs > kMaxAbs) throw std::invalid_argument("max_abs outside 0..2^20");
     const Layout L = make_layout(h, w, bands_in, parents);
     const std::vector<uint8_t> codes = code_table(base_codes, offsets, k, L.groups);
     const int64_t hw = h * w;
+    const int64_t nbands = static_cast<int64_t>(L.bands.size());
+    if (stop < 0 || stop > nbands) stop = nbands;  // negative: every subband
+    const auto box = stop < nbands ? leading_box(L, stop) : std::make_pair(h, w);
     std::string_view data;
     char* buf = nullptr;
     Py_ssize_t len = 0;
@@ -433,15 +470,18 @@ py::array_t<int32_t> map_decode(const py::bytes& data_in, int64_t k, int64_t h, 
             pos += n;
         }
     }
-    py::array_t<int32_t> out({k, h, w});  // |symbols| <= 2^20
-    int32_t* o = out.mutable_data();
+    py::array_t<int32_t> out({k, box.first, box.second});  // |symbols| <= 2^20
+    // a partial decode works in a whole-map buffer (never cleared: only what is decoded is read or copied out;
+    // untouched pages are never faulted in) and returns the box
+    std::unique_ptr<int32_t[]> work(stop < nbands ? new int32_t[static_cast<size_t>(k * hw)] : nullptr);
+    int32_t* o = work ? work.get() : out.mutable_data();
     std::string error;
     {
         py::gil_scoped_release release;
         if (ranges.empty()) std::fill(o, o + k * hw, int32_t(0));  // ma = 0: every symbol is zero
         if (!ranges.empty()) {
             const int64_t count = static_cast<int64_t>(ranges.size());
-            const int64_t nbands = static_cast<int64_t>(L.bands.size());
+            const std::vector<int64_t> need = subbands_needed(k, count, nbands, stop);
             // the contexts read the output itself: every symbol is written before it is read (a context reads
             // earlier subbands, maps and passes only), so it needs no clearing first; after an error it is dropped
             std::vector<int64_t> done(k, 0);  // subbands finished per map
@@ -458,7 +498,7 @@ py::array_t<int32_t> map_decode(const py::bytes& data_in, int64_t k, int64_t h, 
                     for (int64_t j = j0; j < j1; ++j) {
                         int32_t* cur = o + j * hw;
                         const int32_t* prev = j > 0 ? cur - hw : nullptr;
-                        for (int64_t bi = 0; bi < nbands; ++bi) {
+                        for (int64_t bi = 0; bi < need[j]; ++bi) {
                             if (failed.load(std::memory_order_relaxed)) return;  // another substream is bad
                             if (j == j0 && j > 0) {  // the previous map belongs to another substream
                                 std::unique_lock<std::mutex> lock(mu);
@@ -477,7 +517,7 @@ py::array_t<int32_t> map_decode(const py::bytes& data_in, int64_t k, int64_t h, 
                             }
                         }
                     }
-                    dec.finish();
+                    if (need[j1 - 1] == nbands) dec.finish();  // a substream stopped early has bytes left
                 } catch (const std::exception& e) {
                     errors[part] = e.what();
                     std::lock_guard<std::mutex> lock(mu);
@@ -501,6 +541,12 @@ py::array_t<int32_t> map_decode(const py::bytes& data_in, int64_t k, int64_t h, 
         }
     }
     if (!error.empty()) throw DecodeError(error);
+    if (work) {  // the box of every map
+        int32_t* dst = out.mutable_data();
+        for (int64_t j = 0; j < k; ++j)
+            for (int64_t r = 0; r < box.first; ++r)
+                std::memcpy(dst + (j * box.first + r) * box.second, o + j * hw + r * w, sizeof(int32_t) * box.second);
+    }
     return out;
 }
 
@@ -525,6 +571,10 @@ void register_map_coder(py::module_& mod) {
             "substreams 1..k. Empty when every symbol is zero. threads <= 0: all cores (bytes do not depend on it).");
     mod.def("map_decode", &map_decode, py::arg("data"), py::arg("k"), py::arg("h"), py::arg("w"), py::arg("base_codes"),
             py::arg("offsets"), py::arg("max_abs"), py::arg("bands"), py::arg("parents"), py::arg("threads") = 0,
-            "Symbols (k, H, W) int32 of a coefficient-map stream (ec = 1); MapStreamError (a ValueError) on any defect.");
+            py::arg("stop") = -1,
+            "Symbols (k, H, W) int32 of a coefficient-map stream (ec = 1); MapStreamError (a ValueError) on any defect.\n"
+            "stop >= 0: the first `stop` subbands of every map only, as (k, rows, cols), the box they tile (a map\n"
+            "followed by another in its substream, or read by a map decoded further, is still decoded whole; a\n"
+            "substream stopped early is not checked for its end).");
     mod.def("map_code_tables", &map_code_tables, "The coder's frequency tables: 256 x 64 uint16 little-endian.");
 }

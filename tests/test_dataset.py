@@ -185,15 +185,20 @@ def test_a_power_of_two_reduction_reads_the_reduced_level(files, decodes, n) -> 
                               np.minimum(np.arange(0, COLS, f) + f, COLS) - np.arange(0, COLS, f))  # fmt: skip
             valid = np.add.reduceat(np.add.reduceat((full == 0).astype(int), np.arange(0, ROWS, f), 1),
                                     np.arange(0, COLS, f), 2) == 0  # fmt: skip
-            assert valid.mean() > 0.9  # blocks without nodata: the means of the decoded pixels
-            assert np.abs(got - means / counts)[valid].max() <= 1.0
+            assert valid.mean() > 0.9  # blocks without nodata: estimates of the means of the decoded pixels (a map
+            # file's level comes from its coarse wavelet levels, hsicodec.layers.maps.reduced), measured for n = 1,
+            # 2, 3: 61.3 / 51.0 / 41.7 dB untiled, 58.0 / 44.4 / 33.3 dB in 32² tiles (each tile's edges cost)
+            floor = {"untiled": {1: 58, 2: 48, 3: 39}, "tiled": {1: 55, 2: 41, 3: 30}}[name][n]
+            assert hsicodec.psnr((means / counts)[valid], got[valid]) > floor
             win = Window(32, 32, 64, 32)  # aligned on the blocks: the window's part of the level
             sub = ds.read(2, window=win, out_shape=(32 // f, 64 // f))
             np.testing.assert_array_equal(sub, level[32 // f : 64 // f, 32 // f : 96 // f, 1])
 
 
 def test_a_reduction_matches_gdal_reading_average_overviews(files, tmp_path) -> None:
-    """Where GDAL has average overviews, its reads of the same out_shape agree (to the rounding of integers)."""
+    """Where GDAL has average overviews, its reads of the same out_shape agree: they average the decoded pixels,
+    the codec's level of a map file estimates those averages from its coarse wavelet levels (measured: 45–55 dB
+    PSNR, median difference 1–5 of values in the thousands; larger at the image and tile edges)."""
     for name in ("untiled", "tiled"):
         h, tif = files[name]
         copy = tmp_path / f"{name}-ovr.tif"
@@ -209,7 +214,8 @@ def test_a_reduction_matches_gdal_reading_average_overviews(files, tmp_path) -> 
                     got[:, 5 // f : 9 // f + 1, 60 // f : 70 // f + 1] = want[
                         :, 5 // f : 9 // f + 1, 60 // f : 70 // f + 1
                     ]
-                assert np.abs(got - want).max() <= 1, (name, window, shape)
+                assert hsicodec.psnr(want, got) > 42.0, (name, window, shape)
+                assert np.median(np.abs(got - want)) <= 6, (name, window, shape)
 
 
 def test_a_reduction_between_levels_reads_the_finer_one(files, decodes) -> None:

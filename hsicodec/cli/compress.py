@@ -348,8 +348,10 @@ def _compress_summary(src: Path, dst: Path, stats: dict) -> str:
     type=click.IntRange(0, 16),
     default=0,
     metavar="N",
-    help="Decode the image 2^N times smaller on each side (means of 2^N x 2^N blocks; the geo transform "
-    "scaled to match), e.g. --reduce 2 for a quarter of the width. Default: 0, full resolution.",
+    help="Decode the image 2^N times smaller on each side, one pixel per 2^N x 2^N block (the geo transform "
+    "scaled to match), e.g. --reduce 2 for a quarter of the width. Coefficient-map files (the default) decode "
+    "only their coarse wavelet levels: an estimate of the block means, not exactly them; other files give "
+    "the exact block means of a full decode. Default: 0, full resolution.",
 )
 @click.option(
     "--threads",

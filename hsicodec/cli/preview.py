@@ -47,7 +47,7 @@ class _Triple(click.ParamType):
     type=click.IntRange(0, 16),
     default=None,
     metavar="N",
-    help="Decode 2^N times smaller on each side (means of 2^N x 2^N blocks). "
+    help="Decode 2^N times smaller on each side (estimates of 2^N x 2^N block means). "
     "Default: the smallest N that keeps the longer side at most 1024 pixels.",
 )
 @click.option("--threads", "-t", type=click.IntRange(min=0), default=0, help="Decoder threads; 0 = all cores.")

@@ -50,8 +50,11 @@ def decompress(
 
     ``window`` = (row, col, height, width) and ``bands`` = (start, stop) decode
     only that part; the geo transform and band metadata are adjusted to match.
-    ``reduce`` n > 0 gives the image 2^n times smaller on each side (means of 2^n × 2^n blocks; a window,
-    in full-resolution pixels, is widened to whole blocks; see :mod:`hsicodec.coding.reduce`).
+    ``reduce`` n > 0 gives the image 2^n times smaller on each side, one pixel per 2^n × 2^n block (a window,
+    in full-resolution pixels, is widened to whole blocks): for coefficient-map files (the default) an
+    estimate of the block means from the coarse wavelet levels alone (decoded 4^n times faster, not equal to
+    the means of the full decode), for other layers' files the exact block means of the full decode; see
+    :mod:`hsicodec.coding.reduce`.
     ``shared_spectral``: the shared spectral stage a file made with one needs (a zarr chunk's; a tiled
     file holds its own).
     """

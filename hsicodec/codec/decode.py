@@ -8,6 +8,7 @@ models, pick and rescale the model outputs of the bands).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -17,7 +18,7 @@ from hsicodec.coding.reduce import aligned_window, block_mean, check_reduce
 from hsicodec.coding.shared import SharedSpectral
 from hsicodec.coding.spectral import decode_spectral, reconstruct, reconstruct_bands
 from hsicodec.coding.wavelet import native_wavelet
-from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError
+from hsicodec.errors import HsicodecError, HsimHeaderError, HsimLimitError, OptionError
 from hsicodec.format import compact
 from hsicodec.format.container import DEFAULT_LIMITS, HsimReader, Limits
 from hsicodec.format.grid import BASE_KEYS, CODEC_NAME, CODEC_VERSION, COMPACT_SECTION, SPECTRAL_SECTION
@@ -201,7 +202,8 @@ def decode_sections(
     caller to cast.
 
     ``reduce`` n > 0: the window's reduced image, 2^n times smaller on each side
-    (:mod:`hsicodec.coding.reduce`: the window widened to whole blocks, then block means).
+    (:mod:`hsicodec.coding.reduce`: the window widened to whole blocks; the layers' own reduced parts where
+    every layer of the file gives one, :func:`own_reduce`, else block means).
     ``shared``: the shared spectral stage a file that names one (``codec.sp.x``) is decoded with (its
     tiled file's, or its zarr array's; :mod:`hsicodec.coding.shared`).
 
@@ -338,17 +340,38 @@ def _spectral_stage(ctx: DecodeContext, p: GridParams) -> tuple[np.ndarray, np.n
     return mean, basis[: p.components]
 
 
+def own_reduce(p: GridParams) -> bool:
+    """Whether every layer of the file gives its reduced part itself (``Layer.reduces``): then a reduced read
+    asks them for it; otherwise every layer decodes at full resolution and the codec takes block means of
+    each part, so that one reduced image never mixes the two estimates."""
+    return all(getattr(LAYERS[name], "reduces", False) for name in p.layers)
+
+
+def reduced_by_layers(header: dict) -> bool:
+    """Whether a reduced read of an untiled file is given by its layers themselves (:func:`own_reduce`),
+    decided from its header alone: False for a file that names a base model (its layers are not known without
+    it) or whose codec map does not parse (the decode then says why)."""
+    if "model" in header:
+        return False
+    try:
+        return own_reduce(parse_codec(header, None))
+    except HsicodecError:
+        return False
+
+
 def _layer_parts(ctx: DecodeContext, p: GridParams, win: tuple, k: int) -> tuple[np.ndarray, np.ndarray | None]:
     """The sum of the layers' coefficients (h, w, k) on the window, and of their band values (None: none);
-    with ``ctx.reduce`` the window's reduced image of each (the layer's own where it ``reduces``, else the
-    block means of its full-resolution part)."""
+    with ``ctx.reduce`` the window's reduced image of each (the layers' own where every layer of the file
+    ``reduces``, :func:`own_reduce`; else the block means of each full-resolution part)."""
     out = aligned_window(win, ctx.shape, ctx.reduce)[1] if ctx.reduce else win
     coeffs = np.zeros((out[2], out[3], k), np.float64)
     residual = None
+    means = bool(ctx.reduce) and not own_reduce(p)
+    layer_ctx = dataclasses.replace(ctx, reduce=0) if means else ctx  # block means: full-resolution parts
     for name, lp in p.layers.items():
         layer = LAYERS[name]
-        part = layer.decode(lp, ctx, win)
-        if ctx.reduce and not getattr(layer, "reduces", False):
+        part = layer.decode(lp, layer_ctx, win)
+        if means:
             part = Decoded(
                 None if part.coeffs is None else block_mean(part.coeffs, ctx.reduce),
                 None if part.values is None else block_mean(part.values, ctx.reduce),

@@ -18,7 +18,7 @@ from typing import Callable, Union
 import numpy as np
 
 from hsicodec.codec import cube as _codec
-from hsicodec.codec.decode import check_window
+from hsicodec.codec.decode import check_window, reduced_by_layers
 from hsicodec.codec.tilegrid import (
     MAX_TILE_VALUES,
     TileGrid,
@@ -112,7 +112,10 @@ def decode_tile(
             # decoded in row strips: the decoder's float64 intermediates then hold one strip, not a tile
             nb = bands[1] - bands[0]
             blk = 1 << reduce
-            step = max(1, STRIP_VALUES // (w * nb) // blk) * blk  # whole blocks per strip
+            if reduce and reduced_by_layers(hh):  # intermediates at the reduced size: strips of reduced rows
+                step = max(1, STRIP_VALUES // (reduced_size(w, reduce) * nb)) * blk
+            else:
+                step = max(1, STRIP_VALUES // (w * nb) // blk) * blk  # whole blocks per strip
             cube = np.empty((reduced_size(h, reduce), reduced_size(w, reduce), nb), dtype)
             for a in range(0, h, step):
                 b = min(a + step, h)

@@ -12,7 +12,7 @@ follows what :func:`hsicodec.decompress_file` writes into a GeoTIFF, so both rea
 decoded by :func:`hsicodec.codec.api.decompress`: only the window asked for and the range of bands
 covering ``indexes``; in a tiled file only the tiles the window touches are read (over a URL, only their
 bytes are fetched: :mod:`hsicodec.io.remote`). ``out_shape`` resamples as rasterio does (nearest), except
-that a reduction by 2, 4, 8, ... reads the file's reduced-resolution level (2^n x 2^n block means,
+that a reduction by 2, 4, 8, ... reads the file's reduced-resolution level (estimates of 2^n x 2^n block means,
 :mod:`hsicodec.coding.reduce`), as GDAL reads an overview; :meth:`HsimDataset.overviews` lists them.
 """
 

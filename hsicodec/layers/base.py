@@ -197,8 +197,9 @@ class Layer(Protocol):
     """A coding layer. ``keys``: the header ``codec`` keys it owns (its sections are its own business);
     ``needs_model``: whether its files name a base model; ``cost``: relative encode time (below effort
     max the codec tries the cheapest layer first and keeps the first file that meets the target).
-    Optional ``reduces``: True when ``decode`` gives the reduced part itself for ``ctx.reduce`` > 0
-    (default: the codec takes block means of its full-resolution part, :mod:`hsicodec.coding.reduce`)."""
+    Optional ``reduces``: True when ``decode`` gives the reduced part itself for ``ctx.reduce`` > 0 (the
+    codec asks for it only when every layer of the file does; otherwise it decodes every layer with
+    ``ctx.reduce`` 0 and takes block means of each part, :mod:`hsicodec.coding.reduce`)."""
 
     name: str
     keys: frozenset

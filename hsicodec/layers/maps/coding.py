@@ -620,9 +620,12 @@ def rans_encode_reference(sym: np.ndarray, classes: np.ndarray, p: MapParams, co
     return rans.join_substreams(parts)
 
 
-def rans_decode_reference(data: bytes, p: MapParams, height: int, width: int) -> np.ndarray:
+def rans_decode_reference(data: bytes, p: MapParams, height: int, width: int, stop: int | None = None) -> np.ndarray:
     """Symbols (k, H, W) int64 of an ``ec = 1`` stream, classes computed pass by pass as they decode (numpy
-    :func:`activity`): the slow reference of ``map_decode``. HsimHeaderError on any defect."""
+    :func:`activity`): the slow reference of ``map_decode``. HsimHeaderError on any defect.
+
+    ``stop``: only the first ``stop`` subbands of each map where the stream allows it
+    (:func:`hsicodec.layers.maps.rans.subbands_needed`; the others are left 0), as ``map_decode`` with ``stop``."""
     sym = np.zeros((p.k, height, width), np.int64)
     if p.max_abs == 0 or not sym.size:
         if data:
@@ -630,12 +633,14 @@ def rans_decode_reference(data: bytes, p: MapParams, height: int, width: int) ->
         return sym
     ranges = rans.split_substreams(data, p.k)
     bands, parents = _stream_layout(height, width, p.levels)
+    stop = len(bands) if stop is None or not 0 <= stop <= len(bands) else stop
+    need = rans.subbands_needed(p.k, len(ranges), len(bands), stop)
     codes = rans.code_tables(p.base_codes, p.class_offsets, p.k, p.levels + 1)
     absq = np.zeros_like(sym)
     for i, (start, end) in enumerate(ranges):
         dec = rans.Decoder(data, start, end)
         for j in rans.substream_maps(p.k, len(ranges), i):
-            for b, (g, _, rs, cs) in enumerate(bands):
+            for b, (g, _, rs, cs) in enumerate(bands[: need[j]]):
                 t = activity(absq, slice(j, j + 1), bands, parents, b)[0]
                 sub, out, late = absq[j, rs, cs], sym[j, rs, cs], second_pass(*t.shape)
                 for second in (False, True):
@@ -645,7 +650,8 @@ def rans_decode_reference(data: bytes, p: MapParams, height: int, width: int) ->
                     for r, c in zip(*np.nonzero(late == second)):
                         out[r, c] = v = dec.symbol(int(cc[cls[r, c]]), p.max_abs)
                         sub[r, c] = abs(v)
-        dec.finish()
+        if need[rans.substream_maps(p.k, len(ranges), i)[-1]] == len(bands):  # stopped early: bytes are left
+            dec.finish()
     return sym
 
 
@@ -663,17 +669,39 @@ def rans_encode(sym: np.ndarray, p: MapParams, height: int, width: int, classes:
     return rans_encode_reference(sym, all_classes(sym, p.levels)[0] if classes is None else classes, p, count)
 
 
-def rans_decode(data: bytes, p: MapParams, height: int, width: int, threads: int = 0) -> np.ndarray:
-    """Symbols (k, H, W) of an ``ec = 1`` stream: int32 from C++ ``map_decode``, else int64 from the reference."""
+def rans_decode(
+    data: bytes, p: MapParams, height: int, width: int, threads: int = 0, stop: int | None = None
+) -> np.ndarray:
+    """Symbols (k, H, W) of an ``ec = 1`` stream: int32 from C++ ``map_decode``, else int64 from the reference.
+
+    ``stop``: only the first ``stop`` subbands of each map (the coarse levels, :func:`subbands` order), as the
+    (k, rows, cols) box at the origin they tile; the stream is decoded only as far as they need."""
     nat = _native_function("map_decode")
     if nat is None:
-        return rans_decode_reference(data, p, height, width)
+        sym = rans_decode_reference(data, p, height, width, stop)
+        if stop is None:
+            return sym
+        rows, cols = _leading_box(height, width, p.levels, stop)
+        return sym[:, :rows, :cols]
     offsets = [int(o) for o in p.class_offsets]
     layout = _native_layout(height, width, p.levels)
+    args = (bytes(data), p.k, height, width, p.base_codes, offsets, p.max_abs, *layout, threads)
     try:
-        return nat(bytes(data), p.k, height, width, p.base_codes, offsets, p.max_abs, *layout, threads)
+        if stop is None:
+            return nat(*args)
+        try:
+            return nat(*args, stop=int(stop))
+        except TypeError:  # an extension built before ``stop``: the whole stream, then the box
+            rows, cols = _leading_box(height, width, p.levels, stop)
+            return nat(*args)[:, :rows, :cols]
     except ValueError as exc:  # MapStreamError: a corrupt stream, or one that does not match the header
         raise HsimHeaderError(f"coefficient-map stream cannot be decoded: {exc}") from exc
+
+
+def _leading_box(height: int, width: int, levels: int, stop: int) -> tuple[int, int]:
+    """(rows, cols) of the box at the origin the first ``stop`` subbands tile."""
+    bands = subbands(height, width, levels)[: max(stop, 0)]
+    return max((rs.stop for _, _, rs, _ in bands), default=0), max((cs.stop for _, _, _, cs in bands), default=0)
 
 
 def decode_symbols(data: bytes, p: MapParams, height: int, width: int, threads: int = 0) -> np.ndarray:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from hsicodec.coding.reduce import aligned_window
 from hsicodec.errors import HsimHeaderError
 from hsicodec.layers.base import DecodeContext, Decoded, LayerEncoder, Scene
 from hsicodec.layers.maps.coding import EC_RANS, MAX_MAPS, MapParams, decode_maps, parse_params
 from hsicodec.layers.maps.postfilter import filter_maps, post_description, with_post
+from hsicodec.layers.maps.reduced import decode_maps_reduced
 
 NAME = "maps"
 KEYS = frozenset({"rl", "pf"})  # the layer's parameters and code tables (a map, or an array in the compact form)
@@ -25,6 +27,9 @@ class MapLayer:
     output = "coefficients"
     bounds_error = False
     alone_options = None
+    # a reduced read (ctx.reduce = n) gives the CDF 9/7 low band of the maps at level n, from their coarse
+    # subbands only (hsicodec.layers.maps.reduced; the post filter is not applied at reduced resolution)
+    reduces = True
 
     def applicable(self, scene: Scene) -> bool:
         return scene.analysis.mode == "pca" and not scene.analysis.constant
@@ -60,6 +65,12 @@ class MapLayer:
         return BYTES_PER_COEFFICIENT * ctx.shape[0] * ctx.shape[1] * params.k
 
     def decode(self, params: MapParams, ctx: DecodeContext, window: tuple) -> Decoded:
+        if ctx.reduce:  # the low band at level n of the maps, from their coarse subbands only
+            r0, c0, h, w = aligned_window(window, ctx.shape[:2], ctx.reduce)[1]
+            low = decode_maps_reduced(
+                ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1], ctx.reduce, ctx.threads
+            )
+            return Decoded(coeffs=low[r0 : r0 + h, c0 : c0 + w])
         r0, c0, h, w = window
         maps = decode_maps(ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1], ctx.threads)
         maps = filter_maps(maps, params)

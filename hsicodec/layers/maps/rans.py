@@ -73,6 +73,19 @@ def substream_maps(k: int, count: int, i: int) -> range:
     return range(i * k // count, (i + 1) * k // count)
 
 
+def subbands_needed(k: int, count: int, n_bands: int, stop: int) -> list[int]:
+    """Subbands each of k maps (in ``count`` substreams) must decode so that every map gives its first ``stop``
+    (a reduced-resolution read): a map followed by another in its substream is decoded whole (the rANS state
+    runs on through it), and a map decodes at least as many subbands as the next map's classes read of it."""
+    need = [n_bands] * k
+    nxt = stop
+    for j in range(k - 1, -1, -1):
+        last = any(j == (i + 1) * k // count - 1 for i in range(count))
+        need[j] = max(stop, nxt) if last else n_bands
+        nxt = need[j]
+    return need
+
+
 # -- varints ------------------------------------------------------------------------------------
 
 
