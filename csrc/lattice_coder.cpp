@@ -35,9 +35,15 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "parallel.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define LATTICE_SSE2 1
+#endif
 
 namespace lattice {
 
@@ -111,7 +117,7 @@ class RangeEncoder {
   public:
     explicit RangeEncoder(std::vector<uint8_t>& out) : out_(out) { out_.assign(4, 0); }
 
-    void bit(Prob& p, uint32_t b) {
+    LATTICE_INLINE void bit(Prob& p, uint32_t b) {
         const uint32_t bound = (range_ >> kProbBits) * p.coded();
         const uint32_t m = 0u - b;  // branch-free: b is data
         low_ += bound & m;
@@ -124,7 +130,7 @@ class RangeEncoder {
     }
 
     // the n <= 32 bits of v < 2^n, most significant first, to the bypass part
-    void raw(uint32_t v, int n) {
+    LATTICE_INLINE void raw(uint32_t v, int n) {
         if (n == 0) return;
         acc_ = (acc_ << n) | v;  // nacc_ + n <= 39 bits pending
         nacc_ += n;
@@ -192,7 +198,7 @@ class RangeDecoder {
         for (int i = 0; i < 4; ++i) code_ = (code_ << 8) | next();
     }
 
-    uint32_t bit(Prob& p) {
+    LATTICE_INLINE uint32_t bit(Prob& p) {
         const uint32_t bound = (range_ >> kProbBits) * p.coded();
         const uint32_t b = code_ >= bound;
         const uint32_t m = 0u - b;
@@ -207,7 +213,7 @@ class RangeDecoder {
     }
 
     // n <= 32 raw bits from the bypass part (bytes past its end read as 0; overran() tells)
-    uint32_t raw(int n) {
+    LATTICE_INLINE uint32_t raw(int n) {
         if (nacc_ < n) {
             while (nacc_ <= 56) {
                 acc_ = (acc_ << 8) | (bidx_ < blen_ ? bstart_[bidx_] : 0u);
@@ -453,21 +459,18 @@ class BlockCoder {
     // The encoder's training pass over the band (the samples in coding order, the first one skipped).
     template <int NP>
     void train(int64_t* out) {
-        T w[NP];
+        alignas(16) T w[8] = {};
         for (int j = 0; j < NP; ++j) w[j] = weights_[j];
         const int64_t R = R_, W = W_;
         auto step = [&](const int64_t i, const int64_t sigma) LATTICE_ALWAYS_INLINE_LAMBDA {
             T U[NP];
             int64_t dhat = 0;
-            T norm = 0;
             for (int j = 0; j < NP; ++j) {
                 U[j] = dp_[j][i];
                 dhat += int64_t(w[j]) * U[j];
-                norm += U[j] < 0 ? -U[j] : U[j];
             }
-            if (norm == 0) return;
             const int64_t dc = 4 * int64_t(cur_[i]) - sigma;
-            lms_update<NP>(w, U, norm, kTrainStep, dc * kOne >= dhat);
+            adapt<NP>(w, U, kTrainStep, dc * kOne >= dhat);
         };
         for (int64_t y = 0; y < R; ++y) {
             const int32_t* row = cur_ + y * W;
@@ -488,9 +491,19 @@ class BlockCoder {
         for (int j = 0; j < NP; ++j) out[j] = w[j];
     }
 
-    // normalised sign-error LMS: w_j += or -= (U_j * 2^Omega) >> (bitlen(norm) + step)
+    // normalised sign-error LMS: with norm = sum |U_j| > 0, w_j += or -= (U_j * 2^Omega) >> (bitlen(norm) + step)
+    // (w: 8 lanes, the last 8 - NP zero and left so).
     template <int NP>
-    static LATTICE_INLINE void lms_update(T* w, const T* U, const T norm, const int step, const bool up) {
+    static LATTICE_INLINE void adapt(T* w, const T* U, const int step, const bool up) {
+#if defined(LATTICE_SSE2)
+        if constexpr (std::is_same_v<T, int32_t> && NP == kPrev) {
+            adapt_sse2(w, U, step, up);
+            return;
+        }
+#endif
+        T norm = 0;
+        for (int j = 0; j < NP; ++j) norm += U[j] < 0 ? -U[j] : U[j];
+        if (norm == 0) return;
         const int sh = bitlen(static_cast<uint64_t>(norm)) + step;
         const T neg = up ? 0 : -1;  // add the increments, or subtract them
         T inc[NP];
@@ -504,6 +517,45 @@ class BlockCoder {
             w[j] = wj >= -kWeightLim && wj < kWeightLim ? wj : static_cast<T>(std::clamp<int64_t>(wj, -kWeightLim, kWeightLim - 1));
         }
     }
+
+#if defined(LATTICE_SSE2)
+    // adapt() for six int32 weights in two SSE2 registers: the same integers (|U_j| < 2^28, so the absolute
+    // sum and the shifted increments fit int32 as in the scalar loop).
+    static LATTICE_INLINE void adapt_sse2(int32_t* w, const int32_t* U, const int step, const bool up) {
+        const __m128i u0 = _mm_set_epi32(U[3], U[2], U[1], U[0]), u1 = _mm_set_epi32(0, 0, U[5], U[4]);
+        const __m128i s0 = _mm_srai_epi32(u0, 31), s1 = _mm_srai_epi32(u1, 31);
+        __m128i a = _mm_add_epi32(_mm_sub_epi32(_mm_xor_si128(u0, s0), s0), _mm_sub_epi32(_mm_xor_si128(u1, s1), s1));
+        a = _mm_add_epi32(a, _mm_shuffle_epi32(a, 0x4E));
+        a = _mm_add_epi32(a, _mm_shuffle_epi32(a, 0xB1));
+        const int32_t norm = _mm_cvtsi128_si32(a);
+        if (norm == 0) return;
+        const int sh = bitlen(static_cast<uint64_t>(norm)) + step;
+        __m128i i0, i1;
+        if (sh >= kOmega) {
+            const __m128i c = _mm_cvtsi32_si128(sh - kOmega);
+            i0 = _mm_sra_epi32(u0, c);
+            i1 = _mm_sra_epi32(u1, c);
+        } else {
+            const __m128i c = _mm_cvtsi32_si128(kOmega - sh);
+            i0 = _mm_sll_epi32(u0, c);
+            i1 = _mm_sll_epi32(u1, c);
+        }
+        const __m128i neg = _mm_set1_epi32(up ? 0 : -1);
+        const __m128i lo = _mm_set1_epi32(static_cast<int32_t>(-kWeightLim));
+        const __m128i hi = _mm_set1_epi32(static_cast<int32_t>(kWeightLim - 1));
+        auto add = [&](int32_t* wp, __m128i inc) LATTICE_ALWAYS_INLINE_LAMBDA {
+            __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(wp));
+            v = _mm_add_epi32(v, _mm_sub_epi32(_mm_xor_si128(inc, neg), neg));
+            __m128i m = _mm_cmpgt_epi32(v, hi);
+            v = _mm_or_si128(_mm_and_si128(m, hi), _mm_andnot_si128(m, v));
+            m = _mm_cmplt_epi32(v, lo);
+            v = _mm_or_si128(_mm_and_si128(m, lo), _mm_andnot_si128(m, v));
+            _mm_store_si128(reinterpret_cast<__m128i*>(wp), v);
+        };
+        add(w, i0);
+        add(w + 4, i1);
+    }
+#endif
 
     // One sample: i = y * W + x, sigma its local sum (none for the first); kInner: 0 < x < W-1, 0 < y < R-1.
     template <int NP, bool kInner, bool kFirst>
@@ -568,11 +620,8 @@ class BlockCoder {
             const int64_t dc = 4 * v - sigma;
             dz_[i] = static_cast<T>(dc);
             if constexpr (NP > 0) {
-                T norm = 0;
-                for (int j = 0; j < NP; ++j) norm += U[j] < 0 ? -U[j] : U[j];
-                if (norm == 0) return;
                 const int step = static_cast<int>(std::min<int64_t>(kStep1, kStep0 + (i >> kStepLog)));
-                lms_update<NP>(weights_, U, norm, step, dc * kOne >= dhat);
+                adapt<NP>(weights_, U, step, dc * kOne >= dhat);
             }
         }
     }
@@ -582,7 +631,7 @@ class BlockCoder {
     const int64_t R_, W_, M_;
     int64_t plane_ = 0;
     Model model_;
-    T weights_[kPrev] = {kOne * 7 / 8};  // the others start at 0
+    alignas(16) T weights_[8] = {kOne * 7 / 8};  // the others start at 0; 6, 7: SIMD padding, always 0
     int64_t S_ = int64_t(8) << kEma;      // running mean of the mapped residuals, times 2^kEma
     int32_t* cur_ = nullptr;
     T* dz_ = nullptr;
@@ -613,7 +662,7 @@ void check_dims(int64_t H, int64_t W, int64_t C, int64_t M, int64_t rpb) {
         throw std::invalid_argument("lattice coder: cube too large (over 2^40 values)");
 }
 
-using hsicodec_native::parallel_for;
+using hsicodec_native::parallel_for_state;
 
 // u: (H, W, C) C-contiguous, any integer type; the coded values are the lattice indices floor((u - offset) / step),
 // which must lie in [0, M] (u - offset >= 0). With sums: the remainders r = u - offset - step * index summed,
@@ -635,9 +684,8 @@ std::vector<uint8_t> encode(const InT* u, int64_t H, int64_t W, int64_t C, int64
     std::vector<Wide> bsum(static_cast<size_t>(2 * nblk), 0);
     std::atomic<int> bad{0};
     const double inv = 1.0 / static_cast<double>(step);
-    parallel_for(nblk, threads, [&](int64_t b) {
+    parallel_for_state<Work>(nblk, threads, [&](int64_t b, Work& w) {
         const int64_t y0 = b * rpb, R = std::min(rpb, H - y0), n = R * W;
-        Work w;
         w.s.resize(static_cast<size_t>(C * n));
         const InT* src = u + y0 * W * C;
         int32_t* dst = w.s.data();
@@ -727,10 +775,9 @@ void decode(const uint8_t* data, size_t size, int64_t H, int64_t W, int64_t C, i
         throw StreamError("lattice stream: truncated (the block table declares " + std::to_string(off[nblk]) +
                           " bytes, the stream has " + std::to_string(size) + ")");
     const bool all_bands = band_stop == C;
-    parallel_for(hi - lo, threads, [&](int64_t i) {
+    parallel_for_state<Work>(hi - lo, threads, [&](int64_t i, Work& w) {
         const int64_t b = lo + i;
         const int64_t y0 = b * rpb, R = std::min(rpb, H - y0);
-        Work w;
         w.s.assign(static_cast<size_t>(band_stop * R * W), 0);
         try {
             RangeDecoder rc(data + off[b], static_cast<size_t>(off[b + 1] - off[b]));
