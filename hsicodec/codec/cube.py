@@ -322,11 +322,17 @@ def decompress_untiled(
     progress: Callable[[float], None] | None = None,
     reduce: int = 0,
     shared_spectral: SharedSpectral | None = None,
+    memo: dict | None = None,
 ) -> tuple[np.ndarray, GeoInfo]:
     """Decode an untiled `.hsim` (an open reader) to (cube in its original dtype, geo metadata).
     ``reduce`` n: the reduced image, 2^n times smaller (:mod:`hsicodec.coding.reduce`);
-    ``shared_spectral``: the shared stage a file that names one is decoded with."""
-    reader.verify()  # whole-file CRC32C: any changed byte is an error, never wrong pixels
+    ``shared_spectral``: the shared stage a file that names one is decoded with;
+    ``memo``: a dict for decoding several windows of the same reader (:func:`decode_sections`; its checksum
+    is then verified once)."""
+    if memo is None or not memo.get("verified"):
+        reader.verify()  # whole-file CRC32C: any changed byte is an error, never wrong pixels
+        if memo is not None:
+            memo["verified"] = True
     header = reader.header
     shape = tuple(int(v) for v in header["shape"])
     reduce = check_reduce(reduce)
@@ -340,6 +346,7 @@ def decompress_untiled(
     values = decode_sections(
         header, reader.section, cm, window=window, bands=bands, backend=backend, threads=threads, progress=progress,
         reduce=reduce, shared=shared_spectral, dtype=None if "mask" in header else dtype, nodata=geo.nodata,
+        memo=memo,
     )  # fmt: skip
     if "mask" in header:
         values = _apply_mask(values, header, reader.section("m"), window, bands, reduce)

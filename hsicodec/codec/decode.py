@@ -194,6 +194,7 @@ def decode_sections(
     shared: SharedSpectral | None = None,
     dtype: np.dtype | None = None,
     nodata: float | int | None = None,
+    memo: dict | None = None,
 ) -> np.ndarray:
     """Decode a window of the cube in original units, before the dtype cast: float64, or the file's own
     integer dtype where the layers give whole values that fit it (the predictive layer on integer cubes).
@@ -206,6 +207,8 @@ def decode_sections(
     every layer of the file gives one, :func:`own_reduce`, else block means).
     ``shared``: the shared spectral stage a file that names one (``codec.sp.x``) is decoded with (its
     tiled file's, or its zarr array's; :mod:`hsicodec.coding.shared`).
+    ``memo``: a dict kept across the windows of one file, where layers keep what they decode of the whole
+    file (``DecodeContext.memo``; a tile decoded in strips then decodes its maps once).
 
     The memory the decode needs is estimated first and refused (HsimLimitError)
     beyond ``limits.max_decode_bytes``; ``limits`` defaults to those of the
@@ -220,7 +223,7 @@ def decode_sections(
         owner = getattr(read_section, "__self__", None)
         limits = owner.limits if isinstance(owner, HsimReader) else DEFAULT_LIMITS
     ctx = DecodeContext(header, p.codec, (hgt, wid, c), read_section, model, p.components, bnd, backend, threads,
-                        progress, reduce, shared)  # fmt: skip
+                        progress, reduce, shared, memo)  # fmt: skip
     need = decode_bytes_needed(ctx, p, win, bnd)
     if need > limits.max_decode_bytes:
         raise HsimLimitError(

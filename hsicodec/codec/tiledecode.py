@@ -117,6 +117,7 @@ def decode_tile(
             else:
                 step = max(1, STRIP_VALUES // (w * nb) // blk) * blk  # whole blocks per strip
             cube = np.empty((reduced_size(h, reduce), reduced_size(w, reduce), nb), dtype)
+            memo: dict = {}  # the tile's maps decoded once for all its strips
             for a in range(0, h, step):
                 b = min(a + step, h)
                 part = (lambda f, a=a, b=b: progress((a + f * (b - a)) / h)) if progress else None
@@ -130,6 +131,7 @@ def decode_tile(
                     progress=part,
                     reduce=reduce,
                     shared_spectral=shared,
+                    memo=memo,
                 )
     except HsimError as exc:
         raise type(exc)(f"tile {i} (section {name!r}): {exc}") from None

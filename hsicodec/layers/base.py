@@ -180,6 +180,9 @@ class DecodeContext:
     progress: Callable[[float], None] | None = None
     reduce: int = 0  # reduced-resolution level n (hsicodec.coding.reduce): layers with ``reduces`` honour it
     shared: Any = None  # the shared spectral stage (hsicodec.coding.shared.SharedSpectral) a file may name
+    # what a layer decoded of the whole file, kept for the next window of the same file (a tile decoded in row
+    # strips decodes its maps once); None: nothing kept
+    memo: dict | None = None
 
 
 @dataclass

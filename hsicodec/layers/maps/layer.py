@@ -65,13 +65,19 @@ class MapLayer:
         return BYTES_PER_COEFFICIENT * ctx.shape[0] * ctx.shape[1] * params.k
 
     def decode(self, params: MapParams, ctx: DecodeContext, window: tuple) -> Decoded:
+        key = (NAME, ctx.reduce)  # the whole file's maps at that resolution, kept in ctx.memo for the next window
+        maps = ctx.memo.get(key) if ctx.memo is not None else None
         if ctx.reduce:  # the low band at level n of the maps, from their coarse subbands only
             r0, c0, h, w = aligned_window(window, ctx.shape[:2], ctx.reduce)[1]
-            low = decode_maps_reduced(
-                ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1], ctx.reduce, ctx.threads
-            )
-            return Decoded(coeffs=low[r0 : r0 + h, c0 : c0 + w])
-        r0, c0, h, w = window
-        maps = decode_maps(ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1], ctx.threads)
-        maps = filter_maps(maps, params)
+            if maps is None:
+                maps = decode_maps_reduced(
+                    ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1], ctx.reduce, ctx.threads
+                )
+        else:
+            r0, c0, h, w = window
+            if maps is None:
+                maps = decode_maps(ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1], ctx.threads)
+                maps = filter_maps(maps, params)
+        if ctx.memo is not None:
+            ctx.memo[key] = maps
         return Decoded(coeffs=maps[r0 : r0 + h, c0 : c0 + w])
