@@ -127,6 +127,32 @@ from hsicodec.cli.options import (
     "bits instead of 12-17 %%; bench/shared.md).",
 )
 @click.option(
+    "--tile-threads",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Tiles encoded at once on local threads, each with its share of --threads; 0 (default) = one per 4 "
+    "cores. The file is the same for any N. A rate target (--bpppb, the default rate) runs at most --carry-lag "
+    "tiles at once.",
+)
+@click.option(
+    "--carry-lag",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="With a rate target on tiles: each tile's budget waits only for the bytes of the tile N before it, so N "
+    "tiles can be encoded at once (on --tile-threads or the --scheduler cluster). Default 1: each tile waits for "
+    "the one before. The file depends on N, not on where or how many tiles run (bench/tiles.md: RD of N).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Encode the scene's tiles on an existing Dask cluster (e.g. tcp://host:8786) instead of locally: "
+    "each tile's pixels go to a worker, the file is written here, identical to a local encode. Needs tiles "
+    "(--tile N, or an input over 2**26 values), the dask extra, and hsicodec and the models on the workers.",
+)
+@click.option(
     "--post-filter",
     is_flag=True,
     help="Let the coefficient-map layer add its post filter (a few coded taps over the decoded maps) where it "
@@ -170,6 +196,9 @@ def compress(
     wavelengths: str | None,
     tile: int | None,
     shared_basis: bool,
+    tile_threads: int | None,
+    carry_lag: int | None,
+    scheduler: str | None,
     post_filter: bool,
     nodata: float | None,
     tags: tuple[str, ...],
@@ -195,11 +224,18 @@ def compress(
       hsicodec compress scene.tif scene.hsim --bpppb 0.05
       hsicodec compress cube.npy cube.hsim --psnr 35 --effort max --model hsi-grid-v1
       hsicodec compress data.mat data.hsim --var indian_pines --json
+      hsicodec compress big.tif big.hsim --psnr 40 --tile 512 --scheduler tcp://10.0.0.5:8786
     """
     if sum(v is not None for v in (bpppb, psnr, max_error)) + lossless > 1:
         raise click.UsageError("--bpppb, --psnr, --max-error and --lossless are mutually exclusive: give one target")
     if or_smallest and (psnr is not None or max_error is not None or lossless):
         raise click.UsageError("--or-smallest goes with a rate (--bpppb), not with --psnr, --max-error or --lossless")
+    if carry_lag is not None and (psnr is not None or max_error is not None or lossless):
+        raise click.UsageError("--carry-lag goes with a rate (--bpppb or the default rate), not with a quality target")
+    if scheduler is not None and tile_threads is not None:
+        raise click.UsageError("--tile-threads sizes the local tile threads; it does not go with --scheduler")
+    if scheduler is not None and tile == 0:
+        raise click.UsageError("--scheduler spreads the tiles of a scene over a cluster; it does not go with --tile 0")
     from hsicodec.io.atomic import check_writable
     from hsicodec.io.hsimfile import check_hsim_output
 
@@ -226,6 +262,9 @@ def compress(
             wavelengths=_number_list(wavelengths, float, "--wavelengths"),
             tile=tile,
             shared_basis=shared_basis,
+            tile_threads=tile_threads or 0,
+            scheduler=scheduler,
+            **({"carry_lag": carry_lag} if carry_lag is not None else {}),
             tile_progress=_tile_postfix(bar),
             layer=layer,
             nodata=nodata,

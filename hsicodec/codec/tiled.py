@@ -25,13 +25,13 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import crc32c as _crc32c
 import numpy as np
 
 from hsicodec.codec import cube as _codec
-from hsicodec.codec.mask import invalid_mask
+from hsicodec.codec.tilebudget import CarryBudget
 from hsicodec.codec.tiledecode import (  # noqa: F401  (part of this module's API)
     STRIP_VALUES,
     decompress_file_tiled,
@@ -53,12 +53,12 @@ from hsicodec.codec.tilegrid import (  # noqa: F401  (part of this module's API)
     section_name,
     shared_stage,
 )
+from hsicodec.codec.tilepool import ClusterRunner, ThreadRunner, TileRunner, encoded_tiles, tile_encoders
 from hsicodec.coding.shared import SharedSpectral
 from hsicodec.errors import HsimHeaderError, HsimLimitError, OptionError
 from hsicodec.format.container import (
     DEFAULT_LIMITS,
     TRAILER_SIZE,
-    HsimReader,
     Limits,
     pack_head,
     validate_header,
@@ -200,13 +200,6 @@ def _overhead_bytes(
     return len(_pack_head(header, index, limits, validate=False)) + extra + TRAILER_SIZE
 
 
-def _valid_range(block: np.ndarray, mask: np.ndarray | None) -> tuple[float, float, int]:
-    vals = block if mask is None else block[~mask]
-    if vals.size == 0:
-        return math.inf, -math.inf, 0
-    return float(vals.min()), float(vals.max()), int(vals.size)
-
-
 def write_tiled(
     source: np.ndarray | CubeReader,
     dst: PathLike,
@@ -235,6 +228,11 @@ def write_tiled(
     latent_codings: tuple | None = None,
     or_smallest: bool = False,
     shared_basis: bool = False,
+    post_filter: bool = False,
+    tile_threads: int = 0,
+    scheduler: str | None = None,
+    client: Any = None,
+    carry_lag: int = 1,
 ) -> dict:
     """Compress ``source`` (a cube or an open :class:`~hsicodec.io.raster.CubeReader`) into the
     tiled `.hsim` file ``dst``, one tile at a time; returns statistics.
@@ -255,6 +253,14 @@ def write_tiled(
     (``target_fallback`` in the statistics).
     The compressed tiles are spooled to a temporary file beside ``dst``; the output appears
     atomically at the end.
+
+    Tiles are encoded several at a time (:mod:`hsicodec.codec.tilepool`), the file the same whatever their
+    number: ``tile_threads`` on local threads (0: one per 4 cores, :func:`~hsicodec.codec.tilepool.tile_encoders`),
+    each encoder with its share of ``threads``; or, with ``scheduler`` (a Dask scheduler's address) or
+    ``client`` (a ``distributed.Client``), as tasks on the cluster's workers, which need hsicodec and the
+    models. A rate target's tiles wait for the bytes of the tiles ``carry_lag`` before them
+    (:mod:`hsicodec.codec.tilebudget`; 1, the default: each tile for the one before, so at most one runs at a
+    time); the file depends on ``carry_lag``, never on the threads or the cluster.
     """
     bpppb, psnr, max_error = one_target(bpppb, psnr, max_error, lossless)
     reader: CubeReader | _ArraySource
@@ -307,66 +313,37 @@ def write_tiled(
     lo, hi, sse, n_valid = math.inf, -math.inf, 0.0, 0
     # rate budget: the target over the scene less the outer file's own bytes; each tile gets what is
     # left per remaining value, so a tile landing under its share leaves the rest to the next ones
-    budget_bits = None if target is None else target * n_values - 8.0 * overhead
-    left_values = n_values
+    budget = None if target is None else CarryBudget(target, n_values, overhead, carry_lag)
+    settings = dict(
+        geo=None, model=model, psnr=psnr, max_error=max_error, effort=effort, progress=None, tags=None,
+        threads=threads, registry=registry, backend=backend, created_by=False, band_map=band_map, wavelengths=wl,
+        nodata=nd, layer=layer, latent_codings=latent_codings, shared_spectral=shared, post_filter=post_filter,
+    )  # fmt: skip
     t_read = t_enc = 0.0
     fell_back = 0  # tiles that got their smallest file (the default rate was out of their reach)
-    with atomic_path(dst, force) as tmp:
+    with contextlib.ExitStack() as stack:
+        runner = _runner(stack, grid, threads, tile_threads, scheduler, client, registry)
+        tmp = stack.enter_context(atomic_path(dst, force))
         fd, spool_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tiles.part", dir=tmp.parent)
         spool_path = Path(spool_name)
         try:
             with os.fdopen(fd, "w+b") as spool:
-                for i in range(grid.count):
-                    r0, c0, h, w = grid.bounds(i)
-                    ta = time.perf_counter()
-                    block = reader.read(r0, c0, h, w)
-                    tb = time.perf_counter()
-                    mask = invalid_mask(block, nd)
-                    tmin, tmax, nv = _valid_range(block, mask)
-                    rate = None
-                    if budget_bits is not None and target is not None:  # both set, or neither
-                        rate = min(max(budget_bits / left_values, 0.25 * target), 4.0 * target)
-                    if nv == 0:
-                        data, st = b"", {"psnr": None, "bytes": 0, "empty": True}
-                    else:
-                        sub = (lambda f, i=i: progress((i + f) / grid.count)) if progress else None
-                        data, st, rate = _compress_tile(
-                            block,
-                            rate,
-                            dict(
-                                geo=None,
-                                model=model,
-                                psnr=psnr,
-                                max_error=max_error,
-                                effort=effort,
-                                progress=sub,
-                                tags=None,
-                                threads=threads,
-                                registry=registry,
-                                backend=backend,
-                                created_by=False,
-                                band_map=band_map,
-                                wavelengths=wl,
-                                nodata=nd,
-                                layer=layer,
-                                latent_codings=latent_codings,
-                                shared_spectral=shared,
-                            ),
-                            f"tile {i} (rows {r0}..{r0 + h}, cols {c0}..{c0 + w})",
-                            or_smallest=fallback_ok,
-                        )
-                        fell_back += st.get("target_fallback") is not None
-                        sha = HsimReader(data).header.get("model")  # None: a map-layer-only tile
-                        models[sha] = models.get(sha, 0) + 1
+                tiles = encoded_tiles(
+                    reader, grid, settings, runner, nodata=nd, budget=budget, or_smallest=fallback_ok,
+                    progress=progress, after_tile=release_memory,
+                )  # fmt: skip
+                for task, res in stack.enter_context(contextlib.closing(tiles)):
+                    i, (r0, c0, h, w), (tmin, tmax, nv) = task.index, task.window, task.valid
+                    data = res.data
+                    if nv:
+                        fell_back += res.fallback
+                        models[res.model] = models.get(res.model, 0) + 1
                         lo, hi, n_valid = min(lo, tmin), max(hi, tmax), n_valid + nv
-                        p = st.get("psnr")
-                        if p is not None and math.isfinite(p):
+                        if res.psnr is not None and math.isfinite(res.psnr):
                             rng = (tmax - tmin) or 1.0
-                            sse += nv * rng * rng / 10.0 ** (p / 10.0)
-                    del block, mask
-                    release_memory()
-                    t_read += tb - ta
-                    t_enc += time.perf_counter() - tb
+                            sse += nv * rng * rng / 10.0 ** (res.psnr / 10.0)
+                    t_read += task.read_seconds
+                    t_enc += res.seconds
                     spool.write(data)
                     index.append([section_name(i), len(data), _crc32c.crc32c(data)])
                     tile_stats.append(
@@ -374,14 +351,11 @@ def write_tiled(
                             "tile": i,
                             "window": [r0, c0, h, w],
                             "bytes": len(data),
-                            "bpppb_target": rate,
-                            "psnr": st.get("psnr"),
-                            "k": st.get("k"),
+                            "bpppb_target": res.rate if nv else task.rate,
+                            "psnr": res.psnr if nv else None,
+                            "k": res.k,
                         }
                     )
-                    if budget_bits is not None:
-                        budget_bits -= 8.0 * len(data)
-                        left_values = max(left_values - h * w * shape[2], 1)
                     if progress:
                         progress((i + 1) / grid.count)
                     if tile_progress:
@@ -455,6 +429,9 @@ def write_tiled(
         "model": first_model,
         "models": models,
         "per_tile": tile_stats,
+        # tiles encoded at once: the local threads or the cluster's worker threads, a rate target's carry lag
+        "tiles_at_once": runner.parallel if budget is None else min(runner.parallel, budget.lag),
+        "cluster": runner.cluster,
         "read_seconds": t_read,
         "encode_seconds": t_enc,
         "write_seconds": t_write,
@@ -462,24 +439,24 @@ def write_tiled(
     }
 
 
-def _compress_tile(
-    block: np.ndarray, rate: float | None, kwargs: dict, where: str, or_smallest: bool = False
-) -> tuple[bytes, dict, float | None]:
-    """One tile through codec.compress; a rate below the smallest file the tile allows (a thin edge
-    tile: the nested header alone is a few hundred bytes) is doubled, up to 16x, and the budget of
-    the following tiles pays for it. ``or_smallest`` (the default rate): the last try takes the
-    tile's smallest file rather than fail."""
-    tries = 5 if rate is not None else 1
-    for attempt in range(tries):
-        st: dict = {}
-        last = or_smallest and attempt + 1 == tries
-        try:
-            return _codec.compress(block, bpppb=rate, stats=st, or_smallest=last, **kwargs), st, rate
-        except OptionError as exc:
-            if attempt + 1 == tries or rate is None:  # no rate: a single try
-                raise OptionError(f"{where}: {exc}") from exc
-            rate = 2.0 * rate
-    raise AssertionError("unreachable")  # pragma: no cover
+def _runner(
+    stack: contextlib.ExitStack, grid: TileGrid, threads: int, tile_threads: int, scheduler, client, registry
+) -> TileRunner:
+    """Where the tiles are encoded: the cluster of ``client`` or ``scheduler`` (connected here, closed with
+    ``stack``), else ``tile_threads`` local threads (one: in this thread)."""
+    if client is None and not scheduler:
+        workers = tile_encoders(tile_threads, grid.count)
+        runner = TileRunner() if workers == 1 else ThreadRunner(workers, threads)
+    else:
+        if registry is not None:
+            raise OptionError("a model registry cannot be sent to the Dask workers: install the models there")
+        if client is None:
+            from hsicodec.integrations.cluster import scheduler_client
+
+            client = stack.enter_context(scheduler_client(str(scheduler), "--scheduler"))
+        runner = ClusterRunner(client)
+    stack.callback(runner.close)
+    return runner
 
 
 def compress_tiled(cube: np.ndarray, *, tile: int | tuple = DEFAULT_TILE, stats: dict | None = None, **kwargs) -> bytes:

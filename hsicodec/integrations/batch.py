@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hsicodec.errors import HsicodecError, OptionError
+from hsicodec.integrations.cluster import ClusterError, error_message, import_distributed, scheduler_client
 
 DECOMPRESS_EXTENSIONS = {"gtiff": ".tif", "envi": ".hdr", "npy": ".npy"}
 
 
-class BatchError(HsicodecError):
+class BatchError(ClusterError):
     """A batch cannot start (no inputs, clashing outputs, no dask, no cluster)."""
 
 
@@ -148,20 +149,6 @@ def plan(
 # --------------------------------------------------------------------------- one file (runs on a worker)
 
 
-def _one_line(text: Any) -> str:
-    return " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
-
-
-def error_message(exc: BaseException) -> str:
-    """The one-line message the CLI would print for ``exc``."""
-    if isinstance(exc, OSError) and exc.strerror:
-        names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
-        return _one_line(f"{' -> '.join(names)}: {exc.strerror}" if names else exc.strerror)
-    if isinstance(exc, HsicodecError):
-        return _one_line(str(exc) or type(exc).__name__)
-    return _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-
-
 def _result(job: Job, status: str, **kw: Any) -> dict:
     base = {
         "input": job.src,
@@ -273,12 +260,7 @@ def skipped_result(job: Job, decompress: bool = False) -> dict:
 
 
 def _import_distributed():
-    try:
-        import dask  # noqa: F401
-        import distributed
-    except ImportError:
-        raise BatchError("batch needs dask and distributed: pip install 'hsicodec[dask]'") from None
-    return distributed
+    return import_distributed("batch", BatchError)
 
 
 @contextlib.contextmanager
@@ -288,17 +270,11 @@ def open_client(scheduler: str | None = None, workers: int | None = None, proces
     The local cluster has ``workers`` worker processes (default: the CPU count) with
     one thread each, no dashboard, and is shut down on exit.
     """
-    distributed = _import_distributed()
     if scheduler:
-        try:
-            client = distributed.Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as exc:
-            raise BatchError(f"cannot connect to the Dask scheduler at {scheduler}: {error_message(exc)}") from None
-        try:
+        with scheduler_client(scheduler, "batch", BatchError) as client:
             yield client
-        finally:
-            client.close()
         return
+    distributed = _import_distributed()
     n = workers if workers else (os.cpu_count() or 1)
     import logging
 
