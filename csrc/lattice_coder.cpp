@@ -62,7 +62,8 @@ constexpr int64_t kWeightLim = int64_t(1) << (kOmega + 2);  // weights lie in [-
 constexpr int kStep0 = 7;         // weight step exponent at the start of a band ...
 constexpr int kStep1 = 10;        // ... growing by one every 2^kStepLog samples up to kStep1
 constexpr int kStepLog = 5;
-constexpr int kTrainStep = 6;     // the encoder's training pass: constant step exponent ...
+constexpr int kTrainStep = 5;     // the encoder's training pass: constant step exponent, ...
+constexpr int64_t kTrainRows = 2;  // ... over every kTrainRows-th row of the band (half the work, +0.1 % bytes), ...
 constexpr int64_t kTrainMin = 128;  // ... run on bands of at least this many samples in the block (else no change)
 constexpr int kWeightQ = 10;      // a band's initial weights are multiples of 2^kWeightQ (6 fractional bits)
 constexpr int64_t kWeightLimQ = kWeightLim >> kWeightQ;    // initial weights / 2^kWeightQ lie in [-256, 256)
@@ -472,7 +473,7 @@ class BlockCoder {
             const int64_t dc = 4 * int64_t(cur_[i]) - sigma;
             adapt<NP>(w, U, kTrainStep, dc * kOne >= dhat);
         };
-        for (int64_t y = 0; y < R; ++y) {
+        for (int64_t y = 0; y < R; y += kTrainRows) {
             const int32_t* row = cur_ + y * W;
             const int64_t base = y * W;
             if (y == 0) {

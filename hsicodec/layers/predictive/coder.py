@@ -39,7 +39,8 @@ OMEGA = 16  # weight resolution (fractional bits)
 ONE = 1 << OMEGA
 WEIGHT_LIM = 1 << (OMEGA + 2)
 STEP0, STEP1, STEP_LOG = 7, 10, 5  # weight step exponent min(STEP1, STEP0 + (i >> STEP_LOG))
-TRAIN_STEP = 6  # the encoder's training pass: constant step exponent ...
+TRAIN_STEP = 5  # the encoder's training pass: constant step exponent, ...
+TRAIN_ROWS = 2  # ... over every TRAIN_ROWS-th row of the band, ...
 TRAIN_MIN = 128  # ... run on bands of at least this many samples in the block (else no change)
 WEIGHT_Q = 10  # a band's initial weights are multiples of 2^WEIGHT_Q
 WEIGHT_LIM_Q = WEIGHT_LIM >> WEIGHT_Q
@@ -296,6 +297,8 @@ def _train(s: list[int], bz: int, rows: int, width: int, dp: list[list[int]], we
     w = weights[:npv]
     for i in range(1, rows * width):
         y, x = divmod(i, width)
+        if y % TRAIN_ROWS:
+            continue
         U = [dp[j][i] for j in range(npv)]
         norm = sum(abs(v) for v in U)
         if norm == 0:
