@@ -21,6 +21,7 @@ from hsicodec.format.container import HsimReader, decode_hsim, encode_hsim
 from hsicodec.layers.maps import coding as cm
 from hsicodec.layers.maps import rans, reduced
 from hsicodec.layers.maps.postfilter import encode_post
+from hsicodec.layers.maps.reduced import reduced_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "spec" / "vectors"
@@ -36,17 +37,6 @@ def smooth_maps(h: int, w: int, k: int, seed: int = 0) -> np.ndarray:
     rr, cc = np.mgrid[0:h, 0:w].astype(np.float64)
     waves = np.stack([np.sin(rr / (3 + j) + j) * np.cos(cc / (4 + j)) for j in range(k)], -1)
     return 4.0 * waves + rng.normal(0, 0.5, (h, w, k))
-
-
-def projection(full: np.ndarray, n: int, levels: int) -> np.ndarray:
-    """What a reduce-n read of a map file estimates, from its full decode alone: the full decode's CDF 9/7 low
-    band at min(n, levels), its finer details set to zero, synthesised at full resolution, then 2^n block means."""
-    lv = min(n, levels)
-    c = cdf97_forward(np.asarray(full, np.float64), lv)
-    h, w = reduced_size(full.shape[0], lv), reduced_size(full.shape[1], lv)
-    z = np.zeros_like(c)
-    z[:h, :w] = c[:h, :w]
-    return block_mean(cdf97_inverse(z, lv), n)
 
 
 def check_estimate(red: np.ndarray, full: np.ndarray, want: np.ndarray, n: int) -> None:
@@ -159,7 +149,7 @@ def test_decode_maps_reduced_estimates_the_full_maps_and_keeps_constants():
     for n in (1, 2, 3, p.levels + 2):
         got = reduced.decode_maps_reduced(data, p, h, w, n)
         assert got.shape == (reduced_size(h, n), reduced_size(w, n), k)
-        np.testing.assert_allclose(got, projection(full, n, p.levels), atol=1e-9)
+        np.testing.assert_allclose(got, reduced_reference(full, n, p.levels), atol=1e-9)
     const = np.full((h, w, 2), 2.5)
     data, p, dec = cm.encode_maps(const, -40, cm.map_levels(h, w))
     for n in (1, 3, 9):
@@ -219,7 +209,7 @@ def test_map_vectors_reduce_to_the_projection_of_their_full_decode(name):
             reduced_size(full.shape[1], n),
             full.shape[2],
         )
-        check_estimate(red, full, projection(full, n, levels), n)
+        check_estimate(red, full, reduced_reference(full, n, levels), n)
 
 
 def test_a_tiled_vector_reduces_tile_by_tile():
@@ -233,7 +223,7 @@ def test_a_tiled_vector_reduces_tile_by_tile():
         for r0 in (0, 24):
             for c0 in (0, 24):
                 tile = full[r0 : r0 + 24, c0 : c0 + 24]
-                want = projection(tile, n, wavelet_levels(tile.shape[0], tile.shape[1], cm.DEFAULT_LEVELS))
+                want = reduced_reference(tile, n, wavelet_levels(tile.shape[0], tile.shape[1], cm.DEFAULT_LEVELS))
                 got = red[r0 // f : r0 // f + want.shape[0], c0 // f : c0 // f + want.shape[1]]
                 check_estimate(got, tile, want, n)
 
@@ -282,4 +272,4 @@ def test_post_filtered_files_reduce_without_their_filter():
     for n in (1, 2):
         red = hsicodec.decompress(filtered, reduce=n)[0]
         np.testing.assert_array_equal(red, hsicodec.decompress(plain, reduce=n)[0])  # not applied when reduced
-        check_estimate(red, full_plain, projection(full_plain, n, cm.map_levels(48, 40)), n)
+        check_estimate(red, full_plain, reduced_reference(full_plain, n, cm.map_levels(48, 40)), n)

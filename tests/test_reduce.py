@@ -15,11 +15,11 @@ import pytest
 import hsicodec
 from hsicodec.codec import api as codec
 from hsicodec.coding.reduce import aligned_window, block_all, block_mean, check_reduce, reduced_size
-from hsicodec.coding.wavelet import cdf97_forward, cdf97_inverse
 from hsicodec.data import sample_path
 from hsicodec.errors import OptionError
 from hsicodec.io.raster import GeoInfo
 from hsicodec.layers.maps.coding import map_levels
+from hsicodec.layers.maps.reduced import reduced_reference
 
 MODEL = "hsi-grid-v1"
 TRANSFORM = (30.0, 0.0, 500000.0, 0.0, -30.0, 4200000.0)
@@ -38,17 +38,6 @@ def cube() -> np.ndarray:
 ROUNDING = 2.0
 
 
-def _projection(full: np.ndarray, n: int, levels: int) -> np.ndarray:
-    """What a map file's reduce-n read estimates, from its full decode alone: the CDF 9/7 low band at
-    min(n, levels), finer details zeroed, synthesised back, then 2^n block means."""
-    lv = min(n, levels)
-    c = cdf97_forward(np.asarray(full, np.float64), lv)
-    h, w = reduced_size(full.shape[0], lv), reduced_size(full.shape[1], lv)
-    z = np.zeros_like(c)
-    z[:h, :w] = c[:h, :w]
-    return block_mean(cdf97_inverse(z, lv), n)
-
-
 def _tiled_projection(full: np.ndarray, n: int, tile: int) -> np.ndarray:
     """:func:`_projection` tile by tile (tile sides multiples of 2^n), assembled."""
     f = 1 << n
@@ -56,7 +45,7 @@ def _tiled_projection(full: np.ndarray, n: int, tile: int) -> np.ndarray:
     for r0 in range(0, full.shape[0], tile):
         for c0 in range(0, full.shape[1], tile):
             part = full[r0 : r0 + tile, c0 : c0 + tile]
-            p = _projection(part, n, map_levels(part.shape[0], part.shape[1]))
+            p = reduced_reference(part, n, map_levels(part.shape[0], part.shape[1]))
             out[r0 // f : r0 // f + p.shape[0], c0 // f : c0 // f + p.shape[1]] = p
     return out
 
@@ -92,7 +81,7 @@ def test_map_layer_reduce_is_the_coarse_estimate_of_the_full_decode(cube, n):
     full, red, _ = _full_and_reduced(data, n)
     assert red.dtype == cube.dtype
     assert red.shape == (reduced_size(45, n), reduced_size(38, n), cube.shape[2])  # n = 6: past its 5 levels
-    assert np.abs(red - _projection(full, n, map_levels(45, 38))).max() <= ROUNDING
+    assert np.abs(red - reduced_reference(full, n, map_levels(45, 38))).max() <= ROUNDING
     # an estimate of the block means, not them: measured on this crop 36.6 / 28.2 / 25.5 dB PSNR against the
     # block means of the full decode for n = 1 / 2 / 3 (those means: 56 / 58 / 63 dB from the original's)
     if n <= 3:
@@ -119,7 +108,7 @@ def test_reduced_window_and_bands(cube, n):
     win = (5, 7, 21, 13)
     red, _ = hsicodec.decompress(data, reduce=n, window=win, bands=(3, 9))
     _, (r0, c0, h, w) = aligned_window(win, cube.shape, n)
-    expect = _projection(full, n, map_levels(45, 38))[r0 : r0 + h, c0 : c0 + w, 3:9]  # the whole image's estimate
+    expect = reduced_reference(full, n, map_levels(45, 38))[r0 : r0 + h, c0 : c0 + w, 3:9]  # the whole image's estimate
     assert red.shape == expect.shape
     assert np.abs(red - expect).max() <= ROUNDING
 
@@ -208,5 +197,5 @@ def test_cli_decompress_reduce_writes_a_scaled_geotiff(cube, tmp_path, tile):
         assert tuple(ds.transform)[:6] == (120.0, 0.0, 500000.0, 0.0, -120.0, 4200000.0)
         got = np.moveaxis(ds.read(), 0, 2)
     np.testing.assert_array_equal(got, hsicodec.decompress(tmp_path / "s.hsim", reduce=2)[0])
-    expect = _tiled_projection(full, 2, tile) if tile else _projection(full, 2, map_levels(45, 38))
+    expect = _tiled_projection(full, 2, tile) if tile else reduced_reference(full, 2, map_levels(45, 38))
     assert np.abs(got - expect).max() <= ROUNDING

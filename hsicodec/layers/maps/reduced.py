@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from hsicodec.coding.coarse import coarse_block_means
-from hsicodec.coding.wavelet import cdf97_inverse_reference, native_wavelet
+from hsicodec.coding.reduce import block_mean, reduced_size
+from hsicodec.coding.wavelet import cdf97_forward, cdf97_inverse, cdf97_inverse_reference, native_wavelet
 from hsicodec.layers.maps.coding import (
     EC_RANS,
     RECON_DEN,
@@ -84,3 +85,15 @@ def decode_maps_reduced(
     sym = decode_coarse_symbols(data, p, height, width, level, threads)
     low = dequantize_coarse(sym, p, height, width, level, threads)
     return coarse_block_means(low, height, width, level, int(reduce))
+
+
+def reduced_reference(full: np.ndarray, n: int, levels: int) -> np.ndarray:
+    """What a reduce-n read of maps estimates, from their full decode ``full`` (H, W, ...) alone (the slow
+    reference of :func:`decode_maps_reduced`): the CDF 9/7 low band at min(n, levels), every finer detail set to
+    zero, synthesised at full resolution, then the 2^n block means."""
+    lv = min(n, levels)
+    c = cdf97_forward(np.asarray(full, np.float64), lv)
+    h, w = reduced_size(full.shape[0], lv), reduced_size(full.shape[1], lv)
+    z = np.zeros_like(c)
+    z[:h, :w] = c[:h, :w]
+    return block_mean(cdf97_inverse(z, lv), n)
