@@ -207,6 +207,7 @@ struct Layout {
     int64_t h = 0, w = 0, groups = 0;
     std::vector<Band> bands;
     std::vector<const Band*> parent, sib1, sib2;
+    std::vector<char> has_parent;  // a parent index, even of an empty subband (the learned model's flag)
 };
 
 Layout make_layout(int64_t h, int64_t w, const LayoutIn& in, const std::vector<int64_t>& parents) {
@@ -233,6 +234,7 @@ Layout make_layout(int64_t h, int64_t w, const LayoutIn& in, const std::vector<i
         const Band* s1 = b.ori >= 2 ? &L.bands[i - 1] : nullptr;
         const Band* s2 = b.ori == 3 ? &L.bands[i - 2] : nullptr;
         L.parent.push_back(par);
+        L.has_parent.push_back(parents[i] >= 0);
         L.sib1.push_back(s1 && !s1->empty() ? s1 : nullptr);
         L.sib2.push_back(s2 && !s2->empty() ? s2 : nullptr);
     }
@@ -275,14 +277,14 @@ inline int context_class(const Layout& L, size_t bi, const int32_t* cur, const i
     return fine[std::min(t, kTop)] + (late ? kPassClasses : 0);
 }
 
-// Calls f(flat index, class) for every symbol of band bi's pass (0: (r + c) even, 1: odd), row-major.
+// Calls f(flat index, class, r, c) for every symbol of band bi's pass (0: (r + c) even, 1: odd), row-major.
 template <class F>
 inline void band_pass(const Layout& L, size_t bi, int pass, const int32_t* cur, const int32_t* prev, F&& f) {
     const Band& b = L.bands[bi];
     const uint8_t* fine = models().fine;
     for (int64_t r = 0; r < b.rows(); ++r)
         for (int64_t c = (r + pass) & 1; c < b.cols(); c += 2)
-            f((b.r0 + r) * L.w + b.c0 + c, context_class(L, bi, cur, prev, r, c, fine));
+            f((b.r0 + r) * L.w + b.c0 + c, context_class(L, bi, cur, prev, r, c, fine), r, c);
 }
 
 // codes[(j * groups + g) * 26 + class] = clip(base[j * groups + g] + offsets[class], 0, 255)
@@ -364,7 +366,7 @@ py::bytes map_encode(const py::array_t<int64_t, py::array::c_style | py::array::
                             const uint8_t* ct = codes.data() + (j * L.groups + L.bands[bi].grp) * kClasses;
                             for (int pass = 0; pass < 2; ++pass)
                                 band_pass(L, bi, pass, cur, prev,
-                                          [&](int64_t i, int cls) { order.emplace_back(i, ct[cls]); });
+                                          [&](int64_t i, int cls, int64_t, int64_t) { order.emplace_back(i, ct[cls]); });
                         }
                         const int64_t* sj = s + j * hw;
                         for (auto it = order.rbegin(); it != order.rend(); ++it)
@@ -431,13 +433,12 @@ std::vector<int64_t> subbands_needed(int64_t k, int64_t count, int64_t nbands, i
     return need;
 }
 
-py::array_t<int32_t> map_decode(const py::bytes& data_in, int64_t k, int64_t h, int64_t w, const py::bytes& base_codes,
-                                const std::vector<int64_t>& offsets, int64_t max_abs, const LayoutIn& bands_in,
-                                const std::vector<int64_t>& parents, int threads, int64_t stop) {
-    if (k < 1 || h < 1 || w < 1) throw std::invalid_argument("k, h and w must be positive");
-    if (max_abs < 0 || max_abs > kMaxAbs) throw std::invalid_argument("max_abs outside 0..2^20");
-    const Layout L = make_layout(h, w, bands_in, parents);
-    const std::vector<uint8_t> codes = code_table(base_codes, offsets, k, L.groups);
+// The decoder of ec = 1 and ec = 2: code_of(j, bi, cur, r, c, ec1 code) gives a symbol's scale code; stop as
+// map_decode's.
+template <class CodeOf>
+py::array_t<int32_t> decode_stream(const py::bytes& data_in, int64_t k, int64_t h, int64_t w,
+                                   const std::vector<uint8_t>& codes, int64_t max_abs, const Layout& L, int threads,
+                                   int64_t stop, CodeOf&& code_of) {
     const int64_t hw = h * w;
     const int64_t nbands = static_cast<int64_t>(L.bands.size());
     if (stop < 0 || stop > nbands) stop = nbands;  // negative: every subband
@@ -507,8 +508,9 @@ py::array_t<int32_t> map_decode(const py::bytes& data_in, int64_t k, int64_t h, 
                             }
                             const uint8_t* ct = codes.data() + (j * L.groups + L.bands[bi].grp) * kClasses;
                             for (int pass = 0; pass < 2; ++pass)
-                                band_pass(L, bi, pass, cur, prev, [&](int64_t i, int cls) {
-                                    cur[i] = static_cast<int32_t>(dec.symbol(M.m[ct[cls]], max_abs));
+                                band_pass(L, bi, pass, cur, prev, [&](int64_t i, int cls, int64_t r, int64_t c) {
+                                    const int code = code_of(j, bi, cur, r, c, ct[cls]);
+                                    cur[i] = static_cast<int32_t>(dec.symbol(M.m[code], max_abs));
                                 });
                             if (j == j1 - 1 && part + 1 < count) {
                                 std::lock_guard<std::mutex> lock(mu);
@@ -550,6 +552,19 @@ py::array_t<int32_t> map_decode(const py::bytes& data_in, int64_t k, int64_t h, 
     return out;
 }
 
+py::array_t<int32_t> map_decode(const py::bytes& data_in, int64_t k, int64_t h, int64_t w, const py::bytes& base_codes,
+                                const std::vector<int64_t>& offsets, int64_t max_abs, const LayoutIn& bands_in,
+                                const std::vector<int64_t>& parents, int threads, int64_t stop) {
+    if (k < 1 || h < 1 || w < 1) throw std::invalid_argument("k, h and w must be positive");
+    if (max_abs < 0 || max_abs > kMaxAbs) throw std::invalid_argument("max_abs outside 0..2^20");
+    const Layout L = make_layout(h, w, bands_in, parents);
+    const std::vector<uint8_t> codes = code_table(base_codes, offsets, k, L.groups);
+    return decode_stream(data_in, k, h, w, codes, max_abs, L, threads, stop,
+                         [](int64_t, int64_t, const int32_t*, int64_t, int64_t, int code) { return code; });
+}
+
+#include "map_lem.inl"
+
 py::bytes map_code_tables() {
     std::string out;
     for (int c = 0; c < kCodes; ++c)
@@ -576,5 +591,6 @@ void register_map_coder(py::module_& mod) {
             "stop >= 0: the first `stop` subbands of every map only, as (k, rows, cols), the box they tile (a map\n"
             "followed by another in its substream, or read by a map decoded further, is still decoded whole; a\n"
             "substream stopped early is not checked for its end).");
+    register_map_lem(mod);
     mod.def("map_code_tables", &map_code_tables, "The coder's frequency tables: 256 x 64 uint16 little-endian.");
 }

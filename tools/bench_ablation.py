@@ -12,6 +12,11 @@ Rows per scene and target rate (whole file counted, decoded and measured as docs
   latents (:meth:`hsicodec.layers.network.encode.NetworkEncoder.improve`);
 * ``coefficient-map layer alone`` — no network latents: the PCA maps coded in the CDF 9/7
   domain with context-classed Laplace scales (:mod:`hsicodec.layers.maps.coding`);
+* ``coefficient-map layer, step refined to the budget`` — the control of the next row: the same layer,
+  the step also refined to finer values while the file fits (what the learned model's encoder does);
+* ``coefficient-map layer + learned entropy model`` — the same with ``learned_entropy=True``
+  (``--learned-entropy``): the maps coded under the learned entropy model (``ec = 2``,
+  :mod:`hsicodec.layers.maps.lem`) where it saves bytes, the step refined to the same byte budget;
 * ``all (default)`` — what ``compress`` does: below effort max the map layer goes first and
   alone (the network's latents are the fallback), so this equals the row above;
   ``all + effort max`` — at effort max: both, the better per file, the map layer with
@@ -45,22 +50,33 @@ from hsicodec import metrics
 from hsicodec.codec.api import decompress, load_codec_model
 from hsicodec.codec.encode import encode
 from hsicodec.errors import OptionError
-from hsicodec.layers.maps.coding import map_levels
+from hsicodec.format.container import decode_hsim
+from hsicodec.layers.maps.coding import EC_LEARNED, map_levels
+from hsicodec.layers.maps.lem import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hsi"
 RATES = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
-VARIANTS = [  # label, model, latent codings (None: the encoder chooses), effort
+VARIANTS: list[tuple] = [  # label, model, latent codings (None: the encoder chooses), effort[, encode keywords]
     ("plain method", "hsi-plain-v1", ("plain",), "default"),
     ("+ spectral PCA + latent grids", "hsi-grid-v1", ("plain",), "default"),
     ("+ Haar coefficients", "hsi-grid-v1", ("haar",), "default"),
     ("+ channel KLT", "hsi-grid-v1", ("haar+klt",), "default"),
     ("network latents, effort max", "hsi-grid-v1", ("haar+klt",), "max"),
     ("coefficient-map layer alone", "hsi-grid-v1", ("maps",), "default"),
+    (
+        "coefficient-map layer, step refined to the budget",
+        "hsi-grid-v1",
+        ("maps",),
+        "default",
+        {"map_options": {"fill_budget": True}},
+    ),
+    ("coefficient-map layer + learned entropy model", "hsi-grid-v1", ("maps",), "default", {"learned_entropy": True}),
     ("all (default)", "hsi-grid-v1", None, "default"),
     ("all + effort max", "hsi-grid-v1", None, "max"),
 ]
 ANCHORS = ["pca_jpeg2000", "sperr_3d"]
+DECODE_REPEATS = 3  # decode s: the median of this many decodes
 
 
 def decode_macs_per_pixel(model, k: int, bands: int) -> int:
@@ -84,22 +100,37 @@ def map_decode_macs_per_pixel(k: int, bands: int, levels: int) -> int:
     return int(round(k * per_sample)) + k * bands
 
 
-def run(cube: np.ndarray, rate: float, alias: str, codings: tuple[str, ...] | None, effort: str) -> dict:
+def learned_macs_per_pixel(data: bytes, k: int) -> int:
+    """The learned entropy model's multiply-adds per pixel of a map-layer file coded with it (``ec = 2``): at
+    most one network evaluation per map coefficient (0 for any other file)."""
+    rl = decode_hsim(data).header["codec"].get("rl")
+    if not (isinstance(rl, list) and len(rl) == 9 and rl[6] == EC_LEARNED):
+        return 0
+    return k * resolve(rl[7]).macs_per_symbol
+
+
+def run(cube: np.ndarray, rate: float, alias: str, codings: tuple[str, ...] | None, effort: str,
+        extra: dict | None = None) -> dict:  # fmt: skip
     cm = load_codec_model(alias)
     header = {"shape": [int(v) for v in cube.shape], "dtype": cube.dtype.name, "model": cm.sha256}
     t0 = time.perf_counter()
     try:
-        data, st = encode(cube, cm, bpppb=rate, effort=effort, base_header=header, latent_codings=codings)
+        data, st = encode(
+            cube, cm, bpppb=rate, effort=effort, base_header=header, latent_codings=codings, **(extra or {})
+        )
     except OptionError as exc:
         return {"reachable": False, "note": str(exc)}
     t_enc = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rec, _ = decompress(data)
-    t_dec = time.perf_counter() - t0
+    t_dec = []
+    for _ in range(DECODE_REPEATS):
+        t0 = time.perf_counter()
+        rec, _ = decompress(data)
+        t_dec.append(time.perf_counter() - t0)
     q = metrics.quality_report(cube, rec, len(data))
     k = int(st["k"])
     if st.get("layer") == "maps":
         macs = map_decode_macs_per_pixel(k, cube.shape[2], map_levels(cube.shape[0], cube.shape[1]))
+        macs += learned_macs_per_pixel(data, k)
     else:
         macs = decode_macs_per_pixel(cm, k, cube.shape[2])
     return {
@@ -108,7 +139,7 @@ def run(cube: np.ndarray, rate: float, alias: str, codings: tuple[str, ...] | No
         "psnr": q["psnr"],
         "sam": q["sam"],
         "encode_s": t_enc,
-        "decode_s": t_dec,
+        "decode_s": float(np.median(t_dec)),
         "k": k,
         "layer": st.get("layer"),
         "decode_macs_per_pixel": macs,
@@ -136,7 +167,9 @@ def markdown(result: dict) -> str:
         f"Generated by `{result['command']}` ({result['date']}, {result['machine']}). Validation scenes "
         "only (never seen in training); the whole file counted; encode s = one whole encode on these "
         "cores; MAC/px = the decoder's multiply-adds per pixel (SIREN for the k outputs used, latent "
-        "interpolation, spectral reconstruction). Anchor rows are copied from `bench/rd.json`.",
+        "interpolation, spectral reconstruction; with the learned entropy model at most one evaluation of its "
+        "network per map coefficient); dec = decode s, median of 3 (the map-layer rows). Anchor rows are "
+        "copied from `bench/rd.json`.",
         "",
     ]
     for up in result.get("updates", []):
@@ -159,11 +192,24 @@ def markdown(result: dict) -> str:
                     cells.append("unreachable")
                 else:
                     extra = f", {row['encode_s']:.1f} s" if "encode_s" in row else ""
+                    extra += (
+                        f", dec {row['decode_s']:.3f} s" if "decode_s" in row and "coefficient-map" in label else ""
+                    )
                     extra += f", {row['decode_macs_per_pixel']} MAC/px" if "decode_macs_per_pixel" in row else ""
                     cells.append(f"{row['psnr']:.2f} dB ({row['bpppb']:.4f}{extra})")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def kept_notes(old_md: str, scenes: list[str]) -> str:
+    """The hand-written sections of an existing ablation.md (from its first "## " heading that is not a
+    scene's table), which a re-run keeps after the tables it regenerates."""
+    lines = old_md.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("## ") and not any(line.startswith(f"## {s} (") for s in scenes):
+            return "\n" + "\n".join(lines[i:]) + "\n"
+    return ""
 
 
 def select_rows(names: list[str] | None) -> list[tuple]:
@@ -215,8 +261,8 @@ def main() -> int:
         rows = {}
         anchors = anchor_rows(name, args.out / "rd.json")
         for rate in args.rates:
-            for label, alias, codings, effort in variants:
-                row = run(cube, rate, alias, codings, effort)
+            for label, alias, codings, effort, *extra in variants:
+                row = run(cube, rate, alias, codings, effort, *extra)
                 rows[f"{label}@{rate}"] = row
                 text = f"{row['psnr']:.2f} dB @ {row['bpppb']:.4f}" if row["reachable"] else "unreachable"
                 if row["reachable"]:
@@ -236,7 +282,9 @@ def main() -> int:
     if args.rows is not None and path.exists():
         result = merge(json.loads(path.read_text()), result, [v[0] for v in variants])
     path.write_text(json.dumps(result, indent=1, default=float))
-    (args.out / "ablation.md").write_text(markdown(result))
+    md = args.out / "ablation.md"
+    notes = kept_notes(md.read_text(), [sc["scene"] for sc in result["scenes"]]) if md.exists() else ""
+    md.write_text(markdown(result) + notes)
     print(f"wrote {args.out / 'ablation.json'} and {args.out / 'ablation.md'}")
     return 0
 

@@ -63,6 +63,8 @@ def vector_inputs() -> dict:
         "maps_33x30x66_uint16": (np.ascontiguousarray(sample[5:38, 20:50, ::3]), None, 0.25),
         # the map layer's rANS stream (spec/hsim.md 10.9) cut into one substream per map
         "maps_substreams_24x20x40_uint16": (np.ascontiguousarray(sample[30:54, 40:60, 2::5]), None, 1.5),
+        # the map layer under the learned entropy model (spec/hsim.md 10.11, rl.ec = 2, model hsi-lem-v1)
+        "maps_learned_40x40x50_uint16": (np.ascontiguousarray(sample[:40, :40, ::4]), None, 0.5),
         # the predictive layer (rate = None: a max error, below): bit-exact and within 3 units
         "lossless_37x20x25_uint16": (np.ascontiguousarray(sample[2:39, 30:50, ::8]), None, None),
         "nearlossless_37x20x25_int16": (
@@ -106,6 +108,11 @@ def build(name: str) -> bytes:
             cube, tile=TILED_VECTOR_TILE, geo=geo, bpppb=rate, effort="fast", threads=1, backend="numpy",
             shared_basis=name.startswith("tiled_shared_"), layer="maps" if name.startswith("tiled_shared_") else None,
         )  # fmt: skip
+    if name.startswith("maps_learned_"):
+        data = compress(cube, bpppb=rate, effort="fast", threads=1, backend="numpy", learned_entropy=True)
+        if decode_hsim(data).header["codec"]["rl"][6] != coefmaps.EC_LEARNED:
+            raise SystemExit(f"{name}: the encoder did not choose the learned entropy model")
+        return data
     if name in MAX_ERRORS:
         return compress(cube, geo=geo, max_error=MAX_ERRORS[name], threads=1)
     codings = ("haar+klt", "plain") if name.startswith("jasper_") else None  # keep one vector on the network path

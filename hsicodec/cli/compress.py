@@ -159,6 +159,12 @@ from hsicodec.cli.options import (
     "measures better at the same size; rate targets only (+0.0-0.1 dB, bench/postfilter.md).",
 )
 @click.option(
+    "--learned-entropy",
+    is_flag=True,
+    help="Code the coefficient maps under the learned entropy model (hsi-lem-v1, 1-6 %% fewer map bits, "
+    "slower decode; bench/entropy_model.md) where it saves bytes; the file then needs that model to decode.",
+)
+@click.option(
     "--nodata",
     type=float,
     default=None,
@@ -200,6 +206,7 @@ def compress(
     carry_lag: int | None,
     scheduler: str | None,
     post_filter: bool,
+    learned_entropy: bool,
     nodata: float | None,
     tags: tuple[str, ...],
     threads: int,
@@ -272,6 +279,7 @@ def compress(
             threads=threads,
             backend=backend.lower(),
             **({"post_filter": True} if post_filter else {}),
+            **({"learned_entropy": True} if learned_entropy else {}),
         )
     if as_json:
         _print_json(stats)

@@ -65,6 +65,7 @@ def compress(
     or_smallest: bool = False,
     shared_spectral: SharedSpectral | None = None,
     post_filter: bool = False,
+    learned_entropy: bool = False,
 ) -> bytes:
     """Compress a (rows, cols, bands) cube to `.hsim` bytes.
 
@@ -93,6 +94,9 @@ def compress(
     instead of carrying its own, and decodes only with it (``decompress(..., shared_spectral=)``).
     ``post_filter``: the map layer may add its post filter (:mod:`hsicodec.layers.maps.postfilter`) to a
     rate-targeted file, where it measures better at the same size.
+    ``learned_entropy``: the map layer codes its symbols under the learned entropy model
+    (:mod:`hsicodec.layers.maps.lem`, header ``ec = 2``) where it saves bytes; such files decode only where
+    the model (bundled: hsi-lem-v1) is installed.
     """
 
     cube = np.asarray(cube)
@@ -128,6 +132,7 @@ def compress(
             or_smallest=or_smallest,
             shared_spectral=shared_spectral,
             post_filter=post_filter,
+            learned_entropy=learned_entropy,
         )
     if layer in (None, "auto") and latent_codings is None:
         layer = "all"  # a model named by the caller: its network layer competes for every file
@@ -136,6 +141,7 @@ def compress(
         threads=threads, registry=registry, stats=stats, backend=backend, created_by=created_by,
         band_map=band_map, wavelengths=wavelengths, nodata=nodata, layer=layer, latent_codings=latent_codings,
         or_smallest=or_smallest, shared_spectral=shared_spectral, post_filter=post_filter,
+        learned_entropy=learned_entropy,
     )  # fmt: skip
 
 
@@ -163,6 +169,7 @@ def _compress_model(
     or_smallest: bool = False,
     shared_spectral: SharedSpectral | None = None,
     post_filter: bool = False,
+    learned_entropy: bool = False,
 ) -> bytes:
     """:func:`compress` with one model (a validated cube)."""
     from hsicodec.codec.encode import encode
@@ -206,6 +213,7 @@ def _compress_model(
         or_smallest=or_smallest,
         shared_spectral=shared_spectral,
         post_filter=post_filter,
+        learned_entropy=learned_entropy,
     )
     if max_error is not None:
         _check_bound(data, original, mask, max_error, registry)

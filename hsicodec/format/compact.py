@@ -7,7 +7,8 @@ Grid v5 writes them as
 
     codec = {"id": "grid", "norm": σ, "sp": [me, be, ma, n, t], "rl": [k, q, wt, ma, ro, t]}
 
-(grid v8 appends the map layer's entropy coder: ``rl = [k, q, wt, ma, ro, t, ec]``, ``ec`` = 1)
+(grid v8 appends the map layer's entropy coder: ``rl = [k, q, wt, ma, ro, t, ec]``, ``ec`` = 1; with the
+learned entropy model, ``ec`` = 2, also its id and mix weights: ``rl = [k, q, wt, ma, ro, t, 2, em, mw]``)
 
 with one section ``"c"`` holding the spectral stream (its first n bytes) and
 the map stream (the rest). Each ``t`` packs the layer's byte tables as
@@ -183,15 +184,19 @@ def pack_maps(rl: dict) -> list:
         for j in range(CO_PASS):
             w.signed(co[p][j] - _co_prediction(co, p, j), CO_ORDER)
     out = [k, rl["q"], lv, rl["ma"], rl["ro"], w.tobytes()]
+    if rl.get("ec", 0) == 2:  # the learned entropy model: its id and mix weights follow
+        return out + [2, rl["em"], rl["mw"]]
     return out + [rl["ec"]] if rl.get("ec", 0) else out  # grid v8: the entropy coder, when not constriction
 
 
 def unpack_maps(arr, max_maps: int, max_levels: int) -> dict:
     """v5 ``codec.rl`` array → the v4 map (its ints are checked again by the map layer's parser); a
-    seventh entry (grid v8) is the entropy coder ``ec``."""
+    seventh entry (grid v8) is the entropy coder ``ec``, and with ``ec`` = 2 an eighth and ninth its ``em``, ``mw``."""
     key = "codec.rl"
-    if not isinstance(arr, list) or len(arr) not in (6, 7):
-        raise HsimHeaderError(f"header key '{key}': expected [k, q, wt, ma, ro, t] or [k, q, wt, ma, ro, t, ec]")
+    if not isinstance(arr, list) or len(arr) not in (6, 7, 9) or (len(arr) == 9 and arr[6] != 2):
+        raise HsimHeaderError(
+            f"header key '{key}': expected [k, q, wt, ma, ro, t], [k, q, wt, ma, ro, t, ec] or [..., 2, em, mw]"
+        )
     k, q, lv, ma, ro, t = arr[:6]
     if type(k) is not int or not 1 <= k <= max_maps:
         raise HsimHeaderError(f"header key '{key}': k must be an int in 1..{max_maps}")
@@ -218,8 +223,10 @@ def unpack_maps(arr, max_maps: int, max_levels: int) -> dict:
         "ls": bytes(int(v) for v in ls.ravel()),
         "co": bytes(int(v) for v in co.ravel()),
     }
-    if len(arr) == 7:
+    if len(arr) >= 7:
         out["ec"] = arr[6]
+    if len(arr) == 9:
+        out["em"], out["mw"] = arr[7], arr[8]
     return out
 
 

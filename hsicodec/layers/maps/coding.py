@@ -30,7 +30,9 @@ network latents, the maps themselves) is coded here as a residual layer:
    the encoder) by the layer's own rANS coder (:mod:`hsicodec.layers.maps.rans`, in C++ as
    ``map_encode`` / ``map_decode``: the whole stream in one call, classes computed as it decodes,
    GIL released, maps pipelined over threads); ``ec`` absent (earlier files) by constriction's ANS
-   coder under ``QuantizedLaplace`` with per-symbol float scales, one pass of a subband per call.
+   coder under ``QuantizedLaplace`` with per-symbol float scales, one pass of a subband per call; ``ec`` 2
+   (optional, ``--learned-entropy``) by the same rANS coder under the learned entropy model's codes
+   (:mod:`hsicodec.layers.maps.lem`, decoded through :mod:`hsicodec.layers.maps.streams`).
 
 Symbols are coded map by map, subband by subband in :func:`hsicodec.coding.wavelet.subbands`
 order, row-major inside a subband (inside each pass); a pass's classes depend
@@ -65,9 +67,11 @@ MAX_LEVELS = 8
 DEFAULT_LEVELS = 5
 MAX_MAPS = 255
 RECON_DEN = 32  # reconstruction offset unit: ρ / 32 of a step
-MAP_KEYS = frozenset({"k", "q", "wt", "ma", "ls", "co", "ro", "ec"})
+MAP_KEYS = frozenset({"k", "q", "wt", "ma", "ls", "co", "ro", "ec", "em", "mw"})
 EC_CONSTRICTION = 0  # header key "ec" absent: constriction's ANS coder (grid v3..v7 files)
 EC_RANS = 1  # the layer's own rANS coder (grid v8, spec/hsim.md 10.9): what the encoder writes
+EC_LEARNED = 2  # rANS under the learned entropy model's codes (spec/hsim.md 10.11, hsicodec.layers.maps.lem)
+MODEL_ID_BYTES = 8  # "em": the learned model's sha256, its first 8 bytes
 
 
 @dataclass
@@ -82,6 +86,8 @@ class MapParams:
     class_offsets: np.ndarray  # (PLAIN_CLASSES or CHECKER_CLASSES,) int, in 1/8 octaves: the context scheme
     recon: int  # ρ, 0..RECON_DEN/2
     coder: int = EC_RANS  # header key "ec": the stream's entropy coder (absent in a header: EC_CONSTRICTION)
+    model_id: bytes = b""  # ec = 2: header key "em", the learned entropy model's id (sha256 prefix)
+    mix: bytes = b""  # ec = 2: header key "mw", one mix weight 0..4 per level group
 
     @property
     def checker(self) -> bool:
@@ -100,6 +106,8 @@ class MapParams:
         }
         if self.coder != EC_CONSTRICTION:
             out["ec"] = self.coder
+        if self.coder == EC_LEARNED:
+            out["em"], out["mw"] = self.model_id, self.mix
         return out
 
     @property
@@ -135,10 +143,17 @@ def parse_params(m, height: int, width: int, max_maps: int) -> MapParams:
         raise HsimHeaderError(
             f"header key 'codec.rl.co': expected {CHECKER_CLASSES} (or {PLAIN_CLASSES}) class offsets"
         )
-    ec = integer("ec", EC_CONSTRICTION, EC_RANS) if "ec" in m else EC_CONSTRICTION
-    if ec == EC_RANS and len(co) != CHECKER_CLASSES:
+    ec = integer("ec", EC_CONSTRICTION, EC_LEARNED) if "ec" in m else EC_CONSTRICTION
+    if ec != EC_CONSTRICTION and len(co) != CHECKER_CLASSES:
         raise HsimHeaderError("header key 'codec.rl.ec': the rANS coder needs the checkerboard scheme (26 offsets)")
-    return MapParams(k, q, lv, ma, ls, np.frombuffer(co, np.uint8).astype(np.int64) - 128, ro, ec)
+    em, mw = m.get("em", b""), m.get("mw", b"")
+    if ec == EC_LEARNED and not (isinstance(em, bytes) and len(em) == MODEL_ID_BYTES):
+        raise HsimHeaderError(f"header key 'codec.rl.em': expected {MODEL_ID_BYTES} bytes (the model's id)")
+    if ec == EC_LEARNED and not (isinstance(mw, bytes) and len(mw) == lv + 1 and max(mw) <= 4):
+        raise HsimHeaderError(f"header key 'codec.rl.mw': expected {lv + 1} mix weights in 0..4")
+    if ec != EC_LEARNED and ("em" in m or "mw" in m):
+        raise HsimHeaderError("header keys 'codec.rl.em' / 'mw' belong to the learned entropy model (ec = 2)")
+    return MapParams(k, q, lv, ma, ls, np.frombuffer(co, np.uint8).astype(np.int64) - 128, ro, ec, em, mw)
 
 
 def map_levels(height: int, width: int) -> int:
@@ -711,6 +726,8 @@ def decode_symbols(data: bytes, p: MapParams, height: int, width: int, threads: 
 
     if p.coder == EC_RANS:
         return rans_decode(data, p, height, width, threads)
+    if p.coder == EC_LEARNED:  # the learned entropy model: hsicodec.layers.maps.streams dispatches to it
+        raise HsimHeaderError("a learned-entropy-model stream (ec = 2): decode it with hsicodec.layers.maps.streams")
     sym = np.zeros((p.k, height, width), np.int64)
     if p.max_abs == 0:
         if data:

@@ -25,9 +25,15 @@ class MapEncoder:
         s = self.scene
         best: Encoded | None = None
         deadzones = MAP_DEADZONES if s.thorough else MAP_DEADZONES[:1]
+        opts = s.options.get(NAME) or {}
+        learned = None
+        if opts.get("learned_entropy"):  # the learned entropy model (ec = 2), where it saves bytes
+            from hsicodec.layers.maps.lem import default_model
+
+            learned = default_model()
         search = MapSearch(
             s.model, s.analysis, s.base_header, s.extra_sections, s.valid, betas=SPECTRAL_BETAS if s.thorough else (),
-            shared=(s.options.get(NAME) or {}).get("shared"),
+            shared=opts.get("shared"), learned=learned, fill_budget=bool(opts.get("fill_budget")),
         )  # fmt: skip
         for dz in deadzones:
             one = search.with_deadzone(dz)

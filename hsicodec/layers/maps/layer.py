@@ -5,9 +5,10 @@ from __future__ import annotations
 from hsicodec.coding.reduce import aligned_window
 from hsicodec.errors import HsimHeaderError
 from hsicodec.layers.base import DecodeContext, Decoded, LayerEncoder, Scene
-from hsicodec.layers.maps.coding import EC_RANS, MAX_MAPS, MapParams, decode_maps, parse_params
+from hsicodec.layers.maps.coding import EC_LEARNED, EC_RANS, MAX_MAPS, MapParams, parse_params
 from hsicodec.layers.maps.postfilter import filter_maps, post_description, with_post
 from hsicodec.layers.maps.reduced import decode_maps_reduced
+from hsicodec.layers.maps.streams import decode_maps
 
 NAME = "maps"
 KEYS = frozenset({"rl", "pf"})  # the layer's parameters and code tables (a map, or an array in the compact form)
@@ -53,13 +54,19 @@ class MapLayer:
         return params.k
 
     def describe(self, params: MapParams) -> dict:
-        return {
-            "maps": params.k,
-            "wavelet_levels": params.levels,
-            "step": float(f"{params.step:.6g}"),
-            "contexts": "checkerboard" if params.checker else "plain",
-            "entropy_coder": "rans" if params.coder == EC_RANS else "constriction",
-        } | post_description(params)
+        return (
+            {
+                "maps": params.k,
+                "wavelet_levels": params.levels,
+                "step": float(f"{params.step:.6g}"),
+                "contexts": "checkerboard" if params.checker else "plain",
+                "entropy_coder": {EC_RANS: "rans", EC_LEARNED: "rans, learned entropy model"}.get(
+                    params.coder, "constriction"
+                ),
+            }
+            | post_description(params)
+            | ({"entropy_model": params.model_id.hex()} if params.coder == EC_LEARNED else {})
+        )
 
     def decode_bytes(self, params: MapParams, ctx: DecodeContext) -> int:
         return BYTES_PER_COEFFICIENT * ctx.shape[0] * ctx.shape[1] * params.k

@@ -17,6 +17,7 @@ from hsicodec.format.container import decode_hsim, encode_hsim
 from hsicodec.layers.base import Encoded, Target
 from hsicodec.layers.maps import coding as coefmaps
 from hsicodec.layers.maps import postfilter as pf
+from hsicodec.layers.maps import streams
 
 MAX_FILTERED = 16  # maps the fit considers (the first ones carry nearly all the gain)
 EXPONENTS = range(4, pf.MAX_EXPONENT + 1)
@@ -145,7 +146,7 @@ def decoded_parts(data: bytes, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     else:
         body = hs.sections["c"]
         sdata, rdata = body[:split], body[split:]
-    maps = coefmaps.decode_maps(rdata, p, h, w)
+    maps = streams.decode_maps(rdata, p, h, w)
     mean, basis = decode_spectral(sdata, codec["sp"], c, p.k)
     return maps, mean, basis, float(codec["norm"])
 

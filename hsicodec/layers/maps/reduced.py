@@ -31,9 +31,9 @@ from hsicodec.layers.maps.coding import (
     RECON_DEN,
     MapParams,
     _step_map,
-    decode_symbols,
     rans_decode,
 )
+from hsicodec.layers.maps.streams import decode_symbols
 
 
 def coarse_subbands(levels: int, level: int) -> int:
@@ -53,7 +53,8 @@ def decode_coarse_symbols(
     data: bytes, p: MapParams, height: int, width: int, level: int, threads: int = 0
 ) -> np.ndarray:
     """Symbols (k, ceil(H / 2^level), ceil(W / 2^level)) of the subbands coarser than ``level`` (0 ≤ level ≤
-    ``p.levels``): the rANS stream decoded only as far as they need, an older stream whole then cropped."""
+    ``p.levels``): the rANS stream decoded only as far as they need, an older stream or one of the learned
+    entropy model (``ec = 2``) whole, then cropped."""
     rows, cols = low_size(height, level), low_size(width, level)
     if p.coder == EC_RANS:
         return rans_decode(data, p, height, width, threads, stop=coarse_subbands(p.levels, level))

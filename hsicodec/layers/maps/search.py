@@ -85,6 +85,8 @@ class MapSearch:
         deadzone: float = DEADZONE,
         betas: tuple = (),
         shared: SharedSpectral | None = None,
+        learned=None,  # a hsicodec.layers.maps.lem.EntropyModel: code the maps under it where it saves bytes
+        fill_budget: bool = False,  # below effort max also try finer steps that still fit (with ``learned``: always)
     ):
         if an.mode != "pca":
             raise OptionError("the coefficient-map layer needs a model with a PCA spectral stage")
@@ -95,6 +97,8 @@ class MapSearch:
         self.betas = tuple(betas)
         self.h, self.w, self.c = an.values.shape
         self.shared = shared
+        self.learned = learned
+        self.fill_budget = fill_budget or learned is not None
         have = an.fit.basis.shape[0]
         if shared is not None:  # the maps are projections on a stage stored once for many files
             if shared.n_bands != self.c:
@@ -232,7 +236,12 @@ class MapSearch:
         if self.betas:  # thorough: rate–distortion optimised quantization at the maps' slope
             step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
             sym = coefmaps.rdoq(sym, a, rho, self.levels, (self.norm * step) ** 2, self.slope(k, q))
-        rdata, p = coefmaps.encode_symbols(sym, q, self.levels, rho)
+        if self.learned is not None:
+            from hsicodec.layers.maps import lem_coder
+
+            rdata, p = lem_coder.encode(sym, q, self.levels, rho, self.learned)
+        else:
+            rdata, p = coefmaps.encode_symbols(sym, q, self.levels, rho)
         maps = coefmaps.dequantize(sym, p, self.h, self.w)
         if self.shared is not None:  # the shared stage is fixed: no refit, nothing to code
             sdata, sparams, mean, basis, _ = self.spectral(k, q, beta)
@@ -463,8 +472,9 @@ class MapSearch:
             if q >= Q_COARSE:
                 return None
             q += 1
-        if not self.betas:
-            return q  # a step is ~2 % of the size: close enough below effort max
+        if not self.betas and not self.fill_budget:
+            return q  # a step is ~2 % of the size: close enough below effort max (the learned model saves what
+            # the estimate does not price: there the finer steps that still fit are tried too)
         return _finest_from(q, fits)
 
     def for_bpppb(self, target: float) -> Encoded:
