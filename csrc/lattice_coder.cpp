@@ -103,9 +103,11 @@ inline void store_be64(uint8_t* p, uint64_t v) {
 struct Prob {
     uint16_t p = 1u << (kProbState - 1);
     uint32_t coded() const { return p >> (kProbState - kProbBits); }
-    void update(uint32_t b) {  // branch-free: b is data
-        const uint32_t down = p - (p >> kMoveBits), up = p + (((1u << kProbState) - p) >> kMoveBits);
-        p = static_cast<uint16_t>(up + ((down - up) & (0u - b)));  // b ? down : up
+    // b ? p - (p >> kMoveBits) : p + ((2^16 - p) >> kMoveBits), as p + ((t - p) >> kMoveBits) with t = b ? 127 : 2^16
+    // (floor shifts: for b = 1 that is p - ceil((p - 127) / 128) = p - floor(p / 128)); branch-free, b is data
+    void update(uint32_t b) {
+        const int32_t t = (int32_t(1) << kProbState) - static_cast<int32_t>((0u - b) & ((1u << kProbState) - ((1u << kMoveBits) - 1)));
+        p = static_cast<uint16_t>(int32_t(p) + ((t - int32_t(p)) >> kMoveBits));
     }
 };
 
