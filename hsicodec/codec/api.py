@@ -88,6 +88,7 @@ def compress_file(
     shared_basis: bool = False,
     tile_threads: int = 0,
     scheduler: str | None = None,
+    carry_lag: int = 1,
     **kwargs,
 ) -> dict:
     """Read a raster, compress it and write the `.hsim` atomically; returns statistics.
@@ -98,7 +99,9 @@ def compress_file(
     ``shared_basis``: the tiles share one spectral stage stored once in the file (tiled files only;
     :func:`hsicodec.codec.tiled.write_tiled`). A tiled file's tiles are encoded ``tile_threads`` at a time
     (0: auto), or with ``scheduler`` (a Dask scheduler's address, e.g. ``tcp://host:8786``) on that
-    cluster's workers; the file is the same either way (:func:`hsicodec.codec.tiled.write_tiled`).
+    cluster's workers; the file is the same either way (:func:`hsicodec.codec.tiled.write_tiled`). With a rate
+    target, ``carry_lag`` N lets N tiles be encoded at once (each tile's budget waits for the bytes of the tile
+    N before it; the file depends on N).
     """
     from hsicodec.io.hsimfile import check_hsim_output
 
@@ -109,13 +112,13 @@ def compress_file(
     if stream.should_tile(src, tile, var=var, band_first=band_first):
         return stream.compress_file_tiled(
             src, dst, tile=tile, var=var, band_first=band_first, force=force, tile_progress=tile_progress,
-            shared_basis=shared_basis, tile_threads=tile_threads, scheduler=scheduler, **kwargs,
+            shared_basis=shared_basis, tile_threads=tile_threads, scheduler=scheduler, carry_lag=carry_lag,
+            **kwargs,
         )  # fmt: skip
     if shared_basis:
         raise OptionError("--shared-basis is for tiled files: give --tile N (its tiles share the stage)")
     if scheduler or kwargs.get("client") is not None:
         raise OptionError("--scheduler spreads the tiles of a tiled file over a Dask cluster: give --tile N")
-    kwargs.pop("carry_lag", None)  # one cube: no tiles to carry a budget between
     t0 = time.perf_counter()
     cube, geo = read_cube(src, var=var, band_first=band_first)
     stats: dict = {}
