@@ -273,3 +273,14 @@ def test_post_filtered_files_reduce_without_their_filter():
         red = hsicodec.decompress(filtered, reduce=n)[0]
         np.testing.assert_array_equal(red, hsicodec.decompress(plain, reduce=n)[0])  # not applied when reduced
         check_estimate(red, full_plain, reduced_reference(full_plain, n, cm.map_levels(48, 40)), n)
+
+
+@pytest.mark.parametrize("n, levels, reduce", [(1500, 2, 2), (2051, 1, 3), (1200, 0, 2)])
+def test_a_wide_band_matrix_applies_by_its_band_as_its_dense_product(n, levels, reduce):
+    """Above DENSE_COLS columns the operator applies band column by band column: the dense product's values."""
+    from hsicodec.coding.coarse import DENSE_COLS
+
+    op = coarse_mean_operator(n, levels, reduce)
+    assert op.shape[1] > DENSE_COLS
+    x = np.random.default_rng(n).normal(size=(op.shape[1], 5, 3))
+    np.testing.assert_allclose(op @ x, np.einsum("ij,jkl->ikl", op.toarray(), x), rtol=0, atol=1e-12)

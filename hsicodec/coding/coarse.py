@@ -29,12 +29,14 @@ from hsicodec.coding.wavelet import cdf97_inverse
 #: LL samples between the impulses of one probe: twice the widest reach of a synthesised low-band sample into
 #: the block means (about 4 LL samples with the 7-tap synthesis lowpass), so that no two impulses share a block
 PROBE_SPACING = 16
+#: a band matrix of at most this many columns is applied as a dense product (BLAS beats the band's few passes)
+DENSE_COLS = 256
 
 
 @dataclass(frozen=True)
 class BandMatrix:
     """A (rows, cols) matrix whose row i is zero outside columns ``start[i] .. start[i] + width - 1`` (``band[i]``;
-    columns outside 0 .. cols − 1 hold zeros)."""
+    its entries for columns outside 0 .. cols − 1 must be zero)."""
 
     start: np.ndarray  # (rows,) int64
     band: np.ndarray  # (rows, width) float64
@@ -53,19 +55,19 @@ class BandMatrix:
         return out
 
     def __matmul__(self, x: np.ndarray) -> np.ndarray:
-        """This matrix times ``x`` (cols, ...) along its first axis."""
-        x = np.asarray(x, np.float64)
-        out = np.zeros((self.shape[0],) + x.shape[1:])
-        lift = (slice(None),) + (None,) * (x.ndim - 1)
+        """This matrix times ``x`` (cols, ...) along its first axis: by BLAS on the dense matrix when it is small,
+        else band column by band column (whole rows of x gathered; the band is zero where its columns fall
+        outside the matrix, so they are clipped, not masked)."""
+        x = np.ascontiguousarray(x, np.float64)
+        flat = x.reshape(x.shape[0], -1)
+        if self.shape[1] <= DENSE_COLS:
+            return (self.toarray() @ flat).reshape((self.shape[0],) + x.shape[1:])
+        out = np.zeros((self.shape[0], flat.shape[1]))
+        tmp = np.empty_like(out)
         for t in range(self.band.shape[1]):
-            cols = self.start + t
-            ok = (cols >= 0) & (cols < self.shape[1])
-            if ok.all():
-                out += self.band[:, t][lift] * x[cols]
-            elif ok.any():
-                rows = np.nonzero(ok)[0]
-                out[rows] += self.band[rows, t][lift] * x[cols[rows]]
-        return out
+            np.multiply(flat[np.clip(self.start + t, 0, self.shape[1] - 1)], self.band[:, t, None], out=tmp)
+            out += tmp
+        return out.reshape((self.shape[0],) + x.shape[1:])
 
 
 @functools.lru_cache(maxsize=32)
@@ -124,4 +126,5 @@ def coarse_block_means(low: np.ndarray, height: int, width: int, levels: int, re
     if low.shape[:2] != (rows.shape[1], cols.shape[1]):
         raise ValueError(f"coarse_block_means: a {low.shape[:2]} low band for a {height}x{width} image at {levels}")
     a = rows @ low  # (ho, wl, ...)
-    return np.swapaxes(cols @ np.swapaxes(a, 0, 1), 0, 1).copy()
+    b = cols @ np.ascontiguousarray(np.swapaxes(a, 0, 1))  # (wo, ho, ...)
+    return np.ascontiguousarray(np.swapaxes(b, 0, 1))
