@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,21 +37,10 @@ from hsicodec.layers.maps import lem, lem_coder
 from hsicodec.models.modelfile import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_map_coder import timed  # noqa: E402  (medians of wall-clock and CPU seconds)
 from train_entropy_model import CARD, DATA, collect  # noqa: E402  (the same files as training: one cache)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """Medians of (wall-clock s, CPU s of the process): on shared cores the CPU time of a one-thread call is
-    the steadier figure."""
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    return statistics.median(wall), statistics.median(cpu)
 
 
 def one_file(sym: np.ndarray, levels: int, model: lem.EntropyModel, repeats: int) -> dict:
