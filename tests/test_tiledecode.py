@@ -102,3 +102,30 @@ def test_tile_workers():
     assert tiledecode.tile_workers(0, 1) == 1
     assert tiledecode.tile_workers(5, 3) == 3
     assert 1 <= tiledecode.tile_workers(0, 100) <= tiledecode.AUTO_TILE_THREADS
+
+
+def test_the_cli_decompress_takes_tile_threads(tiled_file, tmp_path, monkeypatch):
+    """`hsicodec decompress --tile-threads N` reaches the tiled decoder; the pixels do not depend on N."""
+    from click.testing import CliRunner
+
+    from hsicodec.cli.main import cli
+
+    _, data = tiled_file
+    src = tmp_path / "in.hsim"
+    src.write_bytes(data)
+    seen = []
+    orig = tiledecode.decompress_file_tiled
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("tile_threads"))
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(tiledecode, "decompress_file_tiled", spy)
+    monkeypatch.setattr(tiled, "decompress_file_tiled", spy)
+    for n in (1, 3):
+        res = CliRunner().invoke(
+            cli, ["decompress", str(src), str(tmp_path / f"o{n}.npy"), "--tile-threads", str(n), "-q"]
+        )
+        assert res.exit_code == 0, res.output
+    assert seen == [1, 3]
+    np.testing.assert_array_equal(np.load(tmp_path / "o1.npy"), np.load(tmp_path / "o3.npy"))

@@ -153,6 +153,7 @@ def decompress_file(
     bounds: Sequence[float] | None = None,
     creation_options: Mapping[str, str] | Sequence[str] | None = None,
     reduce: int = 0,
+    tile_threads: int = 0,
 ) -> dict:
     """Decode a `.hsim` file and write the raster atomically (GeoTIFF, ENVI or .npy).
 
@@ -162,7 +163,8 @@ def decompress_file(
     ``bounds`` (left, bottom, right, top) in the file's map coordinates picks the window instead
     of ``window`` (:func:`bounds_window`). ``creation_options``: GDAL GeoTIFF creation options
     (``{"COMPRESS": "ZSTD"}`` or ``["TILED=NO"]``) over the default layout (256x256 tiles, DEFLATE
-    with a predictor); OptionError for another output format.
+    with a predictor); OptionError for another output format. ``tile_threads``: tiles of a tiled file decoded at
+    once (0: auto, :func:`hsicodec.codec.tiledecode.tile_workers`); each holds its decoded tile in memory.
     """
     check_writable(dst, force)
     if bounds is not None and window is not None:
@@ -192,6 +194,7 @@ def decompress_file(
                 progress=progress,
                 tile_progress=tile_progress,
                 creation_options=options,
+                tile_threads=tile_threads,
             )
             stats["input"] = str(src)
             if bounds is not None:
