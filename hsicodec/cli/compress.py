@@ -413,8 +413,9 @@ def _compress_summary(src: Path, dst: Path, stats: dict) -> str:
     type=click.IntRange(min=0),
     default=0,
     metavar="N",
-    help="Tiles of a tiled file decoded at once, each holding its decoded tile: 1 for the least memory "
-    "(a 512 x 512 x 224 tile is 117 MB of int16), 0 (default) = 2 where there are 2 cores. The pixels are the same.",
+    help="Tiles of a tiled file decoded at once, each holding its decoded tile (a 512 x 512 x 224 tile is 117 MB "
+    "of int16). 0 (default) = 1: writing the raster sets the pace, so more tiles at once only cost memory. "
+    "The pixels are the same.",
 )
 @click.option(
     "--backend",

@@ -164,7 +164,7 @@ def decompress_file(
     of ``window`` (:func:`bounds_window`). ``creation_options``: GDAL GeoTIFF creation options
     (``{"COMPRESS": "ZSTD"}`` or ``["TILED=NO"]``) over the default layout (256x256 tiles, DEFLATE
     with a predictor); OptionError for another output format. ``tile_threads``: tiles of a tiled file decoded at
-    once (0: auto, :func:`hsicodec.codec.tiledecode.tile_workers`); each holds its decoded tile in memory.
+    once (0: one, :data:`hsicodec.codec.tiledecode.RASTER_TILE_THREADS`); each holds its decoded tile in memory.
     """
     check_writable(dst, force)
     if bounds is not None and window is not None:

@@ -42,6 +42,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 STRIP_VALUES = 1 << 23
 #: tiles decoded at once when not told (each holds its decoded tile and one strip's intermediates)
 AUTO_TILE_THREADS = 2
+#: tiles decoded at once into a raster when not told: the writer sets the pace, so one (least memory)
+RASTER_TILE_THREADS = 1
 
 
 _TRIM: list = []
@@ -263,9 +265,12 @@ def decompress_file_tiled(
     a predictor, with the CRS, transform, nodata, wavelengths... of the file; ENVI; or .npy),
     which appears atomically at the end. ``creation_options``: GDAL GeoTIFF creation options
     (:func:`hsicodec.io.raster.open_raster_writer`). Memory holds the tiles being decoded (``tile_threads``,
-    :func:`decoded_tiles`), never the scene.
+    :func:`decoded_tiles`), never the scene: one at a time unless told (0), since writing the raster, not
+    decoding, sets the pace here (4096² × 224 to GeoTIFF: 189 s with one tile or two at a time, 0.37 GB against
+    0.58 GB peak).
     """
     check_writable(dst, force)
+    tile_threads = tile_threads if tile_threads > 0 else RASTER_TILE_THREADS
     t0 = time.perf_counter()
     reader, own = _open(src, limits)
     t_dec = t_write = 0.0
