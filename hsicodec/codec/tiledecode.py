@@ -40,7 +40,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: values (rows x cols x bands) decoded per decoder call inside a tile: bounds the decoder's
 #: float64 intermediates (about 64 MiB each) independently of the tile size.
 STRIP_VALUES = 1 << 23
-#: tiles decoded at once when not told (each holds its decoded tile and one strip's intermediates)
+#: tiles decoded at once into memory when not told (each holds its decoded tile and one strip's intermediates)
 AUTO_TILE_THREADS = 2
 #: tiles decoded at once into a raster when not told: the writer sets the pace, so one (least memory)
 RASTER_TILE_THREADS = 1

@@ -702,13 +702,7 @@ def rans_decode(
     layout = _native_layout(height, width, p.levels)
     args = (bytes(data), p.k, height, width, p.base_codes, offsets, p.max_abs, *layout, threads)
     try:
-        if stop is None:
-            return nat(*args)
-        try:
-            return nat(*args, stop=int(stop))
-        except TypeError:  # an extension built before ``stop``: the whole stream, then the box
-            rows, cols = _leading_box(height, width, p.levels, stop)
-            return nat(*args)[:, :rows, :cols]
+        return nat(*args) if stop is None else nat(*args, stop=int(stop))
     except ValueError as exc:  # MapStreamError: a corrupt stream, or one that does not match the header
         raise HsimHeaderError(f"coefficient-map stream cannot be decoded: {exc}") from exc
 

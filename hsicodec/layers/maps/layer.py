@@ -28,8 +28,8 @@ class MapLayer:
     output = "coefficients"
     bounds_error = False
     alone_options = None
-    # a reduced read (ctx.reduce = n) gives the CDF 9/7 low band of the maps at level n, from their coarse
-    # subbands only (hsicodec.layers.maps.reduced; the post filter is not applied at reduced resolution)
+    # a reduced read (ctx.reduce = n) gives the 2^n block means of what the maps' coarse subbands synthesise,
+    # decoded from those subbands only (hsicodec.layers.maps.reduced; no post filter at reduced resolution)
     reduces = True
 
     def applicable(self, scene: Scene) -> bool:
@@ -74,7 +74,7 @@ class MapLayer:
     def decode(self, params: MapParams, ctx: DecodeContext, window: tuple) -> Decoded:
         key = (NAME, ctx.reduce)  # the whole file's maps at that resolution, kept in ctx.memo for the next window
         maps = ctx.memo.get(key) if ctx.memo is not None else None
-        if ctx.reduce:  # the low band at level n of the maps, from their coarse subbands only
+        if ctx.reduce:  # the block-mean estimate from the maps' coarse subbands only
             r0, c0, h, w = aligned_window(window, ctx.shape[:2], ctx.reduce)[1]
             if maps is None:
                 maps = decode_maps_reduced(

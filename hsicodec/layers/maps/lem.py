@@ -38,7 +38,7 @@ W_FRAC = 8  # weights in Q8, accumulators in Q12
 OUT_SHIFT = W_FRAC + 4 - 3  # Q12 log2 → 1/8 octave (a scale code step)
 MIX_DEN = 4
 SKIP_CODE = 104  # ec = 1 codes below this (scales under 1/8) keep their code
-ID_BYTES = 8  # the header names the model by this many leading bytes of its sha256
+ID_BYTES = cm.MODEL_ID_BYTES  # the header names the model by this many leading bytes of its sha256
 ACT_MAX = (1 << 15) - 1
 FEATURE_MAX = 1024  # |feature| bound the accumulator check assumes (features stay under 640)
 N_FINE = 6

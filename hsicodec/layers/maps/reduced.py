@@ -42,20 +42,13 @@ def coarse_subbands(levels: int, level: int) -> int:
     return 1 + 3 * (levels - level)
 
 
-def low_size(n: int, level: int) -> int:
-    """Samples of a side of n after ``level`` halvings (ceil): the low band's side at that level."""
-    for _ in range(level):
-        n = (n + 1) // 2
-    return n
-
-
 def decode_coarse_symbols(
     data: bytes, p: MapParams, height: int, width: int, level: int, threads: int = 0
 ) -> np.ndarray:
     """Symbols (k, ceil(H / 2^level), ceil(W / 2^level)) of the subbands coarser than ``level`` (0 ≤ level ≤
     ``p.levels``): the rANS stream decoded only as far as they need, an older stream or one of the learned
     entropy model (``ec = 2``) whole, then cropped."""
-    rows, cols = low_size(height, level), low_size(width, level)
+    rows, cols = reduced_size(height, level), reduced_size(width, level)  # the low band's sides at that level
     if p.coder == EC_RANS:
         return rans_decode(data, p, height, width, threads, stop=coarse_subbands(p.levels, level))
     return decode_symbols(data, p, height, width, threads)[:, :rows, :cols]
