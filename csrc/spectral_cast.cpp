@@ -1,30 +1,41 @@
-// The last step of the spectral reconstruction, fused: out = cast(vals + mean) in one pass.
+// The spectral reconstruction, fused: out = cast(maps x basis + mean) in one pass over the output.
 //
-//   add_mean_cast(vals, mean, out, threads) -> number of NaN values met
-//       vals (n, nb) float64 (maps x basis), mean (nb,) float64, out (n, nb) of uint8/int8/uint16/int16/
-//       uint32/int32 (rounded half to even, clipped to the dtype's range: hsicodec.io.cast.cast_to_dtype) or
-//       float32/float64 (float32: finite values clipped to +-FLT_MAX, infinities kept, then rounded to nearest).
+//   reconstruct_cast(coeffs, norm, basis, mean, out, threads) -> number of NaN values met
+//       the whole reconstruction fused, pixel by pixel: out[r, c, :] = cast((coeffs[r, c, :] * norm) @ basis + mean)
+//       with coeffs (h, w, k) float64, basis (k, nb), mean (nb,) float64 and out (h, w, nb) of uint8/int8/
+//       uint16/int16/uint32/int32 (rounded half to even, clipped to the dtype's range: hsicodec.io.cast.
+//       cast_to_dtype) or float32/float64 (float32: finite values clipped to +-FLT_MAX, infinities kept, then
+//       rounded to nearest); out may have any row stride (a window of a larger cube). A NaN (integer targets)
+//       is written as 0 and counted: the caller then redoes the call its own way.
 //
-// The same operations as numpy's vals + mean, np.rint, np.clip, astype, so the result is bit-identical.
-// A NaN (integer targets) is written as 0 and counted: the caller then redoes those rows its own way.
+// The values of one pixel stay in L1: nothing of the size of the cube is formed but the output, and the
+// rounding is numpy's (vals + mean, np.rint, np.clip, astype). The dot products run over j = 0..k-1 in
+// order, as fused multiply-adds (AVX2 + FMA, chosen at run time) or multiply then add (elsewhere): the same
+// values as a BLAS product to the last bit or to one unit in it, so an integer output may differ from the
+// numpy reference by one unit where a value sits on a rounding tie (spec/hsim.md, test vectors).
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <type_traits>
-#include <system_error>
-#include <thread>
 #include <vector>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HSI_FUSED_AVX2 1
+#endif
+
+#include "parallel.h"
 
 namespace py = pybind11;
 
@@ -71,94 +82,198 @@ int64_t round_clip_row(const double* v, const double* mean, Wide* out, int64_t n
     return nans;
 }
 
+// ---------------------------------------------------------------------------
+// the fused reconstruction
+
+// v[b] = sum_j s[j] * basis[j, b], j in order: multiply then add (the compiler may contract on its own
+// target only with FMA hardware; the baseline x86-64 build has none).
+void dot_row_plain(const double* s, int64_t k, const double* basis, int64_t nb, double* v) {
+    for (int64_t b = 0; b < nb; ++b) v[b] = 0.0;
+    for (int64_t j = 0; j < k; ++j) {
+        const double sj = s[j];
+        const double* row = basis + j * nb;
+        for (int64_t b = 0; b < nb; ++b) v[b] += sj * row[b];
+    }
+}
+
+#if defined(HSI_FUSED_AVX2)
+// The same sums as fused multiply-adds, 16 bands a step (four accumulators), as OpenBLAS's AVX2 kernels
+// form a product's entries (an accumulator from zero, one FMA per j, in order).
+__attribute__((target("avx2,fma"))) void dot_row_avx2(const double* s, int64_t k, const double* basis, int64_t nb,
+                                                       double* v) {
+    int64_t b = 0;
+    for (; b + 16 <= nb; b += 16) {
+        __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t j = 0; j < k; ++j) {
+            const __m256d sj = _mm256_broadcast_sd(s + j);
+            const double* row = basis + j * nb + b;
+            a0 = _mm256_fmadd_pd(sj, _mm256_loadu_pd(row), a0);
+            a1 = _mm256_fmadd_pd(sj, _mm256_loadu_pd(row + 4), a1);
+            a2 = _mm256_fmadd_pd(sj, _mm256_loadu_pd(row + 8), a2);
+            a3 = _mm256_fmadd_pd(sj, _mm256_loadu_pd(row + 12), a3);
+        }
+        _mm256_storeu_pd(v + b, a0);
+        _mm256_storeu_pd(v + b + 4, a1);
+        _mm256_storeu_pd(v + b + 8, a2);
+        _mm256_storeu_pd(v + b + 12, a3);
+    }
+    for (; b + 4 <= nb; b += 4) {
+        __m256d a0 = _mm256_setzero_pd();
+        for (int64_t j = 0; j < k; ++j)
+            a0 = _mm256_fmadd_pd(_mm256_broadcast_sd(s + j), _mm256_loadu_pd(basis + j * nb + b), a0);
+        _mm256_storeu_pd(v + b, a0);
+    }
+    for (; b < nb; ++b) {
+        double a = 0.0;
+        for (int64_t j = 0; j < k; ++j) a = std::fma(s[j], basis[j * nb + b], a);
+        v[b] = a;
+    }
+}
+
+// cast(v + mean) for 16-bit integer outputs, four values a step: round half to even, NaN -> 0 (counted),
+// clip, pack (the values are in range by then: packing does not saturate).
 template <class T>
-int64_t cast_rows(const double* v, const double* mean, T* out, int64_t r0, int64_t r1, int64_t nb) {
-    int64_t nans = 0;
-    if constexpr (std::is_integral_v<T>) {
-        constexpr double lo = static_cast<double>(std::numeric_limits<T>::min());
-        constexpr double hi = static_cast<double>(std::numeric_limits<T>::max());
-        using Wide = std::conditional_t<(sizeof(T) < 4) || std::is_same_v<T, int32_t>, int32_t, int64_t>;
-        std::vector<Wide> row(static_cast<size_t>(nb));
-        for (int64_t r = r0; r < r1; ++r) {
-            nans += round_clip_row<Wide>(v + r * nb, mean, row.data(), nb, lo, hi);
-            T* o = out + r * nb;
-            for (int64_t b = 0; b < nb; ++b) o[b] = static_cast<T>(row[b]);  // in range: exact
-        }
-    } else {
-        for (int64_t r = r0; r < r1; ++r) {
-            const double* vr = v + r * nb;
-            T* o = out + r * nb;
-            for (int64_t b = 0; b < nb; ++b) {
-                const double x = vr[b] + mean[b];
-                if constexpr (sizeof(T) == 4) {  // float32: finite values clipped to +-FLT_MAX, inf and NaN kept
-                    o[b] = static_cast<T>(std::isinf(x) ? x : std::min(std::max(x, -double(FLT_MAX)), double(FLT_MAX)));
-                } else {
-                    o[b] = x;
-                }
-            }
-        }
+__attribute__((target("avx2,fma"))) int64_t finish16_avx2(const double* v, const double* mean, T* out, int64_t nb) {
+    constexpr double lo = static_cast<double>(std::numeric_limits<T>::min());
+    constexpr double hi = static_cast<double>(std::numeric_limits<T>::max());
+    const __m256d vlo = _mm256_set1_pd(lo), vhi = _mm256_set1_pd(hi);
+    int64_t nans = 0, b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        const __m256d x = _mm256_add_pd(_mm256_loadu_pd(v + b), _mm256_loadu_pd(mean + b));
+        const __m256d nan = _mm256_cmp_pd(x, x, _CMP_UNORD_Q);
+        nans += __builtin_popcount(_mm256_movemask_pd(nan));
+        __m256d y = _mm256_round_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        y = _mm256_min_pd(_mm256_max_pd(_mm256_andnot_pd(nan, y), vlo), vhi);
+        const __m128i q = _mm256_cvttpd_epi32(y);
+        const __m128i p = std::is_signed_v<T> ? _mm_packs_epi32(q, q) : _mm_packus_epi32(q, q);
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + b), p);
+    }
+    if (b < nb) {
+        int32_t tail[4];
+        nans += round_clip_row<int32_t>(v + b, mean + b, tail, nb - b, lo, hi);
+        for (int64_t i = 0; i < nb - b; ++i) out[b + i] = static_cast<T>(tail[i]);
     }
     return nans;
 }
 
-template <class T>
-int64_t run(const double* v, const double* mean, void* out, int64_t n, int64_t nb, int threads) {
-    T* o = static_cast<T*>(out);
-    int64_t nt = threads > 0 ? threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
-    nt = std::max<int64_t>(1, std::min<int64_t>({nt, 64, n / 256 + 1}));  // >= 256 rows a thread
-    std::vector<int64_t> nans(static_cast<size_t>(nt), 0);
-    auto part = [&](int64_t t) { nans[t] = cast_rows<T>(v, mean, o, n * t / nt, n * (t + 1) / nt, nb); };
-    std::vector<std::thread> pool;
-    int64_t t = 1;
-    for (; t < nt; ++t) {
-        try {
-            pool.emplace_back(part, t);
-        } catch (const std::system_error&) {
-            break;
+bool fused_avx2() {
+    static const bool ok = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }();
+    return ok;
+}
+#endif
+
+// One pixel's output from its values v (nb): cast(v + mean), the same operations as cast_rows.
+template <class T, class Wide>
+int64_t finish_pixel(const double* v, const double* mean, T* o, int64_t nb, Wide* wide, bool avx2) {
+    if constexpr (std::is_integral_v<T>) {
+#if defined(HSI_FUSED_AVX2)
+        if constexpr (sizeof(T) == 2) {
+            if (avx2) return finish16_avx2<T>(v, mean, o, nb);
         }
+#endif
+        (void)avx2;
+        constexpr double lo = static_cast<double>(std::numeric_limits<T>::min());
+        constexpr double hi = static_cast<double>(std::numeric_limits<T>::max());
+        const int64_t nans = round_clip_row<Wide>(v, mean, wide, nb, lo, hi);
+        for (int64_t b = 0; b < nb; ++b) o[b] = static_cast<T>(wide[b]);
+        return nans;
+    } else {
+        (void)wide;
+        (void)avx2;
+        for (int64_t b = 0; b < nb; ++b) {
+            const double x = v[b] + mean[b];
+            if constexpr (sizeof(T) == 4) {
+                o[b] = static_cast<T>(std::isinf(x) ? x : std::min(std::max(x, -double(FLT_MAX)), double(FLT_MAX)));
+            } else {
+                o[b] = x;
+            }
+        }
+        return 0;
     }
-    for (int64_t u = t; u < nt; ++u) part(u);  // threads that could not start: done here
-    part(0);
-    for (auto& th : pool) th.join();
-    int64_t total = 0;
-    for (int64_t c : nans) total += c;
-    return total;
 }
 
-int64_t add_mean_cast(py::array_t<double, py::array::c_style> vals, py::array_t<double, py::array::c_style> mean,
-                      py::array out, int threads) {
-    auto vb = vals.request();
+template <class T>
+int64_t fused_run(const double* coeffs, int64_t h, int64_t w, int64_t k, double norm, const double* basis,
+                  const double* mean, char* out, int64_t row_stride, int64_t nb, int threads) {
+    using Wide = std::conditional_t<(sizeof(T) < 4) || std::is_same_v<T, int32_t>, int32_t, int64_t>;
+#if defined(HSI_FUSED_AVX2)
+    const bool avx2 = fused_avx2();
+#else
+    const bool avx2 = false;
+#endif
+    constexpr int64_t kRun = 1024;  // pixels a unit of work
+    const int64_t n = h * w, units = (n + kRun - 1) / kRun;
+    std::atomic<int64_t> nans{0};
+    struct Scratch {
+        std::vector<double> s, v;
+        std::vector<Wide> wide;
+    };
+    hsicodec_native::parallel_for_state<Scratch>(units, threads, [&](int64_t u, Scratch& sc) {
+        if (sc.v.empty()) {
+            sc.s.resize(static_cast<size_t>(std::max<int64_t>(k, 1)));
+            sc.v.resize(static_cast<size_t>(nb));
+            sc.wide.resize(static_cast<size_t>(nb));
+        }
+        int64_t count = 0;
+        for (int64_t p = u * kRun, end = std::min(n, p + kRun); p < end; ++p) {
+            const double* c = coeffs + p * k;
+            for (int64_t j = 0; j < k; ++j) sc.s[j] = c[j] * norm;
+#if defined(HSI_FUSED_AVX2)
+            if (avx2)
+                dot_row_avx2(sc.s.data(), k, basis, nb, sc.v.data());
+            else
+#endif
+                dot_row_plain(sc.s.data(), k, basis, nb, sc.v.data());
+            T* o = reinterpret_cast<T*>(out + (p / w) * row_stride) + (p % w) * nb;
+            count += finish_pixel<T, Wide>(sc.v.data(), mean, o, nb, sc.wide.data(), avx2);
+        }
+        nans += count;
+    });
+    return nans.load();
+}
+
+int64_t reconstruct_cast(py::array_t<double, py::array::c_style> coeffs, double norm,
+                         py::array_t<double, py::array::c_style> basis, py::array_t<double, py::array::c_style> mean,
+                         py::array out, int threads) {
+    auto cb = coeffs.request();
+    auto bb = basis.request();
     auto mb = mean.request();
-    if (vb.ndim != 2 || mb.ndim != 1 || mb.shape[0] != vb.shape[1])
-        throw std::invalid_argument("add_mean_cast: expected vals (n, nb) and mean (nb,)");
-    if (out.ndim() != 2 || out.shape(0) != vb.shape[0] || out.shape(1) != vb.shape[1] ||
-        !(out.flags() & py::array::c_style) || !out.writeable())
-        throw std::invalid_argument("add_mean_cast: out must be a writable C-contiguous (n, nb) array");
-    const int64_t n = vb.shape[0], nb = vb.shape[1];
-    const double* v = static_cast<const double*>(vb.ptr);
-    const double* m = static_cast<const double*>(mb.ptr);
-    void* o = out.mutable_data();
-    const char kind = out.dtype().kind();
+    if (cb.ndim != 3 || bb.ndim != 2 || mb.ndim != 1 || bb.shape[0] != cb.shape[2] || mb.shape[0] != bb.shape[1])
+        throw std::invalid_argument("reconstruct_cast: expected coeffs (h, w, k), basis (k, nb) and mean (nb,)");
+    const int64_t h = cb.shape[0], w = cb.shape[1], k = cb.shape[2], nb = bb.shape[1];
     const auto size = out.dtype().itemsize();
-    if ((kind != 'u' && kind != 'i' && kind != 'f') ||
-        out.dtype().byteorder() == '>')
-        throw std::invalid_argument("add_mean_cast: unsupported output dtype");
+    if (out.ndim() != 3 || out.shape(0) != h || out.shape(1) != w || out.shape(2) != nb || !out.writeable() ||
+        (nb > 1 && out.strides(2) != size) || (w > 1 && out.strides(1) != nb * size) || out.strides(0) < 0)
+        throw std::invalid_argument(
+            "reconstruct_cast: out must be a writable (h, w, nb) array whose pixels are contiguous (any row stride)");
+    const char kind = out.dtype().kind();
+    if ((kind != 'u' && kind != 'i' && kind != 'f') || out.dtype().byteorder() == '>')
+        throw std::invalid_argument("reconstruct_cast: unsupported output dtype");
+    const double* c = static_cast<const double*>(cb.ptr);
+    const double* bs = static_cast<const double*>(bb.ptr);
+    const double* m = static_cast<const double*>(mb.ptr);
+    char* o = static_cast<char*>(out.mutable_data());
+    const int64_t rs = out.strides(0);
     py::gil_scoped_release nogil;
-    if (kind == 'u' && size == 1) return run<uint8_t>(v, m, o, n, nb, threads);
-    if (kind == 'i' && size == 1) return run<int8_t>(v, m, o, n, nb, threads);
-    if (kind == 'u' && size == 2) return run<uint16_t>(v, m, o, n, nb, threads);
-    if (kind == 'i' && size == 2) return run<int16_t>(v, m, o, n, nb, threads);
-    if (kind == 'u' && size == 4) return run<uint32_t>(v, m, o, n, nb, threads);
-    if (kind == 'i' && size == 4) return run<int32_t>(v, m, o, n, nb, threads);
-    if (kind == 'f' && size == 4) return run<float>(v, m, o, n, nb, threads);
-    if (kind == 'f' && size == 8) return run<double>(v, m, o, n, nb, threads);
-    throw std::invalid_argument("add_mean_cast: unsupported output dtype");
+    if (kind == 'u' && size == 1) return fused_run<uint8_t>(c, h, w, k, norm, bs, m, o, rs, nb, threads);
+    if (kind == 'i' && size == 1) return fused_run<int8_t>(c, h, w, k, norm, bs, m, o, rs, nb, threads);
+    if (kind == 'u' && size == 2) return fused_run<uint16_t>(c, h, w, k, norm, bs, m, o, rs, nb, threads);
+    if (kind == 'i' && size == 2) return fused_run<int16_t>(c, h, w, k, norm, bs, m, o, rs, nb, threads);
+    if (kind == 'u' && size == 4) return fused_run<uint32_t>(c, h, w, k, norm, bs, m, o, rs, nb, threads);
+    if (kind == 'i' && size == 4) return fused_run<int32_t>(c, h, w, k, norm, bs, m, o, rs, nb, threads);
+    if (kind == 'f' && size == 4) return fused_run<float>(c, h, w, k, norm, bs, m, o, rs, nb, threads);
+    if (kind == 'f' && size == 8) return fused_run<double>(c, h, w, k, norm, bs, m, o, rs, nb, threads);
+    throw std::invalid_argument("reconstruct_cast: unsupported output dtype");
 }
 
 }  // namespace
 
 void register_spectral_cast(py::module_& mod) {
-    mod.def("add_mean_cast", &add_mean_cast, py::arg("vals"), py::arg("mean"), py::arg("out"), py::arg("threads") = 0,
-            "out = cast(vals + mean) (rint + clip for integer dtypes; float32: clipped to the finite range); "
+    mod.def("reconstruct_cast", &reconstruct_cast, py::arg("coeffs"), py::arg("norm"), py::arg("basis"),
+            py::arg("mean"), py::arg("out"), py::arg("threads") = 0,
+            "out[r, c] = cast((coeffs[r, c] * norm) @ basis + mean), fused pixel by pixel (out: any row stride); "
             "returns the number of NaN values (written as 0 in integer outputs).");
 }

@@ -331,12 +331,15 @@ def decompress_untiled(
     reduce: int = 0,
     shared_spectral: SharedSpectral | None = None,
     memo: dict | None = None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, GeoInfo]:
     """Decode an untiled `.hsim` (an open reader) to (cube in its original dtype, geo metadata).
     ``reduce`` n: the reduced image, 2^n times smaller (:mod:`hsicodec.coding.reduce`);
     ``shared_spectral``: the shared stage a file that names one is decoded with;
     ``memo``: a dict for decoding several windows of the same reader (:func:`decode_sections`; its checksum
-    is then verified once)."""
+    is then verified once);
+    ``out``: an array of the decoded window's shape and dtype (a window of the caller's cube) the pixels are
+    written into, and which is returned: the spectral stage casts straight into it."""
     if memo is None or not memo.get("verified"):
         reader.verify()  # whole-file CRC32C: any changed byte is an error, never wrong pixels
         if memo is not None:
@@ -354,12 +357,15 @@ def decompress_untiled(
     values = decode_sections(
         header, reader.section, cm, window=window, bands=bands, backend=backend, threads=threads, progress=progress,
         reduce=reduce, shared=shared_spectral, dtype=None if "mask" in header else dtype, nodata=geo.nodata,
-        memo=memo,
+        memo=memo, out=None if "mask" in header else out,
     )  # fmt: skip
     if "mask" in header:
         values = _apply_mask(values, header, reader.section("m"), window, bands, reduce)
     done = values.dtype == dtype and values.flags.writeable and "mask" not in header  # cast in decode_sections
     cube = values if done else cast_to_dtype(values, dtype, geo.nodata)
+    if out is not None and cube is not out:
+        out[...] = cube
+        cube = out
     if window is not None or bands is not None:
         r0, c0, h, w = window if window is not None else (0, 0, values.shape[0], values.shape[1])
         a, b = bands if bands is not None else (0, shape[2])

@@ -195,12 +195,14 @@ def decode_sections(
     dtype: np.dtype | None = None,
     nodata: float | int | None = None,
     memo: dict | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decode a window of the cube in original units, before the dtype cast: float64, or the file's own
     integer dtype where the layers give whole values that fit it (the predictive layer on integer cubes).
     With ``dtype`` the values may come back already cast to it (:func:`hsicodec.io.cast.cast_to_dtype` with
     ``nodata``, fused into the spectral reconstruction: :func:`reconstruct_cast`); what is not is for the
-    caller to cast.
+    caller to cast. ``out``: where such a cast is written (the result is then ``out`` itself: a caller
+    checks ``result is out``), a window of the caller's cube, so the pixels are not copied again.
 
     ``reduce`` n > 0: the window's reduced image, 2^n times smaller on each side
     (:mod:`hsicodec.coding.reduce`: the window widened to whole blocks; the layers' own reduced parts where
@@ -232,7 +234,7 @@ def decode_sections(
             f"(Limits.max_decode_bytes; decode a smaller window or raise the limit)"
         )
     try:
-        return _decode(ctx, p, win, bnd, None if dtype is None else np.dtype(dtype), nodata)
+        return _decode(ctx, p, win, bnd, None if dtype is None else np.dtype(dtype), nodata, out)
     except MemoryError as exc:
         raise HsimLimitError(
             f"not enough memory to decode a {win[2]}x{win[3]}x{bnd[1] - bnd[0]} window of this {hgt}x{wid}x{c} "
@@ -241,7 +243,13 @@ def decode_sections(
 
 
 def _decode(
-    ctx: DecodeContext, p: GridParams, win: tuple, bnd: tuple, dtype: np.dtype | None = None, nodata: Any = None
+    ctx: DecodeContext,
+    p: GridParams,
+    win: tuple,
+    bnd: tuple,
+    dtype: np.dtype | None = None,
+    nodata: Any = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     model = ctx.model
     out_win = aligned_window(win, ctx.shape, ctx.reduce)[1] if ctx.reduce else win
@@ -270,14 +278,16 @@ def _decode(
         mean, basis = _spectral_stage(ctx, p)
         coeffs, residual = _layer_parts(ctx, p, win, p.components)
         if residual is None and dtype is not None:
-            return reconstruct_cast(coeffs, p.norm, mean, basis, bnd, dtype, nodata, ctx.threads)
+            if out is not None and (out.shape != coeffs.shape[:2] + (bnd[1] - bnd[0],) or out.dtype != dtype):
+                out = None
+            return reconstruct_cast(coeffs, p.norm, mean, basis, bnd, dtype, nodata, ctx.threads, out)
         values = reconstruct(coeffs, p.norm, mean, basis, bnd)
     return values + residual if residual is not None else values
 
 
-#: pixels a block of :func:`reconstruct_cast` at least: few BLAS calls, float64 temporaries of a few tens of MB
+#: pixels a block of the reference path of :func:`reconstruct_cast` at least: float64 temporaries of a few tens of MB
 RECONSTRUCT_BLOCK = 16384
-_CAST_NATIVE = frozenset({"u1", "i1", "u2", "i2", "u4", "i4", "f4", "f8"})  # output dtypes add_mean_cast takes
+_CAST_NATIVE = frozenset({"u1", "i1", "u2", "i2", "u4", "i4", "f4", "f8"})  # output dtypes the C++ kernel takes
 
 
 def reconstruct_cast(
@@ -289,34 +299,41 @@ def reconstruct_cast(
     dtype: np.dtype,
     nodata: Any = None,
     threads: int = 0,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``cast_to_dtype(reconstruct(coeffs, norm, mean, basis, bands), dtype, nodata)``, the same values, block
-    by block of pixels: the product by numpy (BLAS), the mean, rounding, clipping and cast fused in C++
-    (``add_mean_cast``) where the extension has it; no full-cube float64 temporaries."""
-    h, w, k = coeffs.shape
+    """``cast_to_dtype(reconstruct(coeffs, norm, mean, basis, bands), dtype, nodata)``, written into ``out``
+    (h, w, nb) when given (a window of a larger cube: pixels contiguous, any row stride) and returned.
+
+    C++ where the extension has it (``reconstruct_cast`` of csrc/spectral_cast.cpp): product, mean, rounding,
+    clipping and cast fused pixel by pixel, threaded, no float64 cube formed; its sums are BLAS's, to the last
+    bit where BLAS uses fused multiply-adds in order (OpenBLAS's AVX2 kernels; tested), else within one unit of
+    an integer output. NaN values (never from a valid file) are redone the reference way."""
+    h, w, _ = coeffs.shape
     a, b = bands
-    out = np.empty((h, w, b - a), dtype)
-    flat_out = out.reshape(h * w, b - a)
-    nat = native_wavelet("add_mean_cast") if dtype.isnative and dtype.str[1:] in _CAST_NATIVE else None
-    n = h * w
-    # m blocks of RECONSTRUCT_BLOCK pixels or more (less than twice that): BLAS sees no small product
-    m = max(1, n // RECONSTRUCT_BLOCK)
-    starts = [n * i // m for i in range(m)]
-    if not k or nat is None:
-        for i, j in zip(starts, starts[1:] + [n]):  # numpy: the same calls on each block
-            vals = reconstruct(coeffs.reshape(n, 1, k)[i:j], norm, mean, basis, bands)
-            flat_out[i:j] = cast_to_dtype(vals, dtype, nodata)[:, 0]
-        return out
-    flat = np.asarray(coeffs, np.float64).reshape(n, k)  # reconstruct() takes float64 first, then × norm
-    sub, mu = basis[:, a:b], np.ascontiguousarray(mean[a:b], np.float64)
-    size = -(-n // m)  # the largest block; buffers reused block after block (no fresh pages to fault in)
-    scaled, vals = np.empty((size, k)), np.empty((size, b - a))
-    for i, j in zip(starts, starts[1:] + [n]):
-        np.multiply(flat[i:j], norm, out=scaled[: j - i])  # as reconstruct() forms the values
-        np.matmul(scaled[: j - i], sub, out=vals[: j - i])
-        if nat(vals[: j - i], mu, flat_out[i:j], threads):  # NaN met: that block the reference way
-            flat_out[i:j] = cast_to_dtype(vals[: j - i] + mu, dtype, nodata)
+    if out is None:
+        out = np.empty((h, w, b - a), dtype)
+    nat = native_wavelet("reconstruct_cast") if dtype.isnative and dtype.str[1:] in _CAST_NATIVE else None
+    if nat is not None and _pixels_contiguous(out):
+        sub = np.ascontiguousarray(basis[:, a:b], np.float64)
+        mu = np.ascontiguousarray(mean[a:b], np.float64)
+        if not nat(np.ascontiguousarray(coeffs, np.float64), float(norm), sub, mu, out, int(threads)):
+            return out
+    rows = max(1, RECONSTRUCT_BLOCK // max(w, 1))  # the reference, block of rows by block of rows
+    for r in range(0, h, rows):
+        out[r : r + rows] = cast_to_dtype(reconstruct(coeffs[r : r + rows], norm, mean, basis, bands), dtype, nodata)
     return out
+
+
+def _pixels_contiguous(a: np.ndarray) -> bool:
+    """Whether ``a`` (h, w, nb) has each pixel's bands, and each row's pixels, next to each other."""
+    size = a.dtype.itemsize
+    h, w, nb = a.shape
+    return (
+        a.flags.writeable
+        and (nb < 2 or a.strides[2] == size)
+        and (w < 2 or a.strides[1] == nb * size)
+        and (h < 2 or a.strides[0] >= 0)
+    )
 
 
 def _spectral_stage(ctx: DecodeContext, p: GridParams) -> tuple[np.ndarray, np.ndarray]:

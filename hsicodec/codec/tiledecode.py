@@ -90,10 +90,12 @@ def decode_tile(
     progress: Callable[[float], None] | None = None,
     reduce: int = 0,
     shared: SharedSpectral | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decode the ``local`` (row, col, h, w) window of tile ``i`` from its section's bytes ``data``
     (coordinates inside the tile; with ``reduce`` n, a window of whole 2^n blocks, decoded 2^n times smaller;
-    ``shared``: the file's shared spectral stage)."""
+    ``shared``: the file's shared spectral stage; ``out``: the array of that shape and dtype it is written
+    into and returned, a window of the caller's cube)."""
     name = section_name(i)
     _, _, th, tw = grid.bounds(i)
     lr, lc, h, w = local
@@ -101,7 +103,11 @@ def decode_tile(
         if fill is None:
             raise HsimHeaderError(f"tile {i} (section {name!r}) is empty but the header has no 'tiles.fill'")
         shape = (reduced_size(h, reduce), reduced_size(w, reduce), bands[1] - bands[0])
-        return cast_to_dtype(np.full(shape, fill), dtype, nodata)
+        filled = cast_to_dtype(np.full(shape[2], fill), dtype, nodata)
+        if out is None:
+            return np.broadcast_to(filled, shape).copy()
+        out[...] = filled
+        return out
     try:
         with HsimReader(data, limits) as sub:  # the nested file: same reader, same limits
             hh = sub.header
@@ -118,12 +124,13 @@ def decode_tile(
                 step = max(1, STRIP_VALUES // (reduced_size(w, reduce) * nb)) * blk
             else:
                 step = max(1, STRIP_VALUES // (w * nb) // blk) * blk  # whole blocks per strip
-            cube = np.empty((reduced_size(h, reduce), reduced_size(w, reduce), nb), dtype)
+            shape = (reduced_size(h, reduce), reduced_size(w, reduce), nb)
+            cube = np.empty(shape, dtype) if out is None else out
             memo: dict = {}  # the tile's maps decoded once for all its strips
             for a in range(0, h, step):
                 b = min(a + step, h)
                 part = (lambda f, a=a, b=b: progress((a + f * (b - a)) / h)) if progress else None
-                cube[a // blk : reduced_size(b, reduce)], _ = _codec.decompress_untiled(
+                _codec.decompress_untiled(
                     sub,
                     window=(lr + a, lc, b - a, w),
                     bands=bands,
@@ -134,6 +141,7 @@ def decode_tile(
                     reduce=reduce,
                     shared_spectral=shared,
                     memo=memo,
+                    out=cube[a // blk : reduced_size(b, reduce)],
                 )
     except HsimError as exc:
         raise type(exc)(f"tile {i} (section {name!r}): {exc}") from None
@@ -230,9 +238,13 @@ def decompress_tiled(
         blk = 1 << reduce
         out = np.empty((reduced_size(win[2], reduce), reduced_size(win[3], reduce), bnd[1] - bnd[0]), dtype)
         decode = _tile_decoder(reader, grid, bnd, limits=limits, backend=backend, registry=registry, reduce=reduce)
-        for j, (_, _, (orow, ocol)), block in decoded_tiles(reader, grid, plan, decode, threads, tile_threads,
-                                                                progress):  # fmt: skip
-            out[orow // blk : orow // blk + block.shape[0], ocol // blk : ocol // blk + block.shape[1]] = block
+
+        def dest(entry: tuple) -> np.ndarray:  # each tile decodes straight into its place in the output
+            _, (_, _, h, w), (orow, ocol) = entry
+            r, c = orow // blk, ocol // blk
+            return out[r : r + reduced_size(h, reduce), c : c + reduced_size(w, reduce)]
+
+        for j, _, _ in decoded_tiles(reader, grid, plan, decode, threads, tile_threads, progress, dest):
             if tile_progress:
                 tile_progress(j + 1, len(plan))
     finally:
@@ -329,8 +341,10 @@ def decoded_tiles(
     threads: int,
     tile_threads: int,
     progress: Callable[[float], None] | None = None,
+    dest: Callable[[tuple], np.ndarray] | None = None,
 ) -> Iterator[tuple[int, tuple, np.ndarray]]:
-    """(index, plan entry, decoded block) for each planned tile, in plan order.
+    """(index, plan entry, decoded block) for each planned tile, in plan order; ``dest(entry)``: where the
+    block is decoded (``decode``'s ``out``), else a fresh array.
 
     Sections are read here, in order (the reader is not thread-safe; each read checks its CRC32C); the
     tiles are decoded by up to :func:`tile_workers` threads, each with its share of ``threads`` (0: the
@@ -341,7 +355,8 @@ def decoded_tiles(
         for j, entry in enumerate(plan):
             i, local, _ = entry
             sub = (lambda f, j=j: progress((j + f) / len(plan))) if progress else None
-            yield j, entry, decode(reader.section(section_name(i)), grid, i, local, threads=threads, progress=sub)
+            yield j, entry, decode(reader.section(section_name(i)), grid, i, local, threads=threads, progress=sub,
+                                   out=dest(entry) if dest else None)  # fmt: skip
         return
     inner = max(1, (threads if threads > 0 else os.cpu_count() or 1) // workers)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="hsicodec-tile")
@@ -350,7 +365,7 @@ def decoded_tiles(
         for j, entry in enumerate(plan):
             i, local, _ = entry
             pending.append((j, entry, pool.submit(decode, reader.section(section_name(i)), grid, i, local,
-                                                  threads=inner)))  # fmt: skip
+                                                  threads=inner, out=dest(entry) if dest else None)))  # fmt: skip
             while pending and (len(pending) == workers or j + 1 == len(plan)):  # full, or nothing left to read
                 jj, done, fut = pending.popleft()
                 yield jj, done, fut.result()
