@@ -243,7 +243,7 @@ py::tuple checker_cell_stats(const I32Array& absq, const LayoutIn& bands_in, con
 // One step of the rate search: the dead-zone quantizer of coefficients c (k, H, W) at per-coefficient steps
 // (H, W) (coefmaps.quantize: mag = floor(|c / step| + deadzone)), then checker_cell_stats of the |symbols|,
 // without materialising anything in Python.  Also per map: [nonzero count, sum of (mag - a) over nonzeros,
-// sum of (mag - a)^2 over nonzeros, sum of a^2 over zeros] with a = |c / step|, and the largest |symbol|.
+// sum of (mag - a)^2 over nonzeros, sum of a^2 over zeros] with a = |c / step|, and its largest |symbol|.
 py::tuple checker_price(const F64Array& coeffs, const F64Array& steps, double deadzone, const LayoutIn& bands_in,
                         const std::vector<int64_t>& parents, int64_t groups_per_map, int threads) {
     if (coeffs.ndim() != 3) throw std::invalid_argument("coeffs must be (k, H, W)");
@@ -299,8 +299,7 @@ py::tuple checker_price(const F64Array& coeffs, const F64Array& steps, double de
     }
     if (std::find(overflow.begin(), overflow.end(), 1) != overflow.end())
         throw std::overflow_error("a quantized coefficient is past 2^31 (or not finite)");
-    const int32_t mx = k ? *std::max_element(maxabs.begin(), maxabs.end()) : 0;
-    return py::make_tuple(st.n, st.n0, st.tot, sums, mx);
+    return py::make_tuple(st.n, st.n0, st.tot, sums, py::array_t<int32_t>(k, maxabs.data()));
 }
 
 // The code fit of coefmaps.fit_codes_from_stats with the same arithmetic, operation for operation (no
@@ -437,7 +436,7 @@ void register_context_classes(py::module_& mod) {
     mod.def("checker_price", &checker_price, py::arg("coeffs"), py::arg("steps"), py::arg("deadzone"), py::arg("bands"),
             py::arg("parents"), py::arg("groups_per_map"), py::arg("threads") = 0,
             "Dead-zone quantization of coeffs (k, H, W) float64 at steps (H, W) fused with checker_cell_stats:\n"
-            "(n, n0, tot, sums (k, 4), max |q|), sums per map = [nonzeros, sum(mag - a), sum((mag - a)^2) over\n"
+            "(n, n0, tot, sums (k, 4), max |q| (k,)), sums per map = [nonzeros, sum(mag - a), sum((mag - a)^2) over\n"
             "nonzeros, sum(a^2) over zeros], a = |c / step|. OverflowError past 2^31.");
     mod.def("fit_scale_codes", &fit_scale_codes, py::arg("n"), py::arg("n0"), py::arg("tot"), py::arg("l0"),
             py::arg("l1"), py::arg("lt"), py::arg("pad"), py::arg("iterations"),

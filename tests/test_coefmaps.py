@@ -6,6 +6,7 @@ import pytest
 from hsicodec.coding.wavelet import cdf97_forward, cdf97_inverse, subbands, wavelet_levels
 from hsicodec.errors import HsimHeaderError
 from hsicodec.layers.maps import coding as coefmaps
+from hsicodec.layers.maps import pricing
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (2, 2), (3, 17), (37, 23), (64, 64), (100, 101)])
@@ -277,10 +278,10 @@ def test_native_price_equals_the_numpy_reference(k, h, w, levels, q, deadzone, m
     maps = rng.laplace(size=(h, w, k)) * np.exp(-np.arange(k) / 2.0)
     lv = wavelet_levels(h, w, levels)
     tr = coefmaps.Transformed.of(maps, lv)
-    got = coefmaps.price(tr, q, k, deadzone)
+    got = pricing.price(tr, q, k, deadzone)
     with monkeypatch.context() as m:
         _numpy_only(m)
-        want = coefmaps.price(tr, q, k, deadzone)
+        want = pricing.price(tr, q, k, deadzone)
     sym, a, rho = coefmaps.quantize(tr, q, k, deadzone)
     for x, y in ((got.n, want.n), (got.n0, want.n0), (got.tot, want.tot)):
         np.testing.assert_array_equal(x, y)
@@ -316,3 +317,23 @@ def test_native_classes_refuse_a_bad_layout():
         nat(absq, [(0, 0, 0, 2, 0, 2), (1, 1, 0, 2, 2, 4)], [-1, 1])
     with pytest.raises(ValueError, match="one parent"):
         nat(absq, [(0, 0, 0, 2, 0, 2)], [])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_prices_of_maps_priced_in_runs_equal_pricing_them_at_once(native, monkeypatch):
+    """A search prices a step's maps in runs as k grows (map j's classes read map j − 1, priced along): the
+    first k of them sum to exactly the price of the k maps at once, for any k up to what was priced."""
+    if not native:
+        _numpy_only(monkeypatch)
+    rng = np.random.default_rng(5)
+    maps = rng.laplace(size=(40, 36, 9)) * np.exp(-np.arange(9) / 2.0)
+    tr = coefmaps.Transformed.of(maps, wavelet_levels(40, 36, 3))
+    q = -40
+    parts = pricing.price_maps(tr, q, 0, 3, 0.4).extended(pricing.price_maps(tr, q, 3, 4, 0.4))
+    parts = parts.extended(pricing.price_maps(tr, q, 4, 9, 0.4))
+    assert parts.maps == 9
+    for k in (1, 3, 4, 7, 9):
+        got, want = pricing.price_of(parts, k), pricing.price(tr, q, k, 0.4)
+        for x, y in ((got.n, want.n), (got.n0, want.n0), (got.tot, want.tot)):
+            np.testing.assert_array_equal(x, y)
+        assert (got.rho, got.sq_error, got.max_abs) == (want.rho, want.sq_error, want.max_abs)

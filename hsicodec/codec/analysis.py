@@ -78,8 +78,12 @@ def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None
         y[:, bm] = (values.reshape(-1, c) - off) / scl
         return Analysis(values, None, y.reshape(h, w, model.n_out), rng, "id", off, scl, bm)
     fit = fit_pca(values.reshape(-1, c), max(model.n_out, MAP_COMPONENTS))  # one PCA for both layers
-    y = np.zeros((h * w, model.n_out), np.float32)
-    basis = fit.basis[: model.n_out]
-    if fit.total_std > 0:
-        y[:, : basis.shape[0]] = (values.reshape(-1, c) - fit.mean) @ basis.T / fit.total_std
-    return Analysis(values, fit, y.reshape(h, w, model.n_out), rng)
+
+    def targets() -> np.ndarray:
+        y = np.zeros((h * w, model.n_out), np.float32)
+        basis = fit.basis[: model.n_out]
+        if fit.total_std > 0:
+            y[:, : basis.shape[0]] = (values.reshape(-1, c) - fit.mean) @ basis.T / fit.total_std
+        return y.reshape(h, w, model.n_out)
+
+    return Analysis(values, fit, targets, rng)

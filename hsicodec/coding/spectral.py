@@ -10,6 +10,7 @@ delta-coded along the bands and entropy coded — counted in the rate).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -33,12 +34,19 @@ class SpectralFit:
         return max(self.total_std**2 - float(np.sum(self.comp_std[:k] ** 2)), 0.0)
 
 
+#: pixels a block of :func:`fit_pca`'s covariance: centred copies of a few tens of MB, not of the scene
+PCA_BLOCK = 32768
+
+
 def fit_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
     """PCA of (N, C) float64 pixels; at most k_max components (fewer if C or N is smaller)."""
     a = np.asarray(pixels, np.float64)
     mean = a.mean(axis=0)
-    z = a - mean
-    cov = (z.T @ z) / max(len(z), 1)
+    cov = np.zeros((a.shape[1], a.shape[1]))
+    for r in range(0, len(a), PCA_BLOCK):
+        z = a[r : r + PCA_BLOCK] - mean
+        cov += z.T @ z
+    cov /= max(len(a), 1)
     ev, vec = np.linalg.eigh(cov)
     order = np.argsort(ev)[::-1]
     ev, vec = np.maximum(ev[order], 0.0), vec[:, order]
@@ -176,12 +184,20 @@ class Analysis:
 
     values: np.ndarray  # (H, W, C) float64 (mode "values": integer cubes as they are)
     pca: SpectralFit | None
-    targets: np.ndarray  # (H, W, n_out) float32
+    _targets: np.ndarray | Callable[[], np.ndarray]  # (H, W, n_out) float32, or what makes them on first use
     value_range: float
     mode: str = "pca"
     offset: float = 0.0
     scale: float = 1.0
     band_map: np.ndarray | None = None  # (C,) model output of every band ("id" mode)
+
+    @property
+    def targets(self) -> np.ndarray:
+        """The normalised targets (H, W, n_out) float32 of the network layer, made when first asked for (the
+        coefficient-map layer, which codes most files, never needs them)."""
+        if callable(self._targets):
+            self._targets = self._targets()
+        return self._targets
 
     @property
     def fit(self) -> SpectralFit:

@@ -293,56 +293,6 @@ def _recon_offset(excess: float, nonzeros: int) -> int:
     return int(np.clip(np.round(RECON_DEN * excess / nonzeros), 0, RECON_DEN // 2)) if nonzeros else 0
 
 
-@dataclass
-class Price:
-    """What pricing the first k maps at one step needs: the cell statistics of their symbols, the
-    reconstruction offset, the squared error in step units² (Σ (a − reconstruction)²) and the largest |q|."""
-
-    n: np.ndarray
-    n0: np.ndarray
-    tot: np.ndarray
-    rho: int
-    sq_error: float
-    max_abs: int
-
-
-def price(tr: Transformed, q: int, k: int, deadzone: float = 0.5) -> Price:
-    """:func:`quantize` and :func:`cell_stats` of the first k maps at step exponent q in one pass (C++
-    ``checker_price`` when built; the same sums in numpy otherwise)."""
-    _, h, w = tr.coeffs.shape
-    steps = _step_map(h, w, tr.levels, entropy.step_from_exponent(q, STEPS_PER_OCTAVE))
-    nat = _native_function("checker_price")
-    if nat is not None and k > 0:
-        try:
-            n, n0, tot, sums, max_abs = nat(
-                tr.coeffs[:k], steps, float(deadzone), *_native_layout(h, w, tr.levels), tr.levels + 1
-            )
-        except OverflowError:  # |q| past the context arithmetic's int32: the numpy path
-            pass
-        else:
-            nnz, e1, e2, z2 = (float(v) for v in sums.sum(axis=0))
-            shape = (-1, N_CLASSES)
-            return _price_from(n.reshape(shape), n0.reshape(shape), tot.reshape(shape), nnz, e1, e2, z2, max_abs)
-    sym, a, _ = quantize(tr, q, k, deadzone)
-    mag = np.abs(sym)
-    nz = mag > 0
-    e = mag[nz] - a[nz]
-    return _price_from(
-        *cell_stats(sym, tr.levels),
-        float(np.count_nonzero(nz)),
-        float(np.sum(e)),
-        float(np.sum(e * e)),
-        float(np.sum(a[~nz] ** 2)),
-        int(mag.max(initial=0)),
-    )
-
-
-def _price_from(n, n0, tot, nnz: float, e1: float, e2: float, z2: float, max_abs: int) -> Price:
-    rho = _recon_offset(e1, int(nnz))
-    r = rho / RECON_DEN  # Σ over nonzeros of (a − (|q| − r))² = Σ e² − 2 r Σ e + nnz r², e = |q| − a
-    return Price(n, n0, tot, rho, e2 - 2.0 * r * e1 + nnz * r * r + z2, int(max_abs))
-
-
 def rdoq(
     sym: np.ndarray, a: np.ndarray, rho: int, levels: int, weight: float, lam: float, iterations: int = 2
 ) -> np.ndarray:

@@ -33,6 +33,7 @@ from hsicodec.format.container import encode_hsim
 from hsicodec.format.grid import CODEC_NAME
 from hsicodec.layers.base import Encoded
 from hsicodec.layers.maps import coding as coefmaps
+from hsicodec.layers.maps import pricing
 from hsicodec.layers.network.model import CodecModel
 
 MAP_K_MAX = coefmaps.MAX_MAPS  # principal components the layer may code: every one (up to 255) at high rates
@@ -118,6 +119,7 @@ class MapSearch:
         for grp, ori, rs, cs in coefmaps.subbands(self.h, self.w, self.levels):
             self.gain[rs, cs] = coefmaps.cdf97_subband_gain(grp, ori, self.levels)
         self._price_cache: dict = {}
+        self._map_prices: dict[int, pricing.MapPrices] = {}  # step → its first maps priced
         self._log_size_slope = -1.0 / coefmaps.STEPS_PER_OCTAVE  # first guess: sizes halve per octave of step
         self._beta_hint = 1.0  # spectral precision to start each k's search from: the last k's choice
         self._build_cache: dict = {}
@@ -129,13 +131,16 @@ class MapSearch:
         """The same scene (PCA, transform, spectral side information) with another rounding threshold."""
         other = copy.copy(self)
         other.deadzone = deadzone
-        other._price_cache, other._build_cache = {}, {}
+        other._price_cache, other._build_cache, other._map_prices = {}, {}, {}
         return other
 
     def principal_maps(self, start: int, stop: int) -> np.ndarray:
         """The normalised principal-component maps start..stop-1 of the scene, (H, W, stop − start)."""
-        x = self.an.values.reshape(-1, self.c) - self.fit.mean
-        maps = x @ self.fit.basis[start:stop].T / max(self.norm, 1e-300)
+        x = self.an.values.reshape(-1, self.c)
+        basis, maps = self.fit.basis[start:stop].T, np.empty((len(x), stop - start))
+        for r in range(0, len(x), PSNR_BLOCK * 16):  # centred a block at a time: no cube-sized temporary
+            maps[r : r + PSNR_BLOCK * 16] = (x[r : r + PSNR_BLOCK * 16] - self.fit.mean) @ basis
+        maps /= max(self.norm, 1e-300)
         return maps.reshape(self.h, self.w, stop - start)
 
     def _extend(self, k: int) -> None:
@@ -153,7 +158,12 @@ class MapSearch:
         key = (q, k)
         if key not in self._price_cache:
             self._extend(k)
-            pr = coefmaps.price(self.tr, q, k, self.deadzone)  # map j's symbols need only maps ≤ j
+            parts = self._map_prices.get(q)  # map j's symbols need only maps ≤ j: the maps priced at q so far
+            have = 0 if parts is None else parts.maps
+            if parts is None or have < k:
+                more = pricing.price_maps(self.tr, q, have, k, self.deadzone)
+                parts = self._map_prices[q] = more if parts is None else parts.extended(more)
+            pr = pricing.price_of(parts, k)
             step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
             # normalised units, each coefficient weighted by its synthesis energy: Σ g (Δ/√g)² e² = Δ² Σ e²
             err = (step**2) * pr.sq_error / (self.h * self.w)
@@ -302,9 +312,12 @@ class MapSearch:
         if sse == 0.0 or count == 0:
             return float("inf")
         if self._range is None:
-            vals = self.an.values if self.valid is None else self.an.values[self.valid]
-            vals = vals[np.isfinite(vals)]
-            self._range = float(vals.max() - vals.min()) if vals.size else 0.0
+            if self.valid is None and np.isfinite(self.an.value_range):  # every value finite: the analysis has it
+                self._range = float(self.an.value_range)
+            else:
+                vals = self.an.values if self.valid is None else self.an.values[self.valid]
+                vals = vals[np.isfinite(vals)]
+                self._range = float(vals.max() - vals.min()) if vals.size else 0.0
         rng = self._range if self._range > 0 else 1.0
         return 10.0 * np.log10(rng * rng / (sse / count))
 
