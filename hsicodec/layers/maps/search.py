@@ -126,6 +126,8 @@ class MapSearch:
         self._spec_cache: dict = {}
         self._range: float | None = None  # of the original's valid values, for psnr_of
         self._moments: tuple | None = None  # Σ ‖x − c‖² and Σ (x − c), c the PCA mean (psnr_of)
+        self._x_sum: np.ndarray | None = None  # Σ x over the pixels (_sum_x)
+        self._cross: tuple | None = None  # (decoded maps, YᵀX) of the last refit, for psnr_of
 
     def with_deadzone(self, deadzone: float) -> MapSearch:
         """The same scene (PCA, transform, spectral side information) with another rounding threshold."""
@@ -272,7 +274,8 @@ class MapSearch:
         k = maps.shape[2]
         x = self.an.values.reshape(-1, self.c)
         y = maps.reshape(-1, k) * self.norm
-        rows = self.valid.reshape(-1, self.c).all(axis=1) if self.valid is not None else slice(None)
+        every = self.valid is None
+        rows = slice(None) if self.valid is None else self.valid.reshape(-1, self.c).all(axis=1)
         x, y = x[rows], y[rows]
         if k == 0 or len(x) < 4 * (k + 1):
             return self.fit.mean, self.fit.basis[:k]
@@ -281,12 +284,22 @@ class MapSearch:
         gram = yc.T @ yc
         basis = self.fit.basis[:k].copy()
         use = np.diag(gram) > 1e-12 * max(float(np.trace(gram)), 1e-300)  # maps decoded as all zero keep the PCA row
-        if use.any():  # yc's columns sum to zero, so yc' x = yc' (x − x̄): no centred copy of the cube
+        if use.all() and every:  # yc's columns sum to zero, so yc' x = yc' (x − x̄): no centred copy of the cube
+            cross = yc.T @ x
+            basis = np.linalg.solve(gram + 1e-12 * np.trace(gram) * np.eye(k), cross)
+            self._cross = (maps, cross + np.outer(ym, self._sum_x()))  # Yᵀ X, which psnr_of needs next
+        elif use.any():
             g = gram[np.ix_(use, use)]
             basis[use] = np.linalg.solve(g + 1e-12 * np.trace(g) * np.eye(g.shape[0]), yc[:, use].T @ x)
         step = basis_steps(basis_exp, offsets, k)
-        mean = x.mean(axis=0) - ym @ (np.round(basis / step) * step)
+        mean = (self._sum_x() / len(x) if every else x.mean(axis=0)) - ym @ (np.round(basis / step) * step)
         return mean, basis
+
+    def _sum_x(self) -> np.ndarray:
+        """Σ over the pixels of the original's values (C,), taken once."""
+        if self._x_sum is None:
+            self._x_sum = self.an.values.reshape(-1, self.c).sum(axis=0)
+        return self._x_sum
 
     def measure(self, k: int, q: int, beta: float) -> Encoded:
         data, maps, mean, basis = self.build(k, q, beta)
@@ -299,7 +312,8 @@ class MapSearch:
         x = self.an.values.reshape(-1, self.c)
         y = maps.reshape(self.h * self.w, maps.shape[2]) * self.norm
         if self.valid is None:
-            sse, count = self._sse_from_moments(x, y, mean, basis), x.size
+            cross = self._cross[1] if self._cross is not None and self._cross[0] is maps else y.T @ x
+            sse, count = self._sse_from_moments(x, y, cross, mean, basis), x.size
         else:
             ok = self.valid.reshape(-1, self.c)
             sse, count = 0.0, 0
@@ -321,18 +335,20 @@ class MapSearch:
         rng = self._range if self._range > 0 else 1.0
         return 10.0 * np.log10(rng * rng / (sse / count))
 
-    def _sse_from_moments(self, x: np.ndarray, y: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> float:
+    def _sse_from_moments(
+        self, x: np.ndarray, y: np.ndarray, cross: np.ndarray, mean: np.ndarray, basis: np.ndarray
+    ) -> float:
         """Σ ‖x_i − (y_i B + μ)‖² over all pixels from second moments: with x and μ taken about the PCA mean
-        c, ‖x − c‖² summed once per scene, then Yᵀ(X − c) (k × C), YᵀY and Σ y per candidate. No cube-sized
-        product or temporary; the terms cancel to the error's size, which float64 holds to ~1e-9 of it at
-        any PSNR this codec reaches."""
+        c, ‖x − c‖² summed once per scene, then Yᵀ(X − c) (k × C; ``cross`` = YᵀX), YᵀY and Σ y per
+        candidate. No cube-sized product or temporary; the terms cancel to the error's size, which float64
+        holds to ~1e-9 of it at any PSNR this codec reaches."""
         c = self.fit.mean
         if self._moments is None:
             sq = sum(float(np.sum((x[r : r + PSNR_BLOCK] - c) ** 2)) for r in range(0, len(x), PSNR_BLOCK))
-            self._moments = (sq, x.sum(axis=0) - len(x) * c)
+            self._moments = (sq, self._sum_x() - len(x) * c)
         sq, sx = self._moments  # Σ ‖x − c‖², Σ (x − c)
         sy = y.sum(axis=0)
-        ytx = y.T @ x - np.outer(sy, c)  # Yᵀ (X − c)
+        ytx = cross - np.outer(sy, c)  # Yᵀ (X − c)
         mu = mean - c
         sse = (
             sq
