@@ -129,3 +129,42 @@ def test_the_cli_decompress_takes_tile_threads(tiled_file, tmp_path, monkeypatch
         assert res.exit_code == 0, res.output
     assert seen == [1, 3]
     np.testing.assert_array_equal(np.load(tmp_path / "o1.npy"), np.load(tmp_path / "o3.npy"))
+
+
+def test_a_tile_decodes_into_its_window_of_a_larger_array(tiled_file):
+    """decode_tile(out=view) writes the tile's pixels into that window of the caller's cube (nothing around
+    it) and returns the view; the pixels are those of a decode into a fresh array."""
+    _, data = tiled_file
+    with HsimReader(data) as reader:
+        grid, _, bnd, plan = tiledecode._iter_tiles(
+            reader, None, None, limits=reader.limits, max_tile_values=tiledecode.MAX_TILE_VALUES, verify=True
+        )
+        decode = tiledecode._tile_decoder(reader, grid, bnd, limits=reader.limits, backend="auto", registry=None)
+        i, local, _ = plan[4]
+        section = reader.section(tiledecode.section_name(i))
+        fresh = decode(section, grid, i, local, threads=1)
+        big = np.zeros((fresh.shape[0] + 9, fresh.shape[1] + 13, fresh.shape[2]), fresh.dtype)
+        view = big[4 : 4 + fresh.shape[0], 6 : 6 + fresh.shape[1]]
+        assert decode(section, grid, i, local, threads=2, out=view) is view
+    np.testing.assert_array_equal(view, fresh)
+    big[4 : 4 + fresh.shape[0], 6 : 6 + fresh.shape[1]] = 0
+    assert not big.any()
+
+
+def test_an_untiled_decode_into_a_given_array_masked_or_not(tmp_path):
+    """decompress_untiled(out=...) returns that array with the pixels of a plain decode, also where the
+    file's mask makes the decoder cast apart and copy."""
+    from hsicodec.codec.cube import decompress_untiled
+
+    cube = smooth_cube(20, 24, 9, seed=1)
+    masked = cube.copy()
+    masked[3:6, 4:9] = 0
+    for data in (hsicodec.compress(cube, bpppb=1.0), hsicodec.compress(masked, bpppb=1.0, nodata=0)):
+        want = hsicodec.decompress(data)[0]
+        out = np.full((30, 30, 9), 7, np.uint16)
+        with HsimReader(data) as reader:
+            got, _ = decompress_untiled(reader, out=out[2:22, 3:27])
+        assert got.base is out or got is out
+        np.testing.assert_array_equal(out[2:22, 3:27], want)
+        out[2:22, 3:27] = 7
+        assert (out == 7).all()
