@@ -472,17 +472,31 @@ py::array_t<int32_t> decode_stream(const py::bytes& data_in, int64_t k, int64_t 
         }
     }
     py::array_t<int32_t> out({k, box.first, box.second});  // |symbols| <= 2^20
-    // a partial decode works in a whole-map buffer (never cleared: only what is decoded is read or copied out;
-    // untouched pages are never faulted in) and returns the box
-    std::unique_ptr<int32_t[]> work(stop < nbands ? new int32_t[static_cast<size_t>(k * hw)] : nullptr);
+    const int64_t count = static_cast<int64_t>(ranges.size());
+    const std::vector<int64_t> need = subbands_needed(k, std::max<int64_t>(count, 1), nbands, stop);
+    // A partial decode where no map needs more than the box (one map a substream) works in the box itself:
+    // the same subbands laid out in it (their parents and siblings are coarser, inside it too). Otherwise it
+    // works in a whole-map buffer (never cleared: only what is decoded is read or copied out; untouched pages
+    // are never faulted in) and returns the box.
+    Layout in_box;
+    const bool boxed = stop < nbands && !need.empty() && *std::max_element(need.begin(), need.end()) <= stop;
+    if (boxed) {
+        in_box = L;
+        in_box.h = box.first;
+        in_box.w = box.second;
+        for (auto* v : {&in_box.parent, &in_box.sib1, &in_box.sib2}) v->resize(static_cast<size_t>(stop));
+        in_box.bands.resize(static_cast<size_t>(stop));
+        in_box.has_parent.resize(static_cast<size_t>(stop));
+    }
+    const Layout& LL = boxed ? in_box : L;  // the pointers it holds are into L's subbands: the same boxes
+    const int64_t plane = boxed ? box.first * box.second : hw;
+    std::unique_ptr<int32_t[]> work(stop < nbands && !boxed ? new int32_t[static_cast<size_t>(k * hw)] : nullptr);
     int32_t* o = work ? work.get() : out.mutable_data();
     std::string error;
     {
         py::gil_scoped_release release;
-        if (ranges.empty()) std::fill(o, o + k * hw, int32_t(0));  // ma = 0: every symbol is zero
+        if (ranges.empty()) std::fill(o, o + k * plane, int32_t(0));  // ma = 0: every symbol is zero
         if (!ranges.empty()) {
-            const int64_t count = static_cast<int64_t>(ranges.size());
-            const std::vector<int64_t> need = subbands_needed(k, count, nbands, stop);
             // the contexts read the output itself: every symbol is written before it is read (a context reads
             // earlier subbands, maps and passes only), so it needs no clearing first; after an error it is dropped
             std::vector<int64_t> done(k, 0);  // subbands finished per map
@@ -497,8 +511,8 @@ py::array_t<int32_t> decode_stream(const py::bytes& data_in, int64_t k, int64_t 
                     Dec dec(d + ranges[part].first, d + ranges[part].second);
                     const int64_t j0 = part * k / count, j1 = (part + 1) * k / count;
                     for (int64_t j = j0; j < j1; ++j) {
-                        int32_t* cur = o + j * hw;
-                        const int32_t* prev = j > 0 ? cur - hw : nullptr;
+                        int32_t* cur = o + j * plane;
+                        const int32_t* prev = j > 0 ? cur - plane : nullptr;
                         for (int64_t bi = 0; bi < need[j]; ++bi) {
                             if (failed.load(std::memory_order_relaxed)) return;  // another substream is bad
                             if (j == j0 && j > 0) {  // the previous map belongs to another substream
@@ -508,7 +522,7 @@ py::array_t<int32_t> decode_stream(const py::bytes& data_in, int64_t k, int64_t 
                             }
                             const uint8_t* ct = codes.data() + (j * L.groups + L.bands[bi].grp) * kClasses;
                             for (int pass = 0; pass < 2; ++pass)
-                                band_pass(L, bi, pass, cur, prev, [&](int64_t i, int cls, int64_t r, int64_t c) {
+                                band_pass(LL, bi, pass, cur, prev, [&](int64_t i, int cls, int64_t r, int64_t c) {
                                     const int code = code_of(j, bi, cur, r, c, ct[cls]);
                                     cur[i] = static_cast<int32_t>(dec.symbol(M.m[code], max_abs));
                                 });

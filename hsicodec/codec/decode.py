@@ -384,7 +384,9 @@ def _layer_parts(ctx: DecodeContext, p: GridParams, win: tuple, k: int) -> tuple
     with ``ctx.reduce`` the window's reduced image of each (the layers' own where every layer of the file
     ``reduces``, :func:`own_reduce`; else the block means of each full-resolution part)."""
     out = aligned_window(win, ctx.shape, ctx.reduce)[1] if ctx.reduce else win
-    coeffs = np.zeros((out[2], out[3], k), np.float64)
+    shape = (out[2], out[3], k)
+    coeffs: np.ndarray | None = None
+    own = False  # whether coeffs is this function's array (else a layer's, which is not written to)
     residual = None
     means = bool(ctx.reduce) and not own_reduce(p)
     layer_ctx = dataclasses.replace(ctx, reduce=0) if means else ctx  # block means: full-resolution parts
@@ -397,7 +399,14 @@ def _layer_parts(ctx: DecodeContext, p: GridParams, win: tuple, k: int) -> tuple
                 None if part.values is None else block_mean(part.values, ctx.reduce),
             )
         if part.coeffs is not None:
-            coeffs[..., : part.coeffs.shape[2]] += part.coeffs
+            if coeffs is None and part.coeffs.shape == shape and part.coeffs.dtype == np.float64:
+                coeffs = part.coeffs  # the one layer of coefficients (the usual file): taken as it is
+            else:
+                if not own:
+                    coeffs = np.zeros(shape, np.float64) if coeffs is None else np.array(coeffs, copy=True)
+                    own = True
+                assert coeffs is not None
+                coeffs[..., : part.coeffs.shape[2]] += part.coeffs
         if part.values is not None:
             residual = part.values if residual is None else residual + part.values
-    return coeffs, residual
+    return (np.zeros(shape, np.float64) if coeffs is None else coeffs), residual
