@@ -99,10 +99,11 @@ void dot_row_plain(const double* s, int64_t k, const double* basis, int64_t nb, 
 #if defined(HSI_FUSED_AVX2)
 // The same sums as fused multiply-adds, 16 bands a step (four accumulators), as OpenBLAS's AVX2 kernels
 // form a product's entries (an accumulator from zero, one FMA per j, in order).
+// (basis: k rows of stride nb; the first n entries of each, n <= nb.)
 __attribute__((target("avx2,fma"))) void dot_row_avx2(const double* s, int64_t k, const double* basis, int64_t nb,
-                                                       double* v) {
+                                                       double* v, int64_t n) {
     int64_t b = 0;
-    for (; b + 16 <= nb; b += 16) {
+    for (; b + 16 <= n; b += 16) {
         __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
         for (int64_t j = 0; j < k; ++j) {
             const __m256d sj = _mm256_broadcast_sd(s + j);
@@ -117,16 +118,52 @@ __attribute__((target("avx2,fma"))) void dot_row_avx2(const double* s, int64_t k
         _mm256_storeu_pd(v + b + 8, a2);
         _mm256_storeu_pd(v + b + 12, a3);
     }
-    for (; b + 4 <= nb; b += 4) {
+    for (; b + 4 <= n; b += 4) {
         __m256d a0 = _mm256_setzero_pd();
         for (int64_t j = 0; j < k; ++j)
             a0 = _mm256_fmadd_pd(_mm256_broadcast_sd(s + j), _mm256_loadu_pd(basis + j * nb + b), a0);
         _mm256_storeu_pd(v + b, a0);
     }
-    for (; b < nb; ++b) {
+    for (; b < n; ++b) {
         double a = 0.0;
         for (int64_t j = 0; j < k; ++j) a = std::fma(s[j], basis[j * nb + b], a);
         v[b] = a;
+    }
+}
+
+// dot_row_avx2 of two pixels at once (s0, s1 -> v0, v1): each basis vector is loaded once for both, which
+// halves the loads per FMA; every output is the same sum in the same order as dot_row_avx2's.
+__attribute__((target("avx2,fma"))) void dot_rows2_avx2(const double* s0, const double* s1, int64_t k,
+                                                         const double* basis, int64_t nb, double* v0, double* v1) {
+    int64_t b = 0;
+    for (; b + 16 <= nb; b += 16) {
+        __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+        for (int64_t j = 0; j < k; ++j) {
+            const double* row = basis + j * nb + b;
+            const __m256d b0 = _mm256_loadu_pd(row), b1 = _mm256_loadu_pd(row + 4);
+            const __m256d b2 = _mm256_loadu_pd(row + 8), b3 = _mm256_loadu_pd(row + 12);
+            const __m256d x = _mm256_broadcast_sd(s0 + j), y = _mm256_broadcast_sd(s1 + j);
+            a0 = _mm256_fmadd_pd(x, b0, a0);
+            a1 = _mm256_fmadd_pd(x, b1, a1);
+            a2 = _mm256_fmadd_pd(x, b2, a2);
+            a3 = _mm256_fmadd_pd(x, b3, a3);
+            c0 = _mm256_fmadd_pd(y, b0, c0);
+            c1 = _mm256_fmadd_pd(y, b1, c1);
+            c2 = _mm256_fmadd_pd(y, b2, c2);
+            c3 = _mm256_fmadd_pd(y, b3, c3);
+        }
+        _mm256_storeu_pd(v0 + b, a0);
+        _mm256_storeu_pd(v0 + b + 4, a1);
+        _mm256_storeu_pd(v0 + b + 8, a2);
+        _mm256_storeu_pd(v0 + b + 12, a3);
+        _mm256_storeu_pd(v1 + b, c0);
+        _mm256_storeu_pd(v1 + b + 4, c1);
+        _mm256_storeu_pd(v1 + b + 8, c2);
+        _mm256_storeu_pd(v1 + b + 12, c3);
+    }
+    if (b < nb) {  // the last bands, one pixel after the other
+        dot_row_avx2(s0, k, basis + b, nb, v0 + b, nb - b);
+        dot_row_avx2(s1, k, basis + b, nb, v1 + b, nb - b);
     }
 }
 
@@ -213,22 +250,35 @@ int64_t fused_run(const double* coeffs, int64_t h, int64_t w, int64_t k, double 
     };
     hsicodec_native::parallel_for_state<Scratch>(units, threads, [&](int64_t u, Scratch& sc) {
         if (sc.v.empty()) {
-            sc.s.resize(static_cast<size_t>(std::max<int64_t>(k, 1)));
-            sc.v.resize(static_cast<size_t>(nb));
+            sc.s.resize(static_cast<size_t>(std::max<int64_t>(2 * k, 1)));
+            sc.v.resize(static_cast<size_t>(2 * nb));
             sc.wide.resize(static_cast<size_t>(nb));
         }
         int64_t count = 0;
-        for (int64_t p = u * kRun, end = std::min(n, p + kRun); p < end; ++p) {
+        auto finish = [&](int64_t p, const double* v) {
+            T* o = reinterpret_cast<T*>(out + (p / w) * row_stride) + (p % w) * nb;
+            count += finish_pixel<T, Wide>(v, mean, o, nb, sc.wide.data(), avx2);
+        };
+        const int64_t end = std::min(n, (u + 1) * kRun);
+        for (int64_t p = u * kRun; p < end;) {
             const double* c = coeffs + p * k;
             for (int64_t j = 0; j < k; ++j) sc.s[j] = c[j] * norm;
 #if defined(HSI_FUSED_AVX2)
+            if (avx2 && p + 1 < end) {  // two pixels at once
+                for (int64_t j = 0; j < k; ++j) sc.s[k + j] = c[k + j] * norm;
+                dot_rows2_avx2(sc.s.data(), sc.s.data() + k, k, basis, nb, sc.v.data(), sc.v.data() + nb);
+                finish(p, sc.v.data());
+                finish(p + 1, sc.v.data() + nb);
+                p += 2;
+                continue;
+            }
             if (avx2)
-                dot_row_avx2(sc.s.data(), k, basis, nb, sc.v.data());
+                dot_row_avx2(sc.s.data(), k, basis, nb, sc.v.data(), nb);
             else
 #endif
                 dot_row_plain(sc.s.data(), k, basis, nb, sc.v.data());
-            T* o = reinterpret_cast<T*>(out + (p / w) * row_stride) + (p % w) * nb;
-            count += finish_pixel<T, Wide>(sc.v.data(), mean, o, nb, sc.wide.data(), avx2);
+            finish(p, sc.v.data());
+            ++p;
         }
         nans += count;
     });
