@@ -302,6 +302,45 @@ py::tuple checker_price(const F64Array& coeffs, const F64Array& steps, double de
     return py::make_tuple(st.n, st.n0, st.tot, sums, py::array_t<int32_t>(k, maxabs.data()));
 }
 
+// coefmaps.quantize in one pass: u = c / step, a = |u|, mag = floor(a + deadzone), symbols sign(u) mag
+// (k, H, W) int64; the excesses mag - a of the nonzero symbols in C order (for the caller's sum, the
+// reference's order); a itself when asked (else None). The same IEEE operations as numpy's, element by element.
+py::tuple quantize_maps(const F64Array& coeffs, const F64Array& steps, double deadzone, bool want_a, int threads) {
+    if (coeffs.ndim() != 3) throw std::invalid_argument("coeffs must be (k, H, W)");
+    const int64_t k = coeffs.shape(0), h = coeffs.shape(1), w = coeffs.shape(2), hw = h * w;
+    if (steps.ndim() != 2 || steps.shape(0) != h || steps.shape(1) != w)
+        throw std::invalid_argument("steps must be (H, W) like the coefficients");
+    py::array_t<int64_t> sym({k, h, w});
+    py::array_t<double> a_out(want_a ? std::vector<int64_t>{k, h, w} : std::vector<int64_t>{0});
+    int64_t* q = sym.mutable_data();
+    double* pa = want_a ? a_out.mutable_data() : nullptr;
+    const double* c = coeffs.data();
+    const double* s = steps.data();
+    std::vector<std::vector<double>> excess(static_cast<size_t>(k));
+    {
+        py::gil_scoped_release release;
+        for_maps(k, k * hw, threads, [&](int64_t j) {
+            const double* cj = c + j * hw;
+            int64_t* qj = q + j * hw;
+            std::vector<double>& ej = excess[j];
+            for (int64_t i = 0; i < hw; ++i) {
+                const double u = cj[i] / s[i];
+                const double a = std::fabs(u);
+                const double mag = std::floor(a + deadzone);
+                if (pa) pa[j * hw + i] = a;
+                qj[i] = static_cast<int64_t>(u > 0 ? mag : (u < 0 ? -mag : 0.0));
+                if (mag > 0) ej.push_back(mag - a);
+            }
+        });
+    }
+    size_t total = 0;
+    for (const auto& e : excess) total += e.size();
+    py::array_t<double> ex(static_cast<int64_t>(total));
+    double* pe = ex.mutable_data();
+    for (const auto& e : excess) pe = std::copy(e.begin(), e.end(), pe);
+    return py::make_tuple(sym, ex, want_a ? py::object(a_out) : py::object(py::none()));
+}
+
 // The code fit of coefmaps.fit_codes_from_stats with the same arithmetic, operation for operation (no
 // contraction into fused multiply-adds, sums in numpy's order), so both give the same codes:
 // cell cost T[g][c][x] = n0 l0[x] + (n - n0) l1[x] + tot lt[x] for code index x of the window; coordinate
@@ -438,6 +477,10 @@ void register_context_classes(py::module_& mod) {
             "Dead-zone quantization of coeffs (k, H, W) float64 at steps (H, W) fused with checker_cell_stats:\n"
             "(n, n0, tot, sums (k, 4), max |q| (k,)), sums per map = [nonzeros, sum(mag - a), sum((mag - a)^2) over\n"
             "nonzeros, sum(a^2) over zeros], a = |c / step|. OverflowError past 2^31.");
+    mod.def("quantize_maps", &quantize_maps, py::arg("coeffs"), py::arg("steps"), py::arg("deadzone"),
+            py::arg("want_a"), py::arg("threads") = 0,
+            "Dead-zone quantization of coeffs (k, H, W) float64 at steps (H, W): (symbols int64, the excesses\n"
+            "floor(a + deadzone) - a of the nonzero symbols in C order, a = |c / step| (k, H, W) or None).");
     mod.def("fit_scale_codes", &fit_scale_codes, py::arg("n"), py::arg("n0"), py::arg("tot"), py::arg("l0"),
             py::arg("l1"), py::arg("lt"), py::arg("pad"), py::arg("iterations"),
             "Coordinate-descent fit of coefmaps.fit_codes_from_stats over a window of codes whose code lengths\n"

@@ -337,3 +337,25 @@ def test_prices_of_maps_priced_in_runs_equal_pricing_them_at_once(native, monkey
         for x, y in ((got.n, want.n), (got.n0, want.n0), (got.tot, want.tot)):
             np.testing.assert_array_equal(x, y)
         assert (got.rho, got.sq_error, got.max_abs) == (want.rho, want.sq_error, want.max_abs)
+
+
+@pytest.mark.parametrize("q,deadzone", [(-120, 0.5), (-60, 0.4), (0, 0.3)])
+def test_native_quantizer_equals_the_numpy_reference(q, deadzone, monkeypatch):
+    """quantize_maps (C++) gives numpy's symbols, |c / step| and ρ bit for bit (ρ from the nonzeros'
+    excesses in C order, summed by numpy as the reference sums them); without magnitudes it skips them."""
+    if coefmaps._native_function("quantize_maps") is None:
+        pytest.skip("native extension not built")
+    rng = np.random.default_rng(abs(q))
+    maps = rng.laplace(size=(37, 29, 5)) * np.exp(-np.arange(5) / 2.0)
+    maps[0, 0, 0] = -0.0
+    tr = coefmaps.Transformed.of(maps, wavelet_levels(37, 29, 4))
+    got = coefmaps.quantize(tr, q, 5, deadzone)
+    with monkeypatch.context() as m:
+        _numpy_only(m)
+        want = coefmaps.quantize(tr, q, 5, deadzone)
+    assert got[0].dtype == want[0].dtype == np.int64
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert got[2] == want[2]
+    sym, a, rho = coefmaps.quantize(tr, q, 5, deadzone, magnitudes=False)
+    assert a is None and rho == want[2] and np.array_equal(sym, want[0])

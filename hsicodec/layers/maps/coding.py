@@ -273,12 +273,19 @@ class Transformed:
         return cls(np.ascontiguousarray(np.moveaxis(cdf97_forward(m, levels), 2, 0)), levels)
 
 
-def quantize(tr: Transformed, q: int, k: int, deadzone: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
+def quantize(
+    tr: Transformed, q: int, k: int, deadzone: float = 0.5, magnitudes: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Integers of the first k maps at step exponent q; rounding threshold ``deadzone`` (0.5 = nearest).
 
-    Returns (symbols (k, H, W) int64, |coefficient| / step, least-squares reconstruction offset ρ)."""
+    Returns (symbols (k, H, W) int64, |coefficient| / step, least-squares reconstruction offset ρ); with
+    ``magnitudes`` False the second is None (C++ ``quantize_maps`` then skips it; same values as numpy's)."""
     _, h, w = tr.coeffs.shape
     steps = _step_map(h, w, tr.levels, entropy.step_from_exponent(q, STEPS_PER_OCTAVE))
+    nat = _native_function("quantize_maps")
+    if nat is not None and k > 0:
+        sym, excess, a_nat = nat(np.ascontiguousarray(tr.coeffs[:k]), steps, float(deadzone), bool(magnitudes))
+        return sym, a_nat, _recon_offset(float(np.sum(excess)), len(excess))
     u = tr.coeffs[:k] / steps
     a = np.abs(u)
     mag = np.floor(a + deadzone)
@@ -721,7 +728,7 @@ def encode_maps(maps: np.ndarray, q: int, levels: int, deadzone: float = 0.5) ->
     """Code (H, W, k) maps at step exponent q; returns (stream, params, decoded maps (H, W, k))."""
     h, w, k = maps.shape
     tr = Transformed.of(maps, levels)
-    sym, _, rho = quantize(tr, q, k, deadzone)
+    sym, _, rho = quantize(tr, q, k, deadzone, magnitudes=False)
     data, p = encode_symbols(sym, q, levels, rho)
     return data, p, dequantize(sym, p, h, w)
 

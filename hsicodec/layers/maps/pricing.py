@@ -78,6 +78,7 @@ def price_maps(tr: Transformed, q: int, start: int, stop: int, deadzone: float =
                 sums[drop:], np.asarray(max_abs, np.int64)[drop:],
             )  # fmt: skip
     sym, a, _ = quantize(Transformed(tr.coeffs[first:stop], tr.levels), q, stop - first, deadzone)
+    assert a is not None
     mag = np.abs(sym)
     nz = mag > 0
     e = np.where(nz, mag - a, 0.0)

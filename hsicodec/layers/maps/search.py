@@ -244,8 +244,9 @@ class MapSearch:
 
     def _build(self, k: int, q: int, beta: float) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
         self._extend(k)
-        sym, a, rho = coefmaps.quantize(self.tr, q, k, self.deadzone)
+        sym, a, rho = coefmaps.quantize(self.tr, q, k, self.deadzone, magnitudes=bool(self.betas))
         if self.betas:  # thorough: rate–distortion optimised quantization at the maps' slope
+            assert a is not None
             step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
             sym = coefmaps.rdoq(sym, a, rho, self.levels, (self.norm * step) ** 2, self.slope(k, q))
         if self.learned is not None:
