@@ -117,3 +117,13 @@ def test_end_to_end_tiny_run(tmp_path):
     out.with_suffix(".md").unlink()
     assert bench_scale.main(["--render", str(out.with_suffix(".json"))]) == 0
     assert out.with_suffix(".md").read_text() == md
+    # two runs joined: both scenes, largest first, targets over both, each run listed
+    second = dict(doc, when="later", scenes=[dict(sc, name="96x80x20", shape=[96, 80, 20])])
+    (tmp_path / "second.json").write_text(json.dumps(second))
+    both = tmp_path / "both"
+    assert bench_scale.main(["--merge", str(out.with_suffix(".json")), str(tmp_path / "second.json"),
+                             "--out", str(both)]) == 0  # fmt: skip
+    joined = json.loads(both.with_suffix(".json").read_text())
+    assert [s["name"] for s in joined["scenes"]] == ["96x80x20", "48x40x20"] and len(joined["runs"]) == 2
+    assert joined["targets"] == bench_scale.targets(joined["scenes"], joined["rate"])
+    assert "Run 2: later, scenes 96x80x20" in both.with_suffix(".md").read_text()

@@ -615,6 +615,17 @@ def targets(scenes: list, rate: float) -> list[dict]:
     return out
 
 
+def merged(docs: list[dict]) -> dict:
+    """One document of the scenes of several runs (largest first, as a run lists them), with their targets;
+    ``runs`` keeps each run's time, wall clock, load and scenes."""
+    runs = [{"when": d["when"], "wall_s": d["wall_s"], "machine": d["machine"],
+             "scenes": [s["name"] for s in d["scenes"]]} for d in docs]  # fmt: skip
+    scenes = sorted((s for d in docs for s in d["scenes"]), key=lambda s: -s["shape"][0] * s["shape"][1])
+    doc = {**docs[0], "scenes": scenes, "runs": runs, "wall_s": sum(d["wall_s"] for d in docs)}
+    doc["targets"] = targets(scenes, doc["rate"])
+    return doc
+
+
 def _fmt(v, spec: str, none: str = "–") -> str:
     if v is None:
         return none
@@ -632,6 +643,12 @@ def markdown(doc: dict) -> str:
         f"{m['loadavg_before']} before, {m['loadavg_after']} after); rate target {doc['rate']:g} bpppb; "
         f"median of {doc['repeat']} runs (compress: see each scene); wall {doc['wall_s']:.0f} s."
         + (" **Quick sizes: indicative only.**" if doc.get("quick") else ""),
+        *[
+            f"Run {i + 1}: {r['when']}, scenes {', '.join(r['scenes'])}, wall {r['wall_s']:.0f} s, load average "
+            f"{r['machine']['loadavg_before']} before, {r['machine']['loadavg_after']} after (each scene's codecs "
+            "ran side by side in one run; the header above is run 1's)."
+            for i, r in enumerate(doc.get("runs", []))
+        ],
         "",
         "Each step runs in its own process (peak RSS = its VmHWM); times exclude imports and model loading.",
         "Throughput in MB/s of the raw cube. hsicodec: `compress_file` from `.npy` (reading included), default",
@@ -715,6 +732,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "hsicodec-bench-scale")
     ap.add_argument("--keep", action="store_true", help="keep the compressed files in --work")
     ap.add_argument("--render", type=Path, help="rewrite the .md (and targets) of this .json only; no codec runs")
+    ap.add_argument(
+        "--merge", type=Path, nargs="+",
+        help="join the scenes of these runs' .json files into --out (.json and .md; each scene keeps its own "
+        "run, the header lists the runs); no codec runs",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     if args.worker:
         return worker_main(args.worker)
@@ -725,6 +747,12 @@ def main(argv: list[str] | None = None) -> int:
         args.render.with_suffix(".md").write_text(markdown(doc))
         return 0
     args.out = args.out or ROOT / "bench" / ("scale_quick" if args.quick else "scale")
+    if args.merge:
+        docs = [json.loads(f.read_text()) for f in args.merge]
+        doc = merged(docs)
+        args.out.with_suffix(".json").write_text(json.dumps(doc, indent=1, default=float) + "\n")
+        args.out.with_suffix(".md").write_text(markdown(doc))
+        return 0
     sizes = args.sizes or [parse_size(t) for t in (QUICK_SIZES if args.quick else SIZES)]
     args.work.mkdir(parents=True, exist_ok=True)
 
