@@ -7,6 +7,8 @@ must lie in [-max_abs, max_abs]. The compressed stream is the ANS coder's
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hsicodec.errors import HsimError
@@ -85,9 +87,10 @@ SCALE_CODE_STEPS = 8  # scale codes are 1/8 octave apart
 
 
 def scale_code(scale: float) -> int:
-    """One-byte code of a Laplace scale: scale ≈ 2^((code − 128) / 8), code in 0..255."""
-    c = int(np.round(SCALE_CODE_STEPS * np.log2(max(scale, 1e-30)))) + 128
-    return int(np.clip(c, 0, 255))
+    """One-byte code of a Laplace scale: scale ≈ 2^((code − 128) / 8), code in 0..255 (rounded half to even,
+    as numpy's round; plain floats: the rate searches ask for thousands)."""
+    c = round(SCALE_CODE_STEPS * math.log2(max(float(scale), 1e-30))) + 128
+    return min(max(c, 0), 255)
 
 
 def best_scale_codes(symbols: np.ndarray, group_ids: np.ndarray, n_groups: int) -> bytes:

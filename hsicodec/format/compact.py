@@ -52,29 +52,31 @@ def _unzigzag(u: int) -> int:
 
 
 class _BitWriter:
+    """Bits as a string of '0' and '1' (the tables are a few hundred bits; the rate search packs thousands)."""
+
     def __init__(self):
-        self.bits: list = []
+        self.parts: list[str] = []
 
     def signed(self, v: int, order: int) -> None:
         u = _zigzag(int(v)) + (1 << order)
-        n = u.bit_length()
-        self.bits += [0] * (n - 1 - order) + [(u >> i) & 1 for i in range(n - 1, -1, -1)]
+        self.parts.append("0" * (u.bit_length() - 1 - order) + format(u, "b"))
 
     def tobytes(self) -> bytes:
-        bits = self.bits + [0] * (-len(self.bits) % 8)
-        return bytes(int("".join(map(str, bits[i : i + 8])), 2) for i in range(0, len(bits), 8))
+        bits = "".join(self.parts)
+        bits += "0" * (-len(bits) % 8)
+        return int(bits, 2).to_bytes(len(bits) // 8, "big") if bits else b""
 
 
 class _BitReader:
     def __init__(self, data: bytes, key: str):
-        self.data, self.key, self.pos = data, key, 0
+        self.key, self.pos = key, 0
+        self.bits = format(int.from_bytes(data, "big"), f"0{8 * len(data)}b") if data else ""
 
     def _bit(self) -> int:
-        if self.pos >= 8 * len(self.data):
+        if self.pos >= len(self.bits):
             raise HsimHeaderError(f"header key '{self.key}': table bits end early")
-        b = (self.data[self.pos >> 3] >> (7 - (self.pos & 7))) & 1
         self.pos += 1
-        return b
+        return 1 if self.bits[self.pos - 1] == "1" else 0
 
     def signed(self, order: int) -> int:
         zeros = 0
@@ -89,7 +91,7 @@ class _BitReader:
 
     def finish(self) -> None:
         """The bits end in the last byte and its padding is zero."""
-        if (self.pos + 7) // 8 != len(self.data) or any(self._bit() for _ in range(-self.pos % 8)):
+        if (self.pos + 7) // 8 != len(self.bits) // 8 or any(self._bit() for _ in range(-self.pos % 8)):
             raise HsimHeaderError(f"header key '{self.key}': trailing table bits")
 
 
