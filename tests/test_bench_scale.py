@@ -127,3 +127,7 @@ def test_end_to_end_tiny_run(tmp_path):
     assert [s["name"] for s in joined["scenes"]] == ["96x80x20", "48x40x20"] and len(joined["runs"]) == 2
     assert joined["targets"] == bench_scale.targets(joined["scenes"], joined["rate"])
     assert "Run 2: later, scenes 96x80x20" in both.with_suffix(".md").read_text()
+    again = dict(doc, when="again", scenes=[dict(sc, window=[9, 9, 9, 9])])  # a later run measures it again
+    merged = bench_scale.merged([doc, second, again])
+    assert [s["name"] for s in merged["scenes"]] == ["96x80x20", "48x40x20"] and len(merged["runs"]) == 3
+    assert merged["scenes"][1]["window"] == [9, 9, 9, 9]

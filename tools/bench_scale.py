@@ -616,11 +616,13 @@ def targets(scenes: list, rate: float) -> list[dict]:
 
 
 def merged(docs: list[dict]) -> dict:
-    """One document of the scenes of several runs (largest first, as a run lists them), with their targets;
-    ``runs`` keeps each run's time, wall clock, load and scenes."""
+    """One document of the scenes of several runs (largest first, as a run lists them; a scene a later run
+    measured again is that run's), with their targets; ``runs`` keeps each run's time, wall clock, load and
+    scenes."""
     runs = [{"when": d["when"], "wall_s": d["wall_s"], "machine": d["machine"],
              "scenes": [s["name"] for s in d["scenes"]]} for d in docs]  # fmt: skip
-    scenes = sorted((s for d in docs for s in d["scenes"]), key=lambda s: -s["shape"][0] * s["shape"][1])
+    latest = {s["name"]: s for d in docs for s in d["scenes"]}
+    scenes = sorted(latest.values(), key=lambda s: -s["shape"][0] * s["shape"][1])
     doc = {**docs[0], "scenes": scenes, "runs": runs, "wall_s": sum(d["wall_s"] for d in docs)}
     doc["targets"] = targets(scenes, doc["rate"])
     return doc
@@ -646,7 +648,7 @@ def markdown(doc: dict) -> str:
         *[
             f"Run {i + 1}: {r['when']}, scenes {', '.join(r['scenes'])}, wall {r['wall_s']:.0f} s, load average "
             f"{r['machine']['loadavg_before']} before, {r['machine']['loadavg_after']} after (each scene's codecs "
-            "ran side by side in one run; the header above is run 1's)."
+            "ran side by side in one run; the header above is run 1's; a scene measured again is the later run's)."
             for i, r in enumerate(doc.get("runs", []))
         ],
         "",
