@@ -240,16 +240,21 @@ py::tuple checker_cell_stats(const I32Array& absq, const LayoutIn& bands_in, con
     return py::make_tuple(st.n, st.n0, st.tot);
 }
 
+// coeffs (k, H, W) and per-coefficient steps (H, W), as the dead-zone quantizers below take them.
+void check_coeffs_steps(const F64Array& coeffs, const F64Array& steps) {
+    if (coeffs.ndim() != 3) throw std::invalid_argument("coeffs must be (k, H, W)");
+    if (steps.ndim() != 2 || steps.shape(0) != coeffs.shape(1) || steps.shape(1) != coeffs.shape(2))
+        throw std::invalid_argument("steps must be (H, W) like the coefficients");
+}
+
 // One step of the rate search: the dead-zone quantizer of coefficients c (k, H, W) at per-coefficient steps
 // (H, W) (coefmaps.quantize: mag = floor(|c / step| + deadzone)), then checker_cell_stats of the |symbols|,
 // without materialising anything in Python.  Also per map: [nonzero count, sum of (mag - a) over nonzeros,
 // sum of (mag - a)^2 over nonzeros, sum of a^2 over zeros] with a = |c / step|, and its largest |symbol|.
 py::tuple checker_price(const F64Array& coeffs, const F64Array& steps, double deadzone, const LayoutIn& bands_in,
                         const std::vector<int64_t>& parents, int64_t groups_per_map, int threads) {
-    if (coeffs.ndim() != 3) throw std::invalid_argument("coeffs must be (k, H, W)");
+    check_coeffs_steps(coeffs, steps);
     const int64_t k = coeffs.shape(0), h = coeffs.shape(1), w = coeffs.shape(2), hw = h * w;
-    if (steps.ndim() != 2 || steps.shape(0) != h || steps.shape(1) != w)
-        throw std::invalid_argument("steps must be (H, W) like the coefficients");
     const Layout L = checked_layout(h, w, bands_in, parents);
     check_groups(L, groups_per_map);
     CellStats st(k * groups_per_map * 2 * kPassClasses);
@@ -306,10 +311,8 @@ py::tuple checker_price(const F64Array& coeffs, const F64Array& steps, double de
 // (k, H, W) int64; the excesses mag - a of the nonzero symbols in C order (for the caller's sum, the
 // reference's order); a itself when asked (else None). The same IEEE operations as numpy's, element by element.
 py::tuple quantize_maps(const F64Array& coeffs, const F64Array& steps, double deadzone, bool want_a, int threads) {
-    if (coeffs.ndim() != 3) throw std::invalid_argument("coeffs must be (k, H, W)");
+    check_coeffs_steps(coeffs, steps);
     const int64_t k = coeffs.shape(0), h = coeffs.shape(1), w = coeffs.shape(2), hw = h * w;
-    if (steps.ndim() != 2 || steps.shape(0) != h || steps.shape(1) != w)
-        throw std::invalid_argument("steps must be (H, W) like the coefficients");
     py::array_t<int64_t> sym({k, h, w});
     py::array_t<double> a_out(want_a ? std::vector<int64_t>{k, h, w} : std::vector<int64_t>{0});
     int64_t* q = sym.mutable_data();

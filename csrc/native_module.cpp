@@ -37,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu_features.h"
 #include "siren_checks.h"
 #include "siren_native.h"
 
@@ -55,25 +56,10 @@ using farr = py::array_t<float, py::array::c_style | py::array::forcecast>;
 namespace {
 
 // ---------------------------------------------------------------------------
-// instruction-set selection
+// instruction-set selection (cpu_features.h)
 
-bool cpu_has_avx2() {
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return false;
-#endif
-}
-
-bool cpu_has_avx512() {
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-    __builtin_cpu_init();
-    return cpu_has_avx2() && __builtin_cpu_supports("avx512f");
-#else
-    return false;
-#endif
-}
+using hsicodec_native::cpu_has_avx2;
+using hsicodec_native::cpu_has_avx512;
 
 // Kernel sets this machine can run, slowest first.
 std::vector<const hsi::KernelSet*> available_sets() {

@@ -35,6 +35,7 @@
 #define HSI_FUSED_AVX2 1
 #endif
 
+#include "cpu_features.h"
 #include "parallel.h"
 
 namespace py = pybind11;
@@ -193,16 +194,10 @@ __attribute__((target("avx2,fma"))) int64_t finish16_avx2(const double* v, const
     return nans;
 }
 
-bool fused_avx2() {
-    static const bool ok = [] {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }();
-    return ok;
-}
 #endif
 
-// One pixel's output from its values v (nb): cast(v + mean), the same operations as cast_rows.
+// One pixel's output from its values v (nb): cast(v + mean) (integers: round_clip_row, 16 bits under AVX2
+// finish16_avx2; floats: float32 clipped to its finite range, infinities and NaN kept).
 template <class T, class Wide>
 int64_t finish_pixel(const double* v, const double* mean, T* o, int64_t nb, Wide* wide, bool avx2) {
     if constexpr (std::is_integral_v<T>) {
@@ -237,7 +232,8 @@ int64_t fused_run(const double* coeffs, int64_t h, int64_t w, int64_t k, double 
                   const double* mean, char* out, int64_t row_stride, int64_t nb, int threads) {
     using Wide = std::conditional_t<(sizeof(T) < 4) || std::is_same_v<T, int32_t>, int32_t, int64_t>;
 #if defined(HSI_FUSED_AVX2)
-    const bool avx2 = fused_avx2();
+    static const bool has_avx2 = hsicodec_native::cpu_has_avx2();
+    const bool avx2 = has_avx2;
 #else
     const bool avx2 = false;
 #endif

@@ -82,3 +82,10 @@ def test_best_scale_codes_huge_magnitudes_use_the_closed_form():
     sym = np.round(rng.laplace(0, 3000.0, 2000)).astype(np.int64)
     code = entropy.best_scale_codes(sym, np.zeros(sym.size, np.int64), 1)[0]
     assert abs(entropy.scale_from_code(code) / np.mean(np.abs(sym)) - 1) < 0.15
+
+
+def test_fit_scales_is_fit_scale_row_by_row():
+    rng = np.random.default_rng(2)
+    for shape in ((5, 17), (1, 1), (3, 0), (40, 300)):
+        rows = np.round(rng.laplace(size=shape) * 10 ** rng.uniform(-2, 3)).astype(np.int64)
+        assert entropy.fit_scales(rows) == [entropy.fit_scale(r) for r in rows]

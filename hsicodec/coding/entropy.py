@@ -135,3 +135,12 @@ def fit_scale(symbols: np.ndarray) -> float:
     """Maximum-likelihood-ish Laplace scale of quantized symbols (mean |q|, floored)."""
     s = np.asarray(symbols, np.float64)
     return float(max(np.mean(np.abs(s)) if s.size else 0.0, MIN_SCALE))
+
+
+def fit_scales(rows: np.ndarray) -> list[float]:
+    """:func:`fit_scale` of each row of a 2-D array of symbols, at once (the same values: each row's mean is
+    numpy's over that row)."""
+    r = np.asarray(rows, np.float64)
+    if not r.shape[1]:
+        return [MIN_SCALE] * len(r)
+    return np.maximum(np.abs(r).mean(axis=1), MIN_SCALE).tolist()

@@ -129,12 +129,8 @@ def encode_spectral(
     if max_abs > entropy.MAX_ABS_LIMIT:
         raise OptionError("spectral quantization step too fine for the value range")
     rows = np.concatenate([dm, db])  # each row's first difference is absolute; the others fit its scale
-    fits = (
-        np.maximum(np.abs(rows[:, 1:].astype(np.float64)).mean(axis=1), entropy.MIN_SCALE)  # fit_scale, row by row
-        if rows.shape[1] > 1
-        else np.ones(len(rows))
-    )
-    codes = [entropy.scale_code(v) for v in fits.tolist()]
+    fits = entropy.fit_scales(rows[:, 1:]) if rows.shape[1] > 1 else [1.0] * len(rows)
+    codes = [entropy.scale_code(v) for v in fits]
     scales = _symbol_scales(mean.size, codes, max_abs)
     data = entropy.laplace_encode(sym, scales, max_abs)
     params = {"me": int(mean_exp), "be": int(basis_exp), "ma": max_abs, "sc": bytes(codes)}

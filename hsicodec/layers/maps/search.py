@@ -19,6 +19,7 @@ import numpy as np
 from hsicodec.coding import entropy
 from hsicodec.coding.shared import SharedSpectral, shared_fit
 from hsicodec.coding.spectral import (
+    PCA_BLOCK,
     Analysis,
     SpectralFit,
     basis_steps,
@@ -140,8 +141,8 @@ class MapSearch:
         """The normalised principal-component maps start..stop-1 of the scene, (H, W, stop − start)."""
         x = self.an.values.reshape(-1, self.c)
         basis, maps = self.fit.basis[start:stop].T, np.empty((len(x), stop - start))
-        for r in range(0, len(x), PSNR_BLOCK * 16):  # centred a block at a time: no cube-sized temporary
-            maps[r : r + PSNR_BLOCK * 16] = (x[r : r + PSNR_BLOCK * 16] - self.fit.mean) @ basis
+        for r in range(0, len(x), PCA_BLOCK):  # centred a block at a time, as fit_pca: no cube-sized temporary
+            maps[r : r + PCA_BLOCK] = (x[r : r + PCA_BLOCK] - self.fit.mean) @ basis
         maps /= max(self.norm, 1e-300)
         return maps.reshape(self.h, self.w, stop - start)
 

@@ -1,0 +1,27 @@
+// Instruction sets of the running CPU, for the kernels chosen at run time (the SIREN kernel sets in
+// native_module.cpp, the fused spectral reconstruction in spectral_cast.cpp).
+#pragma once
+
+namespace hsicodec_native {
+
+// AVX2 with FMA (the x86-64 baseline has neither).
+inline bool cpu_has_avx2() {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
+// AVX-512F on top of AVX2 + FMA.
+inline bool cpu_has_avx512() {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f");
+#else
+    return false;
+#endif
+}
+
+}  // namespace hsicodec_native
