@@ -13,7 +13,8 @@ from hsicodec.data import sample_path
 from hsicodec.errors import HsimHeaderError
 from hsicodec.format.container import decode_hsim, encode_hsim
 from hsicodec.layers.maps import postfilter as pf
-from hsicodec.layers.maps.postfit import decoded_parts, fit_filter, with_post_bytes
+from hsicodec.layers.maps.postfit import fit_filter
+from hsicodec.layers.maps.stagefit import decoded_parts, with_post_bytes
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_round_trip_with_filter_is_deterministic(cube, plain):
     maps, mean, basis, norm = decoded_parts(plain, cube.shape[2])
     fit = fit_filter(maps, cube, mean, basis, norm, lam=0.0)
     assert fit is not None and fit.saving > 0
-    data = with_post_bytes(plain, fit.data)
+    data = with_post_bytes(plain, {"pf": fit.data})
     assert len(data) == len(plain) + len(fit.data) + 5  # the key and its bytes, nothing else changed
     one, two = hsicodec.decompress(data)[0], hsicodec.decompress(data)[0]
     assert np.array_equal(one, two)

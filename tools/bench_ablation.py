@@ -17,6 +17,12 @@ Rows per scene and target rate (whole file counted, decoded and measured as docs
 * ``coefficient-map layer + learned entropy model`` — the same with ``learned_entropy=True``
   (``--learned-entropy``): the maps coded under the learned entropy model (``ec = 2``,
   :mod:`hsicodec.layers.maps.lem`) where it saves bytes, the step refined to the same byte budget;
+* ``coefficient-map layer + nonlinear synthesis`` — the same with ``synthesis=True`` (``--synthesis``): the
+  shared network hsi-synth-v1 over the decoded maps with 8 coded shifts and a coded readout (``codec.ns``,
+  :mod:`hsicodec.layers.maps.synthesis`), kept where it measures better at the same size;
+* ``coefficient-map layer + post filter`` — ``post_filter=True`` (``--post-filter``, ``codec.pf``), likewise;
+* ``coefficient-map layer + all three learned parts`` — the learned entropy model, the synthesis and the
+  post filter together;
 * ``all (default)`` — what ``compress`` does: below effort max the map layer goes first and
   alone (the network's latents are the fallback), so this equals the row above;
   ``all + effort max`` — at effort max: both, the better per file, the map layer with
@@ -72,6 +78,15 @@ VARIANTS: list[tuple] = [  # label, model, latent codings (None: the encoder cho
         {"map_options": {"fill_budget": True}},
     ),
     ("coefficient-map layer + learned entropy model", "hsi-grid-v1", ("maps",), "default", {"learned_entropy": True}),
+    ("coefficient-map layer + nonlinear synthesis", "hsi-grid-v1", ("maps",), "default", {"synthesis": True}),
+    ("coefficient-map layer + post filter", "hsi-grid-v1", ("maps",), "default", {"post_filter": True}),
+    (
+        "coefficient-map layer + all three learned parts",
+        "hsi-grid-v1",
+        ("maps",),
+        "default",
+        {"learned_entropy": True, "synthesis": True, "post_filter": True},
+    ),
     ("all (default)", "hsi-grid-v1", None, "default"),
     ("all + effort max", "hsi-grid-v1", None, "max"),
 ]
@@ -109,6 +124,23 @@ def learned_macs_per_pixel(data: bytes, k: int) -> int:
     return k * resolve(rl[7]).macs_per_symbol
 
 
+def stage_macs_per_pixel(data: bytes, k: int) -> int:
+    """Multiply-adds per pixel of a map-layer file's optional stages: the synthesis network and its readout
+    (codec.ns), the post filter's taps (codec.pf, about 25 per tap set and filtered map)."""
+    from hsicodec.layers.maps.postfilter import N_TAPS, parse_post
+    from hsicodec.layers.maps.synthesis import parse_synthesis
+
+    codec = decode_hsim(data).header["codec"]
+    macs = 0
+    if "ns" in codec:
+        syn = parse_synthesis(codec["ns"], k)
+        macs += syn.model.macs_per_pixel + syn.readout.size
+    if "pf" in codec:
+        post = parse_post(codec["pf"], k, 0)
+        macs += 5 * N_TAPS * post.m * (2 if post.has_cross else 1)
+    return macs
+
+
 def run(cube: np.ndarray, rate: float, alias: str, codings: tuple[str, ...] | None, effort: str,
         extra: dict | None = None) -> dict:  # fmt: skip
     cm = load_codec_model(alias)
@@ -130,7 +162,7 @@ def run(cube: np.ndarray, rate: float, alias: str, codings: tuple[str, ...] | No
     k = int(st["k"])
     if st.get("layer") == "maps":
         macs = map_decode_macs_per_pixel(k, cube.shape[2], map_levels(cube.shape[0], cube.shape[1]))
-        macs += learned_macs_per_pixel(data, k)
+        macs += learned_macs_per_pixel(data, k) + stage_macs_per_pixel(data, k)
     else:
         macs = decode_macs_per_pixel(cm, k, cube.shape[2])
     return {

@@ -50,7 +50,7 @@ from hsicodec import metrics  # noqa: E402
 from hsicodec.codec.cube import compress  # noqa: E402
 from hsicodec.coding.spectral import encode_spectral  # noqa: E402
 from hsicodec.io.cast import cast_to_dtype  # noqa: E402
-from hsicodec.layers.maps.postfit import decoded_parts  # noqa: E402
+from hsicodec.layers.maps.stagefit import decoded_parts  # noqa: E402
 
 SCENES = ("jasper_ridge", "pavia_centre", "abu_urban_5")  # validation: never used to fit anything shared
 RATES = (0.01, 0.02, 0.05, 0.1, 0.2)

@@ -31,8 +31,9 @@ from hsicodec.format import compact
 from hsicodec.format.container import decode_hsim
 from hsicodec.layers.maps import coding as coefmaps
 from hsicodec.layers.maps import postfilter as pf
-from hsicodec.layers.maps.postfit import choose, decoded_parts, normal_equations
+from hsicodec.layers.maps.postfit import choose, normal_equations
 from hsicodec.layers.maps.search import MapSearch
+from hsicodec.layers.maps.stagefit import decoded_parts
 
 RATES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 MAPS = 8  # maps with shared taps

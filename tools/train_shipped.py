@@ -1,16 +1,24 @@
-"""Reproduce a shipped base model from its committed config (bit-for-bit from the seed).
+"""Reproduce a shipped model from its committed config (bit-for-bit from the seed).
 
 python tools/train_shipped.py hsicodec/models/hsi-grid-v1.json OUT.hsmodel
+
+A config with a "script" key names the training script of a model that is not a base model (the
+learned entropy model, hsi-lem-v1.json; the nonlinear synthesis, hsi-synth-v1.json): that script is run
+with the config's "args" and ``--out OUT``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from hsicodec.train.meta import config_from_json, train_model, validation_rd
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
@@ -21,6 +29,15 @@ def main() -> int:
     ap.add_argument("--checkpoint", type=Path, help="checkpoint file for resume")
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args()
+    spec = json.loads(args.config.read_text())
+    if "script" in spec:  # a model with its own training script
+        if args.out.exists() and not args.force:
+            print(f"{args.out} exists (use --force)", file=sys.stderr)
+            return 1
+        cmd = [sys.executable, str(ROOT / spec["script"]), *spec.get("args", []), "--out", str(args.out)]
+        if args.data:
+            cmd += ["--data", args.data]
+        return subprocess.call(cmd, cwd=ROOT)
     cfg = config_from_json(args.config)
     if args.data:
         cfg.data_dir = args.data

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def file_task(cube: np.ndarray, rate: float) -> dict:
     """The default file of ``cube`` at ``rate``: inputs U (N, K_IN), residual R (N, C) in normalised units, and
     the decoded parts (maps, mean, basis, norm) and file bytes."""
     from hsicodec.codec.cube import compress
-    from hsicodec.layers.maps.postfit import decoded_parts
+    from hsicodec.layers.maps.stagefit import decoded_parts
 
     data = compress(cube, bpppb=rate, threads=1)
     parts = decoded_parts(data, cube.shape[2])
@@ -184,16 +185,84 @@ def train(tasks: list[dict], n_feat: int, n_shift: int, act: str, steps: int, se
     return net
 
 
-def save(net: SynthNet, path: Path, config: dict) -> str:
-    """Write the net as an .hsmodel (float32 arrays, no pickle); returns its sha256."""
+VAL_RATES = (0.01, 0.02, 0.05, 0.1)
+
+
+def validation(arrays: dict, config: dict, data_dir: Path) -> list[dict]:
+    """The codec's default file and the file with this network's synthesis (``synthesis=True``, kept only
+    where it measures better at the same size) on each validation scene at VAL_RATES: bpppb and PSNR."""
+    import os
+    import tempfile
+
+    from hsicodec.models.modelfile import load_model, save_model
+    from hsicodec.models.registry import ENV_MODEL_PATH, reset_default_registry
+
+    with tempfile.TemporaryDirectory() as tmp:  # the files name the candidate: the decoder finds it here
+        path = Path(tmp) / "candidate.hsmodel"
+        save_model(path, arrays, config, {"alias": "synthesis-candidate"}, force=True)
+        old = os.environ.get(ENV_MODEL_PATH)
+        os.environ[ENV_MODEL_PATH] = tmp
+        reset_default_registry()
+        try:
+            return _validation_rows(load_model(path), data_dir)
+        finally:
+            if old is None:
+                os.environ.pop(ENV_MODEL_PATH, None)
+            else:
+                os.environ[ENV_MODEL_PATH] = old
+            reset_default_registry()
+
+
+def _validation_rows(mf, data_dir: Path) -> list[dict]:
+    from hsicodec import metrics
+    from hsicodec.codec.api import decompress, load_codec_model
+    from hsicodec.codec.encode import encode
+    from hsicodec.format.container import decode_hsim
+    from hsicodec.layers.maps.synthesis import from_model_file
+
+    model = from_model_file(mf)
+    cm = load_codec_model("hsi-grid-v1")
+    rows = []
+    for scene in val_scenes():
+        cube = np.load(data_dir / f"{scene}.npy")
+        header = {"shape": [int(v) for v in cube.shape], "dtype": cube.dtype.name, "model": cm.sha256}
+        for rate in VAL_RATES:
+            row: dict = {"scene": scene, "rate": rate}
+            for name, extra in (("default", {}), ("synthesis", {"synthesis": True})):
+                data, _ = encode(cube, cm, bpppb=rate, base_header=dict(header), threads=1, map_options={
+                    "synthesis_model": model} if extra else None, **extra)  # fmt: skip
+                row[name] = {
+                    "bpppb": round(8 * len(data) / cube.size, 6),
+                    "psnr": round(float(metrics.psnr(cube, decompress(data)[0])), 3),
+                }
+            row["synthesis"]["kept"] = "ns" in decode_hsim(data).header["codec"]
+            print(f"validation {scene} {rate:g}: {row}", flush=True)
+            rows.append(row)
+    return rows
+
+
+def val_scenes() -> list[str]:
+    return sorted(json.loads((ROOT / "hsicodec" / "models" / "hsi-grid-v1.json").read_text())["val_scenes"])
+
+
+def save(
+    net: SynthNet, path: Path, config: dict, alias: str | None = None, command: str = "", val: list | None = None
+) -> str:
+    """Write the net as an .hsmodel (float32 arrays, no pickle; the card gives the training and validation
+    scenes and, with ``val``, the validation RD); returns its sha256."""
     from hsicodec.models.modelfile import save_model
 
     arrays = {name: p.detach().numpy().astype(np.float32) for name, p in net.state_dict().items()}
     card = {
-        "alias": "synthesis-offline",
-        "description": "offline nonlinear synthesis (issue #21.2), not shipped",
+        "alias": alias or "synthesis-offline",
+        "description": "Nonlinear spectral synthesis of the coefficient-map layer (codec.ns, spec/hsim.md): a shared "
+        "shift-modulated sine network over the first decoded maps; files code 8 shifts and a readout.",
+        "command": command,
         "train_scenes": train_scenes(),
+        "val_scenes": val_scenes(),
     }
+    if val is not None:
+        card["validation"] = val
     return save_model(path, arrays, config, card, force=True)
 
 
@@ -221,6 +290,8 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "hsi")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/hsicodec_synthesis_cache"))
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--alias", default=None, help="the model card's alias (hsi-synth-v1 for the shipped model)")
+    ap.add_argument("--validate", action="store_true", help="measure the validation RD and write it into the card")
     args = ap.parse_args()
     torch.set_num_threads(1)
     tasks = build_tasks(args.data, args.cache, args.pixels, args.seed, args.target)
@@ -229,6 +300,8 @@ def main() -> int:
     suffix = "" if args.target == "spectra" else f"_{args.target}"
     out = args.out or args.cache / f"synth_d{args.features}_s{args.shifts}_{args.act}{suffix}.hsmodel"
     config = {
+        "kind": "map-synthesis-siren",  # hsicodec.layers.maps.synthesis reads the kind, k_in, width, features,
+        "w0": 3.0,  # shifts and w0; the rest records how the model was trained
         "features": args.features,
         "shifts": args.shifts,
         "act": args.act,
@@ -241,7 +314,12 @@ def main() -> int:
         "seed": args.seed,
         "pixels": args.pixels,
     }
-    print(f"wrote {out} (sha256 {save(net, out, config)[:16]}, {out.stat().st_size} B)")
+    command = "python tools/train_synthesis.py " + " ".join(sys.argv[1:])
+    val = None
+    if args.validate:
+        arrays = {name: p.detach().numpy().astype(np.float32) for name, p in net.state_dict().items()}
+        val = validation(arrays, config, args.data)
+    print(f"wrote {out} (sha256 {save(net, out, config, args.alias, command, val)[:16]}, {out.stat().st_size} B)")
     return 0
 
 

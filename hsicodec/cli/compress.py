@@ -156,7 +156,16 @@ from hsicodec.cli.options import (
     "--post-filter",
     is_flag=True,
     help="Let the coefficient-map layer add its post filter (a few coded taps over the decoded maps) where it "
-    "measures better at the same size; rate targets only (+0.0-0.1 dB, bench/postfilter.md).",
+    "measures better at the same size; rate targets only (+0.0-0.1 dB, bench/stages.md); always tried at "
+    "--effort max.",
+)
+@click.option(
+    "--synthesis",
+    is_flag=True,
+    help="Let the coefficient-map layer add its nonlinear synthesis (the shared network hsi-synth-v1 over the "
+    "decoded maps, 8 coded shifts and a readout) where it measures better at the same size; rate targets only "
+    "(+0.0-0.15 dB, slower encode; bench/stages.md; always tried at --effort max); the file then needs that "
+    "network to decode (bundled).",
 )
 @click.option(
     "--learned-entropy",
@@ -206,6 +215,7 @@ def compress(
     carry_lag: int | None,
     scheduler: str | None,
     post_filter: bool,
+    synthesis: bool,
     learned_entropy: bool,
     nodata: float | None,
     tags: tuple[str, ...],
@@ -279,6 +289,7 @@ def compress(
             threads=threads,
             backend=backend.lower(),
             **({"post_filter": True} if post_filter else {}),
+            **({"synthesis": True} if synthesis else {}),
             **({"learned_entropy": True} if learned_entropy else {}),
         )
     if as_json:

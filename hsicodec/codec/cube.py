@@ -65,6 +65,7 @@ def compress(
     or_smallest: bool = False,
     shared_spectral: SharedSpectral | None = None,
     post_filter: bool = False,
+    synthesis: bool = False,
     learned_entropy: bool = False,
 ) -> bytes:
     """Compress a (rows, cols, bands) cube to `.hsim` bytes.
@@ -93,7 +94,9 @@ def compress(
     elsewhere, once for many files (a tiled file's, a zarr array's); a map-layer file then names it
     instead of carrying its own, and decodes only with it (``decompress(..., shared_spectral=)``).
     ``post_filter``: the map layer may add its post filter (:mod:`hsicodec.layers.maps.postfilter`) to a
-    rate-targeted file, where it measures better at the same size.
+    rate-targeted file, where it measures better at the same size. ``synthesis``: likewise its nonlinear
+    synthesis (:mod:`hsicodec.layers.maps.synthesis`: a shared network, bundled hsi-synth-v1, over the decoded
+    maps; such files decode only where that network is installed).
     ``learned_entropy``: the map layer codes its symbols under the learned entropy model
     (:mod:`hsicodec.layers.maps.lem`, header ``ec = 2``) where it saves bytes; such files decode only where
     the model (bundled: hsi-lem-v1) is installed.
@@ -132,6 +135,7 @@ def compress(
             or_smallest=or_smallest,
             shared_spectral=shared_spectral,
             post_filter=post_filter,
+            synthesis=synthesis,
             learned_entropy=learned_entropy,
         )
     if layer in (None, "auto") and latent_codings is None:
@@ -140,7 +144,7 @@ def compress(
         cube, model, geo=geo, bpppb=bpppb, psnr=psnr, max_error=max_error, effort=effort, progress=progress, tags=tags,
         threads=threads, registry=registry, stats=stats, backend=backend, created_by=created_by,
         band_map=band_map, wavelengths=wavelengths, nodata=nodata, layer=layer, latent_codings=latent_codings,
-        or_smallest=or_smallest, shared_spectral=shared_spectral, post_filter=post_filter,
+        or_smallest=or_smallest, shared_spectral=shared_spectral, post_filter=post_filter, synthesis=synthesis,
         learned_entropy=learned_entropy,
     )  # fmt: skip
 
@@ -169,6 +173,7 @@ def _compress_model(
     or_smallest: bool = False,
     shared_spectral: SharedSpectral | None = None,
     post_filter: bool = False,
+    synthesis: bool = False,
     learned_entropy: bool = False,
 ) -> bytes:
     """:func:`compress` with one model (a validated cube)."""
@@ -213,6 +218,7 @@ def _compress_model(
         or_smallest=or_smallest,
         shared_spectral=shared_spectral,
         post_filter=post_filter,
+        synthesis=synthesis,
         learned_entropy=learned_entropy,
     )
     if max_error is not None:

@@ -144,6 +144,7 @@ def encode(
     or_smallest: bool = False,
     shared_spectral=None,
     post_filter: bool = False,
+    synthesis: bool = False,
     learned_entropy: bool = False,
     map_options: dict | None = None,
 ) -> tuple[bytes, dict]:
@@ -161,8 +162,11 @@ def encode(
     some were masked and filled in before encoding (the file's mask restores them).
     ``shared_spectral``: a :class:`~hsicodec.coding.shared.SharedSpectral` the map layer codes on (its
     files name it and carry no spectral stage of their own). ``learned_entropy``: the map layer's learned
-    entropy model where it saves bytes (:mod:`hsicodec.layers.maps.lem`). ``map_options``: extra options of
-    the map layer, for ablations (``fill_budget``: refine its step to the byte budget as the learned model does).
+    entropy model where it saves bytes (:mod:`hsicodec.layers.maps.lem`). ``synthesis``: its nonlinear
+    synthesis where it pays at equal bits (:mod:`hsicodec.layers.maps.synthesis`). ``map_options``: extra
+    options of the map layer, for ablations (``fill_budget``: refine its step to the byte budget as the learned
+    model does; ``synthesis_model``: a :class:`~hsicodec.layers.maps.synthesis.SynthesisModel` the synthesis
+    uses instead of the bundled one).
     """
     bpppb, psnr, max_error = one_target(bpppb, psnr, max_error)
     if max_error is not None and not (np.isfinite(max_error) and max_error >= 0):
@@ -195,6 +199,8 @@ def encode(
         options = {**options, "maps": {"shared": shared_spectral}}
     if post_filter:  # the map layer's post filter (hsicodec.layers.maps.postfilter), where it pays
         options = {**options, "maps": {**(options.get("maps") or {}), "post_filter": True}}
+    if synthesis:  # the map layer's nonlinear synthesis (hsicodec.layers.maps.synthesis), where it pays
+        options = {**options, "maps": {**(options.get("maps") or {}), "synthesis": True}}
     if learned_entropy:  # the map layer's learned entropy model (hsicodec.layers.maps.lem), where it saves bytes
         options = {**options, "maps": {**(options.get("maps") or {}), "learned_entropy": True}}
     if map_options:  # ablations: e.g. {"fill_budget": True}, the map layer's step refined to the budget (ec = 1)

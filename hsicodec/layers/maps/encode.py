@@ -15,8 +15,8 @@ NAME = "maps"
 
 class MapEncoder:
     """One scene's coefficient-map encoder: below effort max one rounding threshold and the spectral
-    precision at the maps' slope; at effort max both thresholds, a search over the spectral precision
-    and rate–distortion optimised quantization."""
+    precision at the maps' slope; at effort max both thresholds, a search over the spectral precision,
+    rate–distortion optimised quantization, and the synthesis and post filter wherever they pay."""
 
     def __init__(self, scene: Scene):
         self.scene = scene
@@ -50,10 +50,12 @@ class MapEncoder:
             if best is None or target.better(cand, best):
                 best, best_search = cand, one
         assert best is not None
-        if (s.options.get(NAME) or {}).get("post_filter"):  # optional post filter, kept where it pays at equal bits
-            from hsicodec.layers.maps.postfit import post_filtered
+        # the synthesis and the post filter where asked for, and always at effort max; kept where they pay
+        stages = tuple(name for name in ("synthesis", "post_filter") if opts.get(name) or s.thorough)
+        if stages:
+            from hsicodec.layers.maps.stagefit import post_filtered
 
-            best = post_filtered(best_search, target, best)
+            best = post_filtered(best_search, target, best, stages, opts.get("synthesis_model"))
         best.layer = NAME
         best.stats = {"step": entropy.step_from_exponent(best.step, STEPS_PER_OCTAVE)}
         return best

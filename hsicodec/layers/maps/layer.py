@@ -6,12 +6,12 @@ from hsicodec.coding.reduce import aligned_window
 from hsicodec.errors import HsimHeaderError
 from hsicodec.layers.base import DecodeContext, Decoded, LayerEncoder, Scene
 from hsicodec.layers.maps.coding import EC_LEARNED, EC_RANS, MAX_MAPS, MapParams, parse_params
-from hsicodec.layers.maps.postfilter import filter_maps, post_description, with_post
 from hsicodec.layers.maps.reduced import decode_maps_reduced
+from hsicodec.layers.maps.stages import apply_stages, stages_description, with_stages
 from hsicodec.layers.maps.streams import decode_maps
 
 NAME = "maps"
-KEYS = frozenset({"rl", "pf"})  # the layer's parameters and code tables (a map, or an array in the compact form)
+KEYS = frozenset({"rl", "ns", "pf"})  # parameters and code tables (a map, or an array in the compact form), stages
 SECTION = "r"  # its stream (in the compact form: the tail of section "c")
 BYTES_PER_COEFFICIENT = 32  # the decoder's symbols, classes, dequantized coefficients and temporaries
 
@@ -42,13 +42,13 @@ class MapLayer:
 
     def parse(self, codec: dict, header: dict, model: object) -> MapParams | None:
         if "rl" not in codec:
-            if "pf" in codec:
-                raise HsimHeaderError("header key 'codec.pf': a post filter without coefficient maps ('codec.rl')")
+            for key in sorted({"ns", "pf"} & set(codec)):
+                raise HsimHeaderError(f"header key 'codec.{key}': a stage of the maps without maps ('codec.rl')")
             return None
         if codec["sp"].get("m", "pca") != "pca":
             raise HsimHeaderError("header key 'codec.rl': a coefficient-map layer needs the PCA spectral stage")
         h, w, c = header["shape"]
-        return with_post(parse_params(codec["rl"], h, w, min(c, MAX_MAPS)), codec)  # "pf": optional post filter
+        return with_stages(parse_params(codec["rl"], h, w, min(c, MAX_MAPS)), codec)  # optional "ns", "pf"
 
     def components(self, params: MapParams) -> int:
         return params.k
@@ -64,7 +64,7 @@ class MapLayer:
                     params.coder, "constriction"
                 ),
             }
-            | post_description(params)
+            | stages_description(params)
             | ({"entropy_model": params.model_id.hex()} if params.coder == EC_LEARNED else {})
         )
 
@@ -84,7 +84,7 @@ class MapLayer:
             r0, c0, h, w = window
             if maps is None:
                 maps = decode_maps(ctx.read_section(SECTION), params, ctx.shape[0], ctx.shape[1], ctx.threads)
-                maps = filter_maps(maps, params)
+                maps = apply_stages(maps, params)
         if ctx.memo is not None:
             ctx.memo[key] = maps
         return Decoded(coeffs=maps[r0 : r0 + h, c0 : c0 + w])

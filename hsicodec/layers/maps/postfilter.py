@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from hsicodec.errors import HsimHeaderError
-from hsicodec.layers.maps.coding import MapParams
 
 KEY = "pf"
 ORBITS = ((0, 1), (1, 1), (0, 2), (1, 2), (2, 2))  # (a, b): the offsets (±a, ±b) and (±b, ±a)
@@ -56,13 +55,6 @@ class PostFilter:
     def apply(self, maps: np.ndarray) -> np.ndarray:
         """The filtered maps (H, W, k) float64 (a new array)."""
         return apply_taps(maps, self.own, self.cross if self.has_cross else None)
-
-
-@dataclass
-class FilteredMapParams(MapParams):
-    """A map layer's parameters with its post filter (``codec.pf``)."""
-
-    post: PostFilter | None = None
 
 
 def _offsets(a: int, b: int) -> list[tuple[int, int]]:
@@ -202,23 +194,3 @@ def parse_post(value: object, k: int, q: int) -> PostFilter:
     if has_cross and m > 1:
         cross[1:] += ints[N_TAPS * m :].reshape(m - 1, N_TAPS) * delta
     return PostFilter(own, cross, exponent, prior, has_cross)
-
-
-def with_post(params: MapParams, codec: dict) -> MapParams:
-    """The map layer's parameters with its post filter when the file has one (``codec.pf``), else as they are."""
-    if KEY not in codec:
-        return params
-    post = parse_post(codec[KEY], params.k, params.q)
-    return FilteredMapParams(**vars(params), post=post)
-
-
-def filter_maps(maps: np.ndarray, params: MapParams) -> np.ndarray:
-    """Decoded maps (H, W, k) through the file's post filter, if it has one."""
-    post = getattr(params, "post", None)
-    return maps if post is None else post.apply(maps)
-
-
-def post_description(params: MapParams) -> dict:
-    """The post filter's entry of the layer's description (``hsicodec info``): {} without one."""
-    post = getattr(params, "post", None)
-    return {} if post is None else {"post_filter_maps": post.m, "post_filter_cross": post.has_cross}

@@ -1,5 +1,5 @@
-"""The map layer's post-filter encoder: least-squares taps per file, their coding by rate–distortion,
-and the equal-bits decision (filtered file at the same byte budget, kept only where it measures better).
+"""The map layer's post-filter encoder: least-squares taps per file and their coding by rate–distortion
+(the equal-bits decision is :mod:`hsicodec.layers.maps.stagefit`'s).
 
 See :mod:`hsicodec.layers.maps.postfilter` for what the taps do and how they travel.
 """
@@ -10,19 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hsicodec.coding.spectral import decode_spectral
-from hsicodec.errors import OptionError
-from hsicodec.format import compact
-from hsicodec.format.container import decode_hsim, encode_hsim
-from hsicodec.layers.base import Encoded, Target
-from hsicodec.layers.maps import coding as coefmaps
 from hsicodec.layers.maps import postfilter as pf
-from hsicodec.layers.maps import streams
 
 MAX_FILTERED = 16  # maps the fit considers (the first ones carry nearly all the gain)
 EXPONENTS = range(4, pf.MAX_EXPONENT + 1)
 KEY_OVERHEAD = 5  # msgpack bytes of the key "pf" and of its bin header
-RETRIES = 3
 
 
 @dataclass
@@ -123,72 +115,3 @@ def fit_filter(
         cr[1:] = ints[pf.N_TAPS * m :].reshape(m - 1, pf.N_TAPS)
     data = pf.encode_post(own, cr, e)
     return Fit(data, pf.parse_post(data, k, 0), saving)
-
-
-def with_post_bytes(data: bytes, post: bytes) -> bytes:
-    """A map-layer file with ``codec.pf`` set (everything else byte for byte as it was)."""
-    hs = decode_hsim(data)
-    header = {key: v for key, v in hs.header.items() if key != "sections"}
-    header["codec"] = {**header["codec"], pf.KEY: post}
-    return encode_hsim(header, list(hs.sections.items()))
-
-
-def decoded_parts(data: bytes, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
-    """(maps (H, W, k), mean, basis, norm) a map-layer file decodes to; None for one on a shared spectral stage."""
-    hs = decode_hsim(data)
-    h, w = (int(v) for v in hs.header["shape"][:2])
-    codec, split = compact.unpack_codec(hs.header["codec"], coefmaps.MAX_MAPS, coefmaps.MAX_LEVELS)
-    if "x" in codec["sp"]:
-        return None
-    p = coefmaps.parse_params(codec["rl"], h, w, min(c, coefmaps.MAX_MAPS))
-    if split is None:
-        sdata, rdata = hs.sections.get("s", b""), hs.sections.get("r", b"")
-    else:
-        body = hs.sections["c"]
-        sdata, rdata = body[:split], body[split:]
-    maps = streams.decode_maps(rdata, p, h, w)
-    mean, basis = decode_spectral(sdata, codec["sp"], c, p.k)
-    return maps, mean, basis, float(codec["norm"])
-
-
-def _filtered(search, enc: Encoded) -> tuple[bytes, float] | None:
-    """(the file with its best post filter, its PSNR), or None where no filter pays on it."""
-    parts = decoded_parts(enc.data, search.c)
-    if parts is None:
-        return None
-    maps, mean, basis, norm = parts
-    lam = search.slope(enc.k, enc.step)
-    fit = fit_filter(maps, search.an.values, mean, basis, norm, lam, search.valid)
-    if fit is None:
-        return None
-    return with_post_bytes(enc.data, fit.data), search.psnr_of(fit.post.apply(maps), mean, basis)
-
-
-def post_filtered(search, target: Target, best: Encoded) -> Encoded:
-    """The better at equal bits of ``best`` (the unfiltered file for a rate target) and a filtered file
-    within the same byte budget (the maps coded for the budget less the filter's bytes). Quality targets
-    and files on a shared spectral stage are returned as they are."""
-    if target.bpppb is None:
-        return best
-    n = search.h * search.w * search.c
-    budget = int(np.floor(target.bpppb * n / 8.0))
-    first = _filtered(search, best)
-    if first is None:
-        return best
-    extra = len(first[0]) - len(best.data)
-    cand: tuple[bytes, float] | None = None
-    for _ in range(RETRIES):
-        try:
-            enc = search.for_bpppb((budget - extra) * 8.0 / n)
-        except OptionError:
-            return best
-        cand = _filtered(search, enc)
-        if cand is None:
-            return best
-        if len(cand[0]) <= budget:
-            break
-        extra += len(cand[0]) - budget
-        cand = None
-    if cand is None or not cand[1] > best.psnr:
-        return best
-    return Encoded(cand[0], enc.k, enc.step, cand[1], best.layer, dict(best.stats))
