@@ -51,6 +51,7 @@ void register_lattice_coder(py::module_& mod);  // lattice_coder.cpp
 void register_wavelet97(py::module_& mod);  // wavelet97.cpp
 void register_spectral_cast(py::module_& mod);  // spectral_cast.cpp
 void register_map_coder(py::module_& mod);  // map_coder.cpp
+void register_post_filter(py::module_& mod);  // post_filter.cpp
 using farr = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 namespace {
@@ -457,6 +458,7 @@ PYBIND11_MODULE(_native, mod) {
     register_wavelet97(mod);
     register_spectral_cast(mod);
     register_map_coder(mod);
+    register_post_filter(mod);
     mod.def("siren_forward", &siren_forward, py::arg("x"), py::arg("phi"), py::arg("hidden_w"), py::arg("hidden_b"),
             py::arg("out_w"), py::arg("out_b"), py::arg("meta_w"), py::arg("meta_b"), py::arg("shift_inside"),
             py::arg("threads") = 0, py::arg("skip_w") = py::none(),

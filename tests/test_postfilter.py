@@ -168,3 +168,17 @@ def test_filter_matches_spec_formula(m, with_cross):
     got = pf.apply_taps(maps, own, cross if with_cross else None)
     np.testing.assert_allclose(got, _reference(maps, own, cross if with_cross else None), rtol=0, atol=1e-12)
     assert np.array_equal(got, pf.apply_taps(maps, own, cross if with_cross else None))  # deterministic
+
+
+@pytest.mark.parametrize("shape", [(37, 29, 6), (1, 1, 2), (2, 3, 4), (1, 9, 3), (12, 1, 5)])
+@pytest.mark.parametrize("with_cross", [False, True])
+def test_native_filter_equals_numpy_bit_for_bit(shape, with_cross):
+    pytest.importorskip("hsicodec._native")
+    rng = np.random.default_rng(sum(shape))
+    maps = rng.normal(size=shape) * rng.uniform(0.1, 10, shape[2])
+    m = min(shape[2], 4)
+    own, cross = rng.normal(0, 0.05, (m, 5)), rng.normal(0, 0.05, (m, 5))
+    cross[0] = 0
+    cr = cross if with_cross else None
+    native, ref = pf.apply_taps(maps, own, cr), pf.apply_taps(maps, own, cr, backend="numpy")
+    assert np.array_equal(native, ref)  # the reference's order of operations, no fused multiply-adds

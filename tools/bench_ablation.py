@@ -257,7 +257,8 @@ def select_rows(names: list[str] | None) -> list[tuple]:
 
 def merge(old: dict, new: dict, labels: list[str]) -> dict:
     """``old`` (a whole ablation result) with the rows of ``labels`` taken from ``new`` (scenes and rates
-    that ``old`` lacks are added), and ``new``'s command listed under ``updates``."""
+    that ``old`` lacks are added), and ``new``'s command listed under ``updates`` (earlier updates whose rows
+    are all re-run drop out)."""
     out = dict(old)
     scenes = {sc["scene"]: sc for sc in old.get("scenes", [])}
     for sc in new["scenes"]:
@@ -268,7 +269,8 @@ def merge(old: dict, new: dict, labels: list[str]) -> dict:
         cur["rows"] = {**cur["rows"], **sc["rows"]}
     out["scenes"] = list(scenes.values())
     up = {k: new[k] for k in ("command", "date", "machine")}
-    out["updates"] = [u for u in old.get("updates", []) if u["rows"] != labels] + [{**up, "rows": labels}]
+    kept = [u for u in old.get("updates", []) if not set(u["rows"]) <= set(labels)]  # not all re-run now
+    out["updates"] = kept + [{**up, "rows": labels}]
     return out
 
 

@@ -15,7 +15,7 @@ it is), outside the map by half-sample symmetric extension (numpy's "symmetric" 
 The encoder fits the taps per file by least squares against the original cube and keeps the filter
 only where it pays at equal bits (:mod:`hsicodec.layers.maps.postfit`). Decoding costs ~25 multiply-
 adds per pixel and filtered map, in float64 and a fixed order (deterministic on every platform numpy
-computes IEEE doubles on).
+computes IEEE doubles on; the C++ kernel ``post_filter_apply`` in csrc/post_filter.cpp keeps that order).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hsicodec.errors import HsimHeaderError
+from hsicodec.layers.maps.coding import _native_function
 
 KEY = "pf"
 ORBITS = ((0, 1), (1, 1), (0, 2), (1, 2), (2, 2))  # (a, b): the offsets (±a, ±b) and (±b, ±a)
@@ -88,13 +89,19 @@ def ring_features(maps: np.ndarray) -> list[np.ndarray]:
 CHUNK = 4  # maps filtered together: fewer numpy calls, a bounded number of temporary planes
 
 
-def apply_taps(maps: np.ndarray, own: np.ndarray, cross: np.ndarray | None) -> np.ndarray:
-    """Maps (H, W, k) with the first m = len(own) corrected by own taps (m, 5) and cross taps (m, 5) over map 0.
+def apply_taps(maps: np.ndarray, own: np.ndarray, cross: np.ndarray | None, backend: str = "auto") -> np.ndarray:
+    """Maps (H, W, k) with the first m = len(own) corrected by own taps (m, 5) and cross taps (m, 5) over map 0:
+    by the C++ kernel (``post_filter_apply``, equal bit for bit) where built, else by this numpy reference,
     :data:`CHUNK` maps at a time (map 0's rings kept for the cross taps): besides the result, a few planes each."""
     maps = np.asarray(maps, np.float64)
-    out = maps.copy()
+    out = np.array(maps, np.float64, order="C")
     m = min(own.shape[0], maps.shape[2])
     if m == 0 or maps.size == 0:
+        return out
+    native = _native_function("post_filter_apply") if backend != "numpy" else None
+    if native is not None:
+        native(out, np.ascontiguousarray(own[:m], np.float64),
+               None if cross is None else np.ascontiguousarray(cross[:m], np.float64))  # fmt: skip
         return out
     first: list[np.ndarray] = []
     for j0 in range(0, m, CHUNK):
