@@ -65,6 +65,8 @@ def vector_inputs() -> dict:
         "maps_substreams_24x20x40_uint16": (np.ascontiguousarray(sample[30:54, 40:60, 2::5]), None, 1.5),
         # the map layer under the learned entropy model (spec/hsim.md 10.11, rl.ec = 2, model hsi-lem-v1)
         "maps_learned_40x40x50_uint16": (np.ascontiguousarray(sample[:40, :40, ::4]), None, 0.5),
+        # the map layer's nonlinear synthesis and post filter (spec/hsim.md 10.12, 10.10; network hsi-synth-v1)
+        "maps_stages_48x48x66_uint16": (np.ascontiguousarray(sample[8:56, 4:52, 1::3]), None, 0.2),
         # the predictive layer (rate = None: a max error, below): bit-exact and within 3 units
         "lossless_37x20x25_uint16": (np.ascontiguousarray(sample[2:39, 30:50, ::8]), None, None),
         "nearlossless_37x20x25_int16": (
@@ -99,6 +101,20 @@ def one_substream_per_map(data: bytes) -> bytes:
     return encode_hsim({key: v for key, v in f.header.items() if key != "sections"}, list(sections.items()))
 
 
+def with_stages(data: bytes, cube: np.ndarray) -> bytes:
+    """The map-layer file ``data`` with a synthesis and a post filter fitted to ``cube`` whatever they cost (λ = 0),
+    so that the vector carries both keys."""
+    from hsicodec.layers.maps.postfit import fit_filter
+    from hsicodec.layers.maps.stagefit import decoded_parts, with_post_bytes
+    from hsicodec.layers.maps.synthfit import fit_synthesis
+
+    x = cube.astype(np.float64)
+    maps, mean, basis, norm = decoded_parts(data, cube.shape[2])
+    synth = fit_synthesis(maps, x, mean, basis, norm, lam=0.0)
+    post = fit_filter(synth.synth.apply(maps), x, mean, basis, norm, lam=0.0)
+    return with_post_bytes(data, {"ns": synth.data, "pf": post.data})
+
+
 def build(name: str) -> bytes:
     cube, geo, rate = vector_inputs()[name]
     if name.startswith("maps_substreams_"):
@@ -113,6 +129,8 @@ def build(name: str) -> bytes:
         if decode_hsim(data).header["codec"]["rl"][6] != coefmaps.EC_LEARNED:
             raise SystemExit(f"{name}: the encoder did not choose the learned entropy model")
         return data
+    if name.startswith("maps_stages_"):
+        return with_stages(compress(cube, bpppb=rate, effort="fast", threads=1, backend="numpy"), cube)
     if name in MAX_ERRORS:
         return compress(cube, geo=geo, max_error=MAX_ERRORS[name], threads=1)
     codings = ("haar+klt", "plain") if name.startswith("jasper_") else None  # keep one vector on the network path

@@ -314,7 +314,11 @@ def main() -> int:
         "seed": args.seed,
         "pixels": args.pixels,
     }
-    command = "python tools/train_synthesis.py " + " ".join(sys.argv[1:])
+    argv = sys.argv[1:]
+    if "--out" in argv:  # the card names the training, not where this copy was written (same sha256 anywhere)
+        i = argv.index("--out")
+        argv = argv[:i] + argv[i + 2 :]
+    command = "python tools/train_synthesis.py " + " ".join(argv)
     val = None
     if args.validate:
         arrays = {name: p.detach().numpy().astype(np.float32) for name, p in net.state_dict().items()}

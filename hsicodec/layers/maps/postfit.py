@@ -13,6 +13,7 @@ import numpy as np
 from hsicodec.layers.maps import postfilter as pf
 
 MAX_FILTERED = 16  # maps the fit considers (the first ones carry nearly all the gain)
+FIT_PIXELS = 65536  # pixels a least-squares fit reads at most: an even subsample of larger files' valid pixels
 EXPONENTS = range(4, pf.MAX_EXPONENT + 1)
 KEY_OVERHEAD = 5  # msgpack bytes of the key "pf" and of its bin header
 
@@ -49,6 +50,15 @@ def normal_equations(
     a = norm**2 * (f_mat.T @ f_mat) * gram[np.ix_(jo, jo)]
     b = norm * np.einsum("na,na->a", f_mat, resid_b[:, jo])
     return a, b, jo, np.array(is_cross)
+
+
+def fit_pixels(rows: np.ndarray) -> tuple[np.ndarray, float]:
+    """The pixels (flat indices) a stage's least squares is fitted on: every valid pixel (``rows``, bool) up to
+    :data:`FIT_PIXELS`, else every s-th of them; and the factor that scales its sums to all valid pixels."""
+    idx = np.flatnonzero(rows)
+    stride = -(-len(idx) // FIT_PIXELS) if len(idx) > FIT_PIXELS else 1
+    sub = idx[::stride]
+    return sub, len(idx) / max(len(sub), 1)
 
 
 def _bits(ints: np.ndarray) -> int:
@@ -99,12 +109,13 @@ def fit_filter(
     if k == 0 or rows.sum() < 64:
         return None
     y = maps.reshape(-1, k)
-    resid = x.reshape(-1, c)[rows] - mean - norm * (y[rows] @ basis)
+    idx, scale = fit_pixels(rows)
+    resid = x.reshape(-1, c)[idx] - mean - norm * (y[idx] @ basis)
     resid_b = resid @ basis.T
     gram = basis @ basis.T
     mmax = min(k, MAX_FILTERED)
-    a_full, b_full, owner, is_cross = normal_equations(maps, resid_b, gram, norm, mmax, rows)
-    best = choose(a_full, b_full, owner, is_cross, lam)
+    a_full, b_full, owner, is_cross = normal_equations(maps, resid_b, gram, norm, mmax, idx)
+    best = choose(a_full * scale, b_full * scale, owner, is_cross, lam)
     if best is None:
         return None
     _, saving, m, cross, e, ints = best

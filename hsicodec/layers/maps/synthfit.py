@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hsicodec.layers.maps import synthesis as ns
-from hsicodec.layers.maps.postfit import EXPONENTS, KEY_OVERHEAD, _bits
+from hsicodec.layers.maps.postfit import EXPONENTS, KEY_OVERHEAD, _bits, fit_pixels
 
 RIDGE = 1e-4  # the ridge of the readout inside the inner loop's loss (as in training)
 INNER = 3  # meta-learned steps from zero shifts (learned step sizes: the model's log_lr)
@@ -137,16 +137,18 @@ def fit_synthesis(
     if k == 0 or rows.sum() < 64:
         return None
     y = maps.reshape(-1, k)
-    resid = x.reshape(-1, c)[rows] - mean - norm * (y[rows] @ basis)
+    idx, scale = fit_pixels(rows)
+    resid = x.reshape(-1, c)[idx] - mean - norm * (y[idx] @ basis)
     g_b = basis @ basis.T
     resid_b = resid @ basis.T  # (N, k): R Bᵀ
     target = np.linalg.solve(g_b, resid_b.T).T / norm  # the residual's coordinates on the basis, map units
-    u = model.inputs(maps)
-    shift_ints = fit_shifts(model, u[rows], target)
+    u = model.inputs(maps)[idx]  # inputs over the whole maps, as the decoder forms them
+    shift_ints = fit_shifts(model, u, target)
     shifts = shift_ints * ns.SHIFT_STEP
-    phi = np.ones((int(rows.sum()), model.n_features + 1))
-    phi[:, :-1] = model.features(u[rows], shifts)
-    best = choose_readout(phi.T @ phi, phi.T @ resid_b, g_b, norm, lam, 2 + ns.ID_BYTES + model.n_shifts)
+    phi = np.ones((len(idx), model.n_features + 1))
+    phi[:, :-1] = model.features(u, shifts)
+    hdr = 2 + ns.ID_BYTES + model.n_shifts
+    best = choose_readout(phi.T @ phi * scale, phi.T @ resid_b * scale, g_b, norm, lam, hdr)
     if best is None:
         return None
     _, saving, m, e, ints = best
