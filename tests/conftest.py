@@ -22,3 +22,21 @@ def isolated_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     reset_default_registry()
     yield tmp_path
     reset_default_registry()
+
+
+@pytest.fixture(scope="module")
+def crop_cube():
+    """A 48 × 40 × 60 float64 crop of the bundled sample: the map layer's stage tests code it."""
+    import numpy as np
+
+    from hsicodec.data import sample_path
+
+    return np.load(sample_path())[:48, :40, :60].astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def crop_plain(crop_cube) -> bytes:
+    """The map layer's file of :func:`crop_cube` at 0.05 bpppb, without stages."""
+    from hsicodec.codec.cube import compress
+
+    return compress(crop_cube, bpppb=0.05, layer="maps")

@@ -9,22 +9,11 @@ import pytest
 import hsicodec
 from hsicodec.codec.cube import compress
 from hsicodec.coding.spectral import reconstruct
-from hsicodec.data import sample_path
 from hsicodec.errors import HsimHeaderError
 from hsicodec.format.container import decode_hsim, encode_hsim
 from hsicodec.layers.maps import postfilter as pf
 from hsicodec.layers.maps.postfit import fit_filter
 from hsicodec.layers.maps.stagefit import decoded_parts, with_post_bytes
-
-
-@pytest.fixture(scope="module")
-def cube() -> np.ndarray:
-    return np.load(sample_path())[:48, :40, :60].astype(np.float64)
-
-
-@pytest.fixture(scope="module")
-def plain(cube) -> bytes:
-    return compress(cube, bpppb=0.05, layer="maps")
 
 
 def _set_pf(data: bytes, value) -> bytes:
@@ -45,33 +34,33 @@ def test_ring_features_leave_constants():
     assert all(np.array_equal(f, np.zeros_like(maps)) for f in pf.ring_features(maps))
 
 
-def test_round_trip_with_filter_is_deterministic(cube, plain):
-    maps, mean, basis, norm = decoded_parts(plain, cube.shape[2])
-    fit = fit_filter(maps, cube, mean, basis, norm, lam=0.0)
+def test_round_trip_with_filter_is_deterministic(crop_cube, crop_plain):
+    maps, mean, basis, norm = decoded_parts(crop_plain, crop_cube.shape[2])
+    fit = fit_filter(maps, crop_cube, mean, basis, norm, lam=0.0)
     assert fit is not None and fit.saving > 0
-    data = with_post_bytes(plain, {"pf": fit.data})
-    assert len(data) == len(plain) + len(fit.data) + 5  # the key and its bytes, nothing else changed
+    data = with_post_bytes(crop_plain, {"pf": fit.data})
+    assert len(data) == len(crop_plain) + len(fit.data) + 5  # the key and its bytes, nothing else changed
     one, two = hsicodec.decompress(data)[0], hsicodec.decompress(data)[0]
     assert np.array_equal(one, two)
-    want = reconstruct(fit.post.apply(maps), norm, mean, basis, (0, cube.shape[2]))
-    np.testing.assert_allclose(one, want, rtol=0, atol=1e-9 * float(np.abs(cube).max()))
+    want = reconstruct(fit.post.apply(maps), norm, mean, basis, (0, crop_cube.shape[2]))
+    np.testing.assert_allclose(one, want, rtol=0, atol=1e-9 * float(np.abs(crop_cube).max()))
     win = hsicodec.decompress(data, window=(5, 7, 20, 11))[0]
     np.testing.assert_array_equal(win, one[5:25, 7:18])
-    err = lambda rec: float(np.mean((rec - cube) ** 2))  # noqa: E731
-    assert err(one) < err(hsicodec.decompress(plain)[0])  # least squares taps only lower the error
+    err = lambda rec: float(np.mean((rec - crop_cube) ** 2))  # noqa: E731
+    assert err(one) < err(hsicodec.decompress(crop_plain)[0])  # least squares taps only lower the error
 
 
-def test_files_without_filter_unchanged(cube, plain):
-    assert "pf" not in decode_hsim(plain).header["codec"]
-    assert compress(cube, bpppb=0.05, layer="maps", post_filter=False) == plain
+def test_files_without_filter_unchanged(crop_cube, crop_plain):
+    assert "pf" not in decode_hsim(crop_plain).header["codec"]
+    assert compress(crop_cube, bpppb=0.05, layer="maps", post_filter=False) == crop_plain
 
 
-def test_compress_with_post_filter_at_equal_bits(cube, plain):
-    data = compress(cube, bpppb=0.05, layer="maps", post_filter=True)
-    assert len(data) <= int(0.05 * cube.size / 8)
+def test_compress_with_post_filter_at_equal_bits(crop_cube, crop_plain):
+    data = compress(crop_cube, bpppb=0.05, layer="maps", post_filter=True)
+    assert len(data) <= int(0.05 * crop_cube.size / 8)
     rec = hsicodec.decompress(data)[0]
-    mse = lambda r: float(np.mean((r - cube) ** 2))  # noqa: E731
-    assert mse(rec) <= mse(hsicodec.decompress(plain)[0])  # kept only where it measures better
+    mse = lambda r: float(np.mean((r - crop_cube) ** 2))  # noqa: E731
+    assert mse(rec) <= mse(hsicodec.decompress(crop_plain)[0])  # kept only where it measures better
 
 
 @pytest.mark.parametrize(
@@ -90,12 +79,12 @@ def test_compress_with_post_filter_at_equal_bits(cube, plain):
         bytes([1, 10 | 0x40, 0xF8]),  # an unknown shared filter
     ],
 )
-def test_malformed_filter_raises(plain, value):
+def test_malformed_filter_raises(crop_plain, value):
     with pytest.raises(HsimHeaderError, match="pf"):
-        hsicodec.decompress(_set_pf(plain, value))
+        hsicodec.decompress(_set_pf(crop_plain, value))
 
 
-def test_filter_without_maps_raises(plain):
+def test_filter_without_maps_raises(crop_plain):
     from hsicodec.layers.maps.layer import MapLayer
 
     with pytest.raises(HsimHeaderError, match="pf"):
@@ -131,7 +120,7 @@ def test_shared_taps_reproducible(tmp_path):
 
 
 def _reference(maps: np.ndarray, own: np.ndarray, cross: np.ndarray | None) -> np.ndarray:
-    """spec/hsim.md 10.10 written out pixel by pixel (a slow, plain reading of the formula)."""
+    """spec/hsim.md 10.10 written out pixel by pixel (a slow, crop_plain reading of the formula)."""
     h, w, k = maps.shape
 
     def at(j, r, c):  # half-sample symmetric extension

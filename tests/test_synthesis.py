@@ -10,23 +10,12 @@ import pytest
 import hsicodec
 from hsicodec.codec.cube import compress
 from hsicodec.coding.spectral import reconstruct
-from hsicodec.data import sample_path
 from hsicodec.errors import HsimHeaderError, ModelError, ModelFormatError
 from hsicodec.format.container import decode_hsim, encode_hsim
 from hsicodec.layers.maps import synthesis as ns
 from hsicodec.layers.maps import synthfit
 from hsicodec.layers.maps.stagefit import decoded_parts, with_post_bytes
 from hsicodec.models.modelfile import ModelFile
-
-
-@pytest.fixture(scope="module")
-def cube() -> np.ndarray:
-    return np.load(sample_path())[:48, :40, :60].astype(np.float64)
-
-
-@pytest.fixture(scope="module")
-def plain(cube) -> bytes:
-    return compress(cube, bpppb=0.05, layer="maps")
 
 
 @pytest.fixture(scope="module")
@@ -100,40 +89,40 @@ def test_wire_round_trip(model):
     np.testing.assert_array_equal(syn.readout, readout * 2.0**-4.5)
 
 
-def test_round_trip_with_synthesis(cube, plain, model):
-    maps, mean, basis, norm = decoded_parts(plain, cube.shape[2])
-    fit = synthfit.fit_synthesis(maps, cube, mean, basis, norm, lam=0.0)
+def test_round_trip_with_synthesis(crop_cube, crop_plain, model):
+    maps, mean, basis, norm = decoded_parts(crop_plain, crop_cube.shape[2])
+    fit = synthfit.fit_synthesis(maps, crop_cube, mean, basis, norm, lam=0.0)
     assert fit is not None and fit.saving > 0
-    data = with_post_bytes(plain, {"ns": fit.data})
-    assert len(data) == len(plain) + len(fit.data) + 5  # the key and its bytes, nothing else changed
+    data = with_post_bytes(crop_plain, {"ns": fit.data})
+    assert len(data) == len(crop_plain) + len(fit.data) + 5  # the key and its bytes, nothing else changed
     one = hsicodec.decompress(data)[0]
     np.testing.assert_array_equal(one, hsicodec.decompress(data)[0])
-    want = reconstruct(fit.synth.apply(maps), norm, mean, basis, (0, cube.shape[2]))
-    np.testing.assert_allclose(one, want, rtol=0, atol=1e-9 * float(np.abs(cube).max()))
+    want = reconstruct(fit.synth.apply(maps), norm, mean, basis, (0, crop_cube.shape[2]))
+    np.testing.assert_allclose(one, want, rtol=0, atol=1e-9 * float(np.abs(crop_cube).max()))
     np.testing.assert_array_equal(hsicodec.decompress(data, window=(5, 7, 20, 11))[0], one[5:25, 7:18])
-    err = lambda rec: float(np.mean((rec - cube) ** 2))  # noqa: E731
-    assert err(one) < err(hsicodec.decompress(plain)[0])  # a least-squares readout only lowers the error
+    err = lambda rec: float(np.mean((rec - crop_cube) ** 2))  # noqa: E731
+    assert err(one) < err(hsicodec.decompress(crop_plain)[0])  # a least-squares readout only lowers the error
     from hsicodec.codec.decode import describe
 
     layer = describe(decode_hsim(data).header, None)["layers"]["maps"]
     assert layer["synthesis_model"] == model.sha256 and layer["synthesis_maps"] == fit.synth.m
 
 
-def test_nothing_pays_at_a_steep_price(cube, plain):
-    maps, mean, basis, norm = decoded_parts(plain, cube.shape[2])
-    assert synthfit.fit_synthesis(maps, cube, mean, basis, norm, lam=1e30) is None
+def test_nothing_pays_at_a_steep_price(crop_cube, crop_plain):
+    maps, mean, basis, norm = decoded_parts(crop_plain, crop_cube.shape[2])
+    assert synthfit.fit_synthesis(maps, crop_cube, mean, basis, norm, lam=1e30) is None
 
 
-def test_files_without_synthesis_unchanged(cube, plain):
-    assert "ns" not in decode_hsim(plain).header["codec"]
-    assert compress(cube, bpppb=0.05, layer="maps", synthesis=False) == plain
+def test_files_without_synthesis_unchanged(crop_cube, crop_plain):
+    assert "ns" not in decode_hsim(crop_plain).header["codec"]
+    assert compress(crop_cube, bpppb=0.05, layer="maps", synthesis=False) == crop_plain
 
 
-def test_compress_with_synthesis_at_equal_bits(cube, plain):
-    data = compress(cube, bpppb=0.05, layer="maps", synthesis=True, post_filter=True)
-    assert len(data) <= int(0.05 * cube.size / 8)
-    mse = lambda r: float(np.mean((r - cube) ** 2))  # noqa: E731
-    assert mse(hsicodec.decompress(data)[0]) <= mse(hsicodec.decompress(plain)[0])  # kept only where it pays
+def test_compress_with_synthesis_at_equal_bits(crop_cube, crop_plain):
+    data = compress(crop_cube, bpppb=0.05, layer="maps", synthesis=True, post_filter=True)
+    assert len(data) <= int(0.05 * crop_cube.size / 8)
+    mse = lambda r: float(np.mean((r - crop_cube) ** 2))  # noqa: E731
+    assert mse(hsicodec.decompress(data)[0]) <= mse(hsicodec.decompress(crop_plain)[0])  # kept only where it pays
 
 
 def test_model_validation(model):
@@ -161,19 +150,19 @@ def test_model_validation(model):
         "text",  # not bytes
     ],
 )
-def test_malformed_synthesis_refused(plain, value):
+def test_malformed_synthesis_refused(crop_plain, value):
     with pytest.raises(HsimHeaderError):
-        hsicodec.decompress(_set_ns(plain, value))
+        hsicodec.decompress(_set_ns(crop_plain, value))
 
 
-def test_truncated_and_unknown_model(plain, model):
+def test_truncated_and_unknown_model(crop_plain, model):
     ident = bytes.fromhex(model.sha256[:16])
     with pytest.raises(HsimHeaderError):  # the shifts end early
-        hsicodec.decompress(_set_ns(plain, bytes([1, 4]) + ident + b"\x00\x00"))
+        hsicodec.decompress(_set_ns(crop_plain, bytes([1, 4]) + ident + b"\x00\x00"))
     with pytest.raises(HsimHeaderError):  # the readout ends early
-        hsicodec.decompress(_set_ns(plain, bytes([1, 4]) + ident + b"\x00" * 8))
+        hsicodec.decompress(_set_ns(crop_plain, bytes([1, 4]) + ident + b"\x00" * 8))
     with pytest.raises(ModelError):
-        hsicodec.decompress(_set_ns(plain, bytes([1, 4]) + b"\xee" * 8 + b"\x00" * 8 + b"\xff\xff"))
+        hsicodec.decompress(_set_ns(crop_plain, bytes([1, 4]) + b"\xee" * 8 + b"\x00" * 8 + b"\xff\xff"))
 
 
 def test_native_features_match_numpy(model):

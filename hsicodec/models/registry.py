@@ -475,6 +475,19 @@ def default_registry() -> Registry:
         return _DEFAULT
 
 
+def load_by_id_prefix(ident: bytes, what: str) -> ModelFile:
+    """The model a file names by the leading bytes ``ident`` of its sha256 (default registry: bundled, user
+    directory, ``HSICODEC_MODEL_PATH``); a :class:`ModelError` that says it is the ``what`` the file needs
+    and names the id where none is found (or only an alias that happens to look like the prefix)."""
+    try:
+        mf = default_registry().load(ident.hex())
+    except ModelError as exc:
+        raise type(exc)(f"the {what} {ident.hex()} this file needs: {exc}") from exc
+    if not mf.sha256.startswith(ident.hex()):
+        raise ModelError(f"no {what} with id prefix {ident.hex()}")
+    return mf
+
+
 def reset_default_registry() -> None:
     """Drop the default registry (re-reads the environment next time) and the model cache."""
     global _DEFAULT

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hsicodec.errors import HsimHeaderError, ModelError, ModelFormatError
+from hsicodec.errors import HsimHeaderError, ModelFormatError
 from hsicodec.layers.maps import coding as cm
 from hsicodec.layers.maps import rans
 
@@ -151,15 +151,9 @@ def from_model_file(mf) -> EntropyModel:
 
 @functools.lru_cache(maxsize=4)
 def _resolve(ident: bytes) -> EntropyModel:
-    from hsicodec.models.registry import default_registry
+    from hsicodec.models.registry import load_by_id_prefix
 
-    try:
-        mf = default_registry().load(ident.hex())
-    except ModelError as exc:
-        raise type(exc)(f"the learned entropy model {ident.hex()} this file needs: {exc}") from exc
-    if not mf.sha256.startswith(ident.hex()):  # an alias that happens to look like the prefix
-        raise ModelError(f"no learned entropy model with id prefix {ident.hex()}")
-    return from_model_file(mf)
+    return from_model_file(load_by_id_prefix(ident, "learned entropy model"))
 
 
 def resolve(ident: bytes) -> EntropyModel:

@@ -61,6 +61,20 @@ def fit_pixels(rows: np.ndarray) -> tuple[np.ndarray, float]:
     return sub, len(idx) / max(len(sub), 1)
 
 
+def fit_residual(
+    maps: np.ndarray, x: np.ndarray, mean: np.ndarray, basis: np.ndarray, norm: float, valid=None
+) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """What a stage is fitted to: the pixels of :func:`fit_pixels` (flat indices), the factor to all valid
+    pixels, and the residual (n, C) x − ((maps σ) B + μ) there; None where too few pixels are valid."""
+    h, w, k = maps.shape
+    c = x.shape[2]
+    rows = valid.reshape(-1, c).all(axis=1) if valid is not None else np.ones(h * w, bool)
+    if k == 0 or rows.sum() < 64:
+        return None
+    idx, scale = fit_pixels(rows)
+    return idx, scale, x.reshape(-1, c)[idx] - mean - norm * (maps.reshape(-1, k)[idx] @ basis)
+
+
 def _bits(ints: np.ndarray) -> int:
     z = np.where(ints >= 0, 2 * ints, -2 * ints - 1)
     return int(np.sum(2 * np.floor(np.log2(z + 1)).astype(np.int64) + 1))
@@ -103,14 +117,11 @@ def fit_filter(
     """The post filter of decoded maps (H, W, k) that saves the most squared error of the cube x (H, W, C)
     (reconstructed as (maps σ) B + μ) net of λ per bit, over the number of filtered maps, the cross taps
     and the tap step; None where none saves more than it costs."""
-    h, w, k = maps.shape
-    c = x.shape[2]
-    rows = valid.reshape(-1, c).all(axis=1) if valid is not None else np.ones(h * w, bool)
-    if k == 0 or rows.sum() < 64:
+    k = maps.shape[2]
+    fitted = fit_residual(maps, x, mean, basis, norm, valid)
+    if fitted is None:
         return None
-    y = maps.reshape(-1, k)
-    idx, scale = fit_pixels(rows)
-    resid = x.reshape(-1, c)[idx] - mean - norm * (y[idx] @ basis)
+    idx, scale, resid = fitted
     resid_b = resid @ basis.T
     gram = basis @ basis.T
     mmax = min(k, MAX_FILTERED)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hsicodec.layers.maps import synthesis as ns
-from hsicodec.layers.maps.postfit import EXPONENTS, KEY_OVERHEAD, _bits, fit_pixels
+from hsicodec.layers.maps.postfit import EXPONENTS, KEY_OVERHEAD, _bits, fit_residual
 
 RIDGE = 1e-4  # the ridge of the readout inside the inner loop's loss (as in training)
 INNER = 3  # meta-learned steps from zero shifts (learned step sizes: the model's log_lr)
@@ -131,14 +131,10 @@ def fit_synthesis(
     """The synthesis of decoded maps (H, W, k) that saves the most squared error of the cube x (H, W, C)
     (reconstructed as (maps σ) B + μ) net of λ per bit; None where none saves more than it costs."""
     model = model or ns.default_model()
-    h, w, k = maps.shape
-    c = x.shape[2]
-    rows = valid.reshape(-1, c).all(axis=1) if valid is not None else np.ones(h * w, bool)
-    if k == 0 or rows.sum() < 64:
+    fitted = fit_residual(maps, x, mean, basis, norm, valid)
+    if fitted is None:
         return None
-    y = maps.reshape(-1, k)
-    idx, scale = fit_pixels(rows)
-    resid = x.reshape(-1, c)[idx] - mean - norm * (y[idx] @ basis)
+    idx, scale, resid = fitted
     g_b = basis @ basis.T
     resid_b = resid @ basis.T  # (N, k): R Bᵀ
     target = np.linalg.solve(g_b, resid_b.T).T / norm  # the residual's coordinates on the basis, map units
