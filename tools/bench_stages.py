@@ -19,6 +19,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -178,8 +179,9 @@ def markdown(res: dict) -> str:
     if "scale" in res:
         sc = res["scale"]
         lines += ["", f"## At a real tile size: {sc['shape'][0]}² × {sc['shape'][2]} at {sc['rate']:g} bpppb", "",
-                  f"The top-left tile of `{Path(sc['path']).name}` (`--scale-scene`); decode: median of 7 interleaved "
-                  "whole-file decodes; encode: one, warm.", "",
+                  f"The top-left tile of `{Path(sc['path']).name}` (`--scale-scene`; run by "
+                  f"`{sc.get('command', '')}`); "
+                  "decode: median of 7 interleaved whole-file decodes; encode: one, warm.", "",
                   "| variant | PSNR dB | bpppb | stage bytes | encode s | decode s | decode x |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         for name, v in sc["variants"].items():
@@ -222,6 +224,7 @@ def main() -> int:
         res = run(args.scenes, args.rates, args.variants, args.data)
     if args.scale_scene is not None:
         res["scale"] = scale_row(args.scale_scene, 0.05, args.variants)
+        res["scale"]["command"] = "python tools/bench_stages.py " + " ".join(sys.argv[1:])
     args.out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(markdown(res))
     print(markdown(res))
