@@ -32,7 +32,7 @@ def _set_ns(data: bytes, value) -> bytes:
 
 def _small_model(seed: int = 0, k_in: int = 3, width: int = 5, d: int = 2, s: int = 3) -> ns.SynthesisModel:
     rng = np.random.default_rng(seed)
-    a = lambda *shape: rng.normal(0, 0.5, shape).astype(np.float32)  # noqa: E731
+    a = lambda *shape: np.asarray(rng.normal(0, 0.5, shape), np.float32)  # noqa: E731
     return ns.SynthesisModel(a(width, k_in), a(width), a(width, width), a(width), a(d, width), a(d), a(2 * width, s),
                              np.full(s, -1.0, np.float32), w0=3.0, sha256="0" * 64)  # fmt: skip
 

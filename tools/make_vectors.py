@@ -109,9 +109,14 @@ def with_stages(data: bytes, cube: np.ndarray) -> bytes:
     from hsicodec.layers.maps.synthfit import fit_synthesis
 
     x = cube.astype(np.float64)
-    maps, mean, basis, norm = decoded_parts(data, cube.shape[2])
+    parts = decoded_parts(data, cube.shape[2])
+    if parts is None:
+        raise SystemExit("the stages vector needs a map-layer file with its own spectral stage")
+    maps, mean, basis, norm = parts
     synth = fit_synthesis(maps, x, mean, basis, norm, lam=0.0)
-    post = fit_filter(synth.synth.apply(maps), x, mean, basis, norm, lam=0.0)
+    post = None if synth is None else fit_filter(synth.synth.apply(maps), x, mean, basis, norm, lam=0.0)
+    if synth is None or post is None:
+        raise SystemExit("the stages vector: no synthesis or post filter saves anything")
     return with_post_bytes(data, {"ns": synth.data, "pf": post.data})
 
 

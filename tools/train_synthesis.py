@@ -228,9 +228,9 @@ def _validation_rows(mf, data_dir: Path) -> list[dict]:
         header = {"shape": [int(v) for v in cube.shape], "dtype": cube.dtype.name, "model": cm.sha256}
         for rate in VAL_RATES:
             row: dict = {"scene": scene, "rate": rate}
-            for name, extra in (("default", {}), ("synthesis", {"synthesis": True})):
-                data, _ = encode(cube, cm, bpppb=rate, base_header=dict(header), threads=1, map_options={
-                    "synthesis_model": model} if extra else None, **extra)  # fmt: skip
+            for name, on in (("default", False), ("synthesis", True)):
+                data, _ = encode(cube, cm, bpppb=rate, base_header=dict(header), threads=1, synthesis=on,
+                                 map_options={"synthesis_model": model} if on else None)  # fmt: skip
                 row[name] = {
                     "bpppb": round(8 * len(data) / cube.size, 6),
                     "psnr": round(float(metrics.psnr(cube, decompress(data)[0])), 3),
