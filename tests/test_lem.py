@@ -284,3 +284,22 @@ def test_the_cli_flag_and_info(isolated_registry):
     assert r.exit_code == 0, r.output
     assert np.load("back.npy").shape == _scene().shape
     assert "--learned-entropy" in CliRunner().invoke(cli, ["compress", "--help"]).output
+
+
+def test_total_bits_is_the_sum_of_table_bits():
+    from hsicodec.layers.maps import lem_coder
+
+    rng = np.random.default_rng(7)
+    codes = rng.integers(60, 256, 5000)
+    mag = np.concatenate([rng.geometric(0.2, 4900) - 1, rng.integers(60, 5000, 100)])  # some over the table
+    want = float(lem_coder.table_bits(codes, mag).sum())
+    assert lem_coder.total_bits(codes, mag) == pytest.approx(want, rel=1e-12)
+
+
+def test_choose_mix_final_codes_are_the_codes_of_its_weights():
+    model = random_model(seed=3)
+    sym = symbols(4, 33, 30, 0.3, seed=5)
+    lv = cm.map_levels(33, 30)
+    p = params(sym, model, bytes(lv + 1))
+    mix, _, final = lem_coder.choose_mix(sym, p, model)
+    np.testing.assert_array_equal(final, lem_coder.codes(sym, p, model, mix))

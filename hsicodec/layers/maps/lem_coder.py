@@ -43,6 +43,29 @@ def table_bits(codes: np.ndarray, mag: np.ndarray) -> np.ndarray:
     return np.where(u < r, regular, token_bits[codes, r] + n + rans.ESCAPE_LEN_BITS) + (mag > 0)
 
 
+LUT_MAGS = 64  # magnitudes below this are priced from a (code, magnitude) table, by counting
+
+
+@functools.lru_cache(maxsize=1)
+def _bits_table() -> np.ndarray:
+    """(CODES · LUT_MAGS,) bits of :func:`table_bits` for every scale code and magnitude below LUT_MAGS."""
+    codes = np.repeat(np.arange(rans.CODES), LUT_MAGS)
+    return table_bits(codes, np.tile(np.arange(LUT_MAGS), rans.CODES))
+
+
+def total_bits(codes: np.ndarray, mag: np.ndarray) -> float:
+    """Σ :func:`table_bits` (codes, mag): small magnitudes counted per (code, magnitude) and priced from a
+    table, the others one by one. Equal to the plain sum but for the order of the float additions."""
+    codes, mag = np.asarray(codes, np.int64).ravel(), np.asarray(mag, np.int64).ravel()
+    small = mag < LUT_MAGS
+    counts = np.bincount(codes[small] * LUT_MAGS + mag[small], minlength=rans.CODES * LUT_MAGS)
+    used = np.flatnonzero(counts)
+    total = float(counts[used] @ _bits_table()[used])
+    if not small.all():
+        total += float(table_bits(codes[~small], mag[~small]).sum())
+    return total
+
+
 def _native(name: str):
     return cm._native_function(name)
 
@@ -67,8 +90,12 @@ def codes(sym: np.ndarray, p: cm.MapParams, model: lem.EntropyModel, mix: bytes,
                *cm._native_layout(h, w, p.levels), threads)  # fmt: skip
 
 
-def choose_mix(sym: np.ndarray, p: cm.MapParams, model: lem.EntropyModel, threads: int = 0) -> tuple[bytes, float]:
-    """The mix weight of each level group (0..4) for the fewest bits, and the bits it saves over ec = 1."""
+def choose_mix(
+    sym: np.ndarray, p: cm.MapParams, model: lem.EntropyModel, threads: int = 0
+) -> tuple[bytes, float, np.ndarray]:
+    """The mix weight of each level group (0..4) for the fewest bits, the bits it saves over ec = 1, and the
+    final (k, H, W) codes under those weights: per group :func:`lem.mixed` of the network's codes (all
+    weights 4) and the ec = 1 codes (all weights 0), which is what :func:`codes` gives for them."""
     groups = p.levels + 1
     ec1 = codes(sym, p, model, bytes(groups), threads).astype(np.int64)  # all weights 0: the ec = 1 codes
     net = codes(sym, p, model, bytes([lem.MIX_DEN] * groups), threads).astype(np.int64)
@@ -77,15 +104,17 @@ def choose_mix(sym: np.ndarray, p: cm.MapParams, model: lem.EntropyModel, thread
     for g, _, rs, cs in cm.subbands(sym.shape[1], sym.shape[2], p.levels):
         gmap[rs, cs] = g
     weights, saved = [], 0.0
+    final = ec1.copy()
     for g in range(groups):
         sel = np.broadcast_to(gmap == g, sym.shape)
         c1, cn, m = ec1[sel], net[sel], mag[sel]
-        base = float(table_bits(c1, m).sum())
-        bits = [float(table_bits(lem.mixed(cn, c1, wt), m).sum()) for wt in range(lem.MIX_DEN + 1)]
+        base = total_bits(c1, m)
+        bits = [total_bits(lem.mixed(cn, c1, wt), m) for wt in range(lem.MIX_DEN + 1)]
         best = int(np.argmin(bits))
         weights.append(best)
         saved += base - bits[best]
-    return bytes(weights), saved
+        final[sel] = lem.mixed(cn, c1, best)
+    return bytes(weights), saved, final
 
 
 def encode(sym: np.ndarray, q: int, levels: int, rho: int, model: lem.EntropyModel, threads: int = 0
@@ -100,11 +129,10 @@ def encode(sym: np.ndarray, q: int, levels: int, rho: int, model: lem.EntropyMod
     p = cm.MapParams(k, int(q), int(levels), max_abs, base, off, int(rho), cm.EC_RANS)
     if max_abs == 0:
         return cm.rans_encode(sym, p, h, w, None, threads), p
-    mix, saved = choose_mix(sym, p, model, threads)
+    mix, saved, final = choose_mix(sym, p, model, threads)
     if saved < 8 * (lem.ID_BYTES + levels + 1 + HEADER_BYTES):
         return cm.rans_encode(sym, p, h, w, None, threads), p
     p = cm.MapParams(k, int(q), int(levels), max_abs, base, off, int(rho), cm.EC_LEARNED, model.ident, mix)
-    final = codes(sym, p, model, mix, threads)
     nat = _native("map_encode_codes")
     count = rans.substream_count(k, h, w)
     if nat is None:
