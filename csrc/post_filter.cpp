@@ -1,7 +1,8 @@
-// The coefficient-map layer's post filter (codec.pf, spec/hsim.md 10.10), applied in place.
+// The coefficient-map layer's post filter (codec.pf, spec/hsim.md 10.10).
 //
-//   post_filter_apply(maps, own, cross, threads)
-//       maps (H, W, k) float64 C-contiguous, corrected in place: for j < m = own.shape[0],
+//   post_filter_apply(maps, out, own, cross, threads)
+//       maps (H, W, k) float64 C-contiguous, read only; out, of the same shape and a separate array holding a
+//       copy of maps, gets the corrected maps: for j < m = own.shape[0],
 //       Y'_j = Y_j + sum_t own[j, t] L_t(Y_j) + [cross given, j >= 1] sum_t cross[j, t] L_t(Y_0)
 //       with L_t the ring Laplacians of hsicodec.layers.maps.postfilter.ORBITS over the maps *before*
 //       correction, outside the map by half-sample symmetric extension (numpy's pad mode "symmetric").
@@ -10,7 +11,7 @@
 // a ring's offsets added in ascending (dy, dx) order from zero, minus count * Y; then the own terms
 // t = 0..4, then the cross terms, each a product added to the running value. No fused multiply-adds
 // (fp-contract off), so the result equals the reference bit for bit. Rows of the output are split over
-// threads; the input rows a row needs are read from a copy of the maps taken before any is written.
+// threads; every ring is read from maps, never from out.
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -117,10 +118,13 @@ __attribute__((optimize("fp-contract=off"))) void filter_row(const double* src, 
     }
 }
 
-void post_filter_apply(py::array_t<double, py::array::c_style> maps, const F64Array& own, py::object cross_obj,
-                       int threads) {
+void post_filter_apply(py::array_t<double, py::array::c_style> maps, py::array_t<double, py::array::c_style> out,
+                       const F64Array& own, py::object cross_obj, int threads) {
     if (maps.ndim() != 3) throw std::invalid_argument("post_filter_apply: maps must be (H, W, k)");
     const int64_t h = maps.shape(0), w = maps.shape(1), k = maps.shape(2);
+    if (out.ndim() != 3 || out.shape(0) != h || out.shape(1) != w || out.shape(2) != k)
+        throw std::invalid_argument("post_filter_apply: out must have the shape of maps");
+    if (out.data() == maps.data()) throw std::invalid_argument("post_filter_apply: out must not be maps");
     if (own.ndim() != 2 || own.shape(1) != N_ORBITS || own.shape(0) > k)
         throw std::invalid_argument("post_filter_apply: own taps must be (m, 5) with m <= k");
     const int64_t m = own.shape(0);
@@ -133,21 +137,21 @@ void post_filter_apply(py::array_t<double, py::array::c_style> maps, const F64Ar
         cp = cross.data();
     }
     if (m == 0 || h == 0 || w == 0) return;
-    double* data = maps.mutable_data();
+    const double* src = maps.data();
+    double* dst = out.mutable_data();
     const double* op = own.data();
     {
         py::gil_scoped_release release;
-        std::vector<double> src(data, data + h * w * k);  // the maps before correction
         hsicodec_native::parallel_for_state<Scratch>(
-            h, threads, [&](int64_t r, Scratch& s) { filter_row(src.data(), data, h, w, k, r, m, op, cp, s); });
+            h, threads, [&](int64_t r, Scratch& s) { filter_row(src, dst, h, w, k, r, m, op, cp, s); });
     }
 }
 
 }  // namespace
 
 void register_post_filter(py::module_& mod) {
-    mod.def("post_filter_apply", &post_filter_apply, py::arg("maps"), py::arg("own"), py::arg("cross"),
-            py::arg("threads") = 0,
-            "The map layer's post filter, in place on maps (H, W, k) float64: own taps (m, 5), cross taps (m, 5) "
-            "or None; equal to hsicodec.layers.maps.postfilter.apply_taps bit for bit.");
+    mod.def("post_filter_apply", &post_filter_apply, py::arg("maps"), py::arg("out"), py::arg("own"),
+            py::arg("cross"), py::arg("threads") = 0,
+            "The map layer's post filter of maps (H, W, k) float64 into out (a copy of maps): own taps (m, 5), "
+            "cross taps (m, 5) or None; equal to hsicodec.layers.maps.postfilter.apply_taps bit for bit.");
 }

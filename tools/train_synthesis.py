@@ -52,12 +52,11 @@ def train_scenes() -> list[str]:
 
 
 def inputs(maps: np.ndarray) -> np.ndarray:
-    """(N, K_IN) float32 network inputs of decoded maps (H, W, k): the first K_IN maps over their std, zero-padded."""
-    k = maps.shape[2]
-    y = maps.reshape(-1, k)[:, :K_IN].astype(np.float64)
-    u = np.zeros((y.shape[0], K_IN), np.float32)
-    u[:, : y.shape[1]] = y / np.maximum(y.std(axis=0), 1e-12)
-    return u
+    """(N, K_IN) float32 network inputs of decoded maps (H, W, k): the decoder's own
+    (:func:`hsicodec.layers.maps.synthesis.map_inputs`), so that training sees what decoding computes."""
+    from hsicodec.layers.maps.synthesis import map_inputs
+
+    return map_inputs(maps, K_IN)
 
 
 def file_task(cube: np.ndarray, rate: float) -> dict:

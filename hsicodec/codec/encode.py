@@ -197,12 +197,10 @@ def encode(
                 f"the shared spectral stage has {shared_spectral.n_bands} bands, the cube {cube.shape[2]}"
             )
         options = {**options, "maps": {"shared": shared_spectral}}
-    if post_filter:  # the map layer's post filter (hsicodec.layers.maps.postfilter), where it pays
-        options = {**options, "maps": {**(options.get("maps") or {}), "post_filter": True}}
-    if synthesis:  # the map layer's nonlinear synthesis (hsicodec.layers.maps.synthesis), where it pays
-        options = {**options, "maps": {**(options.get("maps") or {}), "synthesis": True}}
-    if learned_entropy:  # the map layer's learned entropy model (hsicodec.layers.maps.lem), where it saves bytes
-        options = {**options, "maps": {**(options.get("maps") or {}), "learned_entropy": True}}
+    # the map layer's post filter, nonlinear synthesis and learned entropy model, each where it pays
+    flags = {"post_filter": post_filter, "synthesis": synthesis, "learned_entropy": learned_entropy}
+    if any(flags.values()):
+        options = {**options, "maps": {**(options.get("maps") or {}), **{k: True for k, on in flags.items() if on}}}
     if map_options:  # ablations: e.g. {"fill_budget": True}, the map layer's step refined to the budget (ec = 1)
         options = {**options, "maps": {**(options.get("maps") or {}), **map_options}}
     scene = Scene(an, model, dict(base_header or {}), tuple(extra_sections), valid, inner_steps, adam_steps, threads,

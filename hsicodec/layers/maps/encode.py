@@ -7,6 +7,7 @@ from hsicodec.errors import OptionError
 from hsicodec.layers.base import Encoded, Scene, Target
 from hsicodec.layers.maps.coding import STEPS_PER_OCTAVE
 from hsicodec.layers.maps.search import SPECTRAL_BETAS, MapSearch
+from hsicodec.layers.maps.stages import STAGES
 
 MAP_DEADZONES = (0.4, 0.5)  # map-layer rounding thresholds: the first at default effort, both at max (with RDOQ
 # the threshold matters little: 0.35–0.5 were within 0.02 dB on Jasper Ridge and Pavia Centre)
@@ -51,7 +52,7 @@ class MapEncoder:
                 best, best_search = cand, one
         assert best is not None
         # the synthesis and the post filter where asked for, and always at effort max; kept where they pay
-        stages = tuple(name for name in ("synthesis", "post_filter") if opts.get(name) or s.thorough)
+        stages = tuple(name for name in STAGES if opts.get(name) or s.thorough)
         if stages:
             from hsicodec.layers.maps.stagefit import post_filtered
 

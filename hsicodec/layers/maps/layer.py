@@ -42,8 +42,9 @@ class MapLayer:
 
     def parse(self, codec: dict, header: dict, model: object) -> MapParams | None:
         if "rl" not in codec:
-            for key in sorted({"ns", "pf"} & set(codec)):
-                raise HsimHeaderError(f"header key 'codec.{key}': a stage of the maps without maps ('codec.rl')")
+            stray = sorted({"ns", "pf"} & set(codec))
+            if stray:
+                raise HsimHeaderError(f"header key 'codec.{stray[0]}': a stage of the maps without maps ('codec.rl')")
             return None
         if codec["sp"].get("m", "pca") != "pca":
             raise HsimHeaderError("header key 'codec.rl': a coefficient-map layer needs the PCA spectral stage")

@@ -93,14 +93,14 @@ def apply_taps(maps: np.ndarray, own: np.ndarray, cross: np.ndarray | None, back
     """Maps (H, W, k) with the first m = len(own) corrected by own taps (m, 5) and cross taps (m, 5) over map 0:
     by the C++ kernel (``post_filter_apply``, equal bit for bit) where built, else by this numpy reference,
     :data:`CHUNK` maps at a time (map 0's rings kept for the cross taps): besides the result, a few planes each."""
-    maps = np.asarray(maps, np.float64)
-    out = np.array(maps, np.float64, order="C")
+    maps = np.ascontiguousarray(maps, np.float64)
+    out = maps.copy()
     m = min(own.shape[0], maps.shape[2])
     if m == 0 or maps.size == 0:
         return out
     native = _native_function("post_filter_apply") if backend != "numpy" else None
-    if native is not None:
-        native(out, np.ascontiguousarray(own[:m], np.float64),
+    if native is not None:  # reads maps, writes the first m maps of out
+        native(maps, out, np.ascontiguousarray(own[:m], np.float64),
                None if cross is None else np.ascontiguousarray(cross[:m], np.float64))  # fmt: skip
         return out
     first: list[np.ndarray] = []

@@ -50,9 +50,6 @@ def decoded_parts(data: bytes, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return maps, mean, basis, float(codec["norm"])
 
 
-STAGES = ("synthesis", "post_filter")  # in decoding order (hsicodec.layers.maps.stages)
-
-
 def _filtered(search, enc: Encoded, stages: tuple[str, ...], synthesis_model=None) -> tuple[bytes, float] | None:
     """(the file with the best of each stage asked for, its PSNR), or None where none pays on it. The
     synthesis (``synthesis_model``, default the bundled network) is fitted first; the post filter then filters
@@ -82,8 +79,9 @@ def post_filtered(
     search, target: Target, best: Encoded, stages: tuple[str, ...] = ("post_filter",), synthesis_model=None
 ) -> Encoded:
     """The better at equal bits of ``best`` (the file without stages, for a rate target) and a file with the
-    ``stages`` (of :data:`STAGES`) within the same byte budget (the maps coded for the budget less the stages'
-    bytes). Quality targets and files on a shared spectral stage are returned as they are."""
+    ``stages`` (of :data:`hsicodec.layers.maps.stages.STAGES`) within the same byte budget (the maps coded
+    for the budget less the stages' bytes). Quality targets and files on a shared spectral stage are
+    returned as they are."""
     if target.bpppb is None:
         return best
     n = search.h * search.w * search.c

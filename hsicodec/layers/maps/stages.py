@@ -12,6 +12,8 @@ from hsicodec.layers.maps import postfilter as pf
 from hsicodec.layers.maps import synthesis as ns
 from hsicodec.layers.maps.coding import MapParams
 
+STAGES = ("synthesis", "post_filter")  # the encoder's option names, in decoding order
+
 
 @dataclass
 class StagedMapParams(MapParams):

@@ -78,14 +78,8 @@ class SynthesisModel:
         return int(self.w1.size + self.w2.size + self.w3.size)
 
     def inputs(self, maps: np.ndarray) -> np.ndarray:
-        """(N, k_in) float32 inputs of decoded maps (H, W, k): each of the first k_in maps over its std, zero-padded."""
-        k = maps.shape[2]
-        n = min(k, self.k_in)
-        y = np.asarray(maps[..., :n], np.float64).reshape(-1, n)
-        u = np.zeros((y.shape[0], self.k_in), np.float32)
-        if y.shape[0]:
-            u[:, :n] = y / np.maximum(y.std(axis=0), 1e-12)
-        return u
+        """(N, k_in) float32 inputs of decoded maps (H, W, k): :func:`map_inputs`."""
+        return map_inputs(maps, self.k_in)
 
     def siren(self, shifts: np.ndarray) -> SirenWeights:
         """g under the shifts as the SIREN kernel's weights: w0 and the shifts folded into the first layers
@@ -108,6 +102,17 @@ class SynthesisModel:
             x = np.ascontiguousarray(u[i : i + BLOCK], np.float32)
             out[i : i + BLOCK] = siren.forward(weights, x, np.zeros((len(x), 1), np.float32), backend=backend)
         return out
+
+
+def map_inputs(maps: np.ndarray, k_in: int) -> np.ndarray:
+    """(N, k_in) float32 network inputs of decoded maps (H, W, k): each of the first k_in maps over its std
+    (float64, over the whole map), zero-padded; what the network was trained on and what it decodes with."""
+    n = min(maps.shape[2], k_in)
+    y = np.asarray(maps[..., :n], np.float64).reshape(-1, n)
+    u = np.zeros((y.shape[0], k_in), np.float32)
+    if y.shape[0]:
+        u[:, :n] = y / np.maximum(y.std(axis=0), 1e-12)
+    return u
 
 
 def model_config(k_in: int, width: int, n_features: int, n_shifts: int, w0: float) -> dict:
