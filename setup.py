@@ -25,13 +25,22 @@ try:
     from pybind11.setup_helpers import Pybind11Extension
 
     extra = ["-O3", "-fno-math-errno", "-ffp-contract=fast"]
+    sources = sorted(os.path.join("csrc", f) for f in os.listdir("csrc") if f.endswith(".cpp"))
+    include_dirs = ["csrc"]
+    try:  # hsicodec's numpy memory handler (csrc/numpy_alloc.cpp) needs numpy's C headers
+        import numpy
+
+        include_dirs.append(numpy.get_include())
+        extra.append("-DHSICODEC_NUMPY_ALLOC")
+    except ImportError:  # pragma: no cover - numpy missing at build time
+        sources.remove(os.path.join("csrc", "numpy_alloc.cpp"))
     if os.environ.get("HSICODEC_NATIVE_MARCH", "") == "native":
         extra.append("-march=native")
     ext_modules.append(
         Pybind11Extension(
             "hsicodec._native",
-            sorted(os.path.join("csrc", f) for f in os.listdir("csrc") if f.endswith(".cpp")),
-            include_dirs=["csrc"],
+            sources,
+            include_dirs=include_dirs,
             depends=sorted(os.path.join("csrc", f) for f in os.listdir("csrc") if f.endswith((".h", ".inl"))),
             cxx_std=17,
             extra_compile_args=extra + ["-pthread"],

@@ -52,6 +52,9 @@ void register_wavelet97(py::module_& mod);  // wavelet97.cpp
 void register_spectral_cast(py::module_& mod);  // spectral_cast.cpp
 void register_map_coder(py::module_& mod);  // map_coder.cpp
 void register_post_filter(py::module_& mod);  // post_filter.cpp
+#ifdef HSICODEC_NUMPY_ALLOC
+void register_numpy_alloc(py::module_& mod);  // numpy_alloc.cpp
+#endif
 using farr = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 namespace {
@@ -459,6 +462,9 @@ PYBIND11_MODULE(_native, mod) {
     register_spectral_cast(mod);
     register_map_coder(mod);
     register_post_filter(mod);
+#ifdef HSICODEC_NUMPY_ALLOC
+    register_numpy_alloc(mod);
+#endif
     mod.def("siren_forward", &siren_forward, py::arg("x"), py::arg("phi"), py::arg("hidden_w"), py::arg("hidden_b"),
             py::arg("out_w"), py::arg("out_b"), py::arg("meta_w"), py::arg("meta_b"), py::arg("shift_inside"),
             py::arg("threads") = 0, py::arg("skip_w") = py::none(),

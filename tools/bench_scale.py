@@ -381,6 +381,7 @@ def pca_anchor(
 def _median_time(fn: Callable[[], object], repeat: int) -> tuple[float, list[float], object]:
     times, out = [], None
     for _ in range(max(1, repeat)):
+        out = None  # the previous run's result is freed first: peak RSS is one run's, not two
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)

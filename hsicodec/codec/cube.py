@@ -13,6 +13,7 @@ import numpy as np
 from hsicodec._version import __version__
 from hsicodec.codec.decode import check_window, decode_sections
 from hsicodec.codec.mask import decode_mask, encode_mask, fill_invalid, fill_value, invalid_mask
+from hsicodec.codec.memory import uses_plain_pages
 from hsicodec.coding.reduce import aligned_window, block_all, check_reduce
 from hsicodec.coding.shared import SharedSpectral
 from hsicodec.errors import HsicodecError, HsimHeaderError, OptionError
@@ -40,6 +41,7 @@ def _model_by_hash(sha: str, registry: Registry | None) -> CodecModel:
     return codec_model(reg.load_by_hash(sha))
 
 
+@uses_plain_pages
 def compress(
     cube: np.ndarray,
     *,

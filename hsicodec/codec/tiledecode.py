@@ -19,6 +19,7 @@ import numpy as np
 
 from hsicodec.codec import cube as _codec
 from hsicodec.codec.decode import check_window, reduced_by_layers
+from hsicodec.codec.memory import uses_plain_pages
 from hsicodec.codec.tilegrid import (
     MAX_TILE_VALUES,
     TileGrid,
@@ -73,6 +74,7 @@ def _open(source, limits: Limits) -> tuple[HsimReader, bool]:
     return HsimReader(source, limits), True
 
 
+@uses_plain_pages
 def decode_tile(
     data: bytes,
     grid: TileGrid,
