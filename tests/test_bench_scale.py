@@ -97,7 +97,7 @@ def test_end_to_end_tiny_run(tmp_path):
     out = tmp_path / "scale"
     argv = ["--data", str(data), "--scenes", "synth", "--sizes", "48x40x20", "--rate", "0.5", "--repeat", "1"]
     argv += ["--tile", "32"]  # the tiled path big scenes take by default
-    assert bench_scale.main([*argv, "--out", str(out), "--work", str(tmp_path / "work")]) == 0
+    assert bench_scale.main([*argv, "--out", str(out), "--work", str(tmp_path / "work"), "--keep"]) == 0
     doc = json.loads(out.with_suffix(".json").read_text())
     (sc,) = doc["scenes"]
     assert sc["shape"] == [48, 40, 20] and sc["source"] == "synth" and sc["spatial"].startswith("mirrored")
@@ -131,3 +131,13 @@ def test_end_to_end_tiny_run(tmp_path):
     merged = bench_scale.merged([doc, second, again])
     assert [s["name"] for s in merged["scenes"]] == ["96x80x20", "48x40x20"] and len(merged["runs"]) == 3
     assert merged["scenes"][1]["window"] == [9, 9, 9, 9]
+    # the kept files decoded again, the two codecs alternately: the decode target takes the median ratio
+    redo = tmp_path / "redo.json"
+    redo.write_text(out.with_suffix(".json").read_text())
+    assert bench_scale.main(["--redecode", str(redo), "--rounds", "2", "--repeat", "1",
+                             "--work", str(tmp_path / "work")]) == 0  # fmt: skip
+    rounds = json.loads(redo.read_text())["scenes"][0]["decode_rounds"]
+    assert len(rounds["hsicodec"]) == len(rounds["pca_jpeg2000"]) == len(rounds["ratios"]) == 2
+    (dec,) = [t for t in json.loads(redo.read_text())["targets"] if t["target"].startswith("decompress")]
+    assert dec["ratio"] == pytest.approx(float(np.median(rounds["ratios"]))) and "alternating" in dec["what"]
+    assert "Decode measured again in 2 alternating rounds" in redo.with_suffix(".md").read_text()
