@@ -23,7 +23,6 @@ import numpy as np
 
 from hsicodec.codec import cube as _codec
 from hsicodec.codec.mask import invalid_mask
-from hsicodec.codec.memory import uses_plain_pages
 from hsicodec.codec.tilebudget import CarryBudget
 from hsicodec.codec.tilegrid import TileGrid
 from hsicodec.errors import HsicodecError, OptionError
@@ -65,7 +64,6 @@ class TileResult:
 EMPTY = TileResult(b"", None, None, None, False, None, 0.0)
 
 
-@uses_plain_pages
 def encode_tile(
     block: np.ndarray, rate: float | None, settings: dict, where: str, or_smallest: bool = False
 ) -> TileResult:
