@@ -100,3 +100,18 @@ def test_high_rates_code_more_than_32_maps_and_keep_climbing():
     st = {}
     data = hsicodec.compress(cube, psnr=70.0, layer="maps", stats=st)
     assert metrics.psnr(cube, hsicodec.decompress(data)[0]) >= 70.0 and st["k"] > 32
+
+
+@pytest.mark.parametrize("k, q", [(3, 0), (8, -40), (12, -90)])
+def test_pricing_statistics_code_the_same_bytes(scene, k, q):
+    """A build codes its symbols with the cell statistics the pricing of (q, k) took: the same bytes and
+    tables as counting them again."""
+    from hsicodec.layers.maps import coding as coefmaps
+    from hsicodec.layers.maps import pricing
+
+    _, s = scene
+    sym, _, rho = coefmaps.quantize(s.tr, q, k, s.deadzone, magnitudes=False)
+    pr = pricing.price(s.tr, q, k, s.deadzone)
+    with_stats = coefmaps.encode_symbols(sym, q, s.levels, rho, stats=(pr.n, pr.n0, pr.tot, pr.max_abs))
+    counted = coefmaps.encode_symbols(sym, q, s.levels, rho)
+    assert with_stats[0] == counted[0] and with_stats[1].to_header() == counted[1].to_header()

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from hsicodec.coding.spectral import decode_spectral, encode_spectral, fit_pca, lagrangian_exponents
+from hsicodec.coding import spectral
+from hsicodec.coding.spectral import decode_spectral, encode_spectral, fit_pca, lagrangian_exponents, scene_pca
 from hsicodec.errors import HsimError
 
 
@@ -16,6 +17,26 @@ def test_pca_is_orthonormal_and_ordered():
     fit = fit_pca(_cube(), 5)
     assert np.allclose(fit.basis @ fit.basis.T, np.eye(5), atol=1e-8)
     assert np.all(np.diff(fit.comp_std) <= 1e-9)
+
+
+def test_scene_pca_matches_the_two_pass_pca():
+    """One pass about the first pixel (values far from zero: no cancellation) gives the same fit."""
+    x = _cube() + 30000.0
+    a, b = fit_pca(x, 6), scene_pca(x, 6)
+    assert np.allclose(a.mean, b.mean, rtol=0, atol=1e-9)
+    assert np.allclose(np.abs(a.basis @ b.basis.T), np.eye(6), atol=1e-6)
+    assert np.allclose(a.comp_std, b.comp_std, rtol=1e-9) and abs(a.total_std - b.total_std) < 1e-9 * a.total_std
+
+
+def test_scene_pca_samples_large_scenes(monkeypatch):
+    """Past PCA_SAMPLE pixels the covariance comes from an even stride: the leading spectra barely move."""
+    x = np.concatenate([_cube(s) for s in range(8)])  # 4000 pixels
+    monkeypatch.setattr(spectral, "PCA_SAMPLE", 1000)
+    sampled, full = scene_pca(x, 3), fit_pca(x, 3)
+    assert np.allclose(sampled.mean, x[::4].mean(axis=0))
+    z = x - x.mean(axis=0)
+    kept = [float(np.sum((z @ f.basis.T) ** 2)) for f in (sampled, full)]  # the variance each basis keeps
+    assert kept[0] > 0.995 * kept[1]
 
 
 def test_spectral_round_trip_within_quantization():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hsicodec.coding.spectral import Analysis, fit_pca
+from hsicodec.coding.spectral import Analysis, scene_pca
 from hsicodec.errors import OptionError
 from hsicodec.layers.maps.search import MAP_K_MAX as MAP_COMPONENTS
 from hsicodec.layers.network.model import CodecModel
@@ -68,16 +68,17 @@ def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None
         h, w, c = values.shape
         rng = float(values.max()) - float(values.min()) if values.size else 0.0
         return Analysis(values, None, np.zeros((h, w, 0), np.float32), rng, "values")
-    values = np.asarray(cube, np.float64)
+    src = np.asarray(cube)
+    values = src.astype(np.float64, copy=False)
     h, w, c = values.shape
-    rng = float(values.max() - values.min())
+    rng = float(np.float64(src.max()) - np.float64(src.min()))  # as of the float64 values: conversion keeps order
     if model.spectral == "id":
         bm = resolve_band_map(model, c, band_map, wavelengths)
         off, scl = float(values.min()), (rng if rng > 0 else 1.0)
         y = np.zeros((h * w, model.n_out), np.float32)
         y[:, bm] = (values.reshape(-1, c) - off) / scl
         return Analysis(values, None, y.reshape(h, w, model.n_out), rng, "id", off, scl, bm)
-    fit = fit_pca(values.reshape(-1, c), max(model.n_out, MAP_COMPONENTS))  # one PCA for both layers
+    fit = scene_pca(values.reshape(-1, c), max(model.n_out, MAP_COMPONENTS))  # one PCA for both layers
 
     def targets() -> np.ndarray:
         y = np.zeros((h * w, model.n_out), np.float32)

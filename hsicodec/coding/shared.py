@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hsicodec.coding.spectral import SpectralFit, decode_spectral, encode_spectral, matched_exponents
+from hsicodec.coding.spectral import SpectralFit, decode_spectral, encode_spectral, matched_exponents, pca_of_moments
 from hsicodec.errors import HsimError, HsimHeaderError, OptionError
 
 SHARED_K = 32  #: principal spectra a shared stage holds (a file uses the first k of them)
@@ -168,15 +168,7 @@ class PixelMoments:
         if self.n == 0:
             raise OptionError("no valid pixel to fit a shared spectral stage on")
         mean = self.s1 / self.n
-        cov = self.s2 / self.n - np.outer(mean, mean)
-        ev, vec = np.linalg.eigh((cov + cov.T) / 2)
-        order = np.argsort(ev)[::-1]
-        ev, vec = np.maximum(ev[order], 0.0), vec[:, order]
-        k = min(k, mean.size, 255)
-        basis = vec[:, :k].T.copy()
-        idx = np.argmax(np.abs(basis), axis=1)
-        basis *= np.sign(basis[np.arange(k), idx])[:, None]
-        return SpectralFit(mean, basis, np.sqrt(ev[:k]), float(np.sqrt(max(ev.sum(), 1e-30))))
+        return pca_of_moments(mean, self.s2 / self.n - np.outer(mean, mean), min(k, 255))
 
 
 def shared_fit(shared: SharedSpectral, values: np.ndarray) -> SpectralFit:

@@ -36,10 +36,18 @@ class SpectralFit:
 
 #: pixels a block of :func:`fit_pca`'s covariance: centred copies of a few tens of MB, not of the scene
 PCA_BLOCK = 32768
+#: pixels a block of :func:`scene_pca` and of the encoder's other passes over a cube: a few MB, which the
+#: allocator keeps and reuses (blocks over 32 MB are mapped afresh, and their pages faulted in, every time)
+SCAN_BLOCK = 4096
+#: :func:`scene_pca` estimates the covariance from at most about this many pixels (an even stride over the
+#: scene): a 512² tile's spectra are as well described by a quarter of them, at a quarter of the cost
+PCA_SAMPLE = 1 << 16
 
 
 def fit_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
-    """PCA of (N, C) float64 pixels; at most k_max components (fewer if C or N is smaller)."""
+    """PCA of (N, C) float64 pixels; at most k_max components (fewer if C or N is smaller). Every pixel,
+    in the arithmetic training has always used (its models reproduce bit for bit); the encoder uses
+    :func:`scene_pca`."""
     a = np.asarray(pixels, np.float64)
     mean = a.mean(axis=0)
     cov = np.zeros((a.shape[1], a.shape[1]))
@@ -47,16 +55,40 @@ def fit_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
         z = a[r : r + PCA_BLOCK] - mean
         cov += z.T @ z
     cov /= max(len(a), 1)
-    ev, vec = np.linalg.eigh(cov)
+    return pca_of_moments(mean, cov, k_max)
+
+
+def scene_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
+    """The encoder's PCA of (N, C) float64 pixels: mean and covariance in one pass of small blocks, taken
+    about the first pixel (no cancellation where values sit far from zero), over an even stride of at
+    most about :data:`PCA_SAMPLE` pixels."""
+    a = np.asarray(pixels, np.float64)
+    n, c = a.shape
+    if n == 0:
+        return pca_of_moments(np.zeros(c), np.zeros((c, c)), k_max)
+    stride = -(-n // PCA_SAMPLE)
+    shift = a[0].copy()
+    gram, total = np.zeros((c, c)), np.zeros(c)
+    for r in range(0, n, SCAN_BLOCK * stride):
+        z = a[r : r + SCAN_BLOCK * stride : stride] - shift
+        gram += z.T @ z
+        total += z.sum(axis=0)
+    m = len(range(0, n, stride))
+    d = total / m
+    return pca_of_moments(shift + d, gram / m - np.outer(d, d), k_max)
+
+
+def pca_of_moments(mean: np.ndarray, cov: np.ndarray, k_max: int) -> SpectralFit:
+    """The SpectralFit of a mean (C,) and covariance (C, C): at most k_max principal vectors, each signed
+    so that its largest-magnitude entry is positive (deterministic)."""
+    ev, vec = np.linalg.eigh((cov + cov.T) / 2)  # exactly cov where it is exactly symmetric
     order = np.argsort(ev)[::-1]
     ev, vec = np.maximum(ev[order], 0.0), vec[:, order]
-    k = min(k_max, a.shape[1])
+    k = min(k_max, mean.size)
     basis = vec[:, :k].T.copy()
-    # deterministic sign: largest-magnitude entry of each vector positive
     idx = np.argmax(np.abs(basis), axis=1)
     basis *= np.sign(basis[np.arange(k), idx])[:, None]
-    total = float(np.sqrt(max(ev.sum(), 1e-30)))
-    return SpectralFit(mean, basis, np.sqrt(ev[:k]), total)
+    return SpectralFit(mean, basis, np.sqrt(ev[:k]), float(np.sqrt(max(ev.sum(), 1e-30))))
 
 
 def _delta_code(values: np.ndarray, step: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -540,16 +540,22 @@ def _passes(rows: int, cols: int, checker: bool) -> list:
 
 
 def encode_symbols(
-    sym: np.ndarray, q: int, levels: int, rho: int, coder: int = EC_RANS, threads: int = 0
+    sym: np.ndarray, q: int, levels: int, rho: int, coder: int = EC_RANS, threads: int = 0, stats: tuple | None = None
 ) -> tuple[bytes, MapParams]:
     """Entropy code (k, H, W) symbols with entropy coder ``coder`` (header key ``ec``); returns the stream
-    and the layer's header params. ``threads`` (≤ 0: all cores) never changes the bytes."""
+    and the layer's header params. ``threads`` (≤ 0: all cores) never changes the bytes. ``stats``: the
+    symbols' :func:`cell_stats` and largest |q| where the caller has them (a rate search's pricing of the
+    same symbols), which spares a pass over them."""
     k, h, w = sym.shape
-    max_abs = int(np.abs(sym).max()) if sym.size else 0
+    if stats is None:
+        max_abs = max(int(sym.max()), -int(sym.min())) if sym.size else 0
+    else:
+        max_abs = int(stats[3])
     if max_abs > entropy.MAX_ABS_LIMIT:
         raise OptionError("coefficient-map step too fine for the value range")
     if coder == EC_RANS and _native_function("map_encode") is not None:  # classes never leave C++
-        base, off, _ = fit_codes_from_stats(*cell_stats(sym, levels), float(max_abs))
+        cells = cell_stats(sym, levels) if stats is None else stats[:3]
+        base, off, _ = fit_codes_from_stats(*cells, float(max_abs))
         p = MapParams(k, int(q), int(levels), max_abs, base, off, int(rho), coder)
         return rans_encode(sym, p, h, w, None, threads), p
     cls, grp = all_classes(sym, levels)

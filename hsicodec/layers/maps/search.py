@@ -19,13 +19,13 @@ import numpy as np
 from hsicodec.coding import entropy
 from hsicodec.coding.shared import SharedSpectral, shared_fit
 from hsicodec.coding.spectral import (
-    PCA_BLOCK,
+    SCAN_BLOCK,
     Analysis,
     SpectralFit,
     basis_steps,
     encode_spectral,
-    fit_pca,
     lagrangian_exponents,
+    scene_pca,
     spectral_mse,
 )
 from hsicodec.errors import OptionError
@@ -109,7 +109,7 @@ class MapSearch:
         elif have >= min(MAP_K_MAX, self.c):
             self.fit = an.fit
         else:
-            self.fit = fit_pca(an.values.reshape(-1, self.c), MAP_K_MAX)
+            self.fit = scene_pca(an.values.reshape(-1, self.c), MAP_K_MAX)
         self.kmax = min(MAP_K_MAX, self.fit.basis.shape[0])
         # a whole number where that is as good (3 header bytes instead of 9; the normalisation is arbitrary)
         self.norm = float(round(self.fit.total_std)) if self.fit.total_std >= 256 else float(self.fit.total_std)
@@ -126,8 +126,7 @@ class MapSearch:
         self._build_cache: dict = {}
         self._spec_cache: dict = {}
         self._range: float | None = None  # of the original's valid values, for psnr_of
-        self._moments: tuple | None = None  # Σ ‖x − c‖² and Σ (x − c), c the PCA mean (psnr_of)
-        self._x_sum: np.ndarray | None = None  # Σ x over the pixels (_sum_x)
+        self._moments: tuple | None = None  # Σ ‖x − c‖² and Σ (x − c), c the PCA mean (_pixel_moments)
         self._cross: tuple | None = None  # (decoded maps, YᵀX) of the last refit, for psnr_of
 
     def with_deadzone(self, deadzone: float) -> MapSearch:
@@ -141,8 +140,8 @@ class MapSearch:
         """The normalised principal-component maps start..stop-1 of the scene, (H, W, stop − start)."""
         x = self.an.values.reshape(-1, self.c)
         basis, maps = self.fit.basis[start:stop].T, np.empty((len(x), stop - start))
-        for r in range(0, len(x), PCA_BLOCK):  # centred a block at a time, as fit_pca: no cube-sized temporary
-            maps[r : r + PCA_BLOCK] = (x[r : r + PCA_BLOCK] - self.fit.mean) @ basis
+        for r in range(0, len(x), SCAN_BLOCK):  # centred a block at a time: no cube-sized temporary
+            maps[r : r + SCAN_BLOCK] = (x[r : r + SCAN_BLOCK] - self.fit.mean) @ basis
         maps /= max(self.norm, 1e-300)
         return maps.reshape(self.h, self.w, stop - start)
 
@@ -254,8 +253,12 @@ class MapSearch:
             from hsicodec.layers.maps import lem_coder
 
             rdata, p = lem_coder.encode(sym, q, self.levels, rho, self.learned)
-        else:
+        elif self.betas:
             rdata, p = coefmaps.encode_symbols(sym, q, self.levels, rho)
+        else:  # the symbols the pricing of (q, k) counted: its cell statistics fit the codes
+            self._priced(q, k)
+            pr = pricing.price_of(self._map_prices[q], k)
+            rdata, p = coefmaps.encode_symbols(sym, q, self.levels, rho, stats=(pr.n, pr.n0, pr.tot, pr.max_abs))
         maps = coefmaps.dequantize(sym, p, self.h, self.w)
         if self.shared is not None:  # the shared stage is fixed: no refit, nothing to code
             sdata, sparams, mean, basis, _ = self.spectral(k, q, beta)
@@ -298,10 +301,20 @@ class MapSearch:
         return mean, basis
 
     def _sum_x(self) -> np.ndarray:
-        """Σ over the pixels of the original's values (C,), taken once."""
-        if self._x_sum is None:
-            self._x_sum = self.an.values.reshape(-1, self.c).sum(axis=0)
-        return self._x_sum
+        """Σ over the pixels of the original's values (C,), taken once (with :meth:`_pixel_moments`)."""
+        return self._pixel_moments()[1] + self.h * self.w * self.fit.mean
+
+    def _pixel_moments(self) -> tuple[float, np.ndarray]:
+        """(Σ ‖x − c‖², Σ (x − c)) over the pixels, c the PCA mean: one pass of small blocks, taken once."""
+        if self._moments is None:
+            x, c = self.an.values.reshape(-1, self.c), self.fit.mean
+            sq, sx = 0.0, np.zeros(self.c)
+            for r in range(0, len(x), SCAN_BLOCK):
+                z = x[r : r + SCAN_BLOCK] - c
+                sq += float(np.vdot(z, z))
+                sx += z.sum(axis=0)
+            self._moments = (sq, sx)
+        return self._moments
 
     def measure(self, k: int, q: int, beta: float) -> Encoded:
         data, maps, mean, basis = self.build(k, q, beta)
@@ -345,10 +358,7 @@ class MapSearch:
         candidate. No cube-sized product or temporary; the terms cancel to the error's size, which float64
         holds to ~1e-9 of it at any PSNR this codec reaches."""
         c = self.fit.mean
-        if self._moments is None:
-            sq = sum(float(np.sum((x[r : r + PSNR_BLOCK] - c) ** 2)) for r in range(0, len(x), PSNR_BLOCK))
-            self._moments = (sq, self._sum_x() - len(x) * c)
-        sq, sx = self._moments  # Σ ‖x − c‖², Σ (x − c)
+        sq, sx = self._pixel_moments()  # Σ ‖x − c‖², Σ (x − c)
         sy = y.sum(axis=0)
         ytx = cross - np.outer(sy, c)  # Yᵀ (X − c)
         mu = mean - c
