@@ -14,13 +14,20 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
 #include <vector>
+
+#include "cpu_features.h"
 
 namespace py = pybind11;
 
@@ -105,32 +112,57 @@ void plane_neighbours(const int32_t* m, int64_t w, const Layout& L, int32_t* nb)
     }
 }
 
+// The classes of row r of band bi of plane `cur` (prev: the previous map or nullptr) into out[0, cols): the
+// class logic, in one place. Branch-free over the row (the optional terms read a row of zeros instead).
+void row_classes(const int32_t* cur, const int32_t* prev, const int32_t* nb_cur, const int32_t* nb_prev, int64_t w,
+                 const Layout& L, size_t bi, int64_t r, const int32_t* zeros, uint8_t* __restrict out) {
+    const Band& b = L.bands[bi];
+    const Band *par = L.parent[bi], *sib1 = L.sib1[bi], *sib2 = L.sib2[bi];
+    const int64_t row = (b.r0 + r) * w + b.c0, cols = b.cols();
+    const int32_t* __restrict pv = prev ? prev + row : zeros;
+    const int32_t* __restrict pnb = prev ? nb_prev + row : zeros;
+    const int32_t* __restrict cu = cur + row;
+    const int32_t* __restrict nbc = nb_cur + row;
+    // parent and siblings: their row (clamped like the reference) and last column; none: a row of zeros
+    const int32_t* __restrict pa = par ? cur + (par->r0 + std::min(r / 2, par->rows() - 1)) * w + par->c0 : zeros;
+    const int32_t* __restrict pnbr = par ? nb_cur + (pa - cur) : zeros;
+    const int64_t plast = par ? par->cols() - 1 : 0;
+    const int32_t* __restrict s1 = sib1 ? cur + (sib1->r0 + std::min(r, sib1->rows() - 1)) * w + sib1->c0 : zeros;
+    const int64_t s1last = sib1 ? sib1->cols() - 1 : 0;
+    const int32_t* __restrict s2 = sib2 ? cur + (sib2->r0 + std::min(r, sib2->rows() - 1)) * w + sib2->c0 : zeros;
+    const int64_t s2last = sib2 ? sib2->cols() - 1 : 0;
+    for (int64_t c = 0; c < cols; ++c) {
+        const int64_t pc = std::min(c >> 1, plast);  // symbols and neighbour sums are >= 0: shifts divide
+        int64_t t = 2 * int64_t(pv[c]) + (pnb[c] >> 2);
+        t += int64_t(pa[pc]) + (pnbr[pc] >> 2);
+        t += int64_t(s1[std::min(c, s1last)]) + int64_t(s2[std::min(c, s2last)]);
+        t = std::min(t, kCap);
+        const int64_t late = (r + c) & 1;  // all four neighbours are first-pass symbols
+        t += late * int64_t(nbc[c]);
+        out[c] = static_cast<uint8_t>(kFine.v[std::min(t, kTop)] + late * kPassClasses);
+    }
+}
+
+// The widest band's columns (the row buffers of row_classes).
+int64_t widest(const Layout& L) {
+    int64_t m = 1;
+    for (const Band& b : L.bands) m = std::max(m, b.cols());
+    return m;
+}
+
 // Calls sink(band, flat index, class) for every symbol of plane `cur` (prev: the previous map or nullptr).
 template <class Sink>
 void plane_classes(const int32_t* cur, const int32_t* prev, const int32_t* nb_cur, const int32_t* nb_prev, int64_t w,
                    const Layout& L, Sink&& sink) {
+    const int64_t wide = widest(L);
+    std::vector<int32_t> zeros(wide, 0);
+    std::vector<uint8_t> cls(wide);
     for (size_t bi = 0; bi < L.bands.size(); ++bi) {
         const Band& b = L.bands[bi];
-        const Band *par = L.parent[bi], *sib1 = L.sib1[bi], *sib2 = L.sib2[bi];
         for (int64_t r = 0; r < b.rows(); ++r) {
+            row_classes(cur, prev, nb_cur, nb_prev, w, L, bi, r, zeros.data(), cls.data());
             const int64_t row = (b.r0 + r) * w + b.c0;
-            const int64_t prow = par ? (par->r0 + std::min(r / 2, par->rows() - 1)) * w + par->c0 : 0;
-            const int64_t s1row = sib1 ? (sib1->r0 + std::min(r, sib1->rows() - 1)) * w + sib1->c0 : 0;
-            const int64_t s2row = sib2 ? (sib2->r0 + std::min(r, sib2->rows() - 1)) * w + sib2->c0 : 0;
-            for (int64_t c = 0; c < b.cols(); ++c) {
-                const int64_t i = row + c;
-                int64_t t = prev ? 2 * int64_t(prev[i]) + nb_prev[i] / 4 : 0;
-                if (par) {
-                    const int64_t pi = prow + std::min(c / 2, par->cols() - 1);
-                    t += cur[pi] + nb_cur[pi] / 4;
-                }
-                if (sib1) t += cur[s1row + std::min(c, sib1->cols() - 1)];
-                if (sib2) t += cur[s2row + std::min(c, sib2->cols() - 1)];
-                t = std::min(t, kCap);
-                const bool late = (r + c) & 1;
-                if (late) t += nb_cur[i];  // all four neighbours are first-pass symbols
-                sink(b, i, static_cast<int>(kFine.v[std::min(t, kTop)]) + (late ? kPassClasses : 0));
-            }
+            for (int64_t c = 0; c < b.cols(); ++c) sink(b, row + c, static_cast<int>(cls[c]));
         }
     }
 }
@@ -160,24 +192,70 @@ void for_maps(int64_t k, int64_t values, int threads, F&& f) {
         if (e) std::rethrow_exception(e);
 }
 
-// Per (map, group, class) cell statistics of planes a (k, h, w) with their neighbour sums nb.
-void plane_stats(const int32_t* a, const int32_t* nb, int64_t j, int64_t hw, int64_t w, const Layout& L,
-                 int64_t groups_per_map, double* pn, double* pn0, double* pt) {
+// f(j0, j1) for contiguous runs of maps covering [0, k), one run per thread (up to `threads`, <= 0: all cores).
+template <class F>
+void for_runs(int64_t k, int64_t values, int threads, F&& f) {
+    int64_t nt = threads > 0 ? threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
+    nt = std::min<int64_t>(nt, k);
+    if (values < (int64_t(1) << 15)) nt = 1;  // not worth a thread
+    if (nt <= 1) {
+        if (k > 0) f(int64_t(0), k);
+        return;
+    }
+    std::vector<std::thread> pool;
+    std::vector<std::exception_ptr> errors(nt);
+    for (int64_t t = 0; t < nt; ++t)
+        pool.emplace_back([&, t] {
+            try {
+                f(k * t / nt, k * (t + 1) / nt);
+            } catch (...) {
+                errors[t] = std::current_exception();
+            }
+        });
+    for (auto& th : pool) th.join();
+    for (auto& e : errors)
+        if (e) std::rethrow_exception(e);
+}
+
+// Per (map, group, class) cell statistics of planes a (k, h, w) with their neighbour sums nb. Neighbouring
+// symbols mostly share a cell, so the counts are kept in kWays copies (by column): one copy would chain every
+// update on the one before. Count and zero count share one word (each < 2^32: a plane has fewer values).
+void plane_stats(const int32_t* cur, const int32_t* prev, const int32_t* nb_cur, const int32_t* nb_prev, int64_t hw,
+                 int64_t w, const Layout& L, int64_t groups_per_map, double* pn, double* pn0, double* pt) {
+    constexpr int64_t kWays = 4;
+    if (hw >= (int64_t(1) << 32)) throw std::invalid_argument("a map of 2^32 values or more");
     const int64_t cells = groups_per_map * 2 * kPassClasses;
-    std::vector<int64_t> n(cells, 0), n0(cells, 0), tot(cells, 0);
-    const int32_t* cur = a + j * hw;
-    plane_classes(cur, j > 0 ? cur - hw : nullptr, nb + j * hw, j > 0 ? nb + (j - 1) * hw : nullptr, w, L,
-                  [&](const Band& b, int64_t i, int cls) {
-                      const int64_t cell = b.grp * 2 * kPassClasses + cls;
-                      const int32_t v = cur[i];
-                      n[cell] += 1;
-                      n0[cell] += v == 0;
-                      tot[cell] += v;
-                  });
+    std::vector<uint64_t> nn(kWays * cells, 0);  // count + (zero count << 32)
+    std::vector<int64_t> tot(kWays * cells, 0);
+    const int64_t wide = widest(L);
+    std::vector<int32_t> zeros(wide, 0);
+    std::vector<uint8_t> cls(wide);
+    for (size_t bi = 0; bi < L.bands.size(); ++bi) {
+        const Band& b = L.bands[bi];
+        const int64_t base = b.grp * 2 * kPassClasses, cols = b.cols();
+        for (int64_t r = 0; r < b.rows(); ++r) {
+            row_classes(cur, prev, nb_cur, nb_prev, w, L, bi, r, zeros.data(), cls.data());
+            const int32_t* v = cur + (b.r0 + r) * w + b.c0;
+            uint64_t* __restrict pn_ = nn.data();
+            int64_t* __restrict pt_ = tot.data();
+            for (int64_t c = 0; c < cols; ++c) {
+                const int64_t cell = (c & (kWays - 1)) * cells + base + cls[c];
+                pn_[cell] += 1 + (uint64_t(v[c] == 0) << 32);
+                pt_[cell] += v[c];
+            }
+        }
+    }
     for (int64_t c = 0; c < cells; ++c) {
-        pn[j * cells + c] = static_cast<double>(n[c]);
-        pn0[j * cells + c] = static_cast<double>(n0[c]);
-        pt[j * cells + c] = static_cast<double>(tot[c]);
+        uint64_t n = 0, n0 = 0;
+        int64_t t = 0;
+        for (int64_t way = 0; way < kWays; ++way) {
+            n += nn[way * cells + c] & 0xffffffffu;
+            n0 += nn[way * cells + c] >> 32;
+            t += tot[way * cells + c];
+        }
+        pn[c] = static_cast<double>(n);
+        pn0[c] = static_cast<double>(n0);
+        pt[c] = static_cast<double>(t);
     }
 }
 
@@ -195,7 +273,11 @@ struct CellStats {
     // From |symbols| a (k maps of hw values) and their neighbour sums nb; runs without the GIL.
     void fill(const int32_t* a, const int32_t* nb, int64_t k, int64_t hw, int64_t w, const Layout& L,
               int64_t groups_per_map, int threads) {
-        for_maps(k, k * hw, threads, [&](int64_t j) { plane_stats(a, nb, j, hw, w, L, groups_per_map, pn, pn0, pt); });
+        const int64_t cells = groups_per_map * 2 * kPassClasses;
+        for_maps(k, k * hw, threads, [&](int64_t j) {
+            plane_stats(a + j * hw, j > 0 ? a + (j - 1) * hw : nullptr, nb + j * hw, j > 0 ? nb + (j - 1) * hw : nullptr,
+                        hw, w, L, groups_per_map, pn + j * cells, pn0 + j * cells, pt + j * cells);
+        });
     }
 };
 
@@ -247,6 +329,77 @@ void check_coeffs_steps(const F64Array& coeffs, const F64Array& steps) {
         throw std::invalid_argument("steps must be (H, W) like the coefficients");
 }
 
+// a = |c / s| and mag = floor(a + deadzone) of n values: exact IEEE operations, so the AVX2 pass (4 at a time) and
+// the plain one give the same numbers.
+void abs_floor(const double* __restrict c, const double* __restrict s, double deadzone, int64_t n, double* __restrict a,
+               double* __restrict mag) {
+    for (int64_t i = 0; i < n; ++i) {
+        a[i] = std::fabs(c[i] / s[i]);
+        mag[i] = std::floor(a[i] + deadzone);
+    }
+}
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+__attribute__((target("avx2"))) void abs_floor_avx2(const double* c, const double* s, double deadzone, int64_t n,
+                                                    double* a, double* mag) {
+    const __m256d sign = _mm256_set1_pd(-0.0), dz = _mm256_set1_pd(deadzone);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const __m256d v = _mm256_andnot_pd(sign, _mm256_div_pd(_mm256_loadu_pd(c + i), _mm256_loadu_pd(s + i)));
+        _mm256_storeu_pd(a + i, v);
+        _mm256_storeu_pd(mag + i, _mm256_round_pd(_mm256_add_pd(v, dz), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+    }
+    abs_floor(c + i, s + i, deadzone, n - i, a + i, mag + i);
+}
+#endif
+
+// The dead-zone quantizer of one plane (mag = floor(|c / step| + deadzone)) into q, its largest |q|, and the
+// sums checker_price reports, taken in index order; true where a magnitude is past the context arithmetic's
+// int32 (or NaN). Chunks of a vector pass (the divisions and floors) and a pass of branch-free sums (adding
+// 0.0 leaves a sum as it was): the results of the plain loop, bit for bit.
+bool quantize_plane(const double* c, const double* s, double deadzone, int64_t hw, int32_t* q, int32_t& mx,
+                    int64_t& nnz, double& e1, double& e2, double& z2) {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    static const bool avx2 = hsicodec_native::cpu_has_avx2();
+#else
+    constexpr bool avx2 = false;
+#endif
+    constexpr int64_t kChunk = 256;
+    double a[kChunk], mag[kChunk];
+    bool bad = false;
+    int32_t top = 0;
+    int64_t count = 0;
+    double s1 = 0.0, s2 = 0.0, sz = 0.0;  // in registers: the caller's references may alias q
+    for (int64_t i0 = 0; i0 < hw; i0 += kChunk) {
+        const int64_t n = std::min(kChunk, hw - i0);
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+        if (avx2)
+            abs_floor_avx2(c + i0, s + i0, deadzone, n, a, mag);
+        else
+#endif
+            abs_floor(c + i0, s + i0, deadzone, n, a, mag);
+        for (int64_t i = 0; i < n; ++i) {
+            const bool over = !(mag[i] < 2147483647.0);
+            bad |= over;
+            const auto m = static_cast<int32_t>(over ? 0.0 : mag[i]);
+            q[i0 + i] = m;
+            top = std::max(top, m);
+            const bool nz = m > 0;
+            const double e = mag[i] - a[i];
+            count += nz;
+            s1 += nz ? e : 0.0;
+            s2 += nz ? e * e : 0.0;
+            sz += nz ? 0.0 : a[i] * a[i];
+        }
+    }
+    mx = std::max(mx, top);
+    nnz += count;
+    e1 += s1;
+    e2 += s2;
+    z2 += sz;
+    return bad;
+}
+
 // One step of the rate search: the dead-zone quantizer of coefficients c (k, H, W) at per-coefficient steps
 // (H, W) (coefmaps.quantize: mag = floor(|c / step| + deadzone)), then checker_cell_stats of the |symbols|,
 // without materialising anything in Python.  Also per map: [nonzero count, sum of (mag - a) over nonzeros,
@@ -266,41 +419,37 @@ py::tuple checker_price(const F64Array& coeffs, const F64Array& steps, double de
     std::vector<char> overflow(k, 0);
     {
         py::gil_scoped_release release;
-        std::vector<int32_t> absq(k * hw), nb(k * hw, 0);
-        for_maps(k, k * hw, threads, [&](int64_t j) {
-            const double* cj = c + j * hw;
-            int32_t* qj = absq.data() + j * hw;
+        const int64_t cells = groups_per_map * 2 * kPassClasses;
+        // each thread a run of maps, with the symbols and neighbour sums of the map before kept from the step
+        // before (the run's first map quantizes its predecessor again): a few planes of memory, not k
+        for_runs(k, k * hw, threads, [&](int64_t j0, int64_t j1) {
+            std::unique_ptr<int32_t[]> planes(new int32_t[4 * hw]);  // every value is written before it is read
+            int32_t *q_prev = planes.get(), *q_cur = q_prev + hw, *nb_prev = q_cur + hw, *nb_cur = nb_prev + hw;
+            int32_t mx = 0;
             int64_t nnz = 0;
             double e1 = 0.0, e2 = 0.0, z2 = 0.0;
-            int32_t mx = 0;
-            for (int64_t i = 0; i < hw; ++i) {
-                const double a = std::fabs(cj[i] / s[i]);
-                const double mag = std::floor(a + deadzone);
-                if (!(mag < 2147483647.0)) {  // too large for the context arithmetic (or NaN)
+            if (j0 > 0) {
+                if (quantize_plane(c + (j0 - 1) * hw, s, deadzone, hw, q_prev, mx, nnz, e1, e2, z2)) return;  // its run reports it
+                plane_neighbours(q_prev, w, L, nb_prev);
+            }
+            for (int64_t j = j0; j < j1; ++j) {
+                mx = 0, nnz = 0, e1 = e2 = z2 = 0.0;
+                if (quantize_plane(c + j * hw, s, deadzone, hw, q_cur, mx, nnz, e1, e2, z2)) {
                     overflow[j] = 1;
                     return;
                 }
-                const auto m = static_cast<int32_t>(mag);
-                qj[i] = m;
-                mx = std::max(mx, m);
-                if (m > 0) {
-                    const double e = mag - a;
-                    ++nnz;
-                    e1 += e;
-                    e2 += e * e;
-                } else {
-                    z2 += a * a;
-                }
+                maxabs[j] = mx;
+                ps[j * 4 + 0] = static_cast<double>(nnz);
+                ps[j * 4 + 1] = e1;
+                ps[j * 4 + 2] = e2;
+                ps[j * 4 + 3] = z2;
+                plane_neighbours(q_cur, w, L, nb_cur);
+                plane_stats(q_cur, j > 0 ? q_prev : nullptr, nb_cur, j > 0 ? nb_prev : nullptr, hw, w, L, groups_per_map,
+                            st.pn + j * cells, st.pn0 + j * cells, st.pt + j * cells);
+                std::swap(q_prev, q_cur);
+                std::swap(nb_prev, nb_cur);
             }
-            maxabs[j] = mx;
-            ps[j * 4 + 0] = static_cast<double>(nnz);
-            ps[j * 4 + 1] = e1;
-            ps[j * 4 + 2] = e2;
-            ps[j * 4 + 3] = z2;
-            plane_neighbours(qj, w, L, nb.data() + j * hw);
         });
-        if (std::find(overflow.begin(), overflow.end(), 1) == overflow.end())
-            st.fill(absq.data(), nb.data(), k, hw, w, L, groups_per_map, threads);
     }
     if (std::find(overflow.begin(), overflow.end(), 1) != overflow.end())
         throw std::overflow_error("a quantized coefficient is past 2^31 (or not finite)");

@@ -292,6 +292,33 @@ def test_native_price_equals_the_numpy_reference(k, h, w, levels, q, deadzone, m
     assert want.sq_error == pytest.approx(direct, rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.parametrize("k", [1, 2, 5, 7])
+def test_native_price_is_the_same_in_any_number_of_runs(k, monkeypatch):
+    """checker_price splits the maps into one run per thread, each run quantizing the map before it again:
+    the same cells, sums and max |q| for 1, 2 and 3 threads, equal to the numpy reference."""
+    nat = coefmaps._native_function("checker_price")
+    if nat is None:
+        pytest.skip("native extension not built")
+    h, w = 96, 80  # k · h · w past 2^15 from k = 5 on: threads
+    rng = np.random.default_rng(k)
+    maps = rng.laplace(size=(h, w, k)) * np.exp(-np.arange(k) / 3.0)
+    lv = wavelet_levels(h, w, 4)
+    tr = coefmaps.Transformed.of(maps, lv)
+    steps = coefmaps._step_map(h, w, lv, 2.0 ** (-3.0))
+    layout = coefmaps._native_layout(h, w, lv)
+    runs = [nat(tr.coeffs, steps, 0.4, *layout, lv + 1, threads) for threads in (1, 2, 3)]
+    for other in runs[1:]:
+        for got, want in zip(other, runs[0]):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    with monkeypatch.context() as m:
+        _numpy_only(m)
+        want = pricing.price_maps(tr, -3 * coefmaps.STEPS_PER_OCTAVE, 0, k, 0.4)
+    got = pricing.price_maps(tr, -3 * coefmaps.STEPS_PER_OCTAVE, 0, k, 0.4)
+    for x, y in ((got.n, want.n), (got.n0, want.n0), (got.tot, want.tot), (got.max_abs, want.max_abs)):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_allclose(got.sums, want.sums, rtol=1e-12, atol=1e-9)
+
+
 def test_native_fit_refuses_bad_tables():
     fit = coefmaps._native_function("fit_scale_codes")
     if fit is None:
