@@ -128,3 +128,22 @@ def test_cdf97_environment_variable_selects_the_reference(monkeypatch):
     assert wv.native_wavelet("cdf97_forward_inplace") is None
     x = np.random.default_rng(7).normal(size=(12, 9, 2))
     assert np.array_equal(wv.cdf97_forward(x, 2), wv.cdf97_forward_reference(x, 2))
+
+
+def test_forward_may_overwrite_a_float64_grid_it_is_given():
+    """``overwrite``: the coefficients of a C-contiguous float64 grid land in it (no copy of a tile's maps),
+    the same as a fresh copy's; any other grid is left alone."""
+    wavelet = wv
+
+    rng = np.random.default_rng(3)
+    grid = rng.normal(size=(40, 36, 3))
+    want = wavelet.cdf97_forward(grid, 3)
+    mine = grid.copy()
+    got = wavelet.cdf97_forward(mine, 3, overwrite=True)
+    np.testing.assert_array_equal(got, want)
+    if wavelet.native_wavelet("cdf97_forward_inplace") is not None:
+        assert got is mine
+    f32 = grid.astype(np.float32)
+    kept = f32.copy()
+    wavelet.cdf97_forward(f32, 3, overwrite=True)
+    np.testing.assert_array_equal(f32, kept)

@@ -188,25 +188,30 @@ def native_wavelet(name: str) -> Callable | None:
     return getattr(_native, name, None)
 
 
-def _native_transform(name: str, a: np.ndarray, levels: int, threads: int) -> np.ndarray | None:
-    """``a`` as a fresh C-contiguous float64 copy, transformed in place by the C++ kernel ``name``; None
-    where the kernel is missing or the input is not one it takes (the caller uses the reference)."""
+def _native_transform(
+    name: str, a: np.ndarray, levels: int, threads: int, overwrite: bool = False
+) -> np.ndarray | None:
+    """``a`` as a fresh C-contiguous float64 copy (``overwrite``: ``a`` itself where it is one), transformed in
+    place by the C++ kernel ``name``; None where the kernel is missing or the input is not one it takes (the
+    caller uses the reference)."""
     nat = native_wavelet(name)
     a = np.asarray(a)
     if nat is None or a.ndim < 2 or not 0 <= levels <= _NATIVE_MAX_LEVELS:
         return None
-    c = np.array(a, dtype=np.float64, copy=True, order="C")
+    own = overwrite and a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable
+    c = a if own else np.array(a, dtype=np.float64, copy=True, order="C")
     if c.size:
         nat(c.reshape(c.shape[0], c.shape[1], -1), int(levels), int(threads))
     return c
 
 
-def cdf97_forward(grid: np.ndarray, levels: int, threads: int = 0) -> np.ndarray:
+def cdf97_forward(grid: np.ndarray, levels: int, threads: int = 0, overwrite: bool = False) -> np.ndarray:
     """CDF 9/7 coefficients of an (H, W, ...) array after ``levels`` 2-D levels (Mallat layout).
 
     C++ (multithreaded, ``threads`` ≤ 0: all cores) when the extension has it, else
-    :func:`cdf97_forward_reference`; both agree within :data:`NATIVE_RTOL` (bit for bit in the default build)."""
-    out = _native_transform("cdf97_forward_inplace", grid, levels, threads)
+    :func:`cdf97_forward_reference`; both agree within :data:`NATIVE_RTOL` (bit for bit in the default build).
+    ``overwrite``: ``grid`` (a C-contiguous float64 array the caller gives up) may hold the result."""
+    out = _native_transform("cdf97_forward_inplace", grid, levels, threads, overwrite)
     return cdf97_forward_reference(grid, levels) if out is None else out
 
 

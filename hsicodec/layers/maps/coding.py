@@ -268,9 +268,10 @@ class Transformed:
     levels: int
 
     @classmethod
-    def of(cls, maps: np.ndarray, levels: int) -> Transformed:
+    def of(cls, maps: np.ndarray, levels: int, overwrite: bool = False) -> Transformed:
+        """The coefficients of maps (H, W, k) (``overwrite``: the caller gives ``maps`` up to hold them)."""
         m = np.asarray(maps, np.float64)  # (H, W, k): all maps in one pass, each element as on its own
-        return cls(np.ascontiguousarray(np.moveaxis(cdf97_forward(m, levels), 2, 0)), levels)
+        return cls(np.ascontiguousarray(np.moveaxis(cdf97_forward(m, levels, overwrite=overwrite), 2, 0)), levels)
 
 
 def quantize(

@@ -139,10 +139,9 @@ class MapSearch:
     def principal_maps(self, start: int, stop: int) -> np.ndarray:
         """The normalised principal-component maps start..stop-1 of the scene, (H, W, stop − start)."""
         x = self.an.values.reshape(-1, self.c)
-        basis, maps = self.fit.basis[start:stop].T, np.empty((len(x), stop - start))
-        for r in range(0, len(x), SCAN_BLOCK):  # centred a block at a time: no cube-sized temporary
-            maps[r : r + SCAN_BLOCK] = (x[r : r + SCAN_BLOCK] - self.fit.mean) @ basis
-        maps /= max(self.norm, 1e-300)
+        basis = self.fit.basis[start:stop].T / max(self.norm, 1e-300)
+        maps = x @ basis  # (x − μ) B = x B − μ B: one product, no centred copy of the cube
+        maps -= self.fit.mean @ basis
         return maps.reshape(self.h, self.w, stop - start)
 
     def _extend(self, k: int) -> None:
@@ -151,7 +150,7 @@ class MapSearch:
         have = self.tr.coeffs.shape[0]
         if k <= have:
             return
-        new = coefmaps.Transformed.of(self.principal_maps(have, k), self.levels).coeffs
+        new = coefmaps.Transformed.of(self.principal_maps(have, k), self.levels, overwrite=True).coeffs
         self.tr = coefmaps.Transformed(np.concatenate([self.tr.coeffs, new]) if have else new, self.levels)
 
     # -- pricing
