@@ -141,3 +141,19 @@ def test_end_to_end_tiny_run(tmp_path):
     (dec,) = [t for t in json.loads(redo.read_text())["targets"] if t["target"].startswith("decompress")]
     assert dec["ratio"] == pytest.approx(float(np.median(rounds["ratios"]))) and "alternating" in dec["what"]
     assert "Decode measured again in 2 alternating rounds" in redo.with_suffix(".md").read_text()
+    # compressed again, the two codecs alternately (PCA + JPEG 2000 at the parameters found): the compress targets
+    # take the median ratio, the 145^2 one (here the smallest scene) the median hsicodec time
+    (work_scene,) = (tmp_path / "work").glob("scene_*.npy")
+    work_scene.unlink()  # the scene is built again where it is gone
+    redo.write_text(out.with_suffix(".json").read_text())
+    assert bench_scale.main(["--recompress", str(redo), "--rounds", "2", "--work", str(tmp_path / "work"),
+                             "--data", str(data)]) == 0  # fmt: skip
+    again = json.loads(redo.read_text())
+    rounds = again["scenes"][0]["compress_rounds"]
+    assert len(rounds["hsicodec"]) == len(rounds["pca_jpeg2000"]) == len(rounds["ratios"]) == 2
+    assert all(v > 0 for v in rounds["hsicodec"] + rounds["pca_jpeg2000"])
+    comp = [t for t in again["targets"] if t["target"].startswith("compress")]
+    assert comp[0]["ratio"] == pytest.approx(float(np.median(rounds["ratios"]))) and "alternating" in comp[0]["what"]
+    (small,) = [t for t in again["targets"] if t["target"].startswith("145")]
+    assert small["ratio"] == pytest.approx(float(np.median(rounds["hsicodec"])))
+    assert "Compress measured again in 2 alternating rounds" in redo.with_suffix(".md").read_text()

@@ -436,18 +436,25 @@ def run_step(job: dict) -> dict:
             t0 = time.perf_counter()
             cube = np.ascontiguousarray(orig)
             res["read_s"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            blob, params = pca_anchor(cube, job["rate"], coder, threads, int(job.get("k_crop", 0)))
-            res["search_s"] = time.perf_counter() - t0
-            if blob is None:
-                return {**res, "reachable": False, "note": f"cannot reach {job['rate']} bpppb"}
+            blob: bytes | None
+            if job.get("params"):  # --recompress: the parameters an earlier run's search found; a warm-up as
+                params, blob = job["params"], None  # hsicodec's (a tiny crop), not the search's hot heap
+                pca_encode(LeanPCAModel(np.ascontiguousarray(cube[:16, :16])), 1, 1.0, coder)
+            else:
+                t0 = time.perf_counter()
+                blob, params = pca_anchor(cube, job["rate"], coder, threads, int(job.get("k_crop", 0)))
+                res["search_s"] = time.perf_counter() - t0
+                if blob is None:
+                    return {**res, "reachable": False, "note": f"cannot reach {job['rate']} bpppb"}
             k, d = params["k"], params["d_target"]
             res["params"] = params
             res["seconds"], res["times"], again = _median_time(
                 lambda: pca_encode(LeanPCAModel(cube), k, d, coder, threads=threads), rep
             )
-            res["deterministic"] = again == blob
-            dst.write_bytes(blob)
+            assert isinstance(again, bytes)
+            if blob is not None:
+                res["deterministic"] = again == blob
+            dst.write_bytes(blob if blob is not None else again)
         else:
             kw = {"window": (r0, c0, wh, ww)} if op == "window" else {"reduce": REDUCE} if op == "reduce" else {}
 
@@ -612,11 +619,18 @@ def targets(scenes: list, rate: float) -> list[dict]:
             ratio(_get(s, "pca_jpeg2000", "decompress"), _get(s, "hsicodec", "decompress")), 3.0, False,
             "PCA+J2K decode s / hsicodec decode s")  # fmt: skip
     for s in scenes:
+        if (rounds := s.get("compress_rounds")) and rounds["ratios"]:
+            add("compress (default effort) no slower than PCA + JPEG 2000", s, statistics.median(rounds["ratios"]),
+                1.0, True, f"hsicodec compress s / PCA+J2K encode s (final parameters), median of "
+                f"{len(rounds['ratios'])} alternating rounds")  # fmt: skip
+            continue
         add("compress (default effort) no slower than PCA + JPEG 2000", s,
             ratio(_get(s, "hsicodec", "compress"), _get(s, "pca_jpeg2000", "compress")), 1.0, True,
             "hsicodec compress s / PCA+J2K encode s (final parameters, rate search not counted)")  # fmt: skip
-    add("145 × 145 × 220 default compress ≤ 0.3 s", smallest, _get(smallest, "hsicodec", "compress"), 0.3, True,
-        "hsicodec compress s (absolute)")  # fmt: skip
+    small_rounds = [v for v in (smallest.get("compress_rounds") or {}).get("hsicodec", []) if v]
+    add("145 × 145 × 220 default compress ≤ 0.3 s", smallest,
+        statistics.median(small_rounds) if small_rounds else _get(smallest, "hsicodec", "compress"), 0.3, True,
+        f"hsicodec compress s (absolute){', median of the alternating rounds' if small_rounds else ''}")  # fmt: skip
     for s in big:
         add("64 × 64 window ≤ 3× the tiled GeoTIFF read", s,
             ratio(_get(s, "hsicodec", "window"), _get(s, "geotiff_deflate", "window")), 3.0, True,
@@ -660,6 +674,15 @@ def _rounds_lines(scene: dict) -> list[str]:
             f"{fmt(r['ratios'])} (the target uses their median; the table keeps the first run's).",
             "",
         ]
+    if r := scene.get("compress_rounds"):
+        lines += [
+            f"Compress measured again in {len(r['ratios'])} alternating rounds (`--recompress`: hsicodec, then PCA + "
+            f"JPEG 2000's encode at the parameters its search found, each a fresh process warmed up on a tiny crop, "
+            f"median of {r['repeat']} runs; {r['when']}): hsicodec {fmt(r['hsicodec'])} s, PCA + JPEG 2000 "
+            f"{fmt(r['pca_jpeg2000'])} s, ratios {fmt(r['ratios'])} (the targets use their medians; the table keeps "
+            f"the first run's).",
+            "",
+        ]
     if r := scene.get("decode_rounds_no_huge_pages"):
         lines += [
             f"The same with `--no-huge-pages` (numpy asks for no transparent huge pages in either codec, as "
@@ -692,6 +715,37 @@ def redecode(doc: dict, args, log) -> None:
         key = "decode_rounds_no_huge_pages" if args.no_huge_pages else "decode_rounds"
         s[key] = {**got, "ratios": [a / b for a, b in pairs], "repeat": args.repeat,
                   "when": time.strftime("%Y-%m-%d %H:%M")}  # fmt: skip
+
+
+def recompress(doc: dict, args, log) -> None:
+    """Compress each scene again with hsicodec and PCA + JPEG 2000 (at the parameters the run's search found),
+    alternately, ``args.rounds`` times, into the scene's ``compress_rounds`` (as :func:`redecode`)."""
+    for s in doc["scenes"]:
+        if args.sizes and tuple(s["shape"]) not in {tuple(z) for z in args.sizes}:
+            continue
+        params = s["results"].get("pca_jpeg2000", {}).get("compress", {}).get("params")
+        if not params:
+            log(f"[{s['name']}] PCA + JPEG 2000 has no parameters in this run: not measured again")
+            continue
+        if not Path(s["path"]).exists():
+            s["path"] = scene_for(tuple(s["shape"]), args.data, [s["source"]], args.work, log)["path"]
+        got: dict = {c: [] for c in ("hsicodec", "pca_jpeg2000")}
+        rep = int(s.get("compress_repeat") or 1)
+        for i in range(args.rounds):
+            for codec in got:
+                log(f"[{s['name']}] round {i + 1}: {codec} compress")
+                f = Path(args.work) / f"{s['name']}_{s['source']}_recompress{FILE_EXT[codec]}"
+                job = {"codec": codec, "op": "compress", "scene": s["path"], "file": str(f), "rate": doc["rate"],
+                       "repeat": rep, "window": s["window"], "threads": args.threads, "tile": args.tile,
+                       "params": params if codec != "hsicodec" else None}  # fmt: skip
+                r = measured(job, args.timeout)
+                if "error" in r:
+                    log(f"  failed: {r['error']}")
+                got[codec].append(r.get("seconds"))
+                f.unlink(missing_ok=True)
+        pairs = [(a, b) for a, b in zip(got["hsicodec"], got["pca_jpeg2000"]) if a and b]
+        s["compress_rounds"] = {**got, "ratios": [a / b for a, b in pairs], "repeat": rep,
+                                "when": time.strftime("%Y-%m-%d %H:%M")}  # fmt: skip
 
 
 def markdown(doc: dict) -> str:
@@ -799,7 +853,13 @@ def main(argv: list[str] | None = None) -> int:
         "again, hsicodec and PCA + JPEG 2000 alternately, --rounds times; the decode target takes the median "
         "ratio; rewrites the .json and .md",
     )  # fmt: skip
-    ap.add_argument("--rounds", type=int, default=3, help="alternating decode rounds of --redecode")
+    ap.add_argument(
+        "--recompress", type=Path,
+        help="a run's .json: compress each scene again, hsicodec and PCA + JPEG 2000 (at the parameters that run's "
+        "search found) alternately, --rounds times, each a fresh process; the compress targets take the median "
+        "ratio; rewrites the .json and .md",
+    )  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of --redecode and --recompress")
     ap.add_argument(
         "--no-huge-pages", action="store_true",
         help="--redecode with NUMPY_MADVISE_HUGEPAGE=0 for every step (the anchor's numpy arrays get no transparent "
@@ -818,6 +878,14 @@ def main(argv: list[str] | None = None) -> int:
         doc["targets"] = targets(doc["scenes"], doc["rate"])
         args.render.write_text(json.dumps(doc, indent=1, default=float) + "\n")
         args.render.with_suffix(".md").write_text(markdown(doc))
+        return 0
+    if args.recompress:
+        doc = json.loads(args.recompress.read_text())
+        args.work.mkdir(parents=True, exist_ok=True)
+        recompress(doc, args, lambda msg: print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True))
+        doc["targets"] = targets(doc["scenes"], doc["rate"])
+        args.recompress.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+        args.recompress.with_suffix(".md").write_text(markdown(doc))
         return 0
     if args.redecode:
         if args.no_huge_pages:

@@ -555,8 +555,8 @@ def encode_symbols(
     if max_abs > entropy.MAX_ABS_LIMIT:
         raise OptionError("coefficient-map step too fine for the value range")
     if coder == EC_RANS and _native_function("map_encode") is not None:  # classes never leave C++
-        cells = cell_stats(sym, levels) if stats is None else stats[:3]
-        base, off, _ = fit_codes_from_stats(*cells, float(max_abs))
+        n, n0, tot = cell_stats(sym, levels) if stats is None else stats[:3]
+        base, off, _ = fit_codes_from_stats(n, n0, tot, float(max_abs))
         p = MapParams(k, int(q), int(levels), max_abs, base, off, int(rho), coder)
         return rans_encode(sym, p, h, w, None, threads), p
     cls, grp = all_classes(sym, levels)
