@@ -115,3 +115,14 @@ def test_pricing_statistics_code_the_same_bytes(scene, k, q):
     with_stats = coefmaps.encode_symbols(sym, q, s.levels, rho, stats=(pr.n, pr.n0, pr.tot, pr.max_abs))
     counted = coefmaps.encode_symbols(sym, q, s.levels, rho)
     assert with_stats[0] == counted[0] and with_stats[1].to_header() == counted[1].to_header()
+
+
+@pytest.mark.parametrize("k, q", [(2, 0), (6, -60)])
+def test_decoded_psnr_is_what_the_built_file_measures(scene, k, q):
+    """A runner-up is judged without entropy coding its maps: the same PSNR as its real file, and the file
+    built after that look is the one built without it."""
+    _, s = scene
+    looked, fresh = s.with_deadzone(s.deadzone), s.with_deadzone(s.deadzone)
+    psnr = looked.decoded_psnr(k, q, 1.0)
+    got, want = looked.measure(k, q, 1.0), fresh.measure(k, q, 1.0)
+    assert psnr == pytest.approx(want.psnr, abs=1e-9) and got.data == want.data and got.psnr == want.psnr

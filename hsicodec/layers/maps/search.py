@@ -124,16 +124,17 @@ class MapSearch:
         self._log_size_slope = -1.0 / coefmaps.STEPS_PER_OCTAVE  # first guess: sizes halve per octave of step
         self._beta_hint = 1.0  # spectral precision to start each k's search from: the last k's choice
         self._build_cache: dict = {}
+        self._decoded: dict = {}  # (k, q, β) → (symbols, decoded maps, side information) of decoded_psnr
         self._spec_cache: dict = {}
         self._range: float | None = None  # of the original's valid values, for psnr_of
         self._moments: tuple | None = None  # Σ ‖x − c‖² and Σ (x − c), c the PCA mean (_pixel_moments)
-        self._cross: tuple | None = None  # (decoded maps, YᵀX) of the last refit, for psnr_of
+        self._cross: tuple | None = None  # (decoded maps, their _map_moments), the last ones asked for
 
     def with_deadzone(self, deadzone: float) -> MapSearch:
         """The same scene (PCA, transform, spectral side information) with another rounding threshold."""
         other = copy.copy(self)
         other.deadzone = deadzone
-        other._price_cache, other._build_cache, other._map_prices = {}, {}, {}
+        other._price_cache, other._build_cache, other._map_prices, other._decoded = {}, {}, {}, {}
         return other
 
     def principal_maps(self, start: int, stop: int) -> np.ndarray:
@@ -242,12 +243,8 @@ class MapSearch:
         return self._build_cache[(k, q, beta)]
 
     def _build(self, k: int, q: int, beta: float) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
-        self._extend(k)
-        sym, a, rho = coefmaps.quantize(self.tr, q, k, self.deadzone, magnitudes=bool(self.betas))
-        if self.betas:  # thorough: rate–distortion optimised quantization at the maps' slope
-            assert a is not None
-            step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
-            sym = coefmaps.rdoq(sym, a, rho, self.levels, (self.norm * step) ** 2, self.slope(k, q))
+        decoded = self._decoded.pop((k, q, beta), None)  # decoded_psnr's work, where it looked at this file
+        sym, _, rho = decoded[0] if decoded is not None else self._symbols(k, q)
         if self.learned is not None:
             from hsicodec.layers.maps import lem_coder
 
@@ -258,14 +255,41 @@ class MapSearch:
             self._priced(q, k)
             pr = pricing.price_of(self._map_prices[q], k)
             rdata, p = coefmaps.encode_symbols(sym, q, self.levels, rho, stats=(pr.n, pr.n0, pr.tot, pr.max_abs))
-        maps = coefmaps.dequantize(sym, p, self.h, self.w)
-        if self.shared is not None:  # the shared stage is fixed: no refit, nothing to code
-            sdata, sparams, mean, basis, _ = self.spectral(k, q, beta)
+        if decoded is not None:  # the same step and ρ: the same maps and side information
+            maps, (sdata, sparams, mean, basis) = decoded[1], decoded[2]
         else:
-            me, be, bd = self.exponents(k, q, beta)
-            sdata, sparams, mean, basis = encode_spectral(*self.refit(maps, me, be, bd), me, be, bd)
+            maps = coefmaps.dequantize(sym, p, self.h, self.w)
+            sdata, sparams, mean, basis = self._side(k, q, beta, maps)
         data = self._file(k, q, sparams, rdata, sdata=sdata, rparams=p.to_header())
         return data, maps, mean, basis
+
+    def _symbols(self, k: int, q: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """The first k maps' symbols at step q (rate–distortion optimised when thorough), their |c| / Δ, ρ."""
+        self._extend(k)
+        sym, a, rho = coefmaps.quantize(self.tr, q, k, self.deadzone, magnitudes=bool(self.betas))
+        if self.betas:  # thorough: rate–distortion optimised quantization at the maps' slope
+            assert a is not None
+            step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
+            sym = coefmaps.rdoq(sym, a, rho, self.levels, (self.norm * step) ** 2, self.slope(k, q))
+        return sym, a, rho
+
+    def _side(self, k: int, q: int, beta: float, maps: np.ndarray) -> tuple[bytes, dict, np.ndarray, np.ndarray]:
+        """The spectral side information of decoded maps (H, W, k): (bytes, header params, mean, basis)."""
+        if self.shared is not None:  # the shared stage is fixed: no refit, nothing to code
+            sdata, sparams, mean, basis, _ = self.spectral(k, q, beta)
+            return sdata, sparams, mean, basis
+        me, be, bd = self.exponents(k, q, beta)
+        return encode_spectral(*self.refit(maps, me, be, bd), me, be, bd)
+
+    def decoded_psnr(self, k: int, q: int, beta: float) -> float:
+        """The PSNR :meth:`measure` would find for (k, q, β), without entropy coding the maps (dequantizing
+        needs only the step and ρ): a runner-up that loses here is never coded."""
+        symbols = self._symbols(k, q)
+        p = coefmaps.MapParams(k, q, self.levels, 0, b"", np.zeros(0, np.int64), symbols[2])
+        maps = coefmaps.dequantize(symbols[0], p, self.h, self.w)
+        side = self._side(k, q, beta, maps)
+        self._decoded = {(k, q, beta): (symbols, maps, side)}  # kept for its build, if it wins
+        return self.psnr_of(maps, side[2], side[3])
 
     def refit(self, maps: np.ndarray, mean_exp: int, basis_exp: int, offsets: bytes) -> tuple[np.ndarray, np.ndarray]:
         """Mean (C,) and basis (k, C) that reconstruct the cube best from the *decoded* maps (H, W, k).
@@ -277,27 +301,45 @@ class MapSearch:
         reconstruction error only falls (0.05–0.15 dB on the validation scenes at 0.1 bpppb)."""
         k = maps.shape[2]
         x = self.an.values.reshape(-1, self.c)
-        y = maps.reshape(-1, k) * self.norm
         every = self.valid is None
-        rows = slice(None) if self.valid is None else self.valid.reshape(-1, self.c).all(axis=1)
-        x, y = x[rows], y[rows]
-        if k == 0 or len(x) < 4 * (k + 1):
-            return self.fit.mean, self.fit.basis[:k]
-        ym = y.mean(axis=0)
-        yc = y - ym
-        gram = yc.T @ yc
+        cross: np.ndarray | None = None
+        if every:  # from the maps' moments (no scaled or centred copy of them): Y = norm · maps, ȳ its mean
+            if k == 0 or len(x) < 4 * (k + 1):
+                return self.fit.mean, self.fit.basis[:k]
+            sy, yty, ytx = self._map_moments(maps)
+            n = len(x)
+            ym = sy / n
+            gram = yty - n * np.outer(ym, ym)  # Yᶜᵀ Yᶜ
+            cross = ytx - np.outer(ym, self._sum_x())  # Yᶜᵀ X = Yᶜᵀ (X − x̄)
+        else:
+            rows = np.asarray(self.valid).reshape(-1, self.c).all(axis=1)  # pixels with every band valid
+            y, x = maps.reshape(-1, k)[rows] * self.norm, x[rows]
+            if k == 0 or len(x) < 4 * (k + 1):
+                return self.fit.mean, self.fit.basis[:k]
+            ym = y.mean(axis=0)
+            yc = y - ym
+            gram = yc.T @ yc
         basis = self.fit.basis[:k].copy()
         use = np.diag(gram) > 1e-12 * max(float(np.trace(gram)), 1e-300)  # maps decoded as all zero keep the PCA row
-        if use.all() and every:  # yc's columns sum to zero, so yc' x = yc' (x − x̄): no centred copy of the cube
-            cross = yc.T @ x
+        if use.all() and cross is not None:
             basis = np.linalg.solve(gram + 1e-12 * np.trace(gram) * np.eye(k), cross)
-            self._cross = (maps, cross + np.outer(ym, self._sum_x()))  # Yᵀ X, which psnr_of needs next
         elif use.any():
             g = gram[np.ix_(use, use)]
-            basis[use] = np.linalg.solve(g + 1e-12 * np.trace(g) * np.eye(g.shape[0]), yc[:, use].T @ x)
+            rhs = cross[use] if cross is not None else yc[:, use].T @ x
+            basis[use] = np.linalg.solve(g + 1e-12 * np.trace(g) * np.eye(g.shape[0]), rhs)
         step = basis_steps(basis_exp, offsets, k)
         mean = (self._sum_x() / len(x) if every else x.mean(axis=0)) - ym @ (np.round(basis / step) * step)
         return mean, basis
+
+    def _map_moments(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(Σ y, YᵀY, YᵀX) of decoded maps (H, W, k), Y = norm · maps over every pixel: what the refit and
+        :meth:`psnr_of` need of them, taken once per maps (the last ones asked for are kept)."""
+        if self._cross is None or self._cross[0] is not maps:
+            m = maps.reshape(self.h * self.w, maps.shape[2])
+            x = self.an.values.reshape(-1, self.c)
+            nrm = self.norm
+            self._cross = (maps, (m.sum(axis=0) * nrm, (m.T @ m) * (nrm * nrm), (m.T @ x) * nrm))
+        return self._cross[1]
 
     def _sum_x(self) -> np.ndarray:
         """Σ over the pixels of the original's values (C,), taken once (with :meth:`_pixel_moments`)."""
@@ -324,11 +366,10 @@ class MapSearch:
         decoded maps (H, W, k), a mean and a basis, taken a block of pixels at a time: no cube-sized
         temporaries (the rate search measures a few candidate files per target)."""
         x = self.an.values.reshape(-1, self.c)
-        y = maps.reshape(self.h * self.w, maps.shape[2]) * self.norm
         if self.valid is None:
-            cross = self._cross[1] if self._cross is not None and self._cross[0] is maps else y.T @ x
-            sse, count = self._sse_from_moments(x, y, cross, mean, basis), x.size
+            sse, count = self._sse_from_moments(len(x), *self._map_moments(maps), mean, basis), x.size
         else:
+            y = maps.reshape(self.h * self.w, maps.shape[2]) * self.norm
             ok = self.valid.reshape(-1, self.c)
             sse, count = 0.0, 0
             for r in range(0, len(x), PSNR_BLOCK):
@@ -350,24 +391,23 @@ class MapSearch:
         return 10.0 * np.log10(rng * rng / (sse / count))
 
     def _sse_from_moments(
-        self, x: np.ndarray, y: np.ndarray, cross: np.ndarray, mean: np.ndarray, basis: np.ndarray
+        self, n: int, sy: np.ndarray, yty: np.ndarray, ytx: np.ndarray, mean: np.ndarray, basis: np.ndarray
     ) -> float:
-        """Σ ‖x_i − (y_i B + μ)‖² over all pixels from second moments: with x and μ taken about the PCA mean
-        c, ‖x − c‖² summed once per scene, then Yᵀ(X − c) (k × C; ``cross`` = YᵀX), YᵀY and Σ y per
+        """Σ ‖x_i − (y_i B + μ)‖² over the n pixels from second moments: with x and μ taken about the PCA mean
+        c, ‖x − c‖² summed once per scene, then Yᵀ(X − c) (k × C, from ``ytx`` = YᵀX), YᵀY and Σ y per
         candidate. No cube-sized product or temporary; the terms cancel to the error's size, which float64
         holds to ~1e-9 of it at any PSNR this codec reaches."""
         c = self.fit.mean
         sq, sx = self._pixel_moments()  # Σ ‖x − c‖², Σ (x − c)
-        sy = y.sum(axis=0)
-        ytx = cross - np.outer(sy, c)  # Yᵀ (X − c)
+        ytxc = ytx - np.outer(sy, c)  # Yᵀ (X − c)
         mu = mean - c
         sse = (
             sq
-            - 2.0 * float(np.sum(ytx * basis))
+            - 2.0 * float(np.sum(ytxc * basis))
             - 2.0 * float(mu @ sx)
-            + float(np.sum((y.T @ y) * (basis @ basis.T)))
+            + float(np.sum(yty * (basis @ basis.T)))
             + 2.0 * float((sy @ basis) @ mu)
-            + len(x) * float(mu @ mu)
+            + n * float(mu @ mu)
         )
         return max(sse, 0.0)
 
@@ -538,6 +578,8 @@ class MapSearch:
         # best two when the second is predicted within 0.15 dB of the first
         top = scored[:3] if self.betas else [p for p in scored[:2] if p[0] >= scored[0][0] - 0.15]
         for _, k, q, beta in top:
+            if best is not None and self.learned is None and self.decoded_psnr(k, q, beta) <= best.psnr:
+                continue  # no better at the estimate's step, so no better at a coarser one that fits: never coded
             q = self._finest_built(k, q, beta, budget)
             if q is not None:
                 cand = self.measure(k, q, beta)
