@@ -271,7 +271,16 @@ class Transformed:
     def of(cls, maps: np.ndarray, levels: int, overwrite: bool = False) -> Transformed:
         """The coefficients of maps (H, W, k) (``overwrite``: the caller gives ``maps`` up to hold them)."""
         m = np.asarray(maps, np.float64)  # (H, W, k): all maps in one pass, each element as on its own
-        return cls(np.ascontiguousarray(np.moveaxis(cdf97_forward(m, levels, overwrite=overwrite), 2, 0)), levels)
+        return cls(_planes(cdf97_forward(m, levels, overwrite=overwrite)), levels)
+
+
+def _planes(a: np.ndarray, rows: int = 8) -> np.ndarray:
+    """(H, W, k) → a C-contiguous (k, H, W) copy, a few rows at a time (twice as fast as one strided copy: each
+    block's reads stay in cache)."""
+    out = np.empty((a.shape[2], a.shape[0], a.shape[1]), a.dtype)
+    for r in range(0, a.shape[0], rows):
+        out[:, r : r + rows, :] = a[r : r + rows].transpose(2, 0, 1)
+    return out
 
 
 def quantize(
