@@ -59,6 +59,11 @@ struct Model {
     uint8_t start[256];  // first token whose range may hold a slot with these top 8 bits
     int r;                // escape token
     int s;                // raw low bits
+    // the encoder's division by freq as a multiplication (exact for states below 2^31: F. Giesen's rans_byte):
+    // x / f = (x * rcp >> 32) >> rsh, and the new state x + bias + (x / f) (2^16 - f)
+    uint32_t rcp[kTokens];
+    uint32_t bias[kTokens];
+    uint8_t rsh[kTokens];
 };
 
 struct Models {
@@ -73,6 +78,20 @@ struct Models {
                 md.freq[u] = kMapFreq[c][u];
                 if (md.freq[u]) md.r = u;
                 md.cum[u + 1] = md.cum[u] + md.freq[u];
+            }
+            for (int u = 0; u < kTokens; ++u) {
+                const uint32_t f = md.freq[u];
+                if (f < 2) {  // 1 (0: never coded): x / 1 = (x * (2^32 - 1) >> 32) + 1, folded into the bias
+                    md.rcp[u] = ~0u;
+                    md.rsh[u] = 0;
+                    md.bias[u] = md.cum[u] + (1u << kProbBits) - 1;
+                } else {
+                    int sh = 0;
+                    while (f > (1u << sh)) ++sh;
+                    md.rcp[u] = static_cast<uint32_t>(((uint64_t(1) << (sh + 31)) + f - 1) / f);
+                    md.rsh[u] = static_cast<uint8_t>(sh - 1);
+                    md.bias[u] = md.cum[u];
+                }
             }
             md.s = std::max(0, ((c - 128) >> 3) - 2);
             int u = 0;
@@ -102,16 +121,25 @@ struct DecodeError : std::runtime_error {
 struct Enc {
     uint32_t x = kL;
     std::vector<uint8_t> out;  // emitted bytes, last-read first
-    inline void put(uint32_t start, uint32_t freq, int bits) {
-        const uint64_t x_max = uint64_t((kL >> bits) << 8) * freq;
+    // x -> (x / f) 2^bits + x % f + start, for f = 1 (raw bits: no division) and a model's token
+    inline void raw(uint32_t v, int bits) {
+        if (!bits) return;
+        const uint32_t x_max = (kL >> bits) << 8;
         while (x >= x_max) {
             out.push_back(static_cast<uint8_t>(x & 0xFF));
             x >>= 8;
         }
-        x = ((x / freq) << bits) + x % freq + start;
+        x = (x << bits) + v;
     }
-    inline void raw(uint32_t v, int bits) {
-        if (bits) put(v, 1, bits);
+    inline void token(const Model& md, int64_t u) {
+        const uint32_t f = md.freq[u];
+        const uint64_t x_max = uint64_t((kL >> kProbBits) << 8) * f;
+        while (x >= x_max) {
+            out.push_back(static_cast<uint8_t>(x & 0xFF));
+            x >>= 8;
+        }
+        const uint32_t q = static_cast<uint32_t>((uint64_t(x) * md.rcp[u]) >> 32) >> md.rsh[u];
+        x = x + md.bias[u] + q * ((1u << kProbBits) - f);
     }
     void symbol(int64_t q, const Model& md) {
         const int64_t m = q < 0 ? -q : q;
@@ -133,7 +161,7 @@ struct Enc {
             raw(static_cast<uint32_t>(n - md.s), kEscLenBits);
             u = md.r;
         }
-        put(md.cum[u], md.freq[u], kProbBits);
+        token(md, u);
     }
     void finish(std::vector<uint8_t>& dst) const {
         for (int i = 0; i < 4; ++i) dst.push_back(static_cast<uint8_t>(x >> (8 * i)));

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from hsicodec.coding.spectral import Analysis, scene_pca
@@ -59,6 +62,28 @@ def resolve_band_map(model: CodecModel, n_bands: int, band_map=None, wavelengths
     return np.arange(n_bands)
 
 
+#: values from which :func:`as_float64` converts on several threads (each faults its share of the pages in)
+PARALLEL_CAST_VALUES = 1 << 23
+
+
+def as_float64(a: np.ndarray) -> np.ndarray:
+    """``a`` as float64 (itself where it is one): a large cube is converted in parts on up to 4 threads
+    (numpy releases the GIL there; most of the time is the kernel mapping the new array's pages in, which
+    threads do side by side)."""
+    if a.dtype == np.float64:
+        return a
+    threads = min(4, os.cpu_count() or 1)
+    if a.size < PARALLEL_CAST_VALUES or threads < 2 or not a.flags.c_contiguous:
+        return a.astype(np.float64)
+    out = np.empty(a.shape, np.float64)
+    dst, src = out.reshape(-1), a.reshape(-1)
+    parts = 4 * threads
+    bounds = [(i * src.size // parts, (i + 1) * src.size // parts) for i in range(parts)]
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda ab: np.copyto(dst[ab[0] : ab[1]], src[ab[0] : ab[1]], casting="unsafe"), bounds))
+    return out
+
+
 def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None, spectral: bool = True) -> Analysis:
     """Spectral stage and normalised targets of a cube. ``spectral`` False: the values alone (mode "values",
     for layers that code band values; no PCA is fitted; an integer cube stays integers, no float copy)."""
@@ -69,7 +94,7 @@ def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None
         rng = float(values.max()) - float(values.min()) if values.size else 0.0
         return Analysis(values, None, np.zeros((h, w, 0), np.float32), rng, "values")
     src = np.asarray(cube)
-    values = src.astype(np.float64, copy=False)
+    values = as_float64(src)
     h, w, c = values.shape
     rng = float(np.float64(src.max()) - np.float64(src.min()))  # as of the float64 values: conversion keeps order
     if model.spectral == "id":
