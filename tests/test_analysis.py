@@ -21,3 +21,23 @@ def test_as_float64_is_numpys_conversion(dtype, threshold, monkeypatch):
     assert (out is cube) == (dtype == "float64")
     strided = cube[:, ::2]  # not contiguous: numpy's own conversion
     assert np.array_equal(analysis.as_float64(strided), strided.astype(np.float64))
+
+
+@pytest.mark.parametrize("threshold", [1, 1 << 40])
+def test_the_conversion_sums_are_the_pixels_moments(threshold, monkeypatch):
+    """A large cube's conversion also sums its pixels about the first one (in parts, in a fixed order);
+    a small one leaves that to its users (None)."""
+    monkeypatch.setattr(analysis, "PARALLEL_CAST_VALUES", threshold)
+    rng = np.random.default_rng(1)
+    cube = rng.integers(0, 4000, size=(50, 41, 13)).astype(np.uint16)
+    values, sums = analysis.float64_with_sums(cube)
+    assert np.array_equal(values, cube.astype(np.float64))
+    if threshold > 1:
+        assert sums is None
+        return
+    shift, total, squares = sums
+    z = cube.reshape(-1, 13).astype(np.float64) - cube[0, 0]
+    assert np.array_equal(shift, cube[0, 0].astype(np.float64))
+    np.testing.assert_allclose(total, z.sum(axis=0), rtol=1e-12)
+    assert squares == pytest.approx(float(np.sum(z * z)), rel=1e-12)
+    assert analysis.float64_with_sums(cube)[1][2] == squares  # the same bits every time

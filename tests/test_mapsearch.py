@@ -81,6 +81,23 @@ def test_psnr_of_equals_the_metric_on_the_reconstruction(scene, masked):
     assert s.psnr_of(np.zeros((s.h, s.w, 0)), s.fit.mean, s.fit.basis[:0]) == pytest.approx(want, abs=1e-7)
 
 
+def test_psnr_of_with_the_conversions_sums(scene, monkeypatch):
+    """A large cube's analysis carries its pixel sums (taken by the float64 conversion): the search's moments
+    come from them, and psnr_of is still metrics.psnr of the reconstruction."""
+    from hsicodec.coding.spectral import reconstruct
+
+    cube, s = scene
+    monkeypatch.setattr(analysis, "PARALLEL_CAST_VALUES", 1)
+    an = analysis.analyse(cube, s.model)
+    assert an.sums is not None
+    big = MapSearch(s.model, an, s.base)
+    for k, q in ((1, 40), (6, -60)):
+        _, maps, mean, basis = big.build(k, q, 1.0)
+        rec = reconstruct(maps, big.norm, mean, basis, (0, big.c))
+        assert big.psnr_of(maps, mean, basis) == pytest.approx(metrics.psnr(cube, rec), abs=1e-7)
+    np.testing.assert_allclose(big._pixel_moments()[1], s._pixel_moments()[1], rtol=1e-9, atol=1e-6)
+
+
 def test_high_rates_code_more_than_32_maps_and_keep_climbing():
     """No ceiling near 1 bpppb: past the first 32 principal components the layer codes more maps (up to
     every one), so quality keeps rising with the rate and a high --psnr is reachable."""

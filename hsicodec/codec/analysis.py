@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from hsicodec.coding.spectral import Analysis, scene_pca
+from hsicodec.coding.spectral import SCAN_BLOCK, Analysis, scene_pca
 from hsicodec.errors import OptionError
 from hsicodec.layers.maps.search import MAP_K_MAX as MAP_COMPONENTS
 from hsicodec.layers.network.model import CodecModel
@@ -70,18 +70,42 @@ def as_float64(a: np.ndarray) -> np.ndarray:
     """``a`` as float64 (itself where it is one): a large cube is converted in parts on up to 4 threads
     (numpy releases the GIL there; most of the time is the kernel mapping the new array's pages in, which
     threads do side by side)."""
-    if a.dtype == np.float64:
-        return a
+    return float64_with_sums(a, sums=False)[0]
+
+
+def float64_with_sums(a: np.ndarray, sums: bool = True) -> tuple[np.ndarray, tuple | None]:
+    """:func:`as_float64` of a (H, W, C) cube and its :attr:`~hsicodec.coding.spectral.Analysis.sums` (about
+    its first pixel), which each part takes while it is in cache; None where the cube was converted at once
+    (a small one: its users take them in a pass of their own)."""
     threads = min(4, os.cpu_count() or 1)
-    if a.size < PARALLEL_CAST_VALUES or threads < 2 or not a.flags.c_contiguous:
-        return a.astype(np.float64)
+    if a.dtype == np.float64 or a.size < PARALLEL_CAST_VALUES or threads < 2 or not a.flags.c_contiguous:
+        return (a if a.dtype == np.float64 else a.astype(np.float64)), None
     out = np.empty(a.shape, np.float64)
-    dst, src = out.reshape(-1), a.reshape(-1)
+    c = a.shape[-1]
+    dst, src = out.reshape(-1, c), a.reshape(-1, c)
+    shift = src[0].astype(np.float64)
     parts = 4 * threads
-    bounds = [(i * src.size // parts, (i + 1) * src.size // parts) for i in range(parts)]
+    bounds = [(i * len(src) // parts, (i + 1) * len(src) // parts) for i in range(parts)]
+
+    def part(ab: tuple[int, int]) -> tuple[float, np.ndarray]:
+        np.copyto(dst[ab[0] : ab[1]], src[ab[0] : ab[1]], casting="unsafe")
+        sq, tot = 0.0, np.zeros(c)
+        if sums:
+            for r in range(ab[0], ab[1], SCAN_BLOCK):
+                z = dst[r : min(r + SCAN_BLOCK, ab[1])] - shift
+                sq += float(np.vdot(z, z))
+                tot += z.sum(axis=0)
+        return sq, tot
+
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda ab: np.copyto(dst[ab[0] : ab[1]], src[ab[0] : ab[1]], casting="unsafe"), bounds))
-    return out
+        done = list(pool.map(part, bounds))  # in part order: the same sums whatever the threads' timing
+    if not sums:
+        return out, None
+    total, squares = np.zeros(c), 0.0
+    for sq, tot in done:
+        total += tot
+        squares += sq
+    return out, (shift, total, squares)
 
 
 def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None, spectral: bool = True) -> Analysis:
@@ -94,7 +118,7 @@ def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None
         rng = float(values.max()) - float(values.min()) if values.size else 0.0
         return Analysis(values, None, np.zeros((h, w, 0), np.float32), rng, "values")
     src = np.asarray(cube)
-    values = as_float64(src)
+    values, sums = float64_with_sums(src)
     h, w, c = values.shape
     rng = float(np.float64(src.max()) - np.float64(src.min()))  # as of the float64 values: conversion keeps order
     if model.spectral == "id":
@@ -112,4 +136,4 @@ def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None
             y[:, : basis.shape[0]] = (values.reshape(-1, c) - fit.mean) @ basis.T / fit.total_std
         return y.reshape(h, w, model.n_out)
 
-    return Analysis(values, fit, targets, rng)
+    return Analysis(values, fit, targets, rng, sums=sums)

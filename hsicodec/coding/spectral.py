@@ -224,6 +224,8 @@ class Analysis:
     offset: float = 0.0
     scale: float = 1.0
     band_map: np.ndarray | None = None  # (C,) model output of every band ("id" mode)
+    #: (shift s (C,), Σ (x − s) (C,), Σ ‖x − s‖²) over every pixel, where the float64 conversion took them
+    sums: tuple | None = None
 
     @property
     def targets(self) -> np.ndarray:

@@ -347,6 +347,10 @@ class MapSearch:
 
     def _pixel_moments(self) -> tuple[float, np.ndarray]:
         """(Σ ‖x − c‖², Σ (x − c)) over the pixels, c the PCA mean: one pass of small blocks, taken once."""
+        if self._moments is None and self.an.sums is not None:  # the conversion's sums, about its shift s
+            shift, total, squares = self.an.sums
+            n, d = self.h * self.w, self.fit.mean - shift
+            self._moments = (squares - 2.0 * float(d @ total) + n * float(d @ d), total - n * d)
         if self._moments is None:
             x, c = self.an.values.reshape(-1, self.c), self.fit.mean
             sq, sx = 0.0, np.zeros(self.c)

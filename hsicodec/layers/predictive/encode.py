@@ -43,8 +43,19 @@ class PredictiveEncoder:
         self.avoid = float(fill) if isinstance(fill, (int, float)) and np.isfinite(fill) else None
         self.valid = scene.valid
         self._built: dict = {}
-        self.lohi = (float(self.values.min()), float(self.values.max()))
-        self.span = self.lohi[1] - self.lohi[0]
+        self._lohi: tuple[float, float] | None = None
+
+    @property
+    def lohi(self) -> tuple[float, float]:
+        """The values' (min, max), taken when first needed (a rate this layer does not compete at never needs
+        them: two passes over a tile's values saved)."""
+        if self._lohi is None:
+            self._lohi = (float(self.values.min()), float(self.values.max()))
+        return self._lohi
+
+    @property
+    def span(self) -> float:
+        return self.lohi[1] - self.lohi[0]
 
     # -- one file
     def _params(self, error: float) -> LatticeParams:
