@@ -167,31 +167,6 @@ void plane_classes(const int32_t* cur, const int32_t* prev, const int32_t* nb_cu
     }
 }
 
-// f(j) for every map j in [0, k), the maps split over up to `threads` threads (<= 0: all cores).
-template <class F>
-void for_maps(int64_t k, int64_t values, int threads, F&& f) {
-    int64_t nt = threads > 0 ? threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
-    nt = std::min<int64_t>(nt, k);
-    if (values < (int64_t(1) << 15)) nt = 1;  // not worth a thread
-    if (nt <= 1) {
-        for (int64_t j = 0; j < k; ++j) f(j);
-        return;
-    }
-    std::vector<std::thread> pool;
-    std::vector<std::exception_ptr> errors(nt);
-    for (int64_t t = 0; t < nt; ++t)
-        pool.emplace_back([&, t] {
-            try {
-                for (int64_t j = t; j < k; j += nt) f(j);
-            } catch (...) {
-                errors[t] = std::current_exception();
-            }
-        });
-    for (auto& th : pool) th.join();
-    for (auto& e : errors)
-        if (e) std::rethrow_exception(e);
-}
-
 // f(j0, j1) for contiguous runs of maps covering [0, k), one run per thread (up to `threads`, <= 0: all cores).
 template <class F>
 void for_runs(int64_t k, int64_t values, int threads, F&& f) {
@@ -217,7 +192,16 @@ void for_runs(int64_t k, int64_t values, int threads, F&& f) {
         if (e) std::rethrow_exception(e);
 }
 
-// Per (map, group, class) cell statistics of planes a (k, h, w) with their neighbour sums nb. Neighbouring
+// f(j) for every map j in [0, k), the maps split into runs over up to `threads` threads (<= 0: all cores).
+template <class F>
+void for_maps(int64_t k, int64_t values, int threads, F&& f) {
+    for_runs(k, values, threads, [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j) f(j);
+    });
+}
+
+// Per (group, class) cell statistics of one map: its |symbols| cur and their neighbour sums nb_cur, with the
+// previous map's (prev, nb_prev; nullptr for the first map), into pn, pn0, pt (one map's cells). Neighbouring
 // symbols mostly share a cell, so the counts are kept in kWays copies (by column): one copy would chain every
 // update on the one before. Count and zero count share one word (each < 2^32: a plane has fewer values).
 void plane_stats(const int32_t* cur, const int32_t* prev, const int32_t* nb_cur, const int32_t* nb_prev, int64_t hw,
