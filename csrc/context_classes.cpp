@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -179,14 +180,23 @@ void for_runs(int64_t k, int64_t values, int threads, F&& f) {
     }
     std::vector<std::thread> pool;
     std::vector<std::exception_ptr> errors(nt);
-    for (int64_t t = 0; t < nt; ++t)
-        pool.emplace_back([&, t] {
-            try {
-                f(k * t / nt, k * (t + 1) / nt);
-            } catch (...) {
-                errors[t] = std::current_exception();
-            }
-        });
+    auto run = [&](int64_t t) {
+        try {
+            f(k * t / nt, k * (t + 1) / nt);
+        } catch (...) {
+            errors[t] = std::current_exception();
+        }
+    };
+    int64_t started = 1;  // run 0 is the calling thread's
+    for (; started < nt; ++started) {
+        try {
+            pool.emplace_back(run, started);
+        } catch (const std::system_error&) {
+            break;  // no more threads: this thread does the runs left
+        }
+    }
+    run(0);
+    for (int64_t t = started; t < nt; ++t) run(t);
     for (auto& th : pool) th.join();
     for (auto& e : errors)
         if (e) std::rethrow_exception(e);
