@@ -663,24 +663,17 @@ def _fmt(v, spec: str, none: str = "–") -> str:
 
 
 def _rounds_lines(scene: dict) -> list[str]:
-    """The scene's alternating decode rounds (``--redecode``, with and without huge pages), as paragraphs."""
+    """The scene's alternating decode rounds (``--redecode``, with and without huge pages) and compress rounds
+    (``--recompress``), as paragraphs."""
     fmt = lambda v: ", ".join(_fmt(x, ".2f") for x in v)  # noqa: E731
+    runs = lambda n: "one run" if n == 1 else f"median of {n} runs"  # noqa: E731
     lines = []
     if r := scene.get("decode_rounds"):
         lines += [
             f"Decode measured again in {len(r['ratios'])} alternating rounds (`--redecode`: hsicodec, then PCA + "
-            f"JPEG 2000, each a fresh process, median of {r['repeat']} runs; {r['when']}): "
+            f"JPEG 2000, each a fresh process, {runs(r['repeat'])}; {r['when']}): "
             f"hsicodec {fmt(r['hsicodec'])} s, PCA + JPEG 2000 {fmt(r['pca_jpeg2000'])} s, ratios "
             f"{fmt(r['ratios'])} (the target uses their median; the table keeps the first run's).",
-            "",
-        ]
-    if r := scene.get("compress_rounds"):
-        lines += [
-            f"Compress measured again in {len(r['ratios'])} alternating rounds (`--recompress`: hsicodec, then PCA + "
-            f"JPEG 2000's encode at the parameters its search found, each a fresh process warmed up on a tiny crop, "
-            f"median of {r['repeat']} runs; {r['when']}): hsicodec {fmt(r['hsicodec'])} s, PCA + JPEG 2000 "
-            f"{fmt(r['pca_jpeg2000'])} s, ratios {fmt(r['ratios'])} (the targets use their medians; the table keeps "
-            f"the first run's).",
             "",
         ]
     if r := scene.get("decode_rounds_no_huge_pages"):
@@ -688,6 +681,15 @@ def _rounds_lines(scene: dict) -> list[str]:
             f"The same with `--no-huge-pages` (numpy asks for no transparent huge pages in either codec, as "
             f"hsicodec's own allocations never do; {r['when']}): hsicodec {fmt(r['hsicodec'])} s, PCA + JPEG 2000 "
             f"{fmt(r['pca_jpeg2000'])} s, ratios {fmt(r['ratios'])}.",
+            "",
+        ]
+    if r := scene.get("compress_rounds"):
+        lines += [
+            f"Compress measured again in {len(r['ratios'])} alternating rounds (`--recompress`: hsicodec, then PCA + "
+            f"JPEG 2000's encode at the parameters its search found, each a fresh process warmed up on a tiny crop, "
+            f"{runs(r['repeat'])}; {r['when']}): hsicodec {fmt(r['hsicodec'])} s, PCA + JPEG 2000 "
+            f"{fmt(r['pca_jpeg2000'])} s, ratios {fmt(r['ratios'])} (the targets use their medians; the table keeps "
+            f"the first run's).",
             "",
         ]
     return lines
