@@ -8,7 +8,7 @@ from hsicodec.codec import analysis
 
 @pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16", "int32", "float32", "float64"])
 @pytest.mark.parametrize("threshold", [1, 1 << 40])
-def test_as_float64_is_numpys_conversion(dtype, threshold, monkeypatch):
+def test_float64_conversion_is_numpys(dtype, threshold, monkeypatch):
     """In parts on several threads (a large cube) or at once: numpy's float64 values, the input untouched."""
     monkeypatch.setattr(analysis, "PARALLEL_CAST_VALUES", threshold)
     rng = np.random.default_rng(0)
@@ -16,11 +16,11 @@ def test_as_float64_is_numpys_conversion(dtype, threshold, monkeypatch):
     cube = (rng.integers(info.min, info.max, size=(37, 29, 11), endpoint=True) if info else
             rng.normal(size=(37, 29, 11)) * 1e3).astype(dtype)  # fmt: skip
     kept = cube.copy()
-    out = analysis.as_float64(cube)
+    out = analysis.float64_with_sums(cube)[0]
     assert out.dtype == np.float64 and np.array_equal(out, cube.astype(np.float64)) and np.array_equal(cube, kept)
     assert (out is cube) == (dtype == "float64")
     strided = cube[:, ::2]  # not contiguous: numpy's own conversion
-    assert np.array_equal(analysis.as_float64(strided), strided.astype(np.float64))
+    assert np.array_equal(analysis.float64_with_sums(strided)[0], strided.astype(np.float64))
 
 
 @pytest.mark.parametrize("threshold", [1, 1 << 40])

@@ -667,87 +667,88 @@ def _rounds_lines(scene: dict) -> list[str]:
     (``--recompress``), as paragraphs."""
     fmt = lambda v: ", ".join(_fmt(x, ".2f") for x in v)  # noqa: E731
     runs = lambda n: "one run" if n == 1 else f"median of {n} runs"  # noqa: E731
+    kept = " (the target uses their median; the table keeps the first run's)"
+    paragraphs = (
+        ("decode_rounds", "Decode measured again in {n} alternating rounds (`--redecode`: hsicodec, then PCA + JPEG "
+         "2000, each a fresh process, {runs}; ", kept),
+        ("decode_rounds_no_huge_pages", "The same with `--no-huge-pages` (numpy asks for no transparent huge pages in "
+         "either codec, as hsicodec's own allocations never do; ", ""),
+        ("compress_rounds", "Compress measured again in {n} alternating rounds (`--recompress`: hsicodec, then PCA + "
+         "JPEG 2000's encode at the parameters its search found, each a fresh process warmed up on a tiny crop, "
+         "{runs}; ", kept.replace("target uses their median", "targets use their medians")),
+    )  # fmt: skip
     lines = []
-    if r := scene.get("decode_rounds"):
-        lines += [
-            f"Decode measured again in {len(r['ratios'])} alternating rounds (`--redecode`: hsicodec, then PCA + "
-            f"JPEG 2000, each a fresh process, {runs(r['repeat'])}; {r['when']}): "
-            f"hsicodec {fmt(r['hsicodec'])} s, PCA + JPEG 2000 {fmt(r['pca_jpeg2000'])} s, ratios "
-            f"{fmt(r['ratios'])} (the target uses their median; the table keeps the first run's).",
-            "",
-        ]
-    if r := scene.get("decode_rounds_no_huge_pages"):
-        lines += [
-            f"The same with `--no-huge-pages` (numpy asks for no transparent huge pages in either codec, as "
-            f"hsicodec's own allocations never do; {r['when']}): hsicodec {fmt(r['hsicodec'])} s, PCA + JPEG 2000 "
-            f"{fmt(r['pca_jpeg2000'])} s, ratios {fmt(r['ratios'])}.",
-            "",
-        ]
-    if r := scene.get("compress_rounds"):
-        lines += [
-            f"Compress measured again in {len(r['ratios'])} alternating rounds (`--recompress`: hsicodec, then PCA + "
-            f"JPEG 2000's encode at the parameters its search found, each a fresh process warmed up on a tiny crop, "
-            f"{runs(r['repeat'])}; {r['when']}): hsicodec {fmt(r['hsicodec'])} s, PCA + JPEG 2000 "
-            f"{fmt(r['pca_jpeg2000'])} s, ratios {fmt(r['ratios'])} (the targets use their medians; the table keeps "
-            f"the first run's).",
-            "",
-        ]
+    for key, head, tail in paragraphs:
+        if r := scene.get(key):
+            lines += [
+                head.format(n=len(r["ratios"]), runs=runs(r.get("repeat", 1)))
+                + f"{r['when']}): hsicodec {fmt(r['hsicodec'])} s, PCA + JPEG 2000 {fmt(r['pca_jpeg2000'])} s, "
+                f"ratios {fmt(r['ratios'])}{tail}.",
+                "",
+            ]
     return lines
 
 
+def _alternating(name: str, jobs: dict, args, log) -> dict:
+    """Each codec's job (codec → job) run ``args.rounds`` times, the codecs alternately, each run a fresh process
+    (this shared machine serves fresh memory at very different speeds from minute to minute; alternating puts
+    the codecs in the same minutes): codec → seconds of each round (None where it failed). A compress job's
+    file is removed after each run."""
+    got: dict = {c: [] for c in jobs}
+    for i in range(args.rounds):
+        for codec, job in jobs.items():
+            log(f"[{name}] round {i + 1}: {codec} {job['op']}")
+            r = measured(job, args.timeout)
+            if "error" in r:
+                log(f"  failed: {r['error']}")
+            got[codec].append(r.get("seconds"))
+            if job["op"] == "compress":
+                Path(job["file"]).unlink(missing_ok=True)
+    return got
+
+
+def _rounds(got: dict, num: str, den: str, repeat: int) -> dict:
+    """The rounds of :func:`_alternating` with the ratio num / den of each round both measured."""
+    pairs = [(a, b) for a, b in zip(got[num], got[den]) if a and b]
+    return {**got, "ratios": [a / b for a, b in pairs], "repeat": repeat, "when": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def _wanted(scene: dict, args) -> bool:
+    return not args.sizes or tuple(scene["shape"]) in {tuple(z) for z in args.sizes}
+
+
 def redecode(doc: dict, args, log) -> None:
-    """Decode each scene's kept hsicodec and PCA + JPEG 2000 files again, alternately, ``args.rounds`` times
-    (this shared machine serves fresh memory at very different speeds from minute to minute; alternating
-    puts both codecs in the same minutes), into the scene's ``decode_rounds``."""
-    for s in doc["scenes"]:
-        if args.sizes and tuple(s["shape"]) not in {tuple(z) for z in args.sizes}:
-            continue
+    """Decode each scene's kept hsicodec and PCA + JPEG 2000 files again in alternating rounds
+    (:func:`_alternating`), into the scene's ``decode_rounds``."""
+    for s in filter(lambda sc: _wanted(sc, args), doc["scenes"]):
         files = {c: Path(args.work) / f"{s['name']}_{s['source']}{FILE_EXT[c]}" for c in ("hsicodec", "pca_jpeg2000")}
         if not all(f.exists() for f in files.values()):
             log(f"[{s['name']}] no kept files in {args.work} (run with --keep): not measured again")
             continue
-        got: dict = {c: [] for c in files}
-        for i in range(args.rounds):
-            for codec, f in files.items():
-                log(f"[{s['name']}] round {i + 1}: {codec} decompress")
-                job = {"codec": codec, "op": "decompress", "scene": s["path"], "file": str(f), "rate": doc["rate"],
-                       "repeat": args.repeat, "window": s["window"], "threads": args.threads}  # fmt: skip
-                got[codec].append(measured(job, args.timeout).get("seconds"))
-        pairs = [(a, b) for a, b in zip(got["pca_jpeg2000"], got["hsicodec"]) if a and b]
+        jobs = {c: {"codec": c, "op": "decompress", "scene": s["path"], "file": str(f), "rate": doc["rate"],
+                    "repeat": args.repeat, "window": s["window"], "threads": args.threads}
+                for c, f in files.items()}  # fmt: skip
         key = "decode_rounds_no_huge_pages" if args.no_huge_pages else "decode_rounds"
-        s[key] = {**got, "ratios": [a / b for a, b in pairs], "repeat": args.repeat,
-                  "when": time.strftime("%Y-%m-%d %H:%M")}  # fmt: skip
+        s[key] = _rounds(_alternating(s["name"], jobs, args, log), "pca_jpeg2000", "hsicodec", args.repeat)
 
 
 def recompress(doc: dict, args, log) -> None:
-    """Compress each scene again with hsicodec and PCA + JPEG 2000 (at the parameters the run's search found),
-    alternately, ``args.rounds`` times, into the scene's ``compress_rounds`` (as :func:`redecode`)."""
-    for s in doc["scenes"]:
-        if args.sizes and tuple(s["shape"]) not in {tuple(z) for z in args.sizes}:
-            continue
+    """Compress each scene again with hsicodec and PCA + JPEG 2000 (at the parameters the run's search found) in
+    alternating rounds (:func:`_alternating`), into the scene's ``compress_rounds``."""
+    for s in filter(lambda sc: _wanted(sc, args), doc["scenes"]):
         params = s["results"].get("pca_jpeg2000", {}).get("compress", {}).get("params")
         if not params:
             log(f"[{s['name']}] PCA + JPEG 2000 has no parameters in this run: not measured again")
             continue
         if not Path(s["path"]).exists():
             s["path"] = scene_for(tuple(s["shape"]), args.data, [s["source"]], args.work, log)["path"]
-        got: dict = {c: [] for c in ("hsicodec", "pca_jpeg2000")}
         rep = int(s.get("compress_repeat") or 1)
-        for i in range(args.rounds):
-            for codec in got:
-                log(f"[{s['name']}] round {i + 1}: {codec} compress")
-                f = Path(args.work) / f"{s['name']}_{s['source']}_recompress{FILE_EXT[codec]}"
-                job = {"codec": codec, "op": "compress", "scene": s["path"], "file": str(f), "rate": doc["rate"],
-                       "repeat": rep, "window": s["window"], "threads": args.threads, "tile": args.tile,
-                       "params": params if codec != "hsicodec" else None}  # fmt: skip
-                r = measured(job, args.timeout)
-                if "error" in r:
-                    log(f"  failed: {r['error']}")
-                got[codec].append(r.get("seconds"))
-                f.unlink(missing_ok=True)
-        pairs = [(a, b) for a, b in zip(got["hsicodec"], got["pca_jpeg2000"]) if a and b]
-        s["compress_rounds"] = {**got, "ratios": [a / b for a, b in pairs], "repeat": rep,
-                                "when": time.strftime("%Y-%m-%d %H:%M")}  # fmt: skip
+        jobs = {c: {"codec": c, "op": "compress", "scene": s["path"], "rate": doc["rate"], "repeat": rep,
+                    "file": str(Path(args.work) / f"{s['name']}_{s['source']}_recompress{FILE_EXT[c]}"),
+                    "window": s["window"], "threads": args.threads, "tile": args.tile,
+                    "params": params if c != "hsicodec" else None}
+                for c in ("hsicodec", "pca_jpeg2000")}  # fmt: skip
+        s["compress_rounds"] = _rounds(_alternating(s["name"], jobs, args, log), "hsicodec", "pca_jpeg2000", rep)
 
 
 def markdown(doc: dict) -> str:

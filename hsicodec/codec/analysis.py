@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from hsicodec.coding.spectral import SCAN_BLOCK, Analysis, scene_pca
+from hsicodec.coding.spectral import Analysis, block_sums, scene_pca
 from hsicodec.errors import OptionError
 from hsicodec.layers.maps.search import MAP_K_MAX as MAP_COMPONENTS
 from hsicodec.layers.network.model import CodecModel
@@ -62,21 +62,16 @@ def resolve_band_map(model: CodecModel, n_bands: int, band_map=None, wavelengths
     return np.arange(n_bands)
 
 
-#: values from which :func:`as_float64` converts on several threads (each faults its share of the pages in)
+#: values from which :func:`float64_with_sums` converts on several threads (each faults its share of the pages in)
 PARALLEL_CAST_VALUES = 1 << 23
 
 
-def as_float64(a: np.ndarray) -> np.ndarray:
-    """``a`` as float64 (itself where it is one): a large cube is converted in parts on up to 4 threads
-    (numpy releases the GIL there; most of the time is the kernel mapping the new array's pages in, which
-    threads do side by side)."""
-    return float64_with_sums(a, sums=False)[0]
-
-
-def float64_with_sums(a: np.ndarray, sums: bool = True) -> tuple[np.ndarray, tuple | None]:
-    """:func:`as_float64` of a (H, W, C) cube and its :attr:`~hsicodec.coding.spectral.Analysis.sums` (about
-    its first pixel), which each part takes while it is in cache; None where the cube was converted at once
-    (a small one: its users take them in a pass of their own)."""
+def float64_with_sums(a: np.ndarray) -> tuple[np.ndarray, tuple | None]:
+    """A (H, W, C) cube as float64 (itself where it is one) and its
+    :attr:`~hsicodec.coding.spectral.Analysis.sums` about its first pixel. A large cube is converted in parts on
+    up to 4 threads (numpy releases the GIL there; most of the time is the kernel mapping the new array's pages
+    in, which threads do side by side), each part summed while it is in cache; a small one at once, with no
+    sums (None: its users take them in a pass of their own)."""
     threads = min(4, os.cpu_count() or 1)
     if a.dtype == np.float64 or a.size < PARALLEL_CAST_VALUES or threads < 2 or not a.flags.c_contiguous:
         return (a if a.dtype == np.float64 else a.astype(np.float64)), None
@@ -87,22 +82,14 @@ def float64_with_sums(a: np.ndarray, sums: bool = True) -> tuple[np.ndarray, tup
     parts = 4 * threads
     bounds = [(i * len(src) // parts, (i + 1) * len(src) // parts) for i in range(parts)]
 
-    def part(ab: tuple[int, int]) -> tuple[float, np.ndarray]:
+    def part(ab: tuple[int, int]) -> tuple[np.ndarray, float]:
         np.copyto(dst[ab[0] : ab[1]], src[ab[0] : ab[1]], casting="unsafe")
-        sq, tot = 0.0, np.zeros(c)
-        if sums:
-            for r in range(ab[0], ab[1], SCAN_BLOCK):
-                z = dst[r : min(r + SCAN_BLOCK, ab[1])] - shift
-                sq += float(np.vdot(z, z))
-                tot += z.sum(axis=0)
-        return sq, tot
+        return block_sums(dst[ab[0] : ab[1]], shift)
 
     with ThreadPoolExecutor(threads) as pool:
         done = list(pool.map(part, bounds))  # in part order: the same sums whatever the threads' timing
-    if not sums:
-        return out, None
     total, squares = np.zeros(c), 0.0
-    for sq, tot in done:
+    for tot, sq in done:
         total += tot
         squares += sq
     return out, (shift, total, squares)

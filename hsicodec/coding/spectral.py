@@ -78,6 +78,17 @@ def scene_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
     return pca_of_moments(shift + d, gram / m - np.outer(d, d), k_max)
 
 
+def block_sums(x: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, float]:
+    """(Σ (x − s), Σ ‖x − s‖²) over the rows of (N, C) pixels x, s = ``shift``: a block of
+    :data:`SCAN_BLOCK` pixels at a time (no centred copy of them all)."""
+    total, squares = np.zeros(x.shape[1]), 0.0
+    for r in range(0, len(x), SCAN_BLOCK):
+        z = x[r : r + SCAN_BLOCK] - shift
+        squares += float(np.vdot(z, z))
+        total += z.sum(axis=0)
+    return total, squares
+
+
 def pca_of_moments(mean: np.ndarray, cov: np.ndarray, k_max: int) -> SpectralFit:
     """The SpectralFit of a mean (C,) and covariance (C, C): at most k_max principal vectors, each signed
     so that its largest-magnitude entry is positive (deterministic)."""

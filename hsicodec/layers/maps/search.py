@@ -19,10 +19,10 @@ import numpy as np
 from hsicodec.coding import entropy
 from hsicodec.coding.shared import SharedSpectral, shared_fit
 from hsicodec.coding.spectral import (
-    SCAN_BLOCK,
     Analysis,
     SpectralFit,
     basis_steps,
+    block_sums,
     encode_spectral,
     lagrangian_exponents,
     scene_pca,
@@ -346,19 +346,14 @@ class MapSearch:
         return self._pixel_moments()[1] + self.h * self.w * self.fit.mean
 
     def _pixel_moments(self) -> tuple[float, np.ndarray]:
-        """(Σ ‖x − c‖², Σ (x − c)) over the pixels, c the PCA mean: one pass of small blocks, taken once."""
-        if self._moments is None and self.an.sums is not None:  # the conversion's sums, about its shift s
-            shift, total, squares = self.an.sums
-            n, d = self.h * self.w, self.fit.mean - shift
-            self._moments = (squares - 2.0 * float(d @ total) + n * float(d @ d), total - n * d)
+        """(Σ ‖x − c‖², Σ (x − c)) over the pixels, c the PCA mean, taken once: from the sums the float64
+        conversion took about its shift s (x − c = (x − s) − d, d = c − s), else a pass of small blocks (d = 0)."""
         if self._moments is None:
-            x, c = self.an.values.reshape(-1, self.c), self.fit.mean
-            sq, sx = 0.0, np.zeros(self.c)
-            for r in range(0, len(x), SCAN_BLOCK):
-                z = x[r : r + SCAN_BLOCK] - c
-                sq += float(np.vdot(z, z))
-                sx += z.sum(axis=0)
-            self._moments = (sq, sx)
+            c = self.fit.mean
+            sums = self.an.sums or (c, *block_sums(self.an.values.reshape(-1, self.c), c))
+            shift, total, squares = sums
+            n, d = self.h * self.w, c - shift
+            self._moments = (squares - 2.0 * float(d @ total) + n * float(d @ d), total - n * d)
         return self._moments
 
     def measure(self, k: int, q: int, beta: float) -> Encoded:
