@@ -122,7 +122,6 @@ void row_classes(const int32_t* cur, const int32_t* prev, const int32_t* nb_cur,
     const int64_t row = (b.r0 + r) * w + b.c0, cols = b.cols();
     const int32_t* __restrict pv = prev ? prev + row : zeros;
     const int32_t* __restrict pnb = prev ? nb_prev + row : zeros;
-    const int32_t* __restrict cu = cur + row;
     const int32_t* __restrict nbc = nb_cur + row;
     // parent and siblings: their row (clamped like the reference) and last column; none: a row of zeros
     const int32_t* __restrict pa = par ? cur + (par->r0 + std::min(r / 2, par->rows() - 1)) * w + par->c0 : zeros;
@@ -347,12 +346,19 @@ __attribute__((target("avx2"))) void abs_floor_avx2(const double* c, const doubl
 }
 #endif
 
-// The dead-zone quantizer of one plane (mag = floor(|c / step| + deadzone)) into q, its largest |q|, and the
-// sums checker_price reports, taken in index order; true where a magnitude is past the context arithmetic's
-// int32 (or NaN). Chunks of a vector pass (the divisions and floors) and a pass of branch-free sums (adding
-// 0.0 leaves a sum as it was): the results of the plain loop, bit for bit.
-bool quantize_plane(const double* c, const double* s, double deadzone, int64_t hw, int32_t* q, int32_t& mx,
-                    int64_t& nnz, double& e1, double& e2, double& z2) {
+// What quantize_plane reports of a plane: past the context arithmetic's int32 (or NaN), the largest |q|, the
+// nonzero count, Σ (|q| − a) and Σ (|q| − a)² over the nonzeros and Σ a² over the zeros (checker_price's sums).
+struct PlaneSums {
+    bool over;
+    int32_t max_abs;
+    int64_t nonzeros;
+    double e1, e2, z2;
+};
+
+// The dead-zone quantizer of one plane (mag = floor(|c / step| + deadzone)) into q and its PlaneSums, the sums
+// taken in index order. Chunks of a vector pass (the divisions and floors) and a pass of branch-free sums
+// (adding 0.0 leaves a sum as it was): the results of the plain loop, bit for bit.
+PlaneSums quantize_plane(const double* c, const double* s, double deadzone, int64_t hw, int32_t* q) {
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
     static const bool avx2 = hsicodec_native::cpu_has_avx2();
 #else
@@ -363,7 +369,7 @@ bool quantize_plane(const double* c, const double* s, double deadzone, int64_t h
     bool bad = false;
     int32_t top = 0;
     int64_t count = 0;
-    double s1 = 0.0, s2 = 0.0, sz = 0.0;  // in registers: the caller's references may alias q
+    double s1 = 0.0, s2 = 0.0, sz = 0.0;
     for (int64_t i0 = 0; i0 < hw; i0 += kChunk) {
         const int64_t n = std::min(kChunk, hw - i0);
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
@@ -386,12 +392,7 @@ bool quantize_plane(const double* c, const double* s, double deadzone, int64_t h
             sz += nz ? 0.0 : a[i] * a[i];
         }
     }
-    mx = std::max(mx, top);
-    nnz += count;
-    e1 += s1;
-    e2 += s2;
-    z2 += sz;
-    return bad;
+    return PlaneSums{bad, top, count, s1, s2, sz};
 }
 
 // One step of the rate search: the dead-zone quantizer of coefficients c (k, H, W) at per-coefficient steps
@@ -419,24 +420,21 @@ py::tuple checker_price(const F64Array& coeffs, const F64Array& steps, double de
         for_runs(k, k * hw, threads, [&](int64_t j0, int64_t j1) {
             std::unique_ptr<int32_t[]> planes(new int32_t[4 * hw]);  // every value is written before it is read
             int32_t *q_prev = planes.get(), *q_cur = q_prev + hw, *nb_prev = q_cur + hw, *nb_cur = nb_prev + hw;
-            int32_t mx = 0;
-            int64_t nnz = 0;
-            double e1 = 0.0, e2 = 0.0, z2 = 0.0;
             if (j0 > 0) {
-                if (quantize_plane(c + (j0 - 1) * hw, s, deadzone, hw, q_prev, mx, nnz, e1, e2, z2)) return;  // its run reports it
+                if (quantize_plane(c + (j0 - 1) * hw, s, deadzone, hw, q_prev).over) return;  // its run reports it
                 plane_neighbours(q_prev, w, L, nb_prev);
             }
             for (int64_t j = j0; j < j1; ++j) {
-                mx = 0, nnz = 0, e1 = e2 = z2 = 0.0;
-                if (quantize_plane(c + j * hw, s, deadzone, hw, q_cur, mx, nnz, e1, e2, z2)) {
+                const PlaneSums p = quantize_plane(c + j * hw, s, deadzone, hw, q_cur);
+                if (p.over) {
                     overflow[j] = 1;
                     return;
                 }
-                maxabs[j] = mx;
-                ps[j * 4 + 0] = static_cast<double>(nnz);
-                ps[j * 4 + 1] = e1;
-                ps[j * 4 + 2] = e2;
-                ps[j * 4 + 3] = z2;
+                maxabs[j] = p.max_abs;
+                ps[j * 4 + 0] = static_cast<double>(p.nonzeros);
+                ps[j * 4 + 1] = p.e1;
+                ps[j * 4 + 2] = p.e2;
+                ps[j * 4 + 3] = p.z2;
                 plane_neighbours(q_cur, w, L, nb_cur);
                 plane_stats(q_cur, j > 0 ? q_prev : nullptr, nb_cur, j > 0 ? nb_prev : nullptr, hw, w, L, groups_per_map,
                             st.pn + j * cells, st.pn0 + j * cells, st.pt + j * cells);
