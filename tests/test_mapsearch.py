@@ -143,3 +143,20 @@ def test_decoded_psnr_is_what_the_built_file_measures(scene, k, q):
     psnr = looked.decoded_psnr(k, q, 1.0)
     got, want = looked.measure(k, q, 1.0), fresh.measure(k, q, 1.0)
     assert psnr == pytest.approx(want.psnr, abs=1e-9) and got.data == want.data and got.psnr == want.psnr
+
+
+def test_slope_extends_a_near_step_other_ks_priced(scene):
+    """When the search for k landed at once (no neighbour step priced for k), the slope prices only the maps
+    past those another k left at a near step, not all k maps at two new steps; it is the slope between q and
+    that step."""
+    _, s = scene
+    s = s.with_deadzone(s.deadzone)
+    q = -40
+    s._priced(q - 1, 4)  # a smaller k's search priced the step just finer
+    s._priced(q, 8)  # the search for k = 8 landed at q at once
+    steps = set(s._map_prices)
+    slope = s.slope(8, q)
+    assert set(s._map_prices) == steps  # no new step priced
+    assert s._map_prices[q - 1].maps == 8  # the finer step extended to k's maps
+    (b1, e1), (b2, e2) = s._priced(q - 1, 8), s._priced(q, 8)
+    assert slope == pytest.approx(max((e2 - e1) * s.h * s.w * s.norm**2 / (8.0 * (b1 - b2)), 0.0))

@@ -14,6 +14,7 @@ from typing import Callable, Union
 
 import numpy as np
 
+from hsicodec.codec.blas import uses_one_blas_thread
 from hsicodec.codec.cube import (  # noqa: F401  (the public names of one cube's codec, re-exported)
     AUTO_MODELS,
     CREATED_BY,
@@ -79,6 +80,7 @@ def decompress(
 
 
 @uses_plain_pages
+@uses_one_blas_thread
 def compress_file(
     src: PathLike,
     dst: PathLike,

@@ -11,6 +11,7 @@ from typing import Any, Callable, Union
 import numpy as np
 
 from hsicodec._version import __version__
+from hsicodec.codec.blas import uses_one_blas_thread
 from hsicodec.codec.decode import check_window, decode_sections
 from hsicodec.codec.mask import decode_mask, encode_mask, fill_invalid, fill_value, invalid_mask
 from hsicodec.codec.memory import uses_plain_pages
@@ -42,6 +43,7 @@ def _model_by_hash(sha: str, registry: Registry | None) -> CodecModel:
 
 
 @uses_plain_pages
+@uses_one_blas_thread
 def compress(
     cube: np.ndarray,
     *,

@@ -460,6 +460,13 @@ class MapSearch:
         near = [qq for (qq, kk) in self._price_cache if kk == k and 0 < abs(qq - q) <= 8]
         below = max((qq for qq in near if qq < q), default=None)
         above = min((qq for qq in near if qq > q), default=None)
+        if not self.betas and below is None and above is None:
+            # neither side priced for k (its search landed at once): the near step whose first maps other ks
+            # priced already, so that only the maps past those are priced, not all k at two new steps
+            partial = [qq for qq in self._map_prices if 0 < abs(qq - q) <= 8]
+            if partial:
+                nb = max(partial, key=lambda qq: (min(self._map_prices[qq].maps, k), -abs(qq - q), -qq))
+                below, above = (nb, q) if nb < q else (q, nb)
         if not self.betas and (below is None) != (above is None):
             below, above = (q, above) if below is None else (below, q)
         below, above = q - 4 if below is None else below, q + 4 if above is None else above
