@@ -29,126 +29,16 @@
 #include <vector>
 
 #include "cpu_features.h"
+#include "map_layout.h"
 
 namespace py = pybind11;
 
 namespace {
 
-constexpr int64_t kEdges[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
-constexpr int kPassClasses = 13;
-constexpr int64_t kTop = 64;                 // t at or past the last edge: the last class
-constexpr int64_t kCap = int64_t(1) << 30;   // activities are capped here (as in the reference)
-constexpr int64_t kNbCap = int64_t(1) << 30; // neighbour sums saturate here: any t >= kTop has the last class
+using namespace hsi_layout;
 
-struct FineLut {
-    uint8_t v[kTop + 1];
-    FineLut() {
-        for (int64_t t = 0; t <= kTop; ++t) {
-            int c = 0;
-            for (int64_t e : kEdges) c += (t >= e);
-            v[t] = static_cast<uint8_t>(c);
-        }
-    }
-};
-const FineLut kFine;
-
-struct Band {
-    int64_t grp, ori, r0, r1, c0, c1;
-    int64_t rows() const { return r1 - r0; }
-    int64_t cols() const { return c1 - c0; }
-    bool empty() const { return rows() == 0 || cols() == 0; }
-};
-
-struct Layout {
-    std::vector<Band> bands;
-    std::vector<const Band*> parent, sib1, sib2;  // nullptr: none (or an empty subband)
-};
-
-using LayoutIn = std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>>;
 using I32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
-
-Layout checked_layout(int64_t h, int64_t w, const LayoutIn& bands_in, const std::vector<int64_t>& parents) {
-    Layout L;
-    for (const auto& t : bands_in) {
-        Band b{std::get<0>(t), std::get<1>(t), std::get<2>(t), std::get<3>(t), std::get<4>(t), std::get<5>(t)};
-        if (b.r0 < 0 || b.r1 > h || b.c0 < 0 || b.c1 > w || b.r0 > b.r1 || b.c0 > b.c1 || b.ori < 0 || b.ori > 3 ||
-            b.grp < 0)
-            throw std::invalid_argument("subband outside the maps");
-        L.bands.push_back(b);
-    }
-    if (parents.size() != L.bands.size()) throw std::invalid_argument("one parent index per subband");
-    const auto n = static_cast<int64_t>(L.bands.size());
-    for (int64_t i = 0; i < n; ++i) {
-        if (parents[i] >= i) throw std::invalid_argument("a parent must be an earlier subband");
-        if (L.bands[i].ori >= 2 && i < L.bands[i].ori - 1) throw std::invalid_argument("siblings must be earlier subbands");
-        const Band* par = parents[i] >= 0 && !L.bands[parents[i]].empty() ? &L.bands[parents[i]] : nullptr;
-        const Band* s1 = L.bands[i].ori >= 2 ? &L.bands[i - 1] : nullptr;  // LH: HL; HH: HL and LH
-        const Band* s2 = L.bands[i].ori == 3 ? &L.bands[i - 2] : nullptr;
-        L.parent.push_back(par);
-        L.sib1.push_back(s1 && !s1->empty() ? s1 : nullptr);
-        L.sib2.push_back(s2 && !s2->empty() ? s2 : nullptr);
-    }
-    return L;
-}
-
-// nb[i] = |N| + |S| + |W| + |E| of every symbol of plane m inside its own subband (0 outside it), saturated
-void plane_neighbours(const int32_t* m, int64_t w, const Layout& L, int32_t* nb) {
-    for (const Band& b : L.bands) {
-        const int64_t rows = b.rows(), cols = b.cols();
-        for (int64_t r = 0; r < rows; ++r) {
-            const int32_t* row = m + (b.r0 + r) * w + b.c0;
-            const int32_t* up = r > 0 ? row - w : nullptr;
-            const int32_t* down = r + 1 < rows ? row + w : nullptr;
-            int32_t* out = nb + (b.r0 + r) * w + b.c0;
-            for (int64_t c = 0; c < cols; ++c) {
-                int64_t s = 0;
-                if (up) s += up[c];
-                if (down) s += down[c];
-                if (c > 0) s += row[c - 1];
-                if (c + 1 < cols) s += row[c + 1];
-                out[c] = static_cast<int32_t>(std::min(s, kNbCap));
-            }
-        }
-    }
-}
-
-// The classes of row r of band bi of plane `cur` (prev: the previous map or nullptr) into out[0, cols): the
-// class logic, in one place. Branch-free over the row (the optional terms read a row of zeros instead).
-void row_classes(const int32_t* cur, const int32_t* prev, const int32_t* nb_cur, const int32_t* nb_prev, int64_t w,
-                 const Layout& L, size_t bi, int64_t r, const int32_t* zeros, uint8_t* __restrict out) {
-    const Band& b = L.bands[bi];
-    const Band *par = L.parent[bi], *sib1 = L.sib1[bi], *sib2 = L.sib2[bi];
-    const int64_t row = (b.r0 + r) * w + b.c0, cols = b.cols();
-    const int32_t* __restrict pv = prev ? prev + row : zeros;
-    const int32_t* __restrict pnb = prev ? nb_prev + row : zeros;
-    const int32_t* __restrict nbc = nb_cur + row;
-    // parent and siblings: their row (clamped like the reference) and last column; none: a row of zeros
-    const int32_t* __restrict pa = par ? cur + (par->r0 + std::min(r / 2, par->rows() - 1)) * w + par->c0 : zeros;
-    const int32_t* __restrict pnbr = par ? nb_cur + (pa - cur) : zeros;
-    const int64_t plast = par ? par->cols() - 1 : 0;
-    const int32_t* __restrict s1 = sib1 ? cur + (sib1->r0 + std::min(r, sib1->rows() - 1)) * w + sib1->c0 : zeros;
-    const int64_t s1last = sib1 ? sib1->cols() - 1 : 0;
-    const int32_t* __restrict s2 = sib2 ? cur + (sib2->r0 + std::min(r, sib2->rows() - 1)) * w + sib2->c0 : zeros;
-    const int64_t s2last = sib2 ? sib2->cols() - 1 : 0;
-    for (int64_t c = 0; c < cols; ++c) {
-        const int64_t pc = std::min(c >> 1, plast);  // symbols and neighbour sums are >= 0: shifts divide
-        int64_t t = 2 * int64_t(pv[c]) + (pnb[c] >> 2);
-        t += int64_t(pa[pc]) + (pnbr[pc] >> 2);
-        t += int64_t(s1[std::min(c, s1last)]) + int64_t(s2[std::min(c, s2last)]);
-        t = std::min(t, kCap);
-        const int64_t late = (r + c) & 1;  // all four neighbours are first-pass symbols
-        t += late * int64_t(nbc[c]);
-        out[c] = static_cast<uint8_t>(kFine.v[std::min(t, kTop)] + late * kPassClasses);
-    }
-}
-
-// The widest band's columns (the row buffers of row_classes).
-int64_t widest(const Layout& L) {
-    int64_t m = 1;
-    for (const Band& b : L.bands) m = std::max(m, b.cols());
-    return m;
-}
 
 // Calls sink(band, flat index, class) for every symbol of plane `cur` (prev: the previous map or nullptr).
 template <class Sink>
@@ -278,7 +168,7 @@ py::array_t<uint8_t> checker_classes_all(const I32Array& absq, const LayoutIn& b
                                          const std::vector<int64_t>& parents, int threads) {
     if (absq.ndim() != 3) throw std::invalid_argument("absq must be (k, H, W)");
     const int64_t k = absq.shape(0), h = absq.shape(1), w = absq.shape(2), hw = h * w;
-    const Layout L = checked_layout(h, w, bands_in, parents);
+    const Layout L = make_layout(h, w, bands_in, parents, false);
     py::array_t<uint8_t> out({k, h, w});
     uint8_t* o = out.mutable_data();
     const int32_t* a = absq.data();
@@ -302,7 +192,7 @@ py::tuple checker_cell_stats(const I32Array& absq, const LayoutIn& bands_in, con
                              int64_t groups_per_map, int threads) {
     if (absq.ndim() != 3) throw std::invalid_argument("absq must be (k, H, W)");
     const int64_t k = absq.shape(0), h = absq.shape(1), w = absq.shape(2), hw = h * w;
-    const Layout L = checked_layout(h, w, bands_in, parents);
+    const Layout L = make_layout(h, w, bands_in, parents, false);
     check_groups(L, groups_per_map);
     CellStats st(k * groups_per_map * 2 * kPassClasses);
     const int32_t* a = absq.data();
@@ -403,7 +293,7 @@ py::tuple checker_price(const F64Array& coeffs, const F64Array& steps, double de
                         const std::vector<int64_t>& parents, int64_t groups_per_map, int threads) {
     check_coeffs_steps(coeffs, steps);
     const int64_t k = coeffs.shape(0), h = coeffs.shape(1), w = coeffs.shape(2), hw = h * w;
-    const Layout L = checked_layout(h, w, bands_in, parents);
+    const Layout L = make_layout(h, w, bands_in, parents, false);
     check_groups(L, groups_per_map);
     CellStats st(k * groups_per_map * 2 * kPassClasses);
     py::array_t<double> sums({k, int64_t(4)});

@@ -8,8 +8,9 @@
 //   map_code_tables() -> bytes (the canonical frequency table, for its sha256)
 //
 // hsicodec/layers/maps/rans.py is the reference; tests/test_map_coder.py checks both agree bit for bit.
-// Classes are those of csrc/context_classes.cpp / coding.activity (scheme "checkerboard"), evaluated here per
-// symbol so that the decoder can interleave them with decoding.
+// Classes are those of scheme "checkerboard" (coding.activity): the encoder, which knows every symbol, takes a
+// map's classes row by row with the pricing's row_classes (map_layout.h); the decoder evaluates them per symbol
+// (context_class, the same logic), interleaved with decoding.
 //
 // Threads: the stream is cut into substreams of whole maps (its index says where). A map's classes read the
 // previous map's same subband, so the substreams are pipelined: a thread decodes subband b of map j once map
@@ -34,11 +35,14 @@
 #include <tuple>
 #include <vector>
 
+#include "map_layout.h"
 #include "map_tables.h"
 
 namespace py = pybind11;
 
 namespace {
+
+using namespace hsi_layout;
 
 constexpr uint32_t kL = 1u << 23;  // rANS state lower bound: states lie in [kL, 256 kL)
 constexpr int kProbBits = 16;
@@ -47,11 +51,7 @@ constexpr int kCodes = 256;
 constexpr int kEscLenBits = 5;
 constexpr int kMaxEscBits = 20;
 constexpr int kClasses = 26;
-constexpr int kPassClasses = 13;
-constexpr int64_t kTop = 64;
-constexpr int64_t kCap = int64_t(1) << 30;
 constexpr int64_t kMaxAbs = int64_t(1) << 20;
-constexpr int64_t kEdges[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
 
 struct Model {
     uint32_t freq[kTokens];
@@ -222,54 +222,6 @@ struct Dec {
 
 // -- layout and contexts ----------------------------------------------------------------------------------
 
-struct Band {
-    int64_t grp, ori, r0, r1, c0, c1;
-    int64_t rows() const { return r1 - r0; }
-    int64_t cols() const { return c1 - c0; }
-    bool empty() const { return rows() <= 0 || cols() <= 0; }
-};
-
-using LayoutIn = std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>>;
-
-struct Layout {
-    int64_t h = 0, w = 0, groups = 0;
-    std::vector<Band> bands;
-    std::vector<const Band*> parent, sib1, sib2;
-    std::vector<char> has_parent;  // a parent index, even of an empty subband (the learned model's flag)
-};
-
-Layout make_layout(int64_t h, int64_t w, const LayoutIn& in, const std::vector<int64_t>& parents) {
-    Layout L;
-    L.h = h;
-    L.w = w;
-    for (const auto& t : in) {
-        Band b{std::get<0>(t), std::get<1>(t), std::get<2>(t), std::get<3>(t), std::get<4>(t), std::get<5>(t)};
-        if (b.r0 < 0 || b.r1 > h || b.c0 < 0 || b.c1 > w || b.r0 > b.r1 || b.c0 > b.c1 || b.ori < 0 || b.ori > 3 ||
-            b.grp < 0 || b.grp > 64)
-            throw std::invalid_argument("subband outside the maps");
-        L.groups = std::max(L.groups, b.grp + 1);
-        L.bands.push_back(b);
-    }
-    if (parents.size() != L.bands.size()) throw std::invalid_argument("one parent index per subband");
-    const auto n = static_cast<int64_t>(L.bands.size());
-    int64_t covered = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        const Band& b = L.bands[i];
-        covered += b.rows() * b.cols();
-        if (parents[i] >= i) throw std::invalid_argument("a parent must be an earlier subband");
-        if (b.ori >= 2 && i < b.ori - 1) throw std::invalid_argument("siblings must be earlier subbands");
-        const Band* par = parents[i] >= 0 && !L.bands[parents[i]].empty() ? &L.bands[parents[i]] : nullptr;
-        const Band* s1 = b.ori >= 2 ? &L.bands[i - 1] : nullptr;
-        const Band* s2 = b.ori == 3 ? &L.bands[i - 2] : nullptr;
-        L.parent.push_back(par);
-        L.has_parent.push_back(parents[i] >= 0);
-        L.sib1.push_back(s1 && !s1->empty() ? s1 : nullptr);
-        L.sib2.push_back(s2 && !s2->empty() ? s2 : nullptr);
-    }
-    if (covered != h * w) throw std::invalid_argument("the subbands must tile the map");
-    return L;
-}
-
 // |v| of a symbol (planes hold signed symbols in the decoder, magnitudes in the encoder)
 inline int64_t mag(int32_t v) { return v < 0 ? -int64_t(v) : int64_t(v); }
 
@@ -362,7 +314,7 @@ py::bytes map_encode(const py::array_t<int64_t, py::array::c_style | py::array::
                      const std::vector<int64_t>& parents, int64_t substreams, int threads) {
     if (sym.ndim() != 3) throw std::invalid_argument("sym must be (k, H, W)");
     const int64_t k = sym.shape(0), h = sym.shape(1), w = sym.shape(2), hw = h * w;
-    const Layout L = make_layout(h, w, bands_in, parents);
+    const Layout L = make_layout(h, w, bands_in, parents, true);
     const std::vector<uint8_t> codes = code_table(base_codes, offsets, k, L.groups);
     if (substreams < 1 || substreams > std::max<int64_t>(k, 1)) throw std::invalid_argument("1 <= substreams <= k");
     const int64_t* s = sym.data();
@@ -380,25 +332,39 @@ py::bytes map_encode(const py::array_t<int64_t, py::array::c_style | py::array::
             for (int64_t i = 0; i < k * hw; ++i) absq[i] = static_cast<int32_t>(s[i] < 0 ? -s[i] : s[i]);
             const Models& M = models();
             std::vector<std::exception_ptr> errors(substreams);
+            // a map's classes (the pricing's row_classes over its |symbols| and their neighbour sums), then its
+            // symbols coded in reverse coding order: subbands last to first, pass 1 before pass 0, rows and
+            // columns backwards (the decoder reads them forwards)
+            const int64_t wide = widest(L);
             auto encode_part = [&](int64_t part) noexcept {
                 try {
                     Enc enc;
-                    std::vector<std::pair<int64_t, uint8_t>> order;  // (flat index, scale code), coding order
-                    order.reserve(hw);
+                    std::vector<int32_t> nb_cur(hw), nb_prev(hw), zeros(wide, 0);
+                    std::vector<uint8_t> cls(hw);
                     const int64_t j0 = part * k / substreams, j1 = (part + 1) * k / substreams;
                     for (int64_t j = j1 - 1; j >= j0; --j) {
                         const int32_t* cur = absq.data() + j * hw;
                         const int32_t* prev = j > 0 ? cur - hw : nullptr;
-                        order.clear();
-                        for (size_t bi = 0; bi < L.bands.size(); ++bi) {
-                            const uint8_t* ct = codes.data() + (j * L.groups + L.bands[bi].grp) * kClasses;
-                            for (int pass = 0; pass < 2; ++pass)
-                                band_pass(L, bi, pass, cur, prev,
-                                          [&](int64_t i, int cls, int64_t, int64_t) { order.emplace_back(i, ct[cls]); });
-                        }
+                        if (j == j1 - 1) plane_neighbours(cur, w, L, nb_cur.data());
+                        else std::swap(nb_cur, nb_prev);  // the map after this one read this one's sums
+                        if (prev) plane_neighbours(prev, w, L, nb_prev.data());
+                        for (size_t bi = 0; bi < L.bands.size(); ++bi)
+                            for (int64_t r = 0; r < L.bands[bi].rows(); ++r)
+                                row_classes(cur, prev, nb_cur.data(), nb_prev.data(), w, L, bi, r, zeros.data(),
+                                            cls.data() + (L.bands[bi].r0 + r) * w + L.bands[bi].c0);
                         const int64_t* sj = s + j * hw;
-                        for (auto it = order.rbegin(); it != order.rend(); ++it)
-                            enc.symbol(sj[it->first], M.m[it->second]);
+                        for (size_t bi = L.bands.size(); bi-- > 0;) {
+                            const Band& b = L.bands[bi];
+                            const uint8_t* ct = codes.data() + (j * L.groups + b.grp) * kClasses;
+                            for (int pass = 1; pass >= 0; --pass)
+                                for (int64_t r = b.rows() - 1; r >= 0; --r) {
+                                    const int64_t row = (b.r0 + r) * w + b.c0;
+                                    const int64_t first = (r + pass) & 1;
+                                    if (first >= b.cols()) continue;
+                                    for (int64_t c = b.cols() - 1 - ((b.cols() - 1 - first) & 1); c >= first; c -= 2)
+                                        enc.symbol(sj[row + c], M.m[ct[cls[row + c]]]);
+                                }
+                        }
                     }
                     enc.finish(parts[part]);
                 } catch (...) {  // (memory): rethrown below, never out of a thread
@@ -599,7 +565,7 @@ py::array_t<int32_t> map_decode(const py::bytes& data_in, int64_t k, int64_t h, 
                                 const std::vector<int64_t>& parents, int threads, int64_t stop) {
     if (k < 1 || h < 1 || w < 1) throw std::invalid_argument("k, h and w must be positive");
     if (max_abs < 0 || max_abs > kMaxAbs) throw std::invalid_argument("max_abs outside 0..2^20");
-    const Layout L = make_layout(h, w, bands_in, parents);
+    const Layout L = make_layout(h, w, bands_in, parents, true);
     const std::vector<uint8_t> codes = code_table(base_codes, offsets, k, L.groups);
     return decode_stream(data_in, k, h, w, codes, max_abs, L, threads, stop,
                          [](int64_t, int64_t, const int32_t*, int64_t, int64_t, int code) { return code; });

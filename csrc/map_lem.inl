@@ -188,7 +188,7 @@ py::array_t<uint8_t> map_lem_codes(const py::array_t<int64_t, py::array::c_style
                                    const std::vector<int64_t>& parents, int threads) {
     if (sym.ndim() != 3) throw std::invalid_argument("sym must be (k, H, W)");
     const int64_t k = sym.shape(0), h = sym.shape(1), w = sym.shape(2), hw = h * w;
-    const Layout L = make_layout(h, w, bands_in, parents);
+    const Layout L = make_layout(h, w, bands_in, parents, true);
     const std::vector<uint8_t> codes = code_table(base_codes, offsets, k, L.groups);
     const LemNet N = make_net(w0, b0, w1, b1, w2, b2, mix, base_codes, k, L.groups);
     py::array_t<uint8_t> out({k, h, w});
@@ -232,7 +232,7 @@ py::bytes map_encode_codes(const py::array_t<int64_t, py::array::c_style | py::a
     const int64_t k = sym.shape(0), h = sym.shape(1), w = sym.shape(2), hw = h * w;
     if (codes_in.shape(0) != k || codes_in.shape(1) != h || codes_in.shape(2) != w)
         throw std::invalid_argument("one code per symbol");
-    const Layout L = make_layout(h, w, bands_in, parents);
+    const Layout L = make_layout(h, w, bands_in, parents, true);
     if (substreams < 1 || substreams > std::max<int64_t>(k, 1)) throw std::invalid_argument("1 <= substreams <= k");
     const int64_t* s = sym.data();
     const uint8_t* cd = codes_in.data();
@@ -287,7 +287,7 @@ py::array_t<int32_t> map_decode_lem(const py::bytes& data_in, int64_t k, int64_t
                                     const std::vector<int64_t>& parents, int threads) {
     if (k < 1 || h < 1 || w < 1) throw std::invalid_argument("k, h and w must be positive");
     if (max_abs < 0 || max_abs > kMaxAbs) throw std::invalid_argument("max_abs outside 0..2^20");
-    const Layout L = make_layout(h, w, bands_in, parents);
+    const Layout L = make_layout(h, w, bands_in, parents, true);
     const std::vector<uint8_t> codes = code_table(base_codes, offsets, k, L.groups);
     const LemNet N = make_net(w0, b0, w1, b1, w2, b2, mix, base_codes, k, L.groups);
     const int64_t hw = h * w;

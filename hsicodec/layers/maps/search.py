@@ -17,6 +17,7 @@ import copy
 import numpy as np
 
 from hsicodec.coding import entropy
+from hsicodec.coding.products import cross_product, rows_product
 from hsicodec.coding.shared import SharedSpectral, shared_fit
 from hsicodec.coding.spectral import (
     Analysis,
@@ -141,7 +142,7 @@ class MapSearch:
         """The normalised principal-component maps start..stop-1 of the scene, (H, W, stop − start)."""
         x = self.an.values.reshape(-1, self.c)
         basis = self.fit.basis[start:stop].T / max(self.norm, 1e-300)
-        maps = x @ basis  # (x − μ) B = x B − μ B: one product, no centred copy of the cube
+        maps = rows_product(x, basis)  # (x − μ) B = x B − μ B: one product, no centred copy of the cube
         maps -= self.fit.mean @ basis
         return maps.reshape(self.h, self.w, stop - start)
 
@@ -338,7 +339,7 @@ class MapSearch:
             m = maps.reshape(self.h * self.w, maps.shape[2])
             x = self.an.values.reshape(-1, self.c)
             nrm = self.norm
-            self._cross = (maps, (m.sum(axis=0) * nrm, (m.T @ m) * (nrm * nrm), (m.T @ x) * nrm))
+            self._cross = (maps, (m.sum(axis=0) * nrm, (m.T @ m) * (nrm * nrm), cross_product(m, x) * nrm))
         return self._cross[1]
 
     def _sum_x(self) -> np.ndarray:

@@ -1,0 +1,145 @@
+// The subband layout of the coefficient maps and the context classes of scheme "checkerboard" (spec/hsim.md
+// 10.5), shared by the encoder's pricing (context_classes.cpp) and the entropy coder (map_coder.cpp): one
+// class logic, in one place. Everything here is inline (each translation unit its own copy).
+
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <tuple>
+#include <vector>
+
+namespace hsi_layout {
+
+inline constexpr int64_t kEdges[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
+inline constexpr int kPassClasses = 13;
+inline constexpr int64_t kTop = 64;                 // t at or past the last edge: the last class
+inline constexpr int64_t kCap = int64_t(1) << 30;   // activities are capped here (as in the reference)
+inline constexpr int64_t kNbCap = int64_t(1) << 30; // neighbour sums saturate here: any t >= kTop has the last class
+
+struct FineLut {
+    uint8_t v[kTop + 1];
+    FineLut() {
+        for (int64_t t = 0; t <= kTop; ++t) {
+            int c = 0;
+            for (int64_t e : kEdges) c += (t >= e);
+            v[t] = static_cast<uint8_t>(c);
+        }
+    }
+};
+inline const FineLut kFine;
+
+struct Band {
+    int64_t grp, ori, r0, r1, c0, c1;
+    int64_t rows() const { return r1 - r0; }
+    int64_t cols() const { return c1 - c0; }
+    bool empty() const { return rows() == 0 || cols() == 0; }
+};
+
+// The subbands in coding order, each with its parent and siblings (nullptr: none, or an empty subband). The
+// pointers are into `bands`: a Layout is moved, never copied, once made (the decoder's boxed copy re-points
+// nothing: its pointers stay into the original's subbands, the same boxes).
+struct Layout {
+    int64_t h = 0, w = 0, groups = 0;
+    std::vector<Band> bands;
+    std::vector<const Band*> parent, sib1, sib2;
+    std::vector<char> has_parent;  // a parent index, even of an empty subband (the learned model's flag)
+};
+
+using LayoutIn = std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>>;
+
+// The layout of subbands (grp, ori, r0, r1, c0, c1) of (h, w) maps with their parent indices, checked;
+// `whole`: the subbands must also tile the maps and have at most 65 level groups (what a stream declares).
+inline Layout make_layout(int64_t h, int64_t w, const LayoutIn& bands_in, const std::vector<int64_t>& parents,
+                          bool whole) {
+    Layout L;
+    L.h = h;
+    L.w = w;
+    for (const auto& t : bands_in) {
+        Band b{std::get<0>(t), std::get<1>(t), std::get<2>(t), std::get<3>(t), std::get<4>(t), std::get<5>(t)};
+        if (b.r0 < 0 || b.r1 > h || b.c0 < 0 || b.c1 > w || b.r0 > b.r1 || b.c0 > b.c1 || b.ori < 0 || b.ori > 3 ||
+            b.grp < 0 || (whole && b.grp > 64))
+            throw std::invalid_argument("subband outside the maps");
+        L.groups = std::max(L.groups, b.grp + 1);
+        L.bands.push_back(b);
+    }
+    if (parents.size() != L.bands.size()) throw std::invalid_argument("one parent index per subband");
+    const auto n = static_cast<int64_t>(L.bands.size());
+    int64_t covered = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const Band& b = L.bands[i];
+        covered += b.rows() * b.cols();
+        if (parents[i] >= i) throw std::invalid_argument("a parent must be an earlier subband");
+        if (b.ori >= 2 && i < b.ori - 1) throw std::invalid_argument("siblings must be earlier subbands");
+        const Band* par = parents[i] >= 0 && !L.bands[parents[i]].empty() ? &L.bands[parents[i]] : nullptr;
+        const Band* s1 = b.ori >= 2 ? &L.bands[i - 1] : nullptr;  // LH: HL; HH: HL and LH
+        const Band* s2 = b.ori == 3 ? &L.bands[i - 2] : nullptr;
+        L.parent.push_back(par);
+        L.has_parent.push_back(parents[i] >= 0);
+        L.sib1.push_back(s1 && !s1->empty() ? s1 : nullptr);
+        L.sib2.push_back(s2 && !s2->empty() ? s2 : nullptr);
+    }
+    if (whole && covered != h * w) throw std::invalid_argument("the subbands must tile the map");
+    return L;
+}
+
+// nb[i] = |N| + |S| + |W| + |E| of every symbol of plane m inside its own subband (0 outside it), saturated
+inline void plane_neighbours(const int32_t* m, int64_t w, const Layout& L, int32_t* nb) {
+    for (const Band& b : L.bands) {
+        const int64_t rows = b.rows(), cols = b.cols();
+        for (int64_t r = 0; r < rows; ++r) {
+            const int32_t* row = m + (b.r0 + r) * w + b.c0;
+            const int32_t* up = r > 0 ? row - w : nullptr;
+            const int32_t* down = r + 1 < rows ? row + w : nullptr;
+            int32_t* out = nb + (b.r0 + r) * w + b.c0;
+            for (int64_t c = 0; c < cols; ++c) {
+                int64_t s = 0;
+                if (up) s += up[c];
+                if (down) s += down[c];
+                if (c > 0) s += row[c - 1];
+                if (c + 1 < cols) s += row[c + 1];
+                out[c] = static_cast<int32_t>(std::min(s, kNbCap));
+            }
+        }
+    }
+}
+
+// The classes of row r of band bi of plane `cur` (prev: the previous map or nullptr) into out[0, cols): the
+// class logic, in one place. Branch-free over the row (the optional terms read a row of zeros instead).
+inline void row_classes(const int32_t* cur, const int32_t* prev, const int32_t* nb_cur, const int32_t* nb_prev, int64_t w,
+                 const Layout& L, size_t bi, int64_t r, const int32_t* zeros, uint8_t* __restrict out) {
+    const Band& b = L.bands[bi];
+    const Band *par = L.parent[bi], *sib1 = L.sib1[bi], *sib2 = L.sib2[bi];
+    const int64_t row = (b.r0 + r) * w + b.c0, cols = b.cols();
+    const int32_t* __restrict pv = prev ? prev + row : zeros;
+    const int32_t* __restrict pnb = prev ? nb_prev + row : zeros;
+    const int32_t* __restrict nbc = nb_cur + row;
+    // parent and siblings: their row (clamped like the reference) and last column; none: a row of zeros
+    const int32_t* __restrict pa = par ? cur + (par->r0 + std::min(r / 2, par->rows() - 1)) * w + par->c0 : zeros;
+    const int32_t* __restrict pnbr = par ? nb_cur + (pa - cur) : zeros;
+    const int64_t plast = par ? par->cols() - 1 : 0;
+    const int32_t* __restrict s1 = sib1 ? cur + (sib1->r0 + std::min(r, sib1->rows() - 1)) * w + sib1->c0 : zeros;
+    const int64_t s1last = sib1 ? sib1->cols() - 1 : 0;
+    const int32_t* __restrict s2 = sib2 ? cur + (sib2->r0 + std::min(r, sib2->rows() - 1)) * w + sib2->c0 : zeros;
+    const int64_t s2last = sib2 ? sib2->cols() - 1 : 0;
+    for (int64_t c = 0; c < cols; ++c) {
+        const int64_t pc = std::min(c >> 1, plast);  // symbols and neighbour sums are >= 0: shifts divide
+        int64_t t = 2 * int64_t(pv[c]) + (pnb[c] >> 2);
+        t += int64_t(pa[pc]) + (pnbr[pc] >> 2);
+        t += int64_t(s1[std::min(c, s1last)]) + int64_t(s2[std::min(c, s2last)]);
+        t = std::min(t, kCap);
+        const int64_t late = (r + c) & 1;  // all four neighbours are first-pass symbols
+        t += late * int64_t(nbc[c]);
+        out[c] = static_cast<uint8_t>(kFine.v[std::min(t, kTop)] + late * kPassClasses);
+    }
+}
+
+// The widest band's columns (the row buffers of row_classes).
+inline int64_t widest(const Layout& L) {
+    int64_t m = 1;
+    for (const Band& b : L.bands) m = std::max(m, b.cols());
+    return m;
+}
+
+}  // namespace hsi_layout
