@@ -63,7 +63,7 @@ def resolve_band_map(model: CodecModel, n_bands: int, band_map=None, wavelengths
 
 
 #: values from which :func:`float64_with_sums` converts on several threads (each faults its share of the pages in)
-PARALLEL_CAST_VALUES = 1 << 23
+PARALLEL_CAST_VALUES = 1 << 22
 
 
 def float64_with_sums(a: np.ndarray) -> tuple[np.ndarray, tuple | None]:
