@@ -8,9 +8,11 @@
 //   map_code_tables() -> bytes (the canonical frequency table, for its sha256)
 //
 // hsicodec/layers/maps/rans.py is the reference; tests/test_map_coder.py checks both agree bit for bit.
-// Classes are those of scheme "checkerboard" (coding.activity): the encoder, which knows every symbol, takes a
-// map's classes row by row with the pricing's row_classes (map_layout.h); the decoder evaluates them per symbol
-// (context_class, the same logic), interleaved with decoding.
+// Classes are those of scheme "checkerboard" (coding.activity), taken a row at a time with the pricing's
+// row_classes (map_layout.h): the encoder, which knows every symbol, a whole map before coding it; the decoder
+// a row before decoding that row's symbols of a pass (a pass-0 symbol's class reads earlier subbands and maps
+// only, a pass-1 symbol's also its four pass-0 neighbours). The learned model's encoder (map_lem.inl) evaluates
+// them per symbol (context_class, the same logic).
 //
 // Threads: the stream is cut into substreams of whole maps (its index says where). A map's classes read the
 // previous map's same subband, so the substreams are pipelined: a thread decodes subband b of map j once map
@@ -503,23 +505,52 @@ py::array_t<int32_t> decode_stream(const py::bytes& data_in, int64_t k, int64_t 
             auto decode_part = [&](int64_t part) {
                 try {
                     Dec dec(d + ranges[part].first, d + ranges[part].second);
+                    // classes a row at a time (row_classes, as the encoder takes them) from |symbols| and their
+                    // neighbour sums: those of this map (the pass-1 sums of a subband once its pass 0 is decoded,
+                    // all of them once it is whole) and of the previous map (carried over, or taken from the
+                    // output where another substream decoded it)
+                    const int64_t ww = LL.w;
+                    std::vector<int32_t> a_cur(plane), a_prev(plane), n_cur(plane), n_prev(plane);
+                    std::vector<int32_t> zeros(widest(LL), 0);
+                    std::vector<uint8_t> cls(zeros.size());
                     const int64_t j0 = part * k / count, j1 = (part + 1) * k / count;
                     for (int64_t j = j0; j < j1; ++j) {
                         int32_t* cur = o + j * plane;
                         const int32_t* prev = j > 0 ? cur - plane : nullptr;
+                        if (j > j0) {
+                            std::swap(a_cur, a_prev);
+                            std::swap(n_cur, n_prev);
+                        }
                         for (int64_t bi = 0; bi < need[j]; ++bi) {
                             if (failed.load(std::memory_order_relaxed)) return;  // another substream is bad
+                            const Band& b = LL.bands[bi];
                             if (j == j0 && j > 0) {  // the previous map belongs to another substream
-                                std::unique_lock<std::mutex> lock(mu);
-                                cv.wait(lock, [&] { return done[j - 1] > bi || failed.load(); });
-                                if (failed.load()) return;
+                                {
+                                    std::unique_lock<std::mutex> lock(mu);
+                                    cv.wait(lock, [&] { return done[j - 1] > bi || failed.load(); });
+                                    if (failed.load()) return;
+                                }
+                                for (int64_t r = 0; r < b.rows(); ++r)
+                                    for (int64_t i = (b.r0 + r) * ww + b.c0, e = i + b.cols(); i < e; ++i)
+                                        a_prev[i] = prev[i] < 0 ? -prev[i] : prev[i];
+                                band_neighbours(a_prev.data(), ww, b, n_prev.data());
                             }
-                            const uint8_t* ct = codes.data() + (j * L.groups + L.bands[bi].grp) * kClasses;
-                            for (int pass = 0; pass < 2; ++pass)
-                                band_pass(LL, bi, pass, cur, prev, [&](int64_t i, int cls, int64_t r, int64_t c) {
-                                    const int code = code_of(j, bi, cur, r, c, ct[cls]);
-                                    cur[i] = static_cast<int32_t>(dec.symbol(M.m[code], max_abs));
-                                });
+                            const uint8_t* ct = codes.data() + (j * L.groups + b.grp) * kClasses;
+                            for (int pass = 0; pass < 2; ++pass) {
+                                for (int64_t r = 0; r < b.rows(); ++r) {
+                                    row_classes(a_cur.data(), prev ? a_prev.data() : nullptr, n_cur.data(),
+                                                n_prev.data(), ww, LL, static_cast<size_t>(bi), r, zeros.data(),
+                                                cls.data());
+                                    const int64_t row = (b.r0 + r) * ww + b.c0;
+                                    for (int64_t c = (r + pass) & 1; c < b.cols(); c += 2) {
+                                        const int code = code_of(j, bi, cur, r, c, ct[cls[c]]);
+                                        const int32_t v = static_cast<int32_t>(dec.symbol(M.m[code], max_abs));
+                                        cur[row + c] = v;
+                                        a_cur[row + c] = v < 0 ? -v : v;
+                                    }
+                                }
+                                band_neighbours(a_cur.data(), ww, b, n_cur.data());
+                            }
                             if (j == j1 - 1 && part + 1 < count) {
                                 std::lock_guard<std::mutex> lock(mu);
                                 done[j] = bi + 1;

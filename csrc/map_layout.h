@@ -84,25 +84,28 @@ inline Layout make_layout(int64_t h, int64_t w, const LayoutIn& bands_in, const 
     return L;
 }
 
-// nb[i] = |N| + |S| + |W| + |E| of every symbol of plane m inside its own subband (0 outside it), saturated
-inline void plane_neighbours(const int32_t* m, int64_t w, const Layout& L, int32_t* nb) {
-    for (const Band& b : L.bands) {
-        const int64_t rows = b.rows(), cols = b.cols();
-        for (int64_t r = 0; r < rows; ++r) {
-            const int32_t* row = m + (b.r0 + r) * w + b.c0;
-            const int32_t* up = r > 0 ? row - w : nullptr;
-            const int32_t* down = r + 1 < rows ? row + w : nullptr;
-            int32_t* out = nb + (b.r0 + r) * w + b.c0;
-            for (int64_t c = 0; c < cols; ++c) {
-                int64_t s = 0;
-                if (up) s += up[c];
-                if (down) s += down[c];
-                if (c > 0) s += row[c - 1];
-                if (c + 1 < cols) s += row[c + 1];
-                out[c] = static_cast<int32_t>(std::min(s, kNbCap));
-            }
+// nb[i] = |N| + |S| + |W| + |E| of every symbol of plane m inside its own subband (0 outside it), saturated:
+// one subband (band_neighbours) or all of them (plane_neighbours)
+inline void band_neighbours(const int32_t* m, int64_t w, const Band& b, int32_t* nb) {
+    const int64_t rows = b.rows(), cols = b.cols();
+    for (int64_t r = 0; r < rows; ++r) {
+        const int32_t* row = m + (b.r0 + r) * w + b.c0;
+        const int32_t* up = r > 0 ? row - w : nullptr;
+        const int32_t* down = r + 1 < rows ? row + w : nullptr;
+        int32_t* out = nb + (b.r0 + r) * w + b.c0;
+        for (int64_t c = 0; c < cols; ++c) {
+            int64_t s = 0;
+            if (up) s += up[c];
+            if (down) s += down[c];
+            if (c > 0) s += row[c - 1];
+            if (c + 1 < cols) s += row[c + 1];
+            out[c] = static_cast<int32_t>(std::min(s, kNbCap));
         }
     }
+}
+
+inline void plane_neighbours(const int32_t* m, int64_t w, const Layout& L, int32_t* nb) {
+    for (const Band& b : L.bands) band_neighbours(m, w, b, nb);
 }
 
 // The classes of row r of band bi of plane `cur` (prev: the previous map or nullptr) into out[0, cols): the
