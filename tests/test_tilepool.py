@@ -188,3 +188,43 @@ def test_cli_carry_lag_gives_the_same_file_on_any_tile_threads(cube, tmp_path):
     r = CliRunner().invoke(cli, ["compress", str(src), str(tmp_path / "x.hsim"), "--psnr", "34", "--carry-lag", "2"])
     assert r.exit_code == 2 and "--carry-lag goes with a rate" in r.stderr and len(r.stderr.splitlines()) == 1
     assert not (tmp_path / "x.hsim").exists()
+
+
+@pytest.mark.parametrize("tile_threads", [1, 2])
+def test_tiles_convert_into_their_threads_scratch(cube, monkeypatch, tile_threads):
+    """The float64 copy of each tile lands in one buffer per encoding thread (no fresh pages per tile), and the
+    file is the one fresh arrays give."""
+    from hsicodec.codec import analysis, memory
+
+    monkeypatch.setattr(analysis, "PARALLEL_CAST_VALUES", 1)  # the tiles' conversion path, at this small size
+    buffers: list = []
+    real = memory.Scratch.float64
+
+    def spy(self, shape):
+        out = real(self, shape)
+        buffers.append((id(self), out.__array_interface__["data"][0]))
+        return out
+
+    monkeypatch.setattr(memory.Scratch, "float64", spy)
+    kw = dict(tile=32, effort="fast", model=MODEL, psnr=34.0, tile_threads=tile_threads)
+    reused = tiled.compress_tiled(cube, **kw)
+    tiles = -(-cube.shape[0] // 32) * -(-cube.shape[1] // 32)
+    assert len(buffers) >= tiles > tile_threads
+    assert len(set(buffers)) <= tile_threads  # one buffer per thread, at one address, for every tile
+    monkeypatch.setattr(analysis, "float64_buffer", lambda shape: np.empty(shape))
+    assert tiled.compress_tiled(cube, **kw) == reused
+
+
+def test_scratch_views_share_one_buffer_and_grow():
+    from hsicodec.codec import memory
+
+    s = memory.Scratch()
+    a = s.float64((4, 5))
+    b = s.float64((2, 3, 2))
+    assert a.shape == (4, 5) and b.shape == (2, 3, 2) and np.shares_memory(a, b)
+    c = s.float64((50,))
+    assert c.shape == (50,) and not np.shares_memory(a, c)
+    assert not np.shares_memory(memory.float64_buffer((3,)), memory.float64_buffer((3,)))  # no scratch: new arrays
+    with memory.reused_scratch(s):
+        assert np.shares_memory(memory.float64_buffer((3,)), c)
+    assert not np.shares_memory(memory.float64_buffer((3,)), c)

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from hsicodec.codec.memory import float64_buffer
 from hsicodec.coding.spectral import Analysis, block_sums, scene_pca
 from hsicodec.errors import OptionError
 from hsicodec.layers.maps.search import MAP_K_MAX as MAP_COMPONENTS
@@ -75,7 +76,7 @@ def float64_with_sums(a: np.ndarray) -> tuple[np.ndarray, tuple | None]:
     threads = min(4, os.cpu_count() or 1)
     if a.dtype == np.float64 or a.size < PARALLEL_CAST_VALUES or threads < 2 or not a.flags.c_contiguous:
         return (a if a.dtype == np.float64 else a.astype(np.float64)), None
-    out = np.empty(a.shape, np.float64)
+    out = float64_buffer(a.shape)  # a tile runner's scratch: pages faulted in by the tile before
     c = a.shape[-1]
     dst, src = out.reshape(-1, c), a.reshape(-1, c)
     shift = src[0].astype(np.float64)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import os
+import threading
 import time
 from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +24,7 @@ import numpy as np
 
 from hsicodec.codec import cube as _codec
 from hsicodec.codec.mask import invalid_mask
+from hsicodec.codec.memory import Scratch, reused_scratch
 from hsicodec.codec.tilebudget import CarryBudget
 from hsicodec.codec.tilegrid import TileGrid
 from hsicodec.errors import HsicodecError, OptionError
@@ -119,10 +121,14 @@ class TileRunner:
     parallel = 1  # tiles that can be encoded at the same moment
     cluster = False
 
+    def __init__(self) -> None:
+        self.scratch = Scratch()  # the tiles' float64 copies, one after the other in the caller's thread
+
     def submit(self, block: np.ndarray, rate: float | None, settings: dict, where: str, or_smallest: bool) -> Any:
         fut: Future = Future()
         try:
-            fut.set_result(encode_tile(block, rate, settings, where, or_smallest))
+            with reused_scratch(self.scratch):
+                fut.set_result(encode_tile(block, rate, settings, where, or_smallest))
         except Exception as exc:  # noqa: BLE001 - raised again by result(), in tile order
             fut.set_exception(exc)
         return fut
@@ -143,9 +149,17 @@ class ThreadRunner(TileRunner):
         self.slots = self.parallel = workers
         self.inner = max(1, (threads if threads > 0 else os.cpu_count() or 1) // workers)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="hsicodec-tile-enc")
+        self._local = threading.local()  # each pool thread's Scratch
+
+    def _encode(self, *args: Any) -> TileResult:
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = Scratch()
+        with reused_scratch(scratch):
+            return encode_tile(*args)
 
     def submit(self, block: np.ndarray, rate: float | None, settings: dict, where: str, or_smallest: bool) -> Any:
-        return self.pool.submit(encode_tile, block, rate, {**settings, "threads": self.inner}, where, or_smallest)
+        return self.pool.submit(self._encode, block, rate, {**settings, "threads": self.inner}, where, or_smallest)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
