@@ -4,7 +4,7 @@
 //   cdf97_forward_inplace(a, levels, threads)        a: (H, W, k) float64, C-contiguous, overwritten
 //   cdf97_inverse_inplace(a, levels, threads)
 //   cdf97_dequantize_inverse(sym, steps, offset, levels, threads) -> (H, W, k) float64
-//       sym (k, H, W) int64, steps (H, W) float64: maps = inverse(sign(q) (|q| - offset) step), fused
+//       sym (k, H, W) int32 or int64, steps (H, W) float64: maps = inverse(sign(q) (|q| - offset) step), fused
 //
 // Every value goes through the same operations in the same order as the numpy reference (lifting steps
 // x += c * (y0 + y1), then division / multiplication by K), so without FMA contraction (the default x86-64
@@ -219,8 +219,9 @@ void transform_inplace(darr a, int levels, int threads) {
         inverse(p, H, W, k, levels, threads);
 }
 
-py::array_t<double> dequantize_inverse(py::array_t<int64_t, py::array::c_style> sym, darr steps, double offset,
-                                       int levels, int threads) {
+template <class Sym>  // int32 (what map_decode gives) or int64 (the reference's symbols): no converted copy
+py::array_t<double> dequantize_inverse(py::array_t<Sym, py::array::c_style> sym, darr steps, double offset, int levels,
+                                       int threads) {
     check_levels(levels);
     auto sb = sym.request();
     auto tb = steps.request();
@@ -230,7 +231,7 @@ py::array_t<double> dequantize_inverse(py::array_t<int64_t, py::array::c_style> 
         throw std::invalid_argument("cdf97_dequantize_inverse: steps must be (H, W)");
     py::array_t<double> out({H, W, k});
     if (H * W * k == 0) return out;
-    const int64_t* q = static_cast<const int64_t*>(sb.ptr);
+    const Sym* q = static_cast<const Sym*>(sb.ptr);
     const double* st = static_cast<const double*>(tb.ptr);
     double* o = static_cast<double*>(out.request(true).ptr);
     {
@@ -240,7 +241,7 @@ py::array_t<double> dequantize_inverse(py::array_t<int64_t, py::array::c_style> 
             for (int64_t c0 = 0; c0 < W; c0 += kCols) {
                 const int64_t c1 = std::min(W, c0 + kCols);
                 for (int64_t m = 0; m < k; ++m) {
-                    const int64_t* qr = q + (m * H + r) * W;
+                    const Sym* qr = q + (m * H + r) * W;
                     for (int64_t c = c0; c < c1; ++c) {
                         const int64_t v = qr[c];
                         // numpy: sign(q) * where(|q| > 0, |q| - offset, 0) * step, the same roundings
@@ -264,8 +265,11 @@ void register_wavelet97(py::module_& mod) {
             "CDF 9/7 analysis of an (H, W) or (H, W, k) C-contiguous float64 array in place (Mallat layout).");
     mod.def("cdf97_inverse_inplace", &transform_inplace<false>, py::arg("a").noconvert(), py::arg("levels"),
             py::arg("threads") = 0, "CDF 9/7 synthesis in place (inverse of cdf97_forward_inplace).");
-    mod.def("cdf97_dequantize_inverse", &dequantize_inverse, py::arg("sym"), py::arg("steps"), py::arg("offset"),
-            py::arg("levels"), py::arg("threads") = 0,
-            "Maps (H, W, k) = synthesis of sign(q) (|q| - offset) step from symbols (k, H, W) int64 and "
-            "steps (H, W).");
+    const char* doc =
+        "Maps (H, W, k) = synthesis of sign(q) (|q| - offset) step from symbols (k, H, W) int32 or int64 and "
+        "steps (H, W).";
+    mod.def("cdf97_dequantize_inverse", &dequantize_inverse<int64_t>, py::arg("sym"), py::arg("steps"),
+            py::arg("offset"), py::arg("levels"), py::arg("threads") = 0, doc);
+    mod.def("cdf97_dequantize_inverse", &dequantize_inverse<int32_t>, py::arg("sym"), py::arg("steps"),
+            py::arg("offset"), py::arg("levels"), py::arg("threads") = 0, doc);  // an int32 array: no copy
 }

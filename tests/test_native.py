@@ -450,6 +450,7 @@ def test_native_dequantize_matches_reference(shape, recon):
     p = MapParams(k, -40, levels, 40, bytes(k * (levels + 1)), np.zeros(26, np.int64), recon)
     got, want = dequantize(sym, p, h, w), dequantize_reference(sym, p, h, w)
     assert got.shape == (h, w, k) and np.array_equal(got, want)  # the same roundings: bit for bit
+    assert np.array_equal(dequantize(sym.astype(np.int32), p, h, w), want)  # the decoder's int32, uncopied
 
 
 def _fused_cast(vals: np.ndarray, dtype: str, nb: int = 9, threads: int = 2) -> np.ndarray:

@@ -37,6 +37,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 @uses_plain_pages
+@uses_one_blas_thread
 def decompress(
     source: bytes | PathLike | HsimReader,
     *,
@@ -144,6 +145,7 @@ def compress_file(
 
 
 @uses_plain_pages
+@uses_one_blas_thread
 def decompress_file(
     src: PathLike,
     dst: PathLike,

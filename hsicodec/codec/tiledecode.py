@@ -18,6 +18,7 @@ from typing import Callable, Union
 import numpy as np
 
 from hsicodec.codec import cube as _codec
+from hsicodec.codec.blas import uses_one_blas_thread
 from hsicodec.codec.decode import check_window, reduced_by_layers
 from hsicodec.codec.memory import uses_plain_pages
 from hsicodec.codec.tilegrid import (
@@ -75,6 +76,7 @@ def _open(source, limits: Limits) -> tuple[HsimReader, bool]:
 
 
 @uses_plain_pages
+@uses_one_blas_thread
 def decode_tile(
     data: bytes,
     grid: TileGrid,

@@ -347,7 +347,9 @@ def dequantize(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.nda
     nat = native_wavelet("cdf97_dequantize_inverse")
     if nat is None or sym.ndim != 3:
         return dequantize_reference(sym, p, height, width)
-    return nat(np.ascontiguousarray(sym, np.int64), steps, p.recon / RECON_DEN, p.levels, 0)
+    if sym.dtype not in (np.int32, np.int64):  # the decoder's int32 and the encoder's int64 go as they are
+        sym = sym.astype(np.int64)
+    return nat(np.ascontiguousarray(sym), steps, p.recon / RECON_DEN, p.levels, 0)
 
 
 def dequantize_reference(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.ndarray:
