@@ -17,7 +17,6 @@ of a 2048^2 x 224 scene took 0.41-0.48 s with BLAS's spinning workers, 0.25-0.29
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -79,11 +78,5 @@ def one_blas_thread() -> Iterator[None]:
 
 
 def uses_one_blas_thread(fn: F) -> F:
-    """Decorator: ``fn`` runs inside :func:`one_blas_thread`."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with one_blas_thread():
-            return fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+    """Decorator: ``fn`` runs inside :func:`one_blas_thread` (a fresh context each call)."""
+    return one_blas_thread()(fn)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import math
 import os
 from collections.abc import Iterator
@@ -52,14 +51,8 @@ def plain_pages() -> Iterator[None]:
 
 
 def uses_plain_pages(fn: F) -> F:
-    """Decorator: ``fn`` runs inside :func:`plain_pages` (in whatever thread calls it)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with plain_pages():
-            return fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+    """Decorator: ``fn`` runs inside :func:`plain_pages` (in whatever thread calls it; a fresh context each call)."""
+    return plain_pages()(fn)
 
 
 class Scratch:
