@@ -9,10 +9,9 @@
 //
 // hsicodec/layers/maps/rans.py is the reference; tests/test_map_coder.py checks both agree bit for bit.
 // Classes are those of scheme "checkerboard" (coding.activity), taken a row at a time with the pricing's
-// row_classes (map_layout.h): the encoder, which knows every symbol, a whole map before coding it; the decoder
+// row_classes (map_layout.h): the encoders, which know every symbol, a whole map before coding it; the decoder
 // a row before decoding that row's symbols of a pass (a pass-0 symbol's class reads earlier subbands and maps
-// only, a pass-1 symbol's also its four pass-0 neighbours). The learned model's encoder (map_lem.inl) evaluates
-// them per symbol (context_class, the same logic).
+// only, a pass-1 symbol's also its four pass-0 neighbours).
 //
 // Threads: the stream is cut into substreams of whole maps (its index says where). A map's classes read the
 // previous map's same subband, so the substreams are pipelined: a thread decodes subband b of map j once map
@@ -70,7 +69,6 @@ struct Model {
 
 struct Models {
     Model m[kCodes];
-    uint8_t fine[kTop + 1];
     Models() {
         for (int c = 0; c < kCodes; ++c) {
             Model& md = m[c];
@@ -101,11 +99,6 @@ struct Models {
                 while (md.cum[u + 1] <= uint32_t(hi) << 8) ++u;
                 md.start[hi] = static_cast<uint8_t>(u);
             }
-        }
-        for (int64_t t = 0; t <= kTop; ++t) {
-            int c = 0;
-            for (int64_t e : kEdges) c += (t >= e);
-            fine[t] = static_cast<uint8_t>(c);
         }
     }
 };
@@ -236,37 +229,6 @@ inline int64_t nb4(const int32_t* a, int64_t w, const Band& b, int64_t r, int64_
     if (c > 0) s += mag(row[-1]);
     if (c + 1 < b.cols()) s += mag(row[1]);
     return s;
-}
-
-// Context class of (r, c) of band bi of the current map cur (prev: the previous map or nullptr). For a
-// second-pass symbol its four neighbours in cur are first-pass symbols, already known.
-inline int context_class(const Layout& L, size_t bi, const int32_t* cur, const int32_t* prev, int64_t r, int64_t c,
-                         const uint8_t* fine) {
-    const Band& b = L.bands[bi];
-    const int64_t w = L.w;
-    const int64_t i = (b.r0 + r) * w + b.c0 + c;
-    int64_t t = 0;
-    if (prev) t += 2 * mag(prev[i]) + nb4(prev, w, b, r, c) / 4;
-    if (const Band* par = L.parent[bi]) {
-        const int64_t pr = std::min(r / 2, par->rows() - 1), pc = std::min(c / 2, par->cols() - 1);
-        t += mag(cur[(par->r0 + pr) * w + par->c0 + pc]) + nb4(cur, w, *par, pr, pc) / 4;
-    }
-    if (const Band* s = L.sib1[bi]) t += mag(cur[(s->r0 + std::min(r, s->rows() - 1)) * w + s->c0 + std::min(c, s->cols() - 1)]);
-    if (const Band* s = L.sib2[bi]) t += mag(cur[(s->r0 + std::min(r, s->rows() - 1)) * w + s->c0 + std::min(c, s->cols() - 1)]);
-    t = std::min(t, kCap);
-    const bool late = (r + c) & 1;
-    if (late) t += nb4(cur, w, b, r, c);
-    return fine[std::min(t, kTop)] + (late ? kPassClasses : 0);
-}
-
-// Calls f(flat index, class, r, c) for every symbol of band bi's pass (0: (r + c) even, 1: odd), row-major.
-template <class F>
-inline void band_pass(const Layout& L, size_t bi, int pass, const int32_t* cur, const int32_t* prev, F&& f) {
-    const Band& b = L.bands[bi];
-    const uint8_t* fine = models().fine;
-    for (int64_t r = 0; r < b.rows(); ++r)
-        for (int64_t c = (r + pass) & 1; c < b.cols(); c += 2)
-            f((b.r0 + r) * L.w + b.c0 + c, context_class(L, bi, cur, prev, r, c, fine), r, c);
 }
 
 // codes[(j * groups + g) * 26 + class] = clip(base[j * groups + g] + offsets[class], 0, 255)

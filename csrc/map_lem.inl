@@ -201,15 +201,22 @@ py::array_t<uint8_t> map_lem_codes(const py::array_t<int64_t, py::array::c_style
             if (s[i] < -kMaxAbs || s[i] > kMaxAbs) throw std::invalid_argument("a symbol past 2^20");
             absq[i] = static_cast<int32_t>(s[i] < 0 ? -s[i] : s[i]);
         }
-        auto one_map = [&](int64_t j) {
+        auto one_map = [&](int64_t j) {  // each symbol's code on its own: any order (rows, as map_encode's classes)
             const int32_t* cur = absq.data() + j * hw;
             const int32_t* prev = j > 0 ? cur - hw : nullptr;
+            std::vector<int32_t> nb_cur(hw), nb_prev(hw), zeros(widest(L), 0);
+            std::vector<uint8_t> cls(zeros.size());
+            plane_neighbours(cur, w, L, nb_cur.data());
+            if (prev) plane_neighbours(prev, w, L, nb_prev.data());
             for (size_t bi = 0; bi < L.bands.size(); ++bi) {
-                const uint8_t* ct = codes.data() + (j * L.groups + L.bands[bi].grp) * kClasses;
-                for (int pass = 0; pass < 2; ++pass)
-                    band_pass(L, bi, pass, cur, prev, [&](int64_t i, int cls, int64_t r, int64_t c) {
-                        o[j * hw + i] = static_cast<uint8_t>(lem_code(N, L, bi, j, absq.data(), r, c, ct[cls]));
-                    });
+                const Band& b = L.bands[bi];
+                const uint8_t* ct = codes.data() + (j * L.groups + b.grp) * kClasses;
+                for (int64_t r = 0; r < b.rows(); ++r) {
+                    row_classes(cur, prev, nb_cur.data(), nb_prev.data(), w, L, bi, r, zeros.data(), cls.data());
+                    uint8_t* orow = o + j * hw + (b.r0 + r) * w + b.c0;
+                    for (int64_t c = 0; c < b.cols(); ++c)
+                        orow[c] = static_cast<uint8_t>(lem_code(N, L, bi, j, absq.data(), r, c, ct[cls[c]]));
+                }
             }
         };
         const int nt = thread_count(k * hw < (int64_t(1) << 15) ? 1 : threads, k);
