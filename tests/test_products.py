@@ -22,7 +22,7 @@ def test_rows_product_is_one_product(pixels: np.ndarray, monkeypatch: pytest.Mon
     with one_blas_thread():
         want = pixels @ basis
         for threads in (1, 2, 3):
-            monkeypatch.setattr(products, "_threads", lambda t=threads: t)
+            monkeypatch.setattr(products, "worker_threads", lambda t=threads: t)
             got = products.rows_product(pixels, basis)
             assert got.dtype == want.dtype and np.array_equal(got, want)
 
@@ -32,7 +32,7 @@ def test_cross_product_is_one_product(pixels: np.ndarray, monkeypatch: pytest.Mo
     with one_blas_thread():
         want = maps.T @ pixels
         for threads in (1, 2, 4):
-            monkeypatch.setattr(products, "_threads", lambda t=threads: t)
+            monkeypatch.setattr(products, "worker_threads", lambda t=threads: t)
             assert np.array_equal(products.cross_product(maps, pixels), want)
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from hsicodec.codec.memory import float64_buffer
+from hsicodec.coding.products import in_threads, worker_threads
 from hsicodec.coding.spectral import Analysis, block_sums, scene_pca
 from hsicodec.errors import OptionError
 from hsicodec.layers.maps.search import MAP_K_MAX as MAP_COMPONENTS
@@ -73,7 +71,7 @@ def float64_with_sums(a: np.ndarray) -> tuple[np.ndarray, tuple | None]:
     up to 4 threads (numpy releases the GIL there; most of the time is the kernel mapping the new array's pages
     in, which threads do side by side), each part summed while it is in cache; a small one at once, with no
     sums (None: its users take them in a pass of their own)."""
-    threads = min(4, os.cpu_count() or 1)
+    threads = worker_threads()
     if a.dtype == np.float64 or a.size < PARALLEL_CAST_VALUES or threads < 2 or not a.flags.c_contiguous:
         return (a if a.dtype == np.float64 else a.astype(np.float64)), None
     out = float64_buffer(a.shape)  # a tile runner's scratch: pages faulted in by the tile before
@@ -87,8 +85,7 @@ def float64_with_sums(a: np.ndarray) -> tuple[np.ndarray, tuple | None]:
         np.copyto(dst[ab[0] : ab[1]], src[ab[0] : ab[1]], casting="unsafe")
         return block_sums(dst[ab[0] : ab[1]], shift)
 
-    with ThreadPoolExecutor(threads) as pool:
-        done = list(pool.map(part, bounds))  # in part order: the same sums whatever the threads' timing
+    done = in_threads(part, bounds)  # in part order: the same sums whatever the threads' timing
     total, squares = np.zeros(c), 0.0
     for tot, sq in done:
         total += tot

@@ -9,14 +9,13 @@ delta-coded along the bands and entropy coded — counted in the rate).
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from hsicodec.coding import entropy
+from hsicodec.coding.products import in_threads
 from hsicodec.errors import HsimError, OptionError
 
 
@@ -75,13 +74,7 @@ def scene_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
         z = a[r : r + SCAN_BLOCK * stride : stride] - shift
         return z.T @ z, z.sum(axis=0)
 
-    starts = range(0, n, SCAN_BLOCK * stride)
-    threads = min(4, os.cpu_count() or 1, len(starts))
-    if threads > 1:  # each block's products on a thread; summed below in block order: the same bits
-        with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(block, starts))
-    else:
-        parts = [block(r) for r in starts]
+    parts = in_threads(block, range(0, n, SCAN_BLOCK * stride))  # summed below in block order: the same bits
     gram, total = np.zeros((c, c)), np.zeros(c)
     for g, t in parts:
         gram += g
