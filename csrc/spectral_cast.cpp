@@ -10,7 +10,8 @@
 //
 // The values of one pixel stay in L1: nothing of the size of the cube is formed but the output, and the
 // rounding is numpy's (vals + mean, np.rint, np.clip, astype). The dot products run over j = 0..k-1 in
-// order, as fused multiply-adds (AVX2 + FMA, chosen at run time) or multiply then add (elsewhere): the same
+// order, as fused multiply-adds (AVX2 + FMA or AVX-512F, chosen at run time: one sum per lane, so both
+// give the same bits) or multiply then add (elsewhere): the same
 // values as a BLAS product to the last bit or to one unit in it, so an integer output may differ from the
 // numpy reference by one unit where a value sits on a rounding tie (spec/hsim.md, test vectors).
 
@@ -22,8 +23,10 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -168,6 +171,59 @@ __attribute__((target("avx2,fma"))) void dot_rows2_avx2(const double* s0, const 
     }
 }
 
+// GCC 12 warns that the AVX-512 intrinsics' own undefined pass-through operands "may be used uninitialized"
+// (a false positive inside avx512fintrin.h).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+// dot_row_avx2 of P pixels at once with 512-bit vectors (s: P rows of k values, v: P rows of nb): 32 bands of
+// the P pixels a step, each basis vector loaded once for all of them; the last (< 32) bands under masks.
+// Each lane holds one output's sum, formed as in dot_row_avx2 (an accumulator from zero, one FMA per j, in
+// order), so the outputs are bit for bit those of the AVX2 kernels; masked-off lanes are neither read nor
+// written.
+template <int P, bool Masked>
+__attribute__((target("avx512f,avx2,fma"))) inline void block32_avx512(const double* s, int64_t k,
+                                                                 const double* basis, int64_t nb, int64_t b,
+                                                                 double* v, const __mmask8* m) {
+    __m512d acc[P][4];
+    for (int p = 0; p < P; ++p)
+        for (int i = 0; i < 4; ++i) acc[p][i] = _mm512_setzero_pd();
+    for (int64_t j = 0; j < k; ++j) {
+        const double* row = basis + j * nb + b;
+        __m512d bv[4];
+        for (int i = 0; i < 4; ++i)
+            bv[i] = Masked ? _mm512_maskz_loadu_pd(m[i], row + 8 * i) : _mm512_loadu_pd(row + 8 * i);
+        for (int p = 0; p < P; ++p) {
+            const __m512d x = _mm512_set1_pd(s[p * k + j]);
+            for (int i = 0; i < 4; ++i) acc[p][i] = _mm512_fmadd_pd(x, bv[i], acc[p][i]);
+        }
+    }
+    for (int p = 0; p < P; ++p)
+        for (int i = 0; i < 4; ++i) {
+            if (Masked)
+                _mm512_mask_storeu_pd(v + p * nb + b + 8 * i, m[i], acc[p][i]);
+            else
+                _mm512_storeu_pd(v + p * nb + b + 8 * i, acc[p][i]);
+        }
+}
+
+template <int P>
+__attribute__((target("avx512f,avx2,fma"))) void dot_rows_avx512(const double* s, int64_t k, const double* basis,
+                                                          int64_t nb, double* v) {
+    int64_t b = 0;
+    for (; b + 32 <= nb; b += 32) block32_avx512<P, false>(s, k, basis, nb, b, v, nullptr);
+    if (b < nb) {
+        __mmask8 m[4];
+        for (int i = 0; i < 4; ++i) {
+            const int64_t left = nb - b - 8 * i;
+            m[i] = left >= 8 ? __mmask8(0xFF) : left <= 0 ? __mmask8(0) : __mmask8((1u << left) - 1u);
+        }
+        block32_avx512<P, true>(s, k, basis, nb, b, v, m);
+    }
+}
+
 // cast(v + mean) for 16-bit integer outputs, four values a step: round half to even, NaN -> 0 (counted),
 // clip, pack (the values are in range by then: packing does not saturate).
 template <class T>
@@ -194,19 +250,58 @@ __attribute__((target("avx2,fma"))) int64_t finish16_avx2(const double* v, const
     return nans;
 }
 
+// finish16_avx512's eight values at b (lanes outside m neither read nor counted), rounded and clipped as int32.
+__attribute__((target("avx512f,avx2,fma"))) inline __m256i finish8_avx512(const double* v, const double* mean,
+                                                                   __mmask8 m, __m512d vlo, __m512d vhi,
+                                                                   int64_t& nans) {
+    const __m512d x = _mm512_add_pd(_mm512_maskz_loadu_pd(m, v), _mm512_maskz_loadu_pd(m, mean));
+    const __mmask8 nan = _mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q);
+    nans += __builtin_popcount(static_cast<unsigned>(nan & m));
+    __m512d y = _mm512_roundscale_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    y = _mm512_min_pd(_mm512_max_pd(_mm512_maskz_mov_pd(static_cast<__mmask8>(~nan), y), vlo), vhi);
+    return _mm512_cvttpd_epi32(y);
+}
+
+// finish16_avx2 with 512-bit vectors, sixteen values a step, the last ones under masks: the same rounding,
+// NaN count and clip, so the same outputs (the values are in T's range when packed: vpmovdw keeps their
+// 16 low bits).
+template <class T>
+__attribute__((target("avx512f,avx2,fma"))) int64_t finish16_avx512(const double* v, const double* mean, T* out,
+                                                             int64_t nb) {
+    const __m512d vlo = _mm512_set1_pd(static_cast<double>(std::numeric_limits<T>::min()));
+    const __m512d vhi = _mm512_set1_pd(static_cast<double>(std::numeric_limits<T>::max()));
+    int64_t nans = 0;
+    for (int64_t b = 0; b < nb; b += 16) {
+        const int64_t left = nb - b;
+        const __mmask8 m0 = left >= 8 ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
+        const __mmask8 m1 = left >= 16 ? __mmask8(0xFF) : left <= 8 ? __mmask8(0) : __mmask8((1u << (left - 8)) - 1u);
+        const __m256i q0 = finish8_avx512(v + b, mean + b, m0, vlo, vhi, nans);
+        const __m256i q1 = m1 ? finish8_avx512(v + b + 8, mean + b + 8, m1, vlo, vhi, nans) : _mm256_setzero_si256();
+        const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+        _mm512_mask_cvtepi32_storeu_epi16(out + b, static_cast<__mmask16>(m0 | (unsigned(m1) << 8)), q);
+    }
+    return nans;
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
 #endif
 
 // One pixel's output from its values v (nb): cast(v + mean) (integers: round_clip_row, 16 bits under AVX2
 // finish16_avx2; floats: float32 clipped to its finite range, infinities and NaN kept).
 template <class T, class Wide>
-int64_t finish_pixel(const double* v, const double* mean, T* o, int64_t nb, Wide* wide, bool avx2) {
+int64_t finish_pixel(const double* v, const double* mean, T* o, int64_t nb, Wide* wide, bool avx2, bool avx512) {
     if constexpr (std::is_integral_v<T>) {
 #if defined(HSI_FUSED_AVX2)
         if constexpr (sizeof(T) == 2) {
+            if (avx512) return finish16_avx512<T>(v, mean, o, nb);
             if (avx2) return finish16_avx2<T>(v, mean, o, nb);
         }
 #endif
         (void)avx2;
+        (void)avx512;
         constexpr double lo = static_cast<double>(std::numeric_limits<T>::min());
         constexpr double hi = static_cast<double>(std::numeric_limits<T>::max());
         const int64_t nans = round_clip_row<Wide>(v, mean, wide, nb, lo, hi);
@@ -215,6 +310,7 @@ int64_t finish_pixel(const double* v, const double* mean, T* o, int64_t nb, Wide
     } else {
         (void)wide;
         (void)avx2;
+        (void)avx512;
         for (int64_t b = 0; b < nb; ++b) {
             const double x = v[b] + mean[b];
             if constexpr (sizeof(T) == 4) {
@@ -227,17 +323,31 @@ int64_t finish_pixel(const double* v, const double* mean, T* o, int64_t nb, Wide
     }
 }
 
+#if defined(HSI_FUSED_AVX2)
+// The widest kernels of this CPU for the fused reconstruction (0 plain, 1 AVX2 + FMA, 2 AVX-512F). A cap in
+// HSICODEC_SIMD below "avx512" (as for the SIREN kernels) keeps the AVX2 ones, not the plain ones: those
+// give other bits (no FMA), the two vector sets the same. Read on every call, so that a test can compare the
+// sets in one process.
+int fused_level() {
+    static const int cpu = hsicodec_native::cpu_has_avx512() ? 2 : hsicodec_native::cpu_has_avx2() ? 1 : 0;
+    const char* env = std::getenv("HSICODEC_SIMD");
+    if (!env || !*env || std::string(env) == "avx512") return cpu;
+    return std::min(cpu, 1);
+}
+#endif
+
 template <class T>
 int64_t fused_run(const double* coeffs, int64_t h, int64_t w, int64_t k, double norm, const double* basis,
                   const double* mean, char* out, int64_t row_stride, int64_t nb, int threads) {
     using Wide = std::conditional_t<(sizeof(T) < 4) || std::is_same_v<T, int32_t>, int32_t, int64_t>;
 #if defined(HSI_FUSED_AVX2)
-    static const bool has_avx2 = hsicodec_native::cpu_has_avx2();
-    const bool avx2 = has_avx2;
+    const int level = fused_level();
+    const bool avx2 = level >= 1, avx512 = level >= 2;
 #else
-    const bool avx2 = false;
+    const bool avx2 = false, avx512 = false;
 #endif
-    constexpr int64_t kRun = 1024;  // pixels a unit of work
+    constexpr int64_t kRun = 1024;   // pixels a unit of work
+    constexpr int64_t kPixels = 4;   // pixels a step of the AVX-512 kernels (two under AVX2)
     const int64_t n = h * w, units = (n + kRun - 1) / kRun;
     std::atomic<int64_t> nans{0};
     struct Scratch {
@@ -246,26 +356,32 @@ int64_t fused_run(const double* coeffs, int64_t h, int64_t w, int64_t k, double 
     };
     hsicodec_native::parallel_for_state<Scratch>(units, threads, [&](int64_t u, Scratch& sc) {
         if (sc.v.empty()) {
-            sc.s.resize(static_cast<size_t>(std::max<int64_t>(2 * k, 1)));
-            sc.v.resize(static_cast<size_t>(2 * nb));
+            sc.s.resize(static_cast<size_t>(std::max<int64_t>(kPixels * k, 1)));
+            sc.v.resize(static_cast<size_t>(kPixels * nb));
             sc.wide.resize(static_cast<size_t>(nb));
         }
         int64_t count = 0;
         auto finish = [&](int64_t p, const double* v) {
             T* o = reinterpret_cast<T*>(out + (p / w) * row_stride) + (p % w) * nb;
-            count += finish_pixel<T, Wide>(v, mean, o, nb, sc.wide.data(), avx2);
+            count += finish_pixel<T, Wide>(v, mean, o, nb, sc.wide.data(), avx2, avx512);
         };
         const int64_t end = std::min(n, (u + 1) * kRun);
         for (int64_t p = u * kRun; p < end;) {
             const double* c = coeffs + p * k;
             for (int64_t j = 0; j < k; ++j) sc.s[j] = c[j] * norm;
 #if defined(HSI_FUSED_AVX2)
-            if (avx2 && p + 1 < end) {  // two pixels at once
-                for (int64_t j = 0; j < k; ++j) sc.s[k + j] = c[k + j] * norm;
-                dot_rows2_avx2(sc.s.data(), sc.s.data() + k, k, basis, nb, sc.v.data(), sc.v.data() + nb);
-                finish(p, sc.v.data());
-                finish(p + 1, sc.v.data() + nb);
-                p += 2;
+            const int64_t together = avx512 ? std::min<int64_t>(kPixels, end - p) : avx2 ? std::min<int64_t>(2, end - p) : 1;
+            if (together > 1) {  // several pixels at once
+                for (int64_t j = k; j < together * k; ++j) sc.s[j] = c[j] * norm;
+                if (together == 4)
+                    dot_rows_avx512<4>(sc.s.data(), k, basis, nb, sc.v.data());
+                else if (avx512)
+                    together == 3 ? dot_rows_avx512<3>(sc.s.data(), k, basis, nb, sc.v.data())
+                                  : dot_rows_avx512<2>(sc.s.data(), k, basis, nb, sc.v.data());
+                else
+                    dot_rows2_avx2(sc.s.data(), sc.s.data() + k, k, basis, nb, sc.v.data(), sc.v.data() + nb);
+                for (int64_t i = 0; i < together; ++i) finish(p + i, sc.v.data() + i * nb);
+                p += together;
                 continue;
             }
             if (avx2)
