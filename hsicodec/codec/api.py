@@ -24,7 +24,7 @@ from hsicodec.codec.cube import (  # noqa: F401  (the public names of one cube's
     decompress_untiled,
     load_codec_model,
 )
-from hsicodec.codec.memory import uses_plain_pages
+from hsicodec.codec.memory import uses_codec_pages
 from hsicodec.coding.shared import SharedSpectral
 from hsicodec.errors import HsicodecError, HsimHeaderError, OptionError
 from hsicodec.format.container import HsimReader, encode_hsim  # noqa: F401  (re-exported for users)
@@ -36,7 +36,7 @@ from hsicodec.models.registry import Registry, default_registry
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-@uses_plain_pages
+@uses_codec_pages
 @uses_one_blas_thread
 def decompress(
     source: bytes | PathLike | HsimReader,
@@ -80,7 +80,7 @@ def decompress(
             reader.close()
 
 
-@uses_plain_pages
+@uses_codec_pages
 @uses_one_blas_thread
 def compress_file(
     src: PathLike,
@@ -144,7 +144,7 @@ def compress_file(
     return stats
 
 
-@uses_plain_pages
+@uses_codec_pages
 @uses_one_blas_thread
 def decompress_file(
     src: PathLike,

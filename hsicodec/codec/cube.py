@@ -14,7 +14,7 @@ from hsicodec._version import __version__
 from hsicodec.codec.blas import uses_one_blas_thread
 from hsicodec.codec.decode import check_window, decode_sections
 from hsicodec.codec.mask import decode_mask, encode_mask, fill_invalid, fill_value, invalid_mask
-from hsicodec.codec.memory import uses_plain_pages
+from hsicodec.codec.memory import uses_codec_pages
 from hsicodec.coding.reduce import aligned_window, block_all, check_reduce
 from hsicodec.coding.shared import SharedSpectral
 from hsicodec.errors import HsicodecError, HsimHeaderError, OptionError
@@ -42,7 +42,7 @@ def _model_by_hash(sha: str, registry: Registry | None) -> CodecModel:
     return codec_model(reg.load_by_hash(sha))
 
 
-@uses_plain_pages
+@uses_codec_pages
 @uses_one_blas_thread
 def compress(
     cube: np.ndarray,

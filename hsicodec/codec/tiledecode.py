@@ -20,7 +20,7 @@ import numpy as np
 from hsicodec.codec import cube as _codec
 from hsicodec.codec.blas import uses_one_blas_thread
 from hsicodec.codec.decode import check_window, reduced_by_layers
-from hsicodec.codec.memory import uses_plain_pages
+from hsicodec.codec.memory import uses_codec_pages
 from hsicodec.codec.tilegrid import (
     MAX_TILE_VALUES,
     TileGrid,
@@ -75,7 +75,7 @@ def _open(source, limits: Limits) -> tuple[HsimReader, bool]:
     return HsimReader(source, limits), True
 
 
-@uses_plain_pages
+@uses_codec_pages
 @uses_one_blas_thread
 def decode_tile(
     data: bytes,
