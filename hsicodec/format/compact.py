@@ -61,6 +61,11 @@ class _BitWriter:
         u = _zigzag(int(v)) + (1 << order)
         self.parts.append("0" * (u.bit_length() - 1 - order) + format(u, "b"))
 
+    def signed_many(self, values: np.ndarray, order: int) -> None:
+        """:meth:`signed` of each of ``values`` (integers) in turn."""
+        u = np.where(values >= 0, 2 * values, -2 * values - 1) + (1 << order)
+        self.parts.extend(format(x, f"0{2 * x.bit_length() - 1 - order}b") for x in u.tolist())
+
     def tobytes(self) -> bytes:
         bits = "".join(self.parts)
         bits += "0" * (-len(bits) % 8)
@@ -173,18 +178,23 @@ def unpack_spectral(arr, k: int) -> tuple[dict, int]:
 def pack_maps(rl: dict) -> list:
     """grid v4 ``codec.rl`` (checkerboard scheme) → v5 array."""
     k, lv = rl["k"], rl["wt"]
-    ls = np.frombuffer(rl["ls"], np.uint8).astype(np.int64).reshape(k, lv + 1).tolist()
+    ls = np.frombuffer(rl["ls"], np.uint8).astype(np.int64).reshape(k, lv + 1)
     co_codes = np.frombuffer(rl["co"], np.uint8).astype(np.int64)
     if co_codes.size != 2 * CO_PASS:
         raise ValueError("the compact header codes the checkerboard scheme only")
-    co = co_codes.reshape(2, CO_PASS).tolist()
-    w = _BitWriter()
-    for i in range(k):
-        for j in range(lv + 1):
-            w.signed(ls[i][j] - _ls_prediction(ls, i, j), LS_ORDER)
-    for p in range(2):
-        for j in range(CO_PASS):
-            w.signed(co[p][j] - _co_prediction(co, p, j), CO_ORDER)
+    co = co_codes.reshape(2, CO_PASS)
+    w = _BitWriter()  # the residuals of _ls_prediction and _co_prediction, all entries at once
+    pred = np.empty_like(ls)
+    pred[0, 0] = 128
+    pred[0, 1:] = ls[0, :-1]
+    pred[1:, 0] = ls[:-1, 0]
+    pred[1:, 1:] = ls[:-1, 1:] + ls[1:, :-1] - ls[:-1, :-1]
+    w.signed_many((ls - pred).ravel(), LS_ORDER)
+    pred = np.empty_like(co)
+    pred[:, 0] = (128, co[0, 0])
+    pred[:, 1] = co[:, 0]
+    pred[:, 2:] = 2 * co[:, 1:-1] - co[:, :-2]
+    w.signed_many((co - pred).ravel(), CO_ORDER)
     out = [k, rl["q"], lv, rl["ma"], rl["ro"], w.tobytes()]
     if rl.get("ec", 0) == 2:  # the learned entropy model: its id and mix weights follow
         return out + [2, rl["em"], rl["mw"]]

@@ -127,6 +127,7 @@ class MapSearch:
         self._build_cache: dict = {}
         self._decoded: dict = {}  # (k, q, β) → (symbols, decoded maps, side information) of decoded_psnr
         self._spec_cache: dict = {}
+        self._estimates: dict = {}  # (k, q, β) → estimate's answer (the searches ask some more than once)
         self._range: float | None = None  # of the original's valid values, for psnr_of
         self._moments: tuple | None = None  # Σ ‖x − c‖² and Σ (x − c), c the PCA mean (_pixel_moments)
         self._cross: tuple | None = None  # (decoded maps, their _map_moments), the last ones asked for
@@ -136,6 +137,7 @@ class MapSearch:
         other = copy.copy(self)
         other.deadzone = deadzone
         other._price_cache, other._build_cache, other._map_prices, other._decoded = {}, {}, {}, {}
+        other._estimates = {}
         return other
 
     def principal_maps(self, start: int, stop: int) -> np.ndarray:
@@ -205,6 +207,12 @@ class MapSearch:
 
     def estimate(self, k: int, q: int, beta: float) -> tuple[float, float]:
         """(predicted bytes of the whole file, predicted PSNR) of (k, q, β)."""
+        key = (k, q, beta)
+        if key not in self._estimates:
+            self._estimates[key] = self._estimate(k, q, beta)
+        return self._estimates[key]
+
+    def _estimate(self, k: int, q: int, beta: float) -> tuple[float, float]:
         map_bytes, _ = self._priced(q, k)
         cmse = self._coding_mse(k, q)
         sdata, sparams, _, _, smse = self.spectral(k, q, beta)
