@@ -25,7 +25,7 @@ R = TypeVar("R")
 
 #: values of the larger operand from which a product is split (below: one call, no thread started)
 SPLIT_VALUES = 1 << 22
-#: rows of ``a`` per part of :func:`rows_product`
+#: rows of ``a`` per part of :func:`rows_product` (at most; fewer where that leaves a thread idle)
 ROW_PART = 1 << 15
 
 
@@ -50,11 +50,12 @@ def rows_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.size < SPLIT_VALUES or threads < 2:
         return a @ b
     out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+    rows = min(ROW_PART, -(-a.shape[0] // threads))  # a part for each thread at least
 
     def part(r: int) -> None:
-        np.matmul(a[r : r + ROW_PART], b, out=out[r : r + ROW_PART])
+        np.matmul(a[r : r + rows], b, out=out[r : r + rows])
 
-    in_threads(part, range(0, a.shape[0], ROW_PART))
+    in_threads(part, range(0, a.shape[0], rows))
     return out
 
 
