@@ -112,7 +112,8 @@ def _delta_code(values: np.ndarray, step: float | np.ndarray) -> tuple[np.ndarra
     """Quantize rows with ``step`` (one step, or one per row as a column) and take first differences along the
     last axis."""
     q = np.round(values / step).astype(np.int64)
-    d = np.diff(q, axis=-1, prepend=0)
+    d = q.copy()
+    d[..., 1:] -= q[..., :-1]
     return q, d
 
 
@@ -147,7 +148,7 @@ def lagrangian_exponents(
     steps = np.clip(root / np.maximum(fit.comp_std[:k], 1e-300), 2.0**-18, 0.25)
     ex = np.clip(np.floor(BASIS_STEPS_PER_OCTAVE * np.log2(steps)).astype(np.int64), -256, 256)
     be = int(ex.min())
-    return me, be, bytes(int(v) for v in np.minimum(ex - be, 255))
+    return me, be, np.minimum(ex - be, 255).astype(np.uint8).tobytes()
 
 
 def spectral_mse(fit: SpectralFit, k: int, mean_exp: int, basis_exp: int, offsets: bytes) -> float:
@@ -196,11 +197,9 @@ def basis_steps(basis_exp: int, offsets: bytes, k: int) -> np.ndarray:
 
 def _symbol_scales(n_bands: int, codes, max_abs: int) -> np.ndarray:
     # the first symbol of each row is an absolute value: give it a flat prior
-    flat = max(max_abs / 2.0, 1.0)
-    rows = [np.full(n_bands, entropy.scale_from_code(c)) for c in codes]
-    for r in rows:
-        r[0] = flat
-    return np.concatenate(rows)
+    rows = np.repeat(np.array([entropy.scale_from_code(c) for c in codes], np.float64)[:, None], n_bands, axis=1)
+    rows[:, :1] = max(max_abs / 2.0, 1.0)
+    return rows.ravel()
 
 
 def decode_spectral(data: bytes, params: dict, n_bands: int, k: int) -> tuple[np.ndarray, np.ndarray]:

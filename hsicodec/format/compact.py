@@ -43,10 +43,6 @@ MAX_PREFIX = 12  # an Exp-Golomb prefix longer than this cannot code a byte tabl
 # -- signed Exp-Golomb -------------------------------------------------------------------------
 
 
-def _zigzag(v: int) -> int:
-    return 2 * v if v >= 0 else -2 * v - 1
-
-
 def _unzigzag(u: int) -> int:
     return u // 2 if u % 2 == 0 else -(u + 1) // 2
 
@@ -57,12 +53,9 @@ class _BitWriter:
     def __init__(self):
         self.parts: list[str] = []
 
-    def signed(self, v: int, order: int) -> None:
-        u = _zigzag(int(v)) + (1 << order)
-        self.parts.append("0" * (u.bit_length() - 1 - order) + format(u, "b"))
-
     def signed_many(self, values: np.ndarray, order: int) -> None:
-        """:meth:`signed` of each of ``values`` (integers) in turn."""
+        """Each of ``values`` (integers) in turn as a signed Exp-Golomb code of ``order``: zigzagged (2v, or
+        -2v - 1 below zero), u = that + 2^order written in 2 bitlen(u) - 1 - order bits (leading zeros, then u)."""
         u = np.where(values >= 0, 2 * values, -2 * values - 1) + (1 << order)
         self.parts.extend(format(x, f"0{2 * x.bit_length() - 1 - order}b") for x in u.tolist())
 
@@ -109,11 +102,6 @@ def _byte(v: int, key: str) -> int:
 # -- predictors (shared by writer and reader: entries are produced in order) --------------------
 
 
-def _chain(values: list, first: int) -> list:
-    """Prediction of each entry by the previous one (the first by ``first``)."""
-    return [first] + list(values[:-1])
-
-
 def _ls_prediction(ls, i: int, j: int) -> int:  # ls, co: nested lists or 2-D arrays
     if i == 0 and j == 0:
         return 128
@@ -140,13 +128,11 @@ def pack_spectral(sp: dict, k: int, stream_len: int) -> list:
     stage's reference ``{"x": digest}`` → ``[digest]`` (no stream: ``stream_len`` is 0)."""
     if "x" in sp:
         return [bytes(sp["x"])]
-    w = _BitWriter()
-    sc = list(sp["sc"])
-    for v, pred in zip(sc, _chain(sc, 128)):
-        w.signed(v - pred, SC_ORDER)
-    bd = list(sp.get("bd", bytes(k)))
-    for v, pred in zip(bd, _chain(bd, 0)):
-        w.signed(v - pred, BD_ORDER)
+    w = _BitWriter()  # each entry less the one before (the first less 128, or 0)
+    sc = np.frombuffer(bytes(sp["sc"]), np.uint8).astype(np.int64)
+    w.signed_many(np.diff(sc, prepend=128), SC_ORDER)
+    bd = np.frombuffer(bytes(sp.get("bd", bytes(k))), np.uint8).astype(np.int64)
+    w.signed_many(np.diff(bd, prepend=0), BD_ORDER)
     return [sp["me"], sp["be"], sp["ma"], int(stream_len), w.tobytes()]
 
 
