@@ -672,7 +672,8 @@ def _rounds_lines(scene: dict) -> list[str]:
         ("decode_rounds", "Decode measured again in {n} alternating rounds (`--redecode`: hsicodec, then PCA + JPEG "
          "2000, each a fresh process, {runs}; ", kept),
         ("decode_rounds_no_huge_pages", "The same with `--no-huge-pages` (numpy asks for no transparent huge pages in "
-         "either codec, as hsicodec's own allocations never do; ", ""),
+         "either codec: hsicodec's own allocations, which take them only where the kernel has free 2 MiB blocks, "
+         "then get none either; ", ""),
         ("compress_rounds", "Compress measured again in {n} alternating rounds (`--recompress`: hsicodec, then PCA + "
          "JPEG 2000's encode at the parameters its search found, each a fresh process warmed up on a tiny crop, "
          "{runs}; ", kept.replace("target uses their median", "targets use their medians")),
@@ -865,8 +866,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of --redecode and --recompress")
     ap.add_argument(
         "--no-huge-pages", action="store_true",
-        help="--redecode with NUMPY_MADVISE_HUGEPAGE=0 for every step (the anchor's numpy arrays get no transparent "
-        "huge pages either, as hsicodec's never do); kept apart from the target's rounds",
+        help="--redecode with NUMPY_MADVISE_HUGEPAGE=0 for every step (neither codec's numpy arrays get transparent "
+        "huge pages: hsicodec's, which take them only where the kernel has free 2 MiB blocks, then get none either); "
+        "kept apart from the target's rounds",
     )  # fmt: skip
     ap.add_argument(
         "--merge", type=Path, nargs="+",
