@@ -25,12 +25,10 @@
 #define PY_ARRAY_UNIQUE_SYMBOL hsicodec_numpy_alloc_ARRAY_API
 #include <numpy/arrayobject.h>
 
-#include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fcntl.h>
-#include <unistd.h>
 
 namespace py = pybind11;
 
@@ -50,19 +48,13 @@ PyDataMemAllocator& numpy_default() {
 // Free whole 2 MiB blocks in a /proc/buddyinfo text (lines "Node 0, zone Normal n0 n1 ... n10": the free
 // blocks of 2^order 4 KiB pages; one of order >= 9 holds 2^(order - 9)), -1 when the file cannot be read.
 int64_t free_huge_blocks_in(const char* path) {
-    const int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
+    std::FILE* f = std::fopen(path, "r");
+    if (!f) return -1;
     char buf[8192];
-    size_t len = 0;
-    for (ssize_t got; len + 1 < sizeof buf && (got = read(fd, buf + len, sizeof buf - 1 - len)) != 0;) {
-        if (got < 0) {
-            if (errno == EINTR) continue;
-            close(fd);
-            return -1;
-        }
-        len += static_cast<size_t>(got);
-    }
-    close(fd);
+    const size_t len = std::fread(buf, 1, sizeof buf - 1, f);
+    const bool failed = std::ferror(f) != 0;
+    std::fclose(f);
+    if (failed) return -1;
     buf[len] = '\0';
     int64_t total = 0;
     for (char* line = buf; *line;) {
