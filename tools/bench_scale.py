@@ -846,6 +846,21 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _log(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+def _update_run(path: Path, step: Callable[[dict, Any, Callable[[str], None]], None], args) -> int:
+    """A run's .json measured into by ``step`` (``--redecode``, ``--recompress``, ``--rerun``): its targets
+    taken again, the .json and .md rewritten."""
+    doc = json.loads(path.read_text())
+    step(doc, args, _log)
+    doc["targets"] = targets(doc["scenes"], doc["rate"])
+    path.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    path.with_suffix(".md").write_text(markdown(doc))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -911,29 +926,14 @@ def main(argv: list[str] | None = None) -> int:
         args.render.with_suffix(".md").write_text(markdown(doc))
         return 0
     if args.recompress:
-        doc = json.loads(args.recompress.read_text())
         args.work.mkdir(parents=True, exist_ok=True)
-        recompress(doc, args, lambda msg: print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True))
-        doc["targets"] = targets(doc["scenes"], doc["rate"])
-        args.recompress.write_text(json.dumps(doc, indent=1, default=float) + "\n")
-        args.recompress.with_suffix(".md").write_text(markdown(doc))
-        return 0
+        return _update_run(args.recompress, recompress, args)
     if args.rerun:
-        doc = json.loads(args.rerun.read_text())
-        rerun(doc, args, lambda msg: print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True))
-        doc["targets"] = targets(doc["scenes"], doc["rate"])
-        args.rerun.write_text(json.dumps(doc, indent=1, default=float) + "\n")
-        args.rerun.with_suffix(".md").write_text(markdown(doc))
-        return 0
+        return _update_run(args.rerun, rerun, args)
     if args.redecode:
         if args.no_huge_pages:
             os.environ["NUMPY_MADVISE_HUGEPAGE"] = "0"  # read by numpy at import: the step processes inherit it
-        doc = json.loads(args.redecode.read_text())
-        redecode(doc, args, lambda msg: print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True))
-        doc["targets"] = targets(doc["scenes"], doc["rate"])
-        args.redecode.write_text(json.dumps(doc, indent=1, default=float) + "\n")
-        args.redecode.with_suffix(".md").write_text(markdown(doc))
-        return 0
+        return _update_run(args.redecode, redecode, args)
     args.out = args.out or ROOT / "bench" / ("scale_quick" if args.quick else "scale")
     if args.merge:
         docs = [json.loads(f.read_text()) for f in args.merge]
@@ -944,8 +944,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.sizes or [parse_size(t) for t in (QUICK_SIZES if args.quick else SIZES)]
     args.work.mkdir(parents=True, exist_ok=True)
 
-    def log(msg: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+    log = _log
 
     imagecodecs: Any = None
     try:
