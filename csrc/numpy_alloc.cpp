@@ -13,7 +13,7 @@
 // costs about a quarter of the kernel time of 4 KiB pages. But with the kernel's usual defrag=madvise, a
 // fault in advised memory that finds no free 2 MiB block stops to compact memory: on the virtual machines we
 // measured on before, a 2048^2 x 224 decode then spent 9-20 s of system time (1.3-2.4 s without advice) and
-// a 1024^2 x 189 compress 18 s instead of 11 s. Reading /proc/buddyinfo (some 20 us, once per large block)
+// a 1024^2 x 189 compress 18 s instead of 11 s. Reading /proc/buddyinfo (about 4 us, once per large block)
 // tells whether a fault would find free blocks. Every block is malloc'd either way, so freeing and resizing
 // stay numpy's own (its small-block cache included), and an array outliving the call (a decoded cube handed
 // to the caller) is freed correctly.
@@ -86,19 +86,23 @@ bool huge_blocks_free_for(size_t n) {
     return blocks > 0 && static_cast<uint64_t>(blocks) * (uint64_t(1) << 21) / 2 >= n;
 }
 
+// Whether a block of n bytes goes to numpy's own allocator (which advises huge pages from HUGE_ADVISED up).
+template <bool FreeOnly>
+bool numpy_allocates(size_t n) {
+    return n < HUGE_ADVISED || (FreeOnly && huge_blocks_free_for(n));
+}
+
 template <bool FreeOnly>
 void* block_malloc(void*, size_t n) {
-    if (n < HUGE_ADVISED || (FreeOnly && huge_blocks_free_for(n))) return numpy_default().malloc(numpy_default().ctx, n);
-    return std::malloc(n);
+    return numpy_allocates<FreeOnly>(n) ? numpy_default().malloc(numpy_default().ctx, n) : std::malloc(n);
 }
 
 template <bool FreeOnly>
 void* block_calloc(void*, size_t nelem, size_t elsize) {
     size_t n = 0;
     if (__builtin_mul_overflow(nelem, elsize, &n)) return nullptr;
-    if (n < HUGE_ADVISED || (FreeOnly && huge_blocks_free_for(n)))
-        return numpy_default().calloc(numpy_default().ctx, nelem, elsize);
-    return std::calloc(nelem, elsize);
+    return numpy_allocates<FreeOnly>(n) ? numpy_default().calloc(numpy_default().ctx, nelem, elsize)
+                                        : std::calloc(nelem, elsize);
 }
 
 void* block_realloc(void*, void* b, size_t n) { return numpy_default().realloc(numpy_default().ctx, b, n); }

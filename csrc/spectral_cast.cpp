@@ -178,6 +178,11 @@ __attribute__((target("avx2,fma"))) void dot_rows2_avx2(const double* s0, const 
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
+// The lanes of an 8-double vector that hold one of the `left` values still to do (all 8, some, or none).
+inline __mmask8 lanes8(int64_t left) {
+    return left >= 8 ? __mmask8(0xFF) : left <= 0 ? __mmask8(0) : __mmask8((1u << left) - 1u);
+}
+
 // dot_row_avx2 of P pixels at once with 512-bit vectors (s: P rows of k values, v: P rows of nb): 32 bands of
 // the P pixels a step, each basis vector loaded once for all of them; the last (< 32) bands under masks.
 // Each lane holds one output's sum, formed as in dot_row_avx2 (an accumulator from zero, one FMA per j, in
@@ -215,11 +220,7 @@ __attribute__((target("avx512f,avx2,fma"))) void dot_rows_avx512(const double* s
     int64_t b = 0;
     for (; b + 32 <= nb; b += 32) block32_avx512<P, false>(s, k, basis, nb, b, v, nullptr);
     if (b < nb) {
-        __mmask8 m[4];
-        for (int i = 0; i < 4; ++i) {
-            const int64_t left = nb - b - 8 * i;
-            m[i] = left >= 8 ? __mmask8(0xFF) : left <= 0 ? __mmask8(0) : __mmask8((1u << left) - 1u);
-        }
+        const __mmask8 m[4] = {lanes8(nb - b), lanes8(nb - b - 8), lanes8(nb - b - 16), lanes8(nb - b - 24)};
         block32_avx512<P, true>(s, k, basis, nb, b, v, m);
     }
 }
@@ -272,9 +273,7 @@ __attribute__((target("avx512f,avx2,fma"))) int64_t finish16_avx512(const double
     const __m512d vhi = _mm512_set1_pd(static_cast<double>(std::numeric_limits<T>::max()));
     int64_t nans = 0;
     for (int64_t b = 0; b < nb; b += 16) {
-        const int64_t left = nb - b;
-        const __mmask8 m0 = left >= 8 ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
-        const __mmask8 m1 = left >= 16 ? __mmask8(0xFF) : left <= 8 ? __mmask8(0) : __mmask8((1u << (left - 8)) - 1u);
+        const __mmask8 m0 = lanes8(nb - b), m1 = lanes8(nb - b - 8);
         const __m256i q0 = finish8_avx512(v + b, mean + b, m0, vlo, vhi, nans);
         const __m256i q1 = m1 ? finish8_avx512(v + b + 8, mean + b + 8, m1, vlo, vhi, nans) : _mm256_setzero_si256();
         const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);

@@ -944,8 +944,6 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.sizes or [parse_size(t) for t in (QUICK_SIZES if args.quick else SIZES)]
     args.work.mkdir(parents=True, exist_ok=True)
 
-    log = _log
-
     imagecodecs: Any = None
     try:
         import imagecodecs
@@ -958,8 +956,8 @@ def main(argv: list[str] | None = None) -> int:
     t0, load0 = time.perf_counter(), list(os.getloadavg())
     scenes = []
     for shape in sizes:
-        info = scene_for(shape, args.data, args.scenes, args.work, log)
-        scenes.append(bench_scene(info, args, log))
+        info = scene_for(shape, args.data, args.scenes, args.work, _log)
+        scenes.append(bench_scene(info, args, _log))
     doc = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "rate": args.rate,
