@@ -353,18 +353,39 @@ py::tuple quantize_maps(const F64Array& coeffs, const F64Array& steps, double de
     std::vector<std::vector<double>> excess(static_cast<size_t>(k));
     {
         py::gil_scoped_release release;
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+        static const bool avx2 = hsicodec_native::cpu_has_avx2();
+#else
+        constexpr bool avx2 = false;
+#endif
         for_maps(k, k * hw, threads, [&](int64_t j) {
+            constexpr int64_t kChunk = 256;
+            double a_buf[kChunk], mag[kChunk];
             const double* cj = c + j * hw;
             int64_t* qj = q + j * hw;
             std::vector<double>& ej = excess[j];
-            for (int64_t i = 0; i < hw; ++i) {
-                const double u = cj[i] / s[i];
-                const double a = std::fabs(u);
-                const double mag = std::floor(a + deadzone);
-                if (pa) pa[j * hw + i] = a;
-                qj[i] = static_cast<int64_t>(u > 0 ? mag : (u < 0 ? -mag : 0.0));
-                if (mag > 0) ej.push_back(mag - a);
+            ej.resize(static_cast<size_t>(hw));
+            double* pe = ej.data();
+            int64_t ne = 0;
+            for (int64_t i0 = 0; i0 < hw; i0 += kChunk) {
+                const int64_t n = std::min(kChunk, hw - i0);
+                double* a = pa ? pa + j * hw + i0 : a_buf;
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+                if (avx2)
+                    abs_floor_avx2(cj + i0, s + i0, deadzone, n, a, mag);
+                else
+#endif
+                    abs_floor(cj + i0, s + i0, deadzone, n, a, mag);
+                for (int64_t i = 0; i < n; ++i) {
+                    // u = c / s is > 0 (< 0) where |u| > 0 and the signs of c and s agree (differ); NaN: neither
+                    const bool nonzero = a[i] > 0;
+                    const bool negative = std::signbit(cj[i0 + i]) != std::signbit(s[i0 + i]);
+                    qj[i0 + i] = static_cast<int64_t>(nonzero ? (negative ? -mag[i] : mag[i]) : 0.0);
+                    pe[ne] = mag[i] - a[i];  // kept where mag > 0 (written past the count otherwise)
+                    ne += mag[i] > 0;
+                }
             }
+            ej.resize(static_cast<size_t>(ne));
         });
     }
     size_t total = 0;

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from hsicodec.coding import entropy
 from hsicodec.coding.wavelet import cdf97_forward, cdf97_inverse, subbands, wavelet_levels
 from hsicodec.errors import HsimHeaderError
 from hsicodec.layers.maps import coding as coefmaps
@@ -386,3 +387,8 @@ def test_native_quantizer_equals_the_numpy_reference(q, deadzone, monkeypatch):
     assert got[2] == want[2]
     sym, a, rho = coefmaps.quantize(tr, q, 5, deadzone, magnitudes=False)
     assert a is None and rho == want[2] and np.array_equal(sym, want[0])
+    # the excesses themselves (ρ rounds them away), in C order, over planes of several vector chunks
+    steps = coefmaps._step_map(37, 29, tr.levels, entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE))
+    _, excess, _ = coefmaps._native_function("quantize_maps")(tr.coeffs, steps, float(deadzone), False)
+    mag = np.floor(want[1] + deadzone)
+    np.testing.assert_array_equal(excess, (mag - want[1])[mag > 0])
