@@ -6,7 +6,7 @@ import numpy as np
 
 from hsicodec.codec.memory import float64_buffer
 from hsicodec.coding.products import in_threads, worker_threads
-from hsicodec.coding.spectral import Analysis, block_sums, scene_pca
+from hsicodec.coding.spectral import Analysis, block_moments, pca_stride, scene_pca
 from hsicodec.errors import OptionError
 from hsicodec.layers.maps.search import MAP_K_MAX as MAP_COMPONENTS
 from hsicodec.layers.network.model import CodecModel
@@ -65,32 +65,41 @@ def resolve_band_map(model: CodecModel, n_bands: int, band_map=None, wavelengths
 PARALLEL_CAST_VALUES = 1 << 22
 
 
-def float64_with_sums(a: np.ndarray) -> tuple[np.ndarray, tuple | None]:
-    """A (H, W, C) cube as float64 (itself where it is one) and its
-    :attr:`~hsicodec.coding.spectral.Analysis.sums` about its first pixel. A large cube is converted in parts on
-    up to 4 threads (numpy releases the GIL there; most of the time is the kernel mapping the new array's pages
-    in, which threads do side by side), each part summed while it is in cache; a small one at once, with no
-    sums (None: its users take them in a pass of their own)."""
+def float64_with_sums(a: np.ndarray) -> tuple[np.ndarray, tuple | None, tuple | None]:
+    """A (H, W, C) cube as float64 (itself where it is one), its
+    :attr:`~hsicodec.coding.spectral.Analysis.sums` about its first pixel and, for an 8- or 16-bit integer
+    cube, :func:`~hsicodec.coding.spectral.scene_pca`'s moments (its sums are then integers below 2^53,
+    exact in any order: the PCA's, to the bit). A large cube is converted in parts on up to 4 threads (numpy
+    releases the GIL there; most of the time is the kernel mapping the new array's pages in, which threads do
+    side by side), each part summed while it is in cache; a small one at once, with no sums (None: its users
+    take them in a pass of their own)."""
     threads = worker_threads()
     if a.dtype == np.float64 or a.size < PARALLEL_CAST_VALUES or threads < 2 or not a.flags.c_contiguous:
-        return (a if a.dtype == np.float64 else a.astype(np.float64)), None
+        return (a if a.dtype == np.float64 else a.astype(np.float64)), None, None
     out = float64_buffer(a.shape)  # a tile runner's scratch: pages faulted in by the tile before
     c = a.shape[-1]
     dst, src = out.reshape(-1, c), a.reshape(-1, c)
     shift = src[0].astype(np.float64)
+    exact = a.dtype.kind in "iu" and a.dtype.itemsize <= 2  # |z| < 2^16: Σ zᵀz over ≤ 2^16 pixels < 2^48
+    stride = pca_stride(len(src)) if exact else 0
     parts = 4 * threads
     bounds = [(i * len(src) // parts, (i + 1) * len(src) // parts) for i in range(parts)]
 
-    def part(ab: tuple[int, int]) -> tuple[np.ndarray, float]:
+    def part(ab: tuple[int, int]) -> tuple:
         np.copyto(dst[ab[0] : ab[1]], src[ab[0] : ab[1]], casting="unsafe")
-        return block_sums(dst[ab[0] : ab[1]], shift)
+        return block_moments(dst[ab[0] : ab[1]], shift, stride, -ab[0] % stride if stride else 0)
 
     done = in_threads(part, bounds)  # in part order: the same sums whatever the threads' timing
     total, squares = np.zeros(c), 0.0
-    for tot, sq in done:
+    gram, sampled = np.zeros((c, c)), np.zeros(c)
+    for tot, sq, g, t in done:
         total += tot
         squares += sq
-    return out, (shift, total, squares)
+        if stride:
+            gram += g
+            sampled += t
+    moments = (shift, gram, sampled, len(range(0, len(src), stride))) if stride else None
+    return out, (shift, total, squares), moments
 
 
 def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None, spectral: bool = True) -> Analysis:
@@ -103,7 +112,7 @@ def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None
         rng = float(values.max()) - float(values.min()) if values.size else 0.0
         return Analysis(values, None, np.zeros((h, w, 0), np.float32), rng, "values")
     src = np.asarray(cube)
-    values, sums = float64_with_sums(src)
+    values, sums, moments = float64_with_sums(src)
     h, w, c = values.shape
     rng = float(np.float64(src.max()) - np.float64(src.min()))  # as of the float64 values: conversion keeps order
     if model.spectral == "id":
@@ -112,7 +121,7 @@ def analyse(cube: np.ndarray, model: CodecModel, band_map=None, wavelengths=None
         y = np.zeros((h * w, model.n_out), np.float32)
         y[:, bm] = (values.reshape(-1, c) - off) / scl
         return Analysis(values, None, y.reshape(h, w, model.n_out), rng, "id", off, scl, bm)
-    fit = scene_pca(values.reshape(-1, c), max(model.n_out, MAP_COMPONENTS))  # one PCA for both layers
+    fit = scene_pca(values.reshape(-1, c), max(model.n_out, MAP_COMPONENTS), moments)  # one PCA for both layers
 
     def targets() -> np.ndarray:
         y = np.zeros((h * w, model.n_out), np.float32)

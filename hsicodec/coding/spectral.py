@@ -59,27 +59,39 @@ def fit_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
     return pca_of_moments(mean, cov, k_max)
 
 
-def scene_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
+def pca_stride(n: int) -> int:
+    """The stride of the pixels (every ``stride``-th, from the first) whose covariance :func:`scene_pca`
+    takes: at most about :data:`PCA_SAMPLE` of the n."""
+    return max(-(-n // PCA_SAMPLE), 1)
+
+
+def scene_pca(pixels: np.ndarray, k_max: int, moments: tuple | None = None) -> SpectralFit:
     """The encoder's PCA of (N, C) float64 pixels: mean and covariance in one pass of small blocks, taken
     about the first pixel (no cancellation where values sit far from zero), over an even stride of at
-    most about :data:`PCA_SAMPLE` pixels; the blocks' products on up to 4 threads, added in block order."""
+    most about :data:`PCA_SAMPLE` pixels (:func:`pca_stride`); the blocks' products on up to 4 threads,
+    added in block order. ``moments``: (shift, Σ zᵀz, Σ z, count) over those pixels, z = x − shift, where a
+    pass of the caller's took them (:func:`block_moments`; exactly these sums in any order where every
+    one is an integer below 2^53, as for the 8- and 16-bit cubes it takes them of)."""
     a = np.asarray(pixels, np.float64)
     n, c = a.shape
     if n == 0:
         return pca_of_moments(np.zeros(c), np.zeros((c, c)), k_max)
-    stride = -(-n // PCA_SAMPLE)
-    shift = a[0].copy()
+    if moments is not None:
+        shift, gram, total, m = moments
+    else:
+        stride = pca_stride(n)
+        shift = a[0].copy()
 
-    def block(r: int) -> tuple[np.ndarray, np.ndarray]:
-        z = a[r : r + SCAN_BLOCK * stride : stride] - shift
-        return z.T @ z, z.sum(axis=0)
+        def block(r: int) -> tuple[np.ndarray, np.ndarray]:
+            z = a[r : r + SCAN_BLOCK * stride : stride] - shift
+            return z.T @ z, z.sum(axis=0)
 
-    parts = in_threads(block, range(0, n, SCAN_BLOCK * stride))  # summed below in block order: the same bits
-    gram, total = np.zeros((c, c)), np.zeros(c)
-    for g, t in parts:
-        gram += g
-        total += t
-    m = len(range(0, n, stride))
+        parts = in_threads(block, range(0, n, SCAN_BLOCK * stride))  # summed below in block order: the same bits
+        gram, total = np.zeros((c, c)), np.zeros(c)
+        for g, t in parts:
+            gram += g
+            total += t
+        m = len(range(0, n, stride))
     d = total / m
     return pca_of_moments(shift + d, gram / m - np.outer(d, d), k_max)
 
@@ -87,12 +99,28 @@ def scene_pca(pixels: np.ndarray, k_max: int) -> SpectralFit:
 def block_sums(x: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, float]:
     """(Σ (x − s), Σ ‖x − s‖²) over the rows of (N, C) pixels x, s = ``shift``: a block of
     :data:`SCAN_BLOCK` pixels at a time (no centred copy of them all)."""
+    total, squares, _, _ = block_moments(x, shift)
+    return total, squares
+
+
+def block_moments(
+    x: np.ndarray, shift: np.ndarray, stride: int = 0, first: int = 0
+) -> tuple[np.ndarray, float, np.ndarray | None, np.ndarray | None]:
+    """:func:`block_sums` of (N, C) pixels x and, with a ``stride`` > 0, (Σ zᵀz, Σ z) of the rows
+    ``first``, ``first`` + stride, ... (z = x − s; :func:`scene_pca`'s moments of them) from the same
+    centred blocks, else (None, None)."""
     total, squares = np.zeros(x.shape[1]), 0.0
+    gram = np.zeros((x.shape[1], x.shape[1])) if stride else None
+    sampled = np.zeros(x.shape[1]) if stride else None
     for r in range(0, len(x), SCAN_BLOCK):
         z = x[r : r + SCAN_BLOCK] - shift
         squares += float(np.vdot(z, z))
         total += z.sum(axis=0)
-    return total, squares
+        if gram is not None and sampled is not None:
+            zs = z[(first - r) % stride :: stride]
+            gram += zs.T @ zs
+            sampled += zs.sum(axis=0)
+    return total, squares, gram, sampled
 
 
 def pca_of_moments(mean: np.ndarray, cov: np.ndarray, k_max: int) -> SpectralFit:
