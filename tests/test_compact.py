@@ -38,6 +38,25 @@ def test_tables_round_trip_exactly_even_when_random(k, wt):
     assert n == 321 and back == codec
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_sizing_gives_tables_of_the_packed_length(seed):
+    """``sizing`` (the rate search's header estimates) counts the bits instead of packing them: zero bytes of
+    exactly the packed tables' length, random tables and smooth ones (short codes) alike."""
+    rng = np.random.default_rng(seed)
+    k, wt = int(rng.integers(1, 40)), int(rng.integers(0, 9))
+    sp, rl = _tables(rng, k, wt)
+    if seed % 2:  # smooth: residuals of 0 and ±1, codes of 1–3 bits
+        rl["ls"] = bytes([100 + (i % 2) for i in range(k * (wt + 1))])
+        sp["sc"], sp["bd"] = bytes([128] * (k + 1)), bytes(k)
+    codec = {"id": "grid", "norm": 3, "sp": sp, "rl": rl}
+    real, sized = compact.pack_codec(codec, 99), compact.pack_codec(codec, 99, sizing=True)
+    for key in ("sp", "rl"):
+        t = next(v for v in real[key] if isinstance(v, bytes))
+        u = next(v for v in sized[key] if isinstance(v, bytes))
+        assert len(u) == len(t) and u == bytes(len(t))
+        assert [v for v in real[key] if not isinstance(v, bytes)] == [v for v in sized[key] if not isinstance(v, bytes)]
+
+
 def test_smooth_tables_take_fewer_bytes_than_raw():
     """Typical tables (codes falling by level, class offsets rising by class) shrink to about half."""
     k, wt = 8, 5

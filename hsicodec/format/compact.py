@@ -65,6 +65,22 @@ class _BitWriter:
         return int(bits, 2).to_bytes(len(bits) // 8, "big") if bits else b""
 
 
+class _BitCounter(_BitWriter):
+    """A :class:`_BitWriter` that only counts: :meth:`tobytes` gives zero bytes of the packed bits' length, all
+    a header's size needs (the rate search sizes thousands of headers and writes a few)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def signed_many(self, values: np.ndarray, order: int) -> None:
+        u = np.where(values >= 0, 2 * values, -2 * values - 1) + (1 << order)
+        if u.size:  # 2 bitlen(u) - 1 - order bits each; u < 2^52, so frexp's exponent is bitlen(u) exactly
+            self.n += int(2 * np.frexp(u.astype(np.float64))[1].sum()) - u.size * (1 + order)
+
+    def tobytes(self) -> bytes:
+        return bytes(-(-self.n // 8))
+
+
 class _BitReader:
     def __init__(self, data: bytes, key: str):
         self.key, self.pos = key, 0
@@ -123,12 +139,13 @@ def _co_prediction(co, p: int, j: int) -> int:
 # -- the layers --------------------------------------------------------------------------------
 
 
-def pack_spectral(sp: dict, k: int, stream_len: int) -> list:
+def pack_spectral(sp: dict, k: int, stream_len: int, sizing: bool = False) -> list:
     """grid v4 ``codec.sp`` (me, be, ma, sc, bd) → v5 array, with the spectral stream's length; a shared
-    stage's reference ``{"x": digest}`` → ``[digest]`` (no stream: ``stream_len`` is 0)."""
+    stage's reference ``{"x": digest}`` → ``[digest]`` (no stream: ``stream_len`` is 0). ``sizing``: the
+    table as zero bytes of its length (:class:`_BitCounter`)."""
     if "x" in sp:
         return [bytes(sp["x"])]
-    w = _BitWriter()  # each entry less the one before (the first less 128, or 0)
+    w = _BitCounter() if sizing else _BitWriter()  # each entry less the one before (the first less 128, or 0)
     sc = np.frombuffer(bytes(sp["sc"]), np.uint8).astype(np.int64)
     w.signed_many(np.diff(sc, prepend=128), SC_ORDER)
     bd = np.frombuffer(bytes(sp.get("bd", bytes(k))), np.uint8).astype(np.int64)
@@ -161,15 +178,16 @@ def unpack_spectral(arr, k: int) -> tuple[dict, int]:
     return {"me": me, "be": be, "ma": ma, "sc": bytes(sc), "bd": bytes(bd)}, n
 
 
-def pack_maps(rl: dict) -> list:
-    """grid v4 ``codec.rl`` (checkerboard scheme) → v5 array."""
+def pack_maps(rl: dict, sizing: bool = False) -> list:
+    """grid v4 ``codec.rl`` (checkerboard scheme) → v5 array (``sizing``: the table as zero bytes of its
+    length, :class:`_BitCounter`)."""
     k, lv = rl["k"], rl["wt"]
     ls = np.frombuffer(rl["ls"], np.uint8).astype(np.int64).reshape(k, lv + 1)
     co_codes = np.frombuffer(rl["co"], np.uint8).astype(np.int64)
     if co_codes.size != 2 * CO_PASS:
         raise ValueError("the compact header codes the checkerboard scheme only")
     co = co_codes.reshape(2, CO_PASS)
-    w = _BitWriter()  # the residuals of _ls_prediction and _co_prediction, all entries at once
+    w = _BitCounter() if sizing else _BitWriter()  # the residuals of the predictions, all entries at once
     pred = np.empty_like(ls)
     pred[0, 0] = 128
     pred[0, 1:] = ls[0, :-1]
@@ -233,11 +251,12 @@ def is_compact(codec) -> bool:
     return isinstance(codec, dict) and isinstance(codec.get("rl"), list)
 
 
-def pack_codec(codec: dict, stream_len: int) -> dict:
-    """A v4 map-layer-only codec map → v5 (``stream_len``: bytes of the spectral stream in section "c")."""
+def pack_codec(codec: dict, stream_len: int, sizing: bool = False) -> dict:
+    """A v4 map-layer-only codec map → v5 (``stream_len``: bytes of the spectral stream in section "c").
+    ``sizing``: its bit tables as zero bytes of their lengths, for a header of the same size (a size estimate)."""
     out = {key: v for key, v in codec.items() if key not in ("sp", "rl")}
-    out["sp"] = pack_spectral(codec["sp"], codec["rl"]["k"], stream_len)
-    out["rl"] = pack_maps(codec["rl"])
+    out["sp"] = pack_spectral(codec["sp"], codec["rl"]["k"], stream_len, sizing)
+    out["rl"] = pack_maps(codec["rl"], sizing)
     return out
 
 

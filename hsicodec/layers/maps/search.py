@@ -240,7 +240,7 @@ class MapSearch:
         codec = {"id": CODEC_NAME, "norm": norm, "sp": sparams, "rl": rparams}
         header = {key: v for key, v in self.base.items() if key != "model"}  # no network latents: no model
         n_spectral = sdata_len if placeholder else len(sdata)
-        header["codec"] = compact.pack_codec(codec, n_spectral)
+        header["codec"] = compact.pack_codec(codec, n_spectral, sizing=placeholder)
         body = bytes(n_spectral + len(rdata)) if placeholder else sdata + rdata
         return encode_hsim(header, [("c", body)] + ([] if placeholder else self.extra_sections))
 
