@@ -2,7 +2,16 @@
 // native_module.cpp, the fused spectral reconstruction in spectral_cast.cpp).
 #pragma once
 
+#include <cstdlib>
+#include <cstring>
+
 namespace hsicodec_native {
+
+// HSICODEC_SIMD=generic: the plain kernels everywhere (the tests' way to compare them with the vector ones).
+inline bool simd_env_generic() {
+    const char* env = std::getenv("HSICODEC_SIMD");
+    return env != nullptr && std::strcmp(env, "generic") == 0;
+}
 
 // AVX2 with FMA (the x86-64 baseline has neither).
 inline bool cpu_has_avx2() {

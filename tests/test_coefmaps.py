@@ -231,12 +231,14 @@ def _numpy_classes(sym, lv, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "k,h,w,levels", [(1, 1, 1, 0), (1, 1, 9, 3), (3, 7, 5, 2), (4, 33, 30, 5), (2, 64, 48, 5), (5, 13, 64, 4)]
+    "k,h,w,levels",
+    [(1, 1, 1, 0), (1, 1, 9, 3), (3, 7, 5, 2), (4, 33, 30, 5), (2, 64, 48, 5), (5, 13, 64, 4), (2, 40, 141, 4)],
 )
 @pytest.mark.parametrize("scale", [0.3, 4.0, 1e6])
 def test_native_classes_equal_the_numpy_reference(k, h, w, levels, scale, monkeypatch):
     """csrc/context_classes.cpp (the encoder's pricing) and activity/checker_classes (the decoder) agree
-    exactly, capped activities (|q| near 2^20) and degenerate subbands included."""
+    exactly, capped activities (|q| near 2^20) and degenerate subbands included; wide subbands take most
+    columns 8 at a time (row_classes' AVX2 path, its terms saturated), their ends one at a time."""
     if coefmaps._native_classes() is None:
         pytest.skip("native extension not built")
     lv = wavelet_levels(h, w, levels)
@@ -260,6 +262,40 @@ def test_native_classes_equal_the_numpy_reference(k, h, w, levels, scale, monkey
             np.testing.assert_array_equal(got.reshape(want.shape), want)
     base, off, bits = coefmaps.fit_codes_from_stats(*stats, float(np.abs(sym).max()))  # C++ fit_scale_codes
     assert base == ref_base and np.array_equal(off, ref_off) and bits == ref_bits
+
+
+def test_row_classes_vector_and_plain_paths_agree():
+    """HSICODEC_SIMD=generic (a fresh process: read once) keeps row_classes on its plain loop; the classes,
+    the pricing's cell statistics and the coded map stream are those of the AVX2 path, bit for bit."""
+    if coefmaps._native_classes() is None:
+        pytest.skip("native extension not built")
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, sys\n"
+        "from hsicodec.coding.wavelet import wavelet_levels\n"
+        "from hsicodec.layers.maps import coding as cm\n"
+        "rng = np.random.default_rng(5)\n"
+        "sym = (rng.laplace(0, 3, (3, 70, 131)) * rng.choice([1, 40, 5000], (3, 70, 131))).astype(np.int64)\n"
+        "lv = wavelet_levels(70, 131, 4)\n"
+        "cls, grp = cm.all_classes(sym, lv)\n"
+        "n, n0, tot = cm.cell_stats(sym, lv)\n"
+        "data, _ = cm.encode_symbols(sym, 0, lv, 3)\n"
+        "sys.stdout.write(str(hash((cls.tobytes(), n.tobytes(), n0.tobytes(), tot.tobytes(), bytes(data)))))\n"
+    )
+    import hsicodec
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(hsicodec.__file__)))
+    outs = []
+    for simd in ("", "generic"):
+        env = dict(os.environ, HSICODEC_SIMD=simd, PYTHONHASHSEED="0")
+        env["PYTHONPATH"] = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root)
+        assert run.returncode == 0, run.stderr
+        outs.append(run.stdout)
+    assert outs[0] == outs[1]
 
 
 def _numpy_only(m):
