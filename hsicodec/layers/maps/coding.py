@@ -419,7 +419,7 @@ def fit_codes_from_stats(
         base, off, group_bits = _fit_window(n, n0, tot, l0, l1, lt, iterations)
     else:
         base, off, group_bits = nat(n, n0, tot, l0, l1, lt, _FIT_PAD, iterations)
-    return bytes(int(codes[b]) for b in base), off, float(np.sum(group_bits))
+    return codes[base].astype(np.uint8).tobytes(), off, float(np.sum(group_bits))  # codes are 0..255
 
 
 _FIT_PAD = 48  # class offsets tried: -pad..pad
