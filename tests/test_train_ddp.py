@@ -232,3 +232,37 @@ def test_torchrun_two_processes_and_resume(data, tmp_path):
     expected = emulate(cfg_for(data, steps=4), world=2, resume_at=2)
     for k in expected:
         assert torch.allclose(p0[k], expected[k], rtol=1e-5, atol=1e-7), k
+
+
+def test_closing_waits_until_every_process_has_left_the_group():
+    """_DataParallel.close counts each process out in the launch's store and waits for all of them (a process
+    that exits while a peer still tears its group down can abort that peer); a missing peer ends the wait at
+    the timeout, a store that has gone at once."""
+    import threading
+    import time
+
+    store = dist.HashStore()
+    done: list = []
+
+    def leave(name: str) -> None:
+        tr._wait_for_all(store, "closed", 2, 10.0)
+        done.append(name)
+
+    first = threading.Thread(target=leave, args=("first",))
+    first.start()
+    time.sleep(0.2)
+    assert done == []  # waits for the second process
+    leave("second")
+    first.join(5.0)
+    assert sorted(done) == ["first", "second"]
+    t0 = time.monotonic()
+    tr._wait_for_all(dist.HashStore(), "closed", 2, 0.3)  # the peer never comes
+    assert 0.3 <= time.monotonic() - t0 < 5.0
+
+    class Gone:
+        def add(self, key, n):
+            raise RuntimeError("connection reset by peer")
+
+    t0 = time.monotonic()
+    tr._wait_for_all(Gone(), "closed", 2, 30.0)
+    assert time.monotonic() - t0 < 1.0

@@ -307,9 +307,31 @@ class _DataParallel:
             i += n
         return flat[i]
 
-    def close(self) -> None:
-        if self.owned and self.dist.is_initialized():
-            self.dist.destroy_process_group()
+    def close(self, timeout: float = 60.0) -> None:
+        """Leave the process group together: each process destroys its group, then waits (in the launch's
+        store, which torchrun's agent holds) until every process has destroyed its own before it goes on to
+        exit. A process that exited while a peer's gloo connections were still being torn down could abort
+        that peer (``terminate called without an active exception``)."""
+        if not (self.owned and self.dist.is_initialized()):
+            return
+        from torch.distributed import distributed_c10d
+
+        store = distributed_c10d._get_default_store()
+        self.dist.destroy_process_group()
+        _wait_for_all(store, "hsicodec/closed", self.world, timeout)
+
+
+def _wait_for_all(store, key: str, world: int, timeout: float) -> None:
+    """Count this process in at ``key`` of a torch.distributed store and wait until ``world`` have, for at most
+    ``timeout`` seconds. Best effort: a store that has gone (held by a process that left) ends the wait."""
+    try:
+        done = store.add(key, 1)
+        end = time.monotonic() + timeout
+        while done < world and time.monotonic() < end:
+            time.sleep(0.01)
+            done = store.add(key, 0)
+    except (RuntimeError, OSError):  # the store's host is gone: nothing left to wait for
+        pass
 
 
 def _dump_parameters(net: ModSiren, inner: InnerLoop, rank: int, world: int, step: int) -> None:
