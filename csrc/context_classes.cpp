@@ -236,6 +236,18 @@ __attribute__((target("avx2"))) void abs_floor_avx2(const double* c, const doubl
 }
 #endif
 
+// abs_floor by the widest kernel the CPU has (the same numbers either way).
+void abs_floor_best(const double* c, const double* s, double deadzone, int64_t n, double* a, double* mag) {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    static const bool avx2 = hsicodec_native::cpu_has_avx2();
+    if (avx2) {
+        abs_floor_avx2(c, s, deadzone, n, a, mag);
+        return;
+    }
+#endif
+    abs_floor(c, s, deadzone, n, a, mag);
+}
+
 // What quantize_plane reports of a plane: past the context arithmetic's int32 (or NaN), the largest |q|, the
 // nonzero count, Σ (|q| − a) and Σ (|q| − a)² over the nonzeros and Σ a² over the zeros (checker_price's sums).
 struct PlaneSums {
@@ -249,11 +261,6 @@ struct PlaneSums {
 // taken in index order. Chunks of a vector pass (the divisions and floors) and a pass of branch-free sums
 // (adding 0.0 leaves a sum as it was): the results of the plain loop, bit for bit.
 PlaneSums quantize_plane(const double* c, const double* s, double deadzone, int64_t hw, int32_t* q) {
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-    static const bool avx2 = hsicodec_native::cpu_has_avx2();
-#else
-    constexpr bool avx2 = false;
-#endif
     constexpr int64_t kChunk = 256;
     double a[kChunk], mag[kChunk];
     bool bad = false;
@@ -262,12 +269,7 @@ PlaneSums quantize_plane(const double* c, const double* s, double deadzone, int6
     double s1 = 0.0, s2 = 0.0, sz = 0.0;
     for (int64_t i0 = 0; i0 < hw; i0 += kChunk) {
         const int64_t n = std::min(kChunk, hw - i0);
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-        if (avx2)
-            abs_floor_avx2(c + i0, s + i0, deadzone, n, a, mag);
-        else
-#endif
-            abs_floor(c + i0, s + i0, deadzone, n, a, mag);
+        abs_floor_best(c + i0, s + i0, deadzone, n, a, mag);
         for (int64_t i = 0; i < n; ++i) {
             const bool over = !(mag[i] < 2147483647.0);
             bad |= over;
@@ -353,11 +355,6 @@ py::tuple quantize_maps(const F64Array& coeffs, const F64Array& steps, double de
     std::vector<std::vector<double>> excess(static_cast<size_t>(k));
     {
         py::gil_scoped_release release;
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-        static const bool avx2 = hsicodec_native::cpu_has_avx2();
-#else
-        constexpr bool avx2 = false;
-#endif
         for_maps(k, k * hw, threads, [&](int64_t j) {
             constexpr int64_t kChunk = 256;
             double a_buf[kChunk], mag[kChunk];
@@ -370,12 +367,7 @@ py::tuple quantize_maps(const F64Array& coeffs, const F64Array& steps, double de
             for (int64_t i0 = 0; i0 < hw; i0 += kChunk) {
                 const int64_t n = std::min(kChunk, hw - i0);
                 double* a = pa ? pa + j * hw + i0 : a_buf;
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-                if (avx2)
-                    abs_floor_avx2(cj + i0, s + i0, deadzone, n, a, mag);
-                else
-#endif
-                    abs_floor(cj + i0, s + i0, deadzone, n, a, mag);
+                abs_floor_best(cj + i0, s + i0, deadzone, n, a, mag);
                 for (int64_t i = 0; i < n; ++i) {
                     // u = c / s is > 0 (< 0) where |u| > 0 and the signs of c and s agree (differ); NaN: neither
                     const bool nonzero = a[i] > 0;
