@@ -170,11 +170,11 @@ def lagrangian_exponents(
     σΔ/(√N σ_i), one per vector."""
     root = beta * fit.total_std * map_step / np.sqrt(max(n_pixels, 1))
     mean_step = max(root, (float(np.abs(fit.mean).max()) + 1e-30) / 2**18)
-    me = int(np.clip(np.floor(MEAN_STEPS_PER_OCTAVE * np.log2(mean_step)), -256, 256))
+    me = int(min(max(np.floor(MEAN_STEPS_PER_OCTAVE * np.log2(mean_step)), -256), 256))
     if not k:
         return me, 0, b""
-    steps = np.clip(root / np.maximum(fit.comp_std[:k], 1e-300), 2.0**-18, 0.25)
-    ex = np.clip(np.floor(BASIS_STEPS_PER_OCTAVE * np.log2(steps)).astype(np.int64), -256, 256)
+    steps = np.minimum(np.maximum(root / np.maximum(fit.comp_std[:k], 1e-300), 2.0**-18), 0.25)
+    ex = np.minimum(np.maximum(np.floor(BASIS_STEPS_PER_OCTAVE * np.log2(steps)).astype(np.int64), -256), 256)
     be = int(ex.min())
     return me, be, np.minimum(ex - be, 255).astype(np.uint8).tobytes()
 

@@ -307,7 +307,7 @@ def quantize(
 
 def _recon_offset(excess: float, nonzeros: int) -> int:
     """Least-squares reconstruction offset ρ (units of 1/RECON_DEN step) from Σ (|q| − a) over the nonzeros."""
-    return int(np.clip(np.round(RECON_DEN * excess / nonzeros), 0, RECON_DEN // 2)) if nonzeros else 0
+    return int(min(max(np.round(RECON_DEN * excess / nonzeros), 0), RECON_DEN // 2)) if nonzeros else 0
 
 
 def rdoq(

@@ -435,14 +435,14 @@ class MapSearch:
 
         if budget <= 0:
             return None
-        q = int(np.clip(start if start is not None else 0, Q_FINE, Q_COARSE))
+        q = int(min(max(start if start is not None else 0, Q_FINE), Q_COARSE))  # min / max: np.clip takes 12 us
         s = size(q)
         slope = self._log_size_slope  # log2 size per step, as the last search found it
         reach = MAX_MOVE if start is not None else 2 * MAX_MOVE  # from q = 0 the answer is octaves away
         for _ in range(12):
-            move = int(np.clip(round((np.log2(budget) - np.log2(s)) / slope), -reach, reach))
+            move = int(min(max(round((np.log2(budget) - np.log2(s)) / slope), -reach), reach))
             reach = MAX_MOVE
-            nq = int(np.clip(q + move, Q_FINE, Q_COARSE))
+            nq = int(min(max(q + move, Q_FINE), Q_COARSE))
             if nq == q:
                 break
             ns = size(nq)
