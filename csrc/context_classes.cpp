@@ -236,10 +236,10 @@ __attribute__((target("avx2"))) void abs_floor_avx2(const double* c, const doubl
 }
 #endif
 
-// abs_floor by the widest kernel the CPU has (the same numbers either way).
+// abs_floor by AVX2 where it is in use (hsicodec_native::use_avx2; the same numbers either way).
 void abs_floor_best(const double* c, const double* s, double deadzone, int64_t n, double* a, double* mag) {
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-    static const bool avx2 = hsicodec_native::cpu_has_avx2();
+    static const bool avx2 = hsicodec_native::use_avx2();
     if (avx2) {
         abs_floor_avx2(c, s, deadzone, n, a, mag);
         return;
@@ -389,7 +389,7 @@ py::tuple quantize_maps(const F64Array& coeffs, const F64Array& steps, double de
 }
 
 // out[i] += row[i] for i < n: the fit's cost sums (each entry its own sum, so any vector width gives the same
-// values), in AVX2 where the CPU has it (the baseline build has 2-wide SSE2).
+// values), in AVX2 where it is in use (hsicodec_native::use_avx2; the baseline build has 2-wide SSE2).
 using AddRow = void (*)(double* __restrict, const double* __restrict, int64_t);
 
 void add_row_plain(double* __restrict out, const double* __restrict row, int64_t n) {
@@ -404,7 +404,7 @@ __attribute__((target("avx2"))) void add_row_avx2(double* __restrict out, const 
 
 AddRow pick_add_row() {
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-    if (hsicodec_native::cpu_has_avx2() && !hsicodec_native::simd_env_generic()) return add_row_avx2;
+    if (hsicodec_native::use_avx2()) return add_row_avx2;
 #endif
     return add_row_plain;
 }

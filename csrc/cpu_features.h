@@ -23,6 +23,10 @@ inline bool cpu_has_avx2() {
 #endif
 }
 
+// The AVX2 kernels of the integer and table passes (the rate search's quantizer, context classes and code fit)
+// are in use: the CPU has AVX2 and HSICODEC_SIMD is not "generic". Their results equal the plain loops'.
+inline bool use_avx2() { return cpu_has_avx2() && !simd_env_generic(); }
+
 // AVX-512F on top of AVX2 + FMA.
 inline bool cpu_has_avx512() {
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)

@@ -159,9 +159,9 @@ __attribute__((target("avx2"))) inline void row_classes_avx2(const int32_t* pv, 
 
 #pragma GCC diagnostic pop
 
-// AVX2 where the CPU has it, unless HSICODEC_SIMD=generic (read once, at the first row).
+// hsicodec_native::use_avx2, read once (at the first row).
 inline bool row_classes_vector() {
-    static const bool on = hsicodec_native::cpu_has_avx2() && !hsicodec_native::simd_env_generic();
+    static const bool on = hsicodec_native::use_avx2();
     return on;
 }
 #endif

@@ -47,6 +47,12 @@ def _unzigzag(u: int) -> int:
     return u // 2 if u % 2 == 0 else -(u + 1) // 2
 
 
+def _code_values(values: np.ndarray, order: int) -> np.ndarray:
+    """The numbers u whose bits the signed Exp-Golomb codes of ``order`` write: each value zigzagged (2v, or
+    -2v - 1 below zero) plus 2^order."""
+    return np.where(values >= 0, 2 * values, -2 * values - 1) + (1 << order)
+
+
 class _BitWriter:
     """Bits as a string of '0' and '1' (the tables are a few hundred bits; the rate search packs thousands)."""
 
@@ -54,9 +60,9 @@ class _BitWriter:
         self.parts: list[str] = []
 
     def signed_many(self, values: np.ndarray, order: int) -> None:
-        """Each of ``values`` (integers) in turn as a signed Exp-Golomb code of ``order``: zigzagged (2v, or
-        -2v - 1 below zero), u = that + 2^order written in 2 bitlen(u) - 1 - order bits (leading zeros, then u)."""
-        u = np.where(values >= 0, 2 * values, -2 * values - 1) + (1 << order)
+        """Each of ``values`` (integers) in turn as a signed Exp-Golomb code of ``order``: u (:func:`_code_values`)
+        written in 2 bitlen(u) - 1 - order bits (leading zeros, then u)."""
+        u = _code_values(values, order)
         self.parts.extend(format(x, f"0{2 * x.bit_length() - 1 - order}b") for x in u.tolist())
 
     def tobytes(self) -> bytes:
@@ -73,7 +79,7 @@ class _BitCounter(_BitWriter):
         self.n = 0
 
     def signed_many(self, values: np.ndarray, order: int) -> None:
-        u = np.where(values >= 0, 2 * values, -2 * values - 1) + (1 << order)
+        u = _code_values(values, order)
         if u.size:  # 2 bitlen(u) - 1 - order bits each; u < 2^52, so frexp's exponent is bitlen(u) exactly
             self.n += int(2 * np.frexp(u.astype(np.float64))[1].sum()) - u.size * (1 + order)
 
