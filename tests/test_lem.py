@@ -235,6 +235,17 @@ def test_the_shipped_model_loads_and_is_named_by_its_hash(isolated_registry):
     assert lem.resolve(model.ident).sha256 == model.sha256
 
 
+def test_the_shipped_card_gives_its_scenes_and_validation_rd(isolated_registry):
+    from hsicodec.models.registry import default_registry
+
+    card = default_registry().load(lem.DEFAULT_ALIAS).card
+    assert card["train_scenes"] and not set(card["train_scenes"]) & set(card["val_scenes"])
+    rows = card["validation"]  # tools/train_entropy_model.py --validate: every validation scene at its rates
+    assert {r["scene"] for r in rows} == set(card["val_scenes"]) and len(rows) >= 3 * len(card["val_scenes"])
+    for r in rows:  # the same symbols coded by the model: the same PSNR, a rate no higher (ec = 1 where it loses)
+        assert r["psnr"] > 20 and 0 < r["learned_bpppb"] <= r["bpppb"] <= 1.05 * r["rate"]
+
+
 def _scene(h: int = 48, w: int = 48, c: int = 40) -> np.ndarray:
     """A smooth synthetic cube of a few spectral endmembers with spatial texture."""
     rng = np.random.default_rng(0)

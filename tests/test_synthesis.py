@@ -43,6 +43,7 @@ def test_bundled_model_card(model):
     mf = default_registry().load(ns.DEFAULT_ALIAS)
     assert mf.card["alias"] == ns.DEFAULT_ALIAS and mf.sha256 == model.sha256
     assert not set(mf.card["train_scenes"]) & set(mf.card["val_scenes"])  # validation scenes never trained on
+    assert {r["scene"] for r in mf.card["validation"]} == set(mf.card["val_scenes"])  # and its validation RD
     assert (model.k_in, model.n_features, model.n_shifts) == (8, 8, 8)
 
 
