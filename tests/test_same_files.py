@@ -1,4 +1,4 @@
-"""tools/same_files.py: default-effort files' bytes and PSNR, saved and compared."""
+"""tools/same_files.py: files' bytes and PSNR (default effort and effort max), saved and compared."""
 
 from __future__ import annotations
 
@@ -32,10 +32,12 @@ def test_saves_compares_and_fails_on_a_difference(tmp_path: Path, capsys) -> Non
         str(tmp_path / "big.npy"),
         "--tile-rate",
         "1",
+        "--max-rates",
+        "1",
     ]
     assert same_files.main([*args, "--out", str(base)]) == 0
     saved = json.loads(base.read_text())
-    assert set(saved) == {"tiny@0.5", "tiny@1", "big[0,0]@1"} and all(v[0] > 0 for v in saved.values())
+    assert set(saved) == {"tiny@0.5", "tiny@1", "tiny@1 max", "big[0,0]@1"} and all(v[0] > 0 for v in saved.values())
     assert same_files.main([*args, "--against", str(base)]) == 0
     assert "0 differ" in capsys.readouterr().out
     saved["tiny@1"][0] += 1

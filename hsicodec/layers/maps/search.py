@@ -558,6 +558,12 @@ class MapSearch:
                 best_k = k
         return [p for pts in found.values() for p in pts]
 
+    @property
+    def finer_builds(self) -> bool:
+        """Whether a build may go to a finer step than the estimate's (thorough, or filling the budget): then a
+        candidate no better at the estimate's step may still win, finer, and must be built."""
+        return bool(self.betas) or self.fill_budget
+
     def _finest_built(self, k: int, q: int, beta: float, budget: int) -> int | None:
         """From the estimate's q, the step whose real file fits the budget: coarser until it fits; when
         thorough also finer while it fits (the estimate was pessimistic, or quantization is RD-optimised and
@@ -567,7 +573,7 @@ class MapSearch:
             if q >= Q_COARSE:
                 return None
             q += 1
-        if not self.betas and not self.fill_budget:
+        if not self.finer_builds:
             return q  # a step is ~2 % of the size: close enough below effort max (the learned model saves what
             # the estimate does not price: there the finer steps that still fit are tried too)
         return _finest_from(q, fits)
@@ -593,7 +599,7 @@ class MapSearch:
         # best two when the second is predicted within 0.15 dB of the first
         top = scored[:3] if self.betas else [p for p in scored[:2] if p[0] >= scored[0][0] - 0.15]
         for _, k, q, beta in top:
-            if best is not None and self.learned is None and self.decoded_psnr(k, q, beta) <= best.psnr:
+            if best is not None and not self.finer_builds and self.decoded_psnr(k, q, beta) <= best.psnr:
                 continue  # no better at the estimate's step, so no better at a coarser one that fits: never coded
             q = self._finest_built(k, q, beta, budget)
             if q is not None:
