@@ -40,18 +40,18 @@ import hsicodec
 from hsicodec.codec.analysis import analyse
 from hsicodec.codec.cube import load_codec_model
 from hsicodec.coding import entropy
-from hsicodec.format import compact
-from hsicodec.format.container import decode_hsim
+from hsicodec.evaluation.evaluate import psnr_at
 from hsicodec.layers.maps import coding as cm
+from hsicodec.layers.maps.encode import MAP_DEADZONES
 from hsicodec.layers.maps.search import MapSearch
 from hsicodec.metrics import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_entropy_model import CARD, DATA, symbols_of  # noqa: E402  (the map layer's symbols of a file)
+from train_entropy_model import CARD, DATA, map_stream  # noqa: E402  (a file's map stream and parameters)
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGES = (0.1, 0.3, 0.6, 1.0, 2.0, 4.0)  # |prediction| bins of the sign model: 0.1 and below is "no opinion"
-ZERO_BIN = 1.0 - 0.4  # the default effort's rounding threshold 0.4: |c| / step below 0.6 is a zero
+ZERO_BIN = 1.0 - MAP_DEADZONES[0]  # |c| / step below it is a zero at the default effort's rounding threshold
 FACTOR_BITS = 3  # each level group's factor in eighths, 0..7/8
 
 
@@ -149,28 +149,19 @@ def zero_estimate(sym: np.ndarray, coeffs: np.ndarray, rho: int, q: int, levels:
 
 
 def worth_db(scene: dict, rate: float, saved: float) -> float | None:
-    """dB at equal bits that ``saved`` (a fraction of the file) buys along the default curve of bench/rd.json."""
-    pts = sorted(
-        (r["bpppb"], r["psnr"])
-        for r in scene["rows"]
-        if r["codec"] == "hsicodec-default" and r.get("reachable") and r.get("psnr") is not None
-    )
-    if len(pts) < 2:
-        return None
-    x, y = np.log([p[0] for p in pts]), np.array([p[1] for p in pts])
-    at = np.log(rate)
-    if not x[0] <= at <= x[-1] or not x[0] <= at - np.log1p(-saved) <= x[-1]:
-        return None
-    return float(np.interp(at - np.log1p(-saved), x, y) - np.interp(at, x, y))
+    """dB at equal bits that ``saved`` (a fraction of the file) buys along the default curve of bench/rd.json
+    (:func:`hsicodec.evaluation.evaluate.psnr_at`; None where either rate is outside the measured points)."""
+    here, more = (psnr_at(scene["rows"], "hsicodec-default", r) for r in (rate, rate / (1.0 - saved)))
+    return None if here is None or more is None else more - here
 
 
-def one_file(cube: np.ndarray, rate: float, rd: dict) -> dict:
-    """Both parts of the study for the default file of ``cube`` at ``rate``."""
+def one_file(cube: np.ndarray, search: MapSearch, rate: float, rd: dict) -> dict:
+    """Both parts of the study for the default file of ``cube`` at ``rate``; ``search``: the encoder's map
+    search of ``cube`` (its own maps and coefficients)."""
     blob = hsicodec.compress(cube, bpppb=rate)
-    sym, levels = symbols_of(blob)
-    rl = compact.unpack_codec(decode_hsim(blob).header["codec"], cm.MAX_MAPS, cm.MAX_LEVELS)[0]["rl"]
-    k, q, rho = rl["k"], rl["q"], rl["ro"]
-    search = MapSearch(None, analyse(cube, load_codec_model()), {})  # the encoder's own maps and coefficients
+    stream, mp, h, w = map_stream(blob)
+    sym, levels = np.asarray(cm.decode_symbols(stream, mp, h, w), np.int64), mp.levels
+    k, q, rho = mp.k, mp.q, mp.recon
     again, _, _ = search._symbols(k, q)
     file_bits = 8.0 * len(blob)
     row: dict = {
@@ -204,8 +195,9 @@ def main() -> int:
     rows = []
     for name in json.loads(CARD.read_text())["val_scenes"]:
         cube = np.load(DATA / f"{name}.npy", allow_pickle=False)
+        search = MapSearch(None, analyse(cube, load_codec_model()), {})  # one analysis for every rate
         for rate in args.rates:
-            row = {"scene": name} | one_file(cube, rate, rd[name])
+            row = {"scene": name} | one_file(cube, search, rate, rd[name])
             rows.append(row)
             differ = "" if row["symbols_reproduced"] else "  (the symbols differ from the file's)"
             print(

@@ -48,19 +48,18 @@ VAL_RATES = (0.01, 0.02, 0.05, 0.1)  # the issue's low rates, where the card's v
 CACHE = Path("/tmp/hsicodec-lem-cache")
 
 
-def symbols_of(data: bytes) -> tuple[np.ndarray, int]:
-    """(symbols (k, H, W) int64, wavelet levels) of a map-layer file."""
+def map_stream(data: bytes) -> tuple[bytes, cm.MapParams, int, int]:
+    """(map stream: the tail of section "c", its parameters, H, W) of a map-layer file."""
     f = decode_hsim(data)
     p = parse_codec(f.header, None)
     h, w, _ = f.header["shape"]
-    mp = p.layers["maps"]
-    return np.asarray(cm.decode_symbols(f.sections["c"][p.split or 0 :], mp, h, w), np.int64), mp.levels
+    return f.sections["c"][p.split or 0 :], p.layers["maps"], h, w
 
 
-def map_stream_bytes(data: bytes) -> int:
-    """Bytes of a map-layer file's map stream (the tail of section "c")."""
-    f = decode_hsim(data)
-    return len(f.sections["c"]) - (parse_codec(f.header, None).split or 0)
+def symbols_of(data: bytes) -> tuple[np.ndarray, int]:
+    """(symbols (k, H, W) int64, wavelet levels) of a map-layer file."""
+    stream, mp, h, w = map_stream(data)
+    return np.asarray(cm.decode_symbols(stream, mp, h, w), np.int64), mp.levels
 
 
 def collect(scenes: list, rates, cache: Path = CACHE, data_dir: Path = DATA) -> dict:
@@ -89,8 +88,8 @@ def validation(model: lem.EntropyModel, scenes: list, data_dir: Path = DATA) -> 
         n = cube.size
         for rate in VAL_RATES:
             blob = hsicodec.compress(cube, bpppb=rate)
-            sym, levels = symbols_of(blob)
-            ec1 = map_stream_bytes(blob)
+            stream, mp, h, w = map_stream(blob)
+            sym, levels, ec1 = np.asarray(cm.decode_symbols(stream, mp, h, w), np.int64), mp.levels, len(stream)
             ec2, p2 = lem_coder.encode(sym, 0, levels, 0, model)
             extra = lem.ID_BYTES + len(p2.mix) + lem_coder.HEADER_BYTES if p2.coder == cm.EC_LEARNED else 0
             learned = len(blob) - ec1 + len(ec2) + extra
