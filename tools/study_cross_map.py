@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +45,7 @@ from hsicodec.layers.maps.search import MapSearch
 from hsicodec.metrics import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study_report import write_report  # noqa: E402
 from train_entropy_model import CARD, DATA, map_stream  # noqa: E402  (a file's map stream and parameters)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,15 +204,7 @@ def main() -> int:
                 f"  zeros {row['zeros_all_gain_db']:+.3f} dB{differ}",
                 flush=True,
             )
-    doc = {
-        "command": "python tools/study_cross_map.py " + " ".join(sys.argv[1:]),
-        "date": date.today().isoformat(),
-        "machine": platform.machine(),
-        "rows": rows,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(doc, indent=1))
-    args.json.with_suffix(".md").write_text("\n".join(markdown(doc)) + "\n")
+    write_report(args.json, "study_cross_map.py", {"rows": rows}, markdown)
     return 0
 
 

@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +51,7 @@ from hsicodec.metrics import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study_cross_map import box, worth_db  # noqa: E402
+from study_report import write_report  # noqa: E402
 from train_entropy_model import CARD, DATA, map_stream  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -319,19 +318,14 @@ def main() -> int:
                 + ("" if row["today_is_the_file"] else "  (today's symbols differ from the file's)"),
                 flush=True,
             )
-    doc = {
-        "command": "python tools/study_learned_lifting.py " + " ".join(sys.argv[1:]),
-        "date": date.today().isoformat(),
-        "machine": platform.machine(),
+    figures = {
         "train_scenes": card["train_scenes"],
         "train_rates": list(TRAIN_RATES),
         "epochs": args.epochs,
         "variants": variants,
         "rows": rows,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(doc, indent=1))
-    args.json.with_suffix(".md").write_text("\n".join(markdown(doc)) + "\n")
+    write_report(args.json, "study_learned_lifting.py", figures, markdown)
     return 0
 
 
