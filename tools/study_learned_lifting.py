@@ -50,7 +50,7 @@ from hsicodec.layers.maps.search import MapSearch
 from hsicodec.metrics import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_cross_map import box, worth_db  # noqa: E402
+from study_cross_map import box, sign_bits, worth_db  # noqa: E402
 from study_report import write_report  # noqa: E402
 from train_entropy_model import CARD, DATA, map_stream  # noqa: E402
 
@@ -259,20 +259,27 @@ def one_file(nets: dict, cube: np.ndarray, search: MapSearch, rate: float, rd: d
         stream, _ = cm.encode_symbols(sym, q, levels, rho)
         return sym, len(stream), float(np.sum((cdf97_inverse_reference(np.moveaxis(dec, 0, 2), levels) - truth) ** 2))
 
+    def signs_saved(sym: np.ndarray) -> float:  # the sign context's saving (first two maps), a fraction of the file
+        n, bits = sign_bits(sym, levels, 2)
+        return (n - bits) / (8.0 * len(blob))
+
     sym0, b0, e0 = coded(None)
     row["today_is_the_file"] = bool(np.array_equal(sym0, search._symbols(k, q)[0]))
     row["map_bytes"] = b0
+    row["signs_alone_db"] = worth_db(rd, row["bpppb"], signs_saved(sym0))
     for hidden, net in nets.items():
-        _, b1, e1 = coded(net)
+        sym1, b1, e1 = coded(net)
         gain = float(10 * np.log10(mse / max(mse - (e0 - e1) * search.norm**2 / cube.size, 1e-300)))
         saved = (b0 - b1) / len(blob)
         worth = worth_db(rd, row["bpppb"], saved)
+        both = worth_db(rd, row["bpppb"], saved + signs_saved(sym1))
         row[f"h{hidden}"] = {
             "map_bytes": b1,
             "bytes_saved": saved,
             "error_less": 1 - e1 / e0 if e0 > 0 else 0.0,
             "gain_db_error": gain,
             "db": None if worth is None else gain + worth,
+            "db_with_signs": None if both is None else gain + both,
         }
     return row
 
@@ -368,13 +375,35 @@ def markdown(doc: dict) -> list:
         + " |",
         "|---|---|---|---|" + "---|---|---|" * len(variants),
     ]
-    for r in doc["rows"]:
-        cells = []
-        for v in variants:
-            x = r[f"h{v['hidden']}"]
-            cells.append(f"{x['map_bytes']} | {-100 * x['error_less']:+.2f} % | {_db(x['db'], 2)}")
-        out.append(f"| {r['scene']} | {r['rate']:g} | {r['maps']} | {r['map_bytes']} | " + " | ".join(cells) + " |")
-    return out
+
+    def rows(first, cell) -> list:  # a table's rows: its first cells, then each predictor's
+        return [
+            f"| {r['scene']} | {r['rate']:g} | {first(r)} | "
+            + " | ".join(cell(r[f"h{v['hidden']}"]) for v in variants)
+            + " |"
+            for r in doc["rows"]
+        ]
+
+    out += rows(
+        lambda r: f"{r['maps']} | {r['map_bytes']}",
+        lambda x: f"{x['map_bytes']} | {-100 * x['error_less']:+.2f} % | {_db(x['db'], 2)}",
+    )
+    if not all("signs_alone_db" in r for r in doc["rows"]):
+        return out
+    out += [
+        "",
+        "Do the prediction and the sign context of bench/cross_map.md (from the first two maps) add up? dB at equal"
+        " bits of the sign context alone (on today's symbols), of each predictor alone, and of each predictor"
+        " with the sign context coding its residuals' signs:",
+        "",
+        "| scene | bpppb | signs alone | "
+        + " | ".join(f"h{v['hidden']} | h{v['hidden']} + signs" for v in variants)
+        + " |",
+        "|---|---|---|" + "---|---|" * len(variants),
+    ]
+    return out + rows(
+        lambda r: _db(r["signs_alone_db"], 2), lambda x: f"{_db(x['db'], 2)} | {_db(x['db_with_signs'], 2)}"
+    )
 
 
 if __name__ == "__main__":
