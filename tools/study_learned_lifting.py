@@ -369,22 +369,25 @@ def markdown(doc: dict) -> list:
         " add a few tens of operations per pixel and map to any of these (3 × 3 and 5 × 5 box sums over the"
         " low-pass of map j and of two reference maps, at a third of the pixels); the low-pass images are"
         " what the decoder's inverse transform synthesises level by level anyway.",
-        "",
-        "| scene | bpppb | maps | map bytes today | "
-        + " | ".join(f"h{v['hidden']}: bytes | error | dB" for v in variants)
-        + " |",
-        "|---|---|---|---|" + "---|---|---|" * len(variants),
     ]
 
-    def rows(first, cell) -> list:  # a table's rows: its first cells, then each predictor's
+    def table(heads: list, each: list, first, cell) -> list:  # a table: the scene's cells, then each predictor's
+        top = ["scene", "bpppb", *heads] + [f"h{v['hidden']}{h}" for v in variants for h in each]
         return [
-            f"| {r['scene']} | {r['rate']:g} | {first(r)} | "
-            + " | ".join(cell(r[f"h{v['hidden']}"]) for v in variants)
-            + " |"
-            for r in doc["rows"]
+            "",
+            "| " + " | ".join(top) + " |",
+            "|" + "---|" * len(top),
+            *(
+                f"| {r['scene']} | {r['rate']:g} | {first(r)} | "
+                + " | ".join(cell(r[f"h{v['hidden']}"]) for v in variants)
+                + " |"
+                for r in doc["rows"]
+            ),
         ]
 
-    out += rows(
+    out += table(
+        ["maps", "map bytes today"],
+        [": bytes", ": error", ": dB"],
         lambda r: f"{r['maps']} | {r['map_bytes']}",
         lambda x: f"{x['map_bytes']} | {-100 * x['error_less']:+.2f} % | {_db(x['db'], 2)}",
     )
@@ -395,14 +398,12 @@ def markdown(doc: dict) -> list:
         "Do the prediction and the sign context of bench/cross_map.md (from the first two maps) add up? dB at equal"
         " bits of the sign context alone (on today's symbols), of each predictor alone, and of each predictor"
         " with the sign context coding its residuals' signs:",
-        "",
-        "| scene | bpppb | signs alone | "
-        + " | ".join(f"h{v['hidden']} | h{v['hidden']} + signs" for v in variants)
-        + " |",
-        "|---|---|---|" + "---|---|" * len(variants),
     ]
-    return out + rows(
-        lambda r: _db(r["signs_alone_db"], 2), lambda x: f"{_db(x['db'], 2)} | {_db(x['db_with_signs'], 2)}"
+    return out + table(
+        ["signs alone"],
+        ["", " + signs"],
+        lambda r: _db(r["signs_alone_db"], 2),
+        lambda x: f"{_db(x['db'], 2)} | {_db(x['db_with_signs'], 2)}",
     )
 
 
