@@ -56,6 +56,15 @@ def test_signs_that_follow_the_earlier_maps_cost_far_less_than_a_bit():
     assert n2 == n and bits2 > 0.97 * n2
 
 
+def test_signs_without_a_prediction_cost_a_bit_each():
+    """Where the earlier maps are zero the prediction is 0: such signs are a coin (they once counted as free)."""
+    rng = np.random.default_rng(3)
+    sym = np.zeros((2, 32, 32), np.int64)
+    sym[1] = np.round(rng.laplace(0, 3, (32, 32))).astype(np.int64)
+    n, bits = sc.sign_bits(sym, 3)
+    assert n == np.count_nonzero(sym[1]) and bits > 0.97 * n
+
+
 def test_the_zero_estimate_lowers_the_error_of_correlated_maps_only():
     rng = np.random.default_rng(2)
     a = rng.normal(0, 1, (32, 32))

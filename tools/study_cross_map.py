@@ -13,8 +13,12 @@ scene's default-effort file (``hsicodec.compress``), so at that file's own disto
    passes: spec/hsim.md 10.5): per earlier map i the local regression weight w_i = Σ q_j q_i / (Σ q_i² + 1)
    over the parent subband's 3 × 3 window, the co-located 3 × 3 windows of the level's earlier siblings and,
    for a second-pass symbol, its subband's first-pass symbols in the 5 × 5 window; the prediction
-   p = Σ_i w_i q_i; the sign coded by an adaptive binary model per |p| bin (Krichevsky–Trofimov counts from
-   ½, nothing in the header). With every earlier map, or the first two only.
+   p = Σ_i w_i q_i; whether the sign is p's (p = 0 counts as "+") coded by an adaptive binary model per |p|
+   bin (Krichevsky–Trofimov counts from ½, nothing in the header). With every earlier map, or the first two
+   only. (Until 2026-12-06 a symbol with p = 0 counted as "not p's sign" whatever its sign, so a bin holding
+   many of them looked nearly free: the saving was overstated, most on Pavia Centre, where map j's symbols
+   often sit where the earlier maps' are zero. A bit-exact C++ coder of these contexts, built and measured
+   that day, confirmed the corrected figures.)
 2. **A cross-map estimate of the zeros** (distortion). After decoding every map is known: for each
    coefficient quantized to zero, p = Σ_{i≠j} w_i ĉ_i from the dequantized maps (w_i over the 5 × 5 window,
    regularised by a quarter step), clipped to the zero bin and scaled by one factor per level group (the
@@ -104,7 +108,7 @@ def sign_bits(sym: np.ndarray, levels: int, first_maps: int | None = None) -> tu
                 pred += s / (d + 1.0) * qi
             nz = qj != 0
             bins.append(np.digitize(np.abs(pred[nz]), EDGES))
-            agree.append(np.sign(pred[nz]) == np.sign(qj[nz]))
+            agree.append((qj[nz] > 0) == (pred[nz] >= 0))  # no prediction (0): "+", as good as a coin
     if not bins:
         return 0, 0.0
     a, bb = np.concatenate(agree), np.concatenate(bins)
