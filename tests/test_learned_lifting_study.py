@@ -64,6 +64,19 @@ def test_closed_loop_without_a_predictor_is_todays_quantizer():
     np.testing.assert_allclose(dec, np.sign(want) * np.where(mag > 0, mag - 6 / cm.RECON_DEN, 0) * steps)
 
 
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_the_decoder_rebuilds_what_the_encoders_closed_loop_decoded(hidden):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(hidden)
+    net = sl._network(hidden)
+    for p in net.parameters():  # any weights: the loop must be decodable whatever the predictor says
+        torch.nn.init.normal_(p, std=0.1)
+    c = _coeffs(5)
+    sym, dec = sl.closed_loop(net, c, -40, LEVELS, 6)
+    assert np.array_equal(sl.decode_loop(net, sym, -40, LEVELS, 6), dec)
+    assert not np.array_equal(sym, sl.closed_loop(None, c, -40, LEVELS, 6)[0])  # the prediction did something
+
+
 def test_a_trained_predictor_codes_correlated_maps_in_fewer_symbols():
     pytest.importorskip("torch")
     q = -40

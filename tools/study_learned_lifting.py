@@ -242,6 +242,35 @@ def closed_loop(net, c: np.ndarray, q: int, levels: int, rho: int) -> tuple[np.n
     return sym, dec
 
 
+def decode_loop(net, sym: np.ndarray, q: int, levels: int, rho: int) -> np.ndarray:
+    """The decoder of :func:`closed_loop`: decoded coefficients (k, H, W) from the symbols alone, each level's
+    prediction made from what it has decoded so far (the study measures the error of this, so nothing the
+    encoder knows and the decoder does not can leak into it)."""
+    import torch
+
+    k, h, w = sym.shape
+    step = entropy.step_from_exponent(q, cm.STEPS_PER_OCTAVE)
+    steps = cm._step_map(h, w, levels, step)
+    dec = np.zeros(sym.shape)
+
+    def value(sy: np.ndarray, pred: np.ndarray | float, s: np.ndarray) -> np.ndarray:
+        mag = np.abs(sy)
+        return pred + np.sign(sy) * np.where(mag > 0, mag - rho / cm.RECON_DEN, 0.0) * s
+
+    lh, lw = cm.subbands(h, w, levels)[0][2:]
+    for j in range(k):
+        dec[j, lh, lw] = value(sym[j, lh, lw], 0.0, steps[lh, lw])
+        for i in reversed(range(levels)):
+            s = _steps(levels, i, step)[:, None, None]
+            pred: np.ndarray | float = 0.0
+            if net is not None:
+                x = torch.from_numpy(features(dec, j, levels, i, step).astype(np.float32))[None]
+                with torch.no_grad():
+                    pred = net(x)[0].numpy().astype(np.float64) * s
+            _put_details(dec[j], value(_details(sym[j], levels, i), pred, s), levels, i)
+    return dec
+
+
 def one_file(nets: dict, cube: np.ndarray, search: MapSearch, rate: float, rd: dict) -> dict:
     """The default file of ``cube`` at ``rate`` against the same maps, step and ρ with each predictor of
     ``nets`` (hidden channels → network)."""
@@ -254,9 +283,10 @@ def one_file(nets: dict, cube: np.ndarray, search: MapSearch, rate: float, rd: d
     row["psnr"] = psnr(cube, hsicodec.decompress(blob)[0])
     mse = (float(cube.max()) - float(cube.min())) ** 2 / 10 ** (row["psnr"] / 10)
 
-    def coded(net) -> tuple[np.ndarray, int, float]:
-        sym, dec = closed_loop(net, c, q, levels, rho)
+    def coded(net) -> tuple[np.ndarray, int, float]:  # (symbols, stream bytes, the decoder's squared error)
+        sym, _ = closed_loop(net, c, q, levels, rho)
         stream, _ = cm.encode_symbols(sym, q, levels, rho)
+        dec = decode_loop(net, sym, q, levels, rho)
         return sym, len(stream), float(np.sum((cdf97_inverse_reference(np.moveaxis(dec, 0, 2), levels) - truth) ** 2))
 
     def signs_saved(sym: np.ndarray) -> float:  # the sign context's saving (first two maps), a fraction of the file
