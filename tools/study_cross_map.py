@@ -125,8 +125,7 @@ def zero_estimate(sym: np.ndarray, coeffs: np.ndarray, rho: int, q: int, levels:
     ``near``: from maps 0, j − 1 and j + 1 only."""
     k, h, w = sym.shape
     step = cm._step_map(h, w, levels, entropy.step_from_exponent(q, cm.STEPS_PER_OCTAVE))
-    mag = np.abs(sym)
-    chat = np.sign(sym) * np.where(mag > 0, mag - rho / cm.RECON_DEN, 0.0) * step
+    chat = cm.dequantized(sym, rho, step)
     groups = np.zeros((h, w), np.int64)
     for g, _, rs, cs in cm.subbands(h, w, levels):
         groups[rs, cs] = g

@@ -61,18 +61,22 @@ HIDDEN = 24
 DEADZONE = MAP_DEADZONES[0]  # the default effort's rounding threshold
 
 
+def _level(a: np.ndarray, levels: int, i: int) -> tuple[int, int, int, int]:
+    """(h, w) of the region level i of map a (H, W) splits, and (lh, lw) of its low-pass."""
+    h, w = _regions(a.shape[0], a.shape[1], levels)[i]
+    return h, w, (h + 1) // 2, (w + 1) // 2
+
+
 def _lowpass(dec: np.ndarray, levels: int, i: int) -> np.ndarray:
     """What the decoded subbands of a map (H, W) coarser than level i synthesise: its low-pass at level i."""
-    h, w = _regions(dec.shape[0], dec.shape[1], levels)[i]
-    lh, lw = (h + 1) // 2, (w + 1) // 2
+    _, _, lh, lw = _level(dec, levels, i)
     sub = dec[:lh, :lw]
     return sub if i == levels - 1 else cdf97_inverse_reference(sub[..., None], levels - 1 - i)[..., 0]
 
 
 def _details(dec: np.ndarray, levels: int, i: int) -> np.ndarray:
     """The level-i details (3, lh, lw) of a map (H, W): HL, LH, HH, zero-padded to the low-pass's size."""
-    h, w = _regions(dec.shape[0], dec.shape[1], levels)[i]
-    lh, lw = (h + 1) // 2, (w + 1) // 2
+    h, w, lh, lw = _level(dec, levels, i)
     out = np.zeros((3, lh, lw))
     out[0, :, : w - lw] = dec[:lh, lw:w]
     out[1, : h - lh, :] = dec[lh:h, :lw]
@@ -82,8 +86,7 @@ def _details(dec: np.ndarray, levels: int, i: int) -> np.ndarray:
 
 def _put_details(a: np.ndarray, d: np.ndarray, levels: int, i: int) -> None:
     """Write details (3, lh, lw) back into map a (H, W) at level i (inverse of :func:`_details`)."""
-    h, w = _regions(a.shape[0], a.shape[1], levels)[i]
-    lh, lw = (h + 1) // 2, (w + 1) // 2
+    h, w, lh, lw = _level(a, levels, i)
     a[:lh, lw:w] = d[0, :, : w - lw]
     a[lh:h, :lw] = d[1, : h - lh, :]
     a[lh:h, lw:w] = d[2, : h - lh, : w - lw]
@@ -153,9 +156,7 @@ def _open_loop(search: MapSearch, k: int, q: int) -> tuple[np.ndarray, np.ndarra
     """(true coefficients (k, H, W), dequantized ones at step q without prediction, ρ)."""
     sym, _, rho = search._symbols(k, q)
     steps = cm._step_map(search.h, search.w, search.levels, entropy.step_from_exponent(q, cm.STEPS_PER_OCTAVE))
-    mag = np.abs(sym)
-    dec = np.sign(sym) * np.where(mag > 0, mag - rho / cm.RECON_DEN, 0.0) * steps
-    return search.tr.coeffs[:k], dec, rho
+    return search.tr.coeffs[:k], cm.dequantized(sym, rho, steps), rho
 
 
 def training_set(scenes: list, rates=TRAIN_RATES) -> list:
@@ -208,58 +209,20 @@ def train(data: list, epochs: int, hidden: int = HIDDEN, seed: int = 0):
     return net
 
 
-def closed_loop(net, c: np.ndarray, q: int, levels: int, rho: int) -> tuple[np.ndarray, np.ndarray]:
-    """(symbols (k, H, W), decoded coefficients) of coding the residuals of the predicted details, map by map
-    and level by level from the coarsest, the predictions from what is decoded (the encoder's own decoder);
-    ``net`` None: no prediction (today's quantizer, as a check)."""
+def _coding_loop(net, shape: tuple, q: int, levels: int, rho: int, symbols) -> tuple[np.ndarray, np.ndarray]:
+    """(symbols, decoded coefficients) (k, H, W), map by map and level by level from the coarsest, each level's
+    details predicted by ``net`` (None: not at all) from what is decoded so far and ``symbols(j, i, pred, s)``
+    giving the symbols of map j's level i (i None: the low band) around that prediction at steps s."""
     import torch
 
-    k, h, w = c.shape
+    k, h, w = shape
     step = entropy.step_from_exponent(q, cm.STEPS_PER_OCTAVE)
     steps = cm._step_map(h, w, levels, step)
-    dec, sym = np.zeros_like(c), np.zeros(c.shape, np.int64)
-
-    def code(u: np.ndarray, pred: np.ndarray | float, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        r = (u - pred) / s
-        mag = np.floor(np.abs(r) + DEADZONE)
-        sy = (np.sign(r) * mag).astype(np.int64)
-        return sy, pred + np.sign(r) * np.where(mag > 0, mag - rho / cm.RECON_DEN, 0.0) * s
-
+    dec, sym = np.zeros(shape), np.zeros(shape, np.int64)
     lh, lw = cm.subbands(h, w, levels)[0][2:]
     for j in range(k):
-        sym[j, lh, lw], dec[j, lh, lw] = code(c[j, lh, lw], 0.0, steps[lh, lw])
-        for i in reversed(range(levels)):
-            s = _steps(levels, i, step)[:, None, None]
-            if net is None:
-                pred = np.zeros_like(_details(c[j], levels, i))
-            else:
-                x = torch.from_numpy(features(dec, j, levels, i, step).astype(np.float32))[None]
-                with torch.no_grad():
-                    pred = net(x)[0].numpy().astype(np.float64) * s
-            sy, d = code(_details(c[j], levels, i), pred, s)
-            _put_details(sym[j], sy, levels, i)
-            _put_details(dec[j], d, levels, i)
-    return sym, dec
-
-
-def decode_loop(net, sym: np.ndarray, q: int, levels: int, rho: int) -> np.ndarray:
-    """The decoder of :func:`closed_loop`: decoded coefficients (k, H, W) from the symbols alone, each level's
-    prediction made from what it has decoded so far (the study measures the error of this, so nothing the
-    encoder knows and the decoder does not can leak into it)."""
-    import torch
-
-    k, h, w = sym.shape
-    step = entropy.step_from_exponent(q, cm.STEPS_PER_OCTAVE)
-    steps = cm._step_map(h, w, levels, step)
-    dec = np.zeros(sym.shape)
-
-    def value(sy: np.ndarray, pred: np.ndarray | float, s: np.ndarray) -> np.ndarray:
-        mag = np.abs(sy)
-        return pred + np.sign(sy) * np.where(mag > 0, mag - rho / cm.RECON_DEN, 0.0) * s
-
-    lh, lw = cm.subbands(h, w, levels)[0][2:]
-    for j in range(k):
-        dec[j, lh, lw] = value(sym[j, lh, lw], 0.0, steps[lh, lw])
+        sym[j, lh, lw] = symbols(j, None, 0.0, steps[lh, lw])
+        dec[j, lh, lw] = cm.dequantized(sym[j, lh, lw], rho, steps[lh, lw])
         for i in reversed(range(levels)):
             s = _steps(levels, i, step)[:, None, None]
             pred: np.ndarray | float = 0.0
@@ -267,8 +230,33 @@ def decode_loop(net, sym: np.ndarray, q: int, levels: int, rho: int) -> np.ndarr
                 x = torch.from_numpy(features(dec, j, levels, i, step).astype(np.float32))[None]
                 with torch.no_grad():
                     pred = net(x)[0].numpy().astype(np.float64) * s
-            _put_details(dec[j], value(_details(sym[j], levels, i), pred, s), levels, i)
-    return dec
+            sy = symbols(j, i, pred, s)
+            _put_details(sym[j], sy, levels, i)
+            _put_details(dec[j], pred + cm.dequantized(sy, rho, s), levels, i)
+    return sym, dec
+
+
+def closed_loop(net, c: np.ndarray, q: int, levels: int, rho: int) -> tuple[np.ndarray, np.ndarray]:
+    """(symbols (k, H, W), decoded coefficients) of coding the residuals of the predicted details of
+    coefficients c (k, H, W), the predictions from what is decoded (the encoder's own decoder); ``net`` None: no
+    prediction (today's quantizer, as a check)."""
+
+    def quantized(j: int, i: int | None, pred: np.ndarray | float, s: np.ndarray) -> np.ndarray:
+        u = c[j, : s.shape[0], : s.shape[1]] if i is None else _details(c[j], levels, i)
+        r = (u - pred) / s
+        return (np.sign(r) * np.floor(np.abs(r) + DEADZONE)).astype(np.int64)
+
+    return _coding_loop(net, c.shape, q, levels, rho, quantized)
+
+
+def decode_loop(net, sym: np.ndarray, q: int, levels: int, rho: int) -> np.ndarray:
+    """The decoder of :func:`closed_loop`: decoded coefficients (k, H, W) from the symbols alone (the study
+    measures the error of this, so nothing the encoder knows and the decoder does not can leak into it)."""
+
+    def read(j: int, i: int | None, pred: np.ndarray | float, s: np.ndarray) -> np.ndarray:
+        return sym[j, : s.shape[0], : s.shape[1]] if i is None else _details(sym[j], levels, i).astype(np.int64)
+
+    return _coding_loop(net, sym.shape, q, levels, rho, read)[1]
 
 
 def one_file(nets: dict, cube: np.ndarray, search: MapSearch, rate: float, rd: dict) -> dict:

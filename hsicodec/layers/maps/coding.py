@@ -352,11 +352,16 @@ def dequantize(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.nda
     return nat(np.ascontiguousarray(sym), steps, p.recon / RECON_DEN, p.levels, 0)
 
 
+def dequantized(sym: np.ndarray, recon: int, steps) -> np.ndarray:
+    """The coefficients symbols stand for, before any synthesis: sign(q)·(|q| − ρ/32)·step (0 for q = 0), with
+    ``steps`` the per-coefficient steps (broadcast against sym)."""
+    mag = np.abs(sym).astype(np.float64)
+    return np.sign(sym) * np.where(mag > 0, mag - recon / RECON_DEN, 0.0) * steps
+
+
 def dequantize_reference(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.ndarray:
     """:func:`dequantize` in numpy."""
-    steps = _step_map(height, width, p.levels, p.step)
-    mag = np.abs(sym).astype(np.float64)
-    val = np.sign(sym) * np.where(mag > 0, mag - p.recon / RECON_DEN, 0.0) * steps
+    val = dequantized(sym, p.recon, _step_map(height, width, p.levels, p.step))
     return cdf97_inverse_reference(np.moveaxis(val, 0, 2), p.levels)  # (H, W, k), all maps in one pass
 
 

@@ -31,6 +31,7 @@ from hsicodec.layers.maps.coding import (
     RECON_DEN,
     MapParams,
     _step_map,
+    dequantized,
     rans_decode,
 )
 from hsicodec.layers.maps.streams import decode_symbols
@@ -65,9 +66,7 @@ def dequantize_coarse(
     nat = native_wavelet("cdf97_dequantize_inverse")
     if nat is not None:
         return nat(np.ascontiguousarray(sym, np.int64), steps, p.recon / RECON_DEN, p.levels - level, threads)
-    mag = np.abs(sym).astype(np.float64)
-    val = np.sign(sym) * np.where(mag > 0, mag - p.recon / RECON_DEN, 0.0) * steps
-    return cdf97_inverse_reference(np.moveaxis(val, 0, 2), p.levels - level)
+    return cdf97_inverse_reference(np.moveaxis(dequantized(sym, p.recon, steps), 0, 2), p.levels - level)
 
 
 def decode_maps_reduced(
