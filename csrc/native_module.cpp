@@ -52,6 +52,7 @@ void register_wavelet97(py::module_& mod);  // wavelet97.cpp
 void register_spectral_cast(py::module_& mod);  // spectral_cast.cpp
 void register_map_coder(py::module_& mod);  // map_coder.cpp
 void register_post_filter(py::module_& mod);  // post_filter.cpp
+void register_recon_table(py::module_& mod);  // recon_table.cpp
 #ifdef HSICODEC_NUMPY_ALLOC
 void register_numpy_alloc(py::module_& mod);  // numpy_alloc.cpp
 #endif
@@ -462,6 +463,7 @@ PYBIND11_MODULE(_native, mod) {
     register_spectral_cast(mod);
     register_map_coder(mod);
     register_post_filter(mod);
+    register_recon_table(mod);
 #ifdef HSICODEC_NUMPY_ALLOC
     register_numpy_alloc(mod);
 #endif

@@ -3,7 +3,7 @@
 //
 //   cdf97_forward_inplace(a, levels, threads)        a: (H, W, k) float64, C-contiguous, overwritten
 //   cdf97_inverse_inplace(a, levels, threads)
-//   cdf97_dequantize_inverse(sym, steps, offset, levels, threads) -> (H, W, k) float64
+//   cdf97_dequantize_inverse(sym, steps, offset, levels, threads, codes=None) -> (H, W, k) float64
 //       sym (k, H, W) int32 or int64, steps (H, W) float64: maps = inverse(sign(q) (|q| - offset) step), fused
 //
 // Every value goes through the same operations in the same order as the numpy reference (lifting steps
@@ -221,7 +221,7 @@ void transform_inplace(darr a, int levels, int threads) {
 
 template <class Sym>  // int32 (what map_decode gives) or int64 (the reference's symbols): no converted copy
 py::array_t<double> dequantize_inverse(py::array_t<Sym, py::array::c_style> sym, darr steps, double offset, int levels,
-                                       int threads) {
+                                       int threads, py::object codes) {
     check_levels(levels);
     auto sb = sym.request();
     auto tb = steps.request();
@@ -229,6 +229,15 @@ py::array_t<double> dequantize_inverse(py::array_t<Sym, py::array::c_style> sym,
     const int64_t k = sb.shape[0], H = sb.shape[1], W = sb.shape[2];
     if (tb.ndim != 2 || tb.shape[0] != H || tb.shape[1] != W)
         throw std::invalid_argument("cdf97_dequantize_inverse: steps must be (H, W)");
+    // codes: the reconstruction table's offset code of every symbol (spec/hsim.md 10.13), (code - 8) / 32 of a step
+    py::array_t<uint8_t, py::array::c_style> code_arr;
+    const uint8_t* cd = nullptr;
+    if (!codes.is_none()) {
+        code_arr = codes.cast<py::array_t<uint8_t, py::array::c_style>>();
+        if (code_arr.ndim() != 3 || code_arr.shape(0) != k || code_arr.shape(1) != H || code_arr.shape(2) != W)
+            throw std::invalid_argument("cdf97_dequantize_inverse: codes must be (k, H, W) like the symbols");
+        cd = code_arr.data();
+    }
     py::array_t<double> out({H, W, k});
     if (H * W * k == 0) return out;
     const Sym* q = static_cast<const Sym*>(sb.ptr);
@@ -242,11 +251,13 @@ py::array_t<double> dequantize_inverse(py::array_t<Sym, py::array::c_style> sym,
                 const int64_t c1 = std::min(W, c0 + kCols);
                 for (int64_t m = 0; m < k; ++m) {
                     const Sym* qr = q + (m * H + r) * W;
+                    const uint8_t* cr = cd ? cd + (m * H + r) * W : nullptr;
                     for (int64_t c = c0; c < c1; ++c) {
                         const int64_t v = qr[c];
                         // numpy: sign(q) * where(|q| > 0, |q| - offset, 0) * step, the same roundings
+                        const double off = cr ? static_cast<double>(static_cast<int>(cr[c]) - 8) / 32.0 : offset;
                         const double mag = v < 0 ? -static_cast<double>(v) : static_cast<double>(v);
-                        const double x = v > 0 ? (mag - offset) : v < 0 ? -(mag - offset) : 0.0;
+                        const double x = v > 0 ? (mag - off) : v < 0 ? -(mag - off) : 0.0;
                         o[(r * W + c) * k + m] = x * st[r * W + c];
                     }
                 }
@@ -267,9 +278,10 @@ void register_wavelet97(py::module_& mod) {
             py::arg("threads") = 0, "CDF 9/7 synthesis in place (inverse of cdf97_forward_inplace).");
     const char* doc =
         "Maps (H, W, k) = synthesis of sign(q) (|q| - offset) step from symbols (k, H, W) int32 or int64 and "
-        "steps (H, W).";
+        "steps (H, W); with codes ((k, H, W) uint8) each symbol's offset is (code - 8) / 32 instead.";
     mod.def("cdf97_dequantize_inverse", &dequantize_inverse<int64_t>, py::arg("sym"), py::arg("steps"),
-            py::arg("offset"), py::arg("levels"), py::arg("threads") = 0, doc);
+            py::arg("offset"), py::arg("levels"), py::arg("threads") = 0, py::arg("codes") = py::none(), doc);
     mod.def("cdf97_dequantize_inverse", &dequantize_inverse<int32_t>, py::arg("sym"), py::arg("steps"),
-            py::arg("offset"), py::arg("levels"), py::arg("threads") = 0, doc);  // an int32 array: no copy
+            py::arg("offset"), py::arg("levels"), py::arg("threads") = 0, py::arg("codes") = py::none(),
+            doc);  // an int32 array: no copy
 }

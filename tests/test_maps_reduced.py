@@ -196,6 +196,7 @@ def _maps_levels(path) -> int:
         "legacy/maps_v3_33x30x66_uint16",
         "legacy/maps_v4_33x30x66_uint16",
         "legacy/maps_v7_33x30x66_uint16",
+        "legacy/maps_v8_33x30x66_uint16",
     ],
 )
 def test_map_vectors_reduce_to_the_projection_of_their_full_decode(name):

@@ -56,6 +56,7 @@ from hsicodec import metrics
 from hsicodec.codec.api import decompress, load_codec_model
 from hsicodec.codec.encode import encode
 from hsicodec.errors import OptionError
+from hsicodec.format.compact import EC_RT
 from hsicodec.format.container import decode_hsim
 from hsicodec.layers.maps.coding import EC_LEARNED, map_levels
 from hsicodec.layers.maps.lem import resolve
@@ -70,6 +71,13 @@ VARIANTS: list[tuple] = [  # label, model, latent codings (None: the encoder cho
     ("+ channel KLT", "hsi-grid-v1", ("haar+klt",), "default"),
     ("network latents, effort max", "hsi-grid-v1", ("haar+klt",), "max"),
     ("coefficient-map layer alone", "hsi-grid-v1", ("maps",), "default"),
+    (
+        "coefficient-map layer without the reconstruction table",
+        "hsi-grid-v1",
+        ("maps",),
+        "default",
+        {"recon_table": False},
+    ),
     (
         "coefficient-map layer, step refined to the budget",
         "hsi-grid-v1",
@@ -119,7 +127,7 @@ def learned_macs_per_pixel(data: bytes, k: int) -> int:
     """The learned entropy model's multiply-adds per pixel of a map-layer file coded with it (``ec = 2``): at
     most one network evaluation per map coefficient (0 for any other file)."""
     rl = decode_hsim(data).header["codec"].get("rl")
-    if not (isinstance(rl, list) and len(rl) == 9 and rl[6] == EC_LEARNED):
+    if not (isinstance(rl, list) and len(rl) == 9 and rl[6] % EC_RT == EC_LEARNED):
         return 0
     return k * resolve(rl[7]).macs_per_symbol
 

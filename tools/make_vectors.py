@@ -28,6 +28,7 @@ from hsicodec.codec.api import compress, decompress
 from hsicodec.codec.decode import parse_codec
 from hsicodec.codec.tiled import compress_tiled
 from hsicodec.data import sample_path
+from hsicodec.format.compact import EC_RT
 from hsicodec.format.container import decode_hsim, encode_hsim
 from hsicodec.io.raster import GeoInfo
 from hsicodec.layers.maps import coding as coefmaps
@@ -131,7 +132,7 @@ def build(name: str) -> bytes:
         )  # fmt: skip
     if name.startswith("maps_learned_"):
         data = compress(cube, bpppb=rate, effort="fast", threads=1, backend="numpy", learned_entropy=True)
-        if decode_hsim(data).header["codec"]["rl"][6] != coefmaps.EC_LEARNED:
+        if decode_hsim(data).header["codec"]["rl"][6] % EC_RT != coefmaps.EC_LEARNED:
             raise SystemExit(f"{name}: the encoder did not choose the learned entropy model")
         return data
     if name.startswith("maps_stages_"):

@@ -174,6 +174,14 @@ from hsicodec.cli.options import (
     "slower decode; bench/entropy_model.md) where it saves bytes; the file then needs that model to decode.",
 )
 @click.option(
+    "--recon-table/--no-recon-table",
+    default=True,
+    show_default=True,
+    help="Put back in each coefficient-map bin the offset of the trained reconstruction table (hsi-recon-v1, "
+    "spec/hsim.md 10.13); --no-recon-table: one offset for all, 0.02-0.1 dB lower, for hsicodec releases "
+    "before grid version 9.",
+)
+@click.option(
     "--nodata",
     type=float,
     default=None,
@@ -217,6 +225,7 @@ def compress(
     post_filter: bool,
     synthesis: bool,
     learned_entropy: bool,
+    recon_table: bool,
     nodata: float | None,
     tags: tuple[str, ...],
     threads: int,
@@ -291,6 +300,7 @@ def compress(
             **({"post_filter": True} if post_filter else {}),
             **({"synthesis": True} if synthesis else {}),
             **({"learned_entropy": True} if learned_entropy else {}),
+            **({} if recon_table else {"recon_table": False}),
         )
     if as_json:
         _print_json(stats)

@@ -71,6 +71,7 @@ def compress(
     post_filter: bool = False,
     synthesis: bool = False,
     learned_entropy: bool = False,
+    recon_table: bool = True,
 ) -> bytes:
     """Compress a (rows, cols, bands) cube to `.hsim` bytes.
 
@@ -104,6 +105,8 @@ def compress(
     ``learned_entropy``: the map layer codes its symbols under the learned entropy model
     (:mod:`hsicodec.layers.maps.lem`, header ``ec = 2``) where it saves bytes; such files decode only where
     the model (bundled: hsi-lem-v1) is installed.
+    ``recon_table`` False: the map layer puts one offset back in every nonzero coefficient's bin instead of the
+    trained reconstruction table's (spec/hsim.md 10.13; 0.02–0.1 dB lower), for readers before grid version 9.
     """
 
     cube = np.asarray(cube)
@@ -141,6 +144,7 @@ def compress(
             post_filter=post_filter,
             synthesis=synthesis,
             learned_entropy=learned_entropy,
+            recon_table=recon_table,
         )
     if layer in (None, "auto") and latent_codings is None:
         layer = "all"  # a model named by the caller: its network layer competes for every file
@@ -149,7 +153,7 @@ def compress(
         threads=threads, registry=registry, stats=stats, backend=backend, created_by=created_by,
         band_map=band_map, wavelengths=wavelengths, nodata=nodata, layer=layer, latent_codings=latent_codings,
         or_smallest=or_smallest, shared_spectral=shared_spectral, post_filter=post_filter, synthesis=synthesis,
-        learned_entropy=learned_entropy,
+        learned_entropy=learned_entropy, recon_table=recon_table,
     )  # fmt: skip
 
 
@@ -179,6 +183,7 @@ def _compress_model(
     post_filter: bool = False,
     synthesis: bool = False,
     learned_entropy: bool = False,
+    recon_table: bool = True,
 ) -> bytes:
     """:func:`compress` with one model (a validated cube)."""
     from hsicodec.codec.encode import encode
@@ -224,6 +229,7 @@ def _compress_model(
         post_filter=post_filter,
         synthesis=synthesis,
         learned_entropy=learned_entropy,
+        recon_table=recon_table,
     )
     if max_error is not None:
         _check_bound(data, original, mask, max_error, registry)

@@ -146,6 +146,7 @@ def encode(
     post_filter: bool = False,
     synthesis: bool = False,
     learned_entropy: bool = False,
+    recon_table: bool = True,
     map_options: dict | None = None,
 ) -> tuple[bytes, dict]:
     """Encode a (H, W, C) cube; returns the `.hsim` bytes and encoding statistics.
@@ -201,6 +202,8 @@ def encode(
     flags = {"post_filter": post_filter, "synthesis": synthesis, "learned_entropy": learned_entropy}
     if any(flags.values()):
         options = {**options, "maps": {**(options.get("maps") or {}), **{k: True for k, on in flags.items() if on}}}
+    if not recon_table:  # one offset ρ instead of the trained table (files for readers before grid version 9)
+        options = {**options, "maps": {**(options.get("maps") or {}), "recon_table": False}}
     if map_options:  # ablations: e.g. {"fill_budget": True}, the map layer's step refined to the budget (ec = 1)
         options = {**options, "maps": {**(options.get("maps") or {}), **map_options}}
     scene = Scene(an, model, dict(base_header or {}), tuple(extra_sections), valid, inner_steps, adam_steps, threads,

@@ -230,6 +230,7 @@ def write_tiled(
     shared_basis: bool = False,
     post_filter: bool = False,
     synthesis: bool = False,
+    recon_table: bool = True,
     tile_threads: int = 0,
     scheduler: str | None = None,
     client: Any = None,
@@ -319,7 +320,7 @@ def write_tiled(
         geo=None, model=model, psnr=psnr, max_error=max_error, effort=effort, progress=None, tags=None,
         threads=threads, registry=registry, backend=backend, created_by=False, band_map=band_map, wavelengths=wl,
         nodata=nd, layer=layer, latent_codings=latent_codings, shared_spectral=shared, post_filter=post_filter,
-        synthesis=synthesis,
+        synthesis=synthesis, recon_table=recon_table,
     )  # fmt: skip
     t_read = t_enc = 0.0
     fell_back = 0  # tiles that got their smallest file (the default rate was out of their reach)

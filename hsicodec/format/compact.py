@@ -8,7 +8,9 @@ Grid v5 writes them as
     codec = {"id": "grid", "norm": σ, "sp": [me, be, ma, n, t], "rl": [k, q, wt, ma, ro, t]}
 
 (grid v8 appends the map layer's entropy coder: ``rl = [k, q, wt, ma, ro, t, ec]``, ``ec`` = 1; with the
-learned entropy model, ``ec`` = 2, also its id and mix weights: ``rl = [k, q, wt, ma, ro, t, 2, em, mw]``)
+learned entropy model, ``ec`` = 2, also its id and mix weights: ``rl = [k, q, wt, ma, ro, t, 2, em, mw]``;
+grid v9 packs the reconstruction table ``rt`` into that entry as ``ec + 4·rt``, so a file with the table
+has a header no longer than one without)
 
 with one section ``"c"`` holding the spectral stream (its first n bytes) and
 the map stream (the rest). Each ``t`` packs the layer's byte tables as
@@ -38,6 +40,7 @@ from hsicodec.errors import HsimHeaderError
 SC_ORDER, BD_ORDER, LS_ORDER, CO_ORDER = 2, 0, 2, 1
 CO_PASS = 13  # class offsets per checkerboard pass
 MAX_PREFIX = 12  # an Exp-Golomb prefix longer than this cannot code a byte table residual
+EC_RT = 4  # the compact coder entry: ec + EC_RT · rt
 
 
 # -- signed Exp-Golomb -------------------------------------------------------------------------
@@ -206,16 +209,22 @@ def pack_maps(rl: dict, sizing: bool = False) -> list:
     pred[:, 2:] = 2 * co[:, 1:-1] - co[:, :-2]
     w.signed_many((co - pred).ravel(), CO_ORDER)
     out = [k, rl["q"], lv, rl["ma"], rl["ro"], w.tobytes()]
+    coder = rl.get("ec", 0) + EC_RT * rl.get("rt", 0)  # grid v9: the reconstruction table shares the entry
     if rl.get("ec", 0) == 2:  # the learned entropy model: its id and mix weights follow
-        return out + [2, rl["em"], rl["mw"]]
-    return out + [rl["ec"]] if rl.get("ec", 0) else out  # grid v8: the entropy coder, when not constriction
+        return out + [coder, rl["em"], rl["mw"]]
+    return out + [coder] if coder else out  # grid v8: the entropy coder, when not constriction
 
 
 def unpack_maps(arr, max_maps: int, max_levels: int) -> dict:
     """v5 ``codec.rl`` array → the v4 map (its ints are checked again by the map layer's parser); a
-    seventh entry (grid v8) is the entropy coder ``ec``, and with ``ec`` = 2 an eighth and ninth its ``em``, ``mw``."""
+    seventh entry (grid v8) is the entropy coder ``ec`` plus 4 times the reconstruction table ``rt`` (grid v9),
+    and with ``ec`` = 2 an eighth and ninth its ``em``, ``mw``."""
     key = "codec.rl"
-    if not isinstance(arr, list) or len(arr) not in (6, 7, 9) or (len(arr) == 9 and arr[6] != 2):
+    coder = arr[6] if isinstance(arr, list) and len(arr) >= 7 else 0
+    if type(coder) is not int or coder < 0:
+        raise HsimHeaderError(f"header key '{key}': the coder entry must be a non-negative int")
+    learned = coder % EC_RT == 2
+    if not isinstance(arr, list) or len(arr) not in (6, 7, 9) or (len(arr) == 9) != learned:
         raise HsimHeaderError(
             f"header key '{key}': expected [k, q, wt, ma, ro, t], [k, q, wt, ma, ro, t, ec] or [..., 2, em, mw]"
         )
@@ -246,8 +255,10 @@ def unpack_maps(arr, max_maps: int, max_levels: int) -> dict:
         "co": bytes(int(v) for v in co.ravel()),
     }
     if len(arr) >= 7:
-        out["ec"] = arr[6]
-    if len(arr) == 9:
+        out["ec"] = coder % EC_RT
+    if coder >= EC_RT:
+        out["rt"] = coder // EC_RT
+    if learned:
         out["em"], out["mw"] = arr[7], arr[8]
     return out
 

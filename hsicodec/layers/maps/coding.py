@@ -56,7 +56,7 @@ from hsicodec.coding.wavelet import (
     wavelet_levels,
 )
 from hsicodec.errors import HsimHeaderError, OptionError, header_int
-from hsicodec.layers.maps import rans
+from hsicodec.layers.maps import rans, recon
 
 PLAIN_EDGES = np.array([1, 2, 4, 8, 16, 32], np.int64)  # scheme "plain": t ≥ edge_i → class > i
 FINE_EDGES = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64], np.int64)  # scheme "checkerboard", per pass
@@ -67,7 +67,7 @@ MAX_LEVELS = 8
 DEFAULT_LEVELS = 5
 MAX_MAPS = 255
 RECON_DEN = 32  # reconstruction offset unit: ρ / 32 of a step
-MAP_KEYS = frozenset({"k", "q", "wt", "ma", "ls", "co", "ro", "ec", "em", "mw"})
+MAP_KEYS = frozenset({"k", "q", "wt", "ma", "ls", "co", "ro", "ec", "em", "mw", "rt"})
 EC_CONSTRICTION = 0  # header key "ec" absent: constriction's ANS coder (grid v3..v7 files)
 EC_RANS = 1  # the layer's own rANS coder (grid v8, spec/hsim.md 10.9): what the encoder writes
 EC_LEARNED = 2  # rANS under the learned entropy model's codes (spec/hsim.md 10.11, hsicodec.layers.maps.lem)
@@ -84,10 +84,11 @@ class MapParams:
     max_abs: int
     base_codes: bytes  # k · (levels + 1)
     class_offsets: np.ndarray  # (PLAIN_CLASSES or CHECKER_CLASSES,) int, in 1/8 octaves: the context scheme
-    recon: int  # ρ, 0..RECON_DEN/2
+    recon: int  # ρ, 0..RECON_DEN/2; with a reconstruction table, the table's shift + 8
     coder: int = EC_RANS  # header key "ec": the stream's entropy coder (absent in a header: EC_CONSTRICTION)
     model_id: bytes = b""  # ec = 2: header key "em", the learned entropy model's id (sha256 prefix)
     mix: bytes = b""  # ec = 2: header key "mw", one mix weight 0..4 per level group
+    recon_table: int = 0  # header key "rt": the trained reconstruction table (0: none, one offset ρ)
 
     @property
     def checker(self) -> bool:
@@ -108,6 +109,8 @@ class MapParams:
             out["ec"] = self.coder
         if self.coder == EC_LEARNED:
             out["em"], out["mw"] = self.model_id, self.mix
+        if self.recon_table:
+            out["rt"] = self.recon_table
         return out
 
     @property
@@ -153,7 +156,8 @@ def parse_params(m, height: int, width: int, max_maps: int) -> MapParams:
         raise HsimHeaderError(f"header key 'codec.rl.mw': expected {lv + 1} mix weights in 0..4")
     if ec != EC_LEARNED and ("em" in m or "mw" in m):
         raise HsimHeaderError("header keys 'codec.rl.em' / 'mw' belong to the learned entropy model (ec = 2)")
-    return MapParams(k, q, lv, ma, ls, np.frombuffer(co, np.uint8).astype(np.int64) - 128, ro, ec, em, mw)
+    rt = integer("rt", 0, max(recon.TABLES)) if "rt" in m else 0
+    return MapParams(k, q, lv, ma, ls, np.frombuffer(co, np.uint8).astype(np.int64) - 128, ro, ec, em, mw, rt)
 
 
 def map_levels(height: int, width: int) -> int:
@@ -284,25 +288,28 @@ def _planes(a: np.ndarray, rows: int = 8) -> np.ndarray:
 
 
 def quantize(
-    tr: Transformed, q: int, k: int, deadzone: float = 0.5, magnitudes: bool = True
+    tr: Transformed, q: int, k: int, deadzone: float = 0.5, magnitudes: bool = True, table: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Integers of the first k maps at step exponent q; rounding threshold ``deadzone`` (0.5 = nearest).
 
-    Returns (symbols (k, H, W) int64, |coefficient| / step, least-squares reconstruction offset ρ); with
-    ``magnitudes`` False the second is None (C++ ``quantize_maps`` then skips it; same values as numpy's)."""
+    Returns (symbols (k, H, W) int64, |coefficient| / step, the header's ``ro``: the least-squares
+    reconstruction offset ρ, or with a reconstruction ``table`` (its 24 codes) the table's least-squares shift,
+    :func:`hsicodec.layers.maps.recon.table_shift`); with ``magnitudes`` False the second is None (C++
+    ``quantize_maps`` then skips it; same values as numpy's)."""
     _, h, w = tr.coeffs.shape
     steps = _step_map(h, w, tr.levels, entropy.step_from_exponent(q, STEPS_PER_OCTAVE))
     nat = _native_function("quantize_maps")
     if nat is not None and k > 0:
-        sym, excess, a_nat = nat(np.ascontiguousarray(tr.coeffs[:k]), steps, float(deadzone), bool(magnitudes))
-        return sym, a_nat, _recon_offset(float(np.sum(excess)), len(excess))
-    u = tr.coeffs[:k] / steps
-    a = np.abs(u)
-    mag = np.floor(a + deadzone)
-    sym = (np.sign(u) * mag).astype(np.int64)
-    nz = mag > 0
-    rho = _recon_offset(float(np.sum(mag[nz] - a[nz])), int(np.count_nonzero(nz)))
-    return sym, a, rho
+        sym, excess, a = nat(np.ascontiguousarray(tr.coeffs[:k]), steps, float(deadzone), bool(magnitudes))
+        total, n = float(np.sum(excess)), len(excess)
+    else:
+        u = tr.coeffs[:k] / steps
+        a = np.abs(u)
+        mag = np.floor(a + deadzone)
+        sym = (np.sign(u) * mag).astype(np.int64)
+        nz = mag > 0
+        total, n = float(np.sum(mag[nz] - a[nz])), int(np.count_nonzero(nz))
+    return sym, a, _recon_offset(total, n) if table is None else recon.table_shift(sym, total, tr.levels, table)
 
 
 def _recon_offset(excess: float, nonzeros: int) -> int:
@@ -340,28 +347,47 @@ def rdoq(
     return sym
 
 
+def offset_codes(sym: np.ndarray, p: MapParams, levels: int | None = None, threads: int = 0) -> np.ndarray | None:
+    """The reconstruction table's offset code of every symbol (k, H, W) (spec/hsim.md 10.13; ``levels``: of
+    the symbols' layout, when they are a coarse corner), or None for a layer with one offset ρ."""
+    if not p.recon_table:
+        return None
+    lv = p.levels if levels is None else levels
+    return recon.table_codes(sym, lv, recon.table(p.recon_table).codes, p.recon, threads)
+
+
+def offsets(sym: np.ndarray, p: MapParams, levels: int | None = None) -> int | np.ndarray:
+    """What :func:`dequantized` takes as ``recon`` for symbols of layer ``p``: ρ, or each symbol's offset
+    (its table code − 8, in 1/32 of a step)."""
+    codes = offset_codes(sym, p, levels)
+    return p.recon if codes is None else codes.astype(np.int64) - recon.CODE_ZERO
+
+
 def dequantize(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.ndarray:
-    """Maps (H, W, k) from the symbols (k, H, W): sign(q)·(|q| − ρ/32)·step, then the CDF 9/7 synthesis,
-    fused in C++ when the extension has it (the same roundings as :func:`dequantize_reference`)."""
+    """Maps (H, W, k) from the symbols (k, H, W): sign(q)·(|q| − offset)·step (offset ρ/32, or the reconstruction
+    table's), then the CDF 9/7 synthesis, fused in C++ when the extension has it (the same roundings as
+    :func:`dequantize_reference`)."""
     steps = _step_map(height, width, p.levels, p.step)
     nat = native_wavelet("cdf97_dequantize_inverse")
     if nat is None or sym.ndim != 3:
         return dequantize_reference(sym, p, height, width)
     if sym.dtype not in (np.int32, np.int64):  # the decoder's int32 and the encoder's int64 go as they are
         sym = sym.astype(np.int64)
-    return nat(np.ascontiguousarray(sym), steps, p.recon / RECON_DEN, p.levels, 0)
+    sym = np.ascontiguousarray(sym)
+    return nat(sym, steps, p.recon / RECON_DEN, p.levels, 0, offset_codes(sym, p))
 
 
-def dequantized(sym: np.ndarray, recon: int, steps) -> np.ndarray:
+def dequantized(sym: np.ndarray, recon: int | np.ndarray, steps) -> np.ndarray:
     """The coefficients symbols stand for, before any synthesis: sign(q)·(|q| − ρ/32)·step (0 for q = 0), with
-    ``steps`` the per-coefficient steps (broadcast against sym)."""
+    ``steps`` the per-coefficient steps and ``recon`` ρ or each symbol's offset (:func:`offsets`), both
+    broadcast against sym."""
     mag = np.abs(sym).astype(np.float64)
     return np.sign(sym) * np.where(mag > 0, mag - recon / RECON_DEN, 0.0) * steps
 
 
 def dequantize_reference(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.ndarray:
     """:func:`dequantize` in numpy."""
-    val = dequantized(sym, p.recon, _step_map(height, width, p.levels, p.step))
+    val = dequantized(sym, offsets(sym, p), _step_map(height, width, p.levels, p.step))
     return cdf97_inverse_reference(np.moveaxis(val, 0, 2), p.levels)  # (H, W, k), all maps in one pass
 
 

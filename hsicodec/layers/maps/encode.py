@@ -12,6 +12,7 @@ from hsicodec.layers.maps.stages import STAGES
 MAP_DEADZONES = (0.4, 0.5)  # map-layer rounding thresholds: the first at default effort, both at max (with RDOQ
 # the threshold matters little: 0.35–0.5 were within 0.02 dB on Jasper Ridge and Pavia Centre)
 NAME = "maps"
+RECON_TABLE = 1  # the reconstruction table default files use (header rt; spec/hsim.md 10.13)
 
 
 class MapEncoder:
@@ -35,6 +36,7 @@ class MapEncoder:
         search = MapSearch(
             s.model, s.analysis, s.base_header, s.extra_sections, s.valid, betas=SPECTRAL_BETAS if s.thorough else (),
             shared=opts.get("shared"), learned=learned, fill_budget=bool(opts.get("fill_budget")),
+            recon_table=RECON_TABLE if opts.get("recon_table", True) else 0,
         )  # fmt: skip
         for dz in deadzones:
             one = search.with_deadzone(dz)

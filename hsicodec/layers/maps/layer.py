@@ -64,6 +64,7 @@ class MapLayer:
                 "entropy_coder": {EC_RANS: "rans", EC_LEARNED: "rans, learned entropy model"}.get(
                     params.coder, "constriction"
                 ),
+                "reconstruction": f"trained table {params.recon_table}" if params.recon_table else "one offset",
             }
             | stages_description(params)
             | ({"entropy_model": params.model_id.hex()} if params.coder == EC_LEARNED else {})

@@ -32,6 +32,8 @@ from hsicodec.layers.maps.coding import (
     MapParams,
     _step_map,
     dequantized,
+    offset_codes,
+    offsets,
     rans_decode,
 )
 from hsicodec.layers.maps.streams import decode_symbols
@@ -65,8 +67,11 @@ def dequantize_coarse(
     steps = np.ascontiguousarray(_step_map(height, width, p.levels, p.step)[:rows, :cols])
     nat = native_wavelet("cdf97_dequantize_inverse")
     if nat is not None:
-        return nat(np.ascontiguousarray(sym, np.int64), steps, p.recon / RECON_DEN, p.levels - level, threads)
-    return cdf97_inverse_reference(np.moveaxis(dequantized(sym, p.recon, steps), 0, 2), p.levels - level)
+        sym = np.ascontiguousarray(sym, np.int64)
+        codes = offset_codes(sym, p, p.levels - level, threads)  # the corner's subbands are the full layout's
+        return nat(sym, steps, p.recon / RECON_DEN, p.levels - level, threads, codes)
+    off = offsets(sym, p, p.levels - level)
+    return cdf97_inverse_reference(np.moveaxis(dequantized(sym, off, steps), 0, 2), p.levels - level)
 
 
 def decode_maps_reduced(

@@ -13,6 +13,7 @@ log size; only the few best points are built and decoded for real.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from hsicodec.format.container import encode_hsim
 from hsicodec.format.grid import CODEC_NAME
 from hsicodec.layers.base import Encoded
 from hsicodec.layers.maps import coding as coefmaps
-from hsicodec.layers.maps import pricing
+from hsicodec.layers.maps import pricing, recon
 from hsicodec.layers.network.model import CodecModel
 
 MAP_K_MAX = coefmaps.MAX_MAPS  # principal components the layer may code: every one (up to 255) at high rates
@@ -90,6 +91,7 @@ class MapSearch:
         shared: SharedSpectral | None = None,
         learned=None,  # a hsicodec.layers.maps.lem.EntropyModel: code the maps under it where it saves bytes
         fill_budget: bool = False,  # below effort max also try finer steps that still fit (with ``learned``: always)
+        recon_table: int = 0,  # the reconstruction table its files use (header rt; 0: one offset ρ)
     ):
         if an.mode != "pca":
             raise OptionError("the coefficient-map layer needs a model with a PCA spectral stage")
@@ -101,6 +103,8 @@ class MapSearch:
         self.h, self.w, self.c = an.values.shape
         self.shared = shared
         self.learned = learned
+        self.rt = recon_table
+        self.recon_codes = recon.table(recon_table).codes if recon_table else None
         self.fill_budget = fill_budget or learned is not None
         have = an.fit.basis.shape[0]
         if shared is not None:  # the maps are projections on a stage stored once for many files
@@ -173,8 +177,8 @@ class MapSearch:
             # normalised units, each coefficient weighted by its synthesis energy: Σ g (Δ/√g)² e² = Δ² Σ e²
             err = (step**2) * pr.sq_error / (self.h * self.w)
             base, off, bits = coefmaps.fit_codes_from_stats(pr.n, pr.n0, pr.tot, pr.max_abs)
-            tables = coefmaps.MapParams(k, q, self.levels, pr.max_abs, base, off, pr.rho).to_header()
-            self._price_cache[key] = (bits / 8.0 + 4.0, err, tables)
+            params = coefmaps.MapParams(k, q, self.levels, pr.max_abs, base, off, pr.rho, recon_table=self.rt)
+            self._price_cache[key] = (bits / 8.0 + 4.0, err, params.to_header())
         return self._price_cache[key][:2]
 
     def _priced_tables(self, q: int, k: int) -> dict:
@@ -264,6 +268,7 @@ class MapSearch:
             self._priced(q, k)
             pr = pricing.price_of(self._map_prices[q], k)
             rdata, p = coefmaps.encode_symbols(sym, q, self.levels, rho, stats=(pr.n, pr.n0, pr.tot, pr.max_abs))
+        p = dataclasses.replace(p, recon_table=self.rt)  # the coders leave it 0
         if decoded is not None:  # the same step and ρ: the same maps and side information
             maps, (sdata, sparams, mean, basis) = decoded[1], decoded[2]
         else:
@@ -273,13 +278,19 @@ class MapSearch:
         return data, maps, mean, basis
 
     def _symbols(self, k: int, q: int) -> tuple[np.ndarray, np.ndarray | None, int]:
-        """The first k maps' symbols at step q (rate–distortion optimised when thorough), their |c| / Δ, ρ."""
+        """The first k maps' symbols at step q (rate–distortion optimised when thorough), their |c| / Δ, and the
+        header's ``ro`` (ρ, or the reconstruction table's shift)."""
         self._extend(k)
-        sym, a, rho = coefmaps.quantize(self.tr, q, k, self.deadzone, magnitudes=bool(self.betas))
+        table = None if self.betas else self.recon_codes  # RDOQ weighs its changes at the one offset ρ
+        sym, a, rho = coefmaps.quantize(self.tr, q, k, self.deadzone, magnitudes=bool(self.betas), table=table)
         if self.betas:  # thorough: rate–distortion optimised quantization at the maps' slope
             assert a is not None
             step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
             sym = coefmaps.rdoq(sym, a, rho, self.levels, (self.norm * step) ** 2, self.slope(k, q))
+            if self.recon_codes is not None:  # the table's shift for the symbols RDOQ left
+                nz = sym != 0
+                excess = float(np.sum(np.abs(sym[nz]) - a[nz]))
+                rho = recon.table_shift(sym, excess, self.levels, self.recon_codes)
         return sym, a, rho
 
     def _side(self, k: int, q: int, beta: float, maps: np.ndarray) -> tuple[bytes, dict, np.ndarray, np.ndarray]:
@@ -294,7 +305,7 @@ class MapSearch:
         """The PSNR :meth:`measure` would find for (k, q, β), without entropy coding the maps (dequantizing
         needs only the step and ρ): a runner-up that loses here is never coded."""
         symbols = self._symbols(k, q)
-        p = coefmaps.MapParams(k, q, self.levels, 0, b"", np.zeros(0, np.int64), symbols[2])
+        p = coefmaps.MapParams(k, q, self.levels, 0, b"", np.zeros(0, np.int64), symbols[2], recon_table=self.rt)
         maps = coefmaps.dequantize(symbols[0], p, self.h, self.w)
         side = self._side(k, q, beta, maps)
         self._decoded = {(k, q, beta): (symbols, maps, side)}  # kept for its build, if it wins
