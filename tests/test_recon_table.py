@@ -84,6 +84,18 @@ def test_the_native_codes_equal_the_reference(shape, ro):
             assert np.array_equal(recon.table_codes(s, levels, codes, ro, threads), want)
 
 
+@pytest.mark.parametrize("ro", [0, 3, 8, 16])
+def test_the_codes_shifted_from_ro_8_are_the_codes_at_ro(ro):
+    """What the encoder does to dequantize its candidates without a second pass over the contexts."""
+    sym = _symbols((4, 30, 41), ro)
+    levels, table = cm.map_levels(30, 41), recon.table(1).codes
+    unshifted = recon.table_codes(sym, levels, table, recon.SHIFT_ZERO)
+    nz = sym != 0  # the zeros' codes are never read
+    assert np.array_equal(recon.shifted(unshifted, ro)[nz], recon.table_codes(sym, levels, table, ro)[nz])
+    excess = 0.1 * np.count_nonzero(sym)
+    assert recon.table_shift(sym, excess, levels, table)[1].tobytes() == unshifted.tobytes()
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 1), (3, 1, 7), (2, 17, 9), (5, 40, 33)])
 @pytest.mark.parametrize("ro", [0, 8, 13])
 def test_dequantizing_with_the_table_native_equals_numpy_bit_for_bit(shape, ro):

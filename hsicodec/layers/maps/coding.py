@@ -296,6 +296,15 @@ def quantize(
     reconstruction offset ρ, or with a reconstruction ``table`` (its 24 codes) the table's least-squares shift,
     :func:`hsicodec.layers.maps.recon.table_shift`); with ``magnitudes`` False the second is None (C++
     ``quantize_maps`` then skips it; same values as numpy's)."""
+    sym, a, total, n = quantize_sums(tr, q, k, deadzone, magnitudes)
+    return sym, a, _recon_offset(total, n) if table is None else recon.table_shift(sym, total, tr.levels, table)[0]
+
+
+def quantize_sums(
+    tr: Transformed, q: int, k: int, deadzone: float = 0.5, magnitudes: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, float, int]:
+    """:func:`quantize`'s symbols and magnitudes with Σ (|q| − |c| / step) over the n nonzeros and n, what the
+    header's ``ro`` is fitted from."""
     _, h, w = tr.coeffs.shape
     steps = _step_map(h, w, tr.levels, entropy.step_from_exponent(q, STEPS_PER_OCTAVE))
     nat = _native_function("quantize_maps")
@@ -309,7 +318,7 @@ def quantize(
         sym = (np.sign(u) * mag).astype(np.int64)
         nz = mag > 0
         total, n = float(np.sum(mag[nz] - a[nz])), int(np.count_nonzero(nz))
-    return sym, a, _recon_offset(total, n) if table is None else recon.table_shift(sym, total, tr.levels, table)
+    return sym, a, total, n
 
 
 def _recon_offset(excess: float, nonzeros: int) -> int:
@@ -363,10 +372,11 @@ def offsets(sym: np.ndarray, p: MapParams, levels: int | None = None) -> int | n
     return p.recon if codes is None else codes.astype(np.int64) - recon.CODE_ZERO
 
 
-def dequantize(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.ndarray:
+def dequantize(sym: np.ndarray, p: MapParams, height: int, width: int, codes: np.ndarray | None = None) -> np.ndarray:
     """Maps (H, W, k) from the symbols (k, H, W): sign(q)·(|q| − offset)·step (offset ρ/32, or the reconstruction
     table's), then the CDF 9/7 synthesis, fused in C++ when the extension has it (the same roundings as
-    :func:`dequantize_reference`)."""
+    :func:`dequantize_reference`). ``codes``: the table's :func:`offset_codes` of ``sym`` where the caller has
+    them already (an encoder that fitted ``ro`` from them)."""
     steps = _step_map(height, width, p.levels, p.step)
     nat = native_wavelet("cdf97_dequantize_inverse")
     if nat is None or sym.ndim != 3:
@@ -374,7 +384,7 @@ def dequantize(sym: np.ndarray, p: MapParams, height: int, width: int) -> np.nda
     if sym.dtype not in (np.int32, np.int64):  # the decoder's int32 and the encoder's int64 go as they are
         sym = sym.astype(np.int64)
     sym = np.ascontiguousarray(sym)
-    return nat(sym, steps, p.recon / RECON_DEN, p.levels, 0, offset_codes(sym, p))
+    return nat(sym, steps, p.recon / RECON_DEN, p.levels, 0, offset_codes(sym, p) if codes is None else codes)
 
 
 def dequantized(sym: np.ndarray, recon: int | np.ndarray, steps) -> np.ndarray:

@@ -155,9 +155,16 @@ def table_codes(sym: np.ndarray, levels: int, codes: np.ndarray, ro: int, thread
     return nat(np.ascontiguousarray(sym), shifted, *_native_layout(h, w, levels), int(threads))
 
 
-def table_shift(sym: np.ndarray, excess: float, levels: int, codes: np.ndarray) -> int:
-    """The header's ``ro`` under a table of 24 ``codes`` for symbols whose Σ (|s| − |c|/step) over the nonzeros
-    is ``excess``: :func:`shift`."""
+def table_shift(sym: np.ndarray, excess: float, levels: int, codes: np.ndarray) -> tuple[int, np.ndarray]:
+    """(the header's ``ro``, :func:`shifted` needs) under a table of 24 ``codes`` for symbols whose
+    Σ (|s| − |c|/step) over the nonzeros is ``excess``: :func:`shift`, and the symbols' unshifted codes."""
     n = int(np.count_nonzero(sym))
     unshifted = table_codes(sym, levels, codes, SHIFT_ZERO)  # T[cell] of each nonzero, 8 for the zeros
-    return shift(excess, float(unshifted.sum(dtype=np.int64)) - CODE_ZERO * (unshifted.size - n), n)
+    return shift(excess, float(unshifted.sum(dtype=np.int64)) - CODE_ZERO * (unshifted.size - n), n), unshifted
+
+
+def shifted(unshifted: np.ndarray, ro: int) -> np.ndarray:
+    """:func:`table_codes` at ``ro`` from the codes at ro = 8 (no second pass over the contexts), but for the
+    zero symbols, whose codes no dequantizer reads."""
+    lut = np.clip(np.arange(256) + (int(ro) - SHIFT_ZERO), 0, MAX_CODE).astype(np.uint8)
+    return lut[unshifted]

@@ -105,6 +105,7 @@ class MapSearch:
         self.learned = learned
         self.rt = recon_table
         self.recon_codes = recon.table(recon_table).codes if recon_table else None
+        self._table_codes: tuple = (None, None)  # ((k, q), the table codes of its symbols): the last ones
         self.fill_budget = fill_budget or learned is not None
         have = an.fit.basis.shape[0]
         if shared is not None:  # the maps are projections on a stage stored once for many files
@@ -141,7 +142,7 @@ class MapSearch:
         other = copy.copy(self)
         other.deadzone = deadzone
         other._price_cache, other._build_cache, other._map_prices, other._decoded = {}, {}, {}, {}
-        other._estimates = {}
+        other._estimates, other._table_codes = {}, (None, None)
         return other
 
     def principal_maps(self, start: int, stop: int) -> np.ndarray:
@@ -272,7 +273,7 @@ class MapSearch:
         if decoded is not None:  # the same step and ρ: the same maps and side information
             maps, (sdata, sparams, mean, basis) = decoded[1], decoded[2]
         else:
-            maps = coefmaps.dequantize(sym, p, self.h, self.w)
+            maps = coefmaps.dequantize(sym, p, self.h, self.w, self._codes(k, q))
             sdata, sparams, mean, basis = self._side(k, q, beta, maps)
         data = self._file(k, q, sparams, rdata, sdata=sdata, rparams=p.to_header())
         return data, maps, mean, basis
@@ -281,17 +282,24 @@ class MapSearch:
         """The first k maps' symbols at step q (rate–distortion optimised when thorough), their |c| / Δ, and the
         header's ``ro`` (ρ, or the reconstruction table's shift)."""
         self._extend(k)
-        table = None if self.betas else self.recon_codes  # RDOQ weighs its changes at the one offset ρ
-        sym, a, rho = coefmaps.quantize(self.tr, q, k, self.deadzone, magnitudes=bool(self.betas), table=table)
+        sym, a, excess, n = coefmaps.quantize_sums(self.tr, q, k, self.deadzone, magnitudes=bool(self.betas))
+        rho = coefmaps._recon_offset(excess, n)
         if self.betas:  # thorough: rate–distortion optimised quantization at the maps' slope
             assert a is not None
             step = entropy.step_from_exponent(q, coefmaps.STEPS_PER_OCTAVE)
             sym = coefmaps.rdoq(sym, a, rho, self.levels, (self.norm * step) ** 2, self.slope(k, q))
-            if self.recon_codes is not None:  # the table's shift for the symbols RDOQ left
-                nz = sym != 0
-                excess = float(np.sum(np.abs(sym[nz]) - a[nz]))
-                rho = recon.table_shift(sym, excess, self.levels, self.recon_codes)
+            nz = sym != 0
+            excess = float(np.sum(np.abs(sym[nz]) - a[nz]))  # for the table's shift: the symbols RDOQ left
+        if self.recon_codes is not None:  # the table's shift; its codes kept for this step's dequantizing
+            rho, unshifted = recon.table_shift(sym, excess, self.levels, self.recon_codes)
+            self._table_codes = ((k, q), recon.shifted(unshifted, rho))
         return sym, a, rho
+
+    def _codes(self, k: int, q: int) -> np.ndarray | None:
+        """The table codes :meth:`_symbols` made for (k, q), if they are the last it made (else None: the
+        dequantizer makes them again)."""
+        key, codes = self._table_codes
+        return codes if key == (k, q) else None
 
     def _side(self, k: int, q: int, beta: float, maps: np.ndarray) -> tuple[bytes, dict, np.ndarray, np.ndarray]:
         """The spectral side information of decoded maps (H, W, k): (bytes, header params, mean, basis)."""
@@ -306,7 +314,7 @@ class MapSearch:
         needs only the step and ρ): a runner-up that loses here is never coded."""
         symbols = self._symbols(k, q)
         p = coefmaps.MapParams(k, q, self.levels, 0, b"", np.zeros(0, np.int64), symbols[2], recon_table=self.rt)
-        maps = coefmaps.dequantize(symbols[0], p, self.h, self.w)
+        maps = coefmaps.dequantize(symbols[0], p, self.h, self.w, self._codes(k, q))
         side = self._side(k, q, beta, maps)
         self._decoded = {(k, q, beta): (symbols, maps, side)}  # kept for its build, if it wins
         return self.psnr_of(maps, side[2], side[3])
