@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <stdexcept>
 #include <vector>
 
@@ -36,40 +37,38 @@ constexpr uint8_t kNoOffset = 8;
 inline int64_t mag(int64_t v) { return v < 0 ? -v : v; }
 
 template <class Sym>
-void plane_codes(const Sym* cur, const Sym* prev, const Sym* next, int64_t w, const Layout& L, const uint8_t* table,
-                 uint8_t* out) {
+void plane_codes(const Sym* cur, const Sym* prev, const Sym* next, int64_t w, int64_t hw, const Layout& L,
+                 const uint8_t* table, uint8_t* out) {
+    std::fill(out, out + hw, kNoOffset);  // the zeros' code; most symbols are zeros
     for (size_t bi = 0; bi < L.bands.size(); ++bi) {
         const Band& b = L.bands[bi];
         const Band* par = L.parent[bi];
         const int64_t rows = b.rows(), cols = b.cols();
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t row0 = (b.r0 + r) * w + b.c0;
+            const Sym* row = cur + row0;
+            const Sym* up = r > 0 ? row - w : nullptr;
+            const Sym* down = r + 1 < rows ? row + w : nullptr;
+            const Sym* prow = par ? cur + (par->r0 + std::min(r / 2, par->rows() - 1)) * w + par->c0 : nullptr;
             for (int64_t c = 0; c < cols; ++c) {
-                const int64_t i = row0 + c;
-                const int64_t a = mag(cur[i]);
-                if (a == 0) {
-                    out[i] = kNoOffset;
+                if (c + 4 <= cols && (row[c] | row[c + 1] | row[c + 2] | row[c + 3]) == 0) {  // runs of zeros
+                    c += 3;
                     continue;
                 }
-                int64_t u = 0;
-                for (int64_t dr = -1; dr <= 1; ++dr) {
-                    const int64_t rr = r + dr;
-                    if (rr < 0 || rr >= rows) continue;
-                    for (int64_t dc = -1; dc <= 1; ++dc) {
-                        const int64_t cc = c + dc;
-                        if ((dr == 0 && dc == 0) || cc < 0 || cc >= cols) continue;
-                        u += mag(cur[(b.r0 + rr) * w + b.c0 + cc]);
-                    }
+                const int64_t a = mag(row[c]);
+                if (a == 0) continue;
+                const bool left = c > 0, right = c + 1 < cols;
+                int64_t u = (left ? mag(row[c - 1]) : 0) + (right ? mag(row[c + 1]) : 0);
+                for (const Sym* nb : {up, down}) {
+                    if (!nb) continue;
+                    u += mag(nb[c]) + (left ? mag(nb[c - 1]) : 0) + (right ? mag(nb[c + 1]) : 0);
                 }
-                if (par) {
-                    const int64_t pr = std::min(r / 2, par->rows() - 1), pc = std::min(c / 2, par->cols() - 1);
-                    u += 2 * mag(cur[(par->r0 + pr) * w + par->c0 + pc]);
-                }
-                if (prev) u += mag(prev[i]);
-                if (next) u += mag(next[i]);
+                if (prow) u += 2 * mag(prow[std::min(c / 2, par->cols() - 1)]);
+                if (prev) u += mag(prev[row0 + c]);
+                if (next) u += mag(next[row0 + c]);
                 int bucket = 0;
                 for (int64_t e : kReconEdges) bucket += (u >= e);
-                out[i] = table[(std::min<int64_t>(a, kMagBins) - 1) * kBuckets + bucket];
+                out[row0 + c] = table[(std::min<int64_t>(a, kMagBins) - 1) * kBuckets + bucket];
             }
         }
     }
@@ -92,7 +91,7 @@ py::array_t<uint8_t> recon_offset_codes(const py::array_t<Sym, py::array::c_styl
         py::gil_scoped_release release;
         hsicodec_native::parallel_for(k, threads, [&](int64_t j) {
             const Sym* cur = s + j * hw;
-            plane_codes(cur, j > 0 ? cur - hw : nullptr, j + 1 < k ? cur + hw : nullptr, w, L, t, o + j * hw);
+            plane_codes(cur, j > 0 ? cur - hw : nullptr, j + 1 < k ? cur + hw : nullptr, w, hw, L, t, o + j * hw);
         });
     }
     return out;

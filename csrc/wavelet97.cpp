@@ -246,8 +246,6 @@ py::array_t<double> dequantize_inverse(py::array_t<Sym, py::array::c_style> sym,
     {
         py::gil_scoped_release nogil;
         constexpr int64_t kCols = 64;  // a row's columns in blocks: the (cols x k) output block stays in L1/L2
-        double lut[256];  // a code's offset, (code - 8) / 32 of a step: exact in binary
-        for (int i = 0; i < 256; ++i) lut[i] = static_cast<double>(i - 8) / 32.0;
         parallel_for(H, threads, [&](int64_t r, std::vector<double>&) {
             for (int64_t c0 = 0; c0 < W; c0 += kCols) {
                 const int64_t c1 = std::min(W, c0 + kCols);
@@ -261,8 +259,8 @@ py::array_t<double> dequantize_inverse(py::array_t<Sym, py::array::c_style> sym,
                         const double x = v > 0 ? (mag - off) : v < 0 ? -(mag - off) : 0.0;
                         o[(r * W + c) * k + m] = x * st[r * W + c];
                     };
-                    if (cr) {
-                        for (int64_t c = c0; c < c1; ++c) put(c, lut[cr[c]]);
+                    if (cr) {  // a code's offset, (code - 8) / 32 of a step: exact in binary
+                        for (int64_t c = c0; c < c1; ++c) put(c, static_cast<double>(static_cast<int>(cr[c]) - 8) * 0.03125);
                     } else {
                         for (int64_t c = c0; c < c1; ++c) put(c, offset);
                     }
