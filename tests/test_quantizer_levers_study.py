@@ -57,3 +57,12 @@ def test_per_class_offsets_are_the_cells_means_and_dequantize_with_them():
     dec = ql.with_offsets(sym, steps, cells, table, 5)
     assert dec[0, 0, 0] == 1 - table[0] / 32 and dec[0, 1, 1] == -(1 - table[0] / 32) and dec[0, 0, 3] == 0
     assert np.array_equal(cm.dequantized(sym, 5, steps)[sym == 0], dec[sym == 0])
+
+
+def test_striped_columns_raise_the_stripe_share_and_white_noise_does_not():
+    rng = np.random.default_rng(3)
+    white = rng.normal(size=(60, 50, 8))
+    cols, rows = ql.stripe_share(white, maps=4)
+    assert cols.max() < 5 * 0.8 / 60 and rows.max() < 5 * 0.8 / 50
+    striped = white + rng.normal(size=(1, 50, 1)) * rng.normal(size=(1, 1, 8)) * 3
+    assert ql.stripe_share(striped, maps=4)[0].max() > 0.5

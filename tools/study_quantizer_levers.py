@@ -22,6 +22,10 @@ maps, step exponent q and coefficients), against the same maps quantized as the 
   the codec now ships, ``rl.rt`` = 1, spec/hsim.md 10.13, needs no bytes: ``tools/train_recon_table.py
   --validate`` measures it.)
 
+Beside them, per scene, the *stripe share* of its first principal-component maps (:func:`stripe_share`): the
+energy of their column and row means (less a 5-tap moving average), which a pushbroom sensor's striping
+would raise and a per-column term could code cheaply; white noise gives about 0.8 / rows (columns).
+
 "dB" is the PSNR gain at the file's size: the squared error saved (the maps' inverse transform against the
 unquantized maps', as tools/study_learned_lifting.py measures) plus what the bytes saved buy along the default
 curve of ``bench/rd.json`` (tools/study_cross_map.py ``worth_db``; n/a beyond its measured points). Writes the
@@ -207,6 +211,25 @@ def with_offsets(sym: np.ndarray, steps: np.ndarray, cells: np.ndarray, table: d
     return np.sign(sym) * np.where(m > 0, m - off / cm.RECON_DEN, 0.0) * steps
 
 
+def stripe_share(cube: np.ndarray, maps: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(column, row) stripe shares (maps,) of the cube's first principal-component maps: the energy of each
+    map's column (row) means less their 5-tap moving average, times the rows (columns) they average, over the
+    map's energy."""
+    h, w, b = cube.shape
+    x = cube.reshape(-1, b).astype(np.float64)
+    x -= x.mean(axis=0)
+    m = (x @ np.linalg.eigh(x.T @ x)[1][:, ::-1][:, :maps]).reshape(h, w, -1)
+    total = np.maximum((m**2).sum(axis=(0, 1)), 1e-300)
+
+    def high(v: np.ndarray) -> np.ndarray:  # along axis 0
+        smooth = np.stack([np.convolve(c, np.ones(5) / 5, mode="same") for c in v.T], axis=1)
+        return v - smooth
+
+    cols = (high(m.mean(axis=0)) ** 2).sum(axis=0) * h / total
+    rows = (high(m.mean(axis=1)) ** 2).sum(axis=0) * w / total
+    return cols, rows
+
+
 def one_file(cube: np.ndarray, search: MapSearch, rate: float, rd: dict) -> dict:
     """The three levers on the default file of ``cube`` at ``rate`` (without the reconstruction table)."""
     blob = hsicodec.compress(cube, bpppb=rate, recon_table=False)
@@ -266,9 +289,13 @@ def main() -> int:
     args = ap.parse_args()
     card = json.loads(CARD.read_text())
     rd = {s["scene"]: s for s in json.loads((ROOT / "bench" / "rd.json").read_text())["scenes"]}
-    rows = []
+    rows, stripes = [], []
     for name in card["val_scenes"]:
         cube = np.load(DATA / f"{name}.npy", allow_pickle=False)
+        cols, lines = stripe_share(cube)
+        stripes.append({"scene": name, "columns": cols.tolist(), "rows": lines.tolist(),
+                        "white": [0.8 / cube.shape[0], 0.8 / cube.shape[1]]})  # fmt: skip
+        print(f"{name}: stripe share at most {cols.max():.3f} (columns), {lines.max():.3f} (rows)", flush=True)
         search = MapSearch(None, analyse(cube, load_codec_model()), {})
         for rate in args.rates:
             rows.append({"scene": name} | one_file(cube, search, rate, rd[name]))
@@ -278,7 +305,7 @@ def main() -> int:
                 f"  offsets {_db(r['offsets']['db'])} (before their bytes {_db(r['offsets']['db_free'])})",
                 flush=True,
             )
-    figures = {"min_coeffs": MIN_COEFFS, "angle_bits": ANGLE_BITS, "rows": rows}
+    figures = {"min_coeffs": MIN_COEFFS, "angle_bits": ANGLE_BITS, "rows": rows, "stripes": stripes}
     write_report(args.json, "study_quantizer_levers.py", figures, markdown)
     return 0
 
@@ -306,6 +333,12 @@ def markdown(doc: dict) -> list:
             f"| {r['scene']} | {r['bpppb']:.4f} | {r['maps']} | {'yes' if r['is_the_file'] else 'no'} |"
             f" {_db(rot['db'])} ({rot['levels']}, {rot['side_bytes']:.0f}) | {_db(st['db'])} |"
             f" {_db(off['db'])} ({off['cells']}) | {_db(off['db_free'])} |"
+        )
+    out += ["", "Stripe shares of the first 16 principal-component maps (largest; white noise in brackets):", ""]
+    for st in doc.get("stripes", []):
+        out.append(
+            f"- {st['scene']}: columns {max(st['columns']):.3f} ({st['white'][0]:.3f}),"
+            f" rows {max(st['rows']):.3f} ({st['white'][1]:.3f})"
         )
     return out
 
