@@ -74,7 +74,7 @@ def gain_db(search: MapSearch, cube: np.ndarray, psnr: float, q: int, sym: np.nd
     m = np.abs(sym).astype(np.float64)
     excess = float(np.sum(m[nz] - a[nz]))
     rho = cm._recon_offset(excess, int(nz.sum()))
-    shift = recon.table_shift(sym, excess, search.levels, codes)
+    shift, _ = recon.table_shift(sym, excess, search.levels, codes)
     off = recon.table_codes(sym, search.levels, codes, shift).astype(np.float64) - recon.CODE_ZERO
     step = entropy.step_from_exponent(q, cm.STEPS_PER_OCTAVE)
     before = float(np.sum((a - np.where(nz, m - rho / cm.RECON_DEN, 0.0)) ** 2))
