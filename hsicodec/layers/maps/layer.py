@@ -5,6 +5,7 @@ from __future__ import annotations
 from hsicodec.coding.reduce import aligned_window
 from hsicodec.errors import HsimHeaderError
 from hsicodec.layers.base import DecodeContext, Decoded, LayerEncoder, Scene
+from hsicodec.layers.maps import recon
 from hsicodec.layers.maps.coding import EC_LEARNED, EC_RANS, MAX_MAPS, MapParams, parse_params
 from hsicodec.layers.maps.reduced import decode_maps_reduced
 from hsicodec.layers.maps.stages import apply_stages, stages_description, with_stages
@@ -64,7 +65,9 @@ class MapLayer:
                 "entropy_coder": {EC_RANS: "rans", EC_LEARNED: "rans, learned entropy model"}.get(
                     params.coder, "constriction"
                 ),
-                "reconstruction": f"trained table {params.recon_table}" if params.recon_table else "one offset",
+                "reconstruction": (
+                    f"trained table {recon.NAMES[params.recon_table]}" if params.recon_table else "one offset"
+                ),
             }
             | stages_description(params)
             | ({"entropy_model": params.model_id.hex()} if params.coder == EC_LEARNED else {})

@@ -44,6 +44,7 @@ MAX_CODE = 24  # offsets −8..16 / 32 of a step
 DEFAULT_ALIAS = "hsi-recon-v1"
 #: ``rt`` → the sha256 of the table's model file (spec/hsim.md 10.13 fixes this list)
 TABLES = {1: "26398fa13dd00433a06fef296c904fb785581f43bebc398de53093393d1e224b"}
+NAMES = {1: DEFAULT_ALIAS}  # ``rt`` → the table's alias, for people
 
 
 @dataclass(frozen=True)
