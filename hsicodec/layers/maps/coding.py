@@ -57,6 +57,9 @@ from hsicodec.coding.wavelet import (
 )
 from hsicodec.errors import HsimHeaderError, OptionError, header_int
 from hsicodec.layers.maps import rans, recon
+from hsicodec.layers.maps.layout import native_function as _native_function
+from hsicodec.layers.maps.layout import native_layout as _native_layout
+from hsicodec.layers.maps.layout import stream_layout as _stream_layout
 
 PLAIN_EDGES = np.array([1, 2, 4, 8, 16, 32], np.int64)  # scheme "plain": t ≥ edge_i → class > i
 FINE_EDGES = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64], np.int64)  # scheme "checkerboard", per pass
@@ -166,15 +169,6 @@ def map_levels(height: int, width: int) -> int:
 
 
 # -- contexts ----------------------------------------------------------------------------------
-
-
-def _parent_slices(bands: list) -> dict:
-    """For every detail subband index, the index of its parent subband (same orientation, one level coarser)."""
-    out = {}
-    for i, (grp, ori, _, _) in enumerate(bands):
-        if grp >= 2:
-            out[i] = next(j for j, (g, o, _, _) in enumerate(bands) if g == grp - 1 and o == ori)
-    return out
 
 
 def _gather(a: np.ndarray, rows: int, cols: int, scale: int) -> np.ndarray:
@@ -288,16 +282,16 @@ def _planes(a: np.ndarray, rows: int = 8) -> np.ndarray:
 
 
 def quantize(
-    tr: Transformed, q: int, k: int, deadzone: float = 0.5, magnitudes: bool = True, table: np.ndarray | None = None
+    tr: Transformed, q: int, k: int, deadzone: float = 0.5, magnitudes: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Integers of the first k maps at step exponent q; rounding threshold ``deadzone`` (0.5 = nearest).
 
-    Returns (symbols (k, H, W) int64, |coefficient| / step, the header's ``ro``: the least-squares
-    reconstruction offset ρ, or with a reconstruction ``table`` (its 24 codes) the table's least-squares shift,
-    :func:`hsicodec.layers.maps.recon.table_shift`); with ``magnitudes`` False the second is None (C++
-    ``quantize_maps`` then skips it; same values as numpy's)."""
+    Returns (symbols (k, H, W) int64, |coefficient| / step, least-squares reconstruction offset ρ); with
+    ``magnitudes`` False the second is None (C++ ``quantize_maps`` then skips it; same values as numpy's).
+    Under a reconstruction table the header's ``ro`` is fitted from :func:`quantize_sums` instead
+    (:func:`hsicodec.layers.maps.recon.table_shift`)."""
     sym, a, total, n = quantize_sums(tr, q, k, deadzone, magnitudes)
-    return sym, a, _recon_offset(total, n) if table is None else recon.table_shift(sym, total, tr.levels, table)[0]
+    return sym, a, _recon_offset(total, n)
 
 
 def quantize_sums(
@@ -511,11 +505,6 @@ def _fit_window(
 # -- coding -----------------------------------------------------------------------------------
 
 
-def _stream_layout(height: int, width: int, levels: int):
-    bands = subbands(height, width, levels)
-    return bands, _parent_slices(bands)
-
-
 def all_classes(sym: np.ndarray, levels: int, checker: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Context class and (map, level group) of every symbol, in the symbols' (k, H, W) layout
     (scheme "checkerboard", or "plain" with ``checker=False``)."""
@@ -536,24 +525,6 @@ def all_classes(sym: np.ndarray, levels: int, checker: bool = True) -> tuple[np.
         else:
             cls[:, rs, cs] = subband_classes(absq, slice(0, k), bands, parents, b)
     return cls, grp
-
-
-def _native_layout(height: int, width: int, levels: int) -> tuple[list, list]:
-    """The subbands as (group, orientation, row0, row1, col0, col1) and each one's parent index (−1: none),
-    as the C++ context functions take them."""
-    bands, parents = _stream_layout(height, width, levels)
-    return (
-        [(g, o, rs.start, rs.stop, cs.start, cs.stop) for g, o, rs, cs in bands],
-        [parents.get(b, -1) for b in range(len(bands))],
-    )
-
-
-def _native_function(name: str):
-    try:
-        from hsicodec import _native  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return getattr(_native, name, None)
 
 
 def _native_classes():

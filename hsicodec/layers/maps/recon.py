@@ -16,11 +16,12 @@ so offsets run from −1/4 to +1/2 of a step (ρ: 0 to 1/2; where the neighbourh
 of a bin sit above its lower edge by more than the dead zone leaves, and the best offset is below zero).
 ``ro`` − 8 is the file's one adaptation of the shared table (least squares, coded where ρ was), so a table
 that fits a scene badly is shifted back. The table is a model file in the registry (kind
-:data:`KIND`); ``rt`` names it through :data:`TABLES`, a list the spec fixes (one byte in the header
-instead of an 8-byte id: the table gains a few hundredths of a dB, which an 8-byte id would cost at
-0.01 bpppb on a 100 × 100 scene).
+:data:`KIND`); ``rt`` names it through :data:`TABLES`, a list the spec fixes (packed into the compact header's coder
+entry, so no header byte instead of an 8-byte id: the table gains a few hundredths of a dB, which an 8-byte
+id would cost at 0.01 bpppb on a 100 × 100 scene).
 
-The C++ twin (``recon_offset_codes`` in csrc/wavelet97.cpp) is tested against :func:`offset_codes` exactly.
+The C++ twin (``recon_offset_codes`` in csrc/recon_table.cpp, called by :func:`table_codes`) is tested
+against :func:`offset_codes_reference` exactly.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hsicodec.coding.wavelet import subbands
 from hsicodec.errors import HsimHeaderError, ModelFormatError
+from hsicodec.layers.maps.layout import native_function, native_layout, stream_layout
 
 KIND = "map-recon-table"
 EDGES = np.array([1, 2, 3, 5, 8, 12, 18], np.int64)  # u reaching edge i → bucket > i
@@ -89,17 +90,14 @@ def context(absq: np.ndarray, levels: int) -> np.ndarray:
     u = np.zeros_like(a)
     u[1:] += a[:-1]
     u[:-1] += a[1:]
-    bands = subbands(h, w, levels)
-    for grp, ori, rs, cs in bands:
+    bands, parents = stream_layout(h, w, levels)
+    for i, (_, _, rs, cs) in enumerate(bands):
         sub = a[:, rs, cs]
         rows, cols = sub.shape[1:]
         pad = np.pad(sub, ((0, 0), (1, 1), (1, 1)))
         u[:, rs, cs] += sum(pad[:, 1 + dr : 1 + dr + rows, 1 + dc : 1 + dc + cols] for dr in (-1, 0, 1)
                             for dc in (-1, 0, 1)) - sub  # fmt: skip
-        par = a[:, :0, :0]
-        if grp >= 2:
-            _, _, prs, pcs = next(b for b in bands if b[0] == grp - 1 and b[1] == ori)
-            par = a[:, prs, pcs]
+        par = a[:, bands[parents[i]][2], bands[parents[i]][3]] if i in parents else a[:, :0, :0]
         if par.shape[1] and par.shape[2]:  # a parent, not empty
             ri = np.minimum(np.arange(rows) // 2, par.shape[1] - 1)
             ci = np.minimum(np.arange(cols) // 2, par.shape[2] - 1)
@@ -114,10 +112,15 @@ def cells(sym: np.ndarray, levels: int) -> np.ndarray:
     return np.where(a > 0, cell, -1)
 
 
+def _shift(codes: np.ndarray, ro: int) -> np.ndarray:
+    """Codes shifted by the file's ``ro``: clip(code + ro − 8, 0, 24), uint8."""
+    return np.clip(np.asarray(codes, np.int64) + int(ro) - SHIFT_ZERO, 0, MAX_CODE).astype(np.uint8)
+
+
 def offset_codes_reference(sym: np.ndarray, levels: int, codes: np.ndarray, ro: int) -> np.ndarray:
     """Offset code (k, H, W) uint8 of every symbol: clip(T[cell] + ro − 8, 0, 24), 8 (no offset) for zeros."""
     c = cells(sym, levels)
-    shifted = np.clip(np.asarray(codes, np.int64) + int(ro) - SHIFT_ZERO, 0, MAX_CODE)
+    shifted = _shift(codes, ro)
     return np.where(c >= 0, shifted[np.maximum(c, 0)], CODE_ZERO).astype(np.uint8)
 
 
@@ -131,29 +134,14 @@ def shift(excess: float, table_total: float, n: int) -> int:
     return int(np.clip(np.round(delta), -SHIFT_ZERO, SHIFT_ZERO)) + SHIFT_ZERO
 
 
-def _native_layout(h: int, w: int, levels: int) -> tuple[list, list]:
-    """The subbands (group, orientation, row0, row1, col0, col1) and their parents' indices (−1: none) as the
-    C++ layout takes them (the parents of the context classes, spec/hsim.md 10.5)."""
-    bands = subbands(h, w, levels)
-    parents = [
-        next((j for j, b in enumerate(bands) if b[0] == g - 1 and b[1] == o), -1) if g >= 2 else -1
-        for g, o, _, _ in bands
-    ]
-    return [(g, o, rs.start, rs.stop, cs.start, cs.stop) for g, o, rs, cs in bands], parents
-
-
 def table_codes(sym: np.ndarray, levels: int, codes: np.ndarray, ro: int, threads: int = 0) -> np.ndarray:
     """:func:`offset_codes_reference`, in C++ where the extension has it (the same codes)."""
-    try:
-        from hsicodec import _native  # type: ignore[attr-defined]
-    except ImportError:
-        _native = None
-    nat = getattr(_native, "recon_offset_codes", None)
+    nat = native_function("recon_offset_codes")
     if nat is None or sym.ndim != 3 or sym.dtype not in (np.int32, np.int64):
         return offset_codes_reference(sym, levels, codes, ro)
-    shifted = np.clip(np.asarray(codes, np.int64) + int(ro) - SHIFT_ZERO, 0, MAX_CODE).astype(np.uint8)
+    shifted = _shift(codes, ro)
     _, h, w = sym.shape
-    return nat(np.ascontiguousarray(sym), shifted, *_native_layout(h, w, levels), int(threads))
+    return nat(np.ascontiguousarray(sym), shifted, *native_layout(h, w, levels), int(threads))
 
 
 def table_shift(sym: np.ndarray, excess: float, levels: int, codes: np.ndarray) -> tuple[int, np.ndarray]:
@@ -167,5 +155,4 @@ def table_shift(sym: np.ndarray, excess: float, levels: int, codes: np.ndarray) 
 def shifted(unshifted: np.ndarray, ro: int) -> np.ndarray:
     """:func:`table_codes` at ``ro`` from the codes at ro = 8 (no second pass over the contexts), but for the
     zero symbols, whose codes no dequantizer reads."""
-    lut = np.clip(np.arange(256) + (int(ro) - SHIFT_ZERO), 0, MAX_CODE).astype(np.uint8)
-    return lut[unshifted]
+    return _shift(np.arange(256), ro)[unshifted]
