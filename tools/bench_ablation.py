@@ -208,7 +208,8 @@ def markdown(result: dict) -> str:
         "only (never seen in training); the whole file counted; encode s = one whole encode on these "
         "cores; MAC/px = the decoder's multiply-adds per pixel (SIREN for the k outputs used, latent "
         "interpolation, spectral reconstruction; with the learned entropy model at most one evaluation of its "
-        "network per map coefficient); dec = decode s, median of 3 (the map-layer rows). Anchor rows are "
+        "network per map coefficient); dec = decode s, median of 3 (every row run since decodes were timed; "
+        "the first three rows predate it). Anchor rows are "
         "copied from `bench/rd.json`.",
         "",
     ]
@@ -232,9 +233,7 @@ def markdown(result: dict) -> str:
                     cells.append("unreachable")
                 else:
                     extra = f", {row['encode_s']:.1f} s" if "encode_s" in row else ""
-                    extra += (
-                        f", dec {row['decode_s']:.3f} s" if "decode_s" in row and "coefficient-map" in label else ""
-                    )
+                    extra += f", dec {row['decode_s']:.3f} s" if "decode_s" in row else ""
                     extra += f", {row['decode_macs_per_pixel']} MAC/px" if "decode_macs_per_pixel" in row else ""
                     cells.append(f"{row['psnr']:.2f} dB ({row['bpppb']:.4f}{extra})")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
