@@ -52,6 +52,7 @@ from hsicodec.layers.maps.search import MapSearch
 from hsicodec.metrics import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study_report import signed_db as _db  # noqa: E402
 from study_report import write_report  # noqa: E402
 from train_entropy_model import CARD, DATA, map_stream  # noqa: E402
 
@@ -320,10 +321,6 @@ def main() -> int:
             print(json.dumps(row), flush=True)
     write_report(args.json, "study_dependent_quantization.py", doc, markdown)
     return 0
-
-
-def _db(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:+.3f}"
 
 
 def markdown(doc: dict) -> list:

@@ -51,6 +51,7 @@ from hsicodec.metrics import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study_cross_map import box, sign_bits, worth_db  # noqa: E402
+from study_report import signed_db as _db  # noqa: E402
 from study_report import write_report  # noqa: E402
 from train_entropy_model import CARD, DATA, map_stream  # noqa: E402
 
@@ -352,10 +353,6 @@ def main() -> int:
     }
     write_report(args.json, "study_learned_lifting.py", figures, markdown)
     return 0
-
-
-def _db(v: float | None, digits: int = 3) -> str:
-    return "n/a" if v is None else f"{v:+.{digits}f}"
 
 
 def markdown(doc: dict) -> list:

@@ -53,6 +53,7 @@ from hsicodec.metrics import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study_cross_map import worth_db  # noqa: E402
+from study_report import signed_db as _db  # noqa: E402
 from study_report import write_report  # noqa: E402
 from train_entropy_model import CARD, DATA, map_stream  # noqa: E402
 
@@ -308,10 +309,6 @@ def main() -> int:
     figures = {"min_coeffs": MIN_COEFFS, "angle_bits": ANGLE_BITS, "rows": rows, "stripes": stripes}
     write_report(args.json, "study_quantizer_levers.py", figures, markdown)
     return 0
-
-
-def _db(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:+.3f}"
 
 
 def markdown(doc: dict) -> list:

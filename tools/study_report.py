@@ -23,3 +23,8 @@ def write_report(path: Path, script: str, figures: dict, markdown: Callable[[dic
     path.write_text(json.dumps(doc, indent=1))
     path.with_suffix(".md").write_text("\n".join(markdown(doc)) + "\n")
     return doc
+
+
+def signed_db(v: float | None, digits: int = 3) -> str:
+    """A dB figure as the studies' tables print it: signed, ``digits`` decimals, "n/a" for None."""
+    return "n/a" if v is None else f"{v:+.{digits}f}"
