@@ -12,17 +12,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import study_dependent_quantization as dq  # noqa: E402
 
 
-def _flat_bits() -> np.ndarray:
-    bits = np.zeros((2, 3, dq.LEFT_BUCKETS, dq.CAP + 1))
-    bits[:] = 1.0 + 2.0 * np.log2(1.0 + np.arange(dq.CAP + 1))
-    return bits
-
-
 def test_trellis_path_is_the_decoders_state_machine():
     rng = np.random.default_rng(0)
     a = np.abs(rng.normal(0, 2.0, (40, 17)))
     a[5, 12:] = np.nan  # a shorter row, padded
-    k, q = dq.trellis(a, np.zeros(40, np.int64), 0.7, 0.1, _flat_bits(), dependent=True)
+    k, q = dq.trellis(a, np.zeros(40, np.int64), 0.7, 0.1, dq.flat_bits(), dependent=True)
     assert np.array_equal(q, dq.decoder_quantizers(k))
     assert np.all(k[5, 12:] == 0)
     rec = np.where(k == 0, 0.0, 2.0 * k - q) * 0.7
@@ -32,7 +26,7 @@ def test_trellis_path_is_the_decoders_state_machine():
 def test_scalar_trellis_at_zero_lambda_rounds():
     rng = np.random.default_rng(1)
     a = np.abs(rng.normal(0, 3.0, (20, 9)))
-    k, q = dq.trellis(a, np.zeros(20, np.int64), 1.0, 0.0, _flat_bits(), dependent=False)
+    k, q = dq.trellis(a, np.zeros(20, np.int64), 1.0, 0.0, dq.flat_bits(), dependent=False)
     assert np.array_equal(k, np.round(a).astype(np.int64)) and not q.any()
 
 

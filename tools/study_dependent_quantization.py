@@ -67,6 +67,16 @@ LAMBDAS = (0.08, 0.12, 0.18)  # λ / Δ², squared error per bit
 DQ_SPACING = 0.625  # dq's union grid spacing, in scalar steps of about the same rate
 
 
+def level_group(group: int, levels: int) -> int:
+    """The rate contexts' subband group of a wavelet level group: 0 lowpass, 1 coarser details, 2 the finest."""
+    return 0 if group == 0 else (2 if group == levels else 1)
+
+
+def flat_bits() -> np.ndarray:
+    """The trellis' first rate model, before any statistics: 1 + 2 log2(1 + |k|) bits in every context."""
+    return np.broadcast_to(1.0 + 2.0 * np.log2(1.0 + np.arange(CAP + 1)), (2, 3, LEFT_BUCKETS, CAP + 1)).copy()
+
+
 def sequences(x: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray, list]:
     """The rows of every subband of every map (x: (k, H, W)), padded with NaN to one length: (rows (n, L),
     subband group of each row (n,), the (map, row, col-slice) each came from)."""
@@ -75,10 +85,9 @@ def sequences(x: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray, list]
     rows, groups, where = [], [], []
     for j in range(k):
         for g, _, rs, cs in bands:
-            grp = 0 if g == 0 else (2 if g == levels else 1)  # lowpass, coarser details, finest details
             for r in range(rs.start, rs.stop):
                 rows.append(x[j, r, cs])
-                groups.append(grp)
+                groups.append(level_group(g, levels))
                 where.append((j, r, cs))
     length = max(len(r) for r in rows)
     out = np.full((len(rows), length), np.nan)
@@ -187,7 +196,7 @@ def estimated_bits(mag: np.ndarray, quant: np.ndarray, levels: int) -> float:
     nb = np.zeros_like(mag)
     grp = np.zeros((h, w), np.int64)
     for g, _, rs, cs in bands:
-        grp[rs, cs] = 0 if g == 0 else (2 if g == levels else 1)
+        grp[rs, cs] = level_group(g, levels)
         sub = np.pad(mag[:, rs, cs], ((0, 0), (1, 0), (1, 1)))
         rr, cc = rs.stop - rs.start, cs.stop - cs.start
         nb[:, rs, cs] = sub[:, 1:, :cc] + sub[:, :rr, 1 : cc + 1] + sub[:, :rr, :cc] + sub[:, :rr, 2:]
@@ -215,37 +224,38 @@ def reconstruct(mag: np.ndarray, quant: np.ndarray, step: float, dependent: bool
     return np.where(nz, base - rho * step, 0.0), rho
 
 
+def point(mag: np.ndarray, quant: np.ndarray, step: float, dependent: bool, a: np.ndarray, levels: int, q: int):
+    """(est bits, real bytes, squared error) of indices |k| (k, H, W) with their quantizers, at ``step``. The
+    map coder codes them under random signs (one bit each, as the maps' signs cost); its bytes do not depend
+    on the offset ρ, which only the header carries."""
+    rec, _ = reconstruct(mag, quant, step, dependent, a)
+    sign = np.where(np.random.default_rng(0).random(mag.shape) < 0.5, -1, 1)
+    real = len(cm.encode_symbols(mag * sign, q, levels, 0)[0])
+    return estimated_bits(mag, quant, levels), float(real), float(np.sum((a - rec) ** 2))
+
+
 def method_points(a: np.ndarray, levels: int, q: int, method: str) -> list:
-    """(est bits, real bytes, squared error) of ``method`` over the step grid (and λ grid)."""
+    """:func:`point` of ``method`` over the step grid (and, for the searched ones, the λ grid)."""
     seqs, groups, where = sequences(a, levels)
     pad = np.isnan(seqs)
+    dependent = method == "dq"
     pts = []
     for m in STEP_GRID:
         if method == "sq":
             mag = np.floor(a / m + DEADZONE).astype(np.int64)
-            quants = [(mag, np.zeros_like(mag), False)]
-        else:
-            dependent = method == "dq"
-            # dq: Δ is the union grid's spacing (each quantizer's is 2Δ); at Δ ≈ 0.625 × the scalar step
-            # its rate is near the scalar quantizer's, and λ is scaled to that equivalent step
-            step = m * DQ_SPACING if dependent else m
-            equivalent = step / DQ_SPACING if dependent else step
-            quants = []
-            for lam in LAMBDAS:
-                bits = np.zeros((2, 3, LEFT_BUCKETS, CAP + 1))
-                bits[:] = 1.0 + 2.0 * np.log2(1.0 + np.arange(CAP + 1))
-                for _ in range(3):
-                    ks, qs = trellis(seqs, groups, step, lam * equivalent**2, bits, dependent)
-                    bits = rate_table(ks, qs, groups, pad)
-                quants.append((unflatten(ks, where, a.shape), unflatten(qs, where, a.shape), dependent))
-            m = step
-        for mag, qmap, dependent in quants:
-            rec, rho = reconstruct(mag, qmap, m, dependent, a)
-            err = float(np.sum((a - rec) ** 2))
-            est = estimated_bits(mag, qmap, levels)
-            sign = np.where(np.random.default_rng(0).random(mag.shape) < 0.5, -1, 1)  # signs: random, 1 bit each
-            real = len(cm.encode_symbols(mag * sign, q, levels, int(round(rho * cm.RECON_DEN)))[0])
-            pts.append((est, float(real), err))
+            pts.append(point(mag, np.zeros_like(mag), m, False, a, levels, q))
+            continue
+        # dq: Δ is the union grid's spacing (each quantizer's is 2Δ); at Δ ≈ 0.625 × the scalar step its
+        # rate is near the scalar quantizer's, and λ is scaled to that equivalent step
+        step = m * DQ_SPACING if dependent else m
+        for lam in LAMBDAS:
+            bits = flat_bits()
+            for _ in range(3):
+                ks, qs = trellis(seqs, groups, step, lam * m**2, bits, dependent)
+                bits = rate_table(ks, qs, groups, pad)
+            pts.append(
+                point(unflatten(ks, where, a.shape), unflatten(qs, where, a.shape), step, dependent, a, levels, q)
+            )
     return pts
 
 
@@ -279,11 +289,7 @@ def one_file(cube: np.ndarray, search: MapSearch, rate: float) -> dict:
     mse = (float(cube.max()) - float(cube.min())) ** 2 / 10 ** (row["psnr"] / 10)
     scale = (entropy.step_from_exponent(q, cm.STEPS_PER_OCTAVE) * search.norm) ** 2 / cube.size
     mag0 = np.floor(a + DEADZONE).astype(np.int64)
-    rec0, _ = reconstruct(mag0, np.zeros_like(mag0), 1.0, False, a)
-    err0 = float(np.sum((a - rec0) ** 2))
-    est0 = estimated_bits(mag0, np.zeros_like(mag0), levels)
-    sign = np.where(np.random.default_rng(0).random(mag0.shape) < 0.5, -1, 1)
-    real0 = float(len(cm.encode_symbols(mag0 * sign, q, levels, 0)[0]))
+    est0, real0, err0 = point(mag0, np.zeros_like(mag0), 1.0, False, a, levels, q)  # the file's quantization
     row["map_share"] = real0 / len(blob)
     for method in ("sq", "sq+rdoq", "dq"):
         pts = method_points(a, levels, q, method)
