@@ -200,12 +200,12 @@ def encode(
         options = {**options, "maps": {"shared": shared_spectral}}
     # the map layer's post filter, nonlinear synthesis and learned entropy model, each where it pays
     flags = {"post_filter": post_filter, "synthesis": synthesis, "learned_entropy": learned_entropy}
-    if any(flags.values()):
-        options = {**options, "maps": {**(options.get("maps") or {}), **{k: True for k, on in flags.items() if on}}}
+    maps_options = {k: True for k, on in flags.items() if on}
     if not recon_table:  # one offset ρ instead of the trained table (files for readers before grid version 9)
-        options = {**options, "maps": {**(options.get("maps") or {}), "recon_table": False}}
-    if map_options:  # ablations: e.g. {"fill_budget": True}, the map layer's step refined to the budget (ec = 1)
-        options = {**options, "maps": {**(options.get("maps") or {}), **map_options}}
+        maps_options["recon_table"] = False
+    maps_options.update(map_options or {})  # ablations: e.g. {"fill_budget": True}, the step refined to the budget
+    if maps_options:
+        options = {**options, "maps": {**(options.get("maps") or {}), **maps_options}}
     scene = Scene(an, model, dict(base_header or {}), tuple(extra_sections), valid, inner_steps, adam_steps, threads,
                   backend, progress, options)  # fmt: skip
     tried: dict = {}
